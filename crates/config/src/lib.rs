@@ -1,0 +1,1 @@
+//! placeholder: replaced by the domus-config work.

@@ -1,0 +1,2 @@
+//! placeholder: replaced by the probe guest work.
+fn main() {}
