@@ -1,0 +1,2 @@
+//! placeholder: replaced by the toolstack work.
+fn main() {}
