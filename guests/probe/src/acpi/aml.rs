@@ -1,0 +1,52 @@
+//! Just enough AML to read `\_S5_` (ACPI 6.5 §7.4.2: the S5 sleep type values).
+//!
+//! The probe does not interpret AML; it looks for the byte pattern of a `Name(_S5_, Package(){..})`
+//! definition (NameOp 0x08, optional root prefix `\`, NameSeg `_S5_`, PackageOp 0x12, PkgLength,
+//! NumElements) and decodes the first two integer elements (SLP_TYPa, SLP_TYPb).
+
+const NAME_OP: u8 = 0x08;
+const ROOT_CHAR: u8 = b'\\';
+const PACKAGE_OP: u8 = 0x12;
+
+/// Decodes one AML integer data object at `bytes[0..]`: (value, encoded length).
+fn integer(bytes: &[u8]) -> Option<(u64, usize)> {
+    let le = |n: usize| -> Option<u64> {
+        let b = bytes.get(1..1 + n)?;
+        Some(b.iter().rev().fold(0u64, |v, &x| (v << 8) | u64::from(x)))
+    };
+    match *bytes.first()? {
+        0x00 => Some((0, 1)),        // ZeroOp
+        0x01 => Some((1, 1)),        // OneOp
+        0xff => Some((u64::MAX, 1)), // OnesOp
+        0x0a => Some((le(1)?, 2)),   // BytePrefix
+        0x0b => Some((le(2)?, 3)),   // WordPrefix
+        0x0c => Some((le(4)?, 5)),   // DWordPrefix
+        0x0e => Some((le(8)?, 9)),   // QWordPrefix
+        _ => None,
+    }
+}
+
+/// `(SLP_TYPa, SLP_TYPb)` of the `\_S5_` package in an AML table body, if it has one.
+pub fn find_s5(aml: &[u8]) -> Option<(u8, u8)> {
+    let mut start = 0;
+    while let Some(pos) = aml.get(start..)?.windows(4).position(|w| w == b"_S5_") {
+        let at = start + pos;
+        start = at + 4;
+        let named = match at {
+            0 => false,
+            1 => aml[0] == NAME_OP,
+            _ => aml[at - 1] == NAME_OP || (aml[at - 1] == ROOT_CHAR && aml[at - 2] == NAME_OP),
+        };
+        if !named || aml.get(at + 4) != Some(&PACKAGE_OP) {
+            continue;
+        }
+        let lead = *aml.get(at + 5)?;
+        let pkg_len_bytes = 1 + usize::from(lead >> 6);
+        let mut cursor = at + 5 + pkg_len_bytes + 1; // skip PkgLength and NumElements
+        let (a, used) = integer(aml.get(cursor..)?)?;
+        cursor += used;
+        let b = integer(aml.get(cursor..)?).map_or(a, |(b, _)| b);
+        return Some(((a & 7) as u8, (b & 7) as u8));
+    }
+    None
+}

@@ -1,0 +1,1 @@
+//! Local APIC, IOAPIC and 8259 programming, from CPL3 through the identity-mapped MMIO pages.

@@ -1,0 +1,47 @@
+//! Scenario dispatch: `probe=<name>` picks one entry of [`SCENARIOS`].
+//!
+//! Adding a scenario is one file: write `scenarios/<name>.rs` with a `pub const SCENARIO:
+//! Scenario` and list it below. A scenario that returns is followed by an ACPI poweroff.
+
+mod echo;
+mod hello;
+mod idle;
+mod loop_;
+mod panic;
+mod poweroff;
+mod reboot;
+mod smp;
+mod triple_fault;
+
+use crate::cmdline::Args;
+use crate::Machine;
+
+/// One named scenario.
+pub struct Scenario {
+    /// The `probe=` value that selects it.
+    pub name: &'static str,
+    /// Runs it; returning means "power off now".
+    pub run: fn(&Machine, &Args<'_>),
+}
+
+/// Every scenario the probe knows.
+pub const SCENARIOS: &[Scenario] = &[
+    hello::SCENARIO,
+    poweroff::SCENARIO,
+    reboot::SCENARIO,
+    panic::SCENARIO,
+    triple_fault::SCENARIO,
+    smp::SCENARIO,
+    loop_::SCENARIO,
+    idle::SCENARIO,
+    echo::SCENARIO,
+];
+
+/// Runs the scenario the command line names, or reports that it does not exist.
+pub fn run(machine: &Machine, args: &Args<'_>) {
+    let name = args.scenario();
+    match SCENARIOS.iter().find(|s| s.name == name) {
+        Some(scenario) => (scenario.run)(machine, args),
+        None => crate::report!("error unknown-scenario name={name}"),
+    }
+}

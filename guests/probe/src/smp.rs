@@ -1,0 +1,1 @@
+//! Application-processor bring-up (INIT-SIPI-SIPI) and the real-mode trampoline.
