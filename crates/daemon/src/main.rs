@@ -1,2 +1,132 @@
-//! placeholder: replaced by the toolstack work.
-fn main() {}
+//! `domusd`: the Domus supervisor daemon. Parses flags, sets up logging, and runs the supervisor in
+//! `daemon/` in the foreground (systemd's `Type=simple`; see dist/systemd/domusd.service).
+//!
+//! Running domains never depend on this process: each domain's domus-vmm runs in its own session, and a
+//! restarted domusd re-adopts them from `$DOMUS_STATE_DIR/domains/`.
+
+mod daemon;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use domusd::paths::Paths;
+use tracing::{error, info};
+use tracing_subscriber::EnvFilter;
+
+use daemon::{dmesg::DmesgRing, server, store::NoStore, Daemon, Options};
+
+/// Command line of domusd. Every path flag overrides the matching DOMUS_* variable.
+#[derive(Debug, Parser)]
+#[command(name = "domusd", version, about = "Domus supervisor daemon")]
+struct Args {
+    /// Stay in the foreground (domusd never daemonizes itself; accepted for xl/xenstored habits).
+    #[arg(short = 'F', long)]
+    foreground: bool,
+    /// Runtime directory (sockets) [env DOMUS_RUNTIME_DIR, default /run/domus].
+    #[arg(long)]
+    runtime_dir: Option<PathBuf>,
+    /// State directory (domain records, store journal) [env DOMUS_STATE_DIR, default /var/lib/domus].
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Log directory (console logs) [env DOMUS_LOG_DIR, default /var/log/domus].
+    #[arg(long)]
+    log_dir: Option<PathBuf>,
+    /// Config directory [env DOMUS_CONFIG_DIR, default /etc/domus then /etc/xen].
+    #[arg(long)]
+    config_dir: Option<PathBuf>,
+    /// The domus-vmm binary [env DOMUS_VMM, default: next to domusd].
+    #[arg(long)]
+    vmm: Option<PathBuf>,
+    /// Milliseconds between state polls of each VMM.
+    #[arg(long, default_value_t = 100)]
+    poll_ms: u64,
+    /// Console log size (bytes) before rotation.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    console_log_max_bytes: u64,
+}
+
+fn env(k: &str) -> Option<String> {
+    std::env::var(k).ok()
+}
+
+fn options(args: &Args) -> anyhow::Result<Options> {
+    let mut paths = Paths::from_lookup(env);
+    if let Some(d) = &args.runtime_dir {
+        paths.runtime_dir.clone_from(d);
+    }
+    if let Some(d) = &args.state_dir {
+        paths.state_dir.clone_from(d);
+    }
+    if let Some(d) = &args.log_dir {
+        paths.log_dir.clone_from(d);
+    }
+    if let Some(d) = &args.config_dir {
+        paths.config_dirs = vec![d.clone()];
+    }
+    let vmm_exe = match args
+        .vmm
+        .clone()
+        .or_else(|| env("DOMUS_VMM").map(PathBuf::from))
+    {
+        Some(p) => p,
+        None => std::env::current_exe()
+            .context("locating domusd's own binary")?
+            .with_file_name("domus-vmm"),
+    };
+    Ok(Options {
+        paths,
+        vmm_exe,
+        poll_interval: Duration::from_millis(args.poll_ms.max(1)),
+        console_log_max_bytes: args.console_log_max_bytes.max(4096),
+        start_timeout: Duration::from_secs(30),
+        destroy_timeout: Duration::from_secs(5),
+    })
+}
+
+fn run(args: &Args, ring: DmesgRing) -> anyhow::Result<()> {
+    let opts = options(args)?;
+    for d in [
+        &opts.paths.runtime_dir,
+        &opts.paths.state_dir,
+        &opts.paths.log_dir,
+    ] {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    std::fs::create_dir_all(opts.paths.log_dir.join("console"))
+        .with_context(|| format!("creating {}/console", opts.paths.log_dir.display()))?;
+    if !opts.vmm_exe.exists() {
+        anyhow::bail!(
+            "domus-vmm not found at {} (build the workspace, or pass --vmm PATH)",
+            opts.vmm_exe.display()
+        );
+    }
+    let listener = server::bind(&opts.paths.api_socket())?;
+    let api = opts.paths.api_socket();
+    let daemon = Daemon::new(opts, Box::new(NoStore), ring)?;
+    daemon.recover().context("re-adopting domains")?;
+    info!(socket = %api.display(), "domusd ready");
+    server::serve(&daemon, &listener);
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let ring = DmesgRing::default();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("DOMUS_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_ansi(false)
+        .with_writer(ring.clone())
+        .init();
+    match run(&args, ring) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

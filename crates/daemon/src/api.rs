@@ -1,0 +1,291 @@
+//! API message types exchanged by `domus` and `domusd` (see the crate docs for the routes).
+//!
+//! These are the only definitions of the messages; both sides use them, so they cannot drift apart.
+//! Requests deny unknown fields; replies tolerate them, so a newer daemon may add fields.
+
+use serde::{Deserialize, Serialize};
+
+/// Name of the host's own row, as xl prints it.
+pub const DOMAIN0_NAME: &str = "Domain-0";
+
+/// Lifecycle state of a domain, as `xl list` knows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DomainState {
+    /// At least one vCPU is running guest code.
+    Running,
+    /// Every vCPU waits for an interrupt.
+    Blocked,
+    /// Paused by the toolstack.
+    Paused,
+    /// The guest stopped (powered off or rebooted) and the domain is kept.
+    Shutdown,
+    /// The guest crashed and the domain is kept (`on_crash = "preserve"`).
+    Crashed,
+    /// Being destroyed.
+    Dying,
+}
+
+/// Why a domain's guest stopped; Xen's `SHUTDOWN_*` codes in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ShutdownReason {
+    /// ACPI S5 (xl's code 0).
+    Poweroff,
+    /// Reset (code 1).
+    Reboot,
+    /// Suspend (code 2; never produced here).
+    Suspend,
+    /// Crash (code 3).
+    Crash,
+    /// Watchdog (code 4; never produced here).
+    Watchdog,
+    /// Soft reset (code 5; never produced here).
+    SoftReset,
+}
+
+impl ShutdownReason {
+    /// Xen's numeric shutdown code (`xl list -v`'s Reason-Code).
+    pub fn code(self) -> u32 {
+        match self {
+            Self::Poweroff => 0,
+            Self::Reboot => 1,
+            Self::Suspend => 2,
+            Self::Crash => 3,
+            Self::Watchdog => 4,
+            Self::SoftReset => 5,
+        }
+    }
+
+    /// The letter `xl list` prints in its fifth state column.
+    pub fn letter(self) -> char {
+        match self {
+            Self::Poweroff => '-',
+            Self::Reboot => 'r',
+            Self::Suspend => 's',
+            Self::Crash => 'c',
+            Self::Watchdog => 'w',
+            Self::SoftReset => 'S',
+        }
+    }
+}
+
+/// One vCPU as `vcpu-list` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VcpuInfo {
+    /// vCPU number inside the guest.
+    pub id: u32,
+    /// `running`, `blocked` or `paused` (as the VMM reports).
+    pub state: String,
+    /// Host CPU time consumed, nanoseconds.
+    pub cpu_time_ns: u64,
+    /// Host CPUs the vCPU thread is pinned to; `None` = all.
+    pub affinity: Option<Vec<u32>>,
+}
+
+/// Everything the CLI shows about one domain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DomainInfo {
+    /// Domain id (0 = the host).
+    pub domid: u32,
+    /// Unique name.
+    pub name: String,
+    /// UUID, lowercase with dashes.
+    pub uuid: String,
+    /// Current state.
+    pub state: DomainState,
+    /// Why the guest stopped, once it did.
+    pub shutdown_reason: Option<ShutdownReason>,
+    /// Detail the VMM gave for the stop (e.g. "pvpanic").
+    pub stop_detail: Option<String>,
+    /// Current memory, MiB.
+    pub memory_mib: u64,
+    /// Maximum memory, MiB.
+    pub maxmem_mib: u64,
+    /// Online vCPUs.
+    pub vcpus: u32,
+    /// Total vCPU time, nanoseconds.
+    pub cpu_time_ns: u64,
+    /// Start time, seconds since the Unix epoch.
+    pub start_time: f64,
+    /// Seconds since the guest started (frozen once it stopped).
+    pub uptime_s: f64,
+    /// Per-vCPU detail (empty when no VMM runs).
+    pub vcpu_info: Vec<VcpuInfo>,
+    /// Unix socket of the domain's console (while a VMM runs).
+    pub console_path: Option<String>,
+    /// Process id of the domain's domus-vmm.
+    pub pid: Option<u32>,
+    /// Restarts done by on_reboot/on_crash = restart under this name.
+    pub restarts: u32,
+    /// The domain's configuration (DomainConfig JSON); `null` for Domain-0.
+    pub config: serde_json::Value,
+}
+
+/// `POST /v1/domains`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRequest {
+    /// The DomainConfig JSON (as `domus create -N` prints it), with paths already absolute.
+    pub config: serde_json::Value,
+    /// Leave the domain paused once created (`create -p`).
+    #[serde(default)]
+    pub paused: bool,
+}
+
+/// `POST /v1/domains/DOM/shutdown`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownRequest {
+    /// xl's `-F` (fall back to the ACPI power button); the power button is all we use anyway.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// `POST /v1/domains/DOM/rename`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameRequest {
+    /// The new name.
+    pub name: String,
+}
+
+/// `POST /v1/domains/DOM/vcpu-pin`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VcpuPinRequest {
+    /// vCPU to pin; `None` = every vCPU.
+    pub vcpu: Option<u32>,
+    /// Host CPUs allowed; empty = all.
+    pub cpus: Vec<u32>,
+}
+
+/// `POST /v1/domains/DOM/mem-max`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemMaxRequest {
+    /// New maximum, MiB.
+    pub mib: u64,
+}
+
+/// `POST /v1/domains/DOM/config-update`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigUpdateRequest {
+    /// The new DomainConfig JSON, used from the domain's next restart.
+    pub config: serde_json::Value,
+}
+
+/// `GET /v1/host`: facts `xl info` prints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostInfo {
+    /// Host name.
+    pub host: String,
+    /// Kernel release (`uname -r`).
+    pub release: String,
+    /// Kernel version string (`uname -v`).
+    pub version: String,
+    /// Machine (`uname -m`).
+    pub machine: String,
+    /// Online CPUs.
+    pub nr_cpus: u32,
+    /// CPU clock, MHz (0 when unknown).
+    pub cpu_mhz: u64,
+    /// Total memory, MiB.
+    pub total_memory_mib: u64,
+    /// Free memory, MiB.
+    pub free_memory_mib: u64,
+    /// Virtualization capabilities (`pvh hvm` style).
+    pub virt_caps: String,
+    /// Whether /dev/kvm is usable.
+    pub kvm: bool,
+    /// domusd's version.
+    pub domus_version: String,
+    /// Domains domusd runs (Domain-0 excluded).
+    pub nr_domains: u32,
+    /// Store socket path.
+    pub xenstored_socket: String,
+}
+
+/// `GET /v1/dmesg`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DmesgReply {
+    /// domusd's recent log lines, oldest first.
+    pub lines: Vec<String>,
+}
+
+/// The body of every non-2xx reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    /// What went wrong, ready to show to the user.
+    pub error: String,
+}
+
+/// Percent-encodes a domain name or id for use as one path segment.
+pub fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Decodes [`encode_segment`]'s output; `None` for malformed escapes or non-UTF-8 results.
+pub fn decode_segment(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_round_trip() {
+        for s in ["hello", "a b/c%d", "Domain-0", "ünï", ""] {
+            assert_eq!(decode_segment(&encode_segment(s)).as_deref(), Some(s));
+        }
+        assert_eq!(encode_segment("a b"), "a%20b");
+        assert_eq!(decode_segment("%zz"), None);
+        assert_eq!(decode_segment("%4"), None);
+    }
+
+    #[test]
+    fn reason_letters_match_xl() {
+        let all = [
+            ShutdownReason::Poweroff,
+            ShutdownReason::Reboot,
+            ShutdownReason::Suspend,
+            ShutdownReason::Crash,
+            ShutdownReason::Watchdog,
+            ShutdownReason::SoftReset,
+        ];
+        let letters: String = all.iter().map(|r| r.letter()).collect();
+        assert_eq!(letters, "-rscwS");
+        assert_eq!(all.map(|r| r.code()), [0, 1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn create_request_denies_unknown_fields() {
+        let err = serde_json::from_str::<CreateRequest>(r#"{"config":{},"bogus":1}"#);
+        assert!(err.is_err());
+        let ok: CreateRequest = serde_json::from_str(r#"{"config":{"name":"x"}}"#).unwrap();
+        assert!(!ok.paused);
+    }
+}

@@ -1,0 +1,579 @@
+//! The domain table: domid allocation, unique names, per-domain records and the state each domain is in.
+//!
+//! Owns no processes and does no i/o: `lifecycle.rs` drives it, `records.rs` persists [`DomainRecord`]s.
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use domusd::api::{DomainInfo, DomainState, ShutdownReason, VcpuInfo};
+use serde::{Deserialize, Serialize};
+
+/// First domid Xen reserves (DOMID_FIRST_RESERVED); ours wrap below it.
+pub const DOMID_LIMIT: u32 = 0x7ff0;
+
+/// An `on_poweroff`/`on_reboot`/`on_crash` action (xl.cfg(5)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Destroy the domain.
+    Destroy,
+    /// Destroy it and create it again from the same config.
+    Restart,
+    /// Keep the old one under a new name, start a new one.
+    RenameRestart,
+    /// Keep the domain in its shut-down state until `destroy`.
+    Preserve,
+    /// Dump core, then destroy (refused at create: not supported).
+    CoredumpDestroy,
+    /// Dump core, then restart (refused at create: not supported).
+    CoredumpRestart,
+}
+
+impl Action {
+    /// The xl.cfg spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Destroy => "destroy",
+            Self::Restart => "restart",
+            Self::RenameRestart => "rename-restart",
+            Self::Preserve => "preserve",
+            Self::CoredumpDestroy => "coredump-destroy",
+            Self::CoredumpRestart => "coredump-restart",
+        }
+    }
+}
+
+fn default_poweroff() -> Action {
+    Action::Destroy
+}
+fn default_reboot() -> Action {
+    Action::Restart
+}
+fn default_crash() -> Action {
+    Action::Destroy
+}
+
+/// The parts of a DomainConfig (domus-config's JSON) the supervisor acts on. The full JSON travels unchanged
+/// to domus-vmm; unknown fields are ignored here on purpose.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConfigView {
+    /// Domain name.
+    pub name: String,
+    /// UUID.
+    #[serde(default)]
+    pub uuid: Option<String>,
+    /// Memory, MiB.
+    pub memory_mib: u64,
+    /// Maximum memory, MiB.
+    #[serde(default)]
+    pub maxmem_mib: Option<u64>,
+    /// vCPUs.
+    pub vcpus: u32,
+    /// Kernel path.
+    #[serde(default)]
+    pub kernel: Option<String>,
+    /// Bootloader (not supported yet).
+    #[serde(default)]
+    pub bootloader: Option<String>,
+    /// Action on poweroff.
+    #[serde(default = "default_poweroff")]
+    pub on_poweroff: Action,
+    /// Action on reboot.
+    #[serde(default = "default_reboot")]
+    pub on_reboot: Action,
+    /// Action on crash.
+    #[serde(default = "default_crash")]
+    pub on_crash: Action,
+    /// PCI passthrough entries (not supported yet).
+    #[serde(default)]
+    pub pci: Vec<serde_json::Value>,
+    /// Network interfaces (accepted; no network yet).
+    #[serde(default)]
+    pub vifs: Vec<serde_json::Value>,
+}
+
+/// Why a configuration cannot be run.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigCheckError {
+    /// The JSON does not have the DomainConfig shape.
+    #[error("invalid domain configuration: {0}")]
+    Shape(String),
+    /// Something we do not support yet.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A value we cannot run.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ConfigView {
+    /// Reads and checks a DomainConfig JSON value.
+    ///
+    /// # Errors
+    /// [`ConfigCheckError`] says what cannot run and why.
+    pub fn check(config: &serde_json::Value) -> Result<Self, ConfigCheckError> {
+        let v: Self = serde_json::from_value(config.clone())
+            .map_err(|e| ConfigCheckError::Shape(e.to_string()))?;
+        if !is_valid_name(&v.name) {
+            return Err(ConfigCheckError::Invalid(format!(
+                "invalid domain name {:?}: use 1-64 characters, no '/', no control characters, not all digits",
+                v.name
+            )));
+        }
+        if !v.pci.is_empty() {
+            return Err(ConfigCheckError::Unsupported(
+                "pci passthrough is not supported yet (remove the 'pci' entries)".into(),
+            ));
+        }
+        if let Some(b) = &v.bootloader {
+            return Err(ConfigCheckError::Unsupported(format!(
+                "bootloader \"{b}\" is not supported yet: give the kernel directly with 'kernel' (and 'ramdisk', 'cmdline')"
+            )));
+        }
+        if v.kernel.is_none() {
+            return Err(ConfigCheckError::Invalid(
+                "no kernel given: set 'kernel' to a PVH or Linux kernel image".into(),
+            ));
+        }
+        for (key, a) in [
+            ("on_poweroff", v.on_poweroff),
+            ("on_reboot", v.on_reboot),
+            ("on_crash", v.on_crash),
+        ] {
+            if matches!(a, Action::CoredumpDestroy | Action::CoredumpRestart) {
+                return Err(ConfigCheckError::Unsupported(format!(
+                    "{key}=\"{}\" is not supported: domus cannot dump guest memory yet (use \"destroy\", \"restart\" or \"preserve\")",
+                    a.as_str()
+                )));
+            }
+        }
+        if v.memory_mib == 0 || v.vcpus == 0 {
+            return Err(ConfigCheckError::Invalid(
+                "memory and vcpus must be at least 1".into(),
+            ));
+        }
+        Ok(v)
+    }
+}
+
+/// Whether `name` can name a domain (Xen forbids all-digit names since they read as domids).
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.chars().all(|c| c.is_ascii_digit())
+        && !name.chars().any(|c| c == '/' || c.is_control())
+        && name != domusd::api::DOMAIN0_NAME
+}
+
+/// The VMM process of a running domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmmRecord {
+    /// Its pid.
+    pub pid: u32,
+    /// Control socket.
+    pub control: String,
+    /// Console socket.
+    pub console: String,
+}
+
+/// How a domain's guest stopped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StopRecord {
+    /// Why.
+    pub reason: ShutdownReason,
+    /// The VMM's detail.
+    pub detail: Option<String>,
+    /// Uptime when it stopped, seconds.
+    pub uptime_s: f64,
+}
+
+/// What is persisted about a domain (`$DOMUS_STATE_DIR/domains/<domid>.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DomainRecord {
+    /// Domain id.
+    pub domid: u32,
+    /// Name.
+    pub name: String,
+    /// UUID.
+    pub uuid: String,
+    /// DomainConfig JSON (name kept in sync with `name`).
+    pub config: serde_json::Value,
+    /// Start time, seconds since the epoch.
+    pub start_time: f64,
+    /// Maximum memory, MiB.
+    pub maxmem_mib: u64,
+    /// The VMM while one runs.
+    pub vmm: Option<VmmRecord>,
+    /// Set once the guest stopped and the domain is preserved.
+    pub stopped: Option<StopRecord>,
+    /// Restarts under this name so far.
+    #[serde(default)]
+    pub restarts: u32,
+    /// vCPU pinning, by vCPU.
+    #[serde(default)]
+    pub affinity: BTreeMap<u32, Vec<u32>>,
+    /// A configuration given by `config-update`, used from the next restart.
+    #[serde(default)]
+    pub pending_config: Option<serde_json::Value>,
+}
+
+/// Live facts from the VMM's last `state` reply.
+#[derive(Debug, Clone, Default)]
+pub struct Live {
+    /// The VMM said "paused".
+    pub paused: bool,
+    /// Per-vCPU detail.
+    pub vcpus: Vec<VcpuInfo>,
+    /// Memory the VMM reported.
+    pub memory_mib: Option<u64>,
+}
+
+/// One domain in the table.
+#[derive(Debug, Clone)]
+pub struct Domain {
+    /// The persisted part.
+    pub rec: DomainRecord,
+    /// What the VMM last reported.
+    pub live: Live,
+    /// Being destroyed.
+    pub dying: bool,
+    /// Increments with each VMM instance, so stale watchers recognise they are stale.
+    pub generation: u64,
+}
+
+/// Seconds since the epoch, now.
+pub fn now_epoch() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl Domain {
+    /// The state xl would show.
+    pub fn state(&self) -> DomainState {
+        if self.dying {
+            return DomainState::Dying;
+        }
+        if let Some(s) = &self.rec.stopped {
+            return if s.reason == ShutdownReason::Crash {
+                DomainState::Crashed
+            } else {
+                DomainState::Shutdown
+            };
+        }
+        if self.live.paused {
+            return DomainState::Paused;
+        }
+        if !self.live.vcpus.is_empty() && self.live.vcpus.iter().all(|v| v.state == "blocked") {
+            return DomainState::Blocked;
+        }
+        DomainState::Running
+    }
+
+    /// The API view.
+    pub fn info(&self) -> DomainInfo {
+        let view = ConfigView::check(&self.rec.config).ok();
+        let vcpus = view.as_ref().map_or(0, |v| v.vcpus);
+        let memory_mib = self
+            .live
+            .memory_mib
+            .or(view.as_ref().map(|v| v.memory_mib))
+            .unwrap_or(0);
+        let uptime_s = match &self.rec.stopped {
+            Some(s) => s.uptime_s,
+            None => (now_epoch() - self.rec.start_time).max(0.0),
+        };
+        let mut vcpu_info = self.live.vcpus.clone();
+        for v in &mut vcpu_info {
+            v.affinity = self.rec.affinity.get(&v.id).cloned();
+        }
+        DomainInfo {
+            domid: self.rec.domid,
+            name: self.rec.name.clone(),
+            uuid: self.rec.uuid.clone(),
+            state: self.state(),
+            shutdown_reason: self.rec.stopped.as_ref().map(|s| s.reason),
+            stop_detail: self.rec.stopped.as_ref().and_then(|s| s.detail.clone()),
+            memory_mib,
+            maxmem_mib: self.rec.maxmem_mib,
+            vcpus,
+            cpu_time_ns: self.live.vcpus.iter().map(|v| v.cpu_time_ns).sum(),
+            start_time: self.rec.start_time,
+            uptime_s,
+            vcpu_info,
+            console_path: self.rec.vmm.as_ref().map(|v| v.console.clone()),
+            pid: self.rec.vmm.as_ref().map(|v| v.pid),
+            restarts: self.rec.restarts,
+            config: self.rec.config.clone(),
+        }
+    }
+}
+
+/// Lookup failures, worded as xl words them.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LookupError {
+    /// No domain has this name.
+    #[error("Can't get domid of domain name '{0}', maybe this domain does not exist.")]
+    NoName(String),
+    /// No domain has this id.
+    #[error("Domain {0} does not exist.")]
+    NoId(u32),
+}
+
+/// All domains domusd supervises (Domain-0 is not in the table).
+#[derive(Debug)]
+pub struct Table {
+    domains: BTreeMap<u32, Domain>,
+    next_domid: u32,
+}
+
+impl Table {
+    /// An empty table whose next domid is `next_domid` (1 if 0 or out of range).
+    pub fn new(next_domid: u32) -> Self {
+        let next_domid = if (1..DOMID_LIMIT).contains(&next_domid) {
+            next_domid
+        } else {
+            1
+        };
+        Self {
+            domains: BTreeMap::new(),
+            next_domid,
+        }
+    }
+
+    /// The next domid to try (persisted so ids are not reused soon after a restart).
+    pub fn next_domid(&self) -> u32 {
+        self.next_domid
+    }
+
+    /// Allocates a domid not in use; `None` when every id is taken.
+    pub fn alloc_domid(&mut self) -> Option<u32> {
+        for _ in 1..DOMID_LIMIT {
+            let id = self.next_domid;
+            self.next_domid = if id + 1 >= DOMID_LIMIT { 1 } else { id + 1 };
+            if !self.domains.contains_key(&id) {
+                return Some(id);
+            }
+        }
+        None
+    }
+
+    /// Resolves xl's "domain" argument: all digits = domid, else a name.
+    ///
+    /// # Errors
+    /// [`LookupError`] with xl's wording.
+    pub fn resolve(&self, spec: &str) -> Result<u32, LookupError> {
+        if !spec.is_empty() && spec.bytes().all(|b| b.is_ascii_digit()) {
+            let id: u32 = spec
+                .parse()
+                .map_err(|_| LookupError::NoName(spec.to_owned()))?;
+            return if self.domains.contains_key(&id) {
+                Ok(id)
+            } else {
+                Err(LookupError::NoId(id))
+            };
+        }
+        self.domains
+            .values()
+            .find(|d| d.rec.name == spec)
+            .map(|d| d.rec.domid)
+            .ok_or_else(|| LookupError::NoName(spec.to_owned()))
+    }
+
+    /// Whether another domain (not `except`) already uses `name`.
+    pub fn name_in_use(&self, name: &str, except: Option<u32>) -> bool {
+        self.domains
+            .values()
+            .any(|d| d.rec.name == name && Some(d.rec.domid) != except)
+    }
+
+    /// Whether a domain already uses `uuid`.
+    pub fn uuid_in_use(&self, uuid: &str) -> bool {
+        self.domains
+            .values()
+            .any(|d| d.rec.uuid.eq_ignore_ascii_case(uuid))
+    }
+
+    /// Inserts a domain (its domid must come from [`Table::alloc_domid`] or a record).
+    pub fn insert(&mut self, d: Domain) {
+        if d.rec.domid >= self.next_domid && d.rec.domid + 1 < DOMID_LIMIT {
+            self.next_domid = d.rec.domid + 1;
+        }
+        self.domains.insert(d.rec.domid, d);
+    }
+
+    /// Removes a domain.
+    pub fn remove(&mut self, domid: u32) -> Option<Domain> {
+        self.domains.remove(&domid)
+    }
+
+    /// A domain by id.
+    pub fn get(&self, domid: u32) -> Option<&Domain> {
+        self.domains.get(&domid)
+    }
+
+    /// A domain by id, mutable.
+    pub fn get_mut(&mut self, domid: u32) -> Option<&mut Domain> {
+        self.domains.get_mut(&domid)
+    }
+
+    /// All domains by domid.
+    pub fn iter(&self) -> impl Iterator<Item = &Domain> {
+        self.domains.values()
+    }
+
+    /// How many domains.
+    pub fn len(&self) -> usize {
+        self.domains.len()
+    }
+}
+
+/// A random (version 4) UUID.
+pub fn random_uuid() -> String {
+    let a = fastrand::u64(..);
+    let b = fastrand::u64(..);
+    let a = (a & 0xffff_ffff_ffff_0fff) | 0x4000;
+    let b = (b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xffff,
+        b >> 48,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn dom(domid: u32, name: &str) -> Domain {
+        Domain {
+            rec: DomainRecord {
+                domid,
+                name: name.into(),
+                uuid: random_uuid(),
+                config: json!({"name": name, "memory_mib": 16, "vcpus": 1, "kernel": "/k"}),
+                start_time: now_epoch(),
+                maxmem_mib: 16,
+                vmm: None,
+                stopped: None,
+                restarts: 0,
+                affinity: BTreeMap::new(),
+                pending_config: None,
+            },
+            live: Live::default(),
+            dying: false,
+            generation: 1,
+        }
+    }
+
+    #[test]
+    fn domids_are_not_reused_while_in_use() {
+        let mut t = Table::new(0);
+        let a = t.alloc_domid().unwrap();
+        t.insert(dom(a, "a"));
+        let b = t.alloc_domid().unwrap();
+        t.insert(dom(b, "b"));
+        assert_eq!((a, b), (1, 2));
+        t.remove(a);
+        assert_eq!(
+            t.alloc_domid(),
+            Some(3),
+            "freed ids are not reused right away"
+        );
+        let mut w = Table::new(DOMID_LIMIT - 1);
+        assert_eq!(w.alloc_domid(), Some(DOMID_LIMIT - 1));
+        assert_eq!(w.alloc_domid(), Some(1), "wraps below the reserved range");
+    }
+
+    #[test]
+    fn resolve_uses_xl_words() {
+        let mut t = Table::new(1);
+        t.insert(dom(5, "web"));
+        assert_eq!(t.resolve("web"), Ok(5));
+        assert_eq!(t.resolve("5"), Ok(5));
+        assert_eq!(
+            t.resolve("x").unwrap_err().to_string(),
+            "Can't get domid of domain name 'x', maybe this domain does not exist."
+        );
+        assert_eq!(t.resolve("9"), Err(LookupError::NoId(9)));
+        assert!(t.name_in_use("web", None));
+        assert!(!t.name_in_use("web", Some(5)));
+    }
+
+    #[test]
+    fn state_follows_live_and_stop() {
+        let mut d = dom(1, "a");
+        assert_eq!(d.state(), DomainState::Running);
+        d.live.vcpus = vec![VcpuInfo {
+            id: 0,
+            state: "blocked".into(),
+            cpu_time_ns: 5,
+            affinity: None,
+        }];
+        assert_eq!(d.state(), DomainState::Blocked);
+        d.live.paused = true;
+        assert_eq!(d.state(), DomainState::Paused);
+        d.rec.stopped = Some(StopRecord {
+            reason: ShutdownReason::Crash,
+            detail: None,
+            uptime_s: 1.0,
+        });
+        assert_eq!(d.state(), DomainState::Crashed);
+        assert_eq!(d.info().uptime_s, 1.0);
+        d.dying = true;
+        assert_eq!(d.state(), DomainState::Dying);
+    }
+
+    #[test]
+    fn config_check_refuses_what_we_cannot_run() {
+        let base = json!({"name": "a", "memory_mib": 16, "vcpus": 1, "kernel": "/k"});
+        let v = ConfigView::check(&base).unwrap();
+        assert_eq!(
+            (v.on_poweroff, v.on_reboot, v.on_crash),
+            (Action::Destroy, Action::Restart, Action::Destroy)
+        );
+        let mut c = base.clone();
+        c["pci"] = json!([{"bus": 0}]);
+        assert!(ConfigView::check(&c)
+            .unwrap_err()
+            .to_string()
+            .contains("pci passthrough is not supported yet"));
+        let mut c = base.clone();
+        c["bootloader"] = json!("pygrub");
+        assert!(ConfigView::check(&c)
+            .unwrap_err()
+            .to_string()
+            .contains("bootloader \"pygrub\" is not supported yet"));
+        let mut c = base.clone();
+        c["on_crash"] = json!("coredump-destroy");
+        assert!(ConfigView::check(&c)
+            .unwrap_err()
+            .to_string()
+            .contains("on_crash=\"coredump-destroy\" is not supported"));
+        let mut c = base.clone();
+        c["name"] = json!("123");
+        assert!(ConfigView::check(&c).is_err());
+        let mut c = base;
+        c["kernel"] = serde_json::Value::Null;
+        assert!(ConfigView::check(&c)
+            .unwrap_err()
+            .to_string()
+            .contains("no kernel given"));
+        assert!(matches!(
+            ConfigView::check(&json!({"x": 1})),
+            Err(ConfigCheckError::Shape(_))
+        ));
+    }
+
+    #[test]
+    fn uuids_look_like_uuids() {
+        let u = random_uuid();
+        assert_eq!(u.len(), 36);
+        assert_eq!(&u[14..15], "4");
+        assert_ne!(u, random_uuid());
+    }
+}

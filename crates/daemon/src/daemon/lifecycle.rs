@@ -1,0 +1,374 @@
+//! Creating domains, re-adopting them after a domusd restart, and applying on_poweroff / on_reboot /
+//! on_crash when a guest stops.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use domusd::api::{DomainInfo, ShutdownReason};
+use tracing::{error, info, warn};
+
+use super::domain::{
+    now_epoch, random_uuid, Action, ConfigView, Domain, DomainRecord, Live, StopRecord, VmmRecord,
+};
+use super::vmm::{self, Control, VmmPaths};
+use super::{console_log, sys, watcher, ApiError, Daemon};
+
+/// The name a rename-restart gives the old domain: `NAME-YYYYMMDDTHHMM` (UTC), as xl's preserve does.
+fn preserved_name(name: &str, epoch: f64) -> String {
+    let secs = epoch.max(0.0) as i64;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{name}-{y:04}{m:02}{d:02}T{:02}{:02}",
+        rem / 3600,
+        (rem % 3600) / 60
+    )
+}
+
+impl Daemon {
+    /// Creates a domain from DomainConfig JSON and starts its VMM; returns once the VMM answers.
+    ///
+    /// # Errors
+    /// 400 for configs we cannot run, 409 for a name or uuid in use, 500 when the VMM fails to start
+    /// (with its last log lines).
+    pub fn create(
+        self: &Arc<Self>,
+        config: serde_json::Value,
+        paused: bool,
+    ) -> Result<DomainInfo, ApiError> {
+        self.create_with(config, paused, 0)
+    }
+
+    fn create_with(
+        self: &Arc<Self>,
+        mut config: serde_json::Value,
+        paused: bool,
+        restarts: u32,
+    ) -> Result<DomainInfo, ApiError> {
+        let view = ConfigView::check(&config).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let uuid = view
+            .uuid
+            .clone()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(random_uuid)
+            .to_lowercase();
+        config["uuid"] = serde_json::Value::String(uuid.clone());
+        let maxmem_mib = view
+            .maxmem_mib
+            .unwrap_or(view.memory_mib)
+            .max(view.memory_mib);
+        let (domid, generation) = {
+            let mut t = self.lock();
+            if let Some(other) = t.iter().find(|d| d.rec.name == view.name) {
+                return Err(ApiError::conflict(format!(
+                    "Domain with name '{}' already exists (domid {}): choose another name or destroy it first.",
+                    view.name, other.rec.domid
+                )));
+            }
+            if t.uuid_in_use(&uuid) {
+                return Err(ApiError::conflict(format!(
+                    "Domain with uuid {uuid} already exists."
+                )));
+            }
+            let domid = t
+                .alloc_domid()
+                .ok_or_else(|| ApiError::internal("no free domid left"))?;
+            let generation = self.next_generation();
+            t.insert(Domain {
+                rec: DomainRecord {
+                    domid,
+                    name: view.name.clone(),
+                    uuid,
+                    config: config.clone(),
+                    start_time: now_epoch(),
+                    maxmem_mib,
+                    vmm: None,
+                    stopped: None,
+                    restarts,
+                    affinity: BTreeMap::new(),
+                    pending_config: None,
+                },
+                live: Live {
+                    paused: true,
+                    ..Live::default()
+                },
+                dying: false,
+                generation,
+            });
+            self.save_next_domid(&t);
+            (domid, generation)
+        };
+        info!(domid, domname = %view.name, "creating domain");
+        if !view.vifs.is_empty() {
+            warn!(domid, domname = %view.name, vifs = view.vifs.len(), "vif entries accepted, but the domain boots without network (networking is not built yet)");
+        }
+        match self.launch(domid, generation, &view.name, &config, paused) {
+            Ok(info) => Ok(info),
+            Err(e) => {
+                let mut t = self.lock();
+                self.remove_locked(&mut t, domid);
+                error!(domid, domname = %view.name, error = %e, "domain creation failed");
+                Err(ApiError::internal(format!(
+                    "cannot start domain '{}': {e}",
+                    view.name
+                )))
+            }
+        }
+    }
+
+    /// Spawns the VMM, waits for its control socket, records it, publishes it in the store and starts the
+    /// watcher and console logger.
+    fn launch(
+        self: &Arc<Self>,
+        domid: u32,
+        generation: u64,
+        name: &str,
+        config: &serde_json::Value,
+        paused: bool,
+    ) -> anyhow::Result<DomainInfo> {
+        let paths = &self.opts.paths;
+        let vp = VmmPaths::new(&paths.domain_runtime_dir(domid), paths.vmm_log(name));
+        let mut child = vmm::spawn(&self.opts.vmm_exe, config, &vp)?;
+        let pid = child.id();
+        let mut ctl = match vmm::wait_ready(&mut child, &vp, self.opts.start_timeout) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e.into());
+            }
+        };
+        if paused {
+            if let Err(e) = ctl.simple("pause") {
+                warn!(domid, error = %anyhow::Error::from(e), "cannot pause the new domain");
+            }
+        }
+        let st = ctl.state().ok();
+        let info = {
+            let mut t = self.lock();
+            let d = t.get_mut(domid).filter(|d| d.generation == generation);
+            let Some(d) = d else {
+                // Destroyed while starting.
+                let _ = child.kill();
+                let _ = child.wait();
+                anyhow::bail!("domain {domid} was destroyed while it started");
+            };
+            d.rec.vmm = Some(VmmRecord {
+                pid,
+                control: vp.control.display().to_string(),
+                console: vp.console.display().to_string(),
+            });
+            d.live.paused = false;
+            let info = d.info();
+            self.save(d);
+            self.store.publish(&Self::store_view(d));
+            info
+        };
+        if let Some(st) = st {
+            self.update_live(domid, generation, &st);
+        }
+        self.start_threads(domid, generation, pid, &vp, Some(child), false);
+        info!(domid, domname = %name, pid, "domain running");
+        self.get(&domid.to_string()).or(Ok(info))
+    }
+
+    fn start_threads(
+        self: &Arc<Self>,
+        domid: u32,
+        generation: u64,
+        pid: u32,
+        vp: &VmmPaths,
+        child: Option<std::process::Child>,
+        reattached: bool,
+    ) {
+        let me = Arc::clone(self);
+        let control = vp.control.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("watch-{domid}"))
+            .stack_size(128 * 1024)
+            .spawn(move || watcher::run(&me, domid, generation, pid, &control, child));
+        if let Err(e) = spawned {
+            error!(domid, error = %e, "cannot start the domain's watcher thread");
+        }
+        let me = Arc::clone(self);
+        let console = vp.console.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("console-{domid}"))
+            .stack_size(128 * 1024)
+            .spawn(move || console_log::run(me, domid, generation, console, reattached));
+        if let Err(e) = spawned {
+            error!(domid, error = %e, "cannot start the domain's console logger");
+        }
+    }
+
+    /// Loads the persisted records and re-adopts every VMM still running; domains whose VMM vanished
+    /// while domusd was away are handled as crashed.
+    pub fn recover(self: &Arc<Self>) -> anyhow::Result<()> {
+        let (recs, warnings) = self.records.load_all()?;
+        for w in warnings {
+            warn!(record = %w, "ignoring unreadable domain record");
+        }
+        let exe_name = self
+            .opts
+            .vmm_exe
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut lost = Vec::new();
+        for rec in recs {
+            let domid = rec.domid;
+            let generation = self.next_generation();
+            let adopt = rec.vmm.as_ref().and_then(|v| {
+                if !sys::pid_alive(v.pid) || !sys::pid_runs(v.pid, &exe_name) {
+                    return None;
+                }
+                let mut c = Control::connect(std::path::Path::new(&v.control)).ok()?;
+                c.state().ok()
+            });
+            let vmm = rec.vmm.clone();
+            let name = rec.name.clone();
+            let d = Domain {
+                rec,
+                live: Live::default(),
+                dying: false,
+                generation,
+            };
+            self.store.publish(&Self::store_view(&d));
+            self.lock().insert(d);
+            match (vmm, adopt) {
+                (Some(v), Some(st)) => {
+                    self.update_live(domid, generation, &st);
+                    let vp = VmmPaths {
+                        config: self
+                            .opts
+                            .paths
+                            .domain_runtime_dir(domid)
+                            .join("config.json"),
+                        control: v.control.into(),
+                        console: v.console.into(),
+                        log: self.opts.paths.vmm_log(&name),
+                    };
+                    info!(domid, domname = %name, pid = v.pid, "re-adopted running domain");
+                    self.start_threads(domid, generation, v.pid, &vp, None, true);
+                }
+                (Some(v), None) => {
+                    warn!(domid, domname = %name, pid = v.pid, "domain's VMM is gone; handling as a crash");
+                    lost.push((domid, generation));
+                }
+                (None, _) => info!(domid, domname = %name, "kept preserved domain"),
+            }
+        }
+        {
+            let t = self.lock();
+            self.save_next_domid(&t);
+        }
+        for (domid, generation) in lost {
+            self.vmm_stopped(
+                domid,
+                generation,
+                ShutdownReason::Crash,
+                Some("domus-vmm exited while domusd was not running".into()),
+            );
+        }
+        Ok(())
+    }
+
+    /// A guest stopped (or its VMM died): apply the configured action.
+    pub(super) fn vmm_stopped(
+        self: &Arc<Self>,
+        domid: u32,
+        generation: u64,
+        reason: ShutdownReason,
+        detail: Option<String>,
+    ) {
+        let mut t = self.lock();
+        let Some(d) = t.get_mut(domid).filter(|d| d.generation == generation) else {
+            return;
+        };
+        if d.dying {
+            self.remove_locked(&mut t, domid);
+            return;
+        }
+        let view = ConfigView::check(&d.rec.config).ok();
+        let action = match (reason, &view) {
+            (ShutdownReason::Reboot, Some(v)) => v.on_reboot,
+            (ShutdownReason::Crash, Some(v)) => v.on_crash,
+            (_, Some(v)) => v.on_poweroff,
+            (_, None) => Action::Destroy,
+        };
+        let name = d.rec.name.clone();
+        info!(domid, domname = %name, ?reason, detail = detail.as_deref().unwrap_or(""), action = action.as_str(), "guest stopped");
+        let uptime_s = (now_epoch() - d.rec.start_time).max(0.0);
+        let stop = StopRecord {
+            reason,
+            detail,
+            uptime_s,
+        };
+        match action {
+            Action::Destroy | Action::CoredumpDestroy => self.remove_locked(&mut t, domid),
+            Action::Preserve => {
+                d.rec.vmm = None;
+                d.rec.stopped = Some(stop);
+                d.live = Live::default();
+                self.save(d);
+                self.changed.notify_all();
+            }
+            Action::Restart | Action::RenameRestart | Action::CoredumpRestart => {
+                let config = d
+                    .rec
+                    .pending_config
+                    .take()
+                    .unwrap_or_else(|| d.rec.config.clone());
+                let restarts = d.rec.restarts + 1;
+                if action == Action::RenameRestart {
+                    let new_name = preserved_name(&name, now_epoch());
+                    d.rec.name.clone_from(&new_name);
+                    d.rec.config["name"] = serde_json::Value::String(new_name);
+                    d.rec.uuid = random_uuid();
+                    d.rec.config["uuid"] = serde_json::Value::String(d.rec.uuid.clone());
+                    d.rec.vmm = None;
+                    d.rec.stopped = Some(stop);
+                    d.live = Live::default();
+                    self.save(d);
+                    self.store.update(&Self::store_view(d));
+                    self.changed.notify_all();
+                } else {
+                    self.remove_locked(&mut t, domid);
+                }
+                drop(t);
+                if restarts > 1 && uptime_s < 1.0 {
+                    // A guest that dies at once would otherwise spin; xl has the same pause.
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                info!(domname = %name, restarts, "restarting domain");
+                let me = Arc::clone(self);
+                if let Err(e) = me.create_with(config, false, restarts) {
+                    error!(domname = %name, error = %e, "restart failed");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preserved_names_carry_a_utc_timestamp() {
+        assert_eq!(preserved_name("web", 0.0), "web-19700101T0000");
+        assert_eq!(preserved_name("web", 1_700_000_000.0), "web-20231114T2213");
+        assert_eq!(preserved_name("a", 951_782_400.0), "a-20000229T0000");
+    }
+}

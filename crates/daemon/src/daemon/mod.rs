@@ -1,0 +1,268 @@
+//! The supervisor: the domain table behind one mutex, the VMM processes it runs, and what happens when a
+//! guest stops. The HTTP API (`server.rs`) calls into [`Daemon`]; per-domain threads (`watcher.rs`,
+//! `console_log.rs`) report back into it.
+//!
+//! Threads: one accept loop, one short-lived thread per API connection, and per running domain a watcher
+//! (polls the VMM's control socket, reaps it) and a console logger. No thread holds the table lock while it
+//! waits on a process or a socket.
+
+pub mod console_log;
+pub mod dmesg;
+pub mod domain;
+pub mod host;
+mod lifecycle;
+mod ops;
+pub mod records;
+pub mod server;
+pub mod store;
+mod sys;
+pub mod vmm;
+mod watcher;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use domusd::api::{DomainInfo, DomainState, VcpuInfo, DOMAIN0_NAME};
+use domusd::paths::Paths;
+use tracing::{info, warn};
+
+use dmesg::DmesgRing;
+use domain::{Domain, Live, Table};
+use records::Records;
+use store::{DomainStore, StoreDomain};
+
+/// How the daemon runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Directories.
+    pub paths: Paths,
+    /// The domus-vmm binary.
+    pub vmm_exe: PathBuf,
+    /// How often each watcher asks its VMM for its state.
+    pub poll_interval: Duration,
+    /// Console log size cap (bytes) before rotation.
+    pub console_log_max_bytes: u64,
+    /// How long a VMM may take to open its control socket.
+    pub start_timeout: Duration,
+    /// How long `destroy` waits for a VMM before killing it.
+    pub destroy_timeout: Duration,
+}
+
+/// An error for the API: an HTTP status and a message for the user.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: u16,
+    /// Message.
+    pub message: String,
+}
+
+impl ApiError {
+    /// 400.
+    pub fn bad_request(m: impl Into<String>) -> Self {
+        Self {
+            status: 400,
+            message: m.into(),
+        }
+    }
+    /// 404.
+    pub fn not_found(m: impl Into<String>) -> Self {
+        Self {
+            status: 404,
+            message: m.into(),
+        }
+    }
+    /// 409.
+    pub fn conflict(m: impl Into<String>) -> Self {
+        Self {
+            status: 409,
+            message: m.into(),
+        }
+    }
+    /// 500.
+    pub fn internal(m: impl Into<String>) -> Self {
+        Self {
+            status: 500,
+            message: m.into(),
+        }
+    }
+}
+
+/// The supervisor.
+pub struct Daemon {
+    /// Options.
+    pub opts: Options,
+    table: Mutex<Table>,
+    changed: Condvar,
+    records: Records,
+    store: Box<dyn DomainStore>,
+    /// The log ring for `dmesg`.
+    pub dmesg: DmesgRing,
+    generations: AtomicU64,
+}
+
+impl Daemon {
+    /// A daemon with no domains yet (call [`Daemon::recover`] next).
+    ///
+    /// # Errors
+    /// When the state directory is unusable.
+    pub fn new(
+        opts: Options,
+        store: Box<dyn DomainStore>,
+        dmesg: DmesgRing,
+    ) -> anyhow::Result<Arc<Self>> {
+        let records = Records::open(&opts.paths.state_dir)?;
+        let table = Table::new(records.load_next_domid());
+        Ok(Arc::new(Self {
+            opts,
+            table: Mutex::new(table),
+            changed: Condvar::new(),
+            records,
+            store,
+            dmesg,
+            generations: AtomicU64::new(1),
+        }))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn next_generation(&self) -> u64 {
+        self.generations.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn save(&self, d: &Domain) {
+        if let Err(e) = self.records.save(&d.rec) {
+            warn!(domid = d.rec.domid, domname = %d.rec.name, error = %anyhow::Error::from(e), "cannot persist domain record");
+        }
+    }
+
+    fn save_next_domid(&self, t: &Table) {
+        if let Err(e) = self.records.save_next_domid(t.next_domid()) {
+            warn!(error = %anyhow::Error::from(e), "cannot persist next domid");
+        }
+    }
+
+    fn store_view(d: &Domain) -> StoreDomain {
+        let info = d.info();
+        StoreDomain {
+            domid: info.domid,
+            name: info.name,
+            uuid: info.uuid,
+            memory_mib: info.memory_mib,
+            maxmem_mib: info.maxmem_mib,
+            vcpus: info.vcpus,
+            start_time: info.start_time,
+            console: info.console_path,
+        }
+    }
+
+    /// Removes a domain from the table, its record, its store nodes and its runtime directory.
+    fn remove_locked(&self, t: &mut Table, domid: u32) {
+        if let Some(d) = t.remove(domid) {
+            info!(domid, domname = %d.rec.name, "domain destroyed");
+            if let Err(e) = self.records.remove(domid) {
+                warn!(domid, error = %anyhow::Error::from(e), "cannot remove domain record");
+            }
+            self.store.release(domid, &d.rec.uuid);
+            let _ = std::fs::remove_dir_all(self.opts.paths.domain_runtime_dir(domid));
+        }
+        self.changed.notify_all();
+    }
+
+    /// Whether `generation` is still the domain's current VMM instance.
+    fn is_current(&self, domid: u32, generation: u64) -> bool {
+        self.lock()
+            .get(domid)
+            .is_some_and(|d| d.generation == generation && d.rec.vmm.is_some())
+    }
+
+    /// The console log file for the domain's current name, while `generation` is current.
+    fn console_log_path(&self, domid: u32, generation: u64) -> Option<PathBuf> {
+        let t = self.lock();
+        let d = t.get(domid).filter(|d| d.generation == generation)?;
+        Some(self.opts.paths.console_log(&d.rec.name))
+    }
+
+    /// Records what the VMM last reported.
+    fn update_live(&self, domid: u32, generation: u64, st: &vmm::StateReply) {
+        let mut t = self.lock();
+        if let Some(d) = t.get_mut(domid).filter(|d| d.generation == generation) {
+            d.live = Live {
+                paused: st.state == "paused",
+                vcpus: st
+                    .vcpus
+                    .iter()
+                    .map(|v| VcpuInfo {
+                        id: v.id,
+                        state: v.state.clone(),
+                        cpu_time_ns: v.cpu_time_ns,
+                        affinity: None,
+                    })
+                    .collect(),
+                memory_mib: st.memory_mib,
+            };
+        }
+    }
+
+    /// Domain-0's row: the host itself.
+    fn domain0() -> DomainInfo {
+        let nr = host::nr_cpus();
+        DomainInfo {
+            domid: 0,
+            name: DOMAIN0_NAME.to_owned(),
+            uuid: "00000000-0000-0000-0000-000000000000".to_owned(),
+            state: DomainState::Running,
+            shutdown_reason: None,
+            stop_detail: None,
+            memory_mib: host::total_memory_mib(),
+            maxmem_mib: host::total_memory_mib(),
+            vcpus: nr,
+            cpu_time_ns: host::host_cpu_time_ns(),
+            start_time: 0.0,
+            uptime_s: std::fs::read_to_string("/proc/uptime")
+                .ok()
+                .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse().ok()))
+                .unwrap_or(0.0),
+            vcpu_info: Vec::new(),
+            console_path: None,
+            pid: None,
+            restarts: 0,
+            config: serde_json::Value::Null,
+        }
+    }
+
+    /// Every domain, Domain-0 first.
+    pub fn list(&self) -> Vec<DomainInfo> {
+        let mut out = vec![Self::domain0()];
+        out.extend(self.lock().iter().map(Domain::info));
+        out
+    }
+
+    /// One domain by xl's domain argument.
+    ///
+    /// # Errors
+    /// 404 with xl's wording.
+    pub fn get(&self, spec: &str) -> Result<DomainInfo, ApiError> {
+        if spec == "0" || spec == DOMAIN0_NAME {
+            return Ok(Self::domain0());
+        }
+        let t = self.lock();
+        let domid = t
+            .resolve(spec)
+            .map_err(|e| ApiError::not_found(e.to_string()))?;
+        t.get(domid)
+            .map(Domain::info)
+            .ok_or_else(|| ApiError::not_found(format!("Domain {domid} does not exist.")))
+    }
+
+    /// Host facts.
+    pub fn host(&self) -> domusd::api::HostInfo {
+        let n = u32::try_from(self.lock().len()).unwrap_or(u32::MAX);
+        host::host_info(n, self.opts.paths.xenstored_socket().display().to_string())
+    }
+}

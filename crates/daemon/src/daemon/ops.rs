@@ -1,0 +1,330 @@
+//! Operations on existing domains: shutdown, reboot, destroy, pause, unpause, rename, vcpu-pin, mem-max,
+//! config-update. Each resolves the domain under the lock, then talks to its VMM without the lock.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use domusd::api::DOMAIN0_NAME;
+use tracing::{info, warn};
+
+use super::domain::{is_valid_name, ConfigView};
+use super::vmm::Control;
+use super::{host, sys, ApiError, Daemon};
+
+/// A running domain's VMM, as resolved for one operation.
+struct Target {
+    domid: u32,
+    generation: u64,
+    pid: u32,
+    control: PathBuf,
+}
+
+impl Daemon {
+    fn refuse_domain0(spec: &str, what: &str) -> Result<(), ApiError> {
+        if spec == "0" || spec == DOMAIN0_NAME {
+            return Err(ApiError::bad_request(format!(
+                "cannot {what} Domain-0: it is the host itself"
+            )));
+        }
+        Ok(())
+    }
+
+    fn running_target(&self, spec: &str, what: &str) -> Result<Target, ApiError> {
+        Self::refuse_domain0(spec, what)?;
+        let t = self.lock();
+        let domid = t
+            .resolve(spec)
+            .map_err(|e| ApiError::not_found(e.to_string()))?;
+        let d = t
+            .get(domid)
+            .ok_or_else(|| ApiError::not_found(format!("Domain {domid} does not exist.")))?;
+        let Some(v) = &d.rec.vmm else {
+            return Err(ApiError::conflict(format!(
+                "cannot {what} domain {domid} ({}): it is not running ({:?}); `destroy` removes it",
+                d.rec.name,
+                d.state()
+            )));
+        };
+        Ok(Target {
+            domid,
+            generation: d.generation,
+            pid: v.pid,
+            control: v.control.clone().into(),
+        })
+    }
+
+    fn send(target: &Target, req: &serde_json::Value) -> Result<serde_json::Value, ApiError> {
+        let mut c = Control::connect(&target.control).map_err(|e| {
+            ApiError::internal(format!(
+                "domain {}: {:#}",
+                target.domid,
+                anyhow::Error::from(e)
+            ))
+        })?;
+        c.request(req).map_err(|e| {
+            ApiError::internal(format!(
+                "domain {}: {:#}",
+                target.domid,
+                anyhow::Error::from(e)
+            ))
+        })
+    }
+
+    /// Presses the guest's ACPI power button.
+    ///
+    /// # Errors
+    /// 404/409/500 as [`ApiError`].
+    pub fn shutdown(&self, spec: &str) -> Result<(), ApiError> {
+        let t = self.running_target(spec, "shut down")?;
+        info!(domid = t.domid, "power button");
+        Self::send(&t, &serde_json::json!({"cmd": "power-button"})).map(drop)
+    }
+
+    /// Resets the guest (a hard reset: the guest's reboot is then handled by on_reboot).
+    ///
+    /// # Errors
+    /// As [`Daemon::shutdown`].
+    pub fn reboot(&self, spec: &str) -> Result<(), ApiError> {
+        let t = self.running_target(spec, "reboot")?;
+        info!(domid = t.domid, "reset");
+        Self::send(&t, &serde_json::json!({"cmd": "reset"})).map(drop)
+    }
+
+    /// Pauses or resumes the guest.
+    ///
+    /// # Errors
+    /// As [`Daemon::shutdown`].
+    pub fn set_paused(&self, spec: &str, paused: bool) -> Result<(), ApiError> {
+        let t = self.running_target(spec, if paused { "pause" } else { "unpause" })?;
+        Self::send(
+            &t,
+            &serde_json::json!({"cmd": if paused { "pause" } else { "resume" }}),
+        )?;
+        if let Some(d) = self
+            .lock()
+            .get_mut(t.domid)
+            .filter(|d| d.generation == t.generation)
+        {
+            d.live.paused = paused;
+            for v in &mut d.live.vcpus {
+                v.state = if paused {
+                    "paused".into()
+                } else {
+                    "running".into()
+                };
+            }
+        }
+        Ok(())
+    }
+
+    /// Destroys a domain: asks its VMM to stop, kills it if it does not, and returns once it is gone.
+    ///
+    /// # Errors
+    /// 404 when there is no such domain.
+    pub fn destroy(self: &Arc<Self>, spec: &str) -> Result<(), ApiError> {
+        Self::refuse_domain0(spec, "destroy")?;
+        let target = {
+            let mut t = self.lock();
+            let domid = t
+                .resolve(spec)
+                .map_err(|e| ApiError::not_found(e.to_string()))?;
+            let Some(d) = t.get_mut(domid) else {
+                return Err(ApiError::not_found(format!(
+                    "Domain {domid} does not exist."
+                )));
+            };
+            match &d.rec.vmm {
+                None if d.rec.stopped.is_some() => {
+                    self.remove_locked(&mut t, domid);
+                    return Ok(());
+                }
+                None => {
+                    // Still starting: the creator notices and cleans up.
+                    d.dying = true;
+                    self.remove_locked(&mut t, domid);
+                    return Ok(());
+                }
+                Some(v) => {
+                    d.dying = true;
+                    Target {
+                        domid,
+                        generation: d.generation,
+                        pid: v.pid,
+                        control: v.control.clone().into(),
+                    }
+                }
+            }
+        };
+        info!(domid = target.domid, "destroying domain");
+        if let Err(e) = Self::send(&target, &serde_json::json!({"cmd": "destroy"})) {
+            warn!(domid = target.domid, error = %e, "destroy request failed; killing the VMM");
+            sys::kill_hard(target.pid);
+        }
+        if !self.wait_gone(target.domid, target.generation, self.opts.destroy_timeout) {
+            warn!(
+                domid = target.domid,
+                pid = target.pid,
+                "VMM did not stop; killing it"
+            );
+            sys::kill_hard(target.pid);
+            if !self.wait_gone(target.domid, target.generation, Duration::from_secs(3)) {
+                let mut t = self.lock();
+                if t.get(target.domid)
+                    .is_some_and(|d| d.generation == target.generation)
+                {
+                    self.remove_locked(&mut t, target.domid);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until the domain's instance `generation` is gone; false on timeout.
+    fn wait_gone(&self, domid: u32, generation: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut t = self.lock();
+        loop {
+            if t.get(domid).is_none_or(|d| d.generation != generation) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            t = self
+                .changed
+                .wait_timeout(t, deadline - now)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+    }
+
+    /// Renames a domain.
+    ///
+    /// # Errors
+    /// 400 for a bad name, 409 when it is taken.
+    pub fn rename(&self, spec: &str, new_name: &str) -> Result<(), ApiError> {
+        Self::refuse_domain0(spec, "rename")?;
+        if !is_valid_name(new_name) {
+            return Err(ApiError::bad_request(format!(
+                "invalid domain name {new_name:?}: use 1-64 characters, no '/', no control characters, not all digits"
+            )));
+        }
+        let mut t = self.lock();
+        let domid = t
+            .resolve(spec)
+            .map_err(|e| ApiError::not_found(e.to_string()))?;
+        if t.name_in_use(new_name, Some(domid)) {
+            return Err(ApiError::conflict(format!(
+                "Domain with name '{new_name}' already exists."
+            )));
+        }
+        let Some(d) = t.get_mut(domid) else {
+            return Err(ApiError::not_found(format!(
+                "Domain {domid} does not exist."
+            )));
+        };
+        info!(domid, from = %d.rec.name, to = %new_name, "rename");
+        d.rec.name = new_name.to_owned();
+        d.rec.config["name"] = serde_json::Value::String(new_name.to_owned());
+        self.save(d);
+        self.store.update(&Self::store_view(d));
+        Ok(())
+    }
+
+    /// Pins one vCPU (or all) to host CPUs (empty = all CPUs).
+    ///
+    /// # Errors
+    /// 400 for an unknown vCPU or CPU, else as [`Daemon::shutdown`].
+    pub fn vcpu_pin(&self, spec: &str, vcpu: Option<u32>, cpus: &[u32]) -> Result<(), ApiError> {
+        let t = self.running_target(spec, "pin vCPUs of")?;
+        let nr = host::nr_cpus();
+        if let Some(bad) = cpus.iter().find(|c| **c >= nr) {
+            return Err(ApiError::bad_request(format!(
+                "CPU {bad} does not exist: this host has CPUs 0-{}",
+                nr - 1
+            )));
+        }
+        let nvcpus = self.lock().get(t.domid).map_or(0, |d| d.info().vcpus);
+        let which: Vec<u32> = match vcpu {
+            Some(k) if k >= nvcpus => {
+                return Err(ApiError::bad_request(format!(
+                    "domain {} has no vCPU {k} (it has {nvcpus})",
+                    t.domid
+                )))
+            }
+            Some(k) => vec![k],
+            None => (0..nvcpus).collect(),
+        };
+        let all: Vec<u32> = (0..nr).collect();
+        let set = if cpus.is_empty() { &all } else { cpus };
+        for k in which {
+            Self::send(
+                &t,
+                &serde_json::json!({"cmd": "vcpu-pin", "vcpu": k, "cpus": set}),
+            )?;
+            if let Some(d) = self.lock().get_mut(t.domid) {
+                if cpus.is_empty() {
+                    d.rec.affinity.remove(&k);
+                } else {
+                    d.rec.affinity.insert(k, cpus.to_vec());
+                }
+                self.save(d);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the maximum memory (recorded and published; the guest keeps its current memory).
+    ///
+    /// # Errors
+    /// 400 when below the current memory.
+    pub fn mem_max(&self, spec: &str, mib: u64) -> Result<(), ApiError> {
+        Self::refuse_domain0(spec, "change mem-max of")?;
+        let mut t = self.lock();
+        let domid = t
+            .resolve(spec)
+            .map_err(|e| ApiError::not_found(e.to_string()))?;
+        let Some(d) = t.get_mut(domid) else {
+            return Err(ApiError::not_found(format!(
+                "Domain {domid} does not exist."
+            )));
+        };
+        let cur = d.info().memory_mib;
+        if mib < cur {
+            return Err(ApiError::bad_request(format!(
+                "mem-max {mib} MiB is below the domain's current memory of {cur} MiB (memory ballooning is not supported yet)"
+            )));
+        }
+        d.rec.maxmem_mib = mib;
+        d.rec.config["maxmem_mib"] = serde_json::json!(mib);
+        self.save(d);
+        self.store.update(&Self::store_view(d));
+        Ok(())
+    }
+
+    /// Replaces the configuration used from the domain's next restart (xl config-update).
+    ///
+    /// # Errors
+    /// 400 for a config we could not run.
+    pub fn config_update(&self, spec: &str, mut config: serde_json::Value) -> Result<(), ApiError> {
+        Self::refuse_domain0(spec, "update the config of")?;
+        ConfigView::check(&config).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let mut t = self.lock();
+        let domid = t
+            .resolve(spec)
+            .map_err(|e| ApiError::not_found(e.to_string()))?;
+        let Some(d) = t.get_mut(domid) else {
+            return Err(ApiError::not_found(format!(
+                "Domain {domid} does not exist."
+            )));
+        };
+        config["name"] = serde_json::Value::String(d.rec.name.clone());
+        config["uuid"] = serde_json::Value::String(d.rec.uuid.clone());
+        d.rec.pending_config = Some(config);
+        info!(domid, domname = %d.rec.name, "configuration updated; used from the next restart");
+        self.save(d);
+        Ok(())
+    }
+}

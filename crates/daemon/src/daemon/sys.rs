@@ -1,0 +1,61 @@
+//! The few process-level system calls domusd makes that std does not wrap safely.
+
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+/// Makes the command's child start its own session (setsid), so neither a signal to domusd's process group
+/// nor systemd stopping domusd (KillMode=process) reaches the guest's VMM.
+pub fn new_session(cmd: &mut Command) {
+    // SAFETY: the closure runs in the forked child before exec and calls only setsid(2), which is
+    // async-signal-safe and touches no memory of the parent's (no allocation, no locks).
+    unsafe {
+        cmd.pre_exec(|| {
+            rustix::process::setsid().map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+}
+
+/// Whether a process with this pid exists (and is not a zombie we could still reap).
+pub fn pid_alive(pid: u32) -> bool {
+    let Some(p) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    if rustix::process::test_kill_process(p).is_err() {
+        return false;
+    }
+    // A zombie still answers kill(0); /proc tells us it is dead.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Sends SIGKILL to `pid` (errors ignored: it may be gone already).
+pub fn kill_hard(pid: u32) {
+    if let Some(p) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+    }
+}
+
+/// Whether the process `pid` runs the executable `exe` (guards against pid reuse after a restart).
+pub fn pid_runs(pid: u32, exe_name: &str) -> bool {
+    std::fs::read_link(format!("/proc/{pid}/exe"))
+        .ok()
+        .and_then(|p| {
+            p.file_name().map(|n| {
+                n.to_string_lossy()
+                    .trim_end_matches(" (deleted)")
+                    .to_owned()
+            })
+        })
+        .is_some_and(|n| n == exe_name)
+}

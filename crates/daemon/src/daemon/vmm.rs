@@ -1,0 +1,311 @@
+//! Starting a domus-vmm and talking to its control socket (contract: `domus-vmm --config-json FILE
+//! --control PATH --console unix:PATH`; newline-delimited JSON, one request, one reply).
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use super::sys;
+
+/// VMM errors.
+#[derive(Debug, thiserror::Error)]
+pub enum VmmError {
+    /// Preparing files failed.
+    #[error("cannot {what} {path}")]
+    Io {
+        /// What.
+        what: &'static str,
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Exec failed.
+    #[error("cannot start {exe}")]
+    Spawn {
+        /// The binary.
+        exe: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The VMM exited before it answered.
+    #[error("domus-vmm exited during start ({status}){tail}")]
+    EarlyExit {
+        /// Exit status.
+        status: String,
+        /// Its last log lines, preformatted.
+        tail: String,
+    },
+    /// The VMM did not answer in time.
+    #[error("domus-vmm did not open its control socket {path} within {secs} s")]
+    Timeout {
+        /// The socket.
+        path: PathBuf,
+        /// The bound.
+        secs: u64,
+    },
+    /// A control request failed at the socket.
+    #[error("control socket {path}")]
+    Control {
+        /// The socket.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The VMM answered `ok: false`.
+    #[error("domus-vmm refused {cmd}: {message}")]
+    Refused {
+        /// The command.
+        cmd: String,
+        /// Its message.
+        message: String,
+    },
+}
+
+/// Paths of one VMM instance.
+#[derive(Debug, Clone)]
+pub struct VmmPaths {
+    /// The config JSON file.
+    pub config: PathBuf,
+    /// Control socket.
+    pub control: PathBuf,
+    /// Console socket.
+    pub console: PathBuf,
+    /// The VMM's stderr log.
+    pub log: PathBuf,
+}
+
+impl VmmPaths {
+    /// The layout under a domain's runtime dir.
+    pub fn new(domain_dir: &Path, log: PathBuf) -> Self {
+        Self {
+            config: domain_dir.join("config.json"),
+            control: domain_dir.join("control.sock"),
+            console: domain_dir.join("console.sock"),
+            log,
+        }
+    }
+}
+
+/// Starts domus-vmm for `config` (DomainConfig JSON) in its own session.
+///
+/// # Errors
+/// [`VmmError`].
+pub fn spawn(exe: &Path, config: &serde_json::Value, p: &VmmPaths) -> Result<Child, VmmError> {
+    let dir = p.config.parent().unwrap_or(Path::new("/"));
+    let io = |what, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| VmmError::Io { what, path, source }
+    };
+    fs::create_dir_all(dir).map_err(io("create", dir))?;
+    for s in [&p.control, &p.console] {
+        match fs::remove_file(s) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(io("remove stale socket", s)(e))
+            }
+            _ => {}
+        }
+    }
+    let data = serde_json::to_vec_pretty(config)
+        .map_err(|e| io("write", &p.config)(io::Error::other(e)))?;
+    fs::write(&p.config, data).map_err(io("write", &p.config))?;
+    if let Some(parent) = p.log.parent() {
+        fs::create_dir_all(parent).map_err(io("create", parent))?;
+    }
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&p.log)
+        .map_err(io("open", &p.log))?;
+    let log2 = log.try_clone().map_err(io("open", &p.log))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("--config-json")
+        .arg(&p.config)
+        .arg("--control")
+        .arg(&p.control)
+        .arg("--console")
+        .arg(format!("unix:{}", p.console.display()))
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2);
+    sys::new_session(&mut cmd);
+    cmd.spawn().map_err(|source| VmmError::Spawn {
+        exe: exe.to_path_buf(),
+        source,
+    })
+}
+
+/// The last `n` lines of a log file, as "\n  line" text (empty if none).
+pub fn log_tail(path: &Path, n: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(n);
+    lines[start..].iter().map(|l| format!("\n  {l}")).collect()
+}
+
+/// Waits until the control socket answers `state`, or the child exits, or `timeout` passes.
+///
+/// # Errors
+/// [`VmmError::EarlyExit`] with the VMM's last log lines, or [`VmmError::Timeout`].
+pub fn wait_ready(child: &mut Child, p: &VmmPaths, timeout: Duration) -> Result<Control, VmmError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(VmmError::EarlyExit {
+                status: status.to_string(),
+                tail: log_tail(&p.log, 8),
+            });
+        }
+        if let Ok(mut c) = Control::connect(&p.control) {
+            if c.state().is_ok() {
+                return Ok(c);
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(VmmError::Timeout {
+                path: p.control.clone(),
+                secs: timeout.as_secs(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The VMM's outcome object.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Outcome {
+    /// "poweroff", "reboot" or "crash".
+    pub reason: String,
+    /// Free text.
+    #[serde(default)]
+    pub detail: Option<String>,
+}
+
+/// One vCPU in a `state` reply.
+#[derive(Debug, Clone, Deserialize)]
+pub struct VcpuState {
+    /// vCPU id.
+    pub id: u32,
+    /// CPU time, ns.
+    #[serde(default)]
+    pub cpu_time_ns: u64,
+    /// "running", "blocked" or "paused".
+    #[serde(default)]
+    pub state: String,
+}
+
+/// A `state` reply.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StateReply {
+    /// "running", "paused" or "shutdown".
+    pub state: String,
+    /// Set once the guest stopped.
+    #[serde(default)]
+    pub outcome: Option<Outcome>,
+    /// vCPUs.
+    #[serde(default)]
+    pub vcpus: Vec<VcpuState>,
+    /// Memory, MiB.
+    #[serde(default)]
+    pub memory_mib: Option<u64>,
+}
+
+/// A connection to a VMM's control socket.
+#[derive(Debug)]
+pub struct Control {
+    path: PathBuf,
+    reader: BufReader<UnixStream>,
+}
+
+/// Largest reply line accepted.
+const MAX_REPLY_BYTES: u64 = 1024 * 1024;
+
+impl Control {
+    /// Connects.
+    ///
+    /// # Errors
+    /// [`VmmError::Control`].
+    pub fn connect(path: &Path) -> Result<Self, VmmError> {
+        let err = |source| VmmError::Control {
+            path: path.to_path_buf(),
+            source,
+        };
+        let s = UnixStream::connect(path).map_err(err)?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .map_err(err)?;
+        s.set_write_timeout(Some(Duration::from_secs(5)))
+            .map_err(err)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            reader: BufReader::new(s),
+        })
+    }
+
+    /// Sends one request and returns the reply object (`ok: true` checked).
+    ///
+    /// # Errors
+    /// [`VmmError::Control`] on socket trouble, [`VmmError::Refused`] on `ok: false`.
+    pub fn request(&mut self, req: &serde_json::Value) -> Result<serde_json::Value, VmmError> {
+        let err = |source| VmmError::Control {
+            path: self.path.clone(),
+            source,
+        };
+        let mut line = serde_json::to_vec(req).map_err(|e| err(io::Error::other(e)))?;
+        line.push(b'\n');
+        self.reader.get_mut().write_all(&line).map_err(err)?;
+        let mut reply = Vec::new();
+        let n = Read::take(&mut self.reader, MAX_REPLY_BYTES)
+            .read_until(b'\n', &mut reply)
+            .map_err(err)?;
+        if n == 0 || reply.last() != Some(&b'\n') {
+            return Err(err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "control socket closed",
+            )));
+        }
+        let v: serde_json::Value =
+            serde_json::from_slice(&reply).map_err(|e| err(io::Error::other(e)))?;
+        if v.get("ok").and_then(serde_json::Value::as_bool) != Some(true) {
+            let cmd = req
+                .get("cmd")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("?")
+                .to_owned();
+            let message = v
+                .get("error")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("no reason given")
+                .to_owned();
+            return Err(VmmError::Refused { cmd, message });
+        }
+        Ok(v)
+    }
+
+    /// `{"cmd": NAME}`.
+    ///
+    /// # Errors
+    /// As [`Control::request`].
+    pub fn simple(&mut self, cmd: &str) -> Result<serde_json::Value, VmmError> {
+        self.request(&serde_json::json!({ "cmd": cmd }))
+    }
+
+    /// `{"cmd":"state"}`, decoded.
+    ///
+    /// # Errors
+    /// As [`Control::request`].
+    pub fn state(&mut self) -> Result<StateReply, VmmError> {
+        let v = self.simple("state")?;
+        serde_json::from_value(v).map_err(|e| VmmError::Control {
+            path: self.path.clone(),
+            source: io::Error::other(e),
+        })
+    }
+}
