@@ -219,18 +219,12 @@ impl Daemon {
         for w in warnings {
             warn!(record = %w, "ignoring unreadable domain record");
         }
-        let exe_name = self
-            .opts
-            .vmm_exe
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
         let mut lost = Vec::new();
         for rec in recs {
             let domid = rec.domid;
             let generation = self.next_generation();
             let adopt = rec.vmm.as_ref().and_then(|v| {
-                if !sys::pid_alive(v.pid) || !sys::pid_runs(v.pid, &exe_name) {
+                if !sys::pid_alive(v.pid) || !sys::pid_has_arg(v.pid, &v.control) {
                     return None;
                 }
                 let mut c = Control::connect(std::path::Path::new(&v.control)).ok()?;

@@ -46,16 +46,9 @@ pub fn kill_hard(pid: u32) {
     }
 }
 
-/// Whether the process `pid` runs the executable `exe` (guards against pid reuse after a restart).
-pub fn pid_runs(pid: u32, exe_name: &str) -> bool {
-    std::fs::read_link(format!("/proc/{pid}/exe"))
-        .ok()
-        .and_then(|p| {
-            p.file_name().map(|n| {
-                n.to_string_lossy()
-                    .trim_end_matches(" (deleted)")
-                    .to_owned()
-            })
-        })
-        .is_some_and(|n| n == exe_name)
+/// Whether the process `pid` was started with `arg` on its command line (guards against pid reuse after a
+/// restart: a VMM's command line names its own control socket).
+pub fn pid_has_arg(pid: u32, arg: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == arg.as_bytes()))
 }
