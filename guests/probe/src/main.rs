@@ -12,6 +12,7 @@
 mod acpi;
 mod apic;
 mod boot;
+mod clock;
 mod cmdline;
 mod cpl0;
 mod io;

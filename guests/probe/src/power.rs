@@ -81,14 +81,17 @@ pub fn reboot(acpi: Option<&Acpi>) -> ! {
     }
     outb(I8042_CMD, 0xfe);
     spin_cycles(50_000_000);
+    crate::report!("error reboot-ignored via=i8042");
     if let Some((gas, value)) = acpi.and_then(|a| a.fadt).and_then(|f| f.reset) {
         write_gas8(gas, value);
         spin_cycles(50_000_000);
+        crate::report!("error reboot-ignored via=reset-reg");
     }
     allow_ports(0xcf9, 1);
     outb(0xcf9, 0x02);
     outb(0xcf9, 0x06);
     spin_cycles(50_000_000);
+    crate::report!("error reboot-ignored via=cf9");
     syscall::triple_fault()
 }
 
