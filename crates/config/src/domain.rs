@@ -1,0 +1,183 @@
+//! The typed domain configuration ([`DomainConfig`]) and its JSON form (issue 2's `-N` dry-run JSON).
+//!
+//! Defaults are xl's and live here, in one place: type `pv`, memory 32 MiB (libxl's default), maxmem =
+//! memory, vcpus 1, maxvcpus = vcpus, on_poweroff `destroy`, on_reboot `restart`, on_crash `destroy`,
+//! on_watchdog `destroy`. Building one from xl.cfg text is [`DomainConfig::from_xl`] (see `build.rs`);
+//! printing one back as xl.cfg text is [`DomainConfig::to_xl`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::disk::DiskConfig;
+use crate::pci::PciConfig;
+use crate::value::PlainValue;
+use crate::vif::VifConfig;
+
+/// Default memory in MiB when `memory` is absent (libxl: 32 MiB).
+pub const DEFAULT_MEMORY_MIB: u64 = 32;
+/// Largest vCPU count accepted.
+pub const MAX_VCPUS: u32 = 1024;
+
+/// Guest type (`type=`, or xm's `builder=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DomainType {
+    /// Paravirtualised (xl's default).
+    #[default]
+    Pv,
+    /// PVH.
+    Pvh,
+    /// Fully virtualised.
+    Hvm,
+}
+
+impl DomainType {
+    /// The name as written in xl.cfg.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DomainType::Pv => "pv",
+            DomainType::Pvh => "pvh",
+            DomainType::Hvm => "hvm",
+        }
+    }
+}
+
+/// What to do when the guest powers off, reboots, crashes or its watchdog fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Destroy the domain.
+    Destroy,
+    /// Destroy it and create it again with the same config.
+    Restart,
+    /// Rename the old domain, then create a new one.
+    RenameRestart,
+    /// Keep the domain (paused) for inspection.
+    Preserve,
+    /// Write a core dump, then destroy.
+    CoredumpDestroy,
+    /// Write a core dump, then restart.
+    CoredumpRestart,
+}
+
+impl Action {
+    /// All actions with their xl.cfg spelling.
+    pub const ALL: [(Action, &'static str); 6] = [
+        (Action::Destroy, "destroy"),
+        (Action::Restart, "restart"),
+        (Action::RenameRestart, "rename-restart"),
+        (Action::Preserve, "preserve"),
+        (Action::CoredumpDestroy, "coredump-destroy"),
+        (Action::CoredumpRestart, "coredump-restart"),
+    ];
+
+    /// The xl.cfg spelling.
+    pub fn as_str(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(a, _)| *a == self)
+            .map_or("destroy", |(_, s)| s)
+    }
+
+    /// Parses the xl.cfg spelling.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(_, s)| *s == text).map(|(a, _)| *a)
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A domain's configuration, typed and resolved: defaults applied, uuid and MACs generated.
+///
+/// Its JSON is the dry-run output of `domus create -N` and the input of `domus-vmm --config-json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainConfig {
+    /// Domain name (`name`, else the config file's name without directories).
+    pub name: String,
+    /// Domain UUID (`uuid`, else a random version-4 UUID), lowercase.
+    pub uuid: String,
+    /// Guest type.
+    #[serde(rename = "type")]
+    pub domain_type: DomainType,
+    /// Initial memory in MiB (`memory`; default 32).
+    pub memory_mib: u64,
+    /// Maximum memory in MiB (`maxmem`; default = memory).
+    pub maxmem_mib: u64,
+    /// Initial vCPUs (`vcpus`; default 1).
+    pub vcpus: u32,
+    /// Maximum vCPUs (`maxvcpus`; default = vcpus).
+    pub maxvcpus: u32,
+    /// Host CPUs the vCPUs may run on (`cpus`, validated, as written).
+    pub cpus: Option<String>,
+    /// Kernel image path (as written).
+    pub kernel: Option<String>,
+    /// Initial ramdisk path (as written).
+    pub ramdisk: Option<String>,
+    /// Kernel command line: `cmdline`, else `root=<root> <extra>` as xl composes it.
+    pub cmdline: Option<String>,
+    /// Bootloader (e.g. pygrub), as written.
+    pub bootloader: Option<String>,
+    /// Bootloader arguments.
+    #[serde(default)]
+    pub bootloader_args: Vec<String>,
+    /// Action on guest poweroff (default destroy).
+    pub on_poweroff: Action,
+    /// Action on guest reboot (default restart).
+    pub on_reboot: Action,
+    /// Action on guest crash (default destroy).
+    pub on_crash: Action,
+    /// Action when the watchdog fires (default destroy).
+    pub on_watchdog: Action,
+    /// Disks, in config order.
+    pub disks: Vec<DiskConfig>,
+    /// Network interfaces, in config order.
+    pub vifs: Vec<VifConfig>,
+    /// PCI devices to pass through.
+    pub pci: Vec<PciConfig>,
+    /// Serial ports (`serial`: e.g. `pty`), as written.
+    #[serde(default)]
+    pub serial: Vec<String>,
+    /// Keys Domus does not use (unknown, or xl keys not implemented), kept with their values.
+    #[serde(default)]
+    pub other_keys: BTreeMap<String, PlainValue>,
+    /// Warnings produced while reading the config (`FILE:LINE: message`).
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+impl DomainConfig {
+    /// A configuration with xl's defaults for `name` (uuid generated, no devices).
+    pub fn with_defaults(name: &str) -> Self {
+        DomainConfig {
+            name: name.to_owned(),
+            uuid: crate::random::random_uuid(),
+            domain_type: DomainType::Pv,
+            memory_mib: DEFAULT_MEMORY_MIB,
+            maxmem_mib: DEFAULT_MEMORY_MIB,
+            vcpus: 1,
+            maxvcpus: 1,
+            cpus: None,
+            kernel: None,
+            ramdisk: None,
+            cmdline: None,
+            bootloader: None,
+            bootloader_args: Vec::new(),
+            on_poweroff: Action::Destroy,
+            on_reboot: Action::Restart,
+            on_crash: Action::Destroy,
+            on_watchdog: Action::Destroy,
+            disks: Vec::new(),
+            vifs: Vec::new(),
+            pci: Vec::new(),
+            serial: Vec::new(),
+            other_keys: BTreeMap::new(),
+            warnings: Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! Config keys Domus knows about but does not use.
+//!
+//! Real configs carry keys for other Xen versions and for features Domus lacks (graphics, USB, device
+//! model tuning, ...). Those are kept in [`crate::DomainConfig::other_keys`] and warned about, never
+//! silently dropped; the warning differs for xl keys (listed here) and keys xl does not know either.
+
+/// How a key Domus does not use is classified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyClass {
+    /// An xl.cfg(5) key Domus does not implement.
+    NotImplemented,
+    /// Not an xl.cfg(5) key at all (a typo, or another tool's).
+    Unknown,
+}
+
+/// xl.cfg(5) keys that Domus accepts and ignores.
+pub const NOT_IMPLEMENTED: &[&str] = &[
+    "acpi",
+    "acpi_firmware",
+    "acpi_s3",
+    "acpi_s4",
+    "altp2m",
+    "apic",
+    "bios",
+    "bios_path_override",
+    "blkdev_start",
+    "boot",
+    "channel",
+    "claim_mode",
+    "connectors",
+    "cpu_cap",
+    "cpu_weight",
+    "cpuid",
+    "cpus_soft",
+    "device_model_args",
+    "device_model_args_hvm",
+    "device_model_args_pv",
+    "device_model_override",
+    "device_model_stubdomain_override",
+    "device_model_user",
+    "device_model_version",
+    "device_tree",
+    "driver_domain",
+    "dt_passthrough_nodes",
+    "dtdev",
+    "e820_host",
+    "event_channels",
+    "firmware",
+    "firmware_override",
+    "gfx_passthru",
+    "hap",
+    "hdtype",
+    "hpet",
+    "iomem",
+    "ioports",
+    "irqs",
+    "keymap",
+    "localtime",
+    "max_event_channels",
+    "max_grant_frames",
+    "max_grant_version",
+    "max_maptrack_frames",
+    "mca_caps",
+    "migration_channel",
+    "msr_relaxed",
+    "nestedhvm",
+    "nodes",
+    "nographic",
+    "nomigrate",
+    "on_soft_reset",
+    "opengl",
+    "p2m_mem_sharing",
+    "pae",
+    "passthrough",
+    "pci_msitranslate",
+    "pci_permissive",
+    "pci_power_mgmt",
+    "pci_seize",
+    "pool",
+    "pvshim",
+    "pvshim_cmdline",
+    "pvshim_path",
+    "rdm",
+    "rdm_mem_boundary",
+    "rtc_timeoffset",
+    "sdl",
+    "seclabel",
+    "init_seclabel",
+    "device_model_stubdomain_seclabel",
+    "shadow_memory",
+    "smbios_firmware",
+    "soundhw",
+    "spice",
+    "spiceagent_mouse",
+    "spicedisable_ticketing",
+    "spicehost",
+    "spiceport",
+    "spicepasswd",
+    "spicetls_port",
+    "spicevdagent",
+    "spice_clipboard_sharing",
+    "spiceusbredirection",
+    "stdvga",
+    "suppress_vmdesc",
+    "tee",
+    "timer_mode",
+    "trap_unmapped_accesses",
+    "tsc_mode",
+    "usb",
+    "usbctrl",
+    "usbdev",
+    "usbdevice",
+    "usbversion",
+    "vcpu_hard_affinity",
+    "vcpu_soft_affinity",
+    "vdispl",
+    "vfb",
+    "vga",
+    "videoram",
+    "viridian",
+    "vkb",
+    "vnc",
+    "vncconsole",
+    "vncdisplay",
+    "vnclisten",
+    "vncpasswd",
+    "vncunused",
+    "vpmu",
+    "vsnd",
+    "vtpm",
+    "vuart",
+    "xen_platform_pci",
+    "xendev",
+    "p9",
+    "pvcalls",
+    "vcpu_soft_affinity",
+    "virtio",
+    "gic_version",
+    "llc_colors",
+    "nr_spis",
+    "sve",
+    "xenstore_feature_mask",
+    "max_altp2m",
+    "ssidref",
+    "description",
+    "vmtrace_buf_kb",
+];
+
+/// Classifies a key that no handler took.
+pub fn classify(key: &str) -> KeyClass {
+    if NOT_IMPLEMENTED.contains(&key) {
+        KeyClass::NotImplemented
+    } else {
+        KeyClass::Unknown
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes() {
+        assert_eq!(classify("sdl"), KeyClass::NotImplemented);
+        assert_eq!(classify("vnc"), KeyClass::NotImplemented);
+        assert_eq!(classify("frobnicate"), KeyClass::Unknown);
+    }
+}
