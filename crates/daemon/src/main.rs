@@ -16,7 +16,7 @@ use domusd::paths::Paths;
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
-use daemon::{dmesg::DmesgRing, server, store::NoStore, Daemon, Options};
+use daemon::{dmesg::DmesgRing, server, store::XenStore, Daemon, Options};
 
 /// Command line of domusd. Every path flag overrides the matching DOMUS_* variable.
 #[derive(Debug, Parser)]
@@ -105,10 +105,29 @@ fn run(args: &Args, ring: DmesgRing) -> anyhow::Result<()> {
     }
     let listener = server::bind(&opts.paths.api_socket())?;
     let api = opts.paths.api_socket();
-    let daemon = Daemon::new(opts, Box::new(NoStore), ring)?;
+    let store_socket = opts.paths.xenstored_socket();
+    let mut sockets = vec![store_socket.clone()];
+    if opts.paths.is_default_runtime() {
+        // Xen's own clients find the store at its usual path on a Domus host.
+        sockets.push(PathBuf::from(domusd::paths::XEN_XENSTORED_SOCKET));
+    }
+    for s in &sockets {
+        if let Some(dir) = s.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        // A kill -9 leaves the socket file behind; the store binds afresh.
+        let _ = std::fs::remove_file(s);
+    }
+    let store_state = opts.paths.state_dir.join("xenstore");
+    let store_server =
+        domus_store::server::spawn(domus_store::server::ServerConfig::new(store_state, sockets))
+            .context("starting the store")?;
+    info!(socket = %store_socket.display(), "store serving");
+    let daemon = Daemon::new(opts, Box::new(XenStore::new(store_socket)), ring)?;
     daemon.recover().context("re-adopting domains")?;
     info!(socket = %api.display(), "domusd ready");
     server::serve(&daemon, &listener);
+    store_server.shutdown().context("stopping the store")?;
     Ok(())
 }
 

@@ -36,7 +36,6 @@ pub struct Node {
 
 /// The nodes Xen's toolstack writes for a domain (libxl's layout, as Xen's docs/misc/xenstore-paths.pandoc
 /// describe it). Owner dom0 with read access for the domain itself, except the nodes the guest writes.
-#[allow(dead_code)] // used once the store is hosted (domus-store)
 pub fn layout(d: &StoreDomain) -> Vec<Node> {
     let dom = format!("/local/domain/{}", d.domid);
     let vm = format!("/vm/{}", d.uuid);
@@ -114,14 +113,121 @@ pub trait DomainStore: Send + Sync {
     fn release(&self, domid: u32, uuid: &str);
 }
 
-/// No store (tests that only exercise the supervisor).
-#[derive(Debug, Default)]
-pub struct NoStore;
+/// The in-process domus-store, reached through its own client on its dom0 socket.
+pub struct XenStore {
+    socket: std::path::PathBuf,
+    client: std::sync::Mutex<Option<domus_store::client::Client>>,
+}
 
-impl DomainStore for NoStore {
-    fn publish(&self, _: &StoreDomain) {}
-    fn update(&self, _: &StoreDomain) {}
-    fn release(&self, _: u32, _: &str) {}
+impl XenStore {
+    /// A store client for the server listening on `socket`.
+    pub fn new(socket: std::path::PathBuf) -> Self {
+        Self {
+            socket,
+            client: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Runs `f` on a connected client, reconnecting once if the connection broke.
+    fn with_client(
+        &self,
+        what: &str,
+        domid: u32,
+        f: impl Fn(&mut domus_store::client::Client) -> Result<(), domus_store::client::ClientError>,
+    ) {
+        let mut guard = self
+            .client
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for attempt in 0..2 {
+            if guard.is_none() {
+                match domus_store::client::Client::connect(&self.socket) {
+                    Ok(c) => *guard = Some(c),
+                    Err(e) => {
+                        tracing::warn!(domid, error = %e, socket = %self.socket.display(), "cannot reach the store");
+                        return;
+                    }
+                }
+            }
+            let Some(c) = guard.as_mut() else { return };
+            match f(c) {
+                Ok(()) => return,
+                Err(e) if attempt == 0 && e.xs_error().is_none() => *guard = None,
+                Err(e) => {
+                    tracing::warn!(domid, error = %e, "store {what} failed");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn perms_of(list: &[String]) -> Option<domus_store::perms::Perms> {
+    let parsed: Option<Vec<_>> = list
+        .iter()
+        .map(|p| domus_store::perms::Perm::parse(p.as_bytes()).ok())
+        .collect();
+    domus_store::perms::Perms::new(parsed?)
+}
+
+fn write_nodes(
+    c: &mut domus_store::client::Client,
+    nodes: &[Node],
+) -> Result<(), domus_store::client::ClientError> {
+    use domus_store::client::TxId;
+    for n in nodes {
+        c.write(TxId::NONE, &n.path, n.value.as_bytes())?;
+        if let Some(p) = perms_of(&n.perms) {
+            c.set_perms(TxId::NONE, &n.path, &p)?;
+        }
+    }
+    Ok(())
+}
+
+impl DomainStore for XenStore {
+    fn publish(&self, d: &StoreDomain) {
+        let nodes = layout(d);
+        self.with_client("publish", d.domid, |c| {
+            match c.introduce(domus_store::DomId(d.domid), 0, 0) {
+                Ok(()) => {}
+                Err(e) if e.xs_error().is_some() => {
+                    tracing::debug!(domid = d.domid, error = %e, "introduce refused")
+                }
+                Err(e) => return Err(e),
+            }
+            write_nodes(c, &nodes)
+        });
+    }
+
+    fn update(&self, d: &StoreDomain) {
+        let wanted = [
+            "/name",
+            "/memory/static-max",
+            "/memory/target",
+            "/console/tty",
+        ];
+        let nodes: Vec<Node> = layout(d)
+            .into_iter()
+            .filter(|n| wanted.iter().any(|w| n.path.ends_with(w)) || n.path.starts_with("/vm/"))
+            .collect();
+        self.with_client("update", d.domid, |c| write_nodes(c, &nodes));
+    }
+
+    fn release(&self, domid: u32, uuid: &str) {
+        use domus_store::client::TxId;
+        self.with_client("release", domid, |c| {
+            for p in [format!("/local/domain/{domid}"), format!("/vm/{uuid}")] {
+                match c.rm(TxId::NONE, &p) {
+                    Err(e) if e.xs_error().is_none() => return Err(e),
+                    _ => {}
+                }
+            }
+            match c.release(domus_store::DomId(domid)) {
+                Err(e) if e.xs_error().is_none() => Err(e),
+                _ => Ok(()),
+            }
+        });
+    }
 }
 
 #[cfg(test)]
