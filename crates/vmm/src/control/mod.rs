@@ -1,0 +1,247 @@
+//! The control socket (contract 2): a unix stream socket carrying newline-delimited JSON, one request
+//! line -> one reply line, any number of clients.
+//!
+//! # Protocol
+//! ```text
+//! {"cmd":"state"}        -> {"ok":true,"state":"running"|"paused"|"shutdown",
+//!                            "outcome":null|{"reason":"poweroff"|"reboot"|"crash","detail":"..."},
+//!                            "pid":N,"vcpus":[{"id":0,"cpu_time_ns":N,"state":"running"|"blocked"|"paused"}],
+//!                            "memory_mib":M,"uptime_ms":N}
+//! {"cmd":"pause"}        -> {"ok":true}   all vCPUs stopped outside KVM_RUN
+//! {"cmd":"resume"}       -> {"ok":true}
+//! {"cmd":"power-button"} -> {"ok":true}   ACPI fixed power button (PWRBTN_STS + SCI if enabled)
+//! {"cmd":"reset"}        -> {"ok":true}   the domain stops with outcome "reboot" (exit status 2)
+//! {"cmd":"destroy"}      -> {"ok":true}   the domain stops with outcome "poweroff", detail "destroyed"
+//! {"cmd":"outcome"}      -> {"ok":true,"outcome":null|{...}}
+//! {"cmd":"ack-outcome"}  -> {"ok":true}   the supervisor has the outcome: the VMM may exit now
+//! {"cmd":"vcpu-pin","vcpu":K,"cpus":[...]} -> {"ok":true}   host CPU affinity of vCPU K's thread
+//! anything else          -> {"ok":false,"error":"message"}
+//! ```
+//! After the guest stops, the VMM keeps this socket open until a client sends `ack-outcome` or a bounded
+//! time passes (60 s by default), so a supervisor that re-attaches still learns the outcome; then it exits
+//! with the outcome's status and removes the socket.
+//!
+//! Request lines are capped at [`MAX_LINE_BYTES`]; a client exceeding it gets an error and is dropped.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// Longest request line accepted.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+
+/// A parsed request.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "cmd", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Request {
+    /// Machine state.
+    State,
+    /// Stop all vCPUs.
+    Pause,
+    /// Restart them.
+    Resume,
+    /// ACPI power button.
+    PowerButton,
+    /// Hard reset.
+    Reset,
+    /// Stop the domain now.
+    Destroy,
+    /// The outcome, if any.
+    Outcome,
+    /// The supervisor has read the outcome.
+    AckOutcome,
+    /// Pin a vCPU thread.
+    VcpuPin {
+        /// vCPU index.
+        vcpu: u32,
+        /// Host CPUs.
+        cpus: Vec<usize>,
+    },
+}
+
+/// What the control socket acts on (implemented by the machine).
+pub trait ControlTarget {
+    /// Handles one request; `Ok(value)` is merged into `{"ok":true, ...}`.
+    ///
+    /// # Errors
+    /// A message for `{"ok":false,"error":...}`.
+    fn handle(&self, req: &Request) -> Result<Value, String>;
+}
+
+/// Parses a line and produces the reply line (without the newline).
+pub fn reply_to(line: &[u8], target: &dyn ControlTarget) -> String {
+    let reply = match serde_json::from_slice::<Request>(line) {
+        Err(e) => json!({"ok": false, "error": format!("bad request: {e}")}),
+        Ok(req) => match target.handle(&req) {
+            Ok(Value::Object(mut m)) => {
+                m.insert("ok".into(), Value::Bool(true));
+                Value::Object(m)
+            }
+            Ok(_) => json!({"ok": true}),
+            Err(e) => json!({"ok": false, "error": e}),
+        },
+    };
+    reply.to_string()
+}
+
+struct Client {
+    stream: UnixStream,
+    buf: Vec<u8>,
+}
+
+/// The listening socket and its clients (driven by the machine's main loop).
+pub struct ControlServer {
+    listener: UnixListener,
+    clients: HashMap<u64, Client>,
+    next_id: u64,
+}
+
+impl ControlServer {
+    /// Wraps a bound listener (made non-blocking).
+    ///
+    /// # Errors
+    /// fcntl failed.
+    pub fn new(listener: UnixListener) -> io::Result<Self> {
+        listener.set_nonblocking(true)?;
+        Ok(Self {
+            listener,
+            clients: HashMap::new(),
+            next_id: 0,
+        })
+    }
+
+    /// The listener (to register with epoll).
+    pub fn listener(&self) -> &UnixListener {
+        &self.listener
+    }
+
+    /// Accepts pending connections; returns (id, fd to watch). The fd stays owned by the server and is
+    /// closed (which also removes it from any epoll set) when the client goes away.
+    pub fn accept(&mut self) -> Vec<(u64, RawFd)> {
+        let mut out = Vec::new();
+        while let Ok((stream, _)) = self.listener.accept() {
+            if stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            let id = self.next_id;
+            self.next_id += 1;
+            out.push((id, stream.as_raw_fd()));
+            self.clients.insert(
+                id,
+                Client {
+                    stream,
+                    buf: Vec::new(),
+                },
+            );
+        }
+        out
+    }
+
+    /// Reads from client `id` and answers every complete line; returns `false` when the client is gone.
+    pub fn service(&mut self, id: u64, target: &dyn ControlTarget) -> bool {
+        let Some(c) = self.clients.get_mut(&id) else {
+            return false;
+        };
+        let mut chunk = [0u8; 4096];
+        let alive = loop {
+            match c.stream.read(&mut chunk) {
+                Ok(0) => break false,
+                Ok(n) => c.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break false,
+            }
+            if c.buf.len() > MAX_LINE_BYTES && !c.buf.contains(&b'\n') {
+                let _ignored = c
+                    .stream
+                    .write_all(b"{\"ok\":false,\"error\":\"request line too long\"}\n");
+                self.clients.remove(&id);
+                return false;
+            }
+        };
+        while let Some(pos) = c.buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = c.buf.drain(..=pos).collect();
+            let line = line.strip_suffix(b"\n").unwrap_or(&line);
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let mut reply = reply_to(line, target);
+            reply.push('\n');
+            // Replies are small; a client that does not read them is dropped.
+            if c.stream.set_nonblocking(false).is_err()
+                || c.stream.write_all(reply.as_bytes()).is_err()
+            {
+                self.clients.remove(&id);
+                return false;
+            }
+            let _ignored = c.stream.set_nonblocking(true);
+        }
+        if !alive {
+            self.clients.remove(&id);
+        }
+        alive
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Echo;
+    impl ControlTarget for Echo {
+        fn handle(&self, req: &Request) -> Result<Value, String> {
+            match req {
+                Request::State => Ok(json!({"state": "running"})),
+                Request::VcpuPin { vcpu, .. } if *vcpu > 0 => Err(format!("no vCPU {vcpu}")),
+                _ => Ok(Value::Null),
+            }
+        }
+    }
+
+    #[test]
+    fn requests_parse_and_reply() {
+        assert_eq!(reply_to(br#"{"cmd":"pause"}"#, &Echo), r#"{"ok":true}"#);
+        let v: Value = serde_json::from_str(&reply_to(br#"{"cmd":"state"}"#, &Echo)).unwrap();
+        assert_eq!(v["ok"], true);
+        assert_eq!(v["state"], "running");
+        let v: Value = serde_json::from_str(&reply_to(
+            br#"{"cmd":"vcpu-pin","vcpu":3,"cpus":[0]}"#,
+            &Echo,
+        ))
+        .unwrap();
+        assert_eq!(v["ok"], false);
+        assert_eq!(v["error"], "no vCPU 3");
+        for bad in [&b"{"[..], br#"{"cmd":"explode"}"#, b"\xff"] {
+            let v: Value = serde_json::from_str(&reply_to(bad, &Echo)).unwrap();
+            assert_eq!(v["ok"], false, "{bad:?}");
+        }
+        assert_eq!(
+            serde_json::from_str::<Request>(r#"{"cmd":"power-button"}"#).unwrap(),
+            Request::PowerButton
+        );
+    }
+
+    #[test]
+    fn server_answers_lines() {
+        let dir = std::env::temp_dir().join(format!("domus-vmm-ctl-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&dir);
+        let mut server = ControlServer::new(UnixListener::bind(&dir).unwrap()).unwrap();
+        let mut client = UnixStream::connect(&dir).unwrap();
+        client
+            .write_all(b"{\"cmd\":\"state\"}\n{\"cmd\":\"pause\"}\n")
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let accepted = server.accept();
+        assert_eq!(accepted.len(), 1);
+        assert!(server.service(accepted[0].0, &Echo));
+        let mut buf = vec![0u8; 256];
+        let n = client.read(&mut buf).unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert_eq!(text.lines().count(), 2, "{text}");
+        std::fs::remove_file(&dir).unwrap();
+    }
+}

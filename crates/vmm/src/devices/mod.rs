@@ -1,0 +1,230 @@
+//! The machine's port-I/O devices and the dispatch of vCPU I/O exits to them.
+//!
+//! The in-kernel irqchip and PIT handle 0x20/0xa0/0x40-0x43/0x61/0x4d0 themselves; everything else that
+//! exits to us lands in [`Devices::pio_read`] / [`Devices::pio_write`]. Unknown ports read as all ones
+//! and ignore writes, like an empty ISA bus. A guest write can end the domain: that comes back as a
+//! [`PioAction::Stop`] with the outcome.
+
+pub mod acpi_pm;
+pub mod legacy;
+
+use std::sync::{Mutex, MutexGuard};
+
+use acpi_pm::{AcpiPm, PmAction};
+use legacy::cmos::Cmos;
+use legacy::serial::{SerialDevice, COM1_PORT};
+use legacy::{i8042, pvpanic};
+
+use crate::console::ConsoleSink;
+use crate::outcome::{Outcome, Reason};
+
+/// The result of a guest port write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PioAction {
+    /// Keep running.
+    Continue,
+    /// The guest stopped the machine.
+    Stop(Outcome),
+}
+
+/// Pulses the SCI line (GSI 9).
+pub type SciLine = Box<dyn Fn() + Send + Sync>;
+
+/// All port-I/O devices.
+pub struct Devices {
+    serial: Mutex<SerialDevice<ConsoleSink>>,
+    cmos: Mutex<Cmos>,
+    pm: Mutex<AcpiPm>,
+    sci: SciLine,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Device state stays consistent across a panic elsewhere (the VMM aborts on panic anyway).
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Devices {
+    /// The device set around a UART and an SCI line.
+    pub fn new(serial: SerialDevice<ConsoleSink>, sci: SciLine) -> Self {
+        Self {
+            serial: Mutex::new(serial),
+            cmos: Mutex::new(Cmos::new()),
+            pm: Mutex::new(AcpiPm::new()),
+            sci,
+        }
+    }
+
+    /// A guest `in`.
+    pub fn pio_read(&self, port: u16, data: &mut [u8]) {
+        let first = match port {
+            COM1_PORT..=0x3ff => {
+                Some(lock(&self.serial).read(u8::try_from(port - COM1_PORT).unwrap_or(0)))
+            }
+            i8042::DATA_PORT | i8042::CMD_PORT => Some(i8042::read(port)),
+            legacy::cmos::INDEX_PORT | legacy::cmos::DATA_PORT => Some(lock(&self.cmos).read(port)),
+            pvpanic::PORT => Some(pvpanic::EVENTS),
+            p if AcpiPm::handles(p) => {
+                lock(&self.pm).read(port, data);
+                return;
+            }
+            _ => None,
+        };
+        match first {
+            Some(v) => {
+                data.fill(0);
+                if let Some(b) = data.first_mut() {
+                    *b = v;
+                }
+            }
+            None => data.fill(0xff),
+        }
+    }
+
+    /// A guest `out`.
+    pub fn pio_write(&self, port: u16, data: &[u8]) -> PioAction {
+        let v = data.first().copied().unwrap_or(0);
+        match port {
+            COM1_PORT..=0x3ff => {
+                lock(&self.serial).write(u8::try_from(port - COM1_PORT).unwrap_or(0), v)
+            }
+            i8042::DATA_PORT | i8042::CMD_PORT
+                if i8042::write(port, v) == i8042::I8042Action::Reset =>
+            {
+                return PioAction::Stop(Outcome::new(
+                    Reason::Reboot,
+                    "i8042 reset (0xfe to port 0x64)",
+                ));
+            }
+            legacy::cmos::INDEX_PORT | legacy::cmos::DATA_PORT => lock(&self.cmos).write(port, v),
+            pvpanic::PORT if pvpanic::is_crash(v) => {
+                return PioAction::Stop(Outcome::new(
+                    Reason::Crash,
+                    format!("pvpanic event {v:#x}"),
+                ));
+            }
+            p if AcpiPm::handles(p) => {
+                let action = lock(&self.pm).write(port, data);
+                return self.pm_action(action);
+            }
+            _ => {}
+        }
+        PioAction::Continue
+    }
+
+    fn pm_action(&self, action: PmAction) -> PioAction {
+        match action {
+            PmAction::None => PioAction::Continue,
+            PmAction::RaiseSci => {
+                (self.sci)();
+                PioAction::Continue
+            }
+            PmAction::PowerOff => PioAction::Stop(Outcome::new(
+                Reason::Poweroff,
+                "ACPI S5 (PM1a_CNT SLP_TYP=5)",
+            )),
+            PmAction::Reset => PioAction::Stop(Outcome::new(
+                Reason::Reboot,
+                "ACPI reset register (0x06 to port 0xcf9)",
+            )),
+        }
+    }
+
+    /// The host presses the ACPI power button.
+    pub fn power_button(&self) {
+        let action = lock(&self.pm).press_power_button();
+        if action == PmAction::RaiseSci {
+            (self.sci)();
+        }
+    }
+
+    /// Console input for the UART.
+    pub fn console_input(&self, bytes: &[u8]) {
+        lock(&self.serial).enqueue_input(bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::console::ConsoleHub;
+    use legacy::serial::IrqTrigger;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+    use vmm_sys_util::eventfd::EventFd;
+
+    fn devices() -> (Devices, Arc<AtomicU32>, ConsoleHub) {
+        let hub = ConsoleHub::new(false);
+        let serial = SerialDevice::new(
+            IrqTrigger(EventFd::new(libc::EFD_NONBLOCK).unwrap()),
+            ConsoleSink(hub.clone()),
+        );
+        let pulses = Arc::new(AtomicU32::new(0));
+        let p = pulses.clone();
+        let d = Devices::new(
+            serial,
+            Box::new(move || {
+                p.fetch_add(1, Ordering::SeqCst);
+            }),
+        );
+        (d, pulses, hub)
+    }
+
+    #[test]
+    fn outcomes_from_ports() {
+        let (d, _, _) = devices();
+        assert_eq!(
+            d.pio_write(0x64, &[0xfe]),
+            PioAction::Stop(Outcome::new(
+                Reason::Reboot,
+                "i8042 reset (0xfe to port 0x64)"
+            ))
+        );
+        assert!(matches!(
+            d.pio_write(0x505, &[1]),
+            PioAction::Stop(Outcome {
+                reason: Reason::Crash,
+                ..
+            })
+        ));
+        assert!(matches!(
+            d.pio_write(0x604, &0x3400u16.to_le_bytes()),
+            PioAction::Stop(Outcome {
+                reason: Reason::Poweroff,
+                ..
+            })
+        ));
+        assert!(matches!(
+            d.pio_write(0xcf9, &[6]),
+            PioAction::Stop(Outcome {
+                reason: Reason::Reboot,
+                ..
+            })
+        ));
+        assert_eq!(d.pio_write(0x80, &[1]), PioAction::Continue);
+        let mut b = [0u8; 1];
+        d.pio_read(0x505, &mut b);
+        assert_eq!(b[0], 3);
+        let mut w = [0u8; 4];
+        d.pio_read(0xcfc, &mut w);
+        assert_eq!(w, [0xff; 4]);
+    }
+
+    #[test]
+    fn power_button_pulses_sci_when_enabled() {
+        let (d, pulses, _) = devices();
+        d.power_button();
+        assert_eq!(pulses.load(Ordering::SeqCst), 0);
+        d.pio_write(0x600, &0x100u16.to_le_bytes());
+        d.pio_write(0x602, &0x100u16.to_le_bytes());
+        d.power_button();
+        assert_eq!(pulses.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn serial_output_reaches_console() {
+        let (d, _, hub) = devices();
+        d.pio_write(0x3f8, b"h");
+        d.pio_write(0x3f8, b"i");
+        assert_eq!(hub.stats().0, 2);
+    }
+}

@@ -1,0 +1,179 @@
+//! The machine side of the control protocol (see [`crate::control`]).
+
+use std::cell::Cell;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use vmm_sys_util::signal::Killable;
+
+use super::shared::Shared;
+use super::vcpu_thread::kick_signal;
+use crate::control::{ControlTarget, Request};
+use crate::devices::Devices;
+use crate::outcome::{Outcome, Reason};
+
+/// Control requests applied to the running machine.
+pub struct Ctl<'a> {
+    shared: &'a Arc<Shared>,
+    devices: &'a Arc<Devices>,
+    handles: &'a [JoinHandle<()>],
+    memory_mib: u64,
+    acked: Cell<bool>,
+}
+
+impl<'a> Ctl<'a> {
+    /// The target for one machine.
+    pub fn new(
+        shared: &'a Arc<Shared>,
+        devices: &'a Arc<Devices>,
+        handles: &'a [JoinHandle<()>],
+        memory_mib: u64,
+    ) -> Self {
+        Self {
+            shared,
+            devices,
+            handles,
+            memory_mib,
+            acked: Cell::new(false),
+        }
+    }
+
+    /// Whether a client acknowledged the outcome.
+    pub fn is_acked(&self) -> bool {
+        self.acked.get()
+    }
+
+    fn state(&self) -> Value {
+        let state = if self.shared.outcome().is_some() {
+            "shutdown"
+        } else if self.shared.is_paused() {
+            "paused"
+        } else {
+            "running"
+        };
+        let vcpus: Vec<Value> = self
+            .shared
+            .vcpus
+            .iter()
+            .enumerate()
+            .map(|(id, s)| {
+                let tid = s.tid.load(Ordering::SeqCst);
+                let st = if s.parked.load(Ordering::SeqCst) {
+                    "paused"
+                } else if thread_is_running(tid) {
+                    "running"
+                } else {
+                    "blocked"
+                };
+                json!({"id": id, "cpu_time_ns": thread_cpu_ns(tid), "state": st})
+            })
+            .collect();
+        json!({
+            "state": state,
+            "outcome": self.shared.outcome(),
+            "pid": std::process::id(),
+            "vcpus": vcpus,
+            "memory_mib": self.memory_mib,
+            "uptime_ms": u64::try_from(self.shared.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        })
+    }
+
+    fn pause(&self) -> Result<Value, String> {
+        if self.shared.should_stop() {
+            return Err("the domain has stopped".into());
+        }
+        self.shared.set_paused(true);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let mut all = true;
+            for (h, s) in self.handles.iter().zip(&self.shared.vcpus) {
+                if !s.parked.load(Ordering::SeqCst) && !s.exited.load(Ordering::SeqCst) {
+                    all = false;
+                    let _ignored = h.kill(kick_signal());
+                }
+            }
+            if all {
+                return Ok(Value::Null);
+            }
+            if Instant::now() >= deadline {
+                return Err("vCPUs did not pause within 2 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+impl ControlTarget for Ctl<'_> {
+    fn handle(&self, req: &Request) -> Result<Value, String> {
+        match req {
+            Request::State => Ok(self.state()),
+            Request::Pause => self.pause(),
+            Request::Resume => {
+                self.shared.set_paused(false);
+                Ok(Value::Null)
+            }
+            Request::PowerButton => {
+                if self.shared.is_paused() {
+                    return Err("the domain is paused: resume it first".into());
+                }
+                self.devices.power_button();
+                Ok(Value::Null)
+            }
+            Request::Reset => {
+                self.shared.finish(Outcome::new(
+                    Reason::Reboot,
+                    "reset requested on the control socket",
+                ));
+                Ok(Value::Null)
+            }
+            Request::Destroy => {
+                self.shared.finish(Outcome::new(
+                    Reason::Poweroff,
+                    "destroyed on the control socket",
+                ));
+                self.acked.set(true);
+                Ok(Value::Null)
+            }
+            Request::Outcome => Ok(json!({"outcome": self.shared.outcome()})),
+            Request::AckOutcome => {
+                if self.shared.outcome().is_none() {
+                    return Err("the domain is still running: no outcome to acknowledge".into());
+                }
+                self.acked.set(true);
+                Ok(Value::Null)
+            }
+            Request::VcpuPin { vcpu, cpus } => {
+                let s = usize::try_from(*vcpu)
+                    .ok()
+                    .and_then(|i| self.shared.vcpus.get(i))
+                    .ok_or_else(|| format!("no vCPU {vcpu}"))?;
+                let tid = s.tid.load(Ordering::SeqCst);
+                crate::sys::set_affinity(tid, cpus)
+                    .map_err(|e| format!("cannot pin vCPU {vcpu}: {e}"))?;
+                Ok(Value::Null)
+            }
+        }
+    }
+}
+
+/// Run time of a thread in ns (first field of /proc/self/task/TID/schedstat).
+fn thread_cpu_ns(tid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Whether the thread is on a CPU or runnable (state R in /proc/self/task/TID/stat).
+fn thread_is_running(tid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('R'))
+        })
+        .unwrap_or(false)
+}

@@ -1,0 +1,216 @@
+//! The main thread's loop: console input (stdin, pty, unix clients), console client flushing, the control
+//! socket, and the wake-up when the guest stops; then the bounded linger for `ack-outcome`.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
+use vmm_sys_util::signal::Killable;
+
+use super::control_target::Ctl;
+use super::shared::Shared;
+use super::vcpu_thread::kick_signal;
+use crate::console::ConsoleHub;
+use crate::control::ControlServer;
+use crate::devices::Devices;
+use crate::outcome::Outcome;
+
+const TOKEN_WAKE: u64 = 1;
+const TOKEN_STDIN: u64 = 2;
+const TOKEN_PTY: u64 = 3;
+const TOKEN_CONSOLE_LISTENER: u64 = 4;
+const TOKEN_CONTROL_LISTENER: u64 = 5;
+const CONSOLE_CLIENT: u64 = 1 << 32;
+const CONTROL_CLIENT: u64 = 2 << 32;
+const CLIENT_MASK: u64 = (1 << 32) - 1;
+
+/// What the loop works with.
+pub struct LoopContext<'a> {
+    /// Shared machine state.
+    pub shared: &'a Arc<Shared>,
+    /// Devices (console input, power button).
+    pub devices: &'a Arc<Devices>,
+    /// Console hub.
+    pub hub: &'a ConsoleHub,
+    /// vCPU threads (for kicks).
+    pub handles: &'a [JoinHandle<()>],
+    /// Guest RAM for `state`.
+    pub memory_mib: u64,
+    /// Console listener.
+    pub console_listener: Option<UnixListener>,
+    /// Control listener.
+    pub control_listener: Option<UnixListener>,
+    /// Pty master.
+    pub pty: Option<File>,
+    /// Read console input from stdin.
+    pub stdin: bool,
+    /// Linger after the stop, waiting for ack-outcome.
+    pub linger: Duration,
+}
+
+fn add(epoll: &Epoll, fd: i32, token: u64) -> io::Result<()> {
+    epoll.ctl(
+        ControlOperation::Add,
+        fd,
+        EpollEvent::new(EventSet::IN, token),
+    )
+}
+
+/// Runs until the guest stopped (and, with a control socket, the outcome was acknowledged or the linger
+/// expired); returns the outcome.
+///
+/// # Errors
+/// epoll failures.
+pub fn run(ctx: LoopContext<'_>) -> io::Result<Outcome> {
+    let epoll = Epoll::new()?;
+    add(&epoll, ctx.shared.wake.as_raw_fd(), TOKEN_WAKE)?;
+    if ctx.stdin {
+        // A regular file or /dev/null cannot be polled; then there is simply no console input.
+        let _ignored = add(&epoll, libc::STDIN_FILENO, TOKEN_STDIN);
+    }
+    if let Some(p) = &ctx.pty {
+        add(&epoll, p.as_raw_fd(), TOKEN_PTY)?;
+    }
+    if let Some(l) = &ctx.console_listener {
+        l.set_nonblocking(true)?;
+        add(&epoll, l.as_raw_fd(), TOKEN_CONSOLE_LISTENER)?;
+    }
+    let mut control = match ctx.control_listener {
+        Some(l) => {
+            let s = ControlServer::new(l)?;
+            add(&epoll, s.listener().as_raw_fd(), TOKEN_CONTROL_LISTENER)?;
+            Some(s)
+        }
+        None => None,
+    };
+    let ctl = Ctl::new(ctx.shared, ctx.devices, ctx.handles, ctx.memory_mib);
+    let mut console_clients: HashMap<u64, UnixStream> = HashMap::new();
+    let mut events = vec![EpollEvent::default(); 32];
+    let mut deadline: Option<Instant> = None;
+    let mut buf = [0u8; 4096];
+    loop {
+        if ctx.shared.should_stop() {
+            let now = Instant::now();
+            let d = *deadline.get_or_insert(now + ctx.linger);
+            if control.is_none() || ctl.is_acked() || now >= d {
+                break;
+            }
+        }
+        let timeout_ms = if ctx.hub.flush_clients() { 10 } else { 200 };
+        let n = match epoll.wait(timeout_ms, &mut events) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        for ev in events.iter().take(n) {
+            let token = ev.data();
+            match token {
+                TOKEN_WAKE => {
+                    let _ignored = ctx.shared.wake.read();
+                }
+                TOKEN_STDIN => match io::stdin().lock().read(&mut buf) {
+                    Ok(0) | Err(_) => {
+                        let _ignored = epoll.ctl(
+                            ControlOperation::Delete,
+                            libc::STDIN_FILENO,
+                            EpollEvent::default(),
+                        );
+                    }
+                    Ok(k) => ctx.devices.console_input(&buf[..k]),
+                },
+                TOKEN_PTY => {
+                    if let Some(k) = ctx.hub.read_pty(&mut buf).filter(|k| *k > 0) {
+                        ctx.devices.console_input(&buf[..k]);
+                    }
+                }
+                TOKEN_CONSOLE_LISTENER => {
+                    if let Some(l) = &ctx.console_listener {
+                        while let Ok((stream, _)) = l.accept() {
+                            let Ok(id) = ctx.hub.add_client(stream) else {
+                                continue;
+                            };
+                            if let Some(s) = ctx.hub.client_stream(id) {
+                                if add(&epoll, s.as_raw_fd(), CONSOLE_CLIENT | id).is_ok() {
+                                    console_clients.insert(id, s);
+                                }
+                            }
+                        }
+                    }
+                }
+                TOKEN_CONTROL_LISTENER => {
+                    if let Some(c) = &mut control {
+                        for (id, fd) in c.accept() {
+                            let _ignored = add(&epoll, fd, CONTROL_CLIENT | id);
+                        }
+                    }
+                }
+                t if t & !CLIENT_MASK == CONSOLE_CLIENT => {
+                    let id = t & CLIENT_MASK;
+                    let gone = match console_clients.get_mut(&id).map(|s| s.read(&mut buf)) {
+                        Some(Ok(0)) | None => true,
+                        Some(Ok(k)) => {
+                            ctx.devices.console_input(&buf[..k]);
+                            false
+                        }
+                        Some(Err(e)) => e.kind() != io::ErrorKind::WouldBlock,
+                    };
+                    if gone {
+                        if let Some(s) = console_clients.remove(&id) {
+                            let _ignored = epoll.ctl(
+                                ControlOperation::Delete,
+                                s.as_raw_fd(),
+                                EpollEvent::default(),
+                            );
+                        }
+                        ctx.hub.remove_client(id);
+                    }
+                }
+                t if t & !CLIENT_MASK == CONTROL_CLIENT => {
+                    if let Some(c) = &mut control {
+                        c.service(t & CLIENT_MASK, &ctl);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    ctx.hub.flush_clients();
+    Ok(ctx.shared.outcome().unwrap_or_else(|| {
+        Outcome::new(
+            crate::outcome::Reason::Crash,
+            "vCPUs stopped without an outcome",
+        )
+    }))
+}
+
+/// Kicks every vCPU out of KVM_RUN until it has left its loop (bounded), then joins those that did.
+pub fn stop_vcpus(shared: &Shared, handles: Vec<JoinHandle<()>>) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let mut all = true;
+        for (h, s) in handles.iter().zip(&shared.vcpus) {
+            if !s.exited.load(Ordering::SeqCst) {
+                all = false;
+                let _ignored = h.kill(kick_signal());
+            }
+        }
+        if all || Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    for (h, s) in handles.into_iter().zip(&shared.vcpus) {
+        if s.exited.load(Ordering::SeqCst) {
+            let _ignored = h.join();
+        } else {
+            tracing::warn!("a vCPU thread did not stop in time; exiting without it");
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! State shared between the vCPU threads and the main loop: the outcome (first one wins), the stop and
+//! pause flags, and per-vCPU thread ids for run-time figures.
+
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Instant;
+
+use vmm_sys_util::eventfd::EventFd;
+
+use crate::outcome::Outcome;
+
+/// One vCPU thread's status.
+#[derive(Debug, Default)]
+pub struct VcpuStatus {
+    /// Kernel thread id (0 until the thread started).
+    pub tid: AtomicI32,
+    /// The thread is parked because of a pause.
+    pub parked: AtomicBool,
+    /// The thread has left its loop.
+    pub exited: AtomicBool,
+}
+
+/// Shared machine state.
+pub struct Shared {
+    outcome: Mutex<Option<Outcome>>,
+    stop: AtomicBool,
+    paused: Mutex<bool>,
+    pause_cv: Condvar,
+    /// Per vCPU.
+    pub vcpus: Vec<VcpuStatus>,
+    /// Written when the machine stops (wakes the main loop).
+    pub wake: EventFd,
+    /// When the machine was built.
+    pub started: Instant,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Shared {
+    /// State for `vcpus` vCPUs.
+    ///
+    /// # Errors
+    /// eventfd creation failed.
+    pub fn new(vcpus: u32) -> std::io::Result<Self> {
+        Ok(Self {
+            outcome: Mutex::new(None),
+            stop: AtomicBool::new(false),
+            paused: Mutex::new(false),
+            pause_cv: Condvar::new(),
+            vcpus: (0..vcpus).map(|_| VcpuStatus::default()).collect(),
+            wake: EventFd::new(libc::EFD_NONBLOCK)?,
+            started: Instant::now(),
+        })
+    }
+
+    /// Records the outcome (the first one wins) and asks everything to stop.
+    pub fn finish(&self, outcome: Outcome) {
+        {
+            let mut o = lock(&self.outcome);
+            if o.is_none() {
+                tracing::info!(reason = ?outcome.reason, detail = %outcome.detail, "domain stopped");
+                *o = Some(outcome);
+            }
+        }
+        self.stop.store(true, Ordering::SeqCst);
+        self.pause_cv.notify_all();
+        let _ignored = self.wake.write(1);
+    }
+
+    /// The outcome so far.
+    pub fn outcome(&self) -> Option<Outcome> {
+        lock(&self.outcome).clone()
+    }
+
+    /// Whether vCPUs must stop.
+    pub fn should_stop(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Sets or clears the pause flag.
+    pub fn set_paused(&self, paused: bool) {
+        *lock(&self.paused) = paused;
+        self.pause_cv.notify_all();
+    }
+
+    /// Whether a pause is requested.
+    pub fn is_paused(&self) -> bool {
+        *lock(&self.paused)
+    }
+
+    /// Called by vCPU `id` between runs: blocks while paused (and not stopping).
+    pub fn park_if_paused(&self, id: usize) {
+        let mut p = lock(&self.paused);
+        while *p && !self.should_stop() {
+            if let Some(s) = self.vcpus.get(id) {
+                s.parked.store(true, Ordering::SeqCst);
+            }
+            p = self
+                .pause_cv
+                .wait(p)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        if let Some(s) = self.vcpus.get(id) {
+            s.parked.store(false, Ordering::SeqCst);
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! The vCPU thread: KVM_RUN in a loop, exits dispatched to the devices, fatal exits turned into outcomes.
+//!
+//! Application processors block inside KVM_RUN until the guest's INIT-SIPI-SIPI; under PVM their first
+//! KVM_RUN after INIT returns EAGAIN once (`smp-acpi/p1_sipi`), so EAGAIN is retried. EINTR is our own
+//! kick signal (pause, stop).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use kvm_bindings::{KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN};
+use kvm_ioctls::{VcpuExit, VcpuFd};
+
+use super::shared::Shared;
+use crate::devices::{Devices, PioAction};
+use crate::outcome::{Outcome, Reason};
+
+/// Signal used to kick a vCPU thread out of KVM_RUN.
+pub fn kick_signal() -> libc::c_int {
+    vmm_sys_util::signal::SIGRTMIN()
+}
+
+extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
+
+/// Installs the (empty) kick handler so the signal interrupts KVM_RUN instead of killing us.
+///
+/// # Errors
+/// sigaction failed.
+pub fn install_kick_handler() -> Result<(), vmm_sys_util::errno::Error> {
+    vmm_sys_util::signal::register_signal_handler(kick_signal(), on_kick)
+}
+
+/// Runs vCPU `id` until the machine stops.
+pub fn run(id: usize, mut fd: VcpuFd, devices: Arc<Devices>, shared: Arc<Shared>) {
+    if let Some(s) = shared.vcpus.get(id) {
+        s.tid.store(crate::sys::current_tid(), Ordering::SeqCst);
+    }
+    let _span = tracing::info_span!("vcpu", vcpu = id).entered();
+    while !shared.should_stop() {
+        shared.park_if_paused(id);
+        if shared.should_stop() {
+            break;
+        }
+        let stop = match fd.run() {
+            Ok(exit) => handle_exit(id, exit, &devices),
+            Err(e) => match e.errno() {
+                libc::EINTR => {
+                    fd.set_kvm_immediate_exit(0);
+                    None
+                }
+                libc::EAGAIN => None,
+                _ => Some(Outcome::new(
+                    Reason::Crash,
+                    format!("KVM_RUN failed on vCPU {id}: {e}"),
+                )),
+            },
+        };
+        if let Some(outcome) = stop {
+            let outcome = if outcome.reason == Reason::Crash {
+                describe_crash(id, &fd, outcome)
+            } else {
+                outcome
+            };
+            shared.finish(outcome);
+        }
+    }
+    if let Some(s) = shared.vcpus.get(id) {
+        s.exited.store(true, Ordering::SeqCst);
+    }
+}
+
+fn handle_exit(id: usize, exit: VcpuExit<'_>, devices: &Devices) -> Option<Outcome> {
+    match exit {
+        VcpuExit::IoIn(port, data) => {
+            devices.pio_read(port, data);
+            None
+        }
+        VcpuExit::IoOut(port, data) => match devices.pio_write(port, data) {
+            PioAction::Continue => None,
+            PioAction::Stop(o) => Some(o),
+        },
+        VcpuExit::MmioRead(_, data) => {
+            // Nothing is mapped outside RAM, the LAPIC and the IOAPIC (both in-kernel): open bus.
+            data.fill(0xff);
+            None
+        }
+        VcpuExit::MmioWrite(..) | VcpuExit::IrqWindowOpen | VcpuExit::Intr => None,
+        VcpuExit::Shutdown => Some(Outcome::new(
+            Reason::Reboot,
+            format!("triple fault on vCPU {id} (KVM_EXIT_SHUTDOWN)"),
+        )),
+        VcpuExit::SystemEvent(ty, _) => Some(match ty {
+            KVM_SYSTEM_EVENT_SHUTDOWN => {
+                Outcome::new(Reason::Poweroff, "KVM system event: shutdown")
+            }
+            KVM_SYSTEM_EVENT_RESET => Outcome::new(Reason::Reboot, "KVM system event: reset"),
+            KVM_SYSTEM_EVENT_CRASH => Outcome::new(Reason::Crash, "KVM system event: crash"),
+            other => Outcome::new(Reason::Crash, format!("KVM system event {other}")),
+        }),
+        VcpuExit::Hlt => Some(Outcome::new(
+            Reason::Crash,
+            format!("vCPU {id} halted outside the in-kernel irqchip"),
+        )),
+        VcpuExit::InternalError => Some(Outcome::new(
+            Reason::Crash,
+            format!("KVM internal error on vCPU {id} (instruction emulation failed)"),
+        )),
+        VcpuExit::FailEntry(reason, cpu) => Some(Outcome::new(
+            Reason::Crash,
+            format!(
+                "vCPU {id} failed to enter the guest (hardware reason {reason:#x}, host cpu {cpu})"
+            ),
+        )),
+        other => Some(Outcome::new(
+            Reason::Crash,
+            format!("unexpected exit on vCPU {id}: {other:?}"),
+        )),
+    }
+}
+
+/// Adds the guest's instruction pointer to a crash detail (helps tell a guest bug from a PVM limit).
+fn describe_crash(id: usize, fd: &VcpuFd, mut outcome: Outcome) -> Outcome {
+    if let (Ok(regs), Ok(sregs)) = (fd.get_regs(), fd.get_sregs()) {
+        let cpl = sregs.cs.dpl;
+        outcome.detail = format!("{} at rip {:#x} (cpl {cpl})", outcome.detail, regs.rip);
+        if cpl == 0 && crate::vstate::kvm::is_pvm() {
+            outcome.detail.push_str(
+                "; note: this host's KVM is PVM, which cannot emulate some ring-0 instructions",
+            );
+        }
+    }
+    tracing::debug!(vcpu = id, detail = %outcome.detail, "vCPU crash");
+    outcome
+}

@@ -1,0 +1,114 @@
+//! The KVM VM: guest memory slots, in-kernel irqchip (PIC + IOAPIC + LAPICs) and PIT.
+
+use kvm_bindings::{kvm_pit_config, kvm_userspace_memory_region, KVM_PIT_SPEAKER_DUMMY};
+use kvm_ioctls::VmFd;
+use vm_memory::{Address, GuestMemoryBackend, GuestMemoryRegion, MemoryRegionAddress};
+
+use super::kvm::KvmSystem;
+use super::memory::GuestMem;
+
+/// TSS address for VT-x's real-mode emulation (three pages just below the 4 GiB BIOS area, as Firecracker).
+const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
+
+/// Creating or configuring the VM failed.
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    /// KVM_CREATE_VM.
+    #[error("KVM_CREATE_VM failed")]
+    Create(#[source] kvm_ioctls::Error),
+    /// KVM_SET_USER_MEMORY_REGION.
+    #[error("cannot register guest memory slot {slot} (gpa {gpa:#x}, {size} bytes) with KVM")]
+    MemorySlot {
+        /// Slot number.
+        slot: u32,
+        /// Guest physical start.
+        gpa: u64,
+        /// Size in bytes.
+        size: u64,
+        /// Cause.
+        #[source]
+        source: kvm_ioctls::Error,
+    },
+    /// Host address of a region.
+    #[error("cannot get the host address of guest memory region at {gpa:#x}")]
+    HostAddress {
+        /// Guest physical start.
+        gpa: u64,
+        /// Cause.
+        #[source]
+        source: vm_memory::guest_memory::Error,
+    },
+    /// KVM_CREATE_IRQCHIP.
+    #[error("KVM_CREATE_IRQCHIP failed")]
+    Irqchip(#[source] kvm_ioctls::Error),
+    /// KVM_CREATE_PIT2.
+    #[error("KVM_CREATE_PIT2 failed")]
+    Pit(#[source] kvm_ioctls::Error),
+}
+
+/// The VM file descriptor with its memory registered and interrupt controllers created.
+pub struct Vm {
+    fd: VmFd,
+}
+
+impl Vm {
+    /// Creates the VM, registers `mem`, creates the in-kernel irqchip and PIT2.
+    ///
+    /// # Errors
+    /// [`VmError`] naming the step that failed.
+    pub fn new(kvm: &KvmSystem, mem: &GuestMem) -> Result<Self, VmError> {
+        let fd = kvm.kvm.create_vm().map_err(VmError::Create)?;
+        if let Err(e) = fd.set_tss_address(KVM_TSS_ADDRESS) {
+            tracing::debug!(error = %e, "KVM_SET_TSS_ADDR failed (not needed on every KVM)");
+        }
+        for (slot, region) in mem.iter().enumerate() {
+            let gpa = region.start_addr().raw_value();
+            let host = region
+                .get_host_address(MemoryRegionAddress(0))
+                .map_err(|source| VmError::HostAddress { gpa, source })?;
+            let slot = u32::try_from(slot).unwrap_or(u32::MAX);
+            let desc = kvm_userspace_memory_region {
+                slot,
+                flags: 0,
+                guest_phys_addr: gpa,
+                memory_size: region.len(),
+                userspace_addr: host as u64,
+            };
+            // SAFETY: `host` is the start of a live mmap of exactly `region.len()` bytes owned by `mem`,
+            // and the caller keeps `mem` alive as long as the VM (the machine owns both and drops the VM
+            // first); slots do not overlap because the regions of a GuestMemoryMmap do not.
+            unsafe { fd.set_user_memory_region(desc) }.map_err(|source| VmError::MemorySlot {
+                slot,
+                gpa,
+                size: region.len(),
+                source,
+            })?;
+        }
+        fd.create_irq_chip().map_err(VmError::Irqchip)?;
+        let pit = kvm_pit_config {
+            flags: KVM_PIT_SPEAKER_DUMMY,
+            ..Default::default()
+        };
+        fd.create_pit2(pit).map_err(VmError::Pit)?;
+        Ok(Self { fd })
+    }
+
+    /// The VM fd (for vCPU creation and irqfds).
+    pub fn fd(&self) -> &VmFd {
+        &self.fd
+    }
+
+    /// Drives an IOAPIC/PIC input line.
+    pub fn set_irq_line(&self, gsi: u32, level: bool) {
+        if let Err(e) = self.fd.set_irq_line(gsi, level) {
+            tracing::warn!(gsi, level, error = %e, "KVM_IRQ_LINE failed");
+        }
+    }
+
+    /// Pulses a line (assert then deassert): how the SCI is raised under PVM, whose in-kernel IOAPIC
+    /// treats a level interrupt as EOI'd at delivery (ENVIRONMENT.md, `smp-acpi/p4_sci`).
+    pub fn pulse_irq_line(&self, gsi: u32) {
+        self.set_irq_line(gsi, true);
+        self.set_irq_line(gsi, false);
+    }
+}
