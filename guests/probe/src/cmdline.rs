@@ -21,7 +21,7 @@ impl<'a> Args<'a> {
             pairs: [("", ""); MAX_ARGS],
             len: 0,
         };
-        for token in text.split(|c: char| c == ' ' || c == '\t' || c == '\n') {
+        for token in text.split([' ', '\t', '\n']) {
             let Some((key, value)) = token.split_once('=') else {
                 continue;
             };

@@ -207,7 +207,6 @@ extern "C" {
     static mut idt: [u64; 512];
     static trap_stub_table: [u64; 32];
     static trap_record: [u64; 7];
-    static sci_count: AtomicU64;
     static sci_pm1_status: AtomicU16;
     static pm1a_evt_port: AtomicU16;
     static lapic_base: AtomicU64;
@@ -230,16 +229,16 @@ fn set_gate(vector: usize, handler: u64) {
     let base = core::ptr::addr_of_mut!(idt).cast::<u64>();
     // SAFETY: `vector < 256`, so both slots lie inside the 512-qword table; nothing else writes
     // the IDT concurrently (APs start only after this ran on the BSP).
-    unsafe { base.add(vector * 2).write_volatile(lo) };
+    unsafe { base.wrapping_add(vector * 2).write_volatile(lo) };
     // SAFETY: as above.
-    unsafe { base.add(vector * 2 + 1).write_volatile(hi) };
+    unsafe { base.wrapping_add(vector * 2 + 1).write_volatile(hi) };
 }
 
 /// Fills all 256 IDT gates (runs at CPL3: the IDT is ordinary memory).
 pub fn install_idt() {
-    for vector in 0..32 {
-        // SAFETY: `trap_stub_table` is an immutable table of 32 code addresses (cpl0.rs asm).
-        let stub = unsafe { trap_stub_table[vector] };
+    // SAFETY: `trap_stub_table` is an immutable table of 32 code addresses (asm above).
+    let stubs = unsafe { trap_stub_table };
+    for (vector, stub) in stubs.into_iter().enumerate() {
         set_gate(vector, stub);
     }
     set_gate(6, trap_ud as *const () as usize as u64);
@@ -272,12 +271,6 @@ pub fn set_lapic_base(base: u64) {
 pub fn take_sci_pm1_status() -> u16 {
     // SAFETY: a static AtomicU16 defined in the asm block above.
     unsafe { &sci_pm1_status }.swap(0, Ordering::SeqCst)
-}
-
-/// How many SCIs ring 0 has handled.
-pub fn sci_count_total() -> u64 {
-    // SAFETY: a static AtomicU64 defined in the asm block above.
-    unsafe { &sci_count }.load(Ordering::SeqCst)
 }
 
 /// Where CPL3 lands after a fatal exception (see the module docs): reports it and stops.

@@ -72,14 +72,6 @@ pub fn inl(port: u16) -> u32 {
     value
 }
 
-/// Writes 32 bits to an allowed port.
-pub fn outl(port: u16, value: u32) {
-    // SAFETY: as for `inb`.
-    unsafe {
-        core::arch::asm!("outl %eax, %dx", in("dx") port, in("eax") value, options(att_syntax, nostack, nomem))
-    };
-}
-
 /// Reads a 32-bit device register at physical address `addr` (identity mapped, uncached).
 pub fn mmio_read32(addr: u64) -> u32 {
     // SAFETY: the whole 0-4 GiB range is identity mapped user-accessible; callers pass device

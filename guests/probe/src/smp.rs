@@ -124,7 +124,7 @@ static LAPIC_BASE: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64
 pub enum SmpError {
     /// More CPUs than the probe has TSS/stack slots for.
     TooManyCpus,
-    /// The AP did not reach CPL3 in time.
+    /// The AP with this APIC id did not reach CPL3 in time.
     Timeout(u32),
 }
 
@@ -138,12 +138,20 @@ fn prepare_tss(cpu: usize) -> u16 {
     let limit = (iomap_offset + IO_BITMAP_BYTES - 1) as u64;
     let tss_base = core::ptr::addr_of_mut!(tss_area).cast::<u8>();
     let kstack_top = kstack_top(cpu);
-    // SAFETY: `cpu < MAX_CPUS`, so TSS `cpu` lies inside tss_area; the AP is not running yet.
-    let tss = unsafe { tss_base.add(cpu * TSS_STRIDE) };
+    // `cpu < MAX_CPUS`, so TSS `cpu` lies inside tss_area.
+    let tss = tss_base.wrapping_add(cpu * TSS_STRIDE);
     // SAFETY: offset 4..12 (RSP0) is inside this CPU's 0x80-byte TSS slot.
-    unsafe { tss.add(4).cast::<u64>().write_unaligned(kstack_top) };
+    unsafe {
+        tss.wrapping_add(4)
+            .cast::<u64>()
+            .write_unaligned(kstack_top)
+    };
     // SAFETY: offset 0x66..0x68 (I/O map base) is inside the slot.
-    unsafe { tss.add(0x66).cast::<u16>().write_unaligned(iomap_offset as u16) };
+    unsafe {
+        tss.wrapping_add(0x66)
+            .cast::<u16>()
+            .write_unaligned(iomap_offset as u16)
+    };
     let base = tss as u64;
     let low = (limit & 0xffff)
         | ((base & 0xff_ffff) << 16)
@@ -153,9 +161,13 @@ fn prepare_tss(cpu: usize) -> u16 {
     let selector = TSS_SEL0 as usize + 16 * cpu;
     let gdt_base = core::ptr::addr_of_mut!(gdt).cast::<u64>();
     // SAFETY: selector / 8 + 1 < GDT_SLOTS for cpu < MAX_CPUS; no CPU has loaded this descriptor.
-    unsafe { gdt_base.add(selector / 8).write_volatile(low) };
+    unsafe { gdt_base.wrapping_add(selector / 8).write_volatile(low) };
     // SAFETY: as above.
-    unsafe { gdt_base.add(selector / 8 + 1).write_volatile(base >> 32) };
+    unsafe {
+        gdt_base
+            .wrapping_add(selector / 8 + 1)
+            .write_volatile(base >> 32)
+    };
     selector as u16
 }
 
@@ -172,16 +184,27 @@ fn install_trampoline() -> *mut u64 {
 }
 
 /// Starts the AP with `apic_id` as CPU `cpu` and waits until it reports from CPL3.
-fn start_ap(lapic: &LocalApic, params: *mut u64, cpu: usize, apic_id: u32, wait: &dyn Fn(u64)) -> Result<(), SmpError> {
+fn start_ap(
+    lapic: &LocalApic,
+    params: *mut u64,
+    cpu: usize,
+    apic_id: u32,
+    wait: &dyn Fn(u64),
+) -> Result<(), SmpError> {
     if cpu >= MAX_CPUS {
         return Err(SmpError::TooManyCpus);
     }
     let selector = prepare_tss(cpu);
     let ustack_base = addr_of_sym(core::ptr::addr_of!(ustacks));
-    let values = [cpu as u64, kstack_top(cpu), (ustack_base + (cpu + 1) * USTACK_SIZE) as u64, u64::from(selector)];
+    let values = [
+        cpu as u64,
+        kstack_top(cpu),
+        (ustack_base + (cpu + 1) * USTACK_SIZE) as u64,
+        u64::from(selector),
+    ];
     for (i, value) in values.into_iter().enumerate() {
         // SAFETY: `params` points at the 4-qword block inside the copied trampoline; no AP runs.
-        unsafe { params.add(i).write_volatile(value) };
+        unsafe { params.wrapping_add(i).write_volatile(value) };
     }
     let before = APS_UP.load(Ordering::SeqCst);
     lapic.send_init(apic_id);
@@ -210,7 +233,11 @@ fn kstack_top(cpu: usize) -> u64 {
 
 /// Brings up every AP in `apic_ids` (the BSP's own id is skipped); returns how many came up.
 /// `wait(us)` delays for about `us` microseconds.
-pub fn start_aps(lapic_base: u64, apic_ids: &[u32], wait: &dyn Fn(u64)) -> (usize, Option<SmpError>) {
+pub fn start_aps(
+    lapic_base: u64,
+    apic_ids: &[u32],
+    wait: &dyn Fn(u64),
+) -> (usize, Option<SmpError>) {
     LAPIC_BASE.store(lapic_base, Ordering::SeqCst);
     let lapic = LocalApic::new(lapic_base);
     lapic.enable();

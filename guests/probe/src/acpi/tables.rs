@@ -98,7 +98,9 @@ pub fn find_root(hint: u64) -> Option<Root> {
         }
     }
     let ebda = (u64::from(phys_read8(0x40e)) | (u64::from(phys_read8(0x40f)) << 8)) << 4;
-    let ebda_scan = (ebda >= 0x80000 && ebda < 0xa0000).then_some((ebda, ebda + 1024));
+    let ebda_scan = (0x80000..0xa0000)
+        .contains(&ebda)
+        .then_some((ebda, ebda + 1024));
     ebda_scan
         .into_iter()
         .chain(core::iter::once((0xe0000, 0x100000)))

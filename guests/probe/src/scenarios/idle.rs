@@ -53,7 +53,10 @@ fn setup(acpi: &Acpi) -> Result<bool, &'static str> {
     if fadt.flags & FADT_PWR_BUTTON != 0 {
         return Err("no-fixed-power-button");
     }
-    let evt = u16::try_from(fadt.pm1a_evt).ok().filter(|&p| p != 0).ok_or("no-pm1a-evt")?;
+    let evt = u16::try_from(fadt.pm1a_evt)
+        .ok()
+        .filter(|&p| p != 0)
+        .ok_or("no-pm1a-evt")?;
     let en = evt + u16::from(fadt.pm1_evt_len.max(4) / 2);
     route_sci(&fadt, &madt)?;
     enter_acpi_mode(acpi, &fadt)?;
@@ -85,17 +88,31 @@ fn route_sci(fadt: &Fadt, madt: &Madt) -> Result<(), &'static str> {
     let lapic = LocalApic::new(madt.lapic_addr);
     lapic.enable();
     mask_pic();
-    regs.route(pin, &Route { vector: VECTOR_SCI, level, active_low, dest: lapic.id() });
+    regs.route(
+        pin,
+        &Route {
+            vector: VECTOR_SCI,
+            level,
+            active_low,
+            dest: lapic.id(),
+        },
+    );
     Ok(())
 }
 
 /// Writes ACPI_ENABLE to SMI_CMD if the firmware left the machine in legacy mode.
 fn enter_acpi_mode(acpi: &Acpi, fadt: &Fadt) -> Result<(), &'static str> {
-    let cnt = u16::try_from(fadt.pm1a_cnt).ok().filter(|&p| p != 0).ok_or("no-pm1a-cnt")?;
+    let cnt = u16::try_from(fadt.pm1a_cnt)
+        .ok()
+        .filter(|&p| p != 0)
+        .ok_or("no-pm1a-cnt")?;
     if inw(cnt) & SCI_EN != 0 {
         return Ok(());
     }
-    let smi = u16::try_from(fadt.smi_cmd).ok().filter(|&p| p != 0).ok_or("sci-en-clear-no-smi-cmd")?;
+    let smi = u16::try_from(fadt.smi_cmd)
+        .ok()
+        .filter(|&p| p != 0)
+        .ok_or("sci-en-clear-no-smi-cmd")?;
     outb(smi, fadt.acpi_enable);
     for _ in 0..1000 {
         if inw(cnt) & SCI_EN != 0 {

@@ -3,6 +3,7 @@
 //! Adding a scenario is one file: write `scenarios/<name>.rs` with a `pub const SCENARIO:
 //! Scenario` and list it below. A scenario that returns is followed by an ACPI poweroff.
 
+mod cpuid;
 mod echo;
 mod hello;
 mod idle;
@@ -11,6 +12,7 @@ mod panic;
 mod poweroff;
 mod reboot;
 mod smp;
+mod syscall;
 mod triple_fault;
 
 use crate::cmdline::Args;
@@ -35,6 +37,8 @@ pub const SCENARIOS: &[Scenario] = &[
     loop_::SCENARIO,
     idle::SCENARIO,
     echo::SCENARIO,
+    syscall::SCENARIO,
+    cpuid::SCENARIO,
 ];
 
 /// Runs the scenario the command line names, or reports that it does not exist.

@@ -7,6 +7,7 @@ use super::Scenario;
 use crate::apic::LocalApic;
 use crate::cmdline::Args;
 use crate::memmap::E820_RAM;
+use crate::smp::SmpError;
 use crate::Machine;
 
 /// The scenario entry.
@@ -19,10 +20,9 @@ fn run(machine: &Machine, _args: &Args<'_>) {
     };
     let trampoline = crate::layout::TRAMPOLINE_BASE as u64;
     let trampoline_is_ram = machine.boot.as_ref().is_some_and(|b| {
-        b.memmap
-            .regions()
-            .iter()
-            .any(|r| r.kind == E820_RAM && r.addr <= trampoline && trampoline + 0x1000 <= r.addr + r.size)
+        b.memmap.regions().iter().any(|r| {
+            r.kind == E820_RAM && r.addr <= trampoline && trampoline + 0x1000 <= r.addr + r.size
+        })
     });
     if !trampoline_is_ram {
         crate::report!("error smp reason=trampoline-page-not-ram");
@@ -32,8 +32,12 @@ fn run(machine: &Machine, _args: &Args<'_>) {
     crate::report!("cpu {} up", lapic.id());
     let wait = |us: u64| crate::clock::delay_us(machine.acpi.as_ref(), us);
     let (aps, error) = crate::smp::start_aps(madt.lapic_addr, madt.apic_ids(), &wait);
-    if let Some(e) = error {
-        crate::report!("error smp reason={e:?}");
+    match error {
+        Some(SmpError::Timeout(apic_id)) => {
+            crate::report!("error smp reason=timeout apic_id={apic_id}")
+        }
+        Some(SmpError::TooManyCpus) => crate::report!("error smp reason=too-many-cpus"),
+        None => {}
     }
     crate::report!("smp vcpus={} up={}", madt.enabled_cpus, aps + 1);
 }
