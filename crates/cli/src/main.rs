@@ -5,7 +5,9 @@
 //! file, is printed on stderr), 2 for usage errors (clap's).
 #![forbid(unsafe_code)]
 
+mod api;
 mod commands;
+mod output;
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -18,7 +20,7 @@ use crate::commands::{Command, Ctx, Prog};
 
 /// Xen's toolstack rebuilt on Linux KVM: create, list and control domains as with xl.
 #[derive(Debug, Parser)]
-#[command(name = "domus", version, about, long_about = None)]
+#[command(name = "domus", version, about, long_about = None, infer_subcommands = true)]
 struct Cli {
     /// More logging on stderr (repeat for more: -v info, -vv debug, -vvv trace).
     #[arg(short = 'v', action = clap::ArgAction::Count)]

@@ -24,12 +24,33 @@ pub struct Args {
     /// Leave the domain paused after it is created.
     #[arg(short = 'p')]
     pub paused: bool,
+    /// Quiet: no "Parsing config from ..." line.
+    #[arg(short = 'q', long = "quiet")]
+    pub quiet: bool,
+    /// Stay in the foreground until the domain is gone (xl's -F).
+    #[arg(short = 'F')]
+    pub foreground: bool,
     /// The config file (xl's -f form; then every positional argument is a KEY=VALUE override).
     #[arg(short = 'f', long = "defconfig", value_name = "FILE")]
     pub config_file: Option<PathBuf>,
     /// The config file, then KEY=VALUE lines appended to it (e.g. memory=256 'name="web2"').
     #[arg(value_name = "CONFIG | KEY=VALUE")]
     pub args: Vec<String>,
+}
+
+impl Args {
+    /// Arguments that load `file` with no overrides and no output besides errors.
+    pub fn for_file(file: PathBuf) -> Self {
+        Args {
+            dry_run: false,
+            console: false,
+            paused: false,
+            quiet: true,
+            foreground: false,
+            config_file: Some(file),
+            args: Vec::new(),
+        }
+    }
 }
 
 /// Finds the config file: as given, else (for a bare name) in /etc/domus, then /etc/xen, as xm did.
@@ -66,7 +87,9 @@ pub fn load(args: &Args) -> anyhow::Result<DomainConfig> {
     let overrides: Vec<String> = positional.cloned().collect();
     let path = locate(&given);
     let shown = path.display().to_string();
-    eprintln!("Parsing config from {shown}");
+    if !args.quiet {
+        eprintln!("Parsing config from {shown}");
+    }
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read config file {shown}"))?;
     let config = DomainConfig::from_xl(&shown, &text, &overrides)?;
@@ -89,5 +112,24 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     tracing::debug!(prog = ctx.prog.name(), domname = %config.name, console = args.console, paused = args.paused, "create requested");
-    bail!("domain creation needs domusd (not implemented yet)")
+    create_domain(&args, config)
+}
+
+/// Sends the parsed config to domusd, then attaches the console (`-c`) or waits for the end (`-F`).
+fn create_domain(args: &Args, config: DomainConfig) -> anyhow::Result<()> {
+    let value = crate::api::prepare_config(config)?;
+    let client = crate::api::client();
+    let d = client.create(&domusd::api::CreateRequest {
+        config: value,
+        paused: args.paused,
+    })?;
+    tracing::info!(domid = d.domid, domname = %d.name, "domain created");
+    if args.console {
+        if let Some(path) = &d.console_path {
+            super::console::attach(Path::new(path))?;
+        }
+    } else if args.foreground {
+        crate::api::wait_stopped(&client, &[d.domid], None)?;
+    }
+    Ok(())
 }

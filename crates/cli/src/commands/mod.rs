@@ -1,7 +1,25 @@
 //! The list of subcommands: one variant per xl command, each wrapping `<name>::Args` and dispatched to
 //! `<name>::run(&Ctx, Args)`. This is the only place that lists them.
 
+pub mod autostart;
+pub mod config_update;
+pub mod console;
 pub mod create;
+pub mod destroy;
+pub mod dmesg;
+pub mod domid;
+pub mod domname;
+pub mod info;
+pub mod list;
+pub mod mem_max;
+pub mod pause;
+pub mod reboot;
+pub mod rename;
+pub mod shutdown;
+pub mod unpause;
+pub mod uptime;
+pub mod vcpu_list;
+pub mod vcpu_pin;
 
 use clap::Subcommand;
 
@@ -41,6 +59,42 @@ pub struct Ctx {
 pub enum Command {
     /// Create a domain from a config file (xl create).
     Create(create::Args),
+    /// Start every domain configured in <config dir>/auto/ that is not running (like xendomains).
+    Autostart(autostart::Args),
+    /// Replace a domain's configuration from its next restart (xl config-update).
+    ConfigUpdate(config_update::Args),
+    /// Attach to a domain's console; Ctrl-] detaches (xl console).
+    Console(console::Args),
+    /// Terminate a domain immediately (xl destroy).
+    Destroy(destroy::Args),
+    /// Show domusd's recent log (xl dmesg).
+    Dmesg(dmesg::Args),
+    /// Print the domid of a domain name (xl domid).
+    Domid(domid::Args),
+    /// Print the name of a domid (xl domname).
+    Domname(domname::Args),
+    /// Show host information (xl info).
+    Info(info::Args),
+    /// List domains (xl list).
+    List(list::Args),
+    /// Set a domain's maximum memory (xl mem-max).
+    MemMax(mem_max::Args),
+    /// Pause a domain (xl pause).
+    Pause(pause::Args),
+    /// Reboot a domain (xl reboot).
+    Reboot(reboot::Args),
+    /// Rename a domain (xl rename).
+    Rename(rename::Args),
+    /// Shut a domain down through its ACPI power button (xl shutdown).
+    Shutdown(shutdown::Args),
+    /// Unpause a domain (xl unpause).
+    Unpause(unpause::Args),
+    /// Show domains' uptime (xl uptime).
+    Uptime(uptime::Args),
+    /// List vCPUs (xl vcpu-list).
+    VcpuList(vcpu_list::Args),
+    /// Pin vCPUs to host CPUs (xl vcpu-pin).
+    VcpuPin(vcpu_pin::Args),
 }
 
 impl Command {
@@ -48,6 +102,24 @@ impl Command {
     pub fn name(&self) -> &'static str {
         match self {
             Command::Create(_) => "create",
+            Command::Autostart(_) => "autostart",
+            Command::ConfigUpdate(_) => "config-update",
+            Command::Console(_) => "console",
+            Command::Destroy(_) => "destroy",
+            Command::Dmesg(_) => "dmesg",
+            Command::Domid(_) => "domid",
+            Command::Domname(_) => "domname",
+            Command::Info(_) => "info",
+            Command::List(_) => "list",
+            Command::MemMax(_) => "mem-max",
+            Command::Pause(_) => "pause",
+            Command::Reboot(_) => "reboot",
+            Command::Rename(_) => "rename",
+            Command::Shutdown(_) => "shutdown",
+            Command::Unpause(_) => "unpause",
+            Command::Uptime(_) => "uptime",
+            Command::VcpuList(_) => "vcpu-list",
+            Command::VcpuPin(_) => "vcpu-pin",
         }
     }
 }
@@ -59,5 +131,23 @@ impl Command {
 pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Create(args) => create::run(ctx, args),
+        Command::Autostart(args) => autostart::run(ctx, args),
+        Command::ConfigUpdate(args) => config_update::run(ctx, args),
+        Command::Console(args) => console::run(ctx, args),
+        Command::Destroy(args) => destroy::run(ctx, args),
+        Command::Dmesg(args) => dmesg::run(ctx, args),
+        Command::Domid(args) => domid::run(ctx, args),
+        Command::Domname(args) => domname::run(ctx, args),
+        Command::Info(args) => info::run(ctx, args),
+        Command::List(args) => list::run(ctx, args),
+        Command::MemMax(args) => mem_max::run(ctx, args),
+        Command::Pause(args) => pause::run(ctx, args),
+        Command::Reboot(args) => reboot::run(ctx, args),
+        Command::Rename(args) => rename::run(ctx, args),
+        Command::Shutdown(args) => shutdown::run(ctx, args),
+        Command::Unpause(args) => unpause::run(ctx, args),
+        Command::Uptime(args) => uptime::run(ctx, args),
+        Command::VcpuList(args) => vcpu_list::run(ctx, args),
+        Command::VcpuPin(args) => vcpu_pin::run(ctx, args),
     }
 }

@@ -1,0 +1,107 @@
+//! The CLI's side of domusd's API: where the socket is (the same `DOMUS_*` variables domusd honours) and
+//! small helpers shared by the commands. The message types live in the `domusd` library, shared with the
+//! daemon.
+
+use std::time::{Duration, Instant};
+
+use domusd::api::{DomainInfo, DomainState};
+use domusd::client::{ApiClient, ClientError};
+use domusd::paths::Paths;
+
+/// The directories, from the environment.
+pub fn paths() -> Paths {
+    Paths::from_lookup(|k| std::env::var(k).ok())
+}
+
+/// A client for the running domusd.
+pub fn client() -> ApiClient {
+    ApiClient::new(paths().api_socket())
+}
+
+/// Whether a domain stopped for good: gone, or kept in a shut-down/crashed state.
+pub fn is_stopped(c: &ApiClient, domid: u32) -> Result<bool, ClientError> {
+    match c.get(&domid.to_string()) {
+        Ok(d) => Ok(matches!(
+            d.state,
+            DomainState::Shutdown | DomainState::Crashed
+        )),
+        Err(e) if e.is_not_found() => Ok(true),
+        Err(e) => Err(e),
+    }
+}
+
+/// Waits until every domain in `domids` stopped, or `timeout` passes; returns those still up.
+///
+/// # Errors
+/// When domusd stops answering.
+pub fn wait_stopped(
+    c: &ApiClient,
+    domids: &[u32],
+    timeout: Option<Duration>,
+) -> Result<Vec<u32>, ClientError> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let mut pending: Vec<u32> = domids.to_vec();
+    loop {
+        let mut still = Vec::new();
+        for &id in &pending {
+            if !is_stopped(c, id)? {
+                still.push(id);
+            }
+        }
+        pending = still;
+        if pending.is_empty() || deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(pending);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The domains other than Domain-0.
+///
+/// # Errors
+/// When domusd is unreachable.
+pub fn guests(c: &ApiClient) -> Result<Vec<DomainInfo>, ClientError> {
+    Ok(c.list()?.into_iter().filter(|d| d.domid != 0).collect())
+}
+
+/// Checks a parsed config for what Domus cannot run yet and turns it into the JSON domusd takes, with
+/// relative kernel, ramdisk and disk paths resolved against the current directory (as xl resolves them).
+///
+/// # Errors
+/// `pci` or `bootloader` present ("not supported yet"), or the current directory unknown.
+pub fn prepare_config(mut config: domus_config::DomainConfig) -> anyhow::Result<serde_json::Value> {
+    if !config.pci.is_empty() {
+        anyhow::bail!(
+            "config '{}': pci passthrough is not supported yet; remove the 'pci' entries",
+            config.name
+        );
+    }
+    if let Some(b) = &config.bootloader {
+        anyhow::bail!(
+            "config '{}': bootloader \"{b}\" is not supported yet; give the kernel directly with 'kernel' (and 'ramdisk', 'cmdline')",
+            config.name
+        );
+    }
+    if !config.vifs.is_empty() {
+        eprintln!(
+            "warning: {} vif entries accepted, but domain '{}' boots without network: networking is not built yet",
+            config.vifs.len(),
+            config.name
+        );
+    }
+    let cwd = std::env::current_dir()
+        .map_err(|e| anyhow::anyhow!("cannot read the current directory: {e}"))?;
+    let abs = |p: &mut Option<String>| {
+        if let Some(s) = p.as_mut() {
+            if !s.is_empty() && !std::path::Path::new(s.as_str()).is_absolute() {
+                *s = cwd.join(s.as_str()).display().to_string();
+            }
+        }
+    };
+    abs(&mut config.kernel);
+    abs(&mut config.ramdisk);
+    for d in &mut config.disks {
+        abs(&mut d.target);
+    }
+    Ok(serde_json::to_value(&config)?)
+}
