@@ -1,0 +1,368 @@
+//! Boots the probe guest under QEMU with KVM (the project's benchmark peer) and checks each
+//! scenario's serial lines and how QEMU ended (QMP `SHUTDOWN` reason). Also audits the ring-0
+//! code for instructions PVM cannot emulate.
+//!
+//! Needs `qemu-system-x86_64` (Debian `qemu-system-x86`), `/dev/kvm`, and binutils (`nm`,
+//! `objdump`) for the audit; a missing one fails the test with a message saying so.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const PROBE: &str = env!("CARGO_BIN_EXE_domus-probe");
+const QEMU: &str = "qemu-system-x86_64";
+
+fn machine_args(machine: &str) -> &'static [&'static str] {
+    match machine {
+        "microvm" => &[
+            "-M", "microvm", "-accel", "kvm", "-cpu", "qemu64", "-m", "64",
+        ],
+        "pc" => &[
+            "-M", "pc", "-accel", "kvm", "-cpu", "qemu64", "-m", "64", "-vga", "none",
+        ],
+        other => panic!("unknown machine {other}"),
+    }
+}
+
+fn check_prerequisites() {
+    if let Err(e) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        panic!("/dev/kvm is not usable ({e}): these tests boot the probe under QEMU with KVM");
+    }
+    if let Err(e) = Command::new(QEMU).arg("--version").output() {
+        panic!("{QEMU} not runnable ({e}): install Debian's qemu-system-x86 (the benchmark peer)");
+    }
+}
+
+/// A running QEMU with the probe: serial output collected, QMP connected.
+struct Session {
+    child: Child,
+    output: Arc<Mutex<Vec<u8>>>,
+    qmp: BufReader<UnixStream>,
+    events: Vec<String>,
+    dir: PathBuf,
+}
+
+impl Session {
+    fn start(machine: &str, extra: &[&str], cmdline: &str) -> Self {
+        check_prerequisites();
+        static SEQ: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "domus-probe-qemu-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        let qmp_path = dir.join("qmp.sock");
+        let mut child = Command::new(QEMU)
+            .args(machine_args(machine))
+            .args(extra)
+            .args(["-display", "none", "-serial", "stdio", "-no-reboot"])
+            .args(["-action", "panic=shutdown"])
+            .arg("-qmp")
+            .arg(format!("unix:{},server=on,wait=off", qmp_path.display()))
+            .args(["-kernel", PROBE, "-append", cmdline])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn qemu");
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let mut stdout = child.stdout.take().expect("qemu stdout");
+        let sink = Arc::clone(&output);
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .expect("output lock")
+                    .extend_from_slice(&buf[..n]);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let stream = loop {
+            match UnixStream::connect(&qmp_path) {
+                Ok(s) => break s,
+                Err(e) if Instant::now() > deadline => panic!("QMP socket never appeared: {e}"),
+                Err(_) => thread::sleep(Duration::from_millis(10)),
+            }
+        };
+        let mut session = Self {
+            child,
+            output,
+            qmp: BufReader::new(stream),
+            events: Vec::new(),
+            dir,
+        };
+        let mut greeting = String::new();
+        session.qmp.read_line(&mut greeting).expect("QMP greeting");
+        session.qmp_command("qmp_capabilities");
+        session
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.output.lock().expect("output lock")).into_owned()
+    }
+
+    fn qmp_command(&mut self, name: &str) {
+        let stream = self.qmp.get_mut();
+        writeln!(stream, "{{\"execute\": \"{name}\"}}").expect("QMP write");
+        loop {
+            let mut line = String::new();
+            if self.qmp.read_line(&mut line).expect("QMP read") == 0 {
+                panic!("QMP closed while waiting for the reply to {name}");
+            }
+            if line.contains("\"event\"") {
+                self.events.push(line);
+            } else if line.contains("\"return\"") || line.contains("\"error\"") {
+                return;
+            }
+        }
+    }
+
+    fn wait_for(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.text().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} within {timeout:?}; output:\n{}",
+                self.text()
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        let stdin = self.child.stdin.as_mut().expect("qemu stdin");
+        stdin.write_all(bytes).expect("write to serial");
+        stdin.flush().expect("flush serial");
+    }
+
+    /// Waits for QEMU to exit (killing it after `timeout`) and returns the output and the
+    /// SHUTDOWN reasons QMP reported.
+    fn finish(mut self, timeout: Duration) -> (String, Vec<String>) {
+        let deadline = Instant::now() + timeout;
+        let timed_out = loop {
+            if self.child.try_wait().expect("wait for qemu").is_some() {
+                break false;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break true;
+            }
+            thread::sleep(Duration::from_millis(10));
+        };
+        let mut rest = String::new();
+        let _ = self
+            .qmp
+            .get_mut()
+            .set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = self.qmp.read_to_string(&mut rest);
+        self.events.extend(rest.lines().map(str::to_owned));
+        thread::sleep(Duration::from_millis(50));
+        let text = self.text();
+        assert!(
+            !timed_out,
+            "QEMU did not exit within {timeout:?}; output:\n{text}"
+        );
+        let reasons = self
+            .events
+            .iter()
+            .filter(|e| e.contains("\"SHUTDOWN\""))
+            .filter_map(|e| e.split("\"reason\": \"").nth(1))
+            .filter_map(|r| r.split('"').next())
+            .map(str::to_owned)
+            .collect();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        (text, reasons)
+    }
+}
+
+/// The value of `key=` in the first line that starts with `prefix`.
+fn field<'a>(text: &'a str, prefix: &str, key: &str) -> Option<&'a str> {
+    let line = text.lines().find(|l| l.starts_with(prefix))?;
+    line.split(' ')
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// Asserts that `lines` appear as whole lines, in this order.
+fn assert_lines(text: &str, lines: &[&str]) {
+    let mut rest = text.lines();
+    for want in lines {
+        assert!(
+            rest.any(|l| l == *want),
+            "missing line {want:?} (in order); output:\n{text}"
+        );
+    }
+}
+
+fn run(machine: &str, extra: &[&str], cmdline: &str) -> (String, Vec<String>) {
+    Session::start(machine, extra, cmdline).finish(Duration::from_secs(60))
+}
+
+fn assert_end(reasons: &[String], want: &str, text: &str) {
+    assert!(
+        reasons.iter().any(|r| r == want),
+        "QEMU ended with {reasons:?}, want {want}; output:\n{text}"
+    );
+}
+
+#[test]
+fn hello_reports_vcpus_and_memory_then_powers_off() {
+    let (text, reasons) = run("microvm", &["-smp", "2", "-m", "96"], "probe=hello");
+    assert_lines(&text, &["PROBE boot", "PROBE hello vcpus=2 mem_mib=96"]);
+    assert_end(&reasons, "guest-shutdown", &text);
+}
+
+#[test]
+fn hello_on_pc_machine() {
+    let (text, reasons) = run("pc", &[], "probe=hello");
+    // SeaBIOS reserves the top 128 KiB below 64 MiB: 63.5 MiB of RAM rounds to 63 or 64.
+    let mem = field(&text, "PROBE hello", "mem_mib").expect("hello line");
+    assert!(mem == "63" || mem == "64", "mem_mib={mem}; output:\n{text}");
+    assert_eq!(field(&text, "PROBE hello", "vcpus"), Some("1"));
+    assert_end(&reasons, "guest-shutdown", &text);
+}
+
+#[test]
+fn poweroff_uses_acpi_s5() {
+    let (text, reasons) = run("microvm", &[], "console=ttyS0 probe=poweroff");
+    assert_lines(
+        &text,
+        &["PROBE boot", "PROBE poweroff s5=5 via=sleep-control"],
+    );
+    assert_end(&reasons, "guest-shutdown", &text);
+    let (text, reasons) = run("pc", &[], "probe=poweroff");
+    assert_eq!(
+        field(&text, "PROBE poweroff", "via"),
+        Some("pm1"),
+        "output:\n{text}"
+    );
+    assert_end(&reasons, "guest-shutdown", &text);
+}
+
+#[test]
+fn loop_reports_cycles() {
+    let (text, reasons) = run("microvm", &[], "probe=loop iters=50000000");
+    assert_eq!(
+        field(&text, "PROBE loop", "iters"),
+        Some("50000000"),
+        "output:\n{text}"
+    );
+    let cycles: u64 = field(&text, "PROBE loop", "cycles")
+        .and_then(|c| c.parse().ok())
+        .expect("cycles");
+    // At least one cycle per iteration: the loop really ran.
+    assert!(cycles >= 50_000_000, "cycles={cycles}");
+    assert_end(&reasons, "guest-shutdown", &text);
+}
+
+#[test]
+fn bad_input_is_reported() {
+    let (text, reasons) = run("microvm", &[], "probe=no-such-thing");
+    assert_lines(&text, &["PROBE error unknown-scenario name=no-such-thing"]);
+    assert_end(&reasons, "guest-shutdown", &text);
+    let (text, _) = run("microvm", &[], "probe=loop iters=12x");
+    assert_lines(&text, &["PROBE error bad-argument key=iters value=12x"]);
+}
+
+#[test]
+fn triple_fault_resets() {
+    let (text, reasons) = run("microvm", &[], "probe=triple-fault");
+    assert_lines(&text, &["PROBE triple-fault"]);
+    assert_end(&reasons, "guest-reset", &text);
+}
+
+#[test]
+fn reboot_through_i8042() {
+    let (text, reasons) = run("pc", &[], "probe=reboot");
+    assert_lines(&text, &["PROBE reboot"]);
+    assert!(
+        !text.contains("reboot-ignored"),
+        "i8042 reset was ignored; output:\n{text}"
+    );
+    assert_end(&reasons, "guest-reset", &text);
+}
+
+#[test]
+fn panic_through_pvpanic() {
+    let (text, reasons) = run("pc", &["-device", "pvpanic"], "probe=panic");
+    assert_lines(&text, &["PROBE panic pvpanic=present"]);
+    assert_end(&reasons, "guest-panic", &text);
+}
+
+#[test]
+fn smp_brings_up_every_vcpu() {
+    let (text, reasons) = run("pc", &["-smp", "3"], "probe=smp");
+    assert_lines(&text, &["PROBE cpu 0 up", "PROBE smp vcpus=3 up=3"]);
+    for id in 1..3 {
+        assert!(
+            text.lines().any(|l| l == format!("PROBE cpu {id} up")),
+            "cpu {id} missing:\n{text}"
+        );
+    }
+    assert_end(&reasons, "guest-shutdown", &text);
+    let (text, _) = run("microvm", &["-smp", "2"], "probe=smp");
+    assert_lines(
+        &text,
+        &["PROBE cpu 0 up", "PROBE cpu 1 up", "PROBE smp vcpus=2 up=2"],
+    );
+}
+
+#[test]
+fn idle_waits_for_the_power_button() {
+    let mut session = Session::start("pc", &[], "probe=idle");
+    session.wait_for("PROBE idle ready\n", Duration::from_secs(30));
+    thread::sleep(Duration::from_millis(300));
+    assert!(
+        !session.text().contains("power-button"),
+        "left idle before the button"
+    );
+    session.qmp_command("system_powerdown");
+    let (text, reasons) = session.finish(Duration::from_secs(30));
+    assert_lines(&text, &["PROBE idle ready", "PROBE idle power-button"]);
+    assert_end(&reasons, "guest-shutdown", &text);
+}
+
+#[test]
+fn echo_returns_console_input() {
+    let mut session = Session::start("microvm", &[], "probe=echo");
+    session.wait_for("PROBE echo ready\n", Duration::from_secs(30));
+    session.send(b"ping-123\n");
+    session.wait_for("ping-123\n", Duration::from_secs(10));
+    let _ = session.child.kill();
+    let (text, _) = session.finish(Duration::from_secs(10));
+    assert_lines(&text, &["PROBE echo ready", "ping-123"]);
+}
+
+#[test]
+fn ring0_code_avoids_instructions_pvm_cannot_emulate() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/audit-cpl0.sh");
+    let out = Command::new(&script)
+        .arg(PROBE)
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "audit failed:\n{stdout}{stderr}");
+    let checked: usize = stdout
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("audit prints the instruction count");
+    assert!(
+        checked > 200,
+        "audit saw only {checked} instructions:\n{stdout}"
+    );
+}
