@@ -73,9 +73,8 @@ fn dsdt() -> Sdt {
 /// The FADT (revision 6, 276 bytes) pointing at `facs` and `dsdt`.
 fn fadt(facs: u64, dsdt: u64) -> Sdt {
     let mut t = Sdt::new(*b"FACP", 276, 6, OEM_ID, OEM_TABLE, 1);
-    let facs32 = u32::try_from(facs).unwrap_or(0);
     let dsdt32 = u32::try_from(dsdt).unwrap_or(0);
-    t.write_u32(36, facs32);
+    // FIRMWARE_CTRL stays 0: X_FIRMWARE_CTRL is set (ACPI 6.4 §5.2.9 allows only one of them).
     t.write_u32(40, dsdt32);
     t.write_u16(46, u16::from(SCI_IRQ));
     t.write_u32(48, 0); // SMI_CMD = 0: always in ACPI mode

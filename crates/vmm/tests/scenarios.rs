@@ -1,0 +1,87 @@
+//! The probe guest's scenarios under the real domus-vmm binary on /dev/kvm: what the guest reports over
+//! serial and the exit status the VMM maps its outcome to (contract 2).
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod common;
+
+use common::run_probe;
+
+#[test]
+fn hello_reports_vcpus_and_memory() {
+    for (mem, vcpus) in [(64, 1), (128, 2), (200, 2)] {
+        let r = run_probe("probe=hello", mem, vcpus);
+        assert_eq!(r.code, 0, "{r:?}");
+        let want = format!("PROBE hello vcpus={vcpus} mem_mib={mem}");
+        assert!(
+            r.stdout.lines().any(|l| l.trim_end() == want),
+            "want {want:?} in {r:?}"
+        );
+        assert!(r.reason().contains("powered off"), "{}", r.reason());
+    }
+}
+
+#[test]
+fn poweroff_exits_0() {
+    let r = run_probe("probe=poweroff", 64, 1);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("PROBE poweroff"), "{r:?}");
+    assert!(r.reason().contains("ACPI S5"), "{}", r.reason());
+}
+
+#[test]
+fn reboot_exits_2() {
+    let r = run_probe("probe=reboot", 64, 1);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.reason().contains("i8042"), "{}", r.reason());
+}
+
+#[test]
+fn panic_exits_3() {
+    let r = run_probe("probe=panic", 64, 1);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(r.stdout.contains("PROBE panic"), "{r:?}");
+    assert!(r.reason().contains("pvpanic"), "{}", r.reason());
+}
+
+#[test]
+fn triple_fault_exits_2() {
+    let r = run_probe("probe=triple-fault", 64, 1);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.reason().contains("triple fault"), "{}", r.reason());
+}
+
+#[test]
+fn smp_brings_up_every_vcpu() {
+    for vcpus in [2u32, 3] {
+        let r = run_probe("probe=smp", 64, vcpus);
+        assert_eq!(r.code, 0, "{r:?}");
+        for id in 0..vcpus {
+            let want = format!("PROBE cpu {id} up");
+            assert!(
+                r.stdout.lines().any(|l| l.trim_end() == want),
+                "want {want:?} in {r:?}"
+            );
+        }
+        let want = format!("PROBE smp vcpus={vcpus} up={vcpus}");
+        assert!(r.stdout.contains(&want), "want {want:?} in {r:?}");
+    }
+}
+
+#[test]
+fn loop_runs_at_cpl3() {
+    let r = run_probe("probe=loop iters=50000000", 64, 1);
+    assert_eq!(r.code, 0, "{r:?}");
+    let line = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("PROBE loop"))
+        .unwrap_or_else(|| panic!("no loop line in {r:?}"));
+    assert!(line.contains("iters=50000000"), "{line}");
+    let cycles: u64 = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("cycles="))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no cycles in {line}"));
+    assert!(cycles > 0, "{line}");
+}
