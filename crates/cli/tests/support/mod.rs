@@ -155,7 +155,12 @@ impl Host {
 
     /// A `domus ARGS` command with the host's environment, not yet started.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(&self.bins.domus);
+        self.command_as(&self.bins.domus, args)
+    }
+
+    /// As [`Host::command`], through another path to the binary (e.g. a link named `xl`).
+    pub fn command_as(&self, bin: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin);
         self.env(&mut cmd);
         cmd.args(args).current_dir(self.dir.path());
         cmd
