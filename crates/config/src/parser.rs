@@ -94,17 +94,31 @@ impl Parser<'_> {
                 &format!("`{key}`"),
             ));
         }
+        self.statement_body(&key, key_location).map_err(|mut e| {
+            // Lexer errors inside the value (bad escape, negative number) name the key too.
+            e.key.get_or_insert(key);
+            e
+        })
+    }
+
+    fn statement_body(
+        &mut self,
+        key: &str,
+        key_location: Location,
+    ) -> Result<Statement, ConfigError> {
+        let key = key.to_owned();
+        if !is_key(&key) {
+            return Err(syntax(
+                key_location,
+                "a key ([a-z][._0-9a-z]*)",
+                &format!("`{key}`"),
+            ));
+        }
         let (token, at) = self.next()?;
         let op = match token {
             Token::Assign => Op::Assign,
             Token::Append => Op::Append,
-            other => {
-                return Err(syntax(
-                    at,
-                    &format!("`=` or `+=` after key `{key}`"),
-                    &other.describe(),
-                ))
-            }
+            other => return Err(syntax(at, "`=` or `+=` after the key", &other.describe())),
         };
         let (token, at) = self.next()?;
         let value = self.value(token, at, &key, 0)?;
@@ -377,7 +391,7 @@ mod tests {
             ("kernel = netbsd", "t:1:10: kernel: bare word `netbsd` is not a value (xm accepted Python names, xl does not): write \"netbsd\" to make it a string"),
             ("Name = 'x'", "t:1:1: expected a key ([a-z][._0-9a-z]*), found `Name`"),
             ("= 'x'", "t:1:1: expected a key ([a-z][._0-9a-z]*), found `=`"),
-            ("a 'x'", "t:1:3: expected `=` or `+=` after key `a`, found string \"x\""),
+            ("a 'x'", "t:1:3: a: expected `=` or `+=` after the key, found string \"x\""),
             ("a = 'x' 'y'", "t:1:9: a: expected end of line or `;` after the value, found string \"y\""),
             ("a = ['x' 'y']", "t:1:10: a: expected `,` or `]` in a list, found string \"y\""),
             ("a = [,]", "t:1:6: a: expected a value (a quoted string, a number or a [list]), found `,`"),

@@ -133,8 +133,9 @@ pub fn quoted(s: &str) -> String {
     out
 }
 
-/// One setting of a parsed file: its key, where the key was first assigned, and the final value.
-#[derive(Debug, Clone, PartialEq)]
+/// One setting of a parsed file: its key, where it was assigned, and the final value. Equality ignores
+/// locations.
+#[derive(Debug, Clone)]
 pub struct Setting {
     /// The key (`[a-z][._0-9a-z]*`).
     pub key: String,
@@ -142,6 +143,12 @@ pub struct Setting {
     pub key_location: Location,
     /// The final value.
     pub value: Spanned<Value>,
+}
+
+impl PartialEq for Setting {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key && self.value == other.value
+    }
 }
 
 /// A parsed xl.cfg file: its settings in the order their keys first appeared.
