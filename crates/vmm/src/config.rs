@@ -112,62 +112,100 @@ impl VmConfig {
     }
 }
 
-/// The fields of a domus-config `DomainConfig` (contract 1 JSON, as `domus create -N` prints it) that the
-/// VMM uses; the others (disks, vifs, actions, ...) belong to domusd and are ignored here.
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct DomainJson {
-    /// Domain name.
-    pub name: String,
-    /// Guest RAM in MiB.
-    pub memory_mib: u64,
-    /// vCPUs.
-    pub vcpus: u32,
-    /// Kernel path as written (relative to the VMM's cwd).
-    pub kernel: Option<String>,
-    /// Ramdisk path.
-    pub ramdisk: Option<String>,
-    /// Composed command line.
-    pub cmdline: Option<String>,
-}
-
-/// A config that cannot be turned into a [`VmConfig`].
+/// The domain configuration cannot be read or used.
 #[derive(Debug, thiserror::Error)]
-pub enum DomainJsonError {
+pub enum LoadError {
+    /// The file cannot be read.
+    #[error("cannot read config file {path}")]
+    Read {
+        /// Path.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// xl.cfg syntax or values (domus-config's located error).
+    #[error(transparent)]
+    Xl(#[from] domus_config::ConfigError),
     /// Malformed JSON.
-    #[error("invalid domain JSON")]
-    Json(#[from] serde_json::Error),
-    /// No kernel.
+    #[error("invalid domain JSON in {path}")]
+    Json {
+        /// Path.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Something the VMM cannot run.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// HVM needs firmware.
+    #[error("type = \"hvm\" needs firmware this VMM does not have: boot the kernel directly with type = \"pvh\" and kernel = \"...\"")]
+    Hvm,
+    /// Bootloader without kernel.
+    #[error("bootloader = \"{0}\" is not supported: set kernel (and ramdisk) to boot the domain's kernel directly")]
+    Bootloader(String),
 }
 
 impl VmConfig {
-    /// From a domain's JSON (contract 1); paths stay as written.
+    /// From domus-config's typed domain (contract 1); paths stay as written.
     ///
     /// # Errors
-    /// Malformed JSON or no kernel.
-    pub fn from_domain_json(text: &str) -> Result<Self, DomainJsonError> {
-        let d: DomainJson = serde_json::from_str(text)?;
-        Self::from_parts(d)
-    }
-
-    /// From the fields of a domain config.
-    ///
-    /// # Errors
-    /// No kernel.
-    pub fn from_parts(d: DomainJson) -> Result<Self, DomainJsonError> {
-        let kernel = d
-            .kernel
-            .filter(|k| !k.is_empty())
-            .ok_or(ConfigError::NoKernel)?;
+    /// No kernel, an HVM domain, or a bootloader instead of a kernel.
+    pub fn from_domain_config(d: &domus_config::DomainConfig) -> Result<Self, LoadError> {
+        for w in &d.warnings {
+            tracing::warn!(domname = %d.name, "{w}");
+        }
+        if d.domain_type == domus_config::DomainType::Hvm {
+            return Err(LoadError::Hvm);
+        }
+        let kernel = match (d.kernel.as_deref().filter(|k| !k.is_empty()), &d.bootloader) {
+            (Some(k), _) => k,
+            (None, Some(b)) => return Err(LoadError::Bootloader(b.clone())),
+            (None, None) => return Err(ConfigError::NoKernel.into()),
+        };
         Ok(Self {
-            name: d.name,
+            name: d.name.clone(),
             kernel: PathBuf::from(kernel),
-            ramdisk: d.ramdisk.filter(|r| !r.is_empty()).map(PathBuf::from),
-            cmdline: d.cmdline.unwrap_or_default(),
+            ramdisk: d
+                .ramdisk
+                .as_deref()
+                .filter(|r| !r.is_empty())
+                .map(PathBuf::from),
+            cmdline: d.cmdline.clone().unwrap_or_default(),
             memory_mib: d.memory_mib,
             vcpus: d.vcpus,
         })
+    }
+
+    /// `--config FILE [KEY=VALUE ...]`: xl.cfg through `DomainConfig::from_xl`.
+    ///
+    /// # Errors
+    /// [`LoadError`].
+    pub fn load_xl(path: &Path, overrides: &[String]) -> Result<Self, LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let d = domus_config::DomainConfig::from_xl(&path.to_string_lossy(), &text, overrides)?;
+        Self::from_domain_config(&d)
+    }
+
+    /// `--config-json FILE`: a `DomainConfig` as JSON.
+    ///
+    /// # Errors
+    /// [`LoadError`].
+    pub fn load_json(path: &Path) -> Result<Self, LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let d: domus_config::DomainConfig =
+            serde_json::from_str(&text).map_err(|source| LoadError::Json {
+                path: path.to_owned(),
+                source,
+            })?;
+        Self::from_domain_config(&d)
     }
 }
 
@@ -227,19 +265,24 @@ mod tests {
     }
 
     #[test]
-    fn from_contract_json() {
-        let text = r#"{"name":"hello","uuid":"u","type":"pvh","memory_mib":64,"maxmem_mib":64,"vcpus":2,
-            "maxvcpus":2,"cpus":null,"kernel":"target/debug/domus-probe","ramdisk":null,
-            "cmdline":"probe=hello","bootloader":null,"on_poweroff":"destroy","on_reboot":"restart",
-            "on_crash":"destroy","on_watchdog":"destroy","disks":[],"vifs":[],"pci":[],"warnings":[]}"#;
-        let c = VmConfig::from_domain_json(text).unwrap();
+    fn from_xl_and_json() {
+        let text = "name = \"hello\"\nkernel = \"target/debug/domus-probe\"\nextra = \"probe=hello\"\nmemory = 64\n";
+        let d =
+            domus_config::DomainConfig::from_xl("examples/hello.cfg", text, &["vcpus=2".into()])
+                .unwrap();
+        let c = VmConfig::from_domain_config(&d).unwrap();
         assert_eq!(c.name, "hello");
-        assert_eq!(c.vcpus, 2);
+        assert_eq!((c.memory_mib, c.vcpus), (64, 2));
         assert_eq!(c.kernel, PathBuf::from("target/debug/domus-probe"));
         assert_eq!(c.cmdline, "probe=hello");
-        let no_kernel = text.replace(r#""kernel":"target/debug/domus-probe""#, r#""kernel":null"#);
-        assert!(VmConfig::from_domain_json(&no_kernel).is_err());
-        assert!(VmConfig::from_domain_json("{").is_err());
+        let json = serde_json::to_string(&d).unwrap();
+        let back: domus_config::DomainConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(VmConfig::from_domain_config(&back).unwrap(), c);
+        let d = domus_config::DomainConfig::from_xl("x.cfg", "memory = 64\n", &[]).unwrap();
+        assert!(matches!(
+            VmConfig::from_domain_config(&d),
+            Err(LoadError::Config(ConfigError::NoKernel))
+        ));
     }
 
     #[test]

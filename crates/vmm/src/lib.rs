@@ -29,4 +29,3 @@ pub mod machine;
 pub mod outcome;
 pub mod sys;
 pub mod vstate;
-pub mod xl;

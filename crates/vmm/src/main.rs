@@ -63,12 +63,10 @@ struct Args {
 
 fn load_config(args: &Args) -> anyhow::Result<VmConfig> {
     if let Some(path) = &args.config_json {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        return VmConfig::from_domain_json(&text).with_context(|| format!("in {}", path.display()));
+        return Ok(VmConfig::load_json(path)?);
     }
     if let Some(path) = &args.config {
-        return domus_vmm::xl::load(path, &args.overrides);
+        return Ok(VmConfig::load_xl(path, &args.overrides)?);
     }
     if let Some(kernel) = &args.kernel {
         return Ok(VmConfig {

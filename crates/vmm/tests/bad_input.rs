@@ -174,7 +174,7 @@ fn bad_config_files() {
     std::fs::write(&bad_json, "{").unwrap();
     expect_error(
         &["--config-json", bad_json.to_str().unwrap()],
-        "invalid domain JSON",
+        "invalid domain JSON in",
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

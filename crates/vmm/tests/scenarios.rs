@@ -85,3 +85,41 @@ fn loop_runs_at_cpl3() {
         .unwrap_or_else(|| panic!("no cycles in {line}"));
     assert!(cycles > 0, "{line}");
 }
+
+#[test]
+fn hello_from_xl_config_and_json() {
+    let probe = common::probe();
+    let dir = common::temp_dir("cfg");
+    // examples/hello.cfg itself, with the kernel overridden to this target dir's probe, as xl does.
+    let hello = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/hello.cfg");
+    let kernel = format!("kernel=\"{}\"", probe.display());
+    let r = common::run_vmm(
+        &["--config", hello.to_str().unwrap(), &kernel, "memory=96"],
+        std::time::Duration::from_secs(60),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("PROBE hello vcpus=2 mem_mib=96"), "{r:?}");
+    assert!(r.reason().contains("domain hello"), "{}", r.reason());
+
+    // Relative kernel path resolved against the VMM's cwd; JSON config as `domus create -N` prints it.
+    let d = domus_config::DomainConfig::from_xl(
+        "json-test.cfg",
+        "kernel = \"domus-probe\"\nextra = \"probe=hello\"\nmemory = 64\nvcpus = 1\n",
+        &[],
+    )
+    .unwrap();
+    let json = dir.join("domain.json");
+    std::fs::write(&json, serde_json::to_string(&d).unwrap()).unwrap();
+    let child = std::process::Command::new(common::vmm())
+        .args(["--config-json", json.to_str().unwrap()])
+        .current_dir(probe.parent().unwrap())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let r = common::wait_bounded(child, std::time::Duration::from_secs(60), "json");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("PROBE hello vcpus=1 mem_mib=64"), "{r:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
