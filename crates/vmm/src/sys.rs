@@ -86,3 +86,41 @@ pub fn set_affinity(tid: i32, cpus: &[usize]) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Blocks SIGTERM, SIGINT and SIGHUP in the calling thread (and the threads it spawns afterwards) and
+/// returns a non-blocking signalfd that reports them, so the main loop can stop the domain cleanly
+/// (sockets removed) instead of dying.
+///
+/// # Errors
+/// sigprocmask or signalfd failing.
+pub fn termination_signalfd() -> io::Result<File> {
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it before use.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, writable sigset_t.
+    unsafe { libc::sigemptyset(&mut set) };
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SAFETY: `set` is initialised and `sig` is a valid signal number.
+        unsafe { libc::sigaddset(&mut set, sig) };
+    }
+    // SAFETY: `set` is initialised; a null old-set pointer is allowed.
+    if unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: -1 asks for a new fd; `set` is initialised.
+    let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a new descriptor nobody else owns.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// Reads one pending signal number from a signalfd (non-blocking).
+pub fn read_signal(fd: &mut File) -> Option<u32> {
+    use std::io::Read;
+    let mut buf = [0u8; 128]; // sizeof(struct signalfd_siginfo)
+    match fd.read(&mut buf) {
+        Ok(128) => Some(u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]])),
+        _ => None,
+    }
+}

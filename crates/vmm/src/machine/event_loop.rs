@@ -27,6 +27,7 @@ const TOKEN_STDIN: u64 = 2;
 const TOKEN_PTY: u64 = 3;
 const TOKEN_CONSOLE_LISTENER: u64 = 4;
 const TOKEN_CONTROL_LISTENER: u64 = 5;
+const TOKEN_SIGNAL: u64 = 6;
 const CONSOLE_CLIENT: u64 = 1 << 32;
 const CONTROL_CLIENT: u64 = 2 << 32;
 const CLIENT_MASK: u64 = (1 << 32) - 1;
@@ -51,6 +52,8 @@ pub struct LoopContext<'a> {
     pub pty: Option<File>,
     /// Read console input from stdin.
     pub stdin: bool,
+    /// signalfd for SIGTERM/SIGINT/SIGHUP.
+    pub signals: File,
     /// Linger after the stop, waiting for ack-outcome.
     pub linger: Duration,
 }
@@ -68,9 +71,10 @@ fn add(epoll: &Epoll, fd: i32, token: u64) -> io::Result<()> {
 ///
 /// # Errors
 /// epoll failures.
-pub fn run(ctx: LoopContext<'_>) -> io::Result<Outcome> {
+pub fn run(mut ctx: LoopContext<'_>) -> io::Result<Outcome> {
     let epoll = Epoll::new()?;
     add(&epoll, ctx.shared.wake.as_raw_fd(), TOKEN_WAKE)?;
+    add(&epoll, ctx.signals.as_raw_fd(), TOKEN_SIGNAL)?;
     if ctx.stdin {
         // A regular file or /dev/null cannot be polled; then there is simply no console input.
         let _ignored = add(&epoll, libc::STDIN_FILENO, TOKEN_STDIN);
@@ -114,6 +118,22 @@ pub fn run(ctx: LoopContext<'_>) -> io::Result<Outcome> {
             match token {
                 TOKEN_WAKE => {
                     let _ignored = ctx.shared.wake.read();
+                }
+                TOKEN_SIGNAL => {
+                    if let Some(sig) = crate::sys::read_signal(&mut ctx.signals) {
+                        let name = match i32::try_from(sig).unwrap_or(0) {
+                            libc::SIGINT => "SIGINT",
+                            libc::SIGHUP => "SIGHUP",
+                            _ => "SIGTERM",
+                        };
+                        // Like `destroy`: the host asked for the domain to go away.
+                        ctx.shared.finish(Outcome::new(
+                            crate::outcome::Reason::Poweroff,
+                            format!("destroyed by {name}"),
+                        ));
+                        // Nobody will acknowledge the outcome: do not linger.
+                        deadline = Some(Instant::now());
+                    }
                 }
                 TOKEN_STDIN => match io::stdin().lock().read(&mut buf) {
                     Ok(0) | Err(_) => {

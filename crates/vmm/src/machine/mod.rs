@@ -154,6 +154,9 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
     };
 
     let shared = Arc::new(Shared::new(cfg.vcpus).map_err(host("cannot create an eventfd"))?);
+    // Before any thread starts, so every thread inherits the blocked mask.
+    let signals =
+        crate::sys::termination_signalfd().map_err(host("cannot set up signal handling"))?;
     vcpu_thread::install_kick_handler().map_err(|e| MachineError::Host {
         what: "cannot install the vCPU kick signal handler",
         source: std::io::Error::from_raw_os_error(e.errno()),
@@ -186,6 +189,7 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
             .map_err(host("cannot duplicate the control socket"))?,
         pty,
         stdin: opts.console == ConsoleMode::Stdio,
+        signals,
         linger: opts.outcome_linger,
     };
     let outcome = event_loop::run(ctx).map_err(host("main event loop failed"))?;
