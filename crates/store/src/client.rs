@@ -98,29 +98,48 @@ impl Client {
     /// The socket cannot be reached.
     pub fn connect(path: impl AsRef<Path>) -> Result<Client, ClientError> {
         let path = path.as_ref();
-        let stream =
-            UnixStream::connect(path).map_err(|source| ClientError::Connect { path: path.to_owned(), source })?;
-        Ok(Client { stream, next_req: 1, events: VecDeque::new(), rbuf: Vec::new() })
+        let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Client {
+            stream,
+            next_req: 1,
+            events: VecDeque::new(),
+            rbuf: Vec::new(),
+        })
     }
 
     /// Sends one request and returns the reply payload.
     ///
     /// # Errors
     /// I/O errors, ERROR replies, malformed replies.
-    pub fn request(&mut self, ty: MsgType, tx: TxId, payload: &[u8]) -> Result<Vec<u8>, ClientError> {
+    pub fn request(
+        &mut self,
+        ty: MsgType,
+        tx: TxId,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, ClientError> {
         if payload.len() > wire::PAYLOAD_MAX {
-            return Err(ClientError::Xs { op: ty, error: XsError::TooBig });
+            return Err(ClientError::Xs {
+                op: ty,
+                error: XsError::TooBig,
+            });
         }
         let req_id = self.next_req;
         self.next_req = self.next_req.wrapping_add(1);
-        self.stream.write_all(&wire::encode(ty, req_id, tx.0, payload))?;
+        self.stream
+            .write_all(&wire::encode(ty, req_id, tx.0, payload))?;
         loop {
             let (mty, rid, body) = self.read_message()?;
             match mty {
                 MsgType::WatchEvent => self.push_event(&body)?,
-                _ if rid != req_id => return Err(ClientError::Protocol("reply to another request")),
+                _ if rid != req_id => {
+                    return Err(ClientError::Protocol("reply to another request"))
+                }
                 MsgType::Error => {
-                    let error = XsError::from_name(&body).ok_or(ClientError::Protocol("unknown errno name"))?;
+                    let error = XsError::from_name(&body)
+                        .ok_or(ClientError::Protocol("unknown errno name"))?;
                     return Err(ClientError::Xs { op: ty, error });
                 }
                 t if t == ty => return Ok(body),
@@ -134,14 +153,23 @@ impl Client {
         if f.len() < 2 {
             return Err(ClientError::Protocol("watch event without path and token"));
         }
-        self.events.push_back(WatchEvent { path: field_str(f[0]), token: field_str(f[1]) });
+        self.events.push_back(WatchEvent {
+            path: field_str(f[0]),
+            token: field_str(f[1]),
+        });
         Ok(())
     }
 
     fn read_message(&mut self) -> Result<(MsgType, u32, Vec<u8>), ClientError> {
         loop {
-            match wire::decode(&self.rbuf).map_err(|_| ClientError::Protocol("reply longer than 4096 bytes"))? {
-                Decoded::Message { header, payload, consumed } => {
+            match wire::decode(&self.rbuf)
+                .map_err(|_| ClientError::Protocol("reply longer than 4096 bytes"))?
+            {
+                Decoded::Message {
+                    header,
+                    payload,
+                    consumed,
+                } => {
                     let out = (header.ty, header.req_id, payload.to_vec());
                     self.rbuf.drain(..consumed);
                     return Ok(out);
@@ -204,7 +232,11 @@ impl Client {
     /// See [`Client::request`].
     pub fn directory(&mut self, tx: TxId, path: &str) -> Result<Vec<String>, ClientError> {
         let body = self.path_req(MsgType::Directory, tx, path)?;
-        Ok(split_fields(&body).into_iter().filter(|f| !f.is_empty()).map(field_str).collect())
+        Ok(split_fields(&body)
+            .into_iter()
+            .filter(|f| !f.is_empty())
+            .map(field_str)
+            .collect())
     }
 
     /// GET_PERMS.
@@ -233,7 +265,8 @@ impl Client {
     /// See [`Client::request`].
     pub fn watch(&mut self, path: &str, token: &str) -> Result<(), ClientError> {
         let p = format!("{path}\0{token}\0");
-        self.request(MsgType::Watch, TxId::NONE, p.as_bytes()).map(drop)
+        self.request(MsgType::Watch, TxId::NONE, p.as_bytes())
+            .map(drop)
     }
 
     /// UNWATCH.
@@ -242,14 +275,18 @@ impl Client {
     /// See [`Client::request`].
     pub fn unwatch(&mut self, path: &str, token: &str) -> Result<(), ClientError> {
         let p = format!("{path}\0{token}\0");
-        self.request(MsgType::Unwatch, TxId::NONE, p.as_bytes()).map(drop)
+        self.request(MsgType::Unwatch, TxId::NONE, p.as_bytes())
+            .map(drop)
     }
 
     /// The next watch event, waiting at most `timeout` (`None`: forever). `Ok(None)` on timeout.
     ///
     /// # Errors
     /// I/O errors, malformed messages.
-    pub fn next_event(&mut self, timeout: Option<Duration>) -> Result<Option<WatchEvent>, ClientError> {
+    pub fn next_event(
+        &mut self,
+        timeout: Option<Duration>,
+    ) -> Result<Option<WatchEvent>, ClientError> {
         if let Some(ev) = self.events.pop_front() {
             return Ok(Some(ev));
         }
@@ -262,7 +299,12 @@ impl Client {
                 Ok(self.events.pop_front())
             }
             Ok(_) => Err(ClientError::Protocol("unsolicited reply")),
-            Err(ClientError::Io(e)) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(ClientError::Io(e))
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 Ok(None)
             }
             Err(e) => Err(e),
@@ -276,7 +318,11 @@ impl Client {
     pub fn transaction_start(&mut self) -> Result<TxId, ClientError> {
         let body = self.request(MsgType::TransactionStart, TxId::NONE, b"\0")?;
         let s = body.strip_suffix(b"\0").unwrap_or(&body);
-        std::str::from_utf8(s).ok().and_then(|s| s.parse().ok()).map(TxId).ok_or(ClientError::Protocol("bad tx id"))
+        std::str::from_utf8(s)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .map(TxId)
+            .ok_or(ClientError::Protocol("bad tx id"))
     }
 
     /// TRANSACTION_END: commit (`true`) or abort. A conflict is `Err` with [`XsError::Again`]: retry.
@@ -284,7 +330,12 @@ impl Client {
     /// # Errors
     /// See [`Client::request`].
     pub fn transaction_end(&mut self, tx: TxId, commit: bool) -> Result<(), ClientError> {
-        self.request(MsgType::TransactionEnd, tx, if commit { b"T\0" } else { b"F\0" }).map(drop)
+        self.request(
+            MsgType::TransactionEnd,
+            tx,
+            if commit { b"T\0" } else { b"F\0" },
+        )
+        .map(drop)
     }
 
     /// INTRODUCE.
@@ -293,7 +344,8 @@ impl Client {
     /// See [`Client::request`].
     pub fn introduce(&mut self, domid: DomId, mfn: u64, port: u32) -> Result<(), ClientError> {
         let p = format!("{}\0{mfn}\0{port}\0", domid.0);
-        self.request(MsgType::Introduce, TxId::NONE, p.as_bytes()).map(drop)
+        self.request(MsgType::Introduce, TxId::NONE, p.as_bytes())
+            .map(drop)
     }
 
     /// RELEASE.
@@ -301,7 +353,12 @@ impl Client {
     /// # Errors
     /// See [`Client::request`].
     pub fn release(&mut self, domid: DomId) -> Result<(), ClientError> {
-        self.request(MsgType::Release, TxId::NONE, format!("{}\0", domid.0).as_bytes()).map(drop)
+        self.request(
+            MsgType::Release,
+            TxId::NONE,
+            format!("{}\0", domid.0).as_bytes(),
+        )
+        .map(drop)
     }
 
     /// IS_DOMAIN_INTRODUCED.
@@ -309,7 +366,11 @@ impl Client {
     /// # Errors
     /// See [`Client::request`].
     pub fn is_domain_introduced(&mut self, domid: DomId) -> Result<bool, ClientError> {
-        let body = self.request(MsgType::IsDomainIntroduced, TxId::NONE, format!("{}\0", domid.0).as_bytes())?;
+        let body = self.request(
+            MsgType::IsDomainIntroduced,
+            TxId::NONE,
+            format!("{}\0", domid.0).as_bytes(),
+        )?;
         Ok(body.starts_with(b"T"))
     }
 
@@ -318,7 +379,11 @@ impl Client {
     /// # Errors
     /// See [`Client::request`].
     pub fn get_domain_path(&mut self, domid: DomId) -> Result<String, ClientError> {
-        let body = self.request(MsgType::GetDomainPath, TxId::NONE, format!("{}\0", domid.0).as_bytes())?;
+        let body = self.request(
+            MsgType::GetDomainPath,
+            TxId::NONE,
+            format!("{}\0", domid.0).as_bytes(),
+        )?;
         Ok(field_str(body.strip_suffix(b"\0").unwrap_or(&body)))
     }
 }

@@ -11,7 +11,7 @@ use std::io::{self, IoSlice, Read, Write};
 
 use mio::net::UnixStream;
 
-use crate::wire::{self, Decoded, Header, WireError};
+use crate::wire::{self, Decoded, WireError};
 use crate::{ConnId, DomId};
 
 const READ_CHUNK: usize = 64 * 1024;
@@ -65,16 +65,13 @@ impl Connection {
         &mut self.stream
     }
 
-    /// Next complete message in the input buffer, if any. The payload is copied out only as a slice
-    /// borrowed from the buffer; call [`Connection::consume`] with `consumed` afterwards.
+    /// Next complete message in the input buffer, if any, borrowed from the buffer; call
+    /// [`Connection::consume`] with its `consumed` afterwards.
     ///
     /// # Errors
     /// The buffered bytes can never form a valid message.
-    pub fn peek_message(&self) -> Result<Option<(Header, &[u8], usize)>, WireError> {
-        match wire::decode(&self.inbuf[self.in_pos..])? {
-            Decoded::Incomplete => Ok(None),
-            Decoded::Message { header, payload, consumed } => Ok(Some((header, payload, consumed))),
-        }
+    pub fn peek_message(&self) -> Result<Decoded<'_>, WireError> {
+        wire::decode(&self.inbuf[self.in_pos..])
     }
 
     /// Drops `n` handled bytes from the input.

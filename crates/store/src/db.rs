@@ -44,7 +44,9 @@ impl Db for MainDb<'_> {
     }
 
     fn children(&mut self, path: &str) -> Option<Vec<String>> {
-        self.tree.get(path).map(|n| n.children.iter().map(|c| c.to_string()).collect())
+        self.tree
+            .get(path)
+            .map(|n| n.children.iter().map(|c| c.to_string()).collect())
     }
 
     fn children_gen(&mut self, path: &str) -> u64 {
@@ -68,6 +70,10 @@ impl Db for MainDb<'_> {
     }
 
     fn fire(&mut self, path: &str, kind: EventKind, perms: Perms) {
-        self.events.push(Event { path: path.to_owned(), kind, perms });
+        self.events.push(Event {
+            path: path.to_owned(),
+            kind,
+            perms,
+        });
     }
 }

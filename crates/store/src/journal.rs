@@ -14,7 +14,7 @@
 //! stale (a crash between the two steps) and is ignored.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -126,7 +126,11 @@ impl Record {
                 out.extend_from_slice(&target.0.to_le_bytes());
             }
             Record::SpecialPerms { name, perms } => {
-                let tmp = Record::Put { path: name.clone(), value: Vec::new(), perms: perms.clone() };
+                let tmp = Record::Put {
+                    path: name.clone(),
+                    value: Vec::new(),
+                    perms: perms.clone(),
+                };
                 let start = out.len();
                 tmp.encode(out);
                 out[start] = 6;
@@ -162,10 +166,21 @@ impl Record {
                     Record::SpecialPerms { name: path, perms }
                 }
             }
-            2 => Record::Del { path: String::from_utf8(r.bytes()?.to_vec()).ok()? },
-            3 => Record::Introduce { domid: DomId(r.u32()?), mfn: r.u64()?, port: r.u32()? },
-            4 => Record::Release { domid: DomId(r.u32()?) },
-            5 => Record::SetTarget { domid: DomId(r.u32()?), target: DomId(r.u32()?) },
+            2 => Record::Del {
+                path: String::from_utf8(r.bytes()?.to_vec()).ok()?,
+            },
+            3 => Record::Introduce {
+                domid: DomId(r.u32()?),
+                mfn: r.u64()?,
+                port: r.u32()?,
+            },
+            4 => Record::Release {
+                domid: DomId(r.u32()?),
+            },
+            5 => Record::SetTarget {
+                domid: DomId(r.u32()?),
+                target: DomId(r.u32()?),
+            },
             7 => Record::End,
             _ => return None,
         };
@@ -219,19 +234,22 @@ impl<'a> Reader<'a> {
 pub fn parse_frames(buf: &[u8]) -> (Vec<Record>, usize) {
     let mut out = Vec::new();
     let mut pos = 0;
-    loop {
-        let Some(head) = buf.get(pos..pos + FRAME_HEADER) else { break };
+    while let Some(head) = buf.get(pos..pos + FRAME_HEADER) {
         let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
         let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
         let Ok(len) = usize::try_from(len) else { break };
         if len > RECORD_MAX {
             break;
         }
-        let Some(payload) = buf.get(pos + FRAME_HEADER..pos + FRAME_HEADER + len) else { break };
+        let Some(payload) = buf.get(pos + FRAME_HEADER..pos + FRAME_HEADER + len) else {
+            break;
+        };
         if crc32fast::hash(payload) != crc {
             break;
         }
-        let Some(rec) = Record::decode(payload) else { break };
+        let Some(rec) = Record::decode(payload) else {
+            break;
+        };
         out.push(rec);
         pos += FRAME_HEADER + len;
     }
@@ -282,11 +300,17 @@ pub struct Journal {
 }
 
 fn io_err<'a>(path: &'a Path, what: &'static str) -> impl FnOnce(io::Error) -> StoreError + 'a {
-    move |source| StoreError::Io { what, path: path.to_owned(), source }
+    move |source| StoreError::Io {
+        what,
+        path: path.to_owned(),
+        source,
+    }
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir, "syncing state directory"))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir, "syncing state directory"))
 }
 
 impl Journal {
@@ -302,11 +326,16 @@ impl Journal {
         let mut snapshot_len = 0;
         match fs::read(&snap_path) {
             Ok(buf) => {
-                epoch = read_header(&buf, SNAP_MAGIC)
-                    .ok_or_else(|| StoreError::Corrupt { path: snap_path.clone(), offset: 0 })?;
+                epoch = read_header(&buf, SNAP_MAGIC).ok_or_else(|| StoreError::Corrupt {
+                    path: snap_path.clone(),
+                    offset: 0,
+                })?;
                 let (recs, end) = parse_frames(&buf[FILE_HEADER..]);
                 if recs.last() != Some(&Record::End) || FILE_HEADER + end != buf.len() {
-                    return Err(StoreError::Corrupt { path: snap_path, offset: (FILE_HEADER + end) as u64 });
+                    return Err(StoreError::Corrupt {
+                        path: snap_path,
+                        offset: (FILE_HEADER + end) as u64,
+                    });
                 }
                 records.extend(recs.into_iter().filter(|r| *r != Record::End));
                 snapshot_len = buf.len() as u64;
@@ -344,32 +373,61 @@ impl Journal {
         }
         let (file, len) = match valid_len {
             Some(len) => {
-                let f = OpenOptions::new().write(true).open(&jpath).map_err(io_err(&jpath, "opening journal"))?;
-                f.set_len(len).map_err(io_err(&jpath, "truncating torn journal tail"))?;
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(&jpath)
+                    .map_err(io_err(&jpath, "opening journal"))?;
+                f.set_len(len)
+                    .map_err(io_err(&jpath, "truncating torn journal tail"))?;
                 f.sync_data().map_err(io_err(&jpath, "syncing journal"))?;
                 drop(f);
-                let f = OpenOptions::new().append(true).open(&jpath).map_err(io_err(&jpath, "opening journal"))?;
+                let f = OpenOptions::new()
+                    .append(true)
+                    .open(&jpath)
+                    .map_err(io_err(&jpath, "opening journal"))?;
                 (f, len)
             }
             None => (Self::create_journal(dir, epoch)?, FILE_HEADER as u64),
         };
         let shared = Arc::new(SyncShared {
-            file: Mutex::new(file.try_clone().map_err(io_err(&jpath, "duplicating journal fd"))?),
+            file: Mutex::new(
+                file.try_clone()
+                    .map_err(io_err(&jpath, "duplicating journal fd"))?,
+            ),
             dirty: AtomicBool::new(false),
         });
-        let j = Journal { dir: dir.to_owned(), file, pending: Vec::new(), epoch, len, snapshot_len, compact_min, shared };
-        Ok((j, Loaded { records, dropped_bytes }))
+        let j = Journal {
+            dir: dir.to_owned(),
+            file,
+            pending: Vec::new(),
+            epoch,
+            len,
+            snapshot_len,
+            compact_min,
+            shared,
+        };
+        Ok((
+            j,
+            Loaded {
+                records,
+                dropped_bytes,
+            },
+        ))
     }
 
     fn create_journal(dir: &Path, epoch: u64) -> Result<File, StoreError> {
         let tmp = dir.join("journal.tmp");
         let path = dir.join("journal");
         let mut f = File::create(&tmp).map_err(io_err(&tmp, "creating journal"))?;
-        f.write_all(&file_header(JNL_MAGIC, epoch)).map_err(io_err(&tmp, "writing journal header"))?;
+        f.write_all(&file_header(JNL_MAGIC, epoch))
+            .map_err(io_err(&tmp, "writing journal header"))?;
         f.sync_all().map_err(io_err(&tmp, "syncing journal"))?;
         fs::rename(&tmp, &path).map_err(io_err(&path, "installing journal"))?;
         sync_dir(dir)?;
-        OpenOptions::new().append(true).open(&path).map_err(io_err(&path, "opening journal"))
+        OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(io_err(&path, "opening journal"))
     }
 
     /// Queues a record; it reaches the file at the next [`Journal::flush`].
@@ -386,7 +444,9 @@ impl Journal {
             return Ok(());
         }
         let path = self.dir.join("journal");
-        self.file.write_all(&self.pending).map_err(io_err(&path, "appending to journal"))?;
+        self.file
+            .write_all(&self.pending)
+            .map_err(io_err(&path, "appending to journal"))?;
         self.len += self.pending.len() as u64;
         self.pending.clear();
         self.shared.dirty.store(true, Ordering::Release);
@@ -400,7 +460,9 @@ impl Journal {
     pub fn sync(&mut self) -> Result<(), StoreError> {
         self.flush()?;
         self.shared.dirty.store(false, Ordering::Release);
-        self.file.sync_data().map_err(io_err(&self.dir.join("journal"), "syncing journal"))
+        self.file
+            .sync_data()
+            .map_err(io_err(&self.dir.join("journal"), "syncing journal"))
     }
 
     /// Whether the journal has grown enough to be folded into a new snapshot.
@@ -424,17 +486,25 @@ impl Journal {
         let tmp = self.dir.join("snapshot.tmp");
         let path = self.dir.join("snapshot");
         let mut f = File::create(&tmp).map_err(io_err(&tmp, "creating snapshot"))?;
-        f.write_all(&buf).map_err(io_err(&tmp, "writing snapshot"))?;
+        f.write_all(&buf)
+            .map_err(io_err(&tmp, "writing snapshot"))?;
         f.sync_all().map_err(io_err(&tmp, "syncing snapshot"))?;
         fs::rename(&tmp, &path).map_err(io_err(&path, "installing snapshot"))?;
         sync_dir(&self.dir)?;
         self.file = Self::create_journal(&self.dir, next)?;
-        let clone = self.file.try_clone().map_err(io_err(&self.dir, "duplicating journal fd"))?;
+        let clone = self
+            .file
+            .try_clone()
+            .map_err(io_err(&self.dir, "duplicating journal fd"))?;
         *self.shared.file.lock().unwrap_or_else(|p| p.into_inner()) = clone;
         self.epoch = next;
         self.len = FILE_HEADER as u64;
         self.snapshot_len = buf.len() as u64;
-        tracing::info!(bytes = buf.len(), records = state.len(), "journal compacted into a new snapshot");
+        tracing::info!(
+            bytes = buf.len(),
+            records = state.len(),
+            "journal compacted into a new snapshot"
+        );
         Ok(())
     }
 
@@ -462,7 +532,10 @@ impl Journal {
                 }
             })
             .ok();
-        Syncer { stop: Some(stop), thread }
+        Syncer {
+            stop: Some(stop),
+            thread,
+        }
     }
 }
 
@@ -480,16 +553,6 @@ impl Drop for Syncer {
             let _ = t.join();
         }
     }
-}
-
-/// Reads a whole file (used by tests and tools that inspect the state directory).
-///
-/// # Errors
-/// I/O errors.
-pub fn read_file(path: &Path) -> io::Result<Vec<u8>> {
-    let mut v = Vec::new();
-    File::open(path)?.read_to_end(&mut v)?;
-    Ok(v)
 }
 
 #[cfg(test)]

@@ -16,10 +16,20 @@ fn records_round_trip() {
     let recs = vec![
         put(1),
         Record::Del { path: "/k".into() },
-        Record::Introduce { domid: DomId(3), mfn: u64::MAX, port: 7 },
+        Record::Introduce {
+            domid: DomId(3),
+            mfn: u64::MAX,
+            port: 7,
+        },
         Record::Release { domid: DomId(3) },
-        Record::SetTarget { domid: DomId(4), target: DomId(3) },
-        Record::SpecialPerms { name: "@releaseDomain".into(), perms: Perms::owned_by(DomId(0)) },
+        Record::SetTarget {
+            domid: DomId(4),
+            target: DomId(3),
+        },
+        Record::SpecialPerms {
+            name: "@releaseDomain".into(),
+            perms: Perms::owned_by(DomId(0)),
+        },
         Record::End,
     ];
     let mut buf = Vec::new();
@@ -63,8 +73,15 @@ fn torn_tail_is_dropped_at_every_cut_point() {
         fs::write(dir.path().join("journal"), &full[..cut]).unwrap();
         let (mut j, loaded) = Journal::open(dir.path(), 1 << 20).unwrap();
         let whole = (cut - FILE_HEADER) / rec_len;
-        assert_eq!(loaded.records, (0..whole).map(put).collect::<Vec<_>>(), "cut at {cut}");
-        assert_eq!(loaded.dropped_bytes as usize, cut - FILE_HEADER - whole * rec_len);
+        assert_eq!(
+            loaded.records,
+            (0..whole).map(put).collect::<Vec<_>>(),
+            "cut at {cut}"
+        );
+        assert_eq!(
+            loaded.dropped_bytes as usize,
+            cut - FILE_HEADER - whole * rec_len
+        );
         // New records go after the valid prefix and survive the next open.
         j.append(&put(99));
         j.flush().unwrap();

@@ -47,13 +47,19 @@ pub fn resolve(raw: &[u8], domid: DomId, allow_special: bool) -> Result<ClientPa
         if !allow_special || name.is_empty() || name.contains('/') || s.len() > ABS_PATH_MAX {
             return Err(XsError::Inval);
         }
-        return Ok(ClientPath { abs: s.to_owned(), relative: false });
+        return Ok(ClientPath {
+            abs: s.to_owned(),
+            relative: false,
+        });
     }
     if s.starts_with('/') {
         if s.len() > ABS_PATH_MAX || !is_canonical(s) {
             return Err(XsError::Inval);
         }
-        return Ok(ClientPath { abs: s.to_owned(), relative: false });
+        return Ok(ClientPath {
+            abs: s.to_owned(),
+            relative: false,
+        });
     }
     if s.len() > REL_PATH_MAX {
         return Err(XsError::Inval);
@@ -62,7 +68,10 @@ pub fn resolve(raw: &[u8], domid: DomId, allow_special: bool) -> Result<ClientPa
     if abs.len() > ABS_PATH_MAX || !is_canonical(&abs) {
         return Err(XsError::Inval);
     }
-    Ok(ClientPath { abs, relative: true })
+    Ok(ClientPath {
+        abs,
+        relative: true,
+    })
 }
 
 /// Whether an absolute path has no empty components, no trailing slash and no `@` component start.
@@ -70,7 +79,9 @@ fn is_canonical(s: &str) -> bool {
     if s == "/" {
         return true;
     }
-    let Some(rest) = s.strip_prefix('/') else { return false };
+    let Some(rest) = s.strip_prefix('/') else {
+        return false;
+    };
     rest.split('/').all(|c| !c.is_empty())
 }
 
@@ -115,7 +126,10 @@ pub fn is_ancestor_or_self(anc: &str, path: &str) -> bool {
 /// Strips the domain home (plus `/`) off an absolute path, for events on relative watches.
 pub fn to_relative(abs: &str, domid: DomId) -> String {
     let home = domain_path(domid);
-    match abs.strip_prefix(home.as_str()).and_then(|r| r.strip_prefix('/')) {
+    match abs
+        .strip_prefix(home.as_str())
+        .and_then(|r| r.strip_prefix('/'))
+    {
         Some(rel) => rel.to_owned(),
         None => abs.to_owned(),
     }
@@ -140,10 +154,22 @@ mod tests {
     #[test]
     fn valid_paths() {
         assert_eq!(resolve(b"/", D0, false).unwrap().abs, "/");
-        assert_eq!(resolve(b"/a/b-c_d@e/9", D0, false).unwrap().abs, "/a/b-c_d@e/9");
+        assert_eq!(
+            resolve(b"/a/b-c_d@e/9", D0, false).unwrap().abs,
+            "/a/b-c_d@e/9"
+        );
         let rel = resolve(b"device/vif", DomId(3), false).unwrap();
-        assert_eq!(rel, ClientPath { abs: "/local/domain/3/device/vif".into(), relative: true });
-        assert_eq!(resolve(b"@releaseDomain", D0, true).unwrap().abs, "@releaseDomain");
+        assert_eq!(
+            rel,
+            ClientPath {
+                abs: "/local/domain/3/device/vif".into(),
+                relative: true
+            }
+        );
+        assert_eq!(
+            resolve(b"@releaseDomain", D0, true).unwrap().abs,
+            "@releaseDomain"
+        );
     }
 
     #[test]
@@ -161,7 +187,12 @@ mod tests {
             b"@x/y",
             b"@",
         ] {
-            assert_eq!(resolve(bad, D0, true), Err(XsError::Inval), "{:?}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                resolve(bad, D0, true),
+                Err(XsError::Inval),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
         assert_eq!(resolve(b"@releaseDomain", D0, false), Err(XsError::Inval));
     }
@@ -173,7 +204,10 @@ mod tests {
         let too_long = format!("/{}", "a".repeat(ABS_PATH_MAX));
         assert_eq!(resolve(too_long.as_bytes(), D0, false), Err(XsError::Inval));
         let rel = "a".repeat(REL_PATH_MAX + 1);
-        assert_eq!(resolve(rel.as_bytes(), DomId(1), false), Err(XsError::Inval));
+        assert_eq!(
+            resolve(rel.as_bytes(), DomId(1), false),
+            Err(XsError::Inval)
+        );
     }
 
     #[test]

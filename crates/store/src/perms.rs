@@ -83,7 +83,10 @@ impl Perm {
         if domid > 0xffff {
             return Err(XsError::Inval);
         }
-        Ok(Perm { domid: DomId(domid), access })
+        Ok(Perm {
+            domid: DomId(domid),
+            access,
+        })
     }
 }
 
@@ -109,7 +112,10 @@ impl Perms {
 
     /// `n<owner>`: owned by `owner`, no access for anyone else.
     pub fn owned_by(owner: DomId) -> Perms {
-        Perms(Arc::from([Perm { domid: owner, access: Access::None }]))
+        Perms(Arc::from([Perm {
+            domid: owner,
+            access: Access::None,
+        }]))
     }
 
     /// The owner entry.
@@ -134,7 +140,10 @@ impl Perms {
     /// # Errors
     /// EINVAL for an empty list or a bad entry.
     pub fn parse(fields: &[&[u8]]) -> Result<Perms, XsError> {
-        let list = fields.iter().map(|f| Perm::parse(f)).collect::<Result<Vec<_>, _>>()?;
+        let list = fields
+            .iter()
+            .map(|f| Perm::parse(f))
+            .collect::<Result<Vec<_>, _>>()?;
         Perms::new(list).ok_or(XsError::Inval)
     }
 
@@ -153,7 +162,10 @@ impl Perms {
         if domid.is_privileged() || self.owner() == domid {
             return Access::Both;
         }
-        self.0[1..].iter().find(|p| p.domid == domid).map_or(self.0[0].access, |p| p.access)
+        self.0[1..]
+            .iter()
+            .find(|p| p.domid == domid)
+            .map_or(self.0[0].access, |p| p.access)
     }
 
     /// Whether a connection of `domid` (targeting `target`, if any) may do `want`.
@@ -202,9 +214,16 @@ mod tests {
         assert_eq!(p.access_of(DomId(0)), Access::Both, "dom0");
         assert_eq!(p.access_of(DomId(5)), Access::Write);
         assert_eq!(p.access_of(DomId(6)), Access::None);
-        assert_eq!(p.access_of(DomId(8)), Access::Read, "default from first entry");
+        assert_eq!(
+            p.access_of(DomId(8)),
+            Access::Read,
+            "default from first entry"
+        );
         assert!(!p.allows(DomId(5), None, Want::Read));
-        assert!(p.allows(DomId(5), Some(DomId(3)), Want::Read), "target's rights");
+        assert!(
+            p.allows(DomId(5), Some(DomId(3)), Want::Read),
+            "target's rights"
+        );
     }
 
     proptest! {

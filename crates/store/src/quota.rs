@@ -10,8 +10,16 @@ use std::collections::HashMap;
 use crate::DomId;
 
 /// Quota names as GET_QUOTA/SET_QUOTA spell them.
-pub const NAMES: [&str; 8] =
-    ["nodes", "watches", "transactions", "outstanding", "node-size", "permissions", "path-max", "transaction-nodes"];
+pub const NAMES: [&str; 8] = [
+    "nodes",
+    "watches",
+    "transactions",
+    "outstanding",
+    "node-size",
+    "permissions",
+    "path-max",
+    "transaction-nodes",
+];
 
 /// Limits for one domain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,7 +103,10 @@ pub struct QuotaTable {
 impl QuotaTable {
     /// A table with `global` limits.
     pub fn new(global: Quotas) -> QuotaTable {
-        QuotaTable { global, per_domain: HashMap::new() }
+        QuotaTable {
+            global,
+            per_domain: HashMap::new(),
+        }
     }
 
     /// The limits that apply to `domid`.
@@ -111,7 +122,16 @@ mod tests {
     #[test]
     fn xen_defaults_and_names() {
         let q = Quotas::default();
-        assert_eq!((q.nodes, q.watches, q.transactions, q.node_size, q.permissions), (1000, 128, 10, 2048, 5));
+        assert_eq!(
+            (
+                q.nodes,
+                q.watches,
+                q.transactions,
+                q.node_size,
+                q.permissions
+            ),
+            (1000, 128, 10, 2048, 5)
+        );
         for n in NAMES {
             assert!(q.get(n).is_some(), "{n}");
             let mut q2 = q;
@@ -124,8 +144,10 @@ mod tests {
     #[test]
     fn per_domain_override() {
         let mut t = QuotaTable::new(Quotas::default());
-        let mut q = Quotas::default();
-        q.nodes = 3;
+        let q = Quotas {
+            nodes: 3,
+            ..Quotas::default()
+        };
         t.per_domain.insert(DomId(4), q);
         assert_eq!(t.of(DomId(4)).nodes, 3);
         assert_eq!(t.of(DomId(5)).nodes, 1000);

@@ -28,6 +28,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use crate::connection::{Connection, ReadState};
 use crate::quota::Quotas;
 use crate::store::Store;
+use crate::wire::Decoded;
 use crate::{ConnId, DomId, StoreError};
 
 /// Unsent messages after which a privileged connection's requests wait (unprivileged ones use the
@@ -119,7 +120,10 @@ impl ServerHandle {
     fn join(&mut self) -> Result<(), StoreError> {
         match self.thread.take() {
             Some(t) => t.join().unwrap_or_else(|_| {
-                Err(StoreError::EventLoop { what: "server thread panicked", source: io::ErrorKind::Other.into() })
+                Err(StoreError::EventLoop {
+                    what: "server thread panicked",
+                    source: io::ErrorKind::Other.into(),
+                })
             }),
             None => Ok(()),
         }
@@ -142,7 +146,10 @@ fn bind(path: &PathBuf) -> Result<UnixListener, StoreError> {
             let _ = std::fs::remove_file(path);
         }
     }
-    UnixListener::bind(path).map_err(|source| StoreError::Listen { path: path.clone(), source })
+    UnixListener::bind(path).map_err(|source| StoreError::Listen {
+        path: path.clone(),
+        source,
+    })
 }
 
 /// Loads the state, binds the sockets and starts the server thread.
@@ -151,28 +158,58 @@ fn bind(path: &PathBuf) -> Result<UnixListener, StoreError> {
 /// The state could not be loaded or a socket could not be bound.
 pub fn spawn(config: ServerConfig) -> Result<ServerHandle, StoreError> {
     let (store, _) = Store::open(&config.state_dir, config.quotas, config.compact_min_bytes)?;
-    let poll = Poll::new().map_err(|source| StoreError::EventLoop { what: "creating epoll", source })?;
-    let waker = Arc::new(
-        Waker::new(poll.registry(), WAKER).map_err(|source| StoreError::EventLoop { what: "creating waker", source })?,
-    );
+    let poll = Poll::new().map_err(|source| StoreError::EventLoop {
+        what: "creating epoll",
+        source,
+    })?;
+    let waker =
+        Arc::new(
+            Waker::new(poll.registry(), WAKER).map_err(|source| StoreError::EventLoop {
+                what: "creating waker",
+                source,
+            })?,
+        );
     let mut listeners = Vec::new();
-    let all = config.sockets.iter().map(|p| (DomId(0), p)).chain(config.domain_sockets.iter().map(|(d, p)| (*d, p)));
+    let all = config
+        .sockets
+        .iter()
+        .map(|p| (DomId(0), p))
+        .chain(config.domain_sockets.iter().map(|(d, p)| (*d, p)));
     for (i, (domid, path)) in all.enumerate() {
         let mut l = bind(path)?;
         poll.registry()
             .register(&mut l, Token(i), Interest::READABLE)
-            .map_err(|source| StoreError::Listen { path: path.clone(), source })?;
+            .map_err(|source| StoreError::Listen {
+                path: path.clone(),
+                source,
+            })?;
         tracing::info!(path = %path.display(), domid = domid.0, "listening");
         listeners.push((l, domid, path.clone()));
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let trigger = ShutdownTrigger { stop: stop.clone(), waker };
-    let mut server = Server { store, poll, listeners, conns: HashMap::new(), config, stop };
+    let trigger = ShutdownTrigger {
+        stop: stop.clone(),
+        waker,
+    };
+    let mut server = Server {
+        store,
+        poll,
+        listeners,
+        conns: HashMap::new(),
+        config,
+        stop,
+    };
     let thread = std::thread::Builder::new()
         .name("store-server".into())
         .spawn(move || server.run())
-        .map_err(|source| StoreError::EventLoop { what: "spawning server thread", source })?;
-    Ok(ServerHandle { trigger, thread: Some(thread) })
+        .map_err(|source| StoreError::EventLoop {
+            what: "spawning server thread",
+            source,
+        })?;
+    Ok(ServerHandle {
+        trigger,
+        thread: Some(thread),
+    })
 }
 
 struct Server {
@@ -198,19 +235,28 @@ impl Server {
         let mut events = Events::with_capacity(256);
         let mut backlog: Vec<ConnId> = Vec::new();
         let result = loop {
-            let timeout = if backlog.is_empty() { None } else { Some(Duration::ZERO) };
+            let timeout = if backlog.is_empty() {
+                None
+            } else {
+                Some(Duration::ZERO)
+            };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
-                break Err(StoreError::EventLoop { what: "epoll_wait", source: e });
+                break Err(StoreError::EventLoop {
+                    what: "epoll_wait",
+                    source: e,
+                });
             }
             let mut readable: Vec<ConnId> = std::mem::take(&mut backlog);
             for ev in events.iter() {
                 match ev.token() {
                     WAKER => {}
                     t if t.0 < self.listeners.len() => self.accept(t.0),
-                    t if ev.is_readable() || ev.is_read_closed() || ev.is_error() => readable.push(self.conn_of(t)),
+                    t if ev.is_readable() || ev.is_read_closed() || ev.is_error() => {
+                        readable.push(self.conn_of(t))
+                    }
                     _ => {}
                 }
             }
@@ -245,14 +291,20 @@ impl Server {
                 }
             };
             if self.conns.len() >= self.config.max_connections {
-                tracing::warn!(limit = self.config.max_connections, "connection limit reached; closing new connection");
+                tracing::warn!(
+                    limit = self.config.max_connections,
+                    "connection limit reached; closing new connection"
+                );
                 continue;
             }
             let id = self.store.connect(domid);
             let mut conn = Connection::new(stream, id, domid);
             let token = self.token_of(id);
-            if let Err(e) = self.poll.registry().register(conn.stream_mut(), token, Interest::READABLE | Interest::WRITABLE)
-            {
+            if let Err(e) = self.poll.registry().register(
+                conn.stream_mut(),
+                token,
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
                 tracing::warn!(error = %e, "cannot register connection");
                 self.store.disconnect(id);
                 continue;
@@ -273,7 +325,9 @@ impl Server {
     /// Handles buffered requests and reads more, until the socket is drained or back-pressure applies.
     /// The connection is taken out of the map meanwhile, so events can be routed to everyone else.
     fn service(&mut self, id: ConnId) {
-        let Some(mut conn) = self.conns.remove(&id) else { return };
+        let Some(mut conn) = self.conns.remove(&id) else {
+            return;
+        };
         let limit = self.limit_for(conn.domid);
         if self.service_conn(&mut conn, limit) {
             self.conns.insert(id, conn);
@@ -294,8 +348,12 @@ impl Server {
                     return true;
                 }
                 match conn.peek_message() {
-                    Ok(None) => break,
-                    Ok(Some((header, payload, consumed))) => {
+                    Ok(Decoded::Incomplete) => break,
+                    Ok(Decoded::Message {
+                        header,
+                        payload,
+                        consumed,
+                    }) => {
                         let reply = self.store.handle(id, &header, payload);
                         conn.consume(consumed);
                         conn.queue(reply);
@@ -344,7 +402,11 @@ impl Server {
                 continue;
             }
             if conn.queued_bytes() > self.config.max_output_bytes {
-                tracing::warn!(conn = id.0, bytes = conn.queued_bytes(), "client does not read its messages; dropping it");
+                tracing::warn!(
+                    conn = id.0,
+                    bytes = conn.queued_bytes(),
+                    "client does not read its messages; dropping it"
+                );
                 dead.push(*id);
                 continue;
             }

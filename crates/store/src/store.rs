@@ -77,7 +77,11 @@ impl Store {
     ///
     /// # Errors
     /// I/O errors and a damaged snapshot.
-    pub fn open(state_dir: &Path, quotas: Quotas, compact_min_bytes: u64) -> Result<(Store, Loaded), StoreError> {
+    pub fn open(
+        state_dir: &Path,
+        quotas: Quotas,
+        compact_min_bytes: u64,
+    ) -> Result<(Store, Loaded), StoreError> {
         let (journal, loaded) = Journal::open(state_dir, compact_min_bytes)?;
         let mut store = Store::in_memory(quotas);
         if !loaded.records.is_empty() {
@@ -92,7 +96,13 @@ impl Store {
             path = %state_dir.display(), nodes = store.tree.len(), domains = store.domains.len(),
             records = loaded.records.len(), "store state loaded"
         );
-        Ok((store, Loaded { records: Vec::new(), dropped_bytes: loaded.dropped_bytes }))
+        Ok((
+            store,
+            Loaded {
+                records: Vec::new(),
+                dropped_bytes: loaded.dropped_bytes,
+            },
+        ))
     }
 
     fn replay(&mut self, rec: &Record) {
@@ -102,7 +112,13 @@ impl Store {
                 self.tree.remove(path);
             }
             Record::Introduce { domid, mfn, port } => {
-                self.domains.insert(*domid, DomainInfo { mfn: *mfn, port: *port });
+                self.domains.insert(
+                    *domid,
+                    DomainInfo {
+                        mfn: *mfn,
+                        port: *port,
+                    },
+                );
             }
             Record::Release { domid } => {
                 self.domains.remove(domid);
@@ -124,11 +140,29 @@ impl Store {
             .tree
             .walk()
             .into_iter()
-            .map(|(path, n)| Record::Put { path, value: n.value.clone(), perms: n.perms.clone() })
+            .map(|(path, n)| Record::Put {
+                path,
+                value: n.value.clone(),
+                perms: n.perms.clone(),
+            })
             .collect();
-        out.extend(self.domains.iter().map(|(d, i)| Record::Introduce { domid: *d, mfn: i.mfn, port: i.port }));
-        out.extend(self.targets.iter().map(|(d, t)| Record::SetTarget { domid: *d, target: *t }));
-        out.extend(self.special_perms.iter().map(|(n, p)| Record::SpecialPerms { name: n.clone(), perms: p.clone() }));
+        out.extend(self.domains.iter().map(|(d, i)| Record::Introduce {
+            domid: *d,
+            mfn: i.mfn,
+            port: i.port,
+        }));
+        out.extend(self.targets.iter().map(|(d, t)| Record::SetTarget {
+            domid: *d,
+            target: *t,
+        }));
+        out.extend(
+            self.special_perms
+                .iter()
+                .map(|(n, p)| Record::SpecialPerms {
+                    name: n.clone(),
+                    perms: p.clone(),
+                }),
+        );
         out
     }
 
@@ -136,7 +170,14 @@ impl Store {
     pub fn connect(&mut self, domid: DomId) -> ConnId {
         let id = ConnId(self.next_conn);
         self.next_conn += 1;
-        self.conns.insert(id, ConnState { domid, txs: HashMap::new(), next_tx: 1 });
+        self.conns.insert(
+            id,
+            ConnState {
+                domid,
+                txs: HashMap::new(),
+                next_tx: 1,
+            },
+        );
         id
     }
 
@@ -162,7 +203,9 @@ impl Store {
         let result = ops::dispatch(self, conn, header, payload);
         self.after_op();
         match result {
-            Ok(body) if body.len() <= wire::PAYLOAD_MAX => wire::encode(header.ty, header.req_id, header.tx_id, &body),
+            Ok(body) if body.len() <= wire::PAYLOAD_MAX => {
+                wire::encode(header.ty, header.req_id, header.tx_id, &body)
+            }
             Ok(_) => error_reply(header, XsError::TooBig),
             Err(e) => {
                 tracing::debug!(conn = conn.0, req_id = header.req_id, tx_id = header.tx_id, ty = %header.ty, error = e.name(), "request failed");
@@ -201,12 +244,19 @@ impl Store {
     /// Queues a special event (`@introduceDomain`, `@releaseDomain`).
     pub(crate) fn fire_special(&mut self, name: &str) {
         let perms = self.special_perms(name);
-        self.events.push(Event { path: name.to_owned(), kind: EventKind::Changed, perms });
+        self.events.push(Event {
+            path: name.to_owned(),
+            kind: EventKind::Changed,
+            perms,
+        });
     }
 
     /// Permissions of a special node (default `n0`).
     pub(crate) fn special_perms(&self, name: &str) -> Perms {
-        self.special_perms.get(name).cloned().unwrap_or_else(|| Perms::owned_by(DomId(0)))
+        self.special_perms
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| Perms::owned_by(DomId(0)))
     }
 
     /// Queues a message for a connection (initial watch events).
@@ -224,7 +274,9 @@ impl Store {
     /// # Errors
     /// The journal could not be written: the batch must not be acknowledged.
     pub fn flush(&mut self) -> Result<(), StoreError> {
-        let Some(j) = self.journal.as_mut() else { return Ok(()) };
+        let Some(j) = self.journal.as_mut() else {
+            return Ok(());
+        };
         j.flush()?;
         if j.wants_compaction() {
             let state = self.state_records();

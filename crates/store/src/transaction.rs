@@ -47,14 +47,20 @@ impl Transaction {
 
     fn observe(&mut self, tree: &Tree, path: &str) {
         if !self.reads.contains_key(path) {
-            self.reads.insert(path.to_owned(), tree.get(path).map(|n| n.gen));
+            self.reads
+                .insert(path.to_owned(), tree.get(path).map(|n| n.gen));
         }
     }
 
     /// Whether everything the transaction observed is unchanged in `tree`.
     pub fn is_current(&self, tree: &Tree) -> bool {
-        self.reads.iter().all(|(p, g)| tree.get(p).map(|n| n.gen) == *g)
-            && self.dir_reads.iter().all(|(p, g)| tree.get(p).is_some_and(|n| n.cgen == *g))
+        self.reads
+            .iter()
+            .all(|(p, g)| tree.get(p).map(|n| n.gen) == *g)
+            && self
+                .dir_reads
+                .iter()
+                .all(|(p, g)| tree.get(p).is_some_and(|n| n.cgen == *g))
     }
 
     /// Commits into `tree`, returning the watch events to fire.
@@ -74,7 +80,11 @@ impl Transaction {
             }
         }
         let mut seen = std::collections::HashSet::new();
-        Ok(self.events.into_iter().filter(|e| seen.insert((e.path.clone(), e.kind.clone()))).collect())
+        Ok(self
+            .events
+            .into_iter()
+            .filter(|e| seen.insert((e.path.clone(), e.kind.clone())))
+            .collect())
     }
 }
 
@@ -145,12 +155,18 @@ impl Db for TxDb<'_> {
             Some(o) => self.bump(o, -1),
             None => {
                 if let Some(parent) = path::parent(path) {
-                    self.tx.added.entry(parent.to_owned()).or_default().push(path::basename(path).to_owned());
+                    self.tx
+                        .added
+                        .entry(parent.to_owned())
+                        .or_default()
+                        .push(path::basename(path).to_owned());
                 }
             }
         }
         self.bump(perms.owner(), 1);
-        self.tx.overlay.insert(path.to_owned(), Some(TxNode { value, perms }));
+        self.tx
+            .overlay
+            .insert(path.to_owned(), Some(TxNode { value, perms }));
     }
 
     fn remove(&mut self, path: &str) {
@@ -185,7 +201,11 @@ impl Db for TxDb<'_> {
     }
 
     fn fire(&mut self, path: &str, kind: EventKind, perms: Perms) {
-        self.tx.events.push(Event { path: path.to_owned(), kind, perms });
+        self.tx.events.push(Event {
+            path: path.to_owned(),
+            kind,
+            perms,
+        });
     }
 }
 

@@ -13,7 +13,10 @@ fn overlay_is_private_until_commit_and_owner_counts_follow() {
     tree.put("/d", Vec::new(), p0());
     let mut tx = Transaction::new();
     {
-        let mut db = TxDb { tree: &tree, tx: &mut tx };
+        let mut db = TxDb {
+            tree: &tree,
+            tx: &mut tx,
+        };
         db.put("/d/a", b"1".to_vec(), Perms::owned_by(DomId(7)));
         assert_eq!(db.owned_by(DomId(7)), 1);
         assert_eq!(db.children("/d"), Some(vec!["a".to_owned()]));
@@ -36,12 +39,19 @@ fn stale_reads_fail_commit_and_leave_the_tree_alone() {
     tree.put("/x", b"0".to_vec(), p0());
     let mut tx = Transaction::new();
     {
-        let mut db = TxDb { tree: &tree, tx: &mut tx };
+        let mut db = TxDb {
+            tree: &tree,
+            tx: &mut tx,
+        };
         assert_eq!(db.node("/x").map(|(v, _)| v.to_vec()), Some(b"0".to_vec()));
         db.put("/y", b"1".to_vec(), p0());
     }
     let mut events = Vec::new();
-    MainDb { tree: &mut tree, events: &mut events }.put("/x", b"changed".to_vec(), p0());
+    MainDb {
+        tree: &mut tree,
+        events: &mut events,
+    }
+    .put("/x", b"changed".to_vec(), p0());
     assert!(!tx.is_current(&tree));
     assert_eq!(tx.commit(&mut tree).unwrap_err(), XsError::Again);
     assert!(tree.get("/y").is_none());

@@ -57,11 +57,22 @@ impl Tree {
     /// A tree holding only the root (used when loading a snapshot).
     pub fn empty() -> Tree {
         let mut nodes = HashMap::new();
-        let root = Node { value: Vec::new(), perms: Perms::owned_by(DomId(0)), children: Vec::new(), gen: 1, cgen: 1 };
+        let root = Node {
+            value: Vec::new(),
+            perms: Perms::owned_by(DomId(0)),
+            children: Vec::new(),
+            gen: 1,
+            cgen: 1,
+        };
         nodes.insert("/".to_owned(), root);
         let mut owned = HashMap::new();
         owned.insert(DomId(0), 1);
-        Tree { nodes, gen: 1, owned, log: Vec::new() }
+        Tree {
+            nodes,
+            gen: 1,
+            owned,
+            log: Vec::new(),
+        }
     }
 
     /// The node at `path`.
@@ -113,7 +124,11 @@ impl Tree {
             }
         }
         let gen = self.next_gen();
-        self.log.push(Record::Put { path: path.to_owned(), value: value.clone(), perms: perms.clone() });
+        self.log.push(Record::Put {
+            path: path.to_owned(),
+            value: value.clone(),
+            perms: perms.clone(),
+        });
         if let Some(node) = self.nodes.get_mut(path) {
             let old_owner = node.perms.owner();
             node.value = value;
@@ -133,7 +148,16 @@ impl Tree {
             }
         }
         self.count(perms.owner(), true);
-        self.nodes.insert(path.to_owned(), Node { value, perms, children: Vec::new(), gen, cgen: gen });
+        self.nodes.insert(
+            path.to_owned(),
+            Node {
+                value,
+                perms,
+                children: Vec::new(),
+                gen,
+                cgen: gen,
+            },
+        );
     }
 
     /// Removes `path` and all its descendants; returns how many nodes went. The root cannot be removed:
@@ -143,11 +167,15 @@ impl Tree {
             return 0;
         }
         let gen = self.next_gen();
-        self.log.push(Record::Del { path: path.to_owned() });
+        self.log.push(Record::Del {
+            path: path.to_owned(),
+        });
         let mut removed = 0;
         let mut stack = vec![path.to_owned()];
         while let Some(p) = stack.pop() {
-            let Some(node) = self.nodes.get(&p) else { continue };
+            let Some(node) = self.nodes.get(&p) else {
+                continue;
+            };
             for c in &node.children {
                 stack.push(path::join(&p, c));
             }
@@ -175,12 +203,19 @@ impl Tree {
 
     /// Paths of every node owned by `domid`, outermost first (removing them removes their subtrees).
     pub fn paths_owned_by(&self, domid: DomId) -> Vec<String> {
-        let mut out: Vec<String> =
-            self.nodes.iter().filter(|(p, n)| n.perms.owner() == domid && *p != "/").map(|(p, _)| p.clone()).collect();
+        let mut out: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|(p, n)| n.perms.owner() == domid && *p != "/")
+            .map(|(p, _)| p.clone())
+            .collect();
         out.sort();
         let mut kept: Vec<String> = Vec::new();
         for p in out {
-            if !kept.last().is_some_and(|k| path::is_ancestor_or_self(k, &p)) {
+            if !kept
+                .last()
+                .is_some_and(|k| path::is_ancestor_or_self(k, &p))
+            {
                 kept.push(p);
             }
         }
@@ -192,7 +227,9 @@ impl Tree {
         let mut out = Vec::with_capacity(self.nodes.len());
         let mut stack = vec!["/".to_owned()];
         while let Some(p) = stack.pop() {
-            let Some(node) = self.nodes.get(&p) else { continue };
+            let Some(node) = self.nodes.get(&p) else {
+                continue;
+            };
             for c in node.children.iter().rev() {
                 stack.push(path::join(&p, c));
             }
@@ -228,7 +265,11 @@ mod tests {
         let root_cgen = t.get("/").unwrap().cgen;
         t.put("/a", b"2".to_vec(), p0());
         assert!(t.get("/a").unwrap().gen > g1);
-        assert_eq!(t.get("/").unwrap().cgen, root_cgen, "value change leaves the parent's children alone");
+        assert_eq!(
+            t.get("/").unwrap().cgen,
+            root_cgen,
+            "value change leaves the parent's children alone"
+        );
         t.put("/a/b", Vec::new(), p0());
         assert!(t.get("/a").unwrap().cgen > g1);
         assert_eq!(t.get("/a").unwrap().children, vec!["b".into()]);
@@ -257,7 +298,10 @@ mod tests {
         t.put("/x/y", Vec::new(), Perms::owned_by(DomId(4)));
         t.put("/z", Vec::new(), p0());
         t.put("/z/w", Vec::new(), Perms::owned_by(DomId(4)));
-        assert_eq!(t.paths_owned_by(DomId(4)), vec!["/x".to_owned(), "/z/w".to_owned()]);
+        assert_eq!(
+            t.paths_owned_by(DomId(4)),
+            vec!["/x".to_owned(), "/z/w".to_owned()]
+        );
     }
 
     #[test]

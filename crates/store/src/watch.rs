@@ -64,14 +64,29 @@ impl WatchTable {
     ///
     /// # Errors
     /// EEXIST if this connection already watches `wpath` with `token`.
-    pub fn add(&mut self, conn: ConnId, domid: DomId, wpath: &ClientPath, token: &[u8]) -> Result<Vec<u8>, XsError> {
+    pub fn add(
+        &mut self,
+        conn: ConnId,
+        domid: DomId,
+        wpath: &ClientPath,
+        token: &[u8],
+    ) -> Result<Vec<u8>, XsError> {
         let list = self.by_path.entry(wpath.abs.clone()).or_default();
         if list.iter().any(|w| w.conn == conn && w.token == token) {
             return Err(XsError::Exist);
         }
-        list.push(Watch { conn, domid, token: token.to_vec(), relative: wpath.relative });
+        list.push(Watch {
+            conn,
+            domid,
+            token: token.to_vec(),
+            relative: wpath.relative,
+        });
         *self.per_conn.entry(conn).or_insert(0) += 1;
-        let epath = if wpath.relative { path::to_relative(&wpath.abs, domid) } else { wpath.abs.clone() };
+        let epath = if wpath.relative {
+            path::to_relative(&wpath.abs, domid)
+        } else {
+            wpath.abs.clone()
+        };
         Ok(event_message(&epath, token))
     }
 
@@ -81,7 +96,10 @@ impl WatchTable {
     /// ENOENT if there is no such watch.
     pub fn remove(&mut self, conn: ConnId, wpath: &str, token: &[u8]) -> Result<(), XsError> {
         let list = self.by_path.get_mut(wpath).ok_or(XsError::NoEnt)?;
-        let i = list.iter().position(|w| w.conn == conn && w.token == token).ok_or(XsError::NoEnt)?;
+        let i = list
+            .iter()
+            .position(|w| w.conn == conn && w.token == token)
+            .ok_or(XsError::NoEnt)?;
         list.remove(i);
         if list.is_empty() {
             self.by_path.remove(wpath);
@@ -129,7 +147,11 @@ impl WatchTable {
                 if !can_read(w.domid, &ev.perms) {
                     continue;
                 }
-                let epath = if w.relative { path::to_relative(epath_abs, w.domid) } else { epath_abs.to_owned() };
+                let epath = if w.relative {
+                    path::to_relative(epath_abs, w.domid)
+                } else {
+                    epath_abs.to_owned()
+                };
                 out.push((w.conn, event_message(&epath, &w.token)));
             }
         };
@@ -161,7 +183,10 @@ impl WatchTable {
 /// `/`, then each proper prefix at a component boundary, then `path` itself.
 fn ancestors(path: &str) -> impl Iterator<Item = &str> {
     let root = std::iter::once("/");
-    let inner = path.match_indices('/').skip(1).map(move |(i, _)| &path[..i]);
+    let inner = path
+        .match_indices('/')
+        .skip(1)
+        .map(move |(i, _)| &path[..i]);
     let own = (path != "/").then_some(path);
     root.chain(inner).chain(own)
 }
@@ -171,7 +196,10 @@ mod tests {
     use super::*;
 
     fn cp(p: &str) -> ClientPath {
-        ClientPath { abs: p.to_owned(), relative: false }
+        ClientPath {
+            abs: p.to_owned(),
+            relative: false,
+        }
     }
 
     fn all(_: DomId, _: &Perms) -> bool {
@@ -179,16 +207,25 @@ mod tests {
     }
 
     fn ev(path: &str, kind: EventKind) -> Event {
-        Event { path: path.into(), kind, perms: Perms::owned_by(DomId(0)) }
+        Event {
+            path: path.into(),
+            kind,
+            perms: Perms::owned_by(DomId(0)),
+        }
     }
 
     fn payloads(out: &[(ConnId, Vec<u8>)]) -> Vec<(ConnId, String)> {
-        out.iter().map(|(c, m)| (*c, String::from_utf8_lossy(&m[16..]).into_owned())).collect()
+        out.iter()
+            .map(|(c, m)| (*c, String::from_utf8_lossy(&m[16..]).into_owned()))
+            .collect()
     }
 
     #[test]
     fn ancestors_in_order() {
-        assert_eq!(ancestors("/a/b/c").collect::<Vec<_>>(), vec!["/", "/a", "/a/b", "/a/b/c"]);
+        assert_eq!(
+            ancestors("/a/b/c").collect::<Vec<_>>(),
+            vec!["/", "/a", "/a/b", "/a/b/c"]
+        );
         assert_eq!(ancestors("/").collect::<Vec<_>>(), vec!["/"]);
     }
 
@@ -207,7 +244,10 @@ mod tests {
         t.fire(&ev("/a", EventKind::Removed), &all, &mut out);
         assert_eq!(
             payloads(&out),
-            vec![(ConnId(1), "/a\0tok\0".into()), (ConnId(2), "/a/b/c\0deep\0".into())],
+            vec![
+                (ConnId(1), "/a\0tok\0".into()),
+                (ConnId(2), "/a/b/c\0deep\0".into())
+            ],
             "removal of a parent reports the watch's own path"
         );
     }
@@ -215,11 +255,18 @@ mod tests {
     #[test]
     fn relative_watches_report_relative_paths() {
         let mut t = WatchTable::default();
-        let wp = ClientPath { abs: "/local/domain/3/data".into(), relative: true };
+        let wp = ClientPath {
+            abs: "/local/domain/3/data".into(),
+            relative: true,
+        };
         let first = t.add(ConnId(1), DomId(3), &wp, b"t").unwrap();
         assert_eq!(&first[16..], b"data\0t\0");
         let mut out = Vec::new();
-        t.fire(&ev("/local/domain/3/data/x", EventKind::Changed), &all, &mut out);
+        t.fire(
+            &ev("/local/domain/3/data/x", EventKind::Changed),
+            &all,
+            &mut out,
+        );
         assert_eq!(payloads(&out), vec![(ConnId(1), "data/x\0t\0".into())]);
     }
 
@@ -227,14 +274,25 @@ mod tests {
     fn duplicates_unwatch_and_permissions() {
         let mut t = WatchTable::default();
         t.add(ConnId(1), DomId(5), &cp("/a"), b"t").unwrap();
-        assert_eq!(t.add(ConnId(1), DomId(5), &cp("/a"), b"t"), Err(XsError::Exist));
-        t.add(ConnId(1), DomId(5), &cp("@releaseDomain"), b"r").unwrap();
+        assert_eq!(
+            t.add(ConnId(1), DomId(5), &cp("/a"), b"t"),
+            Err(XsError::Exist)
+        );
+        t.add(ConnId(1), DomId(5), &cp("@releaseDomain"), b"r")
+            .unwrap();
         assert_eq!(t.count(ConnId(1)), 2);
         let mut out = Vec::new();
-        t.fire(&ev("/a", EventKind::Changed), &|d, p| p.access_of(d).allows(crate::perms::Want::Read), &mut out);
+        t.fire(
+            &ev("/a", EventKind::Changed),
+            &|d, p| p.access_of(d).allows(crate::perms::Want::Read),
+            &mut out,
+        );
         assert!(out.is_empty(), "dom5 cannot read an n0 node");
         t.fire(&ev("@releaseDomain", EventKind::Changed), &all, &mut out);
-        assert_eq!(payloads(&out), vec![(ConnId(1), "@releaseDomain\0r\0".into())]);
+        assert_eq!(
+            payloads(&out),
+            vec![(ConnId(1), "@releaseDomain\0r\0".into())]
+        );
         assert_eq!(t.remove(ConnId(1), "/a", b"x"), Err(XsError::NoEnt));
         t.remove(ConnId(1), "/a", b"t").unwrap();
         t.remove_conn(ConnId(1));

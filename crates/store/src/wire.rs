@@ -138,7 +138,12 @@ impl Header {
     /// Parses the first [`HEADER_LEN`] bytes of `buf`.
     fn parse(buf: &[u8; HEADER_LEN]) -> Header {
         let word = |i: usize| u32::from_le_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3]]);
-        Header { ty: MsgType::from_u32(word(0)), req_id: word(4), tx_id: word(8), len: word(12) }
+        Header {
+            ty: MsgType::from_u32(word(0)),
+            req_id: word(4),
+            tx_id: word(8),
+            len: word(12),
+        }
     }
 }
 
@@ -184,7 +189,11 @@ pub fn decode(buf: &[u8]) -> Result<Decoded<'_>, WireError> {
     }
     let consumed = HEADER_LEN + len;
     match buf.get(HEADER_LEN..consumed) {
-        Some(payload) => Ok(Decoded::Message { header, payload, consumed }),
+        Some(payload) => Ok(Decoded::Message {
+            header,
+            payload,
+            consumed,
+        }),
         None => Ok(Decoded::Incomplete),
     }
 }
@@ -275,9 +284,12 @@ impl XsError {
     pub fn from_name(name: &[u8]) -> Option<XsError> {
         let name = name.strip_suffix(b"\0").unwrap_or(name);
         use XsError::*;
-        [Inval, Acces, Exist, IsDir, NoEnt, NoMem, NoSpc, Io, NotEmpty, NoSys, RoFs, Busy, Again, IsConn, TooBig, Perm]
-            .into_iter()
-            .find(|e| e.name().as_bytes() == name)
+        [
+            Inval, Acces, Exist, IsDir, NoEnt, NoMem, NoSpc, Io, NotEmpty, NoSys, RoFs, Busy,
+            Again, IsConn, TooBig, Perm,
+        ]
+        .into_iter()
+        .find(|e| e.name().as_bytes() == name)
     }
 }
 
@@ -305,8 +317,20 @@ mod tests {
     fn round_trip() {
         let msg = encode(MsgType::Write, 7, 3, b"/a\0v");
         match decode(&msg).unwrap() {
-            Decoded::Message { header, payload, consumed } => {
-                assert_eq!(header, Header { ty: MsgType::Write, req_id: 7, tx_id: 3, len: 4 });
+            Decoded::Message {
+                header,
+                payload,
+                consumed,
+            } => {
+                assert_eq!(
+                    header,
+                    Header {
+                        ty: MsgType::Write,
+                        req_id: 7,
+                        tx_id: 3,
+                        len: 4
+                    }
+                );
                 assert_eq!(payload, b"/a\0v");
                 assert_eq!(consumed, 20);
             }
@@ -318,7 +342,11 @@ mod tests {
     fn incomplete_header_and_payload() {
         let msg = encode(MsgType::Read, 1, 0, b"/abc\0");
         for cut in 0..msg.len() {
-            assert_eq!(decode(&msg[..cut]).unwrap(), Decoded::Incomplete, "cut at {cut}");
+            assert_eq!(
+                decode(&msg[..cut]).unwrap(),
+                Decoded::Incomplete,
+                "cut at {cut}"
+            );
         }
     }
 

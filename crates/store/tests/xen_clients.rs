@@ -1,5 +1,7 @@
 //! Debian's real xenstore clients (xenstore-utils 4.17, libxenstore) against domus-xenstored.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::io::{BufRead, BufReader, Read};
@@ -16,7 +18,10 @@ fn read_write_ls_list_exists_rm() {
     xs_ok(s, "xenstore-write", &["/vm/a/name", "guest one"]);
     xs_ok(s, "xenstore-write", &["/vm/a/memory", "512"]);
     assert_eq!(xs_ok(s, "xenstore-read", &["/vm/a/name"]), "guest one\n");
-    assert_eq!(xs_ok(s, "xenstore-read", &["/vm/a/name", "/vm/a/memory"]), "guest one\n512\n");
+    assert_eq!(
+        xs_ok(s, "xenstore-read", &["/vm/a/name", "/vm/a/memory"]),
+        "guest one\n512\n"
+    );
     assert_eq!(xs_ok(s, "xenstore-list", &["/vm/a"]), "name\nmemory\n");
     assert_eq!(
         xs_ok(s, "xenstore-ls", &["/vm"]),
@@ -26,7 +31,9 @@ fn read_write_ls_list_exists_rm() {
         xs_ok(s, "xenstore-ls", &["-f", "/vm"]),
         "/vm/a = \"\"\n/vm/a/name = \"guest one\"\n/vm/a/memory = \"512\"\n"
     );
-    assert!(xs_ok(s, "xenstore-ls", &["/"]).starts_with("tool = \"\"\n xenstored = \"\"\nvm = \"\"\n"));
+    assert!(
+        xs_ok(s, "xenstore-ls", &["/"]).starts_with("tool = \"\"\n xenstored = \"\"\nvm = \"\"\n")
+    );
     assert!(xs(s, "xenstore-exists", &["/vm/a/name"]).status.success());
     let missing = xs(s, "xenstore-exists", &["/vm/a/nope"]);
     assert!(!missing.status.success());
@@ -39,7 +46,11 @@ fn read_write_ls_list_exists_rm() {
     assert!(!xs(s, "xenstore-exists", &["/vm/a/name"]).status.success());
     // Escaped binary-ish values are shown the way xenstore-read prints them.
     xs_ok(s, "xenstore-write", &["/esc", "tab\there"]);
-    assert_eq!(xs_ok(s, "xenstore-read", &["/esc"]), "tab\\there\n", "xenstore-read escapes control characters");
+    assert_eq!(
+        xs_ok(s, "xenstore-read", &["/esc"]),
+        "tab\\there\n",
+        "xenstore-read escapes control characters"
+    );
 }
 
 #[test]
@@ -56,7 +67,12 @@ fn chmod_and_permission_listing() {
     let mut c = Client::connect(s).unwrap();
     let perms = c.get_perms(TxId::NONE, "/local/domain/3").unwrap();
     assert_eq!(perms.to_string(), "n3 b0");
-    assert!(!xs(s, "xenstore-chmod", &["/local/domain/3", "x9"]).status.success(), "bad flag rejected");
+    assert!(
+        !xs(s, "xenstore-chmod", &["/local/domain/3", "x9"])
+            .status
+            .success(),
+        "bad flag rejected"
+    );
 }
 
 #[test]
@@ -102,10 +118,17 @@ fn libxenstore_transactions_and_domain_calls() {
         .env("XENSTORED_PATH", s)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(xs_ok(s, "xenstore-read", &["/tx/k"]), "v\n");
     let mut c = Client::connect(s).unwrap();
     c.introduce(domus_store::DomId(7), 1234, 5).unwrap();
     assert!(c.is_domain_introduced(domus_store::DomId(7)).unwrap());
-    assert_eq!(c.get_domain_path(domus_store::DomId(7)).unwrap(), "/local/domain/7");
+    assert_eq!(
+        c.get_domain_path(domus_store::DomId(7)).unwrap(),
+        "/local/domain/7"
+    );
 }

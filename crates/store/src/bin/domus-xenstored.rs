@@ -36,8 +36,12 @@ struct Args {
 }
 
 fn parse_domain_socket(s: &str) -> anyhow::Result<(DomId, PathBuf)> {
-    let Some((d, p)) = s.split_once(':') else { bail!("--domain-socket {s:?}: expected DOMID:PATH") };
-    let domid: u32 = d.parse().with_context(|| format!("--domain-socket {s:?}: bad domid {d:?}"))?;
+    let Some((d, p)) = s.split_once(':') else {
+        bail!("--domain-socket {s:?}: expected DOMID:PATH")
+    };
+    let domid: u32 = d
+        .parse()
+        .with_context(|| format!("--domain-socket {s:?}: bad domid {d:?}"))?;
     if domid == 0 || domid > 0xffff {
         bail!("--domain-socket {s:?}: domid must be in 1..=65535 (dom0 uses --socket)");
     }
@@ -47,21 +51,36 @@ fn parse_domain_socket(s: &str) -> anyhow::Result<(DomId, PathBuf)> {
 fn run(args: Args) -> anyhow::Result<()> {
     let mut config = ServerConfig::new(args.state_dir.clone(), args.socket.clone());
     config.max_connections = args.max_connections;
-    config.domain_sockets = args.domain_socket.iter().map(|s| parse_domain_socket(s)).collect::<Result<_, _>>()?;
+    config.domain_sockets = args
+        .domain_socket
+        .iter()
+        .map(|s| parse_domain_socket(s))
+        .collect::<Result<_, _>>()?;
     let mut quotas = Quotas::default();
     for q in &args.quota {
-        let Some((name, value)) = q.split_once('=') else { bail!("--quota {q:?}: expected NAME=VALUE") };
-        let value: u32 = value.parse().with_context(|| format!("--quota {q:?}: bad value"))?;
+        let Some((name, value)) = q.split_once('=') else {
+            bail!("--quota {q:?}: expected NAME=VALUE")
+        };
+        let value: u32 = value
+            .parse()
+            .with_context(|| format!("--quota {q:?}: bad value"))?;
         if !quotas.set(name, value) {
             bail!("--quota {q:?}: unknown quota name {name:?}");
         }
     }
     config.quotas = quotas;
-    let handle = server::spawn(config)
-        .with_context(|| format!("starting the store with state in {}", args.state_dir.display()))?;
+    let handle = server::spawn(config).with_context(|| {
+        format!(
+            "starting the store with state in {}",
+            args.state_dir.display()
+        )
+    })?;
     let trigger = handle.trigger();
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
-        .context("installing signal handlers")?;
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .context("installing signal handlers")?;
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
             tracing::info!(signal = sig, "stopping");

@@ -36,7 +36,10 @@ pub(crate) fn apply(db: &mut dyn Db, ctx: &Ctx, payload: &[u8]) -> Result<Vec<u8
         out.push(0);
         return Ok(out);
     }
-    let cut = rest[..room].iter().rposition(|b| *b == 0).map_or(0, |i| i + 1);
+    let cut = rest[..room]
+        .iter()
+        .rposition(|b| *b == 0)
+        .map_or(0, |i| i + 1);
     out.extend_from_slice(&rest[..cut]);
     Ok(out)
 }

@@ -7,7 +7,12 @@ use crate::store::Store;
 use crate::wire::XsError;
 
 /// Returns the permission list.
-pub(crate) fn apply(store: &mut Store, ctx: &Ctx, tx_id: u32, payload: &[u8]) -> Result<Vec<u8>, XsError> {
+pub(crate) fn apply(
+    store: &mut Store,
+    ctx: &Ctx,
+    tx_id: u32,
+    payload: &[u8],
+) -> Result<Vec<u8>, XsError> {
     let p = path::resolve(one_field(payload)?, ctx.domid, true)?;
     if p.abs.starts_with('@') {
         let perms = store.special_perms(&p.abs);
@@ -17,5 +22,7 @@ pub(crate) fn apply(store: &mut Store, ctx: &Ctx, tx_id: u32, payload: &[u8]) ->
         return Ok(perms.to_wire());
     }
     let p = super::node_path(ctx, one_field(payload)?)?;
-    with_db(store, ctx, tx_id, |db| check(db, ctx, &p.abs, Want::Read).map(|perms| perms.to_wire()))
+    with_db(store, ctx, tx_id, |db| {
+        check(db, ctx, &p.abs, Want::Read).map(|perms| perms.to_wire())
+    })
 }

@@ -17,7 +17,9 @@ fn parse_mfn(field: &[u8]) -> Result<u64, XsError> {
     if let Ok(v) = s.parse::<u64>() {
         return Ok(v);
     }
-    s.parse::<i64>().map(|v| u64::from_ne_bytes(v.to_ne_bytes())).map_err(|_| XsError::Inval)
+    s.parse::<i64>()
+        .map(|v| u64::from_ne_bytes(v.to_ne_bytes()))
+        .map_err(|_| XsError::Inval)
 }
 
 /// Introduces a domain.

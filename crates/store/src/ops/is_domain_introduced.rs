@@ -8,5 +8,9 @@ use crate::wire::XsError;
 pub(crate) fn apply(store: &Store, payload: &[u8]) -> Result<Vec<u8>, XsError> {
     let domid = parse_domid(one_field(payload)?)?;
     let yes = domid.is_privileged() || store.domains.contains_key(&domid);
-    Ok(if yes { b"T\0".to_vec() } else { b"F\0".to_vec() })
+    Ok(if yes {
+        b"T\0".to_vec()
+    } else {
+        b"F\0".to_vec()
+    })
 }

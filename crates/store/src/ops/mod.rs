@@ -59,17 +59,31 @@ pub(crate) fn ok() -> Vec<u8> {
 }
 
 /// Routes a request to its operation.
-pub(crate) fn dispatch(store: &mut Store, conn: ConnId, h: &Header, payload: &[u8]) -> Result<Vec<u8>, XsError> {
+pub(crate) fn dispatch(
+    store: &mut Store,
+    conn: ConnId,
+    h: &Header,
+    payload: &[u8],
+) -> Result<Vec<u8>, XsError> {
     let domid = store.domid_of(conn).ok_or(XsError::Inval)?;
-    let ctx = Ctx { conn, domid, target: store.targets.get(&domid).copied(), quotas: store.quotas_of(domid) };
+    let ctx = Ctx {
+        conn,
+        domid,
+        target: store.targets.get(&domid).copied(),
+        quotas: store.quotas_of(domid),
+    };
     use MsgType::*;
     match h.ty {
         Read => with_db(store, &ctx, h.tx_id, |db| read::apply(db, &ctx, payload)),
         Write => with_db(store, &ctx, h.tx_id, |db| write::apply(db, &ctx, payload)),
         Mkdir => with_db(store, &ctx, h.tx_id, |db| mkdir::apply(db, &ctx, payload)),
         Rm => with_db(store, &ctx, h.tx_id, |db| rm::apply(db, &ctx, payload)),
-        Directory => with_db(store, &ctx, h.tx_id, |db| directory::apply(db, &ctx, payload)),
-        DirectoryPart => with_db(store, &ctx, h.tx_id, |db| directory_part::apply(db, &ctx, payload)),
+        Directory => with_db(store, &ctx, h.tx_id, |db| {
+            directory::apply(db, &ctx, payload)
+        }),
+        DirectoryPart => with_db(store, &ctx, h.tx_id, |db| {
+            directory_part::apply(db, &ctx, payload)
+        }),
         GetPerms => get_perms::apply(store, &ctx, h.tx_id, payload),
         SetPerms => set_perms::apply(store, &ctx, h.tx_id, payload),
         Watch => watch::apply(store, &ctx, payload),
@@ -99,12 +113,18 @@ pub(crate) fn with_db<T>(
     f: impl FnOnce(&mut dyn Db) -> Result<T, XsError>,
 ) -> Result<T, XsError> {
     if tx_id == 0 {
-        let mut db = MainDb { tree: &mut store.tree, events: &mut store.events };
+        let mut db = MainDb {
+            tree: &mut store.tree,
+            events: &mut store.events,
+        };
         return f(&mut db);
     }
     let conn = store.conns.get_mut(&ctx.conn).ok_or(XsError::Inval)?;
     let tx = conn.txs.get_mut(&tx_id).ok_or(XsError::NoEnt)?;
-    let mut db = TxDb { tree: &store.tree, tx };
+    let mut db = TxDb {
+        tree: &store.tree,
+        tx,
+    };
     f(&mut db)
 }
 
@@ -129,7 +149,11 @@ pub(crate) fn fields(payload: &[u8], n: usize) -> Result<Vec<&[u8]>, XsError> {
 /// Parses a decimal domid field.
 pub(crate) fn parse_domid(field: &[u8]) -> Result<DomId, XsError> {
     let n = parse_u64(field)?;
-    u32::try_from(n).ok().filter(|d| *d <= 0xffff).map(DomId).ok_or(XsError::Inval)
+    u32::try_from(n)
+        .ok()
+        .filter(|d| *d <= 0xffff)
+        .map(DomId)
+        .ok_or(XsError::Inval)
 }
 
 /// Parses an unsigned decimal field.
@@ -137,7 +161,10 @@ pub(crate) fn parse_u64(field: &[u8]) -> Result<u64, XsError> {
     if field.is_empty() || field.len() > 20 || !field.iter().all(u8::is_ascii_digit) {
         return Err(XsError::Inval);
     }
-    std::str::from_utf8(field).map_err(|_| XsError::Inval)?.parse().map_err(|_| XsError::Inval)
+    std::str::from_utf8(field)
+        .map_err(|_| XsError::Inval)?
+        .parse()
+        .map_err(|_| XsError::Inval)
 }
 
 /// Resolves a node path, applying the path-length quota to unprivileged callers.
@@ -183,11 +210,18 @@ pub(crate) fn check(db: &mut dyn Db, ctx: &Ctx, path: &str, want: Want) -> Resul
 
 /// Creates `path` and its missing parents (WRITE, MKDIR); `value` goes to `path` itself.
 /// The caller knows `path` does not exist.
-pub(crate) fn create(db: &mut dyn Db, ctx: &Ctx, path: &str, value: Vec<u8>) -> Result<(), XsError> {
+pub(crate) fn create(
+    db: &mut dyn Db,
+    ctx: &Ctx,
+    path: &str,
+    value: Vec<u8>,
+) -> Result<(), XsError> {
     let mut missing = vec![path.to_owned()];
     let mut cur = path;
     let parent_perms = loop {
-        let Some(parent) = path::parent(cur) else { return Err(XsError::Inval) };
+        let Some(parent) = path::parent(cur) else {
+            return Err(XsError::Inval);
+        };
         if let Some((_, perms)) = db.node(parent) {
             break perms.clone();
         }
@@ -197,7 +231,11 @@ pub(crate) fn create(db: &mut dyn Db, ctx: &Ctx, path: &str, value: Vec<u8>) -> 
     if !parent_perms.allows(ctx.domid, ctx.target, Want::Write) {
         return Err(XsError::Acces);
     }
-    let perms = if ctx.privileged() { parent_perms } else { parent_perms.with_owner(ctx.domid) };
+    let perms = if ctx.privileged() {
+        parent_perms
+    } else {
+        parent_perms.with_owner(ctx.domid)
+    };
     if !ctx.privileged() {
         let q = &ctx.quotas;
         if db.owned_by(perms.owner()) + missing.len() as u64 > u64::from(q.nodes)
@@ -209,7 +247,11 @@ pub(crate) fn create(db: &mut dyn Db, ctx: &Ctx, path: &str, value: Vec<u8>) -> 
     }
     let mut value = Some(value);
     for p in missing.iter().rev() {
-        let v = if p == path { value.take().unwrap_or_default() } else { Vec::new() };
+        let v = if p == path {
+            value.take().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         db.put(p, v, perms.clone());
     }
     db.fire(path, EventKind::Changed, perms);

@@ -9,7 +9,11 @@ use crate::wire::{split_fields, XsError};
 
 fn name(field: &[u8]) -> Result<&str, XsError> {
     let s = std::str::from_utf8(field).map_err(|_| XsError::Inval)?;
-    NAMES.iter().find(|n| **n == s).copied().ok_or(XsError::Inval)
+    NAMES
+        .iter()
+        .find(|n| **n == s)
+        .copied()
+        .ok_or(XsError::Inval)
 }
 
 /// Reads a quota, or lists the names.

@@ -9,5 +9,7 @@ use crate::wire::XsError;
 pub(crate) fn apply(db: &mut dyn Db, ctx: &Ctx, payload: &[u8]) -> Result<Vec<u8>, XsError> {
     let p = node_path(ctx, one_field(payload)?)?;
     check(db, ctx, &p.abs, Want::Read)?;
-    db.node(&p.abs).map(|(v, _)| v.to_vec()).ok_or(XsError::NoEnt)
+    db.node(&p.abs)
+        .map(|(v, _)| v.to_vec())
+        .ok_or(XsError::NoEnt)
 }

@@ -23,7 +23,10 @@ pub(crate) fn apply(store: &mut Store, ctx: &Ctx, payload: &[u8]) -> Result<Vec<
     store.targets.remove(&domid);
     store.journal_record(Record::Release { domid });
     let owned = store.tree.paths_owned_by(domid);
-    let mut db = MainDb { tree: &mut store.tree, events: &mut store.events };
+    let mut db = MainDb {
+        tree: &mut store.tree,
+        events: &mut store.events,
+    };
     for p in owned {
         if let Some((_, perms)) = db.node(&p) {
             let perms = perms.clone();

@@ -11,7 +11,9 @@ use crate::wire::XsError;
 /// Removes the subtree.
 pub(crate) fn apply(db: &mut dyn Db, ctx: &Ctx, payload: &[u8]) -> Result<Vec<u8>, XsError> {
     let p = node_path(ctx, one_field(payload)?)?;
-    let Some(parent) = path::parent(&p.abs) else { return Err(XsError::Inval) };
+    let Some(parent) = path::parent(&p.abs) else {
+        return Err(XsError::Inval);
+    };
     if db.node(&p.abs).is_none() {
         check(db, ctx, parent, Want::Read)?;
         return Ok(ok());

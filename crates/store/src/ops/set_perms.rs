@@ -10,7 +10,12 @@ use crate::watch::EventKind;
 use crate::wire::{split_fields, XsError};
 
 /// Replaces the permission list.
-pub(crate) fn apply(store: &mut Store, ctx: &Ctx, tx_id: u32, payload: &[u8]) -> Result<Vec<u8>, XsError> {
+pub(crate) fn apply(
+    store: &mut Store,
+    ctx: &Ctx,
+    tx_id: u32,
+    payload: &[u8],
+) -> Result<Vec<u8>, XsError> {
     let f = split_fields(payload);
     let (raw, list) = f.split_first().ok_or(XsError::Inval)?;
     let p = path::resolve(raw, ctx.domid, true)?;

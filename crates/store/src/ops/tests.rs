@@ -13,18 +13,38 @@ pub(crate) type R = Result<String, XsError>;
 
 impl T {
     pub(crate) fn new() -> T {
-        T { s: Store::in_memory(Quotas::default()) }
+        T {
+            s: Store::in_memory(Quotas::default()),
+        }
     }
     pub(crate) fn with_quotas(q: Quotas) -> T {
-        T { s: Store::in_memory(q) }
+        T {
+            s: Store::in_memory(q),
+        }
     }
     pub(crate) fn conn(&mut self, domid: u32) -> ConnId {
         self.s.connect(DomId(domid))
     }
-    pub(crate) fn raw(&mut self, c: ConnId, ty: MsgType, tx: u32, payload: &[u8]) -> Result<Vec<u8>, XsError> {
-        let h = Header { ty, req_id: 9, tx_id: tx, len: payload.len() as u32 };
+    pub(crate) fn raw(
+        &mut self,
+        c: ConnId,
+        ty: MsgType,
+        tx: u32,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, XsError> {
+        let h = Header {
+            ty,
+            req_id: 9,
+            tx_id: tx,
+            len: payload.len() as u32,
+        };
         let reply = self.s.handle(c, &h, payload);
-        let Decoded::Message { header, payload, .. } = wire::decode(&reply).unwrap() else { panic!("incomplete") };
+        let Decoded::Message {
+            header, payload, ..
+        } = wire::decode(&reply).unwrap()
+        else {
+            panic!("incomplete")
+        };
         assert_eq!(header.req_id, 9);
         assert_eq!(header.tx_id, tx);
         if header.ty == MsgType::Error {
@@ -34,7 +54,8 @@ impl T {
         Ok(payload.to_vec())
     }
     pub(crate) fn req(&mut self, c: ConnId, ty: MsgType, tx: u32, payload: &str) -> R {
-        self.raw(c, ty, tx, payload.as_bytes()).map(|v| String::from_utf8_lossy(&v).into_owned())
+        self.raw(c, ty, tx, payload.as_bytes())
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
     }
     pub(crate) fn write(&mut self, c: ConnId, tx: u32, path: &str, v: &str) -> R {
         self.req(c, MsgType::Write, tx, &format!("{path}\0{v}"))
@@ -49,14 +70,26 @@ impl T {
         self.req(c, MsgType::Rm, tx, &format!("{path}\0"))
     }
     pub(crate) fn chmod(&mut self, c: ConnId, path: &str, perms: &str) -> R {
-        let p = perms.split(' ').map(|x| format!("{x}\0")).collect::<String>();
+        let p = perms
+            .split(' ')
+            .map(|x| format!("{x}\0"))
+            .collect::<String>();
         self.req(c, MsgType::SetPerms, 0, &format!("{path}\0{p}"))
     }
     pub(crate) fn start(&mut self, c: ConnId) -> u32 {
-        self.req(c, MsgType::TransactionStart, 0, "\0").unwrap().trim_end_matches('\0').parse().unwrap()
+        self.req(c, MsgType::TransactionStart, 0, "\0")
+            .unwrap()
+            .trim_end_matches('\0')
+            .parse()
+            .unwrap()
     }
     pub(crate) fn end(&mut self, c: ConnId, tx: u32, commit: bool) -> R {
-        self.req(c, MsgType::TransactionEnd, tx, if commit { "T\0" } else { "F\0" })
+        self.req(
+            c,
+            MsgType::TransactionEnd,
+            tx,
+            if commit { "T\0" } else { "F\0" },
+        )
     }
     pub(crate) fn watch(&mut self, c: ConnId, path: &str, tok: &str) -> R {
         self.req(c, MsgType::Watch, 0, &format!("{path}\0{tok}\0"))
@@ -85,15 +118,39 @@ fn write_read_directory_rm() {
     let c = t.conn(0);
     assert_eq!(t.write(c, 0, "/a/b/c", "v"), ok());
     assert_eq!(t.read(c, 0, "/a/b/c"), Ok("v".into()));
-    assert_eq!(t.read(c, 0, "/a/b"), Ok("".into()), "WRITE creates parents with empty values");
+    assert_eq!(
+        t.read(c, 0, "/a/b"),
+        Ok("".into()),
+        "WRITE creates parents with empty values"
+    );
     assert_eq!(t.write(c, 0, "/a/x", "1"), ok());
-    assert_eq!(t.dir(c, 0, "/a"), Ok("b\0x\0".into()), "children in creation order");
+    assert_eq!(
+        t.dir(c, 0, "/a"),
+        Ok("b\0x\0".into()),
+        "children in creation order"
+    );
     assert_eq!(t.req(c, MsgType::Mkdir, 0, "/a/x\0"), ok());
-    assert_eq!(t.read(c, 0, "/a/x"), Ok("1".into()), "MKDIR leaves existing values alone");
+    assert_eq!(
+        t.read(c, 0, "/a/x"),
+        Ok("1".into()),
+        "MKDIR leaves existing values alone"
+    );
     assert_eq!(t.rm(c, 0, "/a"), ok());
-    assert_eq!(t.read(c, 0, "/a/b/c"), Err(XsError::NoEnt), "RM is recursive");
-    assert_eq!(t.rm(c, 0, "/a"), ok(), "removing a missing node whose parent exists is fine");
-    assert_eq!(t.rm(c, 0, "/a/b"), Err(XsError::NoEnt), "but not when the parent is missing too");
+    assert_eq!(
+        t.read(c, 0, "/a/b/c"),
+        Err(XsError::NoEnt),
+        "RM is recursive"
+    );
+    assert_eq!(
+        t.rm(c, 0, "/a"),
+        ok(),
+        "removing a missing node whose parent exists is fine"
+    );
+    assert_eq!(
+        t.rm(c, 0, "/a/b"),
+        Err(XsError::NoEnt),
+        "but not when the parent is missing too"
+    );
     assert_eq!(t.rm(c, 0, "/"), Err(XsError::Inval));
     assert_eq!(t.write(c, 0, "/bin", "a\0b"), ok());
     assert_eq!(t.read(c, 0, "/bin"), Ok("a\0b".into()), "values are binary");
@@ -105,18 +162,43 @@ fn bad_requests() {
     let c = t.conn(0);
     assert_eq!(t.req(c, MsgType::Unknown(99), 0, ""), Err(XsError::NoSys));
     assert_eq!(t.req(c, MsgType::GetFeature, 0, ""), Err(XsError::NoSys));
-    assert_eq!(t.req(c, MsgType::WatchEvent, 0, "/a\0t\0"), Err(XsError::Inval));
-    assert_eq!(t.req(c, MsgType::Write, 0, "/a"), Err(XsError::Inval), "WRITE without NUL");
+    assert_eq!(
+        t.req(c, MsgType::WatchEvent, 0, "/a\0t\0"),
+        Err(XsError::Inval)
+    );
+    assert_eq!(
+        t.req(c, MsgType::Write, 0, "/a"),
+        Err(XsError::Inval),
+        "WRITE without NUL"
+    );
     assert_eq!(t.read(c, 0, "/a b"), Err(XsError::Inval));
     assert_eq!(t.read(c, 0, "/a//b"), Err(XsError::Inval));
     assert_eq!(t.read(c, 0, "/tool/"), Err(XsError::Inval));
-    assert_eq!(t.raw(c, MsgType::Read, 0, b"/\xff\0"), Err(XsError::Inval), "non-ASCII path");
-    assert_eq!(t.raw(c, MsgType::Read, 0, b"/a\0b\0"), Err(XsError::Inval), "NUL inside a path");
-    assert_eq!(t.read(c, 77, "/tool"), Err(XsError::NoEnt), "unknown transaction");
+    assert_eq!(
+        t.raw(c, MsgType::Read, 0, b"/\xff\0"),
+        Err(XsError::Inval),
+        "non-ASCII path"
+    );
+    assert_eq!(
+        t.raw(c, MsgType::Read, 0, b"/a\0b\0"),
+        Err(XsError::Inval),
+        "NUL inside a path"
+    );
+    assert_eq!(
+        t.read(c, 77, "/tool"),
+        Err(XsError::NoEnt),
+        "unknown transaction"
+    );
     assert_eq!(t.read(c, 0, "@releaseDomain"), Err(XsError::Inval));
-    assert_eq!(t.req(c, MsgType::TransactionStart, 5, ""), Err(XsError::Busy));
+    assert_eq!(
+        t.req(c, MsgType::TransactionStart, 5, ""),
+        Err(XsError::Busy)
+    );
     let tx = t.start(c);
-    assert_eq!(t.req(c, MsgType::TransactionEnd, tx, "X\0"), Err(XsError::Inval));
+    assert_eq!(
+        t.req(c, MsgType::TransactionEnd, tx, "X\0"),
+        Err(XsError::Inval)
+    );
     assert_eq!(t.end(c, 4242, true), Err(XsError::NoEnt));
 }
 
@@ -129,8 +211,15 @@ fn relative_paths_resolve_under_the_domain_home() {
     let c3 = t.conn(3);
     assert_eq!(t.write(c3, 0, "data/x", "1"), ok());
     assert_eq!(t.read(c0, 0, "/local/domain/3/data/x"), Ok("1".into()));
-    assert_eq!(t.req(c0, MsgType::GetDomainPath, 0, "3\0"), Ok("/local/domain/3\0".into()));
-    assert_eq!(t.read(c0, 0, "x"), Err(XsError::NoEnt), "dom0 relative paths live under /local/domain/0");
+    assert_eq!(
+        t.req(c0, MsgType::GetDomainPath, 0, "3\0"),
+        Ok("/local/domain/3\0".into())
+    );
+    assert_eq!(
+        t.read(c0, 0, "x"),
+        Err(XsError::NoEnt),
+        "dom0 relative paths live under /local/domain/0"
+    );
 }
 
 #[test]
@@ -140,12 +229,28 @@ fn permissions() {
     let c1 = t.conn(1);
     let c2 = t.conn(2);
     t.write(c0, 0, "/p/secret", "s").unwrap();
-    assert_eq!(t.read(c1, 0, "/p/secret"), Err(XsError::Acces), "n0 hides from others");
-    assert_eq!(t.read(c1, 0, "/p/none"), Err(XsError::Acces), "cannot even learn absence under an unreadable parent");
+    assert_eq!(
+        t.read(c1, 0, "/p/secret"),
+        Err(XsError::Acces),
+        "n0 hides from others"
+    );
+    assert_eq!(
+        t.read(c1, 0, "/p/none"),
+        Err(XsError::Acces),
+        "cannot even learn absence under an unreadable parent"
+    );
     assert_eq!(t.write(c1, 0, "/p/secret", "x"), Err(XsError::Acces));
-    assert_eq!(t.write(c1, 0, "/p/new", "x"), Err(XsError::Acces), "creating needs write on the parent");
+    assert_eq!(
+        t.write(c1, 0, "/p/new", "x"),
+        Err(XsError::Acces),
+        "creating needs write on the parent"
+    );
     t.chmod(c0, "/p", "r0 w1").unwrap();
-    assert_eq!(t.read(c2, 0, "/p/none"), Err(XsError::NoEnt), "default r lets dom2 see absence");
+    assert_eq!(
+        t.read(c2, 0, "/p/none"),
+        Err(XsError::NoEnt),
+        "default r lets dom2 see absence"
+    );
     assert_eq!(t.dir(c1, 0, "/p"), Err(XsError::Acces), "dom1 has w only");
     assert_eq!(t.write(c1, 0, "/p/mine/deep", "x"), ok());
     assert_eq!(
@@ -153,29 +258,54 @@ fn permissions() {
         Ok("r1\0w1\0".into()),
         "inherits the parent's list, unprivileged creator owns it"
     );
-    assert_eq!(t.read(c1, 0, "/p/mine/deep"), Ok("x".into()), "owner has full access");
-    assert_eq!(t.chmod(c1, "/p/mine/deep", "n2"), Err(XsError::Perm), "only dom0 changes owners");
+    assert_eq!(
+        t.read(c1, 0, "/p/mine/deep"),
+        Ok("x".into()),
+        "owner has full access"
+    );
+    assert_eq!(
+        t.chmod(c1, "/p/mine/deep", "n2"),
+        Err(XsError::Perm),
+        "only dom0 changes owners"
+    );
     assert_eq!(t.chmod(c1, "/p/mine/deep", "n1 r2"), ok());
     assert_eq!(t.read(c2, 0, "/p/mine/deep"), Ok("x".into()));
     assert_eq!(t.chmod(c2, "/p/mine/deep", "n2"), Err(XsError::Acces));
-    assert_eq!(t.chmod(c0, "/p/mine/deep", "n2"), ok(), "dom0 may give it away");
+    assert_eq!(
+        t.chmod(c0, "/p/mine/deep", "n2"),
+        ok(),
+        "dom0 may give it away"
+    );
     assert_eq!(t.write(c1, 0, "/p/mine/deep", "y"), Err(XsError::Acces));
     assert_eq!(t.chmod(c0, "/p", "bogus"), Err(XsError::Inval));
-    assert_eq!(t.req(c1, MsgType::Introduce, 0, "5\0 1\0 1\0"), Err(XsError::Acces));
-    assert_eq!(t.req(c1, MsgType::Control, 0, "check\0"), Err(XsError::Acces));
+    assert_eq!(
+        t.req(c1, MsgType::Introduce, 0, "5\0 1\0 1\0"),
+        Err(XsError::Acces)
+    );
+    assert_eq!(
+        t.req(c1, MsgType::Control, 0, "check\0"),
+        Err(XsError::Acces)
+    );
     assert_eq!(t.req(c0, MsgType::Control, 0, "check\0"), ok());
     // SET_TARGET: dom2 acts with dom1's rights too.
     t.write(c0, 0, "/q", "q").unwrap();
     t.chmod(c0, "/q", "n0 r1").unwrap();
     assert_eq!(t.read(c2, 0, "/q"), Err(XsError::Acces));
-    t.req(c0, MsgType::SetTarget, 0, "2\0001\0").unwrap();
+    t.req(c0, MsgType::SetTarget, 0, "2\x00001\0").unwrap();
     let c2b = t.conn(2);
     assert_eq!(t.read(c2b, 0, "/q"), Ok("q".into()));
 }
 
 #[test]
 fn quotas_bind_domains_not_dom0() {
-    let q = Quotas { nodes: 3, watches: 2, transactions: 1, node_size: 8, permissions: 2, ..Quotas::default() };
+    let q = Quotas {
+        nodes: 3,
+        watches: 2,
+        transactions: 1,
+        node_size: 8,
+        permissions: 2,
+        ..Quotas::default()
+    };
     let mut t = T::with_quotas(q);
     let c0 = t.conn(0);
     t.write(c0, 0, "/local/domain/1", "").unwrap();
@@ -184,35 +314,67 @@ fn quotas_bind_domains_not_dom0() {
     assert_eq!(t.write(c1, 0, "a", "1"), ok());
     assert_eq!(t.write(c1, 0, "b/c", "1"), ok());
     assert_eq!(t.write(c1, 0, "d", "1"), Err(XsError::NoSpc), "node quota");
-    assert_eq!(t.write(c1, 0, "a", "123456789"), Err(XsError::NoSpc), "node-size quota");
-    assert_eq!(t.chmod(c1, "a", "n1 r2 r3"), Err(XsError::NoSpc), "permissions quota");
+    assert_eq!(
+        t.write(c1, 0, "a", "123456789"),
+        Err(XsError::NoSpc),
+        "node-size quota"
+    );
+    assert_eq!(
+        t.chmod(c1, "a", "n1 r2 r3"),
+        Err(XsError::NoSpc),
+        "permissions quota"
+    );
     assert_eq!(t.watch(c1, "a", "1"), ok());
     assert_eq!(t.watch(c1, "b", "2"), ok());
     assert_eq!(t.watch(c1, "c", "3"), Err(XsError::TooBig), "watch quota");
     let _tx = t.start(c1);
-    assert_eq!(t.req(c1, MsgType::TransactionStart, 0, ""), Err(XsError::NoSpc), "transaction quota");
+    assert_eq!(
+        t.req(c1, MsgType::TransactionStart, 0, ""),
+        Err(XsError::NoSpc),
+        "transaction quota"
+    );
     assert_eq!(t.rm(c1, 0, "b"), ok());
     assert_eq!(t.write(c1, 0, "d", "1"), ok(), "removing frees quota");
     for i in 0..20 {
-        t.write(c0, 0, &format!("/big/{i}"), "0123456789abcdef").unwrap();
+        t.write(c0, 0, &format!("/big/{i}"), "0123456789abcdef")
+            .unwrap();
     }
     for i in 0..5 {
         assert_eq!(t.watch(c0, "/big", &i.to_string()), ok(), "dom0 is exempt");
     }
     // GET/SET_QUOTA.
     assert_eq!(t.req(c0, MsgType::GetQuota, 0, "nodes\0"), Ok("3\0".into()));
-    assert_eq!(t.req(c0, MsgType::SetQuota, 0, "1\0nodes\0005\0"), ok());
-    assert_eq!(t.req(c0, MsgType::GetQuota, 0, "1\0nodes\0"), Ok("5\0".into()));
-    assert_eq!(t.req(c0, MsgType::GetQuota, 0, "bogus\0"), Err(XsError::Inval));
-    assert!(t.req(c0, MsgType::GetQuota, 0, "").unwrap().contains("transaction-nodes"));
-    assert_eq!(t.req(c1, MsgType::GetQuota, 0, "nodes\0"), Err(XsError::Acces));
+    assert_eq!(t.req(c0, MsgType::SetQuota, 0, "1\0nodes\x00005\0"), ok());
+    assert_eq!(
+        t.req(c0, MsgType::GetQuota, 0, "1\0nodes\0"),
+        Ok("5\0".into())
+    );
+    assert_eq!(
+        t.req(c0, MsgType::GetQuota, 0, "bogus\0"),
+        Err(XsError::Inval)
+    );
+    assert!(t
+        .req(c0, MsgType::GetQuota, 0, "")
+        .unwrap()
+        .contains("transaction-nodes"));
+    assert_eq!(
+        t.req(c1, MsgType::GetQuota, 0, "nodes\0"),
+        Err(XsError::Acces)
+    );
     let c1b = t.conn(1);
-    assert_eq!(t.write(c1b, 0, "e", "1"), ok(), "per-domain override applies");
+    assert_eq!(
+        t.write(c1b, 0, "e", "1"),
+        ok(),
+        "per-domain override applies"
+    );
 }
 
 #[test]
 fn path_length_quota() {
-    let q = Quotas { path_max: 10, ..Quotas::default() };
+    let q = Quotas {
+        path_max: 10,
+        ..Quotas::default()
+    };
     let mut t = T::with_quotas(q);
     let c0 = t.conn(0);
     t.write(c0, 0, "/local/domain/1", "").unwrap();
@@ -228,7 +390,11 @@ fn watches_fire_on_registration_change_and_removal_in_order() {
     let c = t.conn(0);
     let w = t.conn(0);
     assert_eq!(t.watch(w, "/a", "t1"), ok());
-    assert_eq!(t.events(), vec![(w, "/a t1".into())], "fires once on registration");
+    assert_eq!(
+        t.events(),
+        vec![(w, "/a t1".into())],
+        "fires once on registration"
+    );
     assert_eq!(t.watch(w, "/a", "t1"), Err(XsError::Exist));
     t.write(c, 0, "/a/b/c", "1").unwrap();
     t.write(c, 0, "/a/b", "2").unwrap();
@@ -237,10 +403,18 @@ fn watches_fire_on_registration_change_and_removal_in_order() {
     t.rm(c, 0, "/a").unwrap();
     assert_eq!(
         t.events(),
-        vec![(w, "/a/b/c t1".into()), (w, "/a/b t1".into()), (w, "/a/b t1".into()), (w, "/a t1".into())]
+        vec![
+            (w, "/a/b/c t1".into()),
+            (w, "/a/b t1".into()),
+            (w, "/a/b t1".into()),
+            (w, "/a t1".into())
+        ]
     );
     assert_eq!(t.req(w, MsgType::Unwatch, 0, "/a\0t1\0"), ok());
-    assert_eq!(t.req(w, MsgType::Unwatch, 0, "/a\0t1\0"), Err(XsError::NoEnt));
+    assert_eq!(
+        t.req(w, MsgType::Unwatch, 0, "/a\0t1\0"),
+        Err(XsError::NoEnt)
+    );
     t.write(c, 0, "/a", "x").unwrap();
     assert_eq!(t.events(), vec![]);
 }
@@ -258,7 +432,10 @@ fn watch_events_respect_read_permission() {
     t.write(c0, 0, "/s/closed", "1").unwrap();
     t.chmod(c0, "/s/closed", "n0").unwrap();
     t.write(c0, 0, "/s/closed", "2").unwrap();
-    assert_eq!(t.events(), vec![(c1, "/s/open t".into()), (c1, "/s/closed t".into())]);
+    assert_eq!(
+        t.events(),
+        vec![(c1, "/s/open t".into()), (c1, "/s/closed t".into())]
+    );
 }
 
 #[test]
@@ -271,11 +448,18 @@ fn transaction_changes_fire_at_commit_only() {
     let tx = t.start(c);
     t.write(c, tx, "/t/a", "1").unwrap();
     t.write(c, tx, "/t/b", "2").unwrap();
-    assert_eq!(t.read(c, tx, "/t/a"), Ok("1".into()), "a transaction sees its own writes");
+    assert_eq!(
+        t.read(c, tx, "/t/a"),
+        Ok("1".into()),
+        "a transaction sees its own writes"
+    );
     assert_eq!(t.read(c, 0, "/t/a"), Err(XsError::NoEnt), "others do not");
     assert_eq!(t.events(), vec![]);
     assert_eq!(t.end(c, tx, true), ok());
-    assert_eq!(t.events(), vec![(w, "/t/a tok".into()), (w, "/t/b tok".into())]);
+    assert_eq!(
+        t.events(),
+        vec![(w, "/t/a tok".into()), (w, "/t/b tok".into())]
+    );
     let tx = t.start(c);
     t.write(c, tx, "/t/a", "changed").unwrap();
     assert_eq!(t.end(c, tx, false), ok());
@@ -297,7 +481,11 @@ fn conflicts_only_on_real_overlap() {
     t.write(a, tx, "/k/y", "1").unwrap();
     t.write(b, 0, "/k/x", "other").unwrap();
     assert_eq!(t.end(a, tx, true), Err(XsError::Again));
-    assert_eq!(t.read(a, 0, "/k/y"), Ok("0".into()), "failed commit changes nothing");
+    assert_eq!(
+        t.read(a, 0, "/k/y"),
+        Ok("0".into()),
+        "failed commit changes nothing"
+    );
     // Disjoint keys: no conflict.
     let tx = t.start(a);
     t.read(a, tx, "/k/x").unwrap();
@@ -355,10 +543,19 @@ fn domains_introduce_release_and_special_watches() {
     t.watch(w, "@introduceDomain", "i").unwrap();
     t.watch(w, "@releaseDomain", "r").unwrap();
     t.events();
-    assert_eq!(t.req(c0, MsgType::IsDomainIntroduced, 0, "5\0"), Ok("F\0".into()));
-    assert_eq!(t.req(c0, MsgType::Introduce, 0, "5\0123\0004\0"), ok());
-    assert_eq!(t.req(c0, MsgType::IsDomainIntroduced, 0, "5\0"), Ok("T\0".into()));
-    assert_eq!(t.req(c0, MsgType::Introduce, 0, "0\0123\0004\0"), Err(XsError::Inval));
+    assert_eq!(
+        t.req(c0, MsgType::IsDomainIntroduced, 0, "5\0"),
+        Ok("F\0".into())
+    );
+    assert_eq!(t.req(c0, MsgType::Introduce, 0, "5\x00123\x00004\0"), ok());
+    assert_eq!(
+        t.req(c0, MsgType::IsDomainIntroduced, 0, "5\0"),
+        Ok("T\0".into())
+    );
+    assert_eq!(
+        t.req(c0, MsgType::Introduce, 0, "0\x00123\x00004\0"),
+        Err(XsError::Inval)
+    );
     assert_eq!(t.req(c0, MsgType::Resume, 0, "5\0"), ok());
     assert_eq!(t.events(), vec![(w, "@introduceDomain i".into())]);
     t.write(c0, 0, "/local/domain/5", "").unwrap();
@@ -369,8 +566,16 @@ fn domains_introduce_release_and_special_watches() {
     t.chmod(c0, "/local/domain/5/name", "n0 r5").unwrap();
     t.events();
     assert_eq!(t.req(c0, MsgType::Release, 0, "5\0"), ok());
-    assert_eq!(t.read(c0, 0, "/local/domain/5/device"), Err(XsError::NoEnt), "owned nodes removed");
-    assert_eq!(t.read(c0, 0, "/local/domain/5/name"), Ok("guest".into()), "dom0-owned nodes stay");
+    assert_eq!(
+        t.read(c0, 0, "/local/domain/5/device"),
+        Err(XsError::NoEnt),
+        "owned nodes removed"
+    );
+    assert_eq!(
+        t.read(c0, 0, "/local/domain/5/name"),
+        Ok("guest".into()),
+        "dom0-owned nodes stay"
+    );
     assert_eq!(t.events(), vec![(w, "@releaseDomain r".into())]);
     assert_eq!(t.req(c0, MsgType::Release, 0, "5\0"), Err(XsError::NoEnt));
     assert_eq!(t.req(c0, MsgType::ResetWatches, 0, ""), ok());
@@ -391,7 +596,14 @@ fn directory_part_pages_through_big_directories() {
     let mut offset = 0;
     let mut gen = None;
     loop {
-        let r = t.raw(c, MsgType::DirectoryPart, 0, format!("/big\0{offset}\0").as_bytes()).unwrap();
+        let r = t
+            .raw(
+                c,
+                MsgType::DirectoryPart,
+                0,
+                format!("/big\0{offset}\0").as_bytes(),
+            )
+            .unwrap();
         let nul = r.iter().position(|b| *b == 0).unwrap();
         let g = String::from_utf8_lossy(&r[..nul]).into_owned();
         assert_eq!(*gen.get_or_insert(g.clone()), g);
@@ -406,7 +618,11 @@ fn directory_part_pages_through_big_directories() {
         }
     }
     assert_eq!(got, expect);
-    assert_eq!(t.raw(c, MsgType::DirectoryPart, 0, b"/big\0003\0"), Err(XsError::Inval), "mid-name offset");
+    assert_eq!(
+        t.raw(c, MsgType::DirectoryPart, 0, b"/big\x00003\0"),
+        Err(XsError::Inval),
+        "mid-name offset"
+    );
 }
 
 #[test]

@@ -7,7 +7,12 @@ use crate::store::Store;
 use crate::wire::XsError;
 
 /// Ends the transaction named by the header's tx_id.
-pub(crate) fn apply(store: &mut Store, ctx: &Ctx, tx_id: u32, payload: &[u8]) -> Result<Vec<u8>, XsError> {
+pub(crate) fn apply(
+    store: &mut Store,
+    ctx: &Ctx,
+    tx_id: u32,
+    payload: &[u8],
+) -> Result<Vec<u8>, XsError> {
     let commit = match one_field(payload)? {
         b"T" => true,
         b"F" => false,

@@ -1,5 +1,5 @@
 //! Shared helpers for the integration tests: run the daemon binary, find Debian's Xen clients.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -14,9 +14,9 @@ pub fn daemon_bin() -> PathBuf {
 
 /// `$DOMUS_TESTDEPS/xen/usr`, or `<workspace>/.cache/testdeps/xen/usr`. Panics if the clients are missing.
 pub fn xen_usr() -> PathBuf {
-    let base = std::env::var_os("DOMUS_TESTDEPS").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/testdeps")
-    });
+    let base = std::env::var_os("DOMUS_TESTDEPS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/testdeps"));
     let usr = base.join("xen/usr");
     assert!(
         usr.join("bin/xenstore-read").exists(),
@@ -40,7 +40,11 @@ impl Daemon {
         let socket = dir.join("sock");
         let state = dir.join("state");
         let stderr_path = dir.join(format!("daemon-{}.log", std::process::id()));
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&stderr_path).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&stderr_path)
+            .unwrap();
         let child = Command::new(daemon_bin())
             .arg("--socket")
             .arg(&socket)
@@ -51,7 +55,12 @@ impl Daemon {
             .stderr(log)
             .spawn()
             .expect("spawning domus-xenstored");
-        let d = Daemon { child, socket, state, stderr_path };
+        let d = Daemon {
+            child,
+            socket,
+            state,
+            stderr_path,
+        };
         d.wait_ready(&d.socket);
         d
     }
@@ -65,7 +74,11 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("daemon did not listen on {} (log: {})", sock.display(), self.log());
+        panic!(
+            "daemon did not listen on {} (log: {})",
+            sock.display(),
+            self.log()
+        );
     }
 
     /// The daemon's stderr so far.
