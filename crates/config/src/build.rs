@@ -2,6 +2,7 @@
 //! cross-key rules (maxmem >= memory, maxvcpus >= vcpus, unique vdevs and devids, cmdline composition)
 //! and warnings for keys Domus keeps but does not use.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -73,6 +74,8 @@ impl DomainConfig {
             root: None,
             extra: None,
             cmdline: None,
+            devnums: HashMap::new(),
+            devids: HashMap::new(),
         };
         for setting in &xl.settings {
             b.setting(setting)?;
@@ -100,6 +103,10 @@ struct Builder {
     root: Option<(String, Location)>,
     extra: Option<(String, Location)>,
     cmdline: Option<(String, Location)>,
+    /// Device number -> index of the disk using it.
+    devnums: HashMap<u32, usize>,
+    /// devid -> index of the vif using it.
+    devids: HashMap<u32, usize>,
 }
 
 fn err(s: &Setting, at: &Location, kind: ConfigErrorKind) -> ConfigError {
@@ -361,13 +368,13 @@ impl Builder {
             let wrap = |e| err(s, &item.location, ConfigErrorKind::Disk(e));
             let spec: DiskSpec = item.value.parse().map_err(wrap)?;
             let disk = DiskConfig::try_from(&spec).map_err(wrap)?;
-            if let Some((first, prev)) = self
-                .cfg
-                .disks
-                .iter()
-                .enumerate()
-                .find(|(_, d)| d.devnum == disk.devnum)
-            {
+            if let Some(&first) = self.devnums.get(&disk.devnum) {
+                let first_vdev = self
+                    .cfg
+                    .disks
+                    .get(first)
+                    .map(|d| d.vdev.clone())
+                    .unwrap_or_default();
                 return Err(err(
                     s,
                     &item.location,
@@ -375,10 +382,11 @@ impl Builder {
                         vdev: disk.vdev.clone(),
                         devnum: disk.devnum,
                         first,
-                        first_vdev: prev.vdev.clone(),
+                        first_vdev,
                     },
                 ));
             }
+            self.devnums.insert(disk.devnum, self.cfg.disks.len());
             if !spec.ignored.is_empty() {
                 self.warn(
                     &item.location,
@@ -397,7 +405,7 @@ impl Builder {
                 .parse()
                 .map_err(|e| err(s, &item.location, ConfigErrorKind::Vif(e)))?;
             let vif = VifConfig::resolve(&spec, u32::try_from(index).unwrap_or(u32::MAX));
-            if let Some(first) = self.cfg.vifs.iter().position(|v| v.devid == vif.devid) {
+            if let Some(&first) = self.devids.get(&vif.devid) {
                 return Err(err(
                     s,
                     &item.location,
@@ -407,6 +415,7 @@ impl Builder {
                     },
                 ));
             }
+            self.devids.insert(vif.devid, self.cfg.vifs.len());
             self.cfg.vifs.push(vif);
         }
         Ok(())

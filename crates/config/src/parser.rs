@@ -266,7 +266,7 @@ pub const AUTORESTART_ADVICE: &str = "remove it; xl restarts a domain that reboo
 
 fn apply(config: &mut XlConfig, stmt: Statement) -> Result<(), ConfigError> {
     let Some(existing) = config.get_mut(&stmt.key) else {
-        config.settings.push(Setting {
+        config.insert(Setting {
             key: stmt.key,
             key_location: stmt.key_location,
             value: stmt.value,

@@ -4,6 +4,7 @@
 //! [`XlConfig`] prints back as canonical xl.cfg text (`key = value` lines) that parses to an equal
 //! [`XlConfig`]; that is the round-trip the sample tests check.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -152,21 +153,43 @@ impl PartialEq for Setting {
 }
 
 /// A parsed xl.cfg file: its settings in the order their keys first appeared.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct XlConfig {
-    /// The settings.
+    /// The settings (add new ones with [`XlConfig::insert`] so lookups stay indexed).
     pub settings: Vec<Setting>,
+    /// Key -> position in `settings` (keeps assignment linear on configs with many keys).
+    index: HashMap<String, usize>,
+}
+
+impl PartialEq for XlConfig {
+    fn eq(&self, other: &Self) -> bool {
+        self.settings == other.settings
+    }
 }
 
 impl XlConfig {
     /// The setting for `key`, if assigned.
     pub fn get(&self, key: &str) -> Option<&Setting> {
-        self.settings.iter().find(|s| s.key == key)
+        match self.index.get(key) {
+            Some(&i) => self.settings.get(i),
+            None if self.index.len() == self.settings.len() => None,
+            None => self.settings.iter().find(|s| s.key == key),
+        }
     }
 
     /// The setting for `key`, mutable.
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Setting> {
-        self.settings.iter_mut().find(|s| s.key == key)
+        match self.index.get(key) {
+            Some(&i) => self.settings.get_mut(i),
+            None if self.index.len() == self.settings.len() => None,
+            None => self.settings.iter_mut().find(|s| s.key == key),
+        }
+    }
+
+    /// Appends a setting for a key not yet present.
+    pub fn insert(&mut self, setting: Setting) {
+        self.index.insert(setting.key.clone(), self.settings.len());
+        self.settings.push(setting);
     }
 }
 

@@ -269,3 +269,27 @@ fn json_field_names_match_issue_2() {
     assert!(json["cpus"].is_null() && json["ramdisk"].is_null());
     assert_eq!(json["disks"][0]["devnum"], 51712);
 }
+
+#[test]
+fn large_configs_stay_linear() {
+    // Thousands of keys and devices: assignment lookups and duplicate checks are indexed, not quadratic.
+    let mut text = String::new();
+    for i in 0..20_000 {
+        text.push_str(&format!("key{i} = {i}\n"));
+    }
+    text.push_str("disk = [\n");
+    for i in 0..20_000 {
+        text.push_str(&format!("  '/img{i},raw,d{i}',\n"));
+    }
+    text.push_str("]\nvif = [\n");
+    for _ in 0..20_000 {
+        text.push_str("  'bridge=xenbr0',\n");
+    }
+    text.push_str("]\n");
+    let cfg = DomainConfig::from_xl("big.cfg", &text, &[]).unwrap();
+    assert_eq!(cfg.other_keys.len(), 20_000);
+    assert_eq!(cfg.disks.len(), 20_000);
+    assert_eq!(cfg.disks[19_999].devnum, 1 << 28 | 19_999 << 8);
+    assert_eq!(cfg.vifs.len(), 20_000);
+    assert_eq!(cfg.vifs[19_999].devid, 19_999);
+}
