@@ -403,6 +403,13 @@ impl SpecParser {
     }
 }
 
+/// If `item` is `target=VALUE` (spaces allowed around `=`), the rest of the spec after `=`, leading
+/// whitespace removed: target= swallows everything, commas included.
+fn target_value(item: &str) -> Option<&str> {
+    let after = item.strip_prefix("target")?.trim_start();
+    after.strip_prefix('=').map(str::trim_start)
+}
+
 fn non_empty(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_owned())
 }
@@ -445,7 +452,7 @@ impl FromStr for DiskSpec {
         let mut rest = s;
         loop {
             let trimmed = rest.trim_start();
-            if let Some(target) = trimmed.strip_prefix("target=") {
+            if let Some(target) = target_value(trimmed) {
                 p.mark(Slot::Target, trimmed)?;
                 p.spec.target = non_empty(target);
                 break;

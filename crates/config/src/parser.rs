@@ -408,6 +408,16 @@ mod tests {
     }
 
     #[test]
+    fn equality_ignores_locations() {
+        // Found by the fuzz target's first run: printing moves settings to other lines and columns, and
+        // the round-trip compares values, not where they were written.
+        let a = parse("a.cfg", "\n\n  x = [ 1,\n 'y' ]\n").unwrap();
+        let b = parse("b.cfg", "x = [ 1, 'y' ]").unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a.settings[0].key_location, b.settings[0].key_location);
+    }
+
+    #[test]
     fn deep_nesting_is_bounded() {
         let deep = format!("a = {}{}", "[".repeat(100), "]".repeat(100));
         let err = parse("t", &deep).unwrap_err().to_string();
