@@ -25,6 +25,7 @@ mod serial;
 mod smp;
 mod sync;
 mod syscall;
+mod virtio;
 
 use acpi::Acpi;
 use cmdline::Args;

@@ -347,6 +347,37 @@ fn echo_returns_console_input() {
 }
 
 #[test]
+fn virtio_scan_finds_mmio_devices() {
+    let dir = std::env::temp_dir().join(format!("domus-probe-virtio-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut args: Vec<String> = vec!["-global".into(), "virtio-mmio.force-legacy=false".into()];
+    for i in 0..2 {
+        let img = dir.join(format!("d{i}.img"));
+        std::fs::write(&img, vec![0u8; 1 << 20]).expect("disk image");
+        args.push("-drive".into());
+        args.push(format!("id=d{i},file={},format=raw,if=none", img.display()));
+        args.push("-device".into());
+        args.push(format!("virtio-blk-device,drive=d{i}"));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (text, reasons) = run("microvm", &args, "probe=virtio-scan");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_lines(&text, &["PROBE virtio-scan devices=2"]);
+    let devs: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("PROBE virtio-scan dev="))
+        .collect();
+    assert_eq!(devs.len(), 2, "output:\n{text}");
+    for line in devs {
+        assert!(line.ends_with(" version=2 device_id=2"), "{line}");
+        assert!(line.contains(" addr=0xfeb0"), "{line}");
+    }
+    assert_end(&reasons, "guest-shutdown", &text);
+    let (text, _) = run("microvm", &[], "probe=virtio-scan");
+    assert_lines(&text, &["PROBE virtio-scan devices=0"]);
+}
+
+#[test]
 fn ring0_code_avoids_instructions_pvm_cannot_emulate() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/audit-cpl0.sh");
     let out = Command::new(&script)

@@ -50,3 +50,50 @@ pub fn find_s5(aml: &[u8]) -> Option<(u8, u8)> {
     }
     None
 }
+
+/// A `LNRO0005` (virtio-mmio) device declared in AML: register window and first interrupt.
+#[derive(Clone, Copy, Default)]
+pub struct MmioDevice {
+    /// Base of the register window (Memory32Fixed).
+    pub base: u64,
+    /// First GSI of its Extended Interrupt descriptor (0 if none).
+    pub irq: u32,
+}
+
+/// Finds the `_CRS` resources of every device whose `_HID` is `hid` (e.g. `LNRO0005`), by byte
+/// pattern: the string object, then within the device's bytes a Memory32Fixed (0x86) and an
+/// Extended Interrupt (0x89) descriptor (ACPI 6.5 §6.4.3.4, §6.4.3.6). Calls `found` for each.
+pub fn find_mmio_devices(aml: &[u8], hid: &[u8; 8], mut found: impl FnMut(MmioDevice)) {
+    let mut pattern = [0u8; 10];
+    pattern[0] = 0x0d; // StringPrefix
+    pattern[1..9].copy_from_slice(hid);
+    let starts = aml
+        .windows(pattern.len())
+        .enumerate()
+        .filter(|(_, w)| *w == pattern)
+        .map(|(i, _)| i);
+    let mut starts = starts.peekable();
+    while let Some(start) = starts.next() {
+        let end = starts.peek().copied().unwrap_or(aml.len()).min(start + 512);
+        let body = &aml[start + pattern.len()..end];
+        let Some(crs) = body.windows(4).position(|w| w == b"_CRS") else {
+            continue;
+        };
+        let res = &body[crs..];
+        let Some(mem) = res.windows(3).position(|w| w == [0x86, 0x09, 0x00]) else {
+            continue;
+        };
+        let le32 = |b: &[u8], off: usize| {
+            b.get(off..off + 4)
+                .map_or(0, |x| u32::from_le_bytes([x[0], x[1], x[2], x[3]]))
+        };
+        let irq = res[mem..]
+            .windows(3)
+            .position(|w| w[0] == 0x89 && w[2] == 0x00)
+            .map_or(0, |i| le32(&res[mem..], i + 5));
+        found(MmioDevice {
+            base: u64::from(le32(res, mem + 4)),
+            irq,
+        });
+    }
+}

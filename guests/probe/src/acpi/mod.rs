@@ -228,6 +228,8 @@ pub struct Acpi {
     pub madt: Option<Madt>,
     /// `\_S5_` SLP_TYPa/SLP_TYPb from the DSDT or an SSDT.
     pub s5: Option<(u8, u8)>,
+    /// The DSDT (validated), for AML pattern searches.
+    pub dsdt: Option<&'static [u8]>,
 }
 
 impl Acpi {
@@ -248,6 +250,7 @@ impl Acpi {
             fadt,
             madt,
             s5,
+            dsdt,
         })
     }
 

@@ -12,13 +12,18 @@ use crate::Machine;
 /// The scenario entry.
 pub const SCENARIO: Scenario = Scenario { name: "cpuid", run };
 
-/// Twelve signature bytes from three registers, printable ASCII or `?`.
-fn signature(regs: [u32; 3]) -> [u8; 12] {
+/// Twelve signature bytes from three registers: trailing NULs dropped, other non-printable
+/// bytes shown as `?`. Returns the buffer and the length used.
+fn signature(regs: [u32; 3]) -> ([u8; 12], usize) {
     let mut out = [0u8; 12];
     for (chunk, reg) in out.chunks_exact_mut(4).zip(regs) {
         chunk.copy_from_slice(&reg.to_le_bytes());
     }
-    out.map(|b| if b.is_ascii_graphic() { b } else { b'?' })
+    let len = out.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    (
+        out.map(|b| if b.is_ascii_graphic() { b } else { b'?' }),
+        len,
+    )
 }
 
 fn as_str(bytes: &[u8]) -> &str {
@@ -27,19 +32,23 @@ fn as_str(bytes: &[u8]) -> &str {
 
 fn run(machine: &Machine, _args: &Args<'_>) {
     let [max_leaf, ebx, ecx, edx] = cpuid(0, 0);
-    let vendor = signature([ebx, edx, ecx]);
+    let (vendor, vendor_len) = signature([ebx, edx, ecx]);
     let apic_id = cpuid(1, 0)[1] >> 24;
     let [_, hb, hc, hd] = cpuid(0x4000_0000, 0);
-    let hyper = signature([hb, hc, hd]);
+    let (hyper, hyper_len) = signature([hb, hc, hd]);
     let lapic_base = machine
         .acpi
         .as_ref()
         .and_then(|a| a.madt)
         .map_or(0xfee0_0000, |m| m.lapic_addr);
     let lapic_id = LocalApic::new(lapic_base).id();
-    let hyper = if hb == 0 { "-" } else { as_str(&hyper) };
+    let hyper = if hyper_len == 0 {
+        "-"
+    } else {
+        as_str(&hyper[..hyper_len])
+    };
     crate::report!(
         "cpuid vendor={} max_leaf={max_leaf:#x} apic_id={apic_id} lapic_id={lapic_id} hypervisor={hyper}",
-        as_str(&vendor)
+        as_str(&vendor[..vendor_len])
     );
 }

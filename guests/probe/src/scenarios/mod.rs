@@ -14,6 +14,7 @@ mod reboot;
 mod smp;
 mod syscall;
 mod triple_fault;
+mod virtio_scan;
 
 use crate::cmdline::Args;
 use crate::Machine;
@@ -39,6 +40,7 @@ pub const SCENARIOS: &[Scenario] = &[
     echo::SCENARIO,
     syscall::SCENARIO,
     cpuid::SCENARIO,
+    virtio_scan::SCENARIO,
 ];
 
 /// Runs the scenario the command line names, or reports that it does not exist.
