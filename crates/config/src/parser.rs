@@ -30,6 +30,8 @@ pub fn parse_into(
     text: &str,
     first_line: u32,
 ) -> Result<(), ConfigError> {
+    // Editors on other systems may start the file with a byte-order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut parser = Parser {
         lexer: Lexer::new(source, text, first_line),
         peeked: None,
@@ -326,7 +328,7 @@ mod tests {
 
     #[test]
     fn statements_separators_and_last_wins() {
-        let c = parse("t", "a = 1; b = 'x'\n\n# c\na = 2;;\nc=[]").unwrap();
+        let c = parse("t", "\u{feff}a = 1; b = 'x'\r\n\n# c\na = 2;;\nc=[]").unwrap();
         assert_eq!(str_of(&c, "a"), Value::Num(2, "2".into()));
         assert_eq!(str_of(&c, "b"), s("x"));
         assert_eq!(str_of(&c, "c"), Value::List(vec![]));
