@@ -40,9 +40,13 @@ struct Args {
     /// The domus-vmm binary [env DOMUS_VMM, default: next to domusd].
     #[arg(long)]
     vmm: Option<PathBuf>,
-    /// Milliseconds between state polls of each VMM.
+    /// Milliseconds between state polls of a VMM while its domain is changing (created, shut down, ...).
     #[arg(long, default_value_t = 100)]
     poll_ms: u64,
+    /// Milliseconds between state polls of a VMM otherwise (bounds how late a guest's own poweroff or crash
+    /// is noticed).
+    #[arg(long, default_value_t = 1000)]
+    idle_poll_ms: u64,
     /// Console log size (bytes) before rotation.
     #[arg(long, default_value_t = 1024 * 1024)]
     console_log_max_bytes: u64,
@@ -80,6 +84,7 @@ fn options(args: &Args) -> anyhow::Result<Options> {
         paths,
         vmm_exe,
         poll_interval: Duration::from_millis(args.poll_ms.max(1)),
+        idle_poll_interval: Duration::from_millis(args.idle_poll_ms.max(args.poll_ms).max(1)),
         console_log_max_bytes: args.console_log_max_bytes.max(4096),
         start_timeout: Duration::from_secs(30),
         destroy_timeout: Duration::from_secs(5),
@@ -125,9 +130,29 @@ fn run(args: &Args, ring: DmesgRing) -> anyhow::Result<()> {
     info!(socket = %store_socket.display(), "store serving");
     let daemon = Daemon::new(opts, Box::new(XenStore::new(store_socket)), ring)?;
     daemon.recover().context("re-adopting domains")?;
+    // SIGTERM/SIGINT (systemctl stop/restart): stop the store cleanly (journal synced) and leave every
+    // guest running; the next domusd re-adopts them.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .context("installing signal handlers")?;
+    let api_for_exit = api.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                info!(signal = sig, "stopping domusd; domains keep running");
+                if let Err(e) = store_server.shutdown() {
+                    error!("stopping the store: {e:#}");
+                }
+                let _ = std::fs::remove_file(&api_for_exit);
+                std::process::exit(0);
+            }
+        })
+        .context("starting the signal thread")?;
     info!(socket = %api.display(), "domusd ready");
     server::serve(&daemon, &listener);
-    store_server.shutdown().context("stopping the store")?;
     Ok(())
 }
 

@@ -1,18 +1,17 @@
-//! Console logging: one client connection per running domain to its VMM's console socket, appended to
-//! `$DOMUS_LOG_DIR/console/guest-NAME.log`. When the file would pass the size cap it is rotated to
-//! `guest-NAME.log.1` (one old generation kept), so a guest flooding its console costs bounded disk.
+//! Console logging: each domain's watcher keeps one client connection to its VMM's console socket and
+//! appends what arrives to `$DOMUS_LOG_DIR/console/guest-NAME.log`. When the file would pass the size cap it
+//! is rotated to `guest-NAME.log.1` (one old generation kept), so a guest flooding its console costs bounded
+//! disk.
 //!
 //! After a domusd restart the VMM replays its backlog to the new connection; a marker line in the log says
 //! so, since those bytes may already be in the file.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::net::UnixStream;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use tracing::{debug, warn};
+use tracing::warn;
 
 use super::Daemon;
 
@@ -77,58 +76,48 @@ impl CappedLog {
     }
 }
 
-/// Connects to `console` (retrying while the VMM starts) and logs until the VMM closes it.
-pub fn run(daemon: Arc<Daemon>, domid: u32, generation: u64, console: PathBuf, reattached: bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut stream = loop {
-        match UnixStream::connect(&console) {
-            Ok(s) => break s,
-            Err(e) => {
-                if Instant::now() >= deadline
-                    || daemon.console_log_path(domid, generation).is_none()
-                {
-                    warn!(domid, error = %e, path = %console.display(), "console socket unreachable; console not logged");
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
+/// Writes one domain instance's console bytes to the log named after the domain's current name.
+#[derive(Debug)]
+pub struct ConsoleLogger {
+    domid: u32,
+    generation: u64,
+    log: Option<CappedLog>,
+    reattached: bool,
+}
+
+impl ConsoleLogger {
+    /// A logger for the instance; `reattached` marks a log continued after a domusd restart.
+    pub fn new(domid: u32, generation: u64, reattached: bool) -> Self {
+        Self {
+            domid,
+            generation,
+            log: None,
+            reattached,
         }
-    };
-    let mut log: Option<CappedLog> = None;
-    let mut first = reattached;
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                debug!(domid, error = %e, "console read failed");
-                break;
-            }
-        };
+    }
+
+    /// Appends console bytes.
+    pub fn write(&mut self, daemon: &Arc<Daemon>, data: &[u8]) {
         // Follow renames: the log is named after the domain's current name.
-        if let Some(want) = daemon.console_log_path(domid, generation) {
-            if log.as_ref().is_none_or(|l| l.path() != want) {
+        if let Some(want) = daemon.console_log_path(self.domid, self.generation) {
+            if self.log.as_ref().is_none_or(|l| l.path() != want) {
                 match CappedLog::open(&want, daemon.opts.console_log_max_bytes) {
-                    Ok(l) => log = Some(l),
+                    Ok(l) => self.log = Some(l),
                     Err(e) => {
-                        warn!(domid, error = %e, path = %want.display(), "cannot open console log")
+                        warn!(domid = self.domid, error = %e, path = %want.display(), "cannot open console log")
                     }
                 }
             }
         }
-        if let Some(l) = log.as_mut() {
-            if first {
-                first = false;
-                let _ = l.write(b"\n[domusd re-attached; the VMM's console backlog follows]\n");
-            }
-            if let Err(e) = l.write(&buf[..n]) {
-                warn!(domid, error = %e, "console log write failed");
-            }
+        let Some(l) = self.log.as_mut() else { return };
+        if self.reattached {
+            self.reattached = false;
+            let _ = l.write(b"\n[domusd re-attached; the VMM's console backlog follows]\n");
+        }
+        if let Err(e) = l.write(data) {
+            warn!(domid = self.domid, error = %e, "console log write failed");
         }
     }
-    debug!(domid, "console closed");
 }
 
 #[cfg(test)]

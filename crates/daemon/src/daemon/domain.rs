@@ -3,7 +3,10 @@
 //! Owns no processes and does no i/o: `lifecycle.rs` drives it, `records.rs` persists [`DomainRecord`]s.
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How long a domain stays "hot" (polled often) after creation or a lifecycle operation.
+pub const HOT_PERIOD: Duration = Duration::from_secs(10);
 
 use domusd::api::{DomainInfo, DomainState, ShutdownReason, VcpuInfo};
 use serde::{Deserialize, Serialize};
@@ -239,6 +242,8 @@ pub struct Domain {
     pub dying: bool,
     /// Increments with each VMM instance, so stale watchers recognise they are stale.
     pub generation: u64,
+    /// Until when its watcher polls the VMM often (after creation and lifecycle operations).
+    pub hot_until: Instant,
 }
 
 /// Seconds since the epoch, now.
@@ -467,6 +472,7 @@ mod tests {
             live: Live::default(),
             dying: false,
             generation: 1,
+            hot_until: Instant::now(),
         }
     }
 

@@ -3,16 +3,17 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use domusd::api::{DomainInfo, ShutdownReason};
 use tracing::{error, info, warn};
 
 use super::domain::{
     now_epoch, random_uuid, Action, ConfigView, Domain, DomainRecord, Live, StopRecord, VmmRecord,
+    HOT_PERIOD,
 };
 use super::vmm::{self, Control, VmmPaths};
-use super::{console_log, sys, watcher, ApiError, Daemon};
+use super::{sys, watcher, ApiError, Daemon};
 
 /// The name a rename-restart gives the old domain: `NAME-YYYYMMDDTHHMM` (UTC), as xl's preserve does.
 fn preserved_name(name: &str, epoch: f64) -> String {
@@ -105,6 +106,7 @@ impl Daemon {
                 },
                 dying: false,
                 generation,
+                hot_until: Instant::now() + HOT_PERIOD,
             });
             self.save_next_domid(&t);
             (domid, generation)
@@ -193,22 +195,21 @@ impl Daemon {
         reattached: bool,
     ) {
         let me = Arc::clone(self);
-        let control = vp.control.clone();
+        let inst = watcher::Instance {
+            domid,
+            generation,
+            pid,
+            control: vp.control.clone(),
+            console: vp.console.clone(),
+            child,
+            reattached,
+        };
         let spawned = std::thread::Builder::new()
             .name(format!("watch-{domid}"))
             .stack_size(128 * 1024)
-            .spawn(move || watcher::run(&me, domid, generation, pid, &control, child));
+            .spawn(move || watcher::run(&me, inst));
         if let Err(e) = spawned {
             error!(domid, error = %e, "cannot start the domain's watcher thread");
-        }
-        let me = Arc::clone(self);
-        let console = vp.console.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("console-{domid}"))
-            .stack_size(128 * 1024)
-            .spawn(move || console_log::run(me, domid, generation, console, reattached));
-        if let Err(e) = spawned {
-            error!(domid, error = %e, "cannot start the domain's console logger");
         }
     }
 
@@ -237,6 +238,7 @@ impl Daemon {
                 live: Live::default(),
                 dying: false,
                 generation,
+                hot_until: Instant::now() + HOT_PERIOD,
             };
             self.store.publish(&Self::store_view(&d));
             self.lock().insert(d);

@@ -40,8 +40,10 @@ pub struct Options {
     pub paths: Paths,
     /// The domus-vmm binary.
     pub vmm_exe: PathBuf,
-    /// How often each watcher asks its VMM for its state.
+    /// How often each watcher asks its VMM for its state while the domain is "hot".
     pub poll_interval: Duration,
+    /// How often otherwise.
+    pub idle_poll_interval: Duration,
     /// Console log size cap (bytes) before rotation.
     pub console_log_max_bytes: u64,
     /// How long a VMM may take to open its control socket.
@@ -174,11 +176,20 @@ impl Daemon {
         self.changed.notify_all();
     }
 
-    /// Whether `generation` is still the domain's current VMM instance.
-    fn is_current(&self, domid: u32, generation: u64) -> bool {
-        self.lock()
+    /// `None` when `generation` is no longer the domain's running VMM instance, else whether it is "hot".
+    fn instance_hot(&self, domid: u32, generation: u64) -> Option<bool> {
+        let t = self.lock();
+        let d = t
             .get(domid)
-            .is_some_and(|d| d.generation == generation && d.rec.vmm.is_some())
+            .filter(|d| d.generation == generation && d.rec.vmm.is_some())?;
+        Some(d.dying || d.hot_until > std::time::Instant::now())
+    }
+
+    /// Marks a domain "hot": its watcher polls often for a while (something is about to change).
+    fn make_hot(&self, domid: u32) {
+        if let Some(d) = self.lock().get_mut(domid) {
+            d.hot_until = std::time::Instant::now() + domain::HOT_PERIOD;
+        }
     }
 
     /// The console log file for the domain's current name, while `generation` is current.

@@ -46,12 +46,15 @@ impl Daemon {
                 d.state()
             )));
         };
-        Ok(Target {
+        let target = Target {
             domid,
             generation: d.generation,
             pid: v.pid,
             control: v.control.clone().into(),
-        })
+        };
+        drop(t);
+        self.make_hot(domid);
+        Ok(target)
     }
 
     fn send(target: &Target, req: &serde_json::Value) -> Result<serde_json::Value, ApiError> {

@@ -175,7 +175,7 @@ pub fn wait_ready(child: &mut Child, p: &VmmPaths, timeout: Duration) -> Result<
                 secs: timeout.as_secs(),
             });
         }
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 

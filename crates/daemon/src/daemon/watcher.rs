@@ -1,19 +1,25 @@
-//! One watcher thread per running domain: polls the VMM's control socket for its state (feeding `list`)
-//! and its outcome, acknowledges the outcome, reaps the process, and reports the stop to the supervisor.
+//! One watcher thread per running domain: logs its console, polls the VMM's control socket for its state
+//! (feeding `list`) and its outcome, acknowledges the outcome, reaps the process, and reports the stop to
+//! the supervisor. Polls come every `poll_interval` while the domain is "hot" (just created, or a lifecycle
+//! operation was asked for), every `idle_poll_interval` otherwise, so idle domains cost domusd little.
 //!
 //! A VMM we spawned is our child: its exit status is the fallback outcome (0 poweroff, 2 reboot, 3 crash,
 //! anything else a crash). A re-adopted VMM is not: its outcome comes only from the control socket, and if
 //! it vanishes without one, that is a crash.
 
+use std::io::{self, Read};
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::{Child, ExitStatus};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use domusd::api::ShutdownReason;
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use tracing::{debug, warn};
 
+use super::console_log::ConsoleLogger;
 use super::vmm::Control;
 use super::{sys, Daemon};
 
@@ -80,26 +86,123 @@ fn wait_exit(child: &mut Option<Child>, pid: u32, bound: Duration) {
     }
 }
 
-/// The watcher loop; returns when the instance is gone or stopped.
-pub fn run(
-    daemon: &Arc<Daemon>,
-    domid: u32,
-    generation: u64,
-    pid: u32,
-    control: &Path,
-    mut child: Option<Child>,
-) {
+/// The console side of a watcher: connects (retrying while the VMM starts) and logs what arrives.
+struct Console {
+    path: PathBuf,
+    stream: Option<UnixStream>,
+    closed: bool,
+    give_up: Instant,
+    logger: ConsoleLogger,
+}
+
+impl Console {
+    /// Waits up to `timeout` for console bytes and logs them.
+    fn pump(&mut self, daemon: &Arc<Daemon>, domid: u32, timeout: Duration) {
+        if self.stream.is_none() && !self.closed {
+            match UnixStream::connect(&self.path) {
+                Ok(s) => self.stream = Some(s),
+                Err(e) if Instant::now() >= self.give_up => {
+                    warn!(domid, error = %e, path = %self.path.display(), "console socket unreachable; console not logged");
+                    self.closed = true;
+                }
+                Err(_) => {}
+            }
+        }
+        let Some(stream) = self.stream.as_mut() else {
+            std::thread::sleep(timeout);
+            return;
+        };
+        let ts = Timespec {
+            tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(timeout.subsec_nanos()),
+        };
+        let mut fds = [PollFd::new(&*stream, PollFlags::IN)];
+        match poll(&mut fds, Some(&ts)) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let mut buf = [0u8; 16 * 1024];
+        match stream.read(&mut buf) {
+            Ok(0) => {
+                self.stream = None;
+                self.closed = true;
+            }
+            Ok(n) => self.logger.write(daemon, &buf[..n]),
+            Err(e)
+                if e.kind() == io::ErrorKind::Interrupted
+                    || e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => {
+                debug!(domid, error = %e, "console read failed");
+                self.stream = None;
+                self.closed = true;
+            }
+        }
+    }
+}
+
+/// One domain instance's VMM, as its watcher needs it.
+pub struct Instance {
+    /// Domain id.
+    pub domid: u32,
+    /// The instance's generation.
+    pub generation: u64,
+    /// The VMM's pid.
+    pub pid: u32,
+    /// Its control socket.
+    pub control: PathBuf,
+    /// Its console socket.
+    pub console: PathBuf,
+    /// The process, when domusd spawned it (not for re-adopted VMMs).
+    pub child: Option<Child>,
+    /// Re-adopted after a domusd restart.
+    pub reattached: bool,
+}
+
+/// The watcher loop: logs the console as it arrives, polls the control socket (often while the domain is
+/// "hot" after a lifecycle operation, rarely otherwise) and returns once the instance is gone or stopped.
+pub fn run(daemon: &Arc<Daemon>, inst: Instance) {
+    let Instance {
+        domid,
+        generation,
+        pid,
+        control,
+        console,
+        mut child,
+        reattached,
+    } = inst;
+    let mut console = Console {
+        path: console,
+        stream: None,
+        closed: false,
+        give_up: Instant::now() + Duration::from_secs(30),
+        logger: ConsoleLogger::new(domid, generation, reattached),
+    };
     let mut ctl: Option<Control> = None;
     let mut silent = 0u32;
+    let mut next_poll = Instant::now() + daemon.opts.poll_interval;
     loop {
-        std::thread::sleep(daemon.opts.poll_interval);
-        if !daemon.is_current(domid, generation) {
+        let now = Instant::now();
+        if now < next_poll {
+            console.pump(
+                daemon,
+                domid,
+                (next_poll - now).min(daemon.opts.poll_interval),
+            );
+            continue;
+        }
+        let Some(hot) = daemon.instance_hot(domid, generation) else {
             // Destroyed (force-removed): still reap our child.
             wait_exit(&mut child, pid, Duration::from_secs(10));
             return;
-        }
+        };
+        next_poll = Instant::now()
+            + if hot {
+                daemon.opts.poll_interval
+            } else {
+                daemon.opts.idle_poll_interval
+            };
         if ctl.is_none() {
-            ctl = Control::connect(control).ok();
+            ctl = Control::connect(&control).ok();
         }
         let reply = ctl.as_mut().map(Control::state);
         match reply {
@@ -110,6 +213,8 @@ pub fn run(
                         let _ = c.simple("ack-outcome");
                     }
                     drop(ctl.take());
+                    // Log what the guest printed last before its VMM goes away.
+                    console.pump(daemon, domid, Duration::from_millis(20));
                     wait_exit(&mut child, pid, Duration::from_secs(10));
                     daemon.vmm_stopped(domid, generation, reason_of(&o.reason), o.detail);
                     return;
@@ -121,6 +226,7 @@ pub fn run(
                     debug!(domid, error = %anyhow::Error::from(e), "control poll failed");
                 }
                 ctl = None;
+                next_poll = Instant::now() + daemon.opts.poll_interval;
                 match exited(&mut child, pid) {
                     Some(status) => {
                         let (reason, detail) = match status {
