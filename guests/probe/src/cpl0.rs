@@ -277,6 +277,7 @@ pub fn take_sci_pm1_status() -> u16 {
 extern "C" fn fatal_trap() -> ! {
     // SAFETY: ring 0 wrote the record before iretq-ing here; nothing writes it afterwards.
     let rec = unsafe { core::ptr::addr_of!(trap_record).read_volatile() };
+    crate::serial::force_unlock();
     crate::report!(
         "fatal vector={} error={:#x} rip={:#x} cs={:#x} rsp={:#x} cr2={:#x}",
         rec[0],

@@ -96,6 +96,7 @@ extern "C" fn probe_main(start_info: u32) -> ! {
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    serial::force_unlock();
     match info.location() {
         Some(at) => report!(
             "fatal panic at={}:{} msg=\"{}\"",

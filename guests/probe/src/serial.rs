@@ -53,6 +53,11 @@ pub fn write_bytes(bytes: &[u8]) {
     UART.with(|uart| bytes.iter().for_each(|&b| uart.put(b)));
 }
 
+/// Breaks the console lock for a fatal report (the faulting code may have held it).
+pub fn force_unlock() {
+    UART.force_unlock();
+}
+
 /// Returns a received byte, if one is waiting.
 pub fn try_read_byte() -> Option<u8> {
     (inb(LSR) & LSR_DATA_READY != 0).then(|| inb(THR))

@@ -21,6 +21,12 @@ impl<T> SpinLock<T> {
         }
     }
 
+    /// Releases the lock whoever holds it. Only for fatal-error reporting, where the holder
+    /// (possibly the faulting code itself) will never release it and nothing runs afterwards.
+    pub fn force_unlock(&self) {
+        self.locked.store(false, Ordering::Release);
+    }
+
     /// Runs `f` with exclusive access to the value.
     pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
         while self

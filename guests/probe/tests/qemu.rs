@@ -303,6 +303,31 @@ fn panic_through_pvpanic() {
 }
 
 #[test]
+fn faults_are_reported_then_crash() {
+    for (kind, vector) in [("pf", "14"), ("gp", "13"), ("ud", "6")] {
+        let (text, reasons) = run(
+            "microvm",
+            &["-device", "pvpanic"],
+            &format!("probe=fault kind={kind}"),
+        );
+        assert_lines(&text, &[&format!("PROBE fault kind={kind}")]);
+        assert_eq!(
+            field(&text, "PROBE fatal", "vector"),
+            Some(vector),
+            "output:\n{text}"
+        );
+        assert_end(&reasons, "guest-panic", &text);
+    }
+    let (text, reasons) = run("microvm", &[], "probe=fault kind=panic");
+    assert!(
+        text.contains("PROBE fatal panic at=guests/probe/src/scenarios/fault.rs:"),
+        "output:\n{text}"
+    );
+    // Without a pvpanic device the probe ends with a triple fault.
+    assert_end(&reasons, "guest-reset", &text);
+}
+
+#[test]
 fn smp_brings_up_every_vcpu() {
     let (text, reasons) = run("pc", &["-smp", "3"], "probe=smp");
     assert_lines(&text, &["PROBE cpu 0 up", "PROBE smp vcpus=3 up=3"]);

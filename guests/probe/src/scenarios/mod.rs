@@ -5,6 +5,7 @@
 
 mod cpuid;
 mod echo;
+mod fault;
 mod hello;
 mod idle;
 mod loop_;
@@ -41,6 +42,7 @@ pub const SCENARIOS: &[Scenario] = &[
     syscall::SCENARIO,
     cpuid::SCENARIO,
     virtio_scan::SCENARIO,
+    fault::SCENARIO,
 ];
 
 /// Runs the scenario the command line names, or reports that it does not exist.
