@@ -335,5 +335,22 @@ impl Drop for Host {
                 kill9(u32::try_from(pid).unwrap());
             }
         }
+        // Safety net: any process whose command line names this host's directory (a VMM we lost track of
+        // would be a bug, but must not outlive the test).
+        let me = self.dir.path().to_string_lossy().into_owned();
+        for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+                continue;
+            };
+            if let Ok(c) = fs::read(format!("/proc/{pid}/cmdline")) {
+                if String::from_utf8_lossy(&c).contains(&me) {
+                    eprintln!(
+                        "killing leftover process {pid}: {}",
+                        String::from_utf8_lossy(&c).replace('\0', " ")
+                    );
+                    kill9(pid);
+                }
+            }
+        }
     }
 }

@@ -244,6 +244,8 @@ pub struct Domain {
     pub generation: u64,
     /// Until when its watcher polls the VMM often (after creation and lifecycle operations).
     pub hot_until: Instant,
+    /// Its VMM is starting (not answering yet; no watcher yet).
+    pub starting: bool,
 }
 
 /// Seconds since the epoch, now.
@@ -473,6 +475,7 @@ mod tests {
             dying: false,
             generation: 1,
             hot_until: Instant::now(),
+            starting: false,
         }
     }
 

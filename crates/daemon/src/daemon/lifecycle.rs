@@ -107,6 +107,7 @@ impl Daemon {
                 dying: false,
                 generation,
                 hot_until: Instant::now() + HOT_PERIOD,
+                starting: true,
             });
             self.save_next_domid(&t);
             (domid, generation)
@@ -143,11 +144,38 @@ impl Daemon {
         let vp = VmmPaths::new(&paths.domain_runtime_dir(domid), paths.vmm_log(name));
         let mut child = vmm::spawn(&self.opts.vmm_exe, config, &vp)?;
         let pid = child.id();
-        let mut ctl = match vmm::wait_ready(&mut child, &vp, self.opts.start_timeout) {
+        let kill = |child: &mut std::process::Child| {
+            let _ = child.kill();
+            let _ = child.wait();
+        };
+        // Record the VMM at once, so a destroy during start (or a domusd crash) can find and stop it.
+        {
+            let mut t = self.lock();
+            let Some(d) = t
+                .get_mut(domid)
+                .filter(|d| d.generation == generation && !d.dying)
+            else {
+                drop(t);
+                kill(&mut child);
+                anyhow::bail!("domain {domid} was destroyed while it started");
+            };
+            d.rec.vmm = Some(VmmRecord {
+                pid,
+                control: vp.control.display().to_string(),
+                console: vp.console.display().to_string(),
+            });
+            self.save(d);
+        }
+        let cancelled = || {
+            !self
+                .lock()
+                .get(domid)
+                .is_some_and(|d| d.generation == generation && !d.dying)
+        };
+        let mut ctl = match vmm::wait_ready(&mut child, &vp, self.opts.start_timeout, &cancelled) {
             Ok(c) => c,
             Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
+                kill(&mut child);
                 return Err(e.into());
             }
         };
@@ -160,17 +188,12 @@ impl Daemon {
         let info = {
             let mut t = self.lock();
             let d = t.get_mut(domid).filter(|d| d.generation == generation);
-            let Some(d) = d else {
-                // Destroyed while starting.
-                let _ = child.kill();
-                let _ = child.wait();
+            let Some(d) = d.filter(|d| !d.dying) else {
+                drop(t);
+                kill(&mut child);
                 anyhow::bail!("domain {domid} was destroyed while it started");
             };
-            d.rec.vmm = Some(VmmRecord {
-                pid,
-                control: vp.control.display().to_string(),
-                console: vp.console.display().to_string(),
-            });
+            d.starting = false;
             d.live.paused = false;
             let info = d.info();
             self.save(d);
@@ -239,6 +262,7 @@ impl Daemon {
                 dying: false,
                 generation,
                 hot_until: Instant::now() + HOT_PERIOD,
+                starting: false,
             };
             self.store.publish(&Self::store_view(&d));
             self.lock().insert(d);

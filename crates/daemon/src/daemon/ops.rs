@@ -39,6 +39,12 @@ impl Daemon {
         let d = t
             .get(domid)
             .ok_or_else(|| ApiError::not_found(format!("Domain {domid} does not exist.")))?;
+        if d.starting {
+            return Err(ApiError::conflict(format!(
+                "cannot {what} domain {domid} ({}): it is still starting; try again in a moment",
+                d.rec.name
+            )));
+        }
         let Some(v) = &d.rec.vmm else {
             return Err(ApiError::conflict(format!(
                 "cannot {what} domain {domid} ({}): it is not running ({:?}); `destroy` removes it",
@@ -143,8 +149,13 @@ impl Daemon {
                     return Ok(());
                 }
                 None => {
-                    // Still starting: the creator notices and cleans up.
-                    d.dying = true;
+                    // Not spawned yet: the creator notices and stops.
+                    self.remove_locked(&mut t, domid);
+                    return Ok(());
+                }
+                Some(v) if d.starting => {
+                    // Spawned but not answering yet: no watcher to wait for; the creator reaps it.
+                    sys::kill_hard(v.pid);
                     self.remove_locked(&mut t, domid);
                     return Ok(());
                 }

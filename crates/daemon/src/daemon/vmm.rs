@@ -43,6 +43,9 @@ pub enum VmmError {
         /// Its last log lines, preformatted.
         tail: String,
     },
+    /// The domain was destroyed while its VMM started.
+    #[error("the domain was destroyed while it started")]
+    Cancelled,
     /// The VMM did not answer in time.
     #[error("domus-vmm did not open its control socket {path} within {secs} s")]
     Timeout {
@@ -151,13 +154,22 @@ pub fn log_tail(path: &Path, n: usize) -> String {
     lines[start..].iter().map(|l| format!("\n  {l}")).collect()
 }
 
-/// Waits until the control socket answers `state`, or the child exits, or `timeout` passes.
+/// Waits until the control socket answers `state`, or the child exits, or `timeout` passes, or
+/// `cancelled` says the domain is gone.
 ///
 /// # Errors
 /// [`VmmError::EarlyExit`] with the VMM's last log lines, or [`VmmError::Timeout`].
-pub fn wait_ready(child: &mut Child, p: &VmmPaths, timeout: Duration) -> Result<Control, VmmError> {
+pub fn wait_ready(
+    child: &mut Child,
+    p: &VmmPaths,
+    timeout: Duration,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<Control, VmmError> {
     let deadline = Instant::now() + timeout;
     loop {
+        if cancelled() {
+            return Err(VmmError::Cancelled);
+        }
         if let Ok(Some(status)) = child.try_wait() {
             return Err(VmmError::EarlyExit {
                 status: status.to_string(),
