@@ -8,14 +8,15 @@
 //!   and `iretq` into the CPL3 reporter `fatal_trap` on its own stack; a second fatal trap shuts
 //!   the CPU down (triple fault).
 //! - the SCI vector: read PM1_STS, remember it (`sci_pm1_status`), write the bits back to clear
-//!   them (which lowers a level-triggered SCI), EOI the local APIC.
+//!   them (which lowers a level-triggered SCI); on hardware-reduced machines read the Generic
+//!   Event Device's selector instead (`sci_ged_events`); EOI the local APIC.
 //! - other vectors: EOI and count; the spurious vector: nothing.
 //!
 //! The IDT itself is plain memory (mapped user-accessible), so CPL3 fills the 256 gates natively
 //! (`install_idt`) instead of spending emulated ring-0 instructions on it.
 
 use crate::layout::{sys, KCODE64, KDATA, UCODE64, UDATA, VECTOR_SCI, VECTOR_SPURIOUS};
-use core::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
 
 core::arch::global_asm!(
     ".pushsection .text, \"ax\"",
@@ -143,7 +144,12 @@ core::arch::global_asm!(
     "    inw %dx, %ax",
     "    orw %ax, sci_pm1_status",
     "    outw %ax, %dx", // write the set bits back: clears them, lowers the SCI
-    "1:  incq sci_count",
+    "1:  movq ged_esel_addr, %rdx",
+    "    testq %rdx, %rdx",
+    "    jz 2f",
+    "    movl (%rdx), %eax", // reading QEMU's GED event selector also clears it
+    "    orl %eax, sci_ged_events",
+    "2:  incq sci_count",
     "    movq lapic_base, %rdx",
     "    movl $0, 0xb0(%rdx)", // EOI
     "    popq %rdx",
@@ -188,6 +194,11 @@ core::arch::global_asm!(
     "lapic_base: .quad 0xfee00000",
     ".globl sci_pm1_status",
     "sci_pm1_status: .word 0",
+    ".p2align 3",
+    ".globl ged_esel_addr",
+    "ged_esel_addr: .quad 0",
+    ".globl sci_ged_events",
+    "sci_ged_events: .long 0",
     ".globl pm1a_evt_port",
     "pm1a_evt_port: .word 0",
     ".popsection",
@@ -209,6 +220,8 @@ extern "C" {
     static trap_record: [u64; 7];
     static sci_pm1_status: AtomicU16;
     static pm1a_evt_port: AtomicU16;
+    static ged_esel_addr: AtomicU64;
+    static sci_ged_events: AtomicU32;
     static lapic_base: AtomicU64;
     fn trap_ud();
     fn irq_sci();
@@ -259,6 +272,18 @@ pub fn install_idt() {
 pub fn set_pm1a_evt_port(port: u16) {
     // SAFETY: a static AtomicU16 defined in the asm block above; shared access is atomic.
     unsafe { &pm1a_evt_port }.store(port, Ordering::SeqCst);
+}
+
+/// Tells the SCI handler where a Generic Event Device's event selector is (0: none).
+pub fn set_ged_esel_addr(addr: u64) {
+    // SAFETY: a static AtomicU64 defined in the asm block above.
+    unsafe { &ged_esel_addr }.store(addr, Ordering::SeqCst);
+}
+
+/// GED event bits the SCI handler has read since the last call; resets them.
+pub fn take_sci_ged_events() -> u32 {
+    // SAFETY: a static AtomicU32 defined in the asm block above.
+    unsafe { &sci_ged_events }.swap(0, Ordering::SeqCst)
 }
 
 /// Tells the interrupt handlers where the local APIC's registers are.

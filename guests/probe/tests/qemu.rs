@@ -345,9 +345,9 @@ fn smp_brings_up_every_vcpu() {
     );
 }
 
-#[test]
-fn idle_waits_for_the_power_button() {
-    let mut session = Session::start("pc", &[], "probe=idle");
+/// Boots `probe=idle`, checks that it stays idle, presses the power button over QMP.
+fn idle_until_power_button(machine: &str) {
+    let mut session = Session::start(machine, &[], "probe=idle");
     session.wait_for("PROBE idle ready\n", Duration::from_secs(30));
     thread::sleep(Duration::from_millis(300));
     assert!(
@@ -358,6 +358,16 @@ fn idle_waits_for_the_power_button() {
     let (text, reasons) = session.finish(Duration::from_secs(30));
     assert_lines(&text, &["PROBE idle ready", "PROBE idle power-button"]);
     assert_end(&reasons, "guest-shutdown", &text);
+}
+
+#[test]
+fn idle_waits_for_the_fixed_power_button() {
+    idle_until_power_button("pc");
+}
+
+#[test]
+fn idle_waits_for_the_ged_power_button() {
+    idle_until_power_button("microvm");
 }
 
 #[test]

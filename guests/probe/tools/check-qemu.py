@@ -28,6 +28,7 @@ CASES = [
     ("panic-pc", "pc", ["-device", "pvpanic"], "probe=panic", [r"PROBE panic pvpanic=present"], "guest-panic", None),
     ("smp-pc", "pc", ["-smp", "2"], "probe=smp", [r"PROBE cpu 0 up", r"PROBE cpu 1 up", r"PROBE smp vcpus=2 up=2"], "guest-shutdown", None),
     ("smp4-pc", "pc", ["-smp", "4"], "probe=smp", [r"PROBE smp vcpus=4 up=4"], "guest-shutdown", None),
+    ("idle", "microvm", [], "probe=idle", [r"PROBE idle ready", r"PROBE idle power-button"], "power-button", None),
     ("idle-pc", "pc", [], "probe=idle", [r"PROBE idle ready", r"PROBE idle power-button"], "power-button", None),
     ("echo", "microvm", [], "probe=echo", [r"PROBE echo ready", r"hello-echo"], "kill", b"hello-echo\n"),
 ]

@@ -97,3 +97,43 @@ pub fn find_mmio_devices(aml: &[u8], hid: &[u8; 8], mut found: impl FnMut(MmioDe
         });
     }
 }
+
+/// A hardware-reduced Generic Event Device (ACPI0013) as QEMU describes it.
+#[derive(Clone, Copy, Default)]
+pub struct Ged {
+    /// Address of its event-selector register (the device's SystemMemory OperationRegion).
+    pub esel: u64,
+    /// Its interrupt (GSI).
+    pub irq: u32,
+    /// Edge-triggered (else level).
+    pub edge: bool,
+    /// Active-low (else active-high).
+    pub active_low: bool,
+}
+
+/// Finds the first ACPI0013 device: its Extended Interrupt descriptor (0x89: byte 3 bit 1 =
+/// edge, bit 2 = active low; first GSI at byte 5) and its SystemMemory OperationRegion
+/// (ExtOpPrefix 0x5B, OpRegionOp 0x80, NameSeg, RegionSpace 0, RegionOffset integer).
+pub fn find_ged(aml: &[u8]) -> Option<Ged> {
+    let mut pattern = [0u8; 10];
+    pattern[0] = 0x0d;
+    pattern[1..9].copy_from_slice(b"ACPI0013");
+    let start = aml.windows(pattern.len()).position(|w| w == pattern)?;
+    let body = &aml[start + pattern.len()..aml.len().min(start + 512)];
+    let int = body.windows(3).position(|w| w[0] == 0x89 && w[2] == 0x00)?;
+    let desc = body.get(int..int + 9)?;
+    let flags = desc[3];
+    let irq = u32::from_le_bytes([desc[5], desc[6], desc[7], desc[8]]);
+    let region = body.windows(2).position(|w| w == [0x5b, 0x80])?;
+    let space = *body.get(region + 6)?;
+    if space != 0 {
+        return None;
+    }
+    let (esel, _) = integer(body.get(region + 7..)?)?;
+    Some(Ged {
+        esel,
+        irq,
+        edge: flags & 2 != 0,
+        active_low: flags & 4 != 0,
+    })
+}

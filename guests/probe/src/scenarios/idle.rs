@@ -1,15 +1,24 @@
 //! `probe=idle`: wait halted, interrupts enabled, until the ACPI power button; then power off.
 //!
-//! Setup (fixed-hardware ACPI, FADT flag HW_REDUCED clear): enable the local APIC, mask the 8259s,
-//! route the SCI (ISA IRQ SCI_INT, through the MADT override if any) on its IOAPIC pin to
-//! `VECTOR_SCI` with the override's trigger/polarity, enter ACPI mode through SMI_CMD if SCI_EN
-//! is clear, clear PM1_STS and set PM1_EN.PWRBTN_EN. Then loop on the `sti; hlt` syscall; the
-//! ring-0 SCI handler records and clears PM1_STS. A power-button press pending before setup counts.
+//! Fixed-hardware ACPI (FADT flag HW_REDUCED clear; domus-vmm, QEMU `-M pc`): enable the local
+//! APIC, mask the 8259s, route the SCI (ISA IRQ SCI_INT, through the MADT override if any) on its
+//! IOAPIC pin to `VECTOR_SCI` with the override's trigger/polarity, enter ACPI mode through
+//! SMI_CMD if SCI_EN is clear, clear PM1_STS and set PM1_EN.PWRBTN_EN. The ring-0 SCI handler
+//! records and clears PM1_STS; the wait ends on PWRBTN_STS.
+//!
+//! Hardware-reduced ACPI (QEMU microvm): the power button is an event of the Generic Event Device
+//! (ACPI0013): its interrupt (from `_CRS`) is routed to `VECTOR_SCI` and the handler reads its
+//! event selector; the wait ends on QEMU's power-down event bit (0x2, which QEMU's `_EVT` method
+//! maps to `Notify(PWRB)`).
+//!
+//! Waiting is a loop on the `sti; hlt` syscall. A press already pending at setup counts.
 //!
 //! Output: `PROBE idle ready`, then `PROBE idle power-button` (and the probe powers off), or
 //! `PROBE error idle reason=...` when the machine lacks what this needs.
 
 use super::Scenario;
+use crate::acpi::aml::find_ged;
+use crate::acpi::tables::HEADER_LEN;
 use crate::acpi::{Acpi, Fadt, Madt, FADT_PWR_BUTTON};
 use crate::apic::{mask_pic, IoApic, LocalApic, Route};
 use crate::cmdline::Args;
@@ -24,11 +33,31 @@ pub const SCENARIO: Scenario = Scenario { name: "idle", run };
 const PWRBTN: u16 = 1 << 8;
 /// PM1_CNT.SCI_EN.
 const SCI_EN: u16 = 1;
+/// QEMU's GED power-down event bit (ACPI_GED_PWR_DOWN_EVT).
+const GED_PWR_DOWN: u32 = 1 << 1;
+
+/// Where the power-button event shows up.
+#[derive(Clone, Copy)]
+enum Button {
+    /// PM1_STS.PWRBTN_STS (fixed hardware).
+    Fixed,
+    /// The GED event selector (hardware-reduced).
+    Ged,
+}
+
+impl Button {
+    fn pressed(self) -> bool {
+        match self {
+            Self::Fixed => crate::cpl0::take_sci_pm1_status() & PWRBTN != 0,
+            Self::Ged => crate::cpl0::take_sci_ged_events() & GED_PWR_DOWN != 0,
+        }
+    }
+}
 
 fn run(machine: &Machine, _args: &Args<'_>) {
     let setup = machine.acpi.as_ref().ok_or("no-acpi").and_then(setup);
-    let pending = match setup {
-        Ok(pending) => pending,
+    let (button, pending) = match setup {
+        Ok(found) => found,
         Err(reason) => {
             crate::report!("error idle reason={reason}");
             return;
@@ -36,19 +65,19 @@ fn run(machine: &Machine, _args: &Args<'_>) {
     };
     crate::report!("idle ready");
     if !pending {
-        while crate::cpl0::take_sci_pm1_status() & PWRBTN == 0 {
+        while !button.pressed() {
             crate::syscall::wait_for_interrupt();
         }
     }
     crate::report!("idle power-button");
 }
 
-/// Programs the interrupt path; returns whether a power-button press is already pending.
-fn setup(acpi: &Acpi) -> Result<bool, &'static str> {
+/// Programs the interrupt path; returns where presses show up and whether one is pending.
+fn setup(acpi: &Acpi) -> Result<(Button, bool), &'static str> {
     let fadt = acpi.fadt.ok_or("no-fadt")?;
     let madt = acpi.madt.ok_or("no-madt")?;
     if fadt.is_hw_reduced() {
-        return Err("hw-reduced-acpi");
+        return setup_ged(acpi, &madt).map(|pending| (Button::Ged, pending));
     }
     if fadt.flags & FADT_PWR_BUTTON != 0 {
         return Err("no-fixed-power-button");
@@ -58,33 +87,50 @@ fn setup(acpi: &Acpi) -> Result<bool, &'static str> {
         .filter(|&p| p != 0)
         .ok_or("no-pm1a-evt")?;
     let en = evt + u16::from(fadt.pm1_evt_len.max(4) / 2);
-    route_sci(&fadt, &madt)?;
+    let irq = u8::try_from(fadt.sci_int).map_err(|_| "sci-not-isa")?;
+    let (gsi, flags) = madt.isa_irq(irq);
+    // MPS INTI flags; "conforms" (0) means the SCI default: level, active low (ACPI 6.5 §5.2.12.5).
+    let active_low = matches!(flags & 3, 0 | 3);
+    let level = matches!((flags >> 2) & 3, 0 | 3);
+    route_gsi(&madt, gsi, level, active_low)?;
     enter_acpi_mode(acpi, &fadt)?;
     crate::cpl0::set_pm1a_evt_port(evt);
     let status = inw(evt);
     outw(evt, status); // write-1-to-clear everything that was pending
     outw(en, inw(en) | PWRBTN);
-    Ok(status & PWRBTN != 0 || inw(evt) & PWRBTN != 0)
+    Ok((
+        Button::Fixed,
+        status & PWRBTN != 0 || inw(evt) & PWRBTN != 0,
+    ))
 }
 
-/// Routes the SCI's GSI to `VECTOR_SCI` on the BSP.
-fn route_sci(fadt: &Fadt, madt: &Madt) -> Result<(), &'static str> {
-    let irq = u8::try_from(fadt.sci_int).map_err(|_| "sci-not-isa")?;
-    let (gsi, flags) = madt.isa_irq(irq);
+/// Hardware-reduced: routes the Generic Event Device's interrupt; returns whether a power-down
+/// event is already pending.
+fn setup_ged(acpi: &Acpi, madt: &Madt) -> Result<bool, &'static str> {
+    let dsdt = acpi.dsdt.ok_or("no-dsdt")?;
+    let ged = find_ged(&dsdt[HEADER_LEN..]).ok_or("hw-reduced-acpi-without-ged")?;
+    if ged.esel == 0 || ged.esel >= 0x1_0000_0000 {
+        return Err("ged-register-out-of-range");
+    }
+    route_gsi(madt, ged.irq, !ged.edge, ged.active_low)?;
+    let pending = crate::io::mmio_read32(ged.esel) & GED_PWR_DOWN != 0;
+    crate::cpl0::set_ged_esel_addr(ged.esel);
+    Ok(pending)
+}
+
+/// Routes `gsi` to `VECTOR_SCI` on the BSP (and enables the LAPIC, masks the 8259s).
+fn route_gsi(madt: &Madt, gsi: u32, level: bool, active_low: bool) -> Result<(), &'static str> {
     let ioapic = madt
         .ioapics()
         .iter()
         .filter(|io| io.gsi_base <= gsi)
         .max_by_key(|io| io.gsi_base)
-        .ok_or("no-ioapic-for-sci")?;
+        .ok_or("no-ioapic-for-gsi")?;
     let regs = IoApic::new(ioapic.addr);
     let pin = gsi - ioapic.gsi_base;
     if pin >= regs.pins() {
-        return Err("sci-pin-out-of-range");
+        return Err("gsi-pin-out-of-range");
     }
-    // MPS INTI flags; "conforms" (0) means the SCI default: level, active low (ACPI 6.5 §5.2.12.5).
-    let active_low = matches!(flags & 3, 0 | 3);
-    let level = matches!((flags >> 2) & 3, 0 | 3);
     let lapic = LocalApic::new(madt.lapic_addr);
     lapic.enable();
     mask_pic();
