@@ -81,6 +81,9 @@ extern "C" fn probe_main(start_info: u32) -> ! {
         }
     };
     let acpi = Acpi::discover(boot.as_ref().map_or(0, |b| b.rsdp_paddr));
+    if acpi.is_none() {
+        report!("error acpi reason=no-valid-rsdp");
+    }
     if let Some(acpi) = &acpi {
         allow_acpi_ports(acpi);
         if let Some(madt) = acpi.madt {

@@ -30,9 +30,10 @@ pub fn spin_cycles(cycles: u64) {
 fn write_gas8(gas: Gas, value: u8) {
     match gas.space {
         1 => {
-            let port = gas.address as u16;
-            allow_ports(port, 1);
-            outb(port, value);
+            if let Ok(port) = u16::try_from(gas.address) {
+                allow_ports(port, 1);
+                outb(port, value);
+            }
         }
         0 => mmio_write8(gas.address, value),
         _ => {}

@@ -61,7 +61,11 @@ impl BootInfo {
             return;
         }
         for (i, slot) in self.cmdline.iter_mut().enumerate() {
-            let Some(byte) = phys_slice(paddr + i as u64, 1).map(|s| s[0]) else {
+            let Some(byte) = paddr
+                .checked_add(i as u64)
+                .and_then(|a| phys_slice(a, 1))
+                .map(|s| s[0])
+            else {
                 break;
             };
             if byte == 0 {

@@ -86,7 +86,9 @@ fn setup(acpi: &Acpi) -> Result<(Button, bool), &'static str> {
         .ok()
         .filter(|&p| p != 0)
         .ok_or("no-pm1a-evt")?;
-    let en = evt + u16::from(fadt.pm1_evt_len.max(4) / 2);
+    let en = evt
+        .checked_add(u16::from(fadt.pm1_evt_len.max(4) / 2))
+        .ok_or("pm1-evt-out-of-range")?;
     let irq = u8::try_from(fadt.sci_int).map_err(|_| "sci-not-isa")?;
     let (gsi, flags) = madt.isa_irq(irq);
     // MPS INTI flags; "conforms" (0) means the SCI default: level, active low (ACPI 6.5 §5.2.12.5).
