@@ -23,7 +23,8 @@ fn machine_args(machine: &str) -> &'static [&'static str] {
             "-M", "microvm", "-accel", "kvm", "-cpu", "qemu64", "-m", "64",
         ],
         "pc" => &[
-            "-M", "pc", "-accel", "kvm", "-cpu", "qemu64", "-m", "64", "-vga", "none",
+            "-M", "pc", "-accel", "kvm", "-cpu", "qemu64", "-m", "64", "-vga", "none", "-nic",
+            "none",
         ],
         other => panic!("unknown machine {other}"),
     }

@@ -13,7 +13,7 @@ import json, os, re, socket, subprocess, sys, tempfile, threading, time
 QEMU = "qemu-system-x86_64"
 MACHINES = {
     "microvm": ["-M", "microvm", "-accel", "kvm", "-cpu", "qemu64", "-m", "64"],
-    "pc": ["-M", "pc", "-accel", "kvm", "-cpu", "qemu64", "-m", "64", "-vga", "none"],
+    "pc": ["-M", "pc", "-accel", "kvm", "-cpu", "qemu64", "-m", "64", "-vga", "none", "-nic", "none"],
 }
 CASES = [
     # name, machine, extra args, cmdline, expected line regexes, expected end, stdin bytes
