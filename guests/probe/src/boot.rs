@@ -72,9 +72,9 @@ core::arch::global_asm!(
     "    rdmsr",
     "    orl $0x100, %eax", // LME
     "    wrmsr",
-    "    movl %cr0, %eax",
-    "    andl $0xfffffffb, %eax", // clear EM
-    "    orl $0x80000022, %eax",  // PG | NE | MP
+    // An explicit CR0, not read-modify-write: PG | NE | ET | MP | PE; EM, TS, CD, NW clear (an
+    // AP leaves INIT with CD/NW set; caches stay off if those bits are carried over).
+    "    movl $0x80000033, %eax",
     "    movl %eax, %cr0",
     "    ljmp ${kcode64}, $long_mode_bsp",
     // ---- 64-bit, ring 0 --------------------------------------------------------------------------

@@ -45,9 +45,7 @@ core::arch::global_asm!(
     "    rdmsr",
     "    orl $0x100, %eax",
     "    wrmsr",
-    "    movl %cr0, %eax",
-    "    andl $0xfffffffb, %eax",
-    "    orl $0x80000022, %eax",
+    "    movl $0x80000033, %eax", // PG | NE | ET | MP | PE; CD/NW from INIT cleared
     "    movl %eax, %cr0",
     "    ljmp ${kcode64}, $({tr} + (tr_lm64 - ap_trampoline))",
     ".code64",
