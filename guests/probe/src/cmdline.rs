@@ -75,3 +75,44 @@ pub fn parse_u64(text: &str) -> Option<u64> {
     }
     any.then_some(value)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenario_and_arguments() {
+        let a = Args::parse("console=ttyS0 probe=loop  iters=1_000 junk\tseed=0x10 iters=5");
+        assert_eq!(a.scenario(), "loop");
+        assert_eq!(a.get("console"), Some("ttyS0"));
+        assert_eq!(a.get_u64("iters", 0), Ok(5), "the last value wins");
+        assert_eq!(a.get_u64("seed", 0), Ok(16));
+        assert_eq!(a.get_u64("absent", 7), Ok(7));
+        assert_eq!(a.get("junk"), None);
+    }
+
+    #[test]
+    fn defaults_and_bad_values() {
+        assert_eq!(Args::parse("").scenario(), "hello");
+        assert_eq!(Args::parse("probe=").scenario(), "");
+        let a = Args::parse("n=12x m= h=0x o=99999999999999999999999");
+        assert_eq!(a.get_u64("n", 0), Err("12x"));
+        assert_eq!(a.get_u64("m", 0), Err(""));
+        assert_eq!(a.get_u64("h", 0), Err("0x"));
+        assert_eq!(
+            a.get_u64("o", 0),
+            Err("99999999999999999999999"),
+            "overflow is an error"
+        );
+        assert_eq!(a.get("n=12x"), None);
+    }
+
+    #[test]
+    fn extra_pairs_are_dropped_not_overflowed() {
+        let text: String = (0..40).map(|i| format!("k{i}={i} ")).collect();
+        let a = Args::parse(&text);
+        assert_eq!(a.get_u64("k0", 99), Ok(0));
+        assert_eq!(a.get_u64("k15", 99), Ok(15));
+        assert_eq!(a.get("k16"), None);
+    }
+}

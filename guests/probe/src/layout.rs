@@ -3,8 +3,9 @@
 //! These constants are shared by the ring-0 assembly (passed in as `const` operands) and the CPL3
 //! Rust code, so both sides agree on one definition. Nothing here touches hardware.
 
-/// Most vCPUs the probe brings up (TSS, stacks and GDT slots are reserved for this many).
-pub const MAX_CPUS: usize = 64;
+/// Most vCPUs the probe brings up (TSS, stacks and GDT slots are reserved for this many; the
+/// MADT parser keeps as many APIC ids).
+pub const MAX_CPUS: usize = domus_probe::madt::MAX_CPUS;
 
 /// GDT: 64-bit ring-0 code.
 pub const KCODE64: u16 = 0x08;

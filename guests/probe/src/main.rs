@@ -13,11 +13,9 @@ mod acpi;
 mod apic;
 mod boot;
 mod clock;
-mod cmdline;
 mod cpl0;
 mod io;
 mod layout;
-mod memmap;
 mod power;
 mod pvh;
 mod scenarios;
@@ -29,6 +27,7 @@ mod virtio;
 
 use acpi::Acpi;
 use cmdline::Args;
+use domus_probe::{cmdline, memmap};
 use pvh::BootInfo;
 
 /// What the probe learned at boot; every scenario gets it.

@@ -4,9 +4,8 @@
 //! before a field is read; a bad table is skipped, never followed.
 
 use crate::io::{phys_read8, phys_slice};
+use domus_probe::bytes::{checksum_ok, le32, le64, HEADER_LEN};
 
-/// Length of the common table header.
-pub const HEADER_LEN: usize = 36;
 /// Largest table the probe accepts.
 const MAX_TABLE_LEN: usize = 1 << 20;
 
@@ -21,31 +20,6 @@ pub struct Root {
     pub table: &'static [u8],
     /// Width of the root table's entries: 8 for an XSDT, 4 for an RSDT.
     pub entry_size: usize,
-}
-
-fn checksum_ok(bytes: &[u8]) -> bool {
-    bytes.iter().fold(0u8, |sum, &b| sum.wrapping_add(b)) == 0
-}
-
-/// Little-endian field readers that return 0 beyond the end instead of panicking.
-pub fn le16(bytes: &[u8], off: usize) -> u16 {
-    match bytes.get(off..off + 2) {
-        Some(b) => u16::from_le_bytes([b[0], b[1]]),
-        None => 0,
-    }
-}
-
-/// See `le16`.
-pub fn le32(bytes: &[u8], off: usize) -> u32 {
-    match bytes.get(off..off + 4) {
-        Some(b) => u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-        None => 0,
-    }
-}
-
-/// See `le16`.
-pub fn le64(bytes: &[u8], off: usize) -> u64 {
-    u64::from(le32(bytes, off)) | (u64::from(le32(bytes, off + 4)) << 32)
 }
 
 /// The validated table at `addr` (header length bounded, checksum correct), if any.

@@ -18,13 +18,13 @@
 
 use super::Scenario;
 use crate::acpi::aml::find_ged;
-use crate::acpi::tables::HEADER_LEN;
 use crate::acpi::{Acpi, Fadt, Madt, FADT_PWR_BUTTON};
 use crate::apic::{mask_pic, IoApic, LocalApic, Route};
 use crate::cmdline::Args;
 use crate::io::{inw, outb, outw};
 use crate::layout::VECTOR_SCI;
 use crate::Machine;
+use domus_probe::bytes::HEADER_LEN;
 
 /// The scenario entry.
 pub const SCENARIO: Scenario = Scenario { name: "idle", run };

@@ -3,6 +3,7 @@
 //! Adding a scenario is one file: write `scenarios/<name>.rs` with a `pub const SCENARIO:
 //! Scenario` and list it below. A scenario that returns is followed by an ACPI poweroff.
 
+mod acpi_dump;
 mod cpuid;
 mod echo;
 mod fault;
@@ -43,6 +44,7 @@ pub const SCENARIOS: &[Scenario] = &[
     cpuid::SCENARIO,
     virtio_scan::SCENARIO,
     fault::SCENARIO,
+    acpi_dump::SCENARIO,
 ];
 
 /// Runs the scenario the command line names, or reports that it does not exist.

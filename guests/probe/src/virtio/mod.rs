@@ -6,9 +6,9 @@
 //! user-accessible, so drivers run entirely at CPL3 and poll their used rings.
 
 use crate::acpi::aml::{find_mmio_devices, MmioDevice};
-use crate::acpi::tables::HEADER_LEN;
 use crate::acpi::Acpi;
 use crate::io::mmio_read32;
+use domus_probe::bytes::HEADER_LEN;
 
 /// "virt" in little endian: the MagicValue register.
 pub const MAGIC: u32 = 0x7472_6976;

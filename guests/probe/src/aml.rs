@@ -137,3 +137,98 @@ pub fn find_ged(aml: &[u8]) -> Option<Ged> {
         active_low: flags & 4 != 0,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bytes::HEADER_LEN;
+
+    const MICROVM: &[u8] = include_bytes!("../tests/data/acpi/qemu-microvm/DSDT.bin");
+    const PC: &[u8] = include_bytes!("../tests/data/acpi/qemu-pc/DSDT.bin");
+    const DOMUS: &[u8] = include_bytes!("../tests/data/acpi/domus-vmm/DSDT.bin");
+
+    fn body(t: &[u8]) -> &[u8] {
+        &t[HEADER_LEN..]
+    }
+
+    #[test]
+    fn s5_sleep_types_of_the_fixtures() {
+        assert_eq!(find_s5(body(DOMUS)), Some((5, 5)));
+        assert_eq!(find_s5(body(MICROVM)), Some((5, 0)));
+        assert_eq!(find_s5(body(PC)), Some((0, 0)));
+    }
+
+    #[test]
+    fn s5_encodings() {
+        // Name(\_S5_, Package(2){ 0x07 (BytePrefix), Zero }) with the root prefix.
+        assert_eq!(
+            find_s5(&[0x08, b'\\', b'_', b'S', b'5', b'_', 0x12, 0x05, 0x02, 0x0a, 0x07, 0x00]),
+            Some((7, 0))
+        );
+        // One element only: SLP_TYPb repeats SLP_TYPa; OneOp.
+        assert_eq!(
+            find_s5(&[0x08, b'_', b'S', b'5', b'_', 0x12, 0x03, 0x01, 0x01]),
+            Some((1, 1))
+        );
+        // A reference to _S5_ that is not a Name() definition is skipped.
+        assert_eq!(
+            find_s5(&[0x70, b'_', b'S', b'5', b'_', 0x12, 0x03, 0x01, 0x01]),
+            None
+        );
+        // Not a package, unknown element encoding, truncated: absent.
+        assert_eq!(find_s5(&[0x08, b'_', b'S', b'5', b'_', 0x0a, 0x05]), None);
+        assert_eq!(
+            find_s5(&[0x08, b'_', b'S', b'5', b'_', 0x12, 0x03, 0x01, 0x5b]),
+            None
+        );
+        assert_eq!(
+            find_s5(&[0x08, b'_', b'S', b'5', b'_', 0x12, 0x03, 0x01, 0x0a]),
+            None
+        );
+        assert_eq!(find_s5(b"_S5_"), None);
+        assert_eq!(find_s5(&[]), None);
+    }
+
+    #[test]
+    fn virtio_mmio_devices_of_qemu_microvm() {
+        let mut found = Vec::new();
+        find_mmio_devices(body(MICROVM), b"LNRO0005", |d| found.push((d.base, d.irq)));
+        assert_eq!(found.len(), 1, "{found:x?}");
+        assert_eq!(found[0].0 & !0xfff, 0xfeb0_2000, "{found:x?}");
+        assert!(found[0].1 != 0, "{found:x?}");
+        let mut none = 0;
+        find_mmio_devices(body(PC), b"LNRO0005", |_| none += 1);
+        assert_eq!(none, 0);
+    }
+
+    #[test]
+    fn generic_event_device_of_qemu_microvm() {
+        let ged = find_ged(body(MICROVM)).expect("GED");
+        assert_eq!(ged.esel, 0xfea0_0000);
+        assert!(ged.edge && !ged.active_low);
+        assert!(ged.irq != 0);
+        assert!(find_ged(body(PC)).is_none());
+        assert!(find_ged(body(DOMUS)).is_none());
+    }
+
+    #[test]
+    fn every_truncation_and_corruption_is_handled() {
+        for t in [MICROVM, PC, DOMUS] {
+            let b = body(t);
+            for len in 0..=b.len() {
+                let cut = &b[..len];
+                let _ = find_s5(cut);
+                let _ = find_ged(cut);
+                find_mmio_devices(cut, b"LNRO0005", |_| {});
+            }
+            let mut flipped = b.to_vec();
+            for i in 0..flipped.len() {
+                flipped[i] ^= 0xff;
+                let _ = find_s5(&flipped);
+                let _ = find_ged(&flipped);
+                find_mmio_devices(&flipped, b"LNRO0005", |_| {});
+                flipped[i] ^= 0xff;
+            }
+        }
+    }
+}
