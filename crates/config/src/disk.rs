@@ -367,13 +367,14 @@ impl SpecParser {
                 break;
             }
             self.had_prefix = true;
-            rest = after;
+            rest = after.trim_start();
         }
         if self.had_prefix && !self.specified[Slot::Format as usize] {
             // The deprecated syntax has no format slot.
             self.specified[Slot::Format as usize] = true;
         }
-        self.spec.target = non_empty(rest);
+        // Trimmed like every item, so that `target=` (which drops leading whitespace) reads it back.
+        self.spec.target = non_empty(rest.trim_end());
         Ok(())
     }
 
