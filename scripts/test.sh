@@ -15,7 +15,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo build (all binaries, the probe guest included)"
 cargo build --workspace
 # Fuzz targets: built with nightly + cargo-fuzz, their committed corpora replayed (no new fuzzing in CI).
-for dir in crates/*/fuzz; do
+for dir in crates/*/fuzz guests/*/fuzz; do
     [ -d "$dir" ] || continue
     echo "== fuzz corpus replay: $dir"
     ./scripts/fuzz-replay.sh "$dir"
