@@ -14,7 +14,7 @@ use mio::net::UnixStream;
 use crate::wire::{self, Decoded, WireError};
 use crate::{ConnId, DomId};
 
-const READ_CHUNK: usize = 64 * 1024;
+const READ_CHUNK: usize = 16 * 1024;
 
 /// A client connection.
 #[derive(Debug)]
@@ -26,18 +26,26 @@ pub struct Connection {
     pub domid: DomId,
     inbuf: Vec<u8>,
     in_pos: usize,
+    in_end: usize,
     out: VecDeque<Vec<u8>>,
     out_off: usize,
     out_bytes: usize,
     /// Set while back-pressure holds its requests back.
     pub paused: bool,
+    /// Whether writability is being watched (only while output is stuck).
+    pub watching_writable: bool,
+    /// Whether the server has it on its list of connections with output to send.
+    pub listed_dirty: bool,
 }
 
 /// What reading found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ReadState {
-    /// Some bytes arrived.
-    Data,
+    /// Some bytes arrived; `full` if they filled the read buffer (more may be waiting).
+    Data {
+        /// The read filled its buffer.
+        full: bool,
+    },
     /// Socket drained for now.
     WouldBlock,
     /// Peer closed its side.
@@ -53,10 +61,13 @@ impl Connection {
             domid,
             inbuf: Vec::new(),
             in_pos: 0,
+            in_end: 0,
             out: VecDeque::new(),
             out_off: 0,
             out_bytes: 0,
             paused: false,
+            watching_writable: false,
+            listed_dirty: false,
         }
     }
 
@@ -71,48 +82,42 @@ impl Connection {
     /// # Errors
     /// The buffered bytes can never form a valid message.
     pub fn peek_message(&self) -> Result<Decoded<'_>, WireError> {
-        wire::decode(&self.inbuf[self.in_pos..])
+        wire::decode(&self.inbuf[self.in_pos..self.in_end])
     }
 
     /// Drops `n` handled bytes from the input.
     pub fn consume(&mut self, n: usize) {
         self.in_pos += n;
-        if self.in_pos == self.inbuf.len() {
-            self.inbuf.clear();
+        if self.in_pos == self.in_end {
             self.in_pos = 0;
+            self.in_end = 0;
         }
     }
 
-    /// Reads what the socket has (at most one chunk past what is buffered).
+    /// Reads what the socket has into the input buffer (allocated once, never re-zeroed).
     ///
     /// # Errors
     /// Socket errors other than would-block.
     pub fn read_some(&mut self) -> io::Result<ReadState> {
-        if self.in_pos > 0 {
-            self.inbuf.drain(..self.in_pos);
+        if self.inbuf.is_empty() {
+            self.inbuf = vec![0; READ_CHUNK];
+        }
+        if self.in_pos > 0 && self.in_end == self.inbuf.len() {
+            self.inbuf.copy_within(self.in_pos..self.in_end, 0);
+            self.in_end -= self.in_pos;
             self.in_pos = 0;
         }
-        let start = self.inbuf.len();
-        self.inbuf.resize(start + READ_CHUNK, 0);
+        let room = self.inbuf.len() - self.in_end;
         loop {
-            match self.stream.read(&mut self.inbuf[start..]) {
-                Ok(0) => {
-                    self.inbuf.truncate(start);
-                    return Ok(ReadState::Eof);
-                }
+            match self.stream.read(&mut self.inbuf[self.in_end..]) {
+                Ok(0) => return Ok(ReadState::Eof),
                 Ok(n) => {
-                    self.inbuf.truncate(start + n);
-                    return Ok(ReadState::Data);
+                    self.in_end += n;
+                    return Ok(ReadState::Data { full: n == room });
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.inbuf.truncate(start);
-                    return Ok(ReadState::WouldBlock);
-                }
-                Err(e) => {
-                    self.inbuf.truncate(start);
-                    return Err(e);
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ReadState::WouldBlock),
+                Err(e) => return Err(e),
             }
         }
     }

@@ -196,6 +196,7 @@ pub fn spawn(config: ServerConfig) -> Result<ServerHandle, StoreError> {
         poll,
         listeners,
         conns: HashMap::new(),
+        dirty: Vec::new(),
         config,
         stop,
     };
@@ -217,6 +218,7 @@ struct Server {
     poll: Poll,
     listeners: Vec<(UnixListener, DomId, PathBuf)>,
     conns: HashMap<ConnId, Connection>,
+    dirty: Vec<ConnId>,
     config: ServerConfig,
     stop: Arc<AtomicBool>,
 }
@@ -233,38 +235,36 @@ impl Server {
     fn run(&mut self) -> Result<(), StoreError> {
         let _syncer = self.store.start_syncer();
         let mut events = Events::with_capacity(256);
-        let mut backlog: Vec<ConnId> = Vec::new();
+        let mut backlog: Vec<(ConnId, bool)> = Vec::new();
         let result = loop {
-            let timeout = if backlog.is_empty() {
-                None
-            } else {
-                Some(Duration::ZERO)
-            };
+            let timeout = if backlog.is_empty() { None } else { Some(Duration::ZERO) };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
-                break Err(StoreError::EventLoop {
-                    what: "epoll_wait",
-                    source: e,
-                });
+                break Err(StoreError::EventLoop { what: "epoll_wait", source: e });
             }
-            let mut readable: Vec<ConnId> = std::mem::take(&mut backlog);
+            let mut readable = std::mem::take(&mut backlog);
             for ev in events.iter() {
                 match ev.token() {
                     WAKER => {}
                     t if t.0 < self.listeners.len() => self.accept(t.0),
-                    t if ev.is_readable() || ev.is_read_closed() || ev.is_error() => {
-                        readable.push(self.conn_of(t))
+                    t => {
+                        let id = self.conn_of(t);
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            readable.push((id, ev.is_read_closed() || ev.is_error()));
+                        }
+                        if ev.is_writable() {
+                            self.mark_dirty(id);
+                        }
                     }
-                    _ => {}
                 }
             }
             if self.stop.load(Ordering::Acquire) {
                 break Ok(());
             }
-            for id in readable {
-                self.service(id);
+            for (id, hup) in readable {
+                self.service(id, hup);
             }
             if let Err(e) = self.store.flush() {
                 tracing::error!(error = %e, "journal write failed; stopping without acknowledging the batch");
@@ -275,6 +275,15 @@ impl Server {
         self.finish();
         let synced = self.store.sync();
         result.and(synced)
+    }
+
+    fn mark_dirty(&mut self, id: ConnId) {
+        if let Some(c) = self.conns.get_mut(&id) {
+            if !c.listed_dirty {
+                c.listed_dirty = true;
+                self.dirty.push(id);
+            }
+        }
     }
 
     fn accept(&mut self, index: usize) {
@@ -300,11 +309,7 @@ impl Server {
             let id = self.store.connect(domid);
             let mut conn = Connection::new(stream, id, domid);
             let token = self.token_of(id);
-            if let Err(e) = self.poll.registry().register(
-                conn.stream_mut(),
-                token,
-                Interest::READABLE | Interest::WRITABLE,
-            ) {
+            if let Err(e) = self.poll.registry().register(conn.stream_mut(), token, Interest::READABLE) {
                 tracing::warn!(error = %e, "cannot register connection");
                 self.store.disconnect(id);
                 continue;
@@ -324,12 +329,16 @@ impl Server {
 
     /// Handles buffered requests and reads more, until the socket is drained or back-pressure applies.
     /// The connection is taken out of the map meanwhile, so events can be routed to everyone else.
-    fn service(&mut self, id: ConnId) {
-        let Some(mut conn) = self.conns.remove(&id) else {
-            return;
-        };
+    /// `hup`: the peer closed its side, so read on to the end of the stream.
+    fn service(&mut self, id: ConnId, hup: bool) {
+        let Some(mut conn) = self.conns.remove(&id) else { return };
         let limit = self.limit_for(conn.domid);
-        if self.service_conn(&mut conn, limit) {
+        let keep = self.service_conn(&mut conn, limit, hup);
+        if keep {
+            if conn.queued_messages() > 0 && !conn.listed_dirty {
+                conn.listed_dirty = true;
+                self.dirty.push(id);
+            }
             self.conns.insert(id, conn);
         } else {
             let _ = self.poll.registry().deregister(conn.stream_mut());
@@ -339,7 +348,7 @@ impl Server {
     }
 
     /// Returns false when the connection must be closed.
-    fn service_conn(&mut self, conn: &mut Connection, limit: usize) -> bool {
+    fn service_conn(&mut self, conn: &mut Connection, limit: usize, hup: bool) -> bool {
         let id = conn.id;
         loop {
             loop {
@@ -349,11 +358,7 @@ impl Server {
                 }
                 match conn.peek_message() {
                     Ok(Decoded::Incomplete) => break,
-                    Ok(Decoded::Message {
-                        header,
-                        payload,
-                        consumed,
-                    }) => {
+                    Ok(Decoded::Message { header, payload, consumed }) => {
                         let reply = self.store.handle(id, &header, payload);
                         conn.consume(consumed);
                         conn.queue(reply);
@@ -366,7 +371,14 @@ impl Server {
                 }
             }
             match conn.read_some() {
-                Ok(ReadState::Data) => {}
+                // A short read drained the socket; edge-triggered epoll reports anything newer.
+                Ok(ReadState::Data { full }) => {
+                    if !full && !hup {
+                        if let Ok(Decoded::Incomplete) = conn.peek_message() {
+                            return true;
+                        }
+                    }
+                }
                 Ok(ReadState::WouldBlock) => return true,
                 Ok(ReadState::Eof) => return false,
                 Err(e) => {
@@ -384,35 +396,46 @@ impl Server {
                 current.queue(msg);
             } else if let Some(c) = self.conns.get_mut(&to) {
                 c.queue(msg);
+                if !c.listed_dirty {
+                    c.listed_dirty = true;
+                    self.dirty.push(to);
+                }
             }
         }
     }
 
-    /// Writes queued output everywhere; returns the paused connections that may go on.
-    fn send_all(&mut self) -> Vec<ConnId> {
+    /// Writes queued output of the connections that have some; returns the paused connections that may
+    /// go on. Writability is watched only for connections whose output is stuck.
+    fn send_all(&mut self) -> Vec<(ConnId, bool)> {
         let mut dead = Vec::new();
         let mut resume = Vec::new();
-        for (id, conn) in self.conns.iter_mut() {
-            if conn.queued_messages() == 0 && !conn.paused {
-                continue;
-            }
+        let listeners = self.listeners.len();
+        for id in std::mem::take(&mut self.dirty) {
+            let Some(conn) = self.conns.get_mut(&id) else { continue };
+            conn.listed_dirty = false;
             if let Err(e) = conn.write_some() {
                 tracing::debug!(conn = id.0, error = %e, "write failed; closing connection");
-                dead.push(*id);
+                dead.push(id);
                 continue;
             }
             if conn.queued_bytes() > self.config.max_output_bytes {
-                tracing::warn!(
-                    conn = id.0,
-                    bytes = conn.queued_bytes(),
-                    "client does not read its messages; dropping it"
-                );
-                dead.push(*id);
+                tracing::warn!(conn = id.0, bytes = conn.queued_bytes(), "client does not read its messages; dropping it");
+                dead.push(id);
                 continue;
             }
-            if conn.paused && conn.queued_messages() == 0 {
+            let stuck = conn.queued_messages() > 0;
+            if stuck != conn.watching_writable {
+                let interest = if stuck { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
+                let token = Token(listeners + usize::try_from(id.0).unwrap_or(usize::MAX - 1));
+                if self.poll.registry().reregister(conn.stream_mut(), token, interest).is_err() {
+                    dead.push(id);
+                    continue;
+                }
+                conn.watching_writable = stuck;
+            }
+            if conn.paused && !stuck {
                 conn.paused = false;
-                resume.push(*id);
+                resume.push((id, false));
             }
         }
         for id in dead {

@@ -4,7 +4,8 @@
 //! `domus-store-bench --socket PATH --op read|write|directory|txrmw --conns N [--seconds S]`
 //! Each of N connections runs in its own thread, sends one request at a time, and times every request.
 //! `txrmw` is TRANSACTION_START, READ, WRITE(value+1), TRANSACTION_END on a key of its own (conflicts are
-//! retried and counted). Prints one line: `op= conns= ops_per_s= p50_us= p99_us= errors= retries=`.
+//! retried and counted). Prints one line: `op= conns= ops_per_s= p50_us= p99_us= errors= retries= total_ops=` (total_ops includes warm-up, for
+//! per-operation CPU accounting of the server).
 //! Never run by `cargo test`; see BENCHMARKS.md for the command that drives it.
 
 use std::path::PathBuf;
@@ -28,9 +29,12 @@ struct Args {
     /// Concurrent connections.
     #[arg(long, default_value_t = 1)]
     conns: usize,
-    /// Measured seconds (after a short warm-up).
+    /// Measured seconds per window (after a short warm-up).
     #[arg(long, default_value_t = 3.0)]
     seconds: f64,
+    /// Measured windows; the one with the median throughput is reported.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +46,7 @@ enum Op {
 }
 
 struct Outcome {
+    done: u64,
     latencies_ns: Vec<u64>,
     errors: u64,
     retries: u64,
@@ -87,7 +92,7 @@ fn worker(socket: PathBuf, op: Op, i: usize, warmup_until: Instant, until: Insta
     let mut c = Client::connect(&socket)?;
     let key = format!("/bench/c{i}/key");
     let counter = format!("/bench/c{i}/counter");
-    let mut out = Outcome { latencies_ns: Vec::with_capacity(1 << 20), errors: 0, retries: 0 };
+    let mut out = Outcome { done: 0, latencies_ns: Vec::with_capacity(1 << 20), errors: 0, retries: 0 };
     let mut n = 0u64;
     loop {
         let t0 = Instant::now();
@@ -96,6 +101,7 @@ fn worker(socket: PathBuf, op: Op, i: usize, warmup_until: Instant, until: Insta
         }
         let r = one(&mut c, op, &key, &counter, n, &mut out.retries);
         n += 1;
+        out.done = n;
         if t0 < warmup_until {
             continue;
         }
@@ -105,6 +111,30 @@ fn worker(socket: PathBuf, op: Op, i: usize, warmup_until: Instant, until: Insta
         }
     }
     Ok(out)
+}
+
+/// One measured window: sorted latencies, errors, conflict retries.
+fn measure(args: &Args, op: Op) -> anyhow::Result<(Vec<u64>, u64, u64, u64)> {
+    let start = Instant::now();
+    let warmup_until = start + Duration::from_millis(300);
+    let until = warmup_until + Duration::from_secs_f64(args.seconds);
+    let threads: Vec<_> = (0..args.conns)
+        .map(|i| {
+            let s = args.socket.clone();
+            std::thread::spawn(move || worker(s, op, i, warmup_until, until))
+        })
+        .collect();
+    let mut all = Vec::new();
+    let (mut errors, mut retries, mut done) = (0, 0, 0);
+    for t in threads {
+        let o = t.join().map_err(|_| anyhow::anyhow!("worker panicked"))??;
+        done += o.done;
+        all.extend(o.latencies_ns);
+        errors += o.errors;
+        retries += o.retries;
+    }
+    all.sort_unstable();
+    Ok((all, errors, retries, done))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -120,24 +150,13 @@ fn main() -> anyhow::Result<()> {
         bail!("--conns and --seconds must be positive");
     }
     setup(&args.socket, args.conns).with_context(|| format!("preparing /bench on {}", args.socket.display()))?;
-    let start = Instant::now();
-    let warmup_until = start + Duration::from_millis(300);
-    let until = warmup_until + Duration::from_secs_f64(args.seconds);
-    let threads: Vec<_> = (0..args.conns)
-        .map(|i| {
-            let s = args.socket.clone();
-            std::thread::spawn(move || worker(s, op, i, warmup_until, until))
-        })
-        .collect();
-    let mut all = Vec::new();
-    let (mut errors, mut retries) = (0, 0);
-    for t in threads {
-        let o = t.join().map_err(|_| anyhow::anyhow!("worker panicked"))??;
-        all.extend(o.latencies_ns);
-        errors += o.errors;
-        retries += o.retries;
+    let mut windows = Vec::new();
+    for _ in 0..args.repeat.max(1) {
+        windows.push(measure(&args, op)?);
     }
-    all.sort_unstable();
+    let total_ops: u64 = windows.iter().map(|w| w.3).sum();
+    windows.sort_by_key(|w| w.0.len());
+    let (all, errors, retries, _) = &windows[windows.len() / 2];
     let pct = |p: f64| -> f64 {
         if all.is_empty() {
             return 0.0;
@@ -145,16 +164,16 @@ fn main() -> anyhow::Result<()> {
         let idx = ((all.len() as f64 - 1.0) * p).round() as usize;
         all[idx.min(all.len() - 1)] as f64 / 1000.0
     };
-    let ops = all.len() as f64 / args.seconds;
     println!(
-        "op={} conns={} ops_per_s={:.0} p50_us={:.1} p99_us={:.1} errors={} retries={}",
+        "op={} conns={} ops_per_s={:.0} p50_us={:.1} p99_us={:.1} errors={} retries={} total_ops={}",
         args.op,
         args.conns,
-        ops,
+        all.len() as f64 / args.seconds,
         pct(0.50),
         pct(0.99),
         errors,
-        retries
+        retries,
+        total_ops
     );
     Ok(())
 }
