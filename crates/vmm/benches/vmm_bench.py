@@ -7,7 +7,7 @@ Figures (see BENCHMARKS.md, section "VMM"):
   loop    `probe=loop` CPL3 compute vs the same instructions as a host process (guests/probe/tools/host-loop.c)
 
 Usage (from the repository root, after `cargo build -p domus-vmm -p domus-probe`):
-  python3 crates/vmm/benches/vmm_bench.py [--target-dir target] [--runs 10] [start|rss|loop ...]
+  python3 crates/vmm/benches/vmm_bench.py [--target-dir target] [--profile debug|release] [--runs 10] [start|rss|loop ...]
 Not a test: it never asserts, it prints figures.
 """
 import argparse
@@ -23,12 +23,12 @@ QEMU = ["qemu-system-x86_64", "-M", "microvm", "-accel", "kvm", "-cpu", "qemu64"
 
 
 def vmm_cmd(t, cmdline, mem=64):
-    return [f"{t}/debug/domus-vmm", "--kernel", f"{t}/debug/domus-probe", "--cmdline", cmdline,
+    return [f"{t}/domus-vmm", "--kernel", f"{t}/domus-probe", "--cmdline", cmdline,
             "--memory", str(mem), "--vcpus", "1"]
 
 
 def qemu_cmd(t, cmdline):
-    return QEMU + ["-kernel", f"{t}/debug/domus-probe", "-append", cmdline]
+    return QEMU + ["-kernel", f"{t}/domus-probe", "-append", cmdline]
 
 
 def first_byte_s(cmd):
@@ -54,20 +54,21 @@ def bench_start(t, runs):
 
 
 def smaps(pid):
-    """(total RSS kB, RSS kB of the largest mapping of exactly 64 MiB = guest RAM)."""
-    total, guest = 0, 0
+    """Sums over /proc/PID/smaps: Rss, Pss, Anonymous (kB), and the Rss of the guest-RAM mapping (the one
+    mapping of exactly 64 MiB)."""
+    tot = {"Rss:": 0, "Pss:": 0, "Anonymous:": 0}
+    guest = 0
     size = None
     with open(f"/proc/{pid}/smaps") as f:
         for line in f:
             parts = line.split()
             if parts[0] == "Size:":
                 size = int(parts[1])
-            elif parts[0] == "Rss:":
-                rss = int(parts[1])
-                total += rss
-                if size == 64 * 1024:
-                    guest = max(guest, rss)
-    return total, guest
+            elif parts[0] in tot:
+                tot[parts[0]] += int(parts[1])
+                if parts[0] == "Rss:" and size == 64 * 1024:
+                    guest = max(guest, int(parts[1]))
+    return tot["Rss:"], tot["Pss:"], tot["Anonymous:"], guest
 
 
 def rss_of(cmd):
@@ -84,17 +85,18 @@ def rss_of(cmd):
             buf += chunk
         time.sleep(0.01)
     time.sleep(0.5)
-    total, guest = smaps(p.pid)
+    figures = smaps(p.pid)
     p.kill()
     p.wait()
-    return total, guest
+    return figures
 
 
 def bench_rss(t):
     for name, cmd in (("domus-vmm", vmm_cmd(t, "probe=echo")), ("QEMU microvm", qemu_cmd(t, "probe=echo"))):
-        total, guest = rss_of(cmd)
-        print(f"RSS {name}: total {total/1024:.2f} MiB, guest RAM touched {guest/1024:.2f} MiB, "
-              f"VMM beyond guest {(total-guest)/1024:.2f} MiB")
+        rss, pss, anon, guest = rss_of(cmd)
+        print(f"RSS {name}: total {rss/1024:.2f} MiB, guest RAM touched {guest/1024:.2f} MiB -> "
+              f"RSS beyond guest {(rss-guest)/1024:.2f} MiB (PSS beyond guest {(pss-guest)/1024:.2f} MiB, "
+              f"private anonymous beyond guest {(anon-guest)/1024:.2f} MiB)")
 
 
 def cycles(cmd, prefix):
@@ -121,12 +123,14 @@ def bench_loop(t, runs, iters):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--target-dir", default=os.environ.get("CARGO_TARGET_DIR", "target"))
+    ap.add_argument("--profile", default="debug", help="debug or release (cargo build --release)")
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--iters", type=int, default=2_000_000_000)
     ap.add_argument("what", nargs="*", default=["start", "rss", "loop"])
     a = ap.parse_args()
+    a.target_dir = os.path.join(a.target_dir, a.profile)
     print(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {os.uname().nodename} nproc={os.cpu_count()} "
-          f"load={os.getloadavg()[0]:.2f}")
+          f"load={os.getloadavg()[0]:.2f} binaries={a.target_dir}")
     for w in a.what:
         {"start": lambda: bench_start(a.target_dir, a.runs),
          "rss": lambda: bench_rss(a.target_dir),

@@ -20,6 +20,8 @@
 //! # Control protocol
 //! Documented in [`control`].
 
+#![warn(missing_docs)]
+
 pub mod boot;
 pub mod config;
 pub mod console;

@@ -11,54 +11,103 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use clap::Parser;
 use domus_vmm::config::VmConfig;
 use domus_vmm::console::ConsoleMode;
 use domus_vmm::machine::{self, MachineOptions};
 
-/// Run one Domus domain on KVM.
-#[derive(Debug, Parser)]
-#[command(name = "domus-vmm", version, about)]
+const USAGE: &str = "usage: domus-vmm (--config FILE [KEY=VALUE ...] | --config-json FILE) \
+[--console stdio|pty|unix:PATH] [--control PATH]
+
+Runs one Domus domain on KVM in the foreground until the guest stops.
+Exit status: 0 powered off, 2 rebooted, 3 crashed, 1 VMM or configuration error.
+
+  --config FILE         xl.cfg domain configuration; KEY=VALUE arguments are appended as lines
+  --config-json FILE    domain configuration as JSON (`domus create -N` output)
+  --console MODE        stdio (default), pty, or unix:PATH (any number of clients, with backlog)
+  --control PATH        control socket (newline-delimited JSON; see the crate docs)
+  -h, --help            this text
+  -V, --version         version";
+
+/// Command-line arguments (contract 2). Hand-parsed: a VMM runs once per domain, and an argument
+/// parser's resident code is a measurable part of its footprint (BENCHMARKS.md).
+#[derive(Debug, Default)]
 struct Args {
-    /// xl.cfg domain configuration file.
-    #[arg(long, value_name = "FILE", conflicts_with = "config_json")]
     config: Option<PathBuf>,
-    /// KEY=VALUE lines appended to the --config file (as xl does).
-    #[arg(value_name = "KEY=VALUE", requires = "config")]
     overrides: Vec<String>,
-    /// Domain configuration as JSON (`domus create -N` output).
-    #[arg(long, value_name = "FILE")]
     config_json: Option<PathBuf>,
-    /// Console: stdio, pty or unix:PATH.
-    #[arg(long, default_value = "stdio")]
-    console: ConsoleMode,
-    /// Control socket path.
-    #[arg(long, value_name = "PATH")]
+    console: Option<ConsoleMode>,
     control: Option<PathBuf>,
-    /// KVM device node (tests use this to simulate a missing or forbidden /dev/kvm).
-    #[arg(long, env = "DOMUS_KVM_DEVICE", default_value = domus_vmm::vstate::kvm::DEFAULT_KVM_PATH, hide = true)]
-    kvm_device: PathBuf,
-    /// Seconds to keep the control socket open after the guest stopped, waiting for ack-outcome.
-    #[arg(long, default_value_t = 60, hide = true)]
-    outcome_linger_s: u64,
-    /// Kernel (without a config file).
-    #[arg(long, hide = true, conflicts_with_all = ["config", "config_json"])]
+    /// Hidden: KVM device node (tests simulate a missing or forbidden /dev/kvm); env DOMUS_KVM_DEVICE.
+    kvm_device: Option<PathBuf>,
+    /// Hidden: seconds to keep the control socket open after the stop, waiting for ack-outcome.
+    outcome_linger_s: Option<u64>,
+    /// Hidden: boot a kernel without a config file (tests, benchmarks).
     kernel: Option<PathBuf>,
-    /// Ramdisk (with --kernel).
-    #[arg(long, hide = true, requires = "kernel")]
     ramdisk: Option<PathBuf>,
-    /// Command line (with --kernel).
-    #[arg(long, hide = true, requires = "kernel", default_value = "")]
-    cmdline: String,
-    /// Memory in MiB (with --kernel).
-    #[arg(long, hide = true, requires = "kernel", default_value_t = 128)]
-    memory: u64,
-    /// vCPUs (with --kernel).
-    #[arg(long, hide = true, requires = "kernel", default_value_t = 1)]
-    vcpus: u32,
-    /// Domain name (with --kernel).
-    #[arg(long, hide = true, requires = "kernel", default_value = "domain")]
-    name: String,
+    cmdline: Option<String>,
+    memory: Option<u64>,
+    vcpus: Option<u32>,
+    name: Option<String>,
+}
+
+/// What `main` should do.
+enum Parsed {
+    Run(Box<Args>),
+    Print(String),
+}
+
+fn parse_args(argv: impl IntoIterator<Item = String>) -> anyhow::Result<Parsed> {
+    let mut a = Args::default();
+    let mut it = argv.into_iter();
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = || -> anyhow::Result<String> {
+            match inline.clone().or_else(|| it.next()) {
+                Some(v) => Ok(v),
+                None => bail!("{flag} needs a value (see --help)"),
+            }
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(Parsed::Print(USAGE.to_owned())),
+            "-V" | "--version" => {
+                return Ok(Parsed::Print(format!(
+                    "domus-vmm {}",
+                    env!("CARGO_PKG_VERSION")
+                )))
+            }
+            "--config" => a.config = Some(value()?.into()),
+            "--config-json" => a.config_json = Some(value()?.into()),
+            "--console" => a.console = Some(value()?.parse()?),
+            "--control" => a.control = Some(value()?.into()),
+            "--kvm-device" => a.kvm_device = Some(value()?.into()),
+            "--outcome-linger-s" => {
+                a.outcome_linger_s = Some(value()?.parse().context("--outcome-linger-s")?)
+            }
+            "--kernel" => a.kernel = Some(value()?.into()),
+            "--ramdisk" => a.ramdisk = Some(value()?.into()),
+            "--cmdline" => a.cmdline = Some(value()?),
+            "--memory" => a.memory = Some(value()?.parse().context("--memory takes MiB")?),
+            "--vcpus" => a.vcpus = Some(value()?.parse().context("--vcpus takes a number")?),
+            "--name" => a.name = Some(value()?),
+            f if f.starts_with('-') => bail!("unknown option {f} (see --help)"),
+            _ if a.config.is_some() && arg.contains('=') => a.overrides.push(arg),
+            _ => bail!(
+                "unexpected argument {arg:?} (KEY=VALUE overrides follow --config FILE) (see --help)"
+            ),
+        }
+    }
+    let sources = [
+        a.config.is_some(),
+        a.config_json.is_some(),
+        a.kernel.is_some(),
+    ];
+    if sources.iter().filter(|s| **s).count() > 1 {
+        bail!("give only one of --config and --config-json (see --help)");
+    }
+    Ok(Parsed::Run(Box::new(a)))
 }
 
 fn load_config(args: &Args) -> anyhow::Result<VmConfig> {
@@ -70,12 +119,12 @@ fn load_config(args: &Args) -> anyhow::Result<VmConfig> {
     }
     if let Some(kernel) = &args.kernel {
         return Ok(VmConfig {
-            name: args.name.clone(),
+            name: args.name.clone().unwrap_or_else(|| "domain".to_owned()),
             kernel: kernel.clone(),
             ramdisk: args.ramdisk.clone(),
-            cmdline: args.cmdline.clone(),
-            memory_mib: args.memory,
-            vcpus: args.vcpus,
+            cmdline: args.cmdline.clone().unwrap_or_default(),
+            memory_mib: args.memory.unwrap_or(128),
+            vcpus: args.vcpus.unwrap_or(1),
         });
     }
     bail!("no domain given: use --config FILE or --config-json FILE")
@@ -85,11 +134,16 @@ fn run(args: &Args) -> anyhow::Result<u8> {
     let mut cfg = load_config(args)?;
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     cfg.resolve_paths(&cwd);
+    let kvm_path = args
+        .kvm_device
+        .clone()
+        .or_else(|| std::env::var_os("DOMUS_KVM_DEVICE").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(domus_vmm::vstate::kvm::DEFAULT_KVM_PATH));
     let opts = MachineOptions {
-        console: args.console.clone(),
+        console: args.console.clone().unwrap_or(ConsoleMode::Stdio),
         control: args.control.clone(),
-        kvm_path: args.kvm_device.clone(),
-        outcome_linger: Duration::from_secs(args.outcome_linger_s),
+        kvm_path,
+        outcome_linger: Duration::from_secs(args.outcome_linger_s.unwrap_or(60)),
     };
     let _span = tracing::info_span!("domain", domname = %cfg.name).entered();
     let outcome =
@@ -99,19 +153,70 @@ fn run(args: &Args) -> anyhow::Result<u8> {
 }
 
 fn main() -> ExitCode {
+    // A plain level from RUST_LOG (error|warn|info|debug|trace; default warn): the full EnvFilter
+    // directive language is not worth its resident code in a process that runs per domain.
+    let level = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<tracing::Level>().ok())
+        .unwrap_or(tracing::Level::WARN);
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
+        .with_max_level(level)
         .init();
-    let args = Args::parse();
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(Parsed::Run(a)) => a,
+        Ok(Parsed::Print(text)) => {
+            println!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("domus-vmm: error: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
     match run(&args) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("domus-vmm: error: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(v: &[&str]) -> anyhow::Result<Args> {
+        match parse_args(v.iter().map(|s| (*s).to_owned()))? {
+            Parsed::Run(a) => Ok(*a),
+            Parsed::Print(_) => anyhow::bail!("printed"),
+        }
+    }
+
+    #[test]
+    fn contract_command_lines() {
+        let a = parse(&[
+            "--config",
+            "x.cfg",
+            "vcpus=2",
+            "memory=64",
+            "--console",
+            "unix:/tmp/c",
+            "--control=/tmp/k",
+        ])
+        .unwrap();
+        assert_eq!(a.config, Some(PathBuf::from("x.cfg")));
+        assert_eq!(a.overrides, ["vcpus=2", "memory=64"]);
+        assert_eq!(a.console, Some(ConsoleMode::Unix("/tmp/c".into())));
+        assert_eq!(a.control, Some(PathBuf::from("/tmp/k")));
+        let a = parse(&["--config-json", "d.json"]).unwrap();
+        assert_eq!(a.config_json, Some(PathBuf::from("d.json")));
+        assert!(parse(&["--config", "a", "--config-json", "b"]).is_err());
+        assert!(parse(&["--console", "tcp:1"]).is_err());
+        assert!(parse(&["--bogus"]).is_err());
+        assert!(parse(&["vcpus=2"]).is_err());
+        assert!(parse(&["--control"]).is_err());
+        assert!(parse(&["--memory", "lots"]).is_err());
     }
 }

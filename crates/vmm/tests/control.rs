@@ -5,7 +5,6 @@
 mod common;
 
 use std::io::Write;
-use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use common::{control, probe, read_until, spawn, temp_dir, wait_bounded, wait_for_path};
@@ -50,7 +49,7 @@ fn idle_power_button_state_and_outcome() {
     let ctl = dir.join("ctl.sock");
     let child = start("probe=idle", "2", &dir);
     wait_for_path(&dir.join("con.sock"), LIMIT);
-    let mut con = UnixStream::connect(dir.join("con.sock")).unwrap();
+    let mut con = common::connect(&dir.join("con.sock"));
     read_until(&mut con, "PROBE idle ready", LIMIT);
 
     let v = control(&ctl, r#"{"cmd":"state"}"#);
@@ -159,9 +158,9 @@ fn echo_over_unix_console_with_several_clients() {
     let child = start("probe=echo", "1", &dir);
     let con = dir.join("con.sock");
     wait_for_path(&con, LIMIT);
-    let mut a = UnixStream::connect(&con).unwrap();
+    let mut a = common::connect(&con);
     read_until(&mut a, "PROBE echo ready", LIMIT);
-    let mut b = UnixStream::connect(&con).unwrap();
+    let mut b = common::connect(&con);
     // A late client first gets the backlog.
     read_until(&mut b, "PROBE echo ready", LIMIT);
     a.write_all(b"ping-from-a\n").unwrap();
@@ -171,7 +170,7 @@ fn echo_over_unix_console_with_several_clients() {
     read_until(&mut a, "pong-from-b", LIMIT);
     drop(a);
     // A third, late client sees the whole backlog including both echoes.
-    let mut c = UnixStream::connect(&con).unwrap();
+    let mut c = common::connect(&con);
     let all = read_until(&mut c, "pong-from-b", LIMIT);
     assert!(
         all.contains("PROBE boot") && all.contains("ping-from-a"),

@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -121,7 +120,7 @@ fn boot_and_check(kernel: &Path, marker: &str, limit: Duration) {
         "5",
     ]);
     wait_for_path(&con, Duration::from_secs(30));
-    let mut s = UnixStream::connect(&con).unwrap();
+    let mut s = common::connect(&con);
     let out = read_until(
         &mut s,
         "BIOS-e820: [mem 0x0000000000100000-0x000000001fffffff] usable",
@@ -154,13 +153,13 @@ fn debian_kernel_prints_its_first_lines() {
         vmlinuz.display()
     );
     // bzImage: the decompressor runs at emulated CPL0 first, which takes minutes here.
-    boot_and_check(&vmlinuz, "domus_boot=bzimage", Duration::from_secs(420));
+    boot_and_check(&vmlinuz, "domus_boot=bzimage", Duration::from_secs(600));
 
     let bz = std::fs::read(&vmlinuz).unwrap();
     let elf = extract_vmlinux(&bz);
     let dir = temp_dir("vmlinux");
     let vmlinux = dir.join("vmlinux");
     std::fs::write(&vmlinux, &elf).unwrap();
-    boot_and_check(&vmlinux, "domus_boot=pvh-elf", Duration::from_secs(240));
+    boot_and_check(&vmlinux, "domus_boot=pvh-elf", Duration::from_secs(300));
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -156,10 +156,27 @@ pub fn wait_for_path(path: &Path, limit: Duration) {
     }
 }
 
+/// Connects to a unix socket, retrying while it is being set up (bind happens before listen).
+pub fn connect(path: &Path) -> UnixStream {
+    let start = Instant::now();
+    loop {
+        match UnixStream::connect(path) {
+            Ok(s) => return s,
+            Err(e) => {
+                assert!(
+                    start.elapsed() < Duration::from_secs(30),
+                    "connect {}: {e}",
+                    path.display()
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
 /// Sends one control request and returns the parsed reply.
 pub fn control(path: &Path, request: &str) -> serde_json::Value {
-    let mut s =
-        UnixStream::connect(path).unwrap_or_else(|e| panic!("connect {}: {e}", path.display()));
+    let mut s = connect(path);
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(request.as_bytes()).unwrap();
     s.write_all(b"\n").unwrap();
