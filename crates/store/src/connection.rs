@@ -116,7 +116,9 @@ impl Connection {
                     return Ok(ReadState::Data { full: n == room });
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ReadState::WouldBlock),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Ok(ReadState::WouldBlock)
+                }
                 Err(e) => return Err(e),
             }
         }

@@ -237,12 +237,19 @@ impl Server {
         let mut events = Events::with_capacity(256);
         let mut backlog: Vec<(ConnId, bool)> = Vec::new();
         let result = loop {
-            let timeout = if backlog.is_empty() { None } else { Some(Duration::ZERO) };
+            let timeout = if backlog.is_empty() {
+                None
+            } else {
+                Some(Duration::ZERO)
+            };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
-                break Err(StoreError::EventLoop { what: "epoll_wait", source: e });
+                break Err(StoreError::EventLoop {
+                    what: "epoll_wait",
+                    source: e,
+                });
             }
             let mut readable = std::mem::take(&mut backlog);
             for ev in events.iter() {
@@ -309,7 +316,11 @@ impl Server {
             let id = self.store.connect(domid);
             let mut conn = Connection::new(stream, id, domid);
             let token = self.token_of(id);
-            if let Err(e) = self.poll.registry().register(conn.stream_mut(), token, Interest::READABLE) {
+            if let Err(e) =
+                self.poll
+                    .registry()
+                    .register(conn.stream_mut(), token, Interest::READABLE)
+            {
                 tracing::warn!(error = %e, "cannot register connection");
                 self.store.disconnect(id);
                 continue;
@@ -331,7 +342,9 @@ impl Server {
     /// The connection is taken out of the map meanwhile, so events can be routed to everyone else.
     /// `hup`: the peer closed its side, so read on to the end of the stream.
     fn service(&mut self, id: ConnId, hup: bool) {
-        let Some(mut conn) = self.conns.remove(&id) else { return };
+        let Some(mut conn) = self.conns.remove(&id) else {
+            return;
+        };
         let limit = self.limit_for(conn.domid);
         let keep = self.service_conn(&mut conn, limit, hup);
         if keep {
@@ -358,7 +371,11 @@ impl Server {
                 }
                 match conn.peek_message() {
                     Ok(Decoded::Incomplete) => break,
-                    Ok(Decoded::Message { header, payload, consumed }) => {
+                    Ok(Decoded::Message {
+                        header,
+                        payload,
+                        consumed,
+                    }) => {
                         let reply = self.store.handle(id, &header, payload);
                         conn.consume(consumed);
                         conn.queue(reply);
@@ -411,7 +428,9 @@ impl Server {
         let mut resume = Vec::new();
         let listeners = self.listeners.len();
         for id in std::mem::take(&mut self.dirty) {
-            let Some(conn) = self.conns.get_mut(&id) else { continue };
+            let Some(conn) = self.conns.get_mut(&id) else {
+                continue;
+            };
             conn.listed_dirty = false;
             if let Err(e) = conn.write_some() {
                 tracing::debug!(conn = id.0, error = %e, "write failed; closing connection");
@@ -419,15 +438,28 @@ impl Server {
                 continue;
             }
             if conn.queued_bytes() > self.config.max_output_bytes {
-                tracing::warn!(conn = id.0, bytes = conn.queued_bytes(), "client does not read its messages; dropping it");
+                tracing::warn!(
+                    conn = id.0,
+                    bytes = conn.queued_bytes(),
+                    "client does not read its messages; dropping it"
+                );
                 dead.push(id);
                 continue;
             }
             let stuck = conn.queued_messages() > 0;
             if stuck != conn.watching_writable {
-                let interest = if stuck { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
+                let interest = if stuck {
+                    Interest::READABLE | Interest::WRITABLE
+                } else {
+                    Interest::READABLE
+                };
                 let token = Token(listeners + usize::try_from(id.0).unwrap_or(usize::MAX - 1));
-                if self.poll.registry().reregister(conn.stream_mut(), token, interest).is_err() {
+                if self
+                    .poll
+                    .registry()
+                    .reregister(conn.stream_mut(), token, interest)
+                    .is_err()
+                {
                     dead.push(id);
                     continue;
                 }

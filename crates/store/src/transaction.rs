@@ -1,7 +1,8 @@
 //! Transactions (xenstore.txt TRANSACTION_START/END) by optimistic concurrency on per-node generations.
 //!
 //! A transaction never copies the tree. It keeps:
-//! - an overlay of the nodes it changed (`None`: removed), applied at commit in path order;
+//! - an overlay of the nodes it changed (`None`: removed), applied at commit in the order the transaction
+//!   first touched them (parents before children, and new children listed in creation order, as Xen does);
 //! - the generation of every committed node it looked at, taken the first time it looked (or "absent"),
 //!   and the children generation of every node whose children it listed;
 //! - children it added, so listings merge the committed children with its own changes.
@@ -12,7 +13,7 @@
 //! under a node changes the node's children generation, not its own, so two transactions that create
 //! different children of the same directory without listing it do not conflict.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use crate::db::Db;
 use crate::path;
@@ -33,7 +34,8 @@ struct TxNode {
 pub struct Transaction {
     reads: HashMap<String, Option<u64>>,
     dir_reads: HashMap<String, u64>,
-    overlay: BTreeMap<String, Option<TxNode>>,
+    overlay: HashMap<String, Option<TxNode>>,
+    order: Vec<String>,
     added: HashMap<String, Vec<String>>,
     delta: HashMap<DomId, i64>,
     events: Vec<Event>,
@@ -71,12 +73,14 @@ impl Transaction {
         if !self.is_current(tree) {
             return Err(XsError::Again);
         }
-        for (path, node) in self.overlay {
-            match node {
-                Some(n) => tree.put(&path, n.value, n.perms),
-                None => {
+        let mut overlay = self.overlay;
+        for path in self.order {
+            match overlay.remove(&path) {
+                Some(Some(n)) => tree.put(&path, n.value, n.perms),
+                Some(None) => {
                     tree.remove(&path);
                 }
+                None => {}
             }
         }
         let mut seen = std::collections::HashSet::new();
@@ -164,6 +168,9 @@ impl Db for TxDb<'_> {
             }
         }
         self.bump(perms.owner(), 1);
+        if !self.tx.overlay.contains_key(path) {
+            self.tx.order.push(path.to_owned());
+        }
         self.tx
             .overlay
             .insert(path.to_owned(), Some(TxNode { value, perms }));
@@ -180,6 +187,9 @@ impl Db for TxDb<'_> {
             }
             if let Some(owner) = self.node(&p).map(|(_, perms)| perms.owner()) {
                 self.bump(owner, -1);
+            }
+            if !self.tx.overlay.contains_key(&p) {
+                self.tx.order.push(p.clone());
             }
             self.tx.overlay.insert(p, None);
         }

@@ -56,3 +56,27 @@ fn stale_reads_fail_commit_and_leave_the_tree_alone() {
     assert_eq!(tx.commit(&mut tree).unwrap_err(), XsError::Again);
     assert!(tree.get("/y").is_none());
 }
+
+#[test]
+fn commit_keeps_creation_order_of_children() {
+    let mut tree = Tree::new();
+    let mut tx = Transaction::new();
+    {
+        let mut db = TxDb {
+            tree: &tree,
+            tx: &mut tx,
+        };
+        db.put("/vm", Vec::new(), p0());
+        db.put("/vm/name", Vec::new(), p0());
+        db.put("/vm/memory", Vec::new(), p0());
+    }
+    tx.commit(&mut tree).unwrap();
+    let names: Vec<&str> = tree
+        .get("/vm")
+        .unwrap()
+        .children
+        .iter()
+        .map(|c| &**c)
+        .collect();
+    assert_eq!(names, vec!["name", "memory"]);
+}

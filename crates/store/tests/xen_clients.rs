@@ -15,8 +15,12 @@ fn read_write_ls_list_exists_rm() {
     let dir = tempfile::tempdir().unwrap();
     let d = Daemon::start(dir.path(), &[]);
     let s = &d.socket;
-    xs_ok(s, "xenstore-write", &["/vm/a/name", "guest one"]);
-    xs_ok(s, "xenstore-write", &["/vm/a/memory", "512"]);
+    // Several pairs: xenstore-write puts them in one transaction; children keep their creation order.
+    xs_ok(
+        s,
+        "xenstore-write",
+        &["/vm/a/name", "guest one", "/vm/a/memory", "512"],
+    );
     assert_eq!(xs_ok(s, "xenstore-read", &["/vm/a/name"]), "guest one\n");
     assert_eq!(
         xs_ok(s, "xenstore-read", &["/vm/a/name", "/vm/a/memory"]),

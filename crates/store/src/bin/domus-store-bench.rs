@@ -55,7 +55,11 @@ struct Outcome {
 fn setup(socket: &PathBuf, conns: usize) -> anyhow::Result<()> {
     let mut c = Client::connect(socket)?;
     for i in 0..conns {
-        c.write(TxId::NONE, &format!("/bench/c{i}/key"), b"0123456789abcdef0123456789abcdef")?;
+        c.write(
+            TxId::NONE,
+            &format!("/bench/c{i}/key"),
+            b"0123456789abcdef0123456789abcdef",
+        )?;
         c.write(TxId::NONE, &format!("/bench/c{i}/counter"), b"0")?;
     }
     for j in 0..16 {
@@ -64,7 +68,14 @@ fn setup(socket: &PathBuf, conns: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn one(c: &mut Client, op: Op, key: &str, counter: &str, n: u64, retries: &mut u64) -> anyhow::Result<()> {
+fn one(
+    c: &mut Client,
+    op: Op,
+    key: &str,
+    counter: &str,
+    n: u64,
+    retries: &mut u64,
+) -> anyhow::Result<()> {
     match op {
         Op::Read => {
             c.read(TxId::NONE, key)?;
@@ -88,11 +99,22 @@ fn one(c: &mut Client, op: Op, key: &str, counter: &str, n: u64, retries: &mut u
     Ok(())
 }
 
-fn worker(socket: PathBuf, op: Op, i: usize, warmup_until: Instant, until: Instant) -> anyhow::Result<Outcome> {
+fn worker(
+    socket: PathBuf,
+    op: Op,
+    i: usize,
+    warmup_until: Instant,
+    until: Instant,
+) -> anyhow::Result<Outcome> {
     let mut c = Client::connect(&socket)?;
     let key = format!("/bench/c{i}/key");
     let counter = format!("/bench/c{i}/counter");
-    let mut out = Outcome { done: 0, latencies_ns: Vec::with_capacity(1 << 20), errors: 0, retries: 0 };
+    let mut out = Outcome {
+        done: 0,
+        latencies_ns: Vec::with_capacity(1 << 20),
+        errors: 0,
+        retries: 0,
+    };
     let mut n = 0u64;
     loop {
         let t0 = Instant::now();
@@ -106,7 +128,9 @@ fn worker(socket: PathBuf, op: Op, i: usize, warmup_until: Instant, until: Insta
             continue;
         }
         match r {
-            Ok(()) => out.latencies_ns.push(u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX)),
+            Ok(()) => out
+                .latencies_ns
+                .push(u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX)),
             Err(_) => out.errors += 1,
         }
     }
@@ -149,7 +173,8 @@ fn main() -> anyhow::Result<()> {
     if args.conns == 0 || args.seconds <= 0.0 {
         bail!("--conns and --seconds must be positive");
     }
-    setup(&args.socket, args.conns).with_context(|| format!("preparing /bench on {}", args.socket.display()))?;
+    setup(&args.socket, args.conns)
+        .with_context(|| format!("preparing /bench on {}", args.socket.display()))?;
     let mut windows = Vec::new();
     for _ in 0..args.repeat.max(1) {
         windows.push(measure(&args, op)?);
