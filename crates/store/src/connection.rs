@@ -36,6 +36,8 @@ pub struct Connection {
     pub watching_writable: bool,
     /// Whether the server has it on its list of connections with output to send.
     pub listed_dirty: bool,
+    /// The connection's span (`conn`, `domid`), entered while its requests are handled.
+    pub span: tracing::Span,
 }
 
 /// What reading found.
@@ -68,6 +70,7 @@ impl Connection {
             paused: false,
             watching_writable: false,
             listed_dirty: false,
+            span: tracing::info_span!("conn", conn = id.0, domid = domid.0),
         }
     }
 

@@ -1,6 +1,6 @@
 //! The view operations work on: the committed tree directly, or a transaction's overlay on top of it.
 //!
-//! [`Db`] is what every operation in [`crate::ops`] is written against, so each operation exists once for
+//! [`Db`] is what every operation in `ops` is written against, so each operation exists once for
 //! both cases. [`MainDb`] applies changes at once and queues their watch events; the transaction view
 //! ([`crate::transaction::TxDb`]) keeps changes private until commit.
 

@@ -277,6 +277,8 @@ pub struct Loaded {
     pub records: Vec<Record>,
     /// Bytes of torn tail dropped from the journal (0: none).
     pub dropped_bytes: u64,
+    /// Whether a snapshot was found (it then holds the whole tree, initial nodes included).
+    pub from_snapshot: bool,
 }
 
 /// Shared with the [`Syncer`] thread: the journal file and whether it has unsynced data.
@@ -411,6 +413,7 @@ impl Journal {
             Loaded {
                 records,
                 dropped_bytes,
+                from_snapshot: snapshot_len > 0,
             },
         ))
     }

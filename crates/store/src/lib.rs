@@ -29,6 +29,7 @@ pub mod client;
 pub mod connection;
 pub mod db;
 pub mod journal;
+pub mod log;
 mod ops;
 pub mod path;
 pub mod perms;

@@ -111,7 +111,7 @@ pub fn join(parent: &str, child: &str) -> String {
     }
 }
 
-/// Whether `anc` is `path` itself or one of its ancestors (xenstore.txt: "<child> and <parent>").
+/// Whether `anc` is `path` itself or one of its ancestors (xenstore.txt: "`<child>` and `<parent>`").
 pub fn is_ancestor_or_self(anc: &str, path: &str) -> bool {
     if anc == "/" {
         return path.starts_with('/');

@@ -307,7 +307,7 @@ impl Server {
                 }
             };
             if self.conns.len() >= self.config.max_connections {
-                tracing::warn!(
+                crate::warn_limited!(
                     limit = self.config.max_connections,
                     "connection limit reached; closing new connection"
                 );
@@ -382,7 +382,7 @@ impl Server {
                         self.route(conn);
                     }
                     Err(e) => {
-                        tracing::warn!(conn = id.0, error = %e, "malformed message; closing connection");
+                        crate::warn_limited!(conn = id.0, error = %e, "malformed message; closing connection");
                         return false;
                     }
                 }
@@ -438,7 +438,7 @@ impl Server {
                 continue;
             }
             if conn.queued_bytes() > self.config.max_output_bytes {
-                tracing::warn!(
+                crate::warn_limited!(
                     conn = id.0,
                     bytes = conn.queued_bytes(),
                     "client does not read its messages; dropping it"

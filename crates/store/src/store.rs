@@ -84,7 +84,9 @@ impl Store {
     ) -> Result<(Store, Loaded), StoreError> {
         let (journal, loaded) = Journal::open(state_dir, compact_min_bytes)?;
         let mut store = Store::in_memory(quotas);
-        if !loaded.records.is_empty() {
+        // A snapshot holds the whole tree; a journal alone starts from the initial nodes, which are
+        // never journaled (they exist in every fresh store).
+        if loaded.from_snapshot {
             store.tree = Tree::empty();
         }
         for rec in &loaded.records {
@@ -101,6 +103,7 @@ impl Store {
             Loaded {
                 records: Vec::new(),
                 dropped_bytes: loaded.dropped_bytes,
+                from_snapshot: loaded.from_snapshot,
             },
         ))
     }

@@ -3,7 +3,7 @@
 //! Every node carries `gen`, the global generation of its last value/permission change (or creation), and
 //! `cgen`, that of its last children-list change. Transactions record the generations they observed and
 //! compare them at commit ([`crate::transaction`]), so no transaction ever copies the tree. The tree applies
-//! changes without permission checks (the operations in [`crate::ops`] check first) and logs each applied
+//! changes without permission checks (the operations in `ops` check first) and logs each applied
 //! change as a [`Record`] for the journal.
 
 use std::collections::HashMap;

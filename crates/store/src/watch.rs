@@ -2,7 +2,7 @@
 //!
 //! A watch on `wpath` matches an event on `path` when `wpath` is `path` or one of its ancestors; the event
 //! carries the changed path (relative if the watch was registered relative). When a subtree is removed,
-//! watches on nodes inside it fire with their own `wpath` ("the recursive removal of a parent of <wpath>").
+//! watches on nodes inside it fire with their own `wpath` ("the recursive removal of a parent of `<wpath>`").
 //! Special `@name` watches match only their own special events. Events go only to watchers that may read
 //! the changed node. This module only matches; the store decides when events happen (immediately, or at
 //! commit for transactions) and queues them in order.

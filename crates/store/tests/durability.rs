@@ -62,6 +62,11 @@ fn kill9_loses_nothing_that_was_acknowledged() {
     assert!(c.is_domain_introduced(DomId(9)).unwrap());
     assert_eq!(c.read(TxId::NONE, "/last").unwrap(), b"acknowledged");
     assert_eq!(c.directory(TxId::NONE, "/d/4").unwrap().len(), 299);
+    assert_eq!(
+        c.directory(TxId::NONE, "/tool").unwrap(),
+        vec!["xenstored".to_owned()],
+        "initial nodes"
+    );
 }
 
 #[test]
@@ -155,5 +160,10 @@ fn compaction_bounds_the_journal_through_the_embedding_api() {
     for k in 0..10 {
         assert_eq!(c.read(TxId::NONE, &format!("/c/k{k}")).unwrap(), b"199");
     }
+    assert_eq!(
+        c.directory(TxId::NONE, "/tool").unwrap(),
+        vec!["xenstored".to_owned()],
+        "initial nodes"
+    );
     handle.shutdown().unwrap();
 }
