@@ -212,11 +212,11 @@ fn notes(seg: &[u8]) -> impl Iterator<Item = (&[u8], u32, &[u8])> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A minimal ELF64 x86-64 header with one PT_NOTE segment holding `notes`.
-    fn elf_with_notes(notes: &[(&[u8], u32, &[u8])]) -> Vec<u8> {
+    pub(crate) fn elf_with_notes(notes: &[(&[u8], u32, &[u8])]) -> Vec<u8> {
         let mut seg = Vec::new();
         for (name, ty, desc) in notes {
             seg.extend_from_slice(&u32::try_from(name.len() + 1).unwrap().to_le_bytes());

@@ -48,6 +48,8 @@ pub fn default_setup_header() -> setup_header {
         boot_flag: KERNEL_BOOT_FLAG_MAGIC,
         header: KERNEL_HDR_MAGIC,
         kernel_alignment: KERNEL_MIN_ALIGNMENT_BYTES,
+        // x86 COMMAND_LINE_SIZE (2048) minus the NUL: what every 64-bit kernel accepts.
+        cmdline_size: 2047,
         ..Default::default()
     }
 }

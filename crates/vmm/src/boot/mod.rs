@@ -293,3 +293,98 @@ fn read_file(path: &Path) -> Result<Vec<u8>, BootError> {
         source,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use linux_loader::loader::elf::start_info::{
+        hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info,
+    };
+
+    fn temp_file(tag: &str, bytes: &[u8]) -> PathBuf {
+        let p = std::env::temp_dir().join(format!("domus-vmm-boot-{tag}-{}", std::process::id()));
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    #[test]
+    fn pvh_start_info_with_ramdisk_and_cmdline() {
+        let elf = image::tests::elf_with_notes(&[(b"Xen", 18, &0x10_0000u32.to_le_bytes())]);
+        let kernel = temp_file("pvh", &elf);
+        let ramdisk = temp_file("initrd", &[0xabu8; 10_000]);
+        let cfg = VmConfig {
+            name: "t".into(),
+            kernel: kernel.clone(),
+            ramdisk: Some(ramdisk.clone()),
+            cmdline: "probe=hello x=1".into(),
+            memory_mib: 32,
+            vcpus: 2,
+        };
+        let mem = crate::vstate::memory::create_guest_memory(32 << 20).unwrap();
+        let entry = load(&mem, &cfg).unwrap();
+        assert_eq!(
+            entry,
+            EntryPoint::Pvh {
+                entry: 0x10_0000,
+                start_info: pvh::START_INFO_ADDR
+            }
+        );
+        let info: hvm_start_info = mem.read_obj(GuestAddress(pvh::START_INFO_ADDR)).unwrap();
+        assert_eq!(info.magic, pvh::START_MAGIC);
+        assert_eq!(info.rsdp_paddr, acpi::RSDP_ADDR);
+        assert_eq!(info.memmap_entries, 3);
+        let last: hvm_memmap_table_entry = mem
+            .read_obj(GuestAddress(info.memmap_paddr + 2 * 24))
+            .unwrap();
+        assert_eq!(
+            (last.addr, last.size, last.type_),
+            (0x10_0000, (32 << 20) - 0x10_0000, 1)
+        );
+        let mut cl = [0u8; 16];
+        mem.read_slice(&mut cl, GuestAddress(info.cmdline_paddr))
+            .unwrap();
+        assert_eq!(&cl, b"probe=hello x=1\0");
+        assert_eq!(info.nr_modules, 1);
+        let m: hvm_modlist_entry = mem.read_obj(GuestAddress(info.modlist_paddr)).unwrap();
+        assert_eq!(m.size, 10_000);
+        assert_eq!(m.paddr % 4096, 0);
+        assert!(m.paddr + m.size <= 32 << 20);
+        let b: u8 = mem.read_obj(GuestAddress(m.paddr + 9_999)).unwrap();
+        assert_eq!(b, 0xab);
+        std::fs::remove_file(kernel).unwrap();
+        std::fs::remove_file(ramdisk).unwrap();
+    }
+
+    #[test]
+    fn linux_elf_gets_zero_page_and_errors_are_located() {
+        let elf = image::tests::elf_with_notes(&[(b"GNU", 3, b"abcd")]);
+        let kernel = temp_file("linuxelf", &elf);
+        let mut cfg = VmConfig {
+            name: "t".into(),
+            kernel: kernel.clone(),
+            ramdisk: None,
+            cmdline: "console=ttyS0".into(),
+            memory_mib: 32,
+            vcpus: 1,
+        };
+        let mem = crate::vstate::memory::create_guest_memory(32 << 20).unwrap();
+        let entry = load(&mem, &cfg).unwrap();
+        assert_eq!(
+            entry,
+            EntryPoint::Linux64 {
+                entry: 0x100_0000,
+                zero_page: linux::ZERO_PAGE_ADDR
+            }
+        );
+        cfg.ramdisk = Some(PathBuf::from("/nonexistent/initrd"));
+        let err = load(&mem, &cfg).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/initrd"), "{err}");
+        cfg.ramdisk = None;
+        cfg.cmdline = "x".repeat(5000);
+        assert!(matches!(
+            load(&mem, &cfg),
+            Err(BootError::CmdlineTooLong { .. })
+        ));
+        std::fs::remove_file(kernel).unwrap();
+    }
+}
