@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Benchmarks domus-xenstored against Xen's own C xenstored (Debian 12, xen-utils-4.17, run standalone by
-# shared/tools/xenstore-peer/run-peer.sh) with the same load generator (domus-store-bench, xenstore
+# Benchmarks domus-xenstored against Xen's own C xenstored and oxenstored (Debian 12, xen-utils-4.17, run
+# standalone by shared/tools/xenstore-peer/run-peer.sh) with the same load generator (domus-store-bench, xenstore
 # protocol), and redis-server/redis-benchmark GET/SET over a unix socket as the small-server reference.
 # Every daemon and every client is pinned to one CPU (taskset -c $CPU): cross-CPU wake-ups are noisy here.
 # Besides client-side ops/s and latency, it reports each server's own CPU time per operation (summed
@@ -49,25 +49,29 @@ report() { # lines of one server for one op/conns: median window by ops/s, CPU p
 }
 
 # Both servers run side by side; their windows alternate so that load from elsewhere hits both alike.
-rm -rf "$work/domus-state" "$work/domus.sock" "$work/xen.sock"
+rm -rf "$work/domus-state" "$work/domus.sock" "$work/xen.sock" "$work/ox.sock"
 taskset -c "$cpu" "$daemon" --socket "$work/domus.sock" --state-dir "$work/domus-state" 2>"$work/domus.log" &
 dpid=$!
-trap 'kill $dpid 2>/dev/null || true; "$peer" stop "$work/xen" >/dev/null 2>&1 || true' EXIT
+trap 'kill $dpid 2>/dev/null || true; "$peer" stop "$work/xen" >/dev/null 2>&1 || true; "$peer" stop "$work/ox" >/dev/null 2>&1 || true' EXIT
 for _ in $(seq 100); do [ -S "$work/domus.sock" ] && break; sleep 0.05; done
 xpid=$(taskset -c "$cpu" "$peer" start "$work/xen" "$work/xen.sock" c)
+opid=$(taskset -c "$cpu" "$peer" start "$work/ox" "$work/ox.sock" ocaml)
 for op in read write directory txrmw; do
     for n in 1 16; do
-        : > "$work/d.txt"; : > "$work/x.txt"
+        : > "$work/d.txt"; : > "$work/x.txt"; : > "$work/o.txt"
         for _ in $(seq "$windows"); do
             one domus "$dpid" "$work/domus.sock" "$op" "$n" >> "$work/d.txt"
             one xen-c "$xpid" "$work/xen.sock" "$op" "$n" >> "$work/x.txt"
+            one xen-ocaml "$opid" "$work/ox.sock" "$op" "$n" >> "$work/o.txt"
         done
         report < "$work/d.txt"
         report < "$work/x.txt"
+        report < "$work/o.txt"
     done
 done
 kill -TERM "$dpid"; wait "$dpid" || true
 "$peer" stop "$work/xen" >/dev/null
+"$peer" stop "$work/ox" >/dev/null
 
 # redis (AOF on, fsync every second: the same durability promise as the store's journal)
 rm -rf "$work/redis"; mkdir -p "$work/redis"

@@ -15,6 +15,17 @@ pub trait Db {
     fn node(&mut self, path: &str) -> Option<(&[u8], &Perms)>;
     /// The children names of `path` (None if it does not exist).
     fn children(&mut self, path: &str) -> Option<Vec<String>>;
+    /// Appends each child name plus a NUL to `out` (DIRECTORY's payload); false if `path` does not exist.
+    fn list_children(&mut self, path: &str, out: &mut Vec<u8>) -> bool {
+        let Some(children) = self.children(path) else {
+            return false;
+        };
+        for c in children {
+            out.extend_from_slice(c.as_bytes());
+            out.push(0);
+        }
+        true
+    }
     /// The children generation of `path` (DIRECTORY_PART's `<gencnt>`).
     fn children_gen(&mut self, path: &str) -> u64;
     /// Creates or updates `path`; its parent exists in this view.
@@ -47,6 +58,18 @@ impl Db for MainDb<'_> {
         self.tree
             .get(path)
             .map(|n| n.children.iter().map(|c| c.to_string()).collect())
+    }
+
+    fn list_children(&mut self, path: &str, out: &mut Vec<u8>) -> bool {
+        let Some(node) = self.tree.get(path) else {
+            return false;
+        };
+        out.reserve(node.children.iter().map(|c| c.len() + 1).sum());
+        for c in &node.children {
+            out.extend_from_slice(c.as_bytes());
+            out.push(0);
+        }
+        true
     }
 
     fn children_gen(&mut self, path: &str) -> u64 {

@@ -63,13 +63,18 @@ fn big_directories_go_through_directory_part() {
     let d = Daemon::start(dir.path(), &[]);
     let s = &d.socket;
     let mut c = Client::connect(s).unwrap();
-    let names: Vec<String> = (0..300).map(|i| format!("child-with-a-long-name-{i}")).collect();
+    let names: Vec<String> = (0..300)
+        .map(|i| format!("child-with-a-long-name-{i}"))
+        .collect();
     for n in &names {
         c.write(TxId::NONE, &format!("/big/{n}"), b"v").unwrap();
     }
     // 300 names need more than one 4096-byte reply: libxenstore gets E2BIG and pages with DIRECTORY_PART.
     let listed = xs_ok(s, "xenstore-list", &["/big"]);
-    assert_eq!(listed, names.iter().map(|n| format!("{n}\n")).collect::<String>());
+    assert_eq!(
+        listed,
+        names.iter().map(|n| format!("{n}\n")).collect::<String>()
+    );
 }
 
 #[test]

@@ -10,11 +10,9 @@ use crate::wire::XsError;
 pub(crate) fn apply(db: &mut dyn Db, ctx: &Ctx, payload: &[u8]) -> Result<Vec<u8>, XsError> {
     let p = node_path(ctx, one_field(payload)?)?;
     check(db, ctx, &p.abs, Want::Read)?;
-    let children = db.children(&p.abs).ok_or(XsError::NoEnt)?;
-    let mut out = Vec::with_capacity(children.iter().map(|c| c.len() + 1).sum());
-    for c in children {
-        out.extend_from_slice(c.as_bytes());
-        out.push(0);
+    let mut out = Vec::new();
+    if !db.list_children(&p.abs, &mut out) {
+        return Err(XsError::NoEnt);
     }
     Ok(out)
 }
