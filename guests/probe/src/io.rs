@@ -44,6 +44,22 @@ pub fn outb(port: u16, value: u8) {
     };
 }
 
+/// Writes `bytes` to an allowed port with one `rep outsb` (KVM hands a string PIO to the VMM
+/// as one exit carrying all the bytes, instead of one exit per byte).
+pub fn outsb(port: u16, bytes: &[u8]) {
+    // SAFETY: `rep outsb` reads exactly `bytes.len()` bytes from `bytes` (DF is clear per the
+    // ABI) and writes them to the port; no other memory is touched.
+    unsafe {
+        core::arch::asm!(
+            "rep outsb",
+            in("dx") port,
+            inout("rsi") bytes.as_ptr() => _,
+            inout("rcx") bytes.len() => _,
+            options(att_syntax, nostack, readonly)
+        )
+    };
+}
+
 /// Reads 16 bits from an allowed port.
 pub fn inw(port: u16) -> u16 {
     let value: u16;

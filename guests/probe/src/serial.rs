@@ -4,7 +4,7 @@
 //! once LSR.THRE says the transmitter is empty, up to 16 bytes (the FIFO depth) go out without
 //! polling again. Lines from several vCPUs never interleave: a spin lock covers a whole line.
 
-use crate::io::{allow_ports, inb, outb};
+use crate::io::{allow_ports, inb, outb, outsb};
 use crate::sync::SpinLock;
 use core::fmt;
 
@@ -45,6 +45,22 @@ impl Uart {
         }
         outb(THR, byte);
         self.room -= 1;
+    }
+
+    /// Writes `bytes` in FIFO-sized bursts: one LSR poll, then one `rep outsb` per burst.
+    fn put_all(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            if self.room == 0 {
+                while inb(LSR) & LSR_THR_EMPTY == 0 {
+                    core::hint::spin_loop();
+                }
+                self.room = FIFO_DEPTH;
+            }
+            let (burst, rest) = bytes.split_at(bytes.len().min(self.room));
+            outsb(THR, burst);
+            self.room -= burst.len();
+            bytes = rest;
+        }
     }
 }
 
@@ -100,9 +116,9 @@ pub fn report_line(args: fmt::Arguments<'_>) {
     // LineBuf::write_str never fails; a formatting trait error would only cut the line.
     let _ = fmt::write(&mut line, args);
     UART.with(|uart| {
-        b"PROBE ".iter().for_each(|&b| uart.put(b));
-        line.as_bytes().iter().for_each(|&b| uart.put(b));
-        uart.put(b'\n');
+        uart.put_all(b"PROBE ");
+        uart.put_all(line.as_bytes());
+        uart.put_all(b"\n");
     });
 }
 
