@@ -57,11 +57,13 @@ core::arch::global_asm!(
     "    ud2",
     "sys_cpuid:", // in: EDI leaf, ESI subleaf; out: RAX=EAX RDI=EBX RSI=ECX RDX=EDX
     "    pushq %rbx",
+    "    pushq %rcx",
     "    movl %edi, %eax",
     "    movl %esi, %ecx",
     "    cpuid",
     "    movl %ebx, %edi",
     "    movl %ecx, %esi",
+    "    popq %rcx",
     "    popq %rbx",
     "    iretq",
     // ---- fatal exceptions ------------------------------------------------------------------------
