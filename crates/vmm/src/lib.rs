@@ -12,10 +12,22 @@
 //! - [`control`]: the control socket (state, pause/resume, power button, reset, destroy, outcome).
 //! - [`machine`]: ties them together and runs the domain until it stops.
 //!
-//! # Machine model
-//! See the crate README section of contract 3 (in the repository's `contracts.txt`): RAM from 0 with the PC
-//! holes in the e820 map, ACPI with fixed-hardware PM1a registers at 0x600, SCI on GSI 9, reset register 0xcf9,
-//! 16550 at 0x3f8/IRQ 4, i8042, CMOS RTC, pvpanic at 0x505, an MP table at 0xf0000.
+//! # Machine model (what a guest sees)
+//! - PVH boot (`hvm_start_info`: command line, e820 memmap, RSDP) for ELF kernels with
+//!   `XEN_ELFNOTE_PHYS32_ENTRY`; the Linux 64-bit boot protocol for bzImage and plain ELF vmlinux.
+//! - RAM from 0; e820: `[0, 0x9fc00)` RAM, `[0x9fc00, 0x100000)` reserved, `[1 MiB, min(mem, 3 GiB))` RAM,
+//!   the rest above 4 GiB.
+//! - ACPI RSDP v2 -> XSDT -> FADT (+FACS, DSDT with `\_S5_` = 5 and COM1), MADT (one LAPIC per vCPU, IOAPIC
+//!   id N at 0xfec00000, ISA IRQ 9 -> GSI 9 level/high). Not hardware-reduced: PM1a event block 0x600,
+//!   PM1a control 0x604, PM timer 0x608, SCI 9 (pulsed), fixed power button, reset register 0xcf9 = 6.
+//! - MP table (MP spec 1.4) at 0xf0000. In-kernel LAPIC/IOAPIC/PIC and PIT; APs wait for INIT-SIPI-SIPI.
+//! - 16550 at 0x3f8 / IRQ 4 (the console), i8042 (0xfe to 0x64 resets), CMOS RTC at 0x70/0x71, pvpanic
+//!   at 0x505. The virtio-mmio window at 0xd0000000 is reserved (nothing there yet: reads return ones).
+//!
+//! # Outcomes
+//! Guest stops become an [`outcome::Outcome`]: poweroff (ACPI S5, `destroy`, SIGTERM/SIGINT: exit 0),
+//! reboot (i8042, reset register, triple fault, `reset`: exit 2), crash (pvpanic, emulation failure, any
+//! other fatal exit: exit 3). Errors before the guest runs are exit 1.
 //!
 //! # Control protocol
 //! Documented in [`control`].

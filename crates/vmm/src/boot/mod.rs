@@ -198,7 +198,11 @@ pub fn load(mem: &GuestMem, cfg: &VmConfig) -> Result<EntryPoint, BootError> {
     }
 }
 
-fn load_elf(
+/// Loads an ELF kernel's PT_LOAD segments at their physical addresses (also the fuzz target's entry).
+///
+/// # Errors
+/// linux-loader rejected the image or a segment falls outside guest memory.
+pub fn load_elf(
     mem: &GuestMem,
     bytes: &[u8],
 ) -> Result<linux_loader::loader::KernelLoaderResult, linux_loader::loader::Error> {
