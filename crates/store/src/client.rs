@@ -279,7 +279,8 @@ impl Client {
             .map(drop)
     }
 
-    /// The next watch event, waiting at most `timeout` (`None`: forever). `Ok(None)` on timeout.
+    /// The next watch event, waiting at most `timeout` (`None`: forever; zero: just poll). `Ok(None)` on
+    /// timeout.
     ///
     /// # Errors
     /// I/O errors, malformed messages.
@@ -290,6 +291,8 @@ impl Client {
         if let Some(ev) = self.events.pop_front() {
             return Ok(Some(ev));
         }
+        // A zero timeout is not accepted by the socket; the shortest one is.
+        let timeout = timeout.map(|d| d.max(Duration::from_micros(1)));
         self.stream.set_read_timeout(timeout)?;
         let got = self.read_message();
         self.stream.set_read_timeout(None)?;

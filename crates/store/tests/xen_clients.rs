@@ -6,6 +6,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use common::{xen_usr, xs, xs_ok, Daemon};
 use domus_store::client::{Client, TxId};
@@ -149,7 +150,16 @@ fn libxenstore_transactions_and_domain_calls() {
     );
     assert_eq!(xs_ok(s, "xenstore-read", &["/tx/k"]), "v\n");
     let mut c = Client::connect(s).unwrap();
+    c.watch("@introduceDomain", "intro").unwrap();
+    let first = c.next_event(Some(Duration::from_secs(5))).unwrap().unwrap();
+    assert_eq!(
+        (first.path.as_str(), first.token.as_str()),
+        ("@introduceDomain", "intro")
+    );
+    assert_eq!(c.next_event(Some(Duration::ZERO)).unwrap(), None);
     c.introduce(domus_store::DomId(7), 1234, 5).unwrap();
+    let ev = c.next_event(Some(Duration::from_secs(5))).unwrap().unwrap();
+    assert_eq!(ev.path, "@introduceDomain");
     assert!(c.is_domain_introduced(domus_store::DomId(7)).unwrap());
     assert_eq!(
         c.get_domain_path(domus_store::DomId(7)).unwrap(),
