@@ -8,7 +8,8 @@
 //! 4. writes the queued replies and events to the sockets.
 //!
 //! So no reply ever leaves before its change is in the journal, and a burst of requests costs one journal
-//! write. Connections on the `sockets` act as dom0; those on `domain_sockets` act as the given domain
+//! write. If the journal cannot be written (disk full, I/O error) the server stops with that error instead
+//! of acknowledging changes it could not record. Connections on the `sockets` act as dom0; those on `domain_sockets` act as the given domain
 //! (permissions and quotas apply), which is how tests and local tools stand in for a guest. A connection
 //! with `outstanding` unsent messages is not read until they drain; one whose queue passes
 //! `max_output_bytes` (a watcher that never reads its events) is dropped. [`ServerHandle::shutdown`] stops
