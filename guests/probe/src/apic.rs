@@ -9,6 +9,10 @@ use crate::layout::VECTOR_SPURIOUS;
 
 const LAPIC_ID: u64 = 0x20;
 const LAPIC_SVR: u64 = 0xf0;
+const LAPIC_LVT_TIMER: u64 = 0x320;
+const LAPIC_TIMER_INITIAL: u64 = 0x380;
+const LAPIC_TIMER_DIVIDE: u64 = 0x3e0;
+const LVT_TIMER_PERIODIC: u32 = 1 << 17;
 const LAPIC_ICR_LOW: u64 = 0x300;
 const LAPIC_ICR_HIGH: u64 = 0x310;
 const ICR_BUSY: u32 = 1 << 12;
@@ -37,6 +41,17 @@ impl LocalApic {
     /// Software-enables the APIC with the probe's spurious vector.
     pub fn enable(&self) {
         mmio_write32(self.base + LAPIC_SVR, 0x100 | u32::from(VECTOR_SPURIOUS));
+    }
+
+    /// Starts the APIC timer in periodic mode: `vector` every `count` ticks of the bus clock
+    /// divided by 16.
+    pub fn start_periodic_timer(&self, vector: u8, count: u32) {
+        mmio_write32(self.base + LAPIC_TIMER_DIVIDE, 0x3); // divide by 16
+        mmio_write32(
+            self.base + LAPIC_LVT_TIMER,
+            LVT_TIMER_PERIODIC | u32::from(vector),
+        );
+        mmio_write32(self.base + LAPIC_TIMER_INITIAL, count);
     }
 
     fn wait_icr_idle(&self) {

@@ -36,6 +36,10 @@ pub const FATAL_STACK_SIZE: usize = 32 * 1024;
 
 /// Interrupt vector of the ACPI SCI (IOAPIC pin SCI_INT).
 pub const VECTOR_SCI: u8 = 0x30;
+/// Vector of the COM1 receive interrupt (`echo`).
+pub const VECTOR_COM1: u8 = 0x31;
+/// Vector of the local APIC timer (a periodic safety-net wake-up while waiting).
+pub const VECTOR_TIMER: u8 = 0x32;
 /// Spurious-interrupt vector of the local APIC.
 pub const VECTOR_SPURIOUS: u8 = 0xff;
 

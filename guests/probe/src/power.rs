@@ -18,6 +18,10 @@ const SLEEP_CTL_SLP_EN: u8 = 1 << 5;
 const PVPANIC_PORT: u16 = 0x505;
 /// i8042 command/status port.
 const I8042_CMD: u16 = 0x64;
+/// How long to wait (TSC cycles, ~1-2 s) for the VMM to act on a poweroff/reset/crash write
+/// before reporting that it did not and trying the next way. Generous: a VMM that handles the
+/// write in another thread (QEMU) may let the vCPU run on for a while, more so on a busy host.
+const ACT_TIMEOUT_CYCLES: u64 = 5_000_000_000;
 
 /// Spins for about `cycles` TSC cycles (CPL3, native).
 pub fn spin_cycles(cycles: u64) {
@@ -64,7 +68,7 @@ fn enter_s5(acpi: &Acpi) -> Result<(), &'static str> {
 /// Powers the machine off through ACPI S5.
 pub fn poweroff(acpi: Option<&Acpi>) -> ! {
     let result = acpi.ok_or("no-acpi").and_then(enter_s5);
-    spin_cycles(200_000_000);
+    spin_cycles(ACT_TIMEOUT_CYCLES);
     match result {
         Err(reason) => crate::report!("error poweroff-failed reason={reason}"),
         Ok(()) => crate::report!("error poweroff-failed reason=still-running"),
@@ -81,17 +85,17 @@ pub fn reboot(acpi: Option<&Acpi>) -> ! {
         }
     }
     outb(I8042_CMD, 0xfe);
-    spin_cycles(50_000_000);
+    spin_cycles(ACT_TIMEOUT_CYCLES);
     crate::report!("error reboot-ignored via=i8042");
     if let Some((gas, value)) = acpi.and_then(|a| a.fadt).and_then(|f| f.reset) {
         write_gas8(gas, value);
-        spin_cycles(50_000_000);
+        spin_cycles(ACT_TIMEOUT_CYCLES);
         crate::report!("error reboot-ignored via=reset-reg");
     }
     allow_ports(0xcf9, 1);
     outb(0xcf9, 0x02);
     outb(0xcf9, 0x06);
-    spin_cycles(50_000_000);
+    spin_cycles(ACT_TIMEOUT_CYCLES);
     crate::report!("error reboot-ignored via=cf9");
     syscall::triple_fault()
 }
@@ -100,7 +104,7 @@ pub fn reboot(acpi: Option<&Acpi>) -> ! {
 pub fn crash() -> ! {
     allow_ports(PVPANIC_PORT, 1);
     outb(PVPANIC_PORT, 1);
-    spin_cycles(50_000_000);
+    spin_cycles(ACT_TIMEOUT_CYCLES);
     syscall::triple_fault()
 }
 

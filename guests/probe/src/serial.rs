@@ -69,6 +69,13 @@ pub fn write_bytes(bytes: &[u8]) {
     UART.with(|uart| bytes.iter().for_each(|&b| uart.put(b)));
 }
 
+/// Enables the "received data available" interrupt (IER bit 0) and the OUT2 gate that PC
+/// hardware puts in front of the UART's IRQ line.
+pub fn enable_rx_interrupt() {
+    outb(MCR, 0x0b);
+    outb(IER, 0x01);
+}
+
 /// Breaks the console lock for a fatal report (the faulting code may have held it).
 pub fn force_unlock() {
     UART.force_unlock();

@@ -112,8 +112,21 @@ extern "C" {
     static ustacks: u8;
 }
 
-/// APs that reached CPL3 (each increments it once after printing its line).
+/// APs that reached CPL3 (each increments it once, after its job's `announce`).
 static APS_UP: AtomicUsize = AtomicUsize::new(0);
+
+/// What each AP does at CPL3: `announce(apic_id)` before the BSP may start the next AP, then
+/// `work(apic_id)`; then it halts.
+#[derive(Clone, Copy)]
+pub struct ApJob {
+    /// Runs first; the BSP waits for it (e.g. print "cpu N up").
+    pub announce: fn(u32),
+    /// Runs after the AP was counted as up (e.g. wait for a start signal, then compute).
+    pub work: fn(u32),
+}
+
+/// The job APs run; set by the BSP before the first SIPI.
+static AP_JOB: crate::sync::SpinLock<Option<ApJob>> = crate::sync::SpinLock::new(None);
 /// Local APIC base, for APs reading their own id.
 static LAPIC_BASE: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0xfee0_0000);
 
@@ -215,7 +228,9 @@ fn start_ap(
             return Ok(());
         }
     }
-    for _ in 0..1000 {
+    // Normally ~0.1 ms (KVM) to a few ms (PVM emulates the AP's real-mode and ring-0 start);
+    // allow 10 s for a host too busy to schedule the AP's thread.
+    for _ in 0..10_000 {
         if APS_UP.load(Ordering::SeqCst) > before {
             return Ok(());
         }
@@ -235,7 +250,9 @@ pub fn start_aps(
     lapic_base: u64,
     apic_ids: &[u32],
     wait: &dyn Fn(u64),
+    job: ApJob,
 ) -> (usize, Option<SmpError>) {
+    AP_JOB.with(|slot| *slot = Some(job));
     LAPIC_BASE.store(lapic_base, Ordering::SeqCst);
     let lapic = LocalApic::new(lapic_base);
     lapic.enable();
@@ -255,8 +272,46 @@ pub fn start_aps(
 
 /// CPL3 entry of an application processor (from `ap_entry64`).
 extern "C" fn ap_main(_cpu: u64) -> ! {
-    let lapic = LocalApic::new(LAPIC_BASE.load(Ordering::SeqCst));
-    crate::report!("cpu {} up", lapic.id());
+    let apic_id = LocalApic::new(LAPIC_BASE.load(Ordering::SeqCst)).id();
+    let job = AP_JOB.with(|slot| *slot);
+    if let Some(job) = job {
+        (job.announce)(apic_id);
+    }
     APS_UP.fetch_add(1, Ordering::SeqCst);
+    if let Some(job) = job {
+        (job.work)(apic_id);
+    }
     crate::syscall::halt_forever()
+}
+
+/// Brings up every AP the MADT lists with `job`, reporting problems as `PROBE error <scenario>
+/// reason=...` lines. Returns the number of vCPUs running (BSP included), or `None` if SMP
+/// bring-up is impossible here.
+pub fn bring_up(machine: &crate::Machine, scenario: &str, job: ApJob) -> Option<usize> {
+    let Some(madt) = machine.acpi.as_ref().and_then(|a| a.madt) else {
+        crate::report!("error {scenario} reason=no-madt");
+        return None;
+    };
+    let trampoline = TRAMPOLINE_BASE as u64;
+    let trampoline_is_ram = machine.boot.as_ref().is_some_and(|b| {
+        b.memmap.regions().iter().any(|r| {
+            r.kind == crate::memmap::E820_RAM
+                && r.addr <= trampoline
+                && trampoline + 0x1000 <= r.addr.saturating_add(r.size)
+        })
+    });
+    if !trampoline_is_ram {
+        crate::report!("error {scenario} reason=trampoline-page-not-ram");
+        return None;
+    }
+    let wait = |us: u64| crate::clock::delay_us(machine.acpi.as_ref(), us);
+    let (aps, error) = start_aps(madt.lapic_addr, madt.apic_ids(), &wait, job);
+    match error {
+        Some(SmpError::Timeout(apic_id)) => {
+            crate::report!("error {scenario} reason=timeout apic_id={apic_id}")
+        }
+        Some(SmpError::TooManyCpus) => crate::report!("error {scenario} reason=too-many-cpus"),
+        None => {}
+    }
+    Some(aps + 1)
 }

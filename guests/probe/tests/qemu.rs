@@ -16,6 +16,11 @@ use std::time::{Duration, Instant};
 
 const PROBE: &str = env!("CARGO_BIN_EXE_domus-probe");
 const QEMU: &str = "qemu-system-x86_64";
+/// Bound on one boot-to-exit run. Generous: `-M pc` boots through SeaBIOS, whose ring-0 code
+/// PVM emulates, and the 2-CPU CI machine may be busy with other tests.
+const RUN_TIMEOUT: Duration = Duration::from_secs(180);
+/// Bound on waiting for one expected line.
+const LINE_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn machine_args(machine: &str) -> &'static [&'static str] {
     match machine {
@@ -90,7 +95,7 @@ impl Session {
                     .extend_from_slice(&buf[..n]);
             }
         });
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(60);
         let stream = loop {
             match UnixStream::connect(&qmp_path) {
                 Ok(s) => break s,
@@ -209,7 +214,7 @@ fn assert_lines(text: &str, lines: &[&str]) {
 }
 
 fn run(machine: &str, extra: &[&str], cmdline: &str) -> (String, Vec<String>) {
-    Session::start(machine, extra, cmdline).finish(Duration::from_secs(60))
+    Session::start(machine, extra, cmdline).finish(RUN_TIMEOUT)
 }
 
 fn assert_end(reasons: &[String], want: &str, text: &str) {
@@ -266,6 +271,27 @@ fn loop_reports_cycles() {
         .expect("cycles");
     // At least one cycle per iteration: the loop really ran.
     assert!(cycles >= 50_000_000, "cycles={cycles}");
+    assert_end(&reasons, "guest-shutdown", &text);
+}
+
+#[test]
+fn loop_on_every_vcpu() {
+    let (text, reasons) = run(
+        "microvm",
+        &["-smp", "2"],
+        "probe=loop iters=20000000 cpus=all",
+    );
+    for cpu in ["0", "1"] {
+        let line = text
+            .lines()
+            .find(|l| {
+                l.starts_with("PROBE loop iters=20000000 cycles=")
+                    && l.ends_with(&format!(" cpu={cpu}"))
+            })
+            .unwrap_or_else(|| panic!("no loop line from cpu {cpu}; output:\n{text}"));
+        assert!(line.contains(" cycles="), "{line}");
+    }
+    assert_lines(&text, &["PROBE loop cpus=2 done=2"]);
     assert_end(&reasons, "guest-shutdown", &text);
 }
 
@@ -349,14 +375,14 @@ fn smp_brings_up_every_vcpu() {
 /// Boots `probe=idle`, checks that it stays idle, presses the power button over QMP.
 fn idle_until_power_button(machine: &str) {
     let mut session = Session::start(machine, &[], "probe=idle");
-    session.wait_for("PROBE idle ready\n", Duration::from_secs(30));
+    session.wait_for("PROBE idle ready\n", LINE_TIMEOUT);
     thread::sleep(Duration::from_millis(300));
     assert!(
         !session.text().contains("power-button"),
         "left idle before the button"
     );
     session.qmp_command("system_powerdown");
-    let (text, reasons) = session.finish(Duration::from_secs(30));
+    let (text, reasons) = session.finish(RUN_TIMEOUT);
     assert_lines(&text, &["PROBE idle ready", "PROBE idle power-button"]);
     assert_end(&reasons, "guest-shutdown", &text);
 }
@@ -374,12 +400,32 @@ fn idle_waits_for_the_ged_power_button() {
 #[test]
 fn echo_returns_console_input() {
     let mut session = Session::start("microvm", &[], "probe=echo");
-    session.wait_for("PROBE echo ready\n", Duration::from_secs(30));
+    session.wait_for("PROBE echo ready\n", LINE_TIMEOUT);
     session.send(b"ping-123\n");
-    session.wait_for("ping-123\n", Duration::from_secs(10));
+    session.wait_for("ping-123\n", LINE_TIMEOUT);
+    // Waiting for input sleeps in `hlt`: QEMU (vCPU thread included) stays nearly idle.
+    let before = cpu_time_ticks(session.child.id());
+    thread::sleep(Duration::from_secs(2));
+    let used = cpu_time_ticks(session.child.id()) - before;
+    session.send(b"pong-456\n");
+    session.wait_for("pong-456\n", LINE_TIMEOUT);
     let _ = session.child.kill();
-    let (text, _) = session.finish(Duration::from_secs(10));
-    assert_lines(&text, &["PROBE echo ready", "ping-123"]);
+    let (text, _) = session.finish(RUN_TIMEOUT);
+    assert_lines(&text, &["PROBE echo ready", "ping-123", "pong-456"]);
+    // 2 s of busy polling would be ~200 ticks (USER_HZ = 100); allow QEMU's own housekeeping.
+    assert!(
+        used < 50,
+        "echo burned {used} CPU ticks in 2 s while waiting for input"
+    );
+}
+
+/// utime + stime of a process, in clock ticks (/proc/PID/stat fields 14 and 15).
+fn cpu_time_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
+    let after_comm = stat.rsplit_once(')').expect("stat has (comm)").1;
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    let field = |i: usize| fields[i].parse::<u64>().expect("numeric stat field");
+    field(11) + field(12)
 }
 
 #[test]

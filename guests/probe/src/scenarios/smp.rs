@@ -6,38 +6,27 @@
 use super::Scenario;
 use crate::apic::LocalApic;
 use crate::cmdline::Args;
-use crate::memmap::E820_RAM;
-use crate::smp::SmpError;
+use crate::smp::ApJob;
 use crate::Machine;
 
 /// The scenario entry.
 pub const SCENARIO: Scenario = Scenario { name: "smp", run };
+
+fn announce(apic_id: u32) {
+    crate::report!("cpu {apic_id} up");
+}
 
 fn run(machine: &Machine, _args: &Args<'_>) {
     let Some(madt) = machine.acpi.as_ref().and_then(|a| a.madt) else {
         crate::report!("error smp reason=no-madt");
         return;
     };
-    let trampoline = crate::layout::TRAMPOLINE_BASE as u64;
-    let trampoline_is_ram = machine.boot.as_ref().is_some_and(|b| {
-        b.memmap.regions().iter().any(|r| {
-            r.kind == E820_RAM && r.addr <= trampoline && trampoline + 0x1000 <= r.addr + r.size
-        })
-    });
-    if !trampoline_is_ram {
-        crate::report!("error smp reason=trampoline-page-not-ram");
-        return;
+    announce(LocalApic::new(madt.lapic_addr).id());
+    let job = ApJob {
+        announce,
+        work: |_| {},
+    };
+    if let Some(up) = crate::smp::bring_up(machine, "smp", job) {
+        crate::report!("smp vcpus={} up={up}", madt.enabled_cpus);
     }
-    let lapic = LocalApic::new(madt.lapic_addr);
-    crate::report!("cpu {} up", lapic.id());
-    let wait = |us: u64| crate::clock::delay_us(machine.acpi.as_ref(), us);
-    let (aps, error) = crate::smp::start_aps(madt.lapic_addr, madt.apic_ids(), &wait);
-    match error {
-        Some(SmpError::Timeout(apic_id)) => {
-            crate::report!("error smp reason=timeout apic_id={apic_id}")
-        }
-        Some(SmpError::TooManyCpus) => crate::report!("error smp reason=too-many-cpus"),
-        None => {}
-    }
-    crate::report!("smp vcpus={} up={}", madt.enabled_cpus, aps + 1);
 }
