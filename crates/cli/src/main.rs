@@ -32,7 +32,7 @@ struct Cli {
     command: Command,
 }
 
-/// Which name the binary was invoked by (argv[0]'s file name).
+/// Which name the binary was invoked by (`argv[0]`'s file name).
 fn prog_from_argv0(argv0: Option<&OsString>) -> Prog {
     let name = argv0
         .and_then(|a| Path::new(a).file_name())

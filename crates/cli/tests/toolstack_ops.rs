@@ -162,6 +162,13 @@ fn small_commands_work_on_a_running_domain() {
         h.row("ops").filter(|r| r.vcpus == 3)
     });
     h.ok(&["destroy", "ops"]);
+    // create -p: the domain starts paused.
+    h.probe_cfg("p.cfg", "held", "idle", "");
+    h.ok(&["create", "-p", "p.cfg"]);
+    assert_eq!(h.row("held").unwrap().state, "--p---");
+    h.ok(&["unpause", "held"]);
+    h.wait_console("held", "PROBE idle ready");
+    h.ok(&["destroy", "held"]);
 }
 
 #[test]

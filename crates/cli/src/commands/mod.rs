@@ -59,7 +59,7 @@ pub struct Ctx {
 pub enum Command {
     /// Create a domain from a config file (xl create).
     Create(create::Args),
-    /// Start every domain configured in <config dir>/auto/ that is not running (like xendomains).
+    /// Start every domain configured in `<config dir>/auto/` that is not running (like xendomains).
     Autostart(autostart::Args),
     /// Replace a domain's configuration from its next restart (xl config-update).
     ConfigUpdate(config_update::Args),
