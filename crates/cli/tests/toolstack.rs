@@ -236,3 +236,51 @@ fn first_command_boots_the_hello_example() {
         h.row("hello").is_none().then_some(())
     });
 }
+
+#[test]
+fn rename_restart_keeps_the_old_domain_and_shutdown_timeout_destroys() {
+    let h = Host::start();
+    h.probe_cfg(
+        "rr.cfg",
+        "keeper",
+        "idle",
+        "on_reboot = \"rename-restart\"\n",
+    );
+    h.ok(&["create", "rr.cfg"]);
+    h.wait_console("keeper", "PROBE idle ready");
+    let old = h.row("keeper").unwrap();
+    for round in 1..=2 {
+        h.ok(&["reboot", "keeper"]);
+        wait_for("the renamed old domain and a new keeper", TIMEOUT, || {
+            let rows = h.list();
+            let preserved = rows
+                .iter()
+                .filter(|r| r.name.starts_with("keeper-") && r.state == "---sr-")
+                .count();
+            let new = rows
+                .iter()
+                .find(|r| r.name == "keeper" && r.domid != old.domid && is_up(&r.state));
+            (preserved == round && new.is_some()).then_some(())
+        });
+        h.wait_console("keeper", "PROBE idle ready");
+    }
+    let names: Vec<String> = h.list().into_iter().map(|r| r.name).collect();
+    assert_eq!(
+        names.iter().filter(|n| n.starts_with("keeper-")).count(),
+        2,
+        "unique preserved names: {names:?}"
+    );
+    // A guest that ignores the power button (the echo scenario) is destroyed after the timeout.
+    h.probe_cfg("deaf.cfg", "deaf", "echo", "");
+    h.ok(&["create", "deaf.cfg"]);
+    h.wait_console("deaf", "PROBE echo ready");
+    let o = h.domus(&["shutdown", "-a", "-w", "--timeout", "2"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("did not shut down in time; destroying it"));
+    assert_eq!(h.row("deaf"), None);
+    assert_eq!(h.row("keeper"), None);
+    for n in names.iter().filter(|n| n.starts_with("keeper-")) {
+        h.ok(&["destroy", n]);
+    }
+    assert_eq!(h.list().len(), 1);
+}

@@ -352,7 +352,15 @@ impl Daemon {
                     .unwrap_or_else(|| d.rec.config.clone());
                 let restarts = d.rec.restarts + 1;
                 if action == Action::RenameRestart {
-                    let new_name = preserved_name(&name, now_epoch());
+                    let base = preserved_name(&name, now_epoch());
+                    let mut new_name = base.clone();
+                    for k in 2.. {
+                        if !t.name_in_use(&new_name, Some(domid)) {
+                            break;
+                        }
+                        new_name = format!("{base}-{k}");
+                    }
+                    let Some(d) = t.get_mut(domid) else { return };
                     d.rec.name.clone_from(&new_name);
                     d.rec.config["name"] = serde_json::Value::String(new_name);
                     d.rec.uuid = random_uuid();
