@@ -131,6 +131,10 @@ impl Host {
             .stderr(log);
         self.domusd = Some(cmd.spawn().unwrap());
         wait_for("domusd to answer", TIMEOUT, || {
+            let exited = self.domusd.as_mut().and_then(|c| c.try_wait().unwrap());
+            if let Some(st) = exited {
+                panic!("domusd exited at start ({st}):\n{}", self.domusd_log());
+            }
             self.domus(&["list"]).status.success().then_some(())
         });
     }
