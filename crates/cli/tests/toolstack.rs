@@ -229,7 +229,23 @@ fn first_command_boots_the_hello_example() {
     let mut cmd = h.command(&["create", "-c", "examples/hello.cfg"]);
     cmd.current_dir(&root);
     let mut t = PtyChild::spawn(cmd);
-    t.expect("PROBE hello vcpus=2 mem_mib=64", TIMEOUT);
+    // The greeting reports what the example configures.
+    let text = std::fs::read_to_string(&example).unwrap();
+    let key = |k: &str| {
+        text.lines()
+            .filter_map(|l| l.split_once('='))
+            .find(|(a, _)| a.trim() == k)
+            .map(|(_, v)| v.trim().to_owned())
+            .unwrap()
+    };
+    t.expect(
+        &format!(
+            "PROBE hello vcpus={} mem_mib={}",
+            key("vcpus"),
+            key("memory")
+        ),
+        TIMEOUT,
+    );
     // The probe powers off; on_poweroff=destroy; the console closes and create -c returns.
     assert!(t.wait(TIMEOUT).success());
     wait_for("hello to be gone", TIMEOUT, || {
