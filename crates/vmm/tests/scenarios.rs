@@ -123,3 +123,28 @@ fn hello_from_xl_config_and_json() {
     assert!(r.stdout.contains("PROBE hello vcpus=1 mem_mib=64"), "{r:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn gzip_compressed_kernel_boots() {
+    use std::io::Write;
+    let probe = common::probe();
+    let dir = common::temp_dir("gz");
+    let gz = dir.join("domus-probe.gz");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(&std::fs::read(&probe).unwrap()).unwrap();
+    std::fs::write(&gz, enc.finish().unwrap()).unwrap();
+    let r = common::run_vmm(
+        &[
+            "--kernel",
+            gz.to_str().unwrap(),
+            "--cmdline",
+            "probe=hello",
+            "--memory",
+            "64",
+        ],
+        std::time::Duration::from_secs(60),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("PROBE hello vcpus=1 mem_mib=64"), "{r:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -14,6 +14,14 @@ pub struct OwnedSocket {
 /// Binding failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SocketError {
+    /// The path exists and is not a socket: never removed.
+    #[error("{what} socket path {path} exists and is not a socket")]
+    NotSocket {
+        /// Which socket.
+        what: &'static str,
+        /// Path.
+        path: PathBuf,
+    },
     /// Something is already listening there.
     #[error("{what} socket {path} is in use by another process")]
     InUse {
@@ -36,12 +44,19 @@ pub enum SocketError {
 }
 
 impl OwnedSocket {
-    /// Binds `path`, replacing a stale socket file nobody listens on.
+    /// Binds `path`, replacing a stale socket nobody listens on (anything else at that path is an error).
     ///
     /// # Errors
     /// [`SocketError`].
     pub fn bind(path: &Path, what: &'static str) -> Result<Self, SocketError> {
-        if path.exists() {
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            use std::os::unix::fs::FileTypeExt;
+            if !meta.file_type().is_socket() {
+                return Err(SocketError::NotSocket {
+                    what,
+                    path: path.to_owned(),
+                });
+            }
             if UnixStream::connect(path).is_ok() {
                 return Err(SocketError::InUse {
                     what,
@@ -73,5 +88,42 @@ impl OwnedSocket {
 impl Drop for OwnedSocket {
     fn drop(&mut self) {
         let _ignored = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_rules() {
+        let dir = std::env::temp_dir().join(format!("domus-vmm-sock-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // A regular file is never replaced.
+        let file = dir.join("file");
+        std::fs::write(&file, b"keep").unwrap();
+        assert!(matches!(
+            OwnedSocket::bind(&file, "control"),
+            Err(SocketError::NotSocket { .. })
+        ));
+        assert_eq!(std::fs::read(&file).unwrap(), b"keep");
+        // A live socket is in use; a stale one is replaced; drop removes ours.
+        let path = dir.join("s.sock");
+        let live = OwnedSocket::bind(&path, "control").unwrap();
+        assert!(matches!(
+            OwnedSocket::bind(&path, "control"),
+            Err(SocketError::InUse { .. })
+        ));
+        drop(live);
+        assert!(!path.exists());
+        let stale = UnixListener::bind(&path).unwrap();
+        drop(stale); // the file stays, nobody listens
+        assert!(path.exists());
+        let again = OwnedSocket::bind(&path, "console").unwrap();
+        assert!(UnixStream::connect(&path).is_ok());
+        drop(again);
+        assert!(!path.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
