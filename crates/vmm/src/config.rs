@@ -24,6 +24,8 @@ pub struct VmConfig {
     pub memory_mib: u64,
     /// Number of vCPUs.
     pub vcpus: u32,
+    /// Disks in config order (virtio-mmio slot i = disk i); targets absolute after `resolve_paths`.
+    pub disks: Vec<domus_config::DiskConfig>,
 }
 
 /// A configuration value the VMM cannot run with.
@@ -73,6 +75,13 @@ impl VmConfig {
         if let Some(r) = &self.ramdisk {
             if r.is_relative() {
                 self.ramdisk = Some(cwd.join(r));
+            }
+        }
+        for d in &mut self.disks {
+            if let Some(t) = &d.target {
+                if Path::new(t).is_relative() {
+                    d.target = Some(cwd.join(t).to_string_lossy().into_owned());
+                }
             }
         }
     }
@@ -175,6 +184,7 @@ impl VmConfig {
             cmdline: d.cmdline.clone().unwrap_or_default(),
             memory_mib: d.memory_mib,
             vcpus: d.vcpus,
+            disks: d.disks.clone(),
         })
     }
 
@@ -240,6 +250,7 @@ mod tests {
             cmdline: String::new(),
             memory_mib: 64,
             vcpus: 1,
+            disks: Vec::new(),
         }
     }
 

@@ -14,3 +14,4 @@ pub mod cmdline;
 pub mod fadt;
 pub mod madt;
 pub mod memmap;
+pub mod sha256;

@@ -51,8 +51,9 @@ fn gas_io(port: u16, bit_width: u8, access_size: u8) -> [u8; 12] {
     g
 }
 
-/// The DSDT: `\_S5_` (SLP_TYP 5 for PM1a_CNT) and the COM1 UART.
-fn dsdt() -> Sdt {
+/// The DSDT: `\_S5_` (SLP_TYP 5 for PM1a_CNT), the COM1 UART and `virtio_slots` virtio-mmio
+/// devices (`LNRO0005`, 4 KiB of registers and an edge GSI each, contract 3).
+fn dsdt(virtio_slots: usize) -> Sdt {
     let mut t = Sdt::new(*b"DSDT", 36, 2, OEM_ID, OEM_TABLE, 1);
     let s5 = aml::Name::new(
         "_S5_".into(),
@@ -66,7 +67,12 @@ fn dsdt() -> Sdt {
     let uid = aml::Name::new("_UID".into(), &aml::ZERO);
     let crs = aml::Name::new("_CRS".into(), &com1_crs);
     let com1 = aml::Device::new("COM1".into(), vec![&hid, &uid, &crs]);
-    aml::Scope::new("\\_SB_".into(), vec![&com1]).to_aml_bytes(&mut t);
+    let virtio = crate::devices::virtio::dsdt_devices(virtio_slots);
+    let mut children: Vec<&dyn Aml> = vec![&com1];
+    if let Some(v) = &virtio {
+        children.push(v);
+    }
+    aml::Scope::new("\\_SB_".into(), children).to_aml_bytes(&mut t);
     t
 }
 
@@ -159,7 +165,7 @@ pub fn checksum(bytes: &[u8]) -> u8 {
 ///
 /// # Errors
 /// [`AcpiError`] if guest memory is too small or a write fails.
-pub fn write_tables(mem: &GuestMem, vcpus: u8) -> Result<u64, AcpiError> {
+pub fn write_tables(mem: &GuestMem, vcpus: u8, virtio_slots: usize) -> Result<u64, AcpiError> {
     let mut next = RSDP_ADDR + 64;
     let mut place = |len: usize, align: u64| -> Result<u64, AcpiError> {
         let at = next.checked_add(align - 1).ok_or(AcpiError::NoRoom)? & !(align - 1);
@@ -180,7 +186,7 @@ pub fn write_tables(mem: &GuestMem, vcpus: u8) -> Result<u64, AcpiError> {
     let facs_bytes = facs();
     let facs_at = place(facs_bytes.len(), 64)?;
     write("FACS", facs_at, &facs_bytes)?;
-    let dsdt = dsdt();
+    let dsdt = dsdt(virtio_slots);
     let dsdt_at = place(dsdt.len(), 16)?;
     write("DSDT", dsdt_at, dsdt.as_slice())?;
     let fadt = fadt(facs_at, dsdt_at);
@@ -210,7 +216,7 @@ mod tests {
     #[test]
     fn tables_checksum_and_point_at_each_other() {
         let mem = crate::vstate::memory::create_guest_memory(16 << 20).unwrap();
-        let rsdp_at = write_tables(&mem, 2).unwrap();
+        let rsdp_at = write_tables(&mem, 2, 0).unwrap();
         let mut r = [0u8; 36];
         mem.read_slice(&mut r, GuestAddress(rsdp_at)).unwrap();
         assert_eq!(&r[..8], b"RSD PTR ");
@@ -249,7 +255,7 @@ mod tests {
 
     #[test]
     fn dsdt_has_s5() {
-        let d = dsdt();
+        let d = dsdt(2);
         let bytes = d.as_slice();
         assert!(bytes.windows(4).any(|w| w == b"_S5_"));
         assert_eq!(sum(bytes), 0);

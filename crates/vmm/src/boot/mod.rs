@@ -145,7 +145,7 @@ pub fn load(mem: &GuestMem, cfg: &VmConfig) -> Result<EntryPoint, BootError> {
     let kind = image::classify(&bytes, &cfg.kernel)?;
     let mem_bytes = cfg.memory_mib << 20;
     let low_end = mem_bytes.min(MEM_32BIT_GAP_START);
-    let rsdp = acpi::write_tables(mem, vcpus)?;
+    let rsdp = acpi::write_tables(mem, vcpus, cfg.disks.len())?;
     mptable::write(mem, vcpus).map_err(|source| BootError::Write {
         what: "MP table",
         source,
@@ -323,6 +323,7 @@ mod tests {
             cmdline: "probe=hello x=1".into(),
             memory_mib: 32,
             vcpus: 2,
+            disks: Vec::new(),
         };
         let mem = crate::vstate::memory::create_guest_memory(32 << 20).unwrap();
         let entry = load(&mem, &cfg).unwrap();
@@ -370,6 +371,7 @@ mod tests {
             cmdline: "console=ttyS0".into(),
             memory_mib: 32,
             vcpus: 1,
+            disks: Vec::new(),
         };
         let mem = crate::vstate::memory::create_guest_memory(32 << 20).unwrap();
         let entry = load(&mem, &cfg).unwrap();

@@ -7,8 +7,9 @@
 
 pub mod acpi_pm;
 pub mod legacy;
+pub mod virtio;
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use acpi_pm::{AcpiPm, PmAction};
 use legacy::cmos::Cmos;
@@ -36,6 +37,7 @@ pub struct Devices {
     cmos: Mutex<Cmos>,
     pm: Mutex<AcpiPm>,
     sci: SciLine,
+    virtio: Vec<Arc<virtio::mmio::MmioTransport>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -51,6 +53,37 @@ impl Devices {
             cmos: Mutex::new(Cmos::new()),
             pm: Mutex::new(AcpiPm::new()),
             sci,
+            virtio: Vec::new(),
+        }
+    }
+
+    /// Adds the virtio-mmio transports, slot order (slot i at `virtio::slot_base(i)`).
+    #[must_use]
+    pub fn with_virtio(mut self, transports: Vec<Arc<virtio::mmio::MmioTransport>>) -> Self {
+        self.virtio = transports;
+        self
+    }
+
+    fn virtio_slot(&self, addr: u64) -> Option<(&virtio::mmio::MmioTransport, u64)> {
+        let off = addr.checked_sub(virtio::WINDOW_BASE)?;
+        let slot = usize::try_from(off / virtio::SLOT_SIZE).ok()?;
+        self.virtio
+            .get(slot)
+            .map(|t| (&**t, off % virtio::SLOT_SIZE))
+    }
+
+    /// A guest MMIO read outside RAM and the in-kernel devices: a virtio slot, else open bus.
+    pub fn mmio_read(&self, addr: u64, data: &mut [u8]) {
+        match self.virtio_slot(addr) {
+            Some((t, off)) => t.read(off, data),
+            None => data.fill(0xff),
+        }
+    }
+
+    /// A guest MMIO write outside RAM and the in-kernel devices.
+    pub fn mmio_write(&self, addr: u64, data: &[u8]) {
+        if let Some((t, off)) = self.virtio_slot(addr) {
+            t.write(off, data);
         }
     }
 

@@ -73,6 +73,9 @@ pub enum MachineError {
     /// Sockets.
     #[error(transparent)]
     Socket(#[from] SocketError),
+    /// Disks.
+    #[error(transparent)]
+    Disk(#[from] crate::devices::virtio::block::DiskError),
     /// Host resources (eventfd, epoll, pty, threads).
     #[error("{what}")]
     Host {
@@ -102,6 +105,7 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
     })?;
     let vm = Arc::new(Vm::new(&kvm, &mem)?);
     let entry = boot::load(&mem, cfg)?;
+    let disks = crate::devices::virtio::block::DiskSet::create(&vm, &mem, &cfg.disks)?;
     let supported = kvm.supported_cpuid()?;
 
     let serial_irq =
@@ -115,10 +119,13 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
     let hub = ConsoleHub::new(opts.console == ConsoleMode::Stdio);
     let serial = SerialDevice::new(IrqTrigger(serial_irq), ConsoleSink(hub.clone()));
     let sci_vm = Arc::clone(&vm);
-    let devices = Arc::new(Devices::new(
-        serial,
-        Box::new(move || sci_vm.pulse_irq_line(u32::from(SCI_IRQ))),
-    ));
+    let devices = Arc::new(
+        Devices::new(
+            serial,
+            Box::new(move || sci_vm.pulse_irq_line(u32::from(SCI_IRQ))),
+        )
+        .with_virtio(disks.transports()),
+    );
 
     let mut vcpu_fds = Vec::new();
     for id in 0..cfg.vcpus {
@@ -198,6 +205,7 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
     drop(control_sock);
     // `vm` (and with it the vCPU and VM fds) is dropped before `mem`, which backs its memory slots.
     drop(devices);
+    drop(disks);
     drop(vm);
     drop(mem);
     Ok(outcome)

@@ -78,12 +78,16 @@ fn handle_exit(id: usize, exit: VcpuExit<'_>, devices: &Devices) -> Option<Outco
             PioAction::Continue => None,
             PioAction::Stop(o) => Some(o),
         },
-        VcpuExit::MmioRead(_, data) => {
-            // Nothing is mapped outside RAM, the LAPIC and the IOAPIC (both in-kernel): open bus.
-            data.fill(0xff);
+        VcpuExit::MmioRead(addr, data) => {
+            // Outside RAM and the in-kernel LAPIC/IOAPIC: the virtio-mmio window, else open bus.
+            devices.mmio_read(addr, data);
             None
         }
-        VcpuExit::MmioWrite(..) | VcpuExit::IrqWindowOpen | VcpuExit::Intr => None,
+        VcpuExit::MmioWrite(addr, data) => {
+            devices.mmio_write(addr, data);
+            None
+        }
+        VcpuExit::IrqWindowOpen | VcpuExit::Intr => None,
         VcpuExit::Shutdown => Some(Outcome::new(
             Reason::Reboot,
             format!("triple fault on vCPU {id} (KVM_EXIT_SHUTDOWN)"),

@@ -4,6 +4,8 @@
 //! Scenario` and list it below. A scenario that returns is followed by an ACPI poweroff.
 
 mod acpi_dump;
+mod blk;
+mod blk_hostile;
 mod cpuid;
 mod echo;
 mod fault;
@@ -45,6 +47,11 @@ pub const SCENARIOS: &[Scenario] = &[
     virtio_scan::SCENARIO,
     fault::SCENARIO,
     acpi_dump::SCENARIO,
+    blk::SUM,
+    blk::FILL,
+    blk::RO,
+    blk::BENCH,
+    blk_hostile::SCENARIO,
 ];
 
 /// Runs the scenario the command line names, or reports that it does not exist.

@@ -5,6 +5,8 @@
 //! slots) for the magic value "virt". Every register page is identity mapped, uncached and
 //! user-accessible, so drivers run entirely at CPL3 and poll their used rings.
 
+pub mod blk;
+
 use crate::acpi::aml::{find_mmio_devices, MmioDevice};
 use crate::acpi::Acpi;
 use crate::io::mmio_read32;

@@ -1,0 +1,219 @@
+//! Parsing and checking one virtio-blk request (virtio 1.2 §5.2.6) from a descriptor chain.
+//!
+//! Layout: a device-readable 16-byte header (type, reserved, sector), then data descriptors
+//! (device-writable for IN and GET_ID, device-readable otherwise), then a device-writable status
+//! descriptor whose first byte receives the status. Every guest range is resolved against guest RAM
+//! here (a range that leaves RAM, or crosses a region boundary, is an error), so execution only ever
+//! touches host memory that backs guest RAM. Chains are bounded: at most `seg_max` data descriptors,
+//! and a chain that does not end (a loop, or a `next` outside the table) is rejected.
+
+use virtio_queue::desc::split::Descriptor;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
+
+use super::backend::SECTOR;
+use crate::vstate::memory::GuestMem;
+
+/// VIRTIO_BLK_T_IN.
+pub const T_IN: u32 = 0;
+/// VIRTIO_BLK_T_OUT.
+pub const T_OUT: u32 = 1;
+/// VIRTIO_BLK_T_FLUSH.
+pub const T_FLUSH: u32 = 4;
+/// VIRTIO_BLK_T_GET_ID.
+pub const T_GET_ID: u32 = 8;
+/// VIRTIO_BLK_T_DISCARD.
+pub const T_DISCARD: u32 = 11;
+/// VIRTIO_BLK_T_WRITE_ZEROES.
+pub const T_WRITE_ZEROES: u32 = 13;
+/// Length of the GET_ID answer.
+pub const ID_BYTES: usize = 20;
+
+/// A request that cannot be executed (answered with VIRTIO_BLK_S_IOERR, or used length 0 when not
+/// even the status byte is reachable).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RequestError {
+    /// Fewer than two descriptors, or no header.
+    #[error("chain too short or header descriptor not device-readable/16 bytes")]
+    BadHeader,
+    /// Header not readable from guest memory.
+    #[error("header at {0:#x} is outside guest RAM")]
+    HeaderOutsideRam(u64),
+    /// The chain does not terminate.
+    #[error("descriptor chain does not terminate (loop or next index outside the table)")]
+    Unterminated,
+    /// Too many data descriptors.
+    #[error("{0} data descriptors (seg_max {1})")]
+    TooManySegments(usize, u32),
+    /// A descriptor points outside guest RAM.
+    #[error("descriptor [{0:#x}, +{1:#x}) is outside guest RAM")]
+    OutsideRam(u64, u32),
+    /// Wrong direction for the request type.
+    #[error("data descriptor direction does not match request type {0}")]
+    Direction(u32),
+    /// Status descriptor missing or not writable.
+    #[error("no device-writable status descriptor")]
+    NoStatus,
+    /// Data length not a multiple of the sector size, or too large.
+    #[error("data length {0} is not a whole number of sectors or is too large")]
+    BadLength(u64),
+    /// Beyond the end of the disk.
+    #[error("sectors [{0}, +{1}) are beyond the disk's {2} sectors")]
+    OutOfRange(u64, u64, u64),
+    /// DISCARD/WRITE_ZEROES payload malformed.
+    #[error("malformed discard/write-zeroes segment")]
+    BadSegment,
+}
+
+/// One data segment: host address of guest RAM and length.
+#[derive(Debug, Clone, Copy)]
+pub struct Segment {
+    /// Host virtual address (inside the guest RAM mapping).
+    pub host: *mut u8,
+    /// Guest address (for DISCARD payload reads).
+    pub gpa: u64,
+    /// Length in bytes.
+    pub len: u32,
+}
+
+/// A parsed request.
+#[derive(Debug)]
+pub struct Request {
+    /// Request type.
+    pub kind: u32,
+    /// First sector.
+    pub sector: u64,
+    /// Data segments.
+    pub data: Vec<Segment>,
+    /// Total data bytes.
+    pub data_len: u64,
+    /// Guest address of the status byte.
+    pub status: GuestAddress,
+}
+
+/// Resolves `[gpa, gpa+len)` to a host pointer if it lies inside one RAM region.
+pub fn host_range(mem: &GuestMem, gpa: u64, len: u32) -> Option<*mut u8> {
+    let len = usize::try_from(len).ok()?;
+    gpa.checked_add(len as u64)?;
+    let slice = mem.get_slice(GuestAddress(gpa), len.max(1)).ok()?;
+    Some(slice.ptr_guard_mut().as_ptr())
+}
+
+/// Finds the status descriptor of a chain that failed to parse, so the error can still be reported.
+pub fn status_of(descs: &[Descriptor], mem: &GuestMem) -> Option<GuestAddress> {
+    let last = descs.last()?;
+    (last.is_write_only() && last.len() >= 1 && host_range(mem, last.addr().0, 1).is_some())
+        .then(|| last.addr())
+}
+
+impl Request {
+    /// Parses `descs` (the chain as walked; `terminated` = the walk ended on a descriptor without
+    /// NEXT) for a disk of `sectors` sectors.
+    ///
+    /// # Errors
+    /// [`RequestError`] for anything malformed.
+    pub fn parse(
+        descs: &[Descriptor],
+        terminated: bool,
+        mem: &GuestMem,
+        sectors: u64,
+        seg_max: u32,
+    ) -> Result<Self, RequestError> {
+        if !terminated {
+            return Err(RequestError::Unterminated);
+        }
+        let (Some(head), Some(last)) = (descs.first(), descs.last()) else {
+            return Err(RequestError::BadHeader);
+        };
+        if descs.len() < 2 || head.is_write_only() || head.len() < 16 {
+            return Err(RequestError::BadHeader);
+        }
+        let mut hdr = [0u8; 16];
+        mem.read_slice(&mut hdr, head.addr())
+            .map_err(|_| RequestError::HeaderOutsideRam(head.addr().0))?;
+        let word = |i: usize| {
+            let mut b = [0u8; 4];
+            b.copy_from_slice(hdr.get(i..i + 4).unwrap_or(&[0; 4]));
+            u32::from_le_bytes(b)
+        };
+        let kind = word(0);
+        let sector = u64::from(word(8)) | (u64::from(word(12)) << 32);
+        if !last.is_write_only() || last.len() < 1 || host_range(mem, last.addr().0, 1).is_none() {
+            return Err(RequestError::NoStatus);
+        }
+        let middle = descs.get(1..descs.len() - 1).unwrap_or_default();
+        if middle.len() > seg_max as usize {
+            return Err(RequestError::TooManySegments(middle.len(), seg_max));
+        }
+        let device_writes = matches!(kind, T_IN | T_GET_ID);
+        let mut data = Vec::with_capacity(middle.len());
+        let mut data_len: u64 = 0;
+        for d in middle {
+            if d.is_write_only() != device_writes {
+                return Err(RequestError::Direction(kind));
+            }
+            let host = host_range(mem, d.addr().0, d.len())
+                .ok_or(RequestError::OutsideRam(d.addr().0, d.len()))?;
+            data_len += u64::from(d.len());
+            data.push(Segment {
+                host,
+                gpa: d.addr().0,
+                len: d.len(),
+            });
+        }
+        if matches!(kind, T_IN | T_OUT) {
+            if data_len % SECTOR != 0 || data_len > (1 << 31) {
+                return Err(RequestError::BadLength(data_len));
+            }
+            let n = data_len / SECTOR;
+            match sector.checked_add(n) {
+                Some(end) if end <= sectors => {}
+                _ => return Err(RequestError::OutOfRange(sector, n, sectors)),
+            }
+        }
+        Ok(Self {
+            kind,
+            sector,
+            data,
+            data_len,
+            status: last.addr(),
+        })
+    }
+
+    /// The (sector, count, unmap) ranges of a DISCARD or WRITE_ZEROES payload, checked against the disk.
+    ///
+    /// # Errors
+    /// Malformed payload or a range beyond the disk.
+    pub fn ranges(
+        &self,
+        mem: &GuestMem,
+        sectors: u64,
+    ) -> Result<Vec<(u64, u64, bool)>, RequestError> {
+        let mut out = Vec::new();
+        for s in &self.data {
+            if s.len % 16 != 0 || s.len / 16 > 64 {
+                return Err(RequestError::BadSegment);
+            }
+            for i in 0..u64::from(s.len / 16) {
+                let mut e = [0u8; 16];
+                mem.read_slice(&mut e, GuestAddress(s.gpa + i * 16))
+                    .map_err(|_| RequestError::BadSegment)?;
+                let mut q = [0u8; 8];
+                q.copy_from_slice(e.get(0..8).unwrap_or(&[0; 8]));
+                let start = u64::from_le_bytes(q);
+                let mut w = [0u8; 4];
+                w.copy_from_slice(e.get(8..12).unwrap_or(&[0; 4]));
+                let num = u64::from(u32::from_le_bytes(w));
+                w.copy_from_slice(e.get(12..16).unwrap_or(&[0; 4]));
+                let flags = u32::from_le_bytes(w);
+                match start.checked_add(num) {
+                    Some(end) if end <= sectors => out.push((start, num, flags & 1 != 0)),
+                    _ => return Err(RequestError::OutOfRange(start, num, sectors)),
+                }
+            }
+        }
+        if out.is_empty() {
+            return Err(RequestError::BadSegment);
+        }
+        Ok(out)
+    }
+}
