@@ -1,6 +1,6 @@
 //! Rate-limited logging for events a client (possibly a guest) can trigger at will.
 //!
-//! [`warn_limited!`] logs at most once per second per call site and reports how many were suppressed
+//! [`crate::warn_limited!`] logs at most once per second per call site and reports how many were suppressed
 //! in between, so a hostile client cannot flood the host log.
 
 use std::sync::atomic::{AtomicU64, Ordering};
