@@ -3,7 +3,8 @@
 //! - `blk-sum`: `PROBE blk-sum disk=<i> sectors=<n> sha256=<hex>` over the whole of each disk, then
 //!   `PROBE blk-sum disks=<n>`.
 //! - `blk-fill seed=N`: fills disk 0 with a xorshift64 pattern seeded by N (1 MiB writes), FLUSHes,
-//!   and prints `PROBE blk-fill sha256=<hex> bytes=<n> flush=<status>` of what it wrote.
+//!   and prints `PROBE blk-fill sha256=<hex> bytes=<n> flush=<status>` of what it wrote; with
+//!   `hold=1` it then prints `PROBE blk-fill holding` and halts (for kill -9 tests).
 //! - `blk-ro`: a write to disk 0 must fail with IOERR: `PROBE blk-ro ok` (else `PROBE blk-ro
 //!   failed status=<s> ro_feature=<0|1>`).
 //! - `blk-bench mode=seq|rand qd=N [rw=read|write] [mib=M] [ops=K]`: sequential 1 MiB or random
@@ -142,6 +143,10 @@ fn fill(machine: &Machine, args: &Args<'_>) {
         Hex(h.finish()),
         b.sectors * 512
     );
+    if args.get("hold") == Some("1") {
+        crate::report!("blk-fill holding");
+        crate::syscall::halt_forever();
+    }
 }
 
 fn ro(machine: &Machine, _args: &Args<'_>) {

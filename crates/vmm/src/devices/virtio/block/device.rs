@@ -118,7 +118,12 @@ impl Worker {
                 used_any = true;
             }
         }
-        if used_any && st.queue.needs_notification(mem).unwrap_or(true) {
+        // VIRTQ_AVAIL_F_NO_INTERRUPT (virtio-queue leaves this flag to the device): a polling
+        // driver gets no interrupt.
+        let avail_flags: u16 = mem
+            .read_obj(vm_memory::GuestAddress(st.queue.avail_ring()))
+            .unwrap_or(0);
+        if used_any && avail_flags & 1 == 0 && st.queue.needs_notification(mem).unwrap_or(true) {
             t.interrupt(&mut st, INT_VRING);
         }
     }
