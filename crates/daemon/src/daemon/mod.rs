@@ -16,6 +16,7 @@ pub mod records;
 pub mod server;
 pub mod store;
 mod sys;
+pub mod vbd;
 pub mod vmm;
 mod watcher;
 
@@ -160,6 +161,11 @@ impl Daemon {
             vcpus: info.vcpus,
             start_time: info.start_time,
             console: info.console_path,
+            disks: info
+                .config
+                .get("disks")
+                .cloned()
+                .unwrap_or(serde_json::Value::Null),
         }
     }
 

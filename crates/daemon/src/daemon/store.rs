@@ -21,6 +21,8 @@ pub struct StoreDomain {
     pub start_time: f64,
     /// Console socket (written as console/tty: where a console client connects).
     pub console: Option<String>,
+    /// The config's `disks` array (JSON), for the vbd nodes (`vbd.rs`).
+    pub disks: serde_json::Value,
 }
 
 /// Who may access a node: Xen's permission strings, owner first (`n0` = dom0 owns, others none).
@@ -92,6 +94,7 @@ pub fn layout(d: &StoreDomain) -> Vec<Node> {
             &ro,
         ),
     ];
+    v.extend(super::vbd::nodes(d.domid, &d.disks));
     for k in 0..d.vcpus {
         v.push(node(
             format!("{dom}/cpu/{k}/availability"),
@@ -216,7 +219,11 @@ impl DomainStore for XenStore {
     fn release(&self, domid: u32, uuid: &str) {
         use domus_store::client::TxId;
         self.with_client("release", domid, |c| {
-            for p in [format!("/local/domain/{domid}"), format!("/vm/{uuid}")] {
+            for p in [
+                format!("/local/domain/{domid}"),
+                format!("/vm/{uuid}"),
+                super::vbd::backend_dir(domid),
+            ] {
                 match c.rm(TxId::NONE, &p) {
                     Err(e) if e.xs_error().is_none() => return Err(e),
                     _ => {}
@@ -245,6 +252,7 @@ mod tests {
             vcpus: 2,
             start_time: 1700000000.5,
             console: Some("/run/domus/domains/3/console.sock".into()),
+            disks: serde_json::Value::Null,
         };
         let l = layout(&d);
         let get = |p: &str| l.iter().find(|n| n.path == p).map(|n| n.value.as_str());
