@@ -2,10 +2,12 @@
 //! `<name>::run(&Ctx, Args)`. This is the only place that lists them.
 
 pub mod autostart;
+pub mod block;
 pub mod config_update;
 pub mod console;
 pub mod create;
 pub mod destroy;
+pub mod disk;
 pub mod dmesg;
 pub mod domid;
 pub mod domname;
@@ -65,6 +67,14 @@ pub enum Command {
     ConfigUpdate(config_update::Args),
     /// Attach to a domain's console; Ctrl-] detaches (xl console).
     Console(console::Args),
+    /// List a domain's virtual disks (xl block-list).
+    BlockList(block::ListArgs),
+    /// Attach a disk at run time: not supported (virtio-mmio has no hotplug).
+    BlockAttach(block::HotplugArgs),
+    /// Detach a disk at run time: not supported (virtio-mmio has no hotplug).
+    BlockDetach(block::HotplugArgs),
+    /// Disk images: `disk create PATH SIZE [--sparse] [--force]`.
+    Disk(disk::Args),
     /// Terminate a domain immediately (xl destroy).
     Destroy(destroy::Args),
     /// Show domusd's recent log (xl dmesg).
@@ -105,6 +115,10 @@ impl Command {
             Command::Autostart(_) => "autostart",
             Command::ConfigUpdate(_) => "config-update",
             Command::Console(_) => "console",
+            Command::BlockList(_) => "block-list",
+            Command::BlockAttach(_) => "block-attach",
+            Command::BlockDetach(_) => "block-detach",
+            Command::Disk(_) => "disk",
             Command::Destroy(_) => "destroy",
             Command::Dmesg(_) => "dmesg",
             Command::Domid(_) => "domid",
@@ -134,6 +148,10 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
         Command::Autostart(args) => autostart::run(ctx, args),
         Command::ConfigUpdate(args) => config_update::run(ctx, args),
         Command::Console(args) => console::run(ctx, args),
+        Command::BlockList(args) => block::list(ctx, args),
+        Command::BlockAttach(args) => block::attach(ctx, args),
+        Command::BlockDetach(args) => block::detach(ctx, args),
+        Command::Disk(args) => disk::run(ctx, args),
         Command::Destroy(args) => destroy::run(ctx, args),
         Command::Dmesg(args) => dmesg::run(ctx, args),
         Command::Domid(args) => domid::run(ctx, args),
