@@ -9,7 +9,9 @@
 //!   failed status=<s> ro_feature=<0|1>`).
 //! - `blk-bench mode=seq|rand qd=N [rw=read|write] [mib=M] [ops=K]`: sequential 1 MiB or random
 //!   4 KiB requests on disk 0 with N in flight; `PROBE blk-bench mode=.. qd=.. rw=.. mbps=<MB/s>
-//!   iops=<n> ops=<k>` (timed with the TSC, calibrated against the ACPI PM timer).
+//!   iops=<n> ops=<k> us=<t> cycles=<c> tsc_hz=<f>` (timed with the TSC, calibrated against the ACPI
+//!   PM timer; without one (QEMU microvm) the calibration assumes 4 GHz, so compare `cycles` with
+//!   a TSC rate measured elsewhere).
 //!
 //! Data buffers are physical memory from [`DATA_BASE`] (the guest needs at least 16 MiB + qd MiB).
 
@@ -266,7 +268,7 @@ fn bench(machine: &Machine, args: &Args<'_>) {
     let us = (u128::from(cycles) * 1_000_000 / u128::from(hz.max(1))).max(1) as u64;
     let bytes = done * req_bytes;
     crate::report!(
-        "blk-bench mode={} qd={qd} rw={} mbps={} iops={} ops={done} us={us}",
+        "blk-bench mode={} qd={qd} rw={} mbps={} iops={} ops={done} us={us} cycles={cycles} tsc_hz={hz}",
         if seq { "seq" } else { "rand" },
         if write { "write" } else { "read" },
         bytes / us,

@@ -107,6 +107,8 @@ pub struct TransportState {
     pub queue: Queue,
     /// InterruptStatus.
     pub interrupt_status: u32,
+    /// Incremented by every reset: completions of requests popped before a reset are dropped.
+    pub generation: u64,
 }
 
 impl TransportState {
@@ -159,6 +161,7 @@ impl MmioTransport {
                 queue_sel: 0,
                 queue: Queue::new(queue_max)?,
                 interrupt_status: 0,
+                generation: 0,
             }),
         })
     }
@@ -310,6 +313,7 @@ impl MmioTransport {
             st.queue_sel = 0;
             st.interrupt_status = 0;
             st.queue.reset();
+            st.generation = st.generation.wrapping_add(1);
             return;
         }
         // Bits only get set, never cleared, except by a reset (§2.1.2).

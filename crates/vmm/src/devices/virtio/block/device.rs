@@ -1,5 +1,6 @@
-//! The virtio-blk device thread: waits on the queue's ioeventfd, executes every available request
-//! synchronously against the backend, publishes used entries and interrupts through the irqfd.
+//! The virtio-blk device thread: waits on the queue's ioeventfd, pops the available requests and
+//! hands reads and writes to the disk's I/O workers (`pool.rs`); FLUSH, GET_ID, DISCARD and
+//! WRITE_ZEROES (and O_DIRECT requests with unaligned buffers) run on this thread.
 //!
 //! FLUSH completes (status written, used entry published) only after `fdatasync` returned, so a
 //! guest that saw its FLUSH complete has its earlier completed writes on stable storage.
@@ -8,14 +9,15 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 use virtio_queue::desc::split::Descriptor;
-use virtio_queue::{QueueOwnedT, QueueT};
+use virtio_queue::QueueOwnedT;
 use vm_memory::Bytes;
 use vmm_sys_util::eventfd::EventFd;
 
 use super::backend::{Backend, SECTOR};
+use super::pool;
 use super::request::{self, Request, RequestError};
 use crate::devices::virtio::guest_error;
-use crate::devices::virtio::mmio::{MmioTransport, INT_VRING};
+use crate::devices::virtio::mmio::MmioTransport;
 
 /// VIRTIO_BLK_S_OK.
 pub const S_OK: u8 = 0;
@@ -29,7 +31,9 @@ pub struct Worker {
     /// Transport (queue, status, interrupt).
     pub transport: Arc<MmioTransport>,
     /// Disk, absent for an empty cdrom.
-    pub backend: Option<Backend>,
+    pub backend: Option<Arc<Backend>>,
+    /// Its I/O workers.
+    pub pool: Option<pool::Pool>,
     /// GET_ID answer (the vdev, NUL padded).
     pub id: [u8; request::ID_BYTES],
     /// Data descriptors allowed per request.
@@ -75,83 +79,111 @@ impl Worker {
         }
     }
 
-    /// Drains the available ring.
+    /// Drains the available ring: pops chains under the transport lock, then runs them without it.
     pub fn process(&self) {
         let t = &*self.transport;
-        let mem = t.mem();
-        let mut st = t.lock();
-        if !st.live() {
-            guest_error(
-                t.name(),
-                &"queue notified before DRIVER_OK (or after NEEDS_RESET)",
-            );
-            return;
-        }
-        let mut used_any = false;
         loop {
-            let chains = match st.queue.iter(mem) {
-                Ok(it) => it.collect::<Vec<_>>(),
-                Err(e) => {
-                    t.needs_reset(&mut st, &format_args!("available ring unusable: {e}"));
-                    break;
-                }
-            };
-            if chains.is_empty() {
-                break;
-            }
-            for chain in chains {
-                let head = chain.head_index();
-                let mut descs: Vec<Descriptor> = Vec::new();
-                let mut terminated = false;
-                for d in chain {
-                    terminated = !d.has_next();
-                    descs.push(d);
-                    if descs.len() > self.seg_max as usize + 2 {
-                        break;
-                    }
-                }
-                let len = self.execute(&descs, terminated);
-                if let Err(e) = st.queue.add_used(mem, head, len) {
-                    t.needs_reset(&mut st, &format_args!("used ring unusable: {e}"));
+            let (generation, batch) = {
+                let mut st = t.lock();
+                if !st.live() {
+                    guest_error(
+                        t.name(),
+                        &"queue notified before DRIVER_OK (or after NEEDS_RESET)",
+                    );
                     return;
                 }
-                used_any = true;
+                let chains = match st.queue.iter(t.mem()) {
+                    Ok(it) => it.collect::<Vec<_>>(),
+                    Err(e) => {
+                        t.needs_reset(&mut st, &format_args!("available ring unusable: {e}"));
+                        return;
+                    }
+                };
+                let mut batch = Vec::with_capacity(chains.len());
+                for chain in chains {
+                    let head = chain.head_index();
+                    let mut descs: Vec<Descriptor> = Vec::new();
+                    let mut terminated = false;
+                    for d in chain {
+                        terminated = !d.has_next();
+                        descs.push(d);
+                        if descs.len() > self.seg_max as usize + 2 {
+                            break;
+                        }
+                    }
+                    batch.push((head, descs, terminated));
+                }
+                (st.generation, batch)
+            };
+            if batch.is_empty() {
+                return;
             }
-        }
-        // VIRTQ_AVAIL_F_NO_INTERRUPT (virtio-queue leaves this flag to the device): a polling
-        // driver gets no interrupt.
-        let avail_flags: u16 = mem
-            .read_obj(vm_memory::GuestAddress(st.queue.avail_ring()))
-            .unwrap_or(0);
-        if used_any && avail_flags & 1 == 0 && st.queue.needs_notification(mem).unwrap_or(true) {
-            t.interrupt(&mut st, INT_VRING);
+            for (head, descs, terminated) in batch {
+                if let Some(len) = self.execute(head, generation, &descs, terminated) {
+                    pool::complete(t, head, generation, len);
+                }
+            }
         }
     }
 
-    /// Executes one chain; returns the used length.
-    fn execute(&self, descs: &[Descriptor], terminated: bool) -> u32 {
+    /// Executes one chain; returns the used length, or `None` when the pool completes it later.
+    fn execute(
+        &self,
+        head: u16,
+        generation: u64,
+        descs: &[Descriptor],
+        terminated: bool,
+    ) -> Option<u32> {
         let t = &*self.transport;
         let mem = t.mem();
-        let sectors = self.backend.as_ref().map_or(0, Backend::sectors);
+        let sectors = self.backend.as_ref().map_or(0, |b| b.sectors());
         let req = match Request::parse(descs, terminated, mem, sectors, self.seg_max) {
             Ok(r) => r,
             Err(e) => {
                 guest_error(t.name(), &e);
                 if e == RequestError::Unterminated {
                     // No trustworthy status descriptor: complete with used length 0, write nothing.
-                    return 0;
+                    return Some(0);
                 }
-                return match request::status_of(descs, mem) {
+                return Some(match request::status_of(descs, mem) {
                     Some(s) if mem.write_obj(S_IOERR, s).is_ok() => 1,
                     _ => 0,
-                };
+                });
             }
         };
+        if let (Some(b), Some(pool)) = (&self.backend, &self.pool) {
+            let rw = matches!(req.kind, request::T_IN | request::T_OUT);
+            let write = req.kind == request::T_OUT;
+            let aligned = req
+                .data
+                .iter()
+                .all(|s| (s.host as usize) % 512 == 0 && s.len % 512 == 0);
+            if rw && !(write && b.read_only()) && (aligned || !b.direct()) {
+                let segs: Vec<(*mut u8, usize)> = req
+                    .data
+                    .iter()
+                    .filter(|s| s.len > 0)
+                    .map(|s| (s.host, s.len as usize))
+                    .collect();
+                let used = if write {
+                    1
+                } else {
+                    u32::try_from(req.data_len).unwrap_or(0).saturating_add(1)
+                };
+                let pending = pool::Pending::new(head, generation, req.status, used);
+                pool.submit(&segs, req.sector * SECTOR, write, pending);
+                return None;
+            }
+            if req.kind == request::T_FLUSH {
+                // Writes completed before this FLUSH must be durable: wait for the ones in flight.
+                pool.drain();
+            }
+        }
         let (status, written) = self.run_request(&req);
         if mem.write_obj(status, req.status).is_err() {
-            return 0;
+            return Some(0);
         }
-        written.saturating_add(1)
+        Some(written.saturating_add(1))
     }
 
     fn run_request(&self, req: &Request) -> (u8, u32) {

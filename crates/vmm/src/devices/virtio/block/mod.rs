@@ -12,6 +12,7 @@
 
 pub mod backend;
 pub mod device;
+pub mod pool;
 pub mod request;
 
 use std::path::Path;
@@ -184,9 +185,18 @@ impl DiskSet {
                 .map_err(|e| host("queue")(&e))?,
             );
             let stop = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| host("eventfd")(&e))?;
+            let backend = backend.map(Arc::new);
+            let pool = match &backend {
+                Some(b) => Some(
+                    pool::Pool::new(&format!("blk-{vdev}"), b, &transport)
+                        .map_err(|e| host("cannot start the I/O threads")(&e))?,
+                ),
+                None => None,
+            };
             let worker = device::Worker {
                 transport: Arc::clone(&transport),
                 backend,
+                pool,
                 id: id_bytes(&vdev),
                 seg_max: SEG_MAX,
                 notify,
