@@ -142,6 +142,16 @@ pub struct ShutdownRequest {
     pub force: bool,
 }
 
+/// `POST /v1/domains/DOM/reboot`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RebootRequest {
+    /// Hard reset now, instead of pressing the power button and restarting the domain once the guest
+    /// powers off.
+    #[serde(default)]
+    pub force: bool,
+}
+
 /// `POST /v1/domains/DOM/rename`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

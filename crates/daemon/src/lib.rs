@@ -14,7 +14,7 @@
 //! | `POST /v1/domains` | [`api::CreateRequest`] | [`api::DomainInfo`] once the VMM answers |
 //! | `GET /v1/domains/DOM` | - | [`api::DomainInfo`] |
 //! | `POST /v1/domains/DOM/shutdown` | [`api::ShutdownRequest`] | `{}`: power button pressed |
-//! | `POST /v1/domains/DOM/reboot` | - | `{}`: the VMM resets the guest |
+//! | `POST /v1/domains/DOM/reboot` | [`api::RebootRequest`] | `{}`: power button pressed, the domain marked "reboot requested" (its poweroff then applies on_reboot); with `force` the VMM resets the guest |
 //! | `POST /v1/domains/DOM/destroy` | - | `{}` once the domain is gone |
 //! | `POST /v1/domains/DOM/pause`, `/unpause` | - | `{}` |
 //! | `POST /v1/domains/DOM/rename` | [`api::RenameRequest`] | `{}` |

@@ -1,7 +1,13 @@
-//! `xl reboot [-w] [-a] [-F] DOMAIN`: reset the guest; its on_reboot action then applies (by default the
-//! domain comes back under the same name with a new domid).
+//! `xl reboot [-w] [-a] [-F] [--timeout SECS] DOMAIN`: a graceful reboot, as libvirt's ACPI reboot: domusd
+//! presses the guest's power button and marks the domain "reboot requested"; when the guest powers off,
+//! its on_reboot action applies (by default the domain comes back under the same name with a new domid).
+//! `-F` resets the guest at once instead; with `-w`, a guest still up after the timeout is reset.
+
+use std::time::{Duration, Instant};
 
 use clap::Args as ClapArgs;
+use domusd::api::RebootRequest;
+use domusd::client::ApiClient;
 
 use super::Ctx;
 use crate::api;
@@ -12,14 +18,35 @@ pub struct Args {
     /// Reboot every domain.
     #[arg(short = 'a', long = "all")]
     pub all: bool,
-    /// Wait for the reboot to happen.
+    /// Wait for the reboot to happen (resetting guests that do not power off in time).
     #[arg(short = 'w', long = "wait")]
     pub wait: bool,
-    /// Fallback for guests without PV drivers (the reset is all there is here).
+    /// Hard reset instead of pressing the power button.
     #[arg(short = 'F')]
     pub force: bool,
+    /// With -w: seconds to wait for the guest to power off before resetting it (default 60).
+    #[arg(long)]
+    pub timeout: Option<u64>,
     /// The domain (name or domid).
     pub domain: Option<String>,
+}
+
+/// Whether instance `domid` is still the running one (not yet rebooted).
+fn still_up(c: &ApiClient, domid: u32) -> bool {
+    c.get(&domid.to_string())
+        .is_ok_and(|d| d.domid == domid && d.pid.is_some())
+}
+
+/// Waits until none of `ids` runs any more (or `timeout` passes); returns those still up.
+fn wait_rebooted(c: &ApiClient, ids: &[u32], timeout: Duration) -> Vec<u32> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left: Vec<u32> = ids.iter().copied().filter(|&id| still_up(c, id)).collect();
+        if left.is_empty() || Instant::now() >= deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Runs `reboot`.
@@ -29,8 +56,12 @@ pub struct Args {
 pub fn run(_ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     let c = api::client();
     let targets: Vec<(u32, String)> = if args.all {
+        if args.domain.is_some() {
+            anyhow::bail!("xl reboot: -a takes no domain argument");
+        }
         api::guests(&c)?
             .into_iter()
+            .filter(|d| d.pid.is_some())
             .map(|d| (d.domid, d.name))
             .collect()
     } else {
@@ -40,25 +71,27 @@ pub fn run(_ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         let d = c.get(dom)?;
         vec![(d.domid, d.name)]
     };
+    let req = RebootRequest { force: args.force };
     for (domid, _) in &targets {
-        c.action(&domid.to_string(), "reboot", None::<&()>)?;
+        c.action(&domid.to_string(), "reboot", Some(&req))?;
     }
-    if args.wait {
+    if args.wait && !targets.is_empty() {
         let ids: Vec<u32> = targets.iter().map(|t| t.0).collect();
-        // The old domid goes away when the guest resets (restart gives a new one).
-        loop {
-            let mut gone = true;
-            for id in &ids {
-                if c.get(&id.to_string())
-                    .is_ok_and(|d| d.domid == *id && d.pid.is_some())
-                {
-                    gone = false;
+        let timeout = Duration::from_secs(args.timeout.unwrap_or(60));
+        // The old domid goes away when the guest powers off or resets (restart gives a new one).
+        let left = wait_rebooted(&c, &ids, timeout);
+        let force = RebootRequest { force: true };
+        for id in &left {
+            eprintln!("Domain {id} did not reboot in time; resetting it");
+            if let Err(e) = c.action(&id.to_string(), "reboot", Some(&force)) {
+                if !e.is_not_found() {
+                    anyhow::bail!("reset of domain {id} failed: {e}");
                 }
             }
-            if gone {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let left = wait_rebooted(&c, &left, Duration::from_secs(30));
+        if !left.is_empty() {
+            anyhow::bail!("domains {left:?} did not reboot");
         }
     }
     Ok(())

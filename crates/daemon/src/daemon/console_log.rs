@@ -3,15 +3,22 @@
 //! is rotated to `guest-NAME.log.1` (one old generation kept), so a guest flooding its console costs bounded
 //! disk.
 //!
-//! After a domusd restart the VMM replays its backlog to the new connection; a marker line in the log says
-//! so, since those bytes may already be in the file.
+//! After a domusd restart the VMM replays its backlog (its last 64 KiB of output) to the new connection.
+//! Most of it is usually in the log already, so the re-attached logger holds what arrives until the stream
+//! goes quiet, finds the longest prefix of it that the log already ends with (the log's tail, read back
+//! from the file), and appends only the rest. (The VMM's console protocol carries no offsets, so comparing
+//! is what is left; a guest whose output repeats exactly across the whole overlap could lose a repeat.)
+//! When nothing overlaps although the log has content, output was lost while domusd was away (the ring
+//! wrapped), and a marker line says so.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::Daemon;
 
@@ -76,32 +83,105 @@ impl CappedLog {
     }
 }
 
-/// Writes one domain instance's console bytes to the log named after the domain's current name.
+/// How much of the log's end is compared with a replayed backlog (the VMM's ring is 64 KiB).
+const TAIL_BYTES: u64 = 64 * 1024;
+/// The replayed backlog is taken as complete once the stream has been quiet this long ...
+const REPLAY_QUIET: Duration = Duration::from_millis(150);
+/// ... or once this much arrived.
+const REPLAY_MAX: usize = 2 * 64 * 1024;
+
+/// The longest `k` such that `data[..k]` is what `tail` ends with (Knuth-Morris-Pratt over `tail`).
+pub fn overlap(tail: &[u8], data: &[u8]) -> usize {
+    let pat = &data[..data.len().min(tail.len())];
+    if pat.is_empty() {
+        return 0;
+    }
+    // pi[i]: length of the longest proper prefix of pat[..=i] that is also its suffix.
+    let mut pi = vec![0usize; pat.len()];
+    let mut k = 0;
+    for i in 1..pat.len() {
+        while k > 0 && pat[i] != pat[k] {
+            k = pi[k - 1];
+        }
+        if pat[i] == pat[k] {
+            k += 1;
+        }
+        pi[i] = k;
+    }
+    let mut q = 0;
+    for &b in tail {
+        while q > 0 && (q == pat.len() || pat[q] != b) {
+            q = pi[q - 1];
+        }
+        if q < pat.len() && pat[q] == b {
+            q += 1;
+        }
+    }
+    q
+}
+
+/// The last `n` bytes of the log at `path`, continuing into its rotated generation when it is short.
+fn read_tail(path: &Path, n: u64) -> Vec<u8> {
+    fn last(path: &Path, n: u64) -> Vec<u8> {
+        let Ok(mut f) = File::open(path) else {
+            return Vec::new();
+        };
+        let len = f.metadata().map_or(0, |m| m.len());
+        let mut buf = Vec::new();
+        if f.seek(SeekFrom::Start(len.saturating_sub(n))).is_ok() {
+            let _ = f.take(n).read_to_end(&mut buf);
+        }
+        buf
+    }
+    let cur = last(path, n);
+    let short = n.saturating_sub(cur.len() as u64);
+    if short == 0 {
+        return cur;
+    }
+    let mut old = path.as_os_str().to_owned();
+    old.push(".1");
+    let mut all = last(Path::new(&old), short);
+    all.extend_from_slice(&cur);
+    all
+}
+
+/// A backlog being received after a re-attach, not yet written.
 #[derive(Debug)]
+struct Replay {
+    pending: Vec<u8>,
+    last_data: Instant,
+}
+
+/// Writes one domain instance's console bytes to the log named after the domain's current name.
 pub struct ConsoleLogger {
+    daemon: Arc<Daemon>,
     domid: u32,
     generation: u64,
     log: Option<CappedLog>,
-    reattached: bool,
+    replay: Option<Replay>,
 }
 
 impl ConsoleLogger {
-    /// A logger for the instance; `reattached` marks a log continued after a domusd restart.
-    pub fn new(domid: u32, generation: u64, reattached: bool) -> Self {
+    /// A logger for the instance; `reattached` (after a domusd restart) makes it skip the part of the
+    /// replayed backlog the log already holds.
+    pub fn new(daemon: Arc<Daemon>, domid: u32, generation: u64, reattached: bool) -> Self {
         Self {
+            daemon,
             domid,
             generation,
             log: None,
-            reattached,
+            replay: reattached.then(|| Replay {
+                pending: Vec::new(),
+                last_data: Instant::now(),
+            }),
         }
     }
 
-    /// Appends console bytes.
-    pub fn write(&mut self, daemon: &Arc<Daemon>, data: &[u8]) {
-        // Follow renames: the log is named after the domain's current name.
-        if let Some(want) = daemon.console_log_path(self.domid, self.generation) {
+    /// Opens the log named after the domain's current name (following renames).
+    fn open_log(&mut self) -> Option<&mut CappedLog> {
+        if let Some(want) = self.daemon.console_log_path(self.domid, self.generation) {
             if self.log.as_ref().is_none_or(|l| l.path() != want) {
-                match CappedLog::open(&want, daemon.opts.console_log_max_bytes) {
+                match CappedLog::open(&want, self.daemon.opts.console_log_max_bytes) {
                     Ok(l) => self.log = Some(l),
                     Err(e) => {
                         warn!(domid = self.domid, error = %e, path = %want.display(), "cannot open console log")
@@ -109,20 +189,104 @@ impl ConsoleLogger {
                 }
             }
         }
-        let Some(l) = self.log.as_mut() else { return };
-        if self.reattached {
-            self.reattached = false;
-            let _ = l.write(b"\n[domusd re-attached; the VMM's console backlog follows]\n");
-        }
+        self.log.as_mut()
+    }
+
+    fn append(&mut self, data: &[u8]) {
+        let domid = self.domid;
+        let Some(l) = self.open_log() else { return };
         if let Err(e) = l.write(data) {
-            warn!(domid = self.domid, error = %e, "console log write failed");
+            warn!(domid, error = %e, "console log write failed");
         }
+    }
+
+    /// Appends console bytes.
+    pub fn write(&mut self, data: &[u8]) {
+        if self.replay.is_some() {
+            // Open now, while the domain exists, so the backlog can be written even if it stops at once.
+            let _ = self.open_log();
+        }
+        if let Some(r) = self.replay.as_mut() {
+            r.pending.extend_from_slice(data);
+            r.last_data = Instant::now();
+            if r.pending.len() >= REPLAY_MAX {
+                self.finish_replay();
+            }
+            return;
+        }
+        self.append(data);
+    }
+
+    /// Called when no bytes came for a while: ends a replay that has gone quiet.
+    pub fn idle(&mut self) {
+        if self
+            .replay
+            .as_ref()
+            .is_some_and(|r| !r.pending.is_empty() && r.last_data.elapsed() >= REPLAY_QUIET)
+        {
+            self.finish_replay();
+        }
+    }
+
+    /// Writes the part of the replayed backlog the log does not hold yet.
+    fn finish_replay(&mut self) {
+        let Some(r) = self.replay.take() else { return };
+        let tail = self
+            .open_log()
+            .map(|l| read_tail(l.path(), TAIL_BYTES))
+            .unwrap_or_default();
+        let skip = overlap(&tail, &r.pending);
+        info!(
+            domid = self.domid,
+            replayed = r.pending.len(),
+            already_logged = skip,
+            "console backlog replayed after re-attach"
+        );
+        if skip == 0 && !tail.is_empty() {
+            self.append(
+                b"\n[domusd re-attached; console output may be missing before this point]\n",
+            );
+        }
+        self.append(&r.pending[skip..]);
+    }
+}
+
+impl Drop for ConsoleLogger {
+    fn drop(&mut self) {
+        self.finish_replay();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overlap_finds_the_longest_logged_prefix() {
+        assert_eq!(overlap(b"", b"abc"), 0);
+        assert_eq!(overlap(b"abc", b""), 0);
+        assert_eq!(overlap(b"xxabc", b"abcdef"), 3);
+        assert_eq!(overlap(b"abc", b"abc"), 3);
+        assert_eq!(overlap(b"abc", b"xyz"), 0);
+        // Repeats: the longest candidate wins.
+        assert_eq!(overlap(b"r\nr\nr\n", b"r\nr\nr\nnew\n"), 6);
+        assert_eq!(overlap(b"aab", b"aabaab"), 3);
+        assert_eq!(overlap(b"abab", b"ababx"), 4);
+        assert_eq!(overlap(b"zabcab", b"abcabd"), 5);
+        // A pattern that occurs in the middle but not at the end does not count.
+        assert_eq!(overlap(b"abcz", b"abc"), 0);
+    }
+
+    #[test]
+    fn tail_continues_into_the_rotated_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("guest-a.log");
+        fs::write(dir.path().join("guest-a.log.1"), b"0123456789").unwrap();
+        fs::write(&p, b"abc").unwrap();
+        assert_eq!(read_tail(&p, 2), b"bc");
+        assert_eq!(read_tail(&p, 6), b"789abc");
+        assert_eq!(read_tail(&dir.path().join("none.log"), 6), b"");
+    }
 
     #[test]
     fn log_rotates_at_cap() {

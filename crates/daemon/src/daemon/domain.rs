@@ -218,6 +218,10 @@ pub struct DomainRecord {
     /// A configuration given by `config-update`, used from the next restart.
     #[serde(default)]
     pub pending_config: Option<serde_json::Value>,
+    /// `reboot` pressed the power button: when the guest now powers off, on_reboot applies instead of
+    /// on_poweroff (libvirt's ACPI reboot).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reboot_requested: bool,
 }
 
 /// Live facts from the VMM's last `state` reply.
@@ -470,6 +474,7 @@ mod tests {
                 restarts: 0,
                 affinity: BTreeMap::new(),
                 pending_config: None,
+                reboot_requested: false,
             },
             live: Live::default(),
             dying: false,

@@ -99,6 +99,7 @@ impl Daemon {
                     restarts,
                     affinity: BTreeMap::new(),
                     pending_config: None,
+                    reboot_requested: false,
                 },
                 live: Live {
                     paused: true,
@@ -321,6 +322,14 @@ impl Daemon {
             return;
         }
         let view = ConfigView::check(&d.rec.config).ok();
+        let reason = if reason == ShutdownReason::Poweroff && d.rec.reboot_requested {
+            // `reboot` pressed the power button: this poweroff is the guest's reboot.
+            info!(domid, domname = %d.rec.name, "guest powered off after a reboot request");
+            ShutdownReason::Reboot
+        } else {
+            reason
+        };
+        d.rec.reboot_requested = false;
         let action = match (reason, &view) {
             (ShutdownReason::Reboot, Some(v)) => v.on_reboot,
             (ShutdownReason::Crash, Some(v)) => v.on_crash,

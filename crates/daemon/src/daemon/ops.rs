@@ -80,24 +80,49 @@ impl Daemon {
         })
     }
 
-    /// Presses the guest's ACPI power button.
+    /// Presses the guest's ACPI power button (a pending reboot request is withdrawn: the last request
+    /// wins, as in xl).
     ///
     /// # Errors
     /// 404/409/500 as [`ApiError`].
     pub fn shutdown(&self, spec: &str) -> Result<(), ApiError> {
         let t = self.running_target(spec, "shut down")?;
+        self.set_reboot_requested(&t, false);
         info!(domid = t.domid, "power button");
         Self::send(&t, &serde_json::json!({"cmd": "power-button"})).map(drop)
     }
 
-    /// Resets the guest (a hard reset: the guest's reboot is then handled by on_reboot).
+    /// Reboots the guest the way libvirt's ACPI reboot does: marks the domain "reboot requested" and
+    /// presses the power button; when the guest then powers off, its on_reboot action applies (see
+    /// `vmm_stopped`). With `force`, a hard reset instead.
     ///
     /// # Errors
     /// As [`Daemon::shutdown`].
-    pub fn reboot(&self, spec: &str) -> Result<(), ApiError> {
+    pub fn reboot(&self, spec: &str, force: bool) -> Result<(), ApiError> {
         let t = self.running_target(spec, "reboot")?;
-        info!(domid = t.domid, "reset");
-        Self::send(&t, &serde_json::json!({"cmd": "reset"})).map(drop)
+        if force {
+            info!(domid = t.domid, "reset");
+            return Self::send(&t, &serde_json::json!({"cmd": "reset"})).map(drop);
+        }
+        self.set_reboot_requested(&t, true);
+        info!(domid = t.domid, "power button (reboot requested)");
+        let sent = Self::send(&t, &serde_json::json!({"cmd": "power-button"})).map(drop);
+        if sent.is_err() {
+            self.set_reboot_requested(&t, false);
+        }
+        sent
+    }
+
+    /// Records (persistently) whether the instance's next poweroff is a reboot.
+    fn set_reboot_requested(&self, target: &Target, on: bool) {
+        if let Some(d) = self
+            .lock()
+            .get_mut(target.domid)
+            .filter(|d| d.generation == target.generation && d.rec.reboot_requested != on)
+        {
+            d.rec.reboot_requested = on;
+            self.save(d);
+        }
     }
 
     /// Pauses or resumes the guest.

@@ -154,6 +154,7 @@ mod tests {
             restarts: 2,
             affinity: BTreeMap::from([(0, vec![1])]),
             pending_config: None,
+            reboot_requested: false,
         };
         r.save(&rec).unwrap();
         fs::write(dir.path().join("domains/9.json"), "{garbage").unwrap();

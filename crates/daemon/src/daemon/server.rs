@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use domusd::api::{
-    self, ConfigUpdateRequest, CreateRequest, DmesgReply, ErrorReply, MemMaxRequest, RenameRequest,
-    ShutdownRequest, VcpuPinRequest,
+    self, ConfigUpdateRequest, CreateRequest, DmesgReply, ErrorReply, MemMaxRequest, RebootRequest,
+    RenameRequest, ShutdownRequest, VcpuPinRequest,
 };
 use domusd::http::{self, Request};
 use serde::de::DeserializeOwned;
@@ -167,7 +167,10 @@ fn domain_route(
             let _r: ShutdownRequest = body(req)?;
             d.shutdown(dom).and_then(|()| ok())
         }
-        ("POST", ["reboot"]) => d.reboot(dom).and_then(|()| ok()),
+        ("POST", ["reboot"]) => {
+            let r: RebootRequest = body(req)?;
+            d.reboot(dom, r.force).and_then(|()| ok())
+        }
         ("POST", ["destroy"]) => d.destroy(dom).and_then(|()| ok()),
         ("POST", ["pause"]) => d.set_paused(dom, true).and_then(|()| ok()),
         ("POST", ["unpause"]) => d.set_paused(dom, false).and_then(|()| ok()),

@@ -97,7 +97,7 @@ struct Console {
 
 impl Console {
     /// Waits up to `timeout` for console bytes and logs them.
-    fn pump(&mut self, daemon: &Arc<Daemon>, domid: u32, timeout: Duration) {
+    fn pump(&mut self, domid: u32, timeout: Duration) {
         if self.stream.is_none() && !self.closed {
             match UnixStream::connect(&self.path) {
                 Ok(s) => self.stream = Some(s),
@@ -109,6 +109,7 @@ impl Console {
             }
         }
         let Some(stream) = self.stream.as_mut() else {
+            self.logger.idle();
             std::thread::sleep(timeout);
             return;
         };
@@ -118,7 +119,10 @@ impl Console {
         };
         let mut fds = [PollFd::new(&*stream, PollFlags::IN)];
         match poll(&mut fds, Some(&ts)) {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => {
+                self.logger.idle();
+                return;
+            }
             Ok(_) => {}
         }
         let mut buf = [0u8; 16 * 1024];
@@ -127,7 +131,7 @@ impl Console {
                 self.stream = None;
                 self.closed = true;
             }
-            Ok(n) => self.logger.write(daemon, &buf[..n]),
+            Ok(n) => self.logger.write(&buf[..n]),
             Err(e)
                 if e.kind() == io::ErrorKind::Interrupted
                     || e.kind() == io::ErrorKind::WouldBlock => {}
@@ -175,7 +179,7 @@ pub fn run(daemon: &Arc<Daemon>, inst: Instance) {
         stream: None,
         closed: false,
         give_up: Instant::now() + Duration::from_secs(30),
-        logger: ConsoleLogger::new(domid, generation, reattached),
+        logger: ConsoleLogger::new(Arc::clone(daemon), domid, generation, reattached),
     };
     let mut ctl: Option<Control> = None;
     let mut silent = 0u32;
@@ -183,11 +187,7 @@ pub fn run(daemon: &Arc<Daemon>, inst: Instance) {
     loop {
         let now = Instant::now();
         if now < next_poll {
-            console.pump(
-                daemon,
-                domid,
-                (next_poll - now).min(daemon.opts.poll_interval),
-            );
+            console.pump(domid, (next_poll - now).min(daemon.opts.poll_interval));
             continue;
         }
         let Some(hot) = daemon.instance_hot(domid, generation) else {
@@ -214,7 +214,7 @@ pub fn run(daemon: &Arc<Daemon>, inst: Instance) {
                     }
                     drop(ctl.take());
                     // Log what the guest printed last before its VMM goes away.
-                    console.pump(daemon, domid, Duration::from_millis(20));
+                    console.pump(domid, Duration::from_millis(20));
                     wait_exit(&mut child, pid, Duration::from_secs(10));
                     daemon.vmm_stopped(domid, generation, reason_of(&o.reason), o.detail);
                     return;
