@@ -23,4 +23,9 @@ done
 echo "== cargo test"
 # Guest-booting tests share 2 CPUs and /dev/kvm: keep test threads low so timing-insensitive
 # tests are not starved.
-cargo test --workspace -- --test-threads=2
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set -o pipefail
+cargo test --workspace -- --test-threads=2 2>&1 | tee "$log"
+# One closing line over every test binary (cargo prints one "test result" line per binary).
+awk '/^test result:/ {p += $4; f += $6} END {printf "Total: %d passed, %d failed\n", p, f}' "$log"
