@@ -129,6 +129,46 @@ fn blk_fill_matches_host_file() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The thread-pool I/O path (hosts without io_uring) gives the same bytes.
+#[test]
+fn blk_fill_through_the_thread_pool() {
+    let dir = temp_dir("blk-pool");
+    let img = dir.join("pool.img");
+    std::fs::write(&img, vec![0u8; 3 << 20]).unwrap();
+    let cfg = write_cfg(
+        &dir,
+        &[format!("{},raw,xvda,rw", img.display())],
+        "probe=blk-fill seed=11",
+    );
+    let child = Command::new(vmm())
+        .arg("--config")
+        .arg(&cfg)
+        .env("DOMUS_VMM_NO_IO_URING", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let r = wait_bounded(
+        Guard(Some(child)).take(),
+        Duration::from_secs(120),
+        "pool fill",
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let l = line_with(&r, "PROBE blk-fill sha256=");
+    assert_eq!(field(l, "sha256").unwrap(), sha256sum(&img), "{r:?}");
+    let r = run(
+        &dir,
+        &[format!("{},raw,xvda,ro", img.display())],
+        "probe=blk-sum",
+    );
+    assert_eq!(
+        field(line_with(&r, "PROBE blk-sum disk=0"), "sha256").unwrap(),
+        sha256sum(&img)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn blk_sum_matches_sha256sum_in_list_order() {
     let dir = temp_dir("blk-sum");
@@ -235,9 +275,25 @@ fn flush_completes_only_after_fdatasync_returned() {
         &[format!("{},raw,xvda,rw", img.display())],
         "probe=blk-fill seed=5",
     );
-    let log = dir.join("strace.txt");
+    // Both I/O paths: io_uring (writes invisible to strace) and the thread pool (pwritev visible, so
+    // the trace also shows every data write before the fdatasync).
+    for pool in [false, true] {
+        flush_order(&dir, &cfg, pool);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn flush_order(dir: &Path, cfg: &Path, pool: bool) {
+    let log = dir.join(format!("strace-{pool}.txt"));
     let log_s = log.to_str().unwrap().to_owned();
+    let env = if pool {
+        "DOMUS_VMM_NO_IO_URING=1"
+    } else {
+        "DOMUS_VMM_IO_URING=1"
+    };
     let wrapper = [
+        "env",
+        env,
         "strace",
         "-f",
         "-s",
@@ -250,7 +306,7 @@ fn flush_completes_only_after_fdatasync_returned() {
         "inject=fdatasync:delay_exit=300000",
     ];
     let r = wait_bounded(
-        spawn_cfg(&cfg, &wrapper).take(),
+        spawn_cfg(cfg, &wrapper).take(),
         Duration::from_secs(120),
         "strace",
     );
@@ -287,6 +343,9 @@ fn flush_completes_only_after_fdatasync_returned() {
         }
     }
     let reported = reported.unwrap_or_else(|| panic!("fill line not in the trace:\n{text}"));
+    if pool {
+        assert!(last_data_write > 0, "no pwritev in the trace:\n{text}");
+    }
     assert!(
         last_data_write < returned,
         "a data write came after the flush"
@@ -295,7 +354,6 @@ fn flush_completes_only_after_fdatasync_returned() {
         returned < reported,
         "the guest saw FLUSH complete (trace line {reported}) before fdatasync returned (line {returned})"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

@@ -101,6 +101,11 @@ impl Backend {
         })
     }
 
+    /// The open file's descriptor (for io_uring).
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.file.as_raw_fd()
+    }
+
     /// Capacity in 512-byte sectors (a trailing partial sector is not visible).
     pub fn sectors(&self) -> u64 {
         self.sectors

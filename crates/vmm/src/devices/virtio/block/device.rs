@@ -1,5 +1,6 @@
 //! The virtio-blk device thread: waits on the queue's ioeventfd, pops the available requests and
-//! hands reads and writes to the disk's I/O workers (`pool.rs`); FLUSH, GET_ID, DISCARD and
+//! submits reads and writes through io_uring (`uring.rs`; the thread pool `pool.rs` where io_uring is
+//! unavailable); FLUSH, GET_ID, DISCARD and
 //! WRITE_ZEROES (and O_DIRECT requests with unaligned buffers) run on this thread.
 //!
 //! FLUSH completes (status written, used entry published) only after `fdatasync` returned, so a
@@ -16,6 +17,7 @@ use vmm_sys_util::eventfd::EventFd;
 use super::backend::{Backend, SECTOR};
 use super::pool;
 use super::request::{self, Request, RequestError};
+use super::uring::Uring;
 use crate::devices::virtio::guest_error;
 use crate::devices::virtio::mmio::MmioTransport;
 
@@ -32,8 +34,10 @@ pub struct Worker {
     pub transport: Arc<MmioTransport>,
     /// Disk, absent for an empty cdrom.
     pub backend: Option<Arc<Backend>>,
-    /// Its I/O workers.
+    /// Its I/O workers (when io_uring is unavailable).
     pub pool: Option<pool::Pool>,
+    /// Its io_uring (preferred).
+    pub uring: Option<Uring>,
     /// GET_ID answer (the vdev, NUL padded).
     pub id: [u8; request::ID_BYTES],
     /// Data descriptors allowed per request.
@@ -46,7 +50,7 @@ pub struct Worker {
 
 impl Worker {
     /// Runs until `stop` is signalled.
-    pub fn run(self) {
+    pub fn run(mut self) {
         let mut fds = [
             libc::pollfd {
                 fd: self.notify.as_raw_fd(),
@@ -58,10 +62,16 @@ impl Worker {
                 events: libc::POLLIN,
                 revents: 0,
             },
+            libc::pollfd {
+                // A negative fd is ignored by poll(2).
+                fd: self.uring.as_ref().map_or(-1, Uring::event_fd),
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
         loop {
-            // SAFETY: `fds` is a live array of two pollfds for the duration of the call.
-            let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+            // SAFETY: `fds` is a live array of three pollfds for the duration of the call.
+            let rc = unsafe { libc::poll(fds.as_mut_ptr(), 3, -1) };
             if rc < 0 {
                 if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
                     continue;
@@ -70,7 +80,15 @@ impl Worker {
                 return;
             }
             if fds[1].revents != 0 {
+                if let (Some(u), Some(b)) = (self.uring.as_mut(), self.backend.as_deref()) {
+                    u.drain(&self.transport, b);
+                }
                 return;
+            }
+            if fds[2].revents != 0 {
+                if let (Some(u), Some(b)) = (self.uring.as_mut(), self.backend.as_deref()) {
+                    u.reap(&self.transport, b);
+                }
             }
             if fds[0].revents != 0 {
                 let _ignored = self.notify.read();
@@ -80,8 +98,9 @@ impl Worker {
     }
 
     /// Drains the available ring: pops chains under the transport lock, then runs them without it.
-    pub fn process(&self) {
-        let t = &*self.transport;
+    pub fn process(&mut self) {
+        let transport = std::sync::Arc::clone(&self.transport);
+        let t = &*transport;
         loop {
             let (generation, batch) = {
                 let mut st = t.lock();
@@ -123,12 +142,15 @@ impl Worker {
                     pool::complete(t, head, generation, len);
                 }
             }
+            if let Some(u) = self.uring.as_mut() {
+                u.submit(t);
+            }
         }
     }
 
     /// Executes one chain; returns the used length, or `None` when the pool completes it later.
     fn execute(
-        &self,
+        &mut self,
         head: u16,
         generation: u64,
         descs: &[Descriptor],
@@ -151,7 +173,7 @@ impl Worker {
                 });
             }
         };
-        if let (Some(b), Some(pool)) = (&self.backend, &self.pool) {
+        if let Some(b) = &self.backend {
             let rw = matches!(req.kind, request::T_IN | request::T_OUT);
             let write = req.kind == request::T_OUT;
             let aligned = req
@@ -170,13 +192,32 @@ impl Worker {
                 } else {
                     u32::try_from(req.data_len).unwrap_or(0).saturating_add(1)
                 };
-                let pending = pool::Pending::new(head, generation, req.status, used);
-                pool.submit(&segs, req.sector * SECTOR, write, pending);
-                return None;
+                if let Some(u) = self.uring.as_mut() {
+                    let iov = segs
+                        .iter()
+                        .map(|&(p, l)| libc::iovec {
+                            iov_base: p.cast(),
+                            iov_len: l,
+                        })
+                        .collect();
+                    let info = (head, generation, req.status, used);
+                    u.push(t, b, iov, req.sector * SECTOR, write, info);
+                    return None;
+                }
+                if let Some(pool) = &self.pool {
+                    let pending = pool::Pending::new(head, generation, req.status, used);
+                    pool.submit(&segs, req.sector * SECTOR, write, pending);
+                    return None;
+                }
             }
             if req.kind == request::T_FLUSH {
                 // Writes completed before this FLUSH must be durable: wait for the ones in flight.
-                pool.drain();
+                if let Some(u) = self.uring.as_mut() {
+                    u.drain(t, b);
+                }
+                if let Some(pool) = &self.pool {
+                    pool.drain();
+                }
             }
         }
         let (status, written) = self.run_request(&req);

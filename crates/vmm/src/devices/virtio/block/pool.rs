@@ -15,7 +15,7 @@ use super::device::{S_IOERR, S_OK};
 use crate::devices::virtio::mmio::{MmioTransport, INT_VRING};
 
 /// Worker threads per disk.
-pub const WORKERS: usize = 16;
+pub const WORKERS: usize = 32;
 /// Requests larger than this are split into chunks of this size.
 pub const CHUNK: usize = 256 << 10;
 
