@@ -363,3 +363,96 @@ fn fill(data: &mut [u8], v: u32) {
         *b = bytes.get(i).copied().unwrap_or(0);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transport() -> MmioTransport {
+        let mem = crate::vstate::memory::create_guest_memory(1 << 20).unwrap();
+        let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        MmioTransport::new("t".into(), 2, 1 << 9, vec![1, 2, 3, 4], 16, mem, irq).unwrap()
+    }
+
+    fn rd(t: &MmioTransport, off: u64) -> u32 {
+        let mut b = [0u8; 4];
+        t.read(off, &mut b);
+        u32::from_le_bytes(b)
+    }
+
+    fn wr(t: &MmioTransport, off: u64, v: u32) {
+        t.write(off, &v.to_le_bytes());
+    }
+
+    #[test]
+    fn identity_and_config() {
+        let t = transport();
+        assert_eq!(rd(&t, reg::MAGIC), MAGIC);
+        assert_eq!(rd(&t, reg::VERSION), 2);
+        assert_eq!(rd(&t, reg::DEVICE_ID), 2);
+        assert_eq!(rd(&t, reg::CONFIG), 0x0403_0201);
+        assert_eq!(rd(&t, reg::CONFIG + 4), 0);
+        wr(&t, reg::DEVICE_FEATURES_SEL, 1);
+        assert_eq!(rd(&t, reg::DEVICE_FEATURES), 1);
+    }
+
+    #[test]
+    fn handshake_rules() {
+        let t = transport();
+        wr(&t, reg::STATUS, status::ACKNOWLEDGE | status::DRIVER);
+        // No VERSION_1: FEATURES_OK does not stick.
+        wr(&t, reg::DRIVER_FEATURES, 1 << 9);
+        wr(
+            &t,
+            reg::STATUS,
+            status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK,
+        );
+        assert_eq!(rd(&t, reg::STATUS) & status::FEATURES_OK, 0);
+        // An unoffered feature: refused too.
+        wr(&t, reg::DRIVER_FEATURES_SEL, 1);
+        wr(&t, reg::DRIVER_FEATURES, 1 | 2);
+        wr(
+            &t,
+            reg::STATUS,
+            status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK,
+        );
+        assert_eq!(rd(&t, reg::STATUS) & status::FEATURES_OK, 0);
+        wr(&t, reg::DRIVER_FEATURES, 1);
+        let ok = status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK;
+        wr(&t, reg::STATUS, ok);
+        assert_eq!(rd(&t, reg::STATUS), ok);
+        // DRIVER_OK with a queue outside RAM: NEEDS_RESET and a config interrupt.
+        wr(&t, reg::QUEUE_NUM, 16);
+        wr(&t, reg::QUEUE_DESC_LOW, 0x7000_0000);
+        wr(&t, reg::QUEUE_AVAIL_LOW, 0x2000);
+        wr(&t, reg::QUEUE_USED_LOW, 0x3000);
+        wr(&t, reg::QUEUE_READY, 1);
+        wr(&t, reg::STATUS, ok | status::DRIVER_OK);
+        assert_ne!(rd(&t, reg::STATUS) & status::NEEDS_RESET, 0);
+        assert!(!t.lock().live());
+        // Reset clears everything; a valid queue then goes live.
+        wr(&t, reg::STATUS, 0);
+        assert_eq!(rd(&t, reg::STATUS), 0);
+        assert_eq!(t.lock().generation, 1);
+        wr(&t, reg::STATUS, status::ACKNOWLEDGE | status::DRIVER);
+        wr(&t, reg::DRIVER_FEATURES_SEL, 1);
+        wr(&t, reg::DRIVER_FEATURES, 1);
+        wr(&t, reg::STATUS, ok);
+        wr(&t, reg::QUEUE_NUM, 16);
+        wr(&t, reg::QUEUE_DESC_LOW, 0x1000);
+        wr(&t, reg::QUEUE_AVAIL_LOW, 0x2000);
+        wr(&t, reg::QUEUE_USED_LOW, 0x3000);
+        wr(&t, reg::QUEUE_READY, 1);
+        wr(&t, reg::STATUS, ok | status::DRIVER_OK);
+        assert!(t.lock().live());
+        // Queue registers are frozen after DRIVER_OK; clearing status bits needs a reset.
+        wr(&t, reg::QUEUE_DESC_LOW, 0x7000_0000);
+        assert_eq!(t.lock().queue.desc_table(), 0x1000);
+        wr(&t, reg::STATUS, status::ACKNOWLEDGE);
+        assert_ne!(rd(&t, reg::STATUS) & status::NEEDS_RESET, 0);
+        // Narrow writes and config writes are ignored.
+        t.write(reg::STATUS, &[0]);
+        t.write(reg::CONFIG, &[9, 9, 9, 9]);
+        assert_eq!(rd(&t, reg::CONFIG), 0x0403_0201);
+    }
+}

@@ -217,3 +217,98 @@ impl Request {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const F_NEXT: u16 = 1;
+    const F_WRITE: u16 = 2;
+
+    fn mem() -> GuestMem {
+        crate::vstate::memory::create_guest_memory(1 << 20).unwrap()
+    }
+
+    fn header(m: &GuestMem, kind: u32, sector: u64) -> Descriptor {
+        let mut h = [0u8; 16];
+        h[0..4].copy_from_slice(&kind.to_le_bytes());
+        h[8..16].copy_from_slice(&sector.to_le_bytes());
+        m.write_slice(&h, GuestAddress(0x1000)).unwrap();
+        Descriptor::new(0x1000, 16, F_NEXT, 1)
+    }
+
+    #[test]
+    fn parses_a_read_and_checks_ranges() {
+        let m = mem();
+        let d = [
+            header(&m, T_IN, 6),
+            Descriptor::new(0x2000, 1024, F_NEXT | F_WRITE, 2),
+            Descriptor::new(0x3000, 1, F_WRITE, 0),
+        ];
+        let r = Request::parse(&d, true, &m, 8, 4).unwrap();
+        assert_eq!((r.kind, r.sector, r.data_len), (T_IN, 6, 1024));
+        assert_eq!(r.status, GuestAddress(0x3000));
+        // sector 7 + 2 sectors > 8
+        let d2 = [header(&m, T_IN, 7), d[1], d[2]];
+        assert_eq!(
+            Request::parse(&d2, true, &m, 8, 4).unwrap_err(),
+            RequestError::OutOfRange(7, 2, 8)
+        );
+        let d3 = [header(&m, T_IN, u64::MAX), d[1], d[2]];
+        assert!(matches!(
+            Request::parse(&d3, true, &m, 8, 4),
+            Err(RequestError::OutOfRange(..))
+        ));
+    }
+
+    #[test]
+    fn rejects_malformed_chains() {
+        let m = mem();
+        let st = Descriptor::new(0x3000, 1, F_WRITE, 0);
+        let data_w = Descriptor::new(0x2000, 512, F_NEXT | F_WRITE, 2);
+        let data_r = Descriptor::new(0x2000, 512, F_NEXT, 2);
+        let h = header(&m, T_IN, 0);
+        assert_eq!(
+            Request::parse(&[h, data_w, st], false, &m, 8, 4).unwrap_err(),
+            RequestError::Unterminated
+        );
+        assert_eq!(
+            Request::parse(&[h, data_r, st], true, &m, 8, 4).unwrap_err(),
+            RequestError::Direction(T_IN)
+        );
+        let outside = Descriptor::new(0x7000_0000, 512, F_NEXT | F_WRITE, 2);
+        assert!(matches!(
+            Request::parse(&[h, outside, st], true, &m, 8, 4),
+            Err(RequestError::OutsideRam(..))
+        ));
+        let straddle = Descriptor::new((1 << 20) - 256, 512, F_NEXT | F_WRITE, 2);
+        assert!(matches!(
+            Request::parse(&[h, straddle, st], true, &m, 8, 4),
+            Err(RequestError::OutsideRam(..))
+        ));
+        let odd = Descriptor::new(0x2000, 100, F_NEXT | F_WRITE, 2);
+        assert!(matches!(
+            Request::parse(&[h, odd, st], true, &m, 8, 4),
+            Err(RequestError::BadLength(100))
+        ));
+        let many = [h, data_w, data_w, data_w, data_w, data_w, st];
+        assert!(matches!(
+            Request::parse(&many, true, &m, 8, 4),
+            Err(RequestError::TooManySegments(5, 4))
+        ));
+        let ro_status = Descriptor::new(0x3000, 1, 0, 0);
+        assert_eq!(
+            Request::parse(&[h, data_w, ro_status], true, &m, 8, 4).unwrap_err(),
+            RequestError::NoStatus
+        );
+        let hdr_out = Descriptor::new(0x7000_0000, 16, F_NEXT, 1);
+        assert!(matches!(
+            Request::parse(&[hdr_out, data_w, st], true, &m, 8, 4),
+            Err(RequestError::HeaderOutsideRam(_))
+        ));
+        assert_eq!(
+            Request::parse(&[h], true, &m, 8, 4).unwrap_err(),
+            RequestError::BadHeader
+        );
+    }
+}
