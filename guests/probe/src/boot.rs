@@ -170,7 +170,7 @@ core::arch::global_asm!(
     ".popsection",
     // ---- static data -----------------------------------------------------------------------------
     ".pushsection .rodata",
-    "boot_greeting: .asciz \"PROBE boot\\n\"",
+    "boot_greeting: .asciz \"PROBE boot\\r\\n\"",
     ".popsection",
     ".pushsection .data.boot, \"aw\"",
     ".p2align 12",

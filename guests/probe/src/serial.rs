@@ -117,7 +117,8 @@ impl fmt::Write for LineBuf {
     }
 }
 
-/// Writes `PROBE <formatted>\n` as one uninterrupted line.
+/// Writes `PROBE <formatted>\r\n` as one uninterrupted line (CR LF, as a serial console needs: clients such as
+/// `domus console` put the terminal in raw mode and pass bytes through unchanged).
 pub fn report_line(args: fmt::Arguments<'_>) {
     let mut line = LineBuf::new();
     // LineBuf::write_str never fails; a formatting trait error would only cut the line.
@@ -125,7 +126,7 @@ pub fn report_line(args: fmt::Arguments<'_>) {
     UART.with(|uart| {
         uart.put_all(b"PROBE ");
         uart.put_all(line.as_bytes());
-        uart.put_all(b"\n");
+        uart.put_all(b"\r\n");
     });
 }
 

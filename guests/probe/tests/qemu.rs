@@ -375,7 +375,7 @@ fn smp_brings_up_every_vcpu() {
 /// Boots `probe=idle`, checks that it stays idle, presses the power button over QMP.
 fn idle_until_power_button(machine: &str) {
     let mut session = Session::start(machine, &[], "probe=idle");
-    session.wait_for("PROBE idle ready\n", LINE_TIMEOUT);
+    session.wait_for("PROBE idle ready\r\n", LINE_TIMEOUT);
     thread::sleep(Duration::from_millis(300));
     assert!(
         !session.text().contains("power-button"),
@@ -400,7 +400,7 @@ fn idle_waits_for_the_ged_power_button() {
 #[test]
 fn echo_returns_console_input() {
     let mut session = Session::start("microvm", &[], "probe=echo");
-    session.wait_for("PROBE echo ready\n", LINE_TIMEOUT);
+    session.wait_for("PROBE echo ready\r\n", LINE_TIMEOUT);
     session.send(b"ping-123\n");
     session.wait_for("ping-123\n", LINE_TIMEOUT);
     // Waiting for input sleeps in `hlt`: QEMU (vCPU thread included) stays nearly idle.
