@@ -181,7 +181,7 @@ fn blk_sum_matches_sha256sum_in_list_order() {
         &dir,
         &[
             format!("format=raw, vdev=xvdb, access=rw, target={}", b.display()),
-            format!("{},raw,xvdc,ro", a.display()),
+            format!("{},raw,xvdc,ro,direct-io-safe", a.display()),
         ],
         "probe=blk-sum",
     );
@@ -194,6 +194,12 @@ fn blk_sum_matches_sha256sum_in_list_order() {
     assert_eq!(sums.len(), 2, "{r:?}");
     assert_eq!(field(sums[0], "sha256").unwrap(), sha256sum(&b));
     assert_eq!(field(sums[0], "sectors"), Some("2056"));
+    assert_eq!(
+        field(sums[0], "id"),
+        Some("xvdb"),
+        "GET_ID answers the vdev"
+    );
+    assert_eq!(field(sums[1], "id"), Some("xvdc"));
     assert_eq!(field(sums[1], "sha256").unwrap(), sha256sum(&a));
     assert!(r.stdout.contains("PROBE blk-sum disks=2"), "{r:?}");
     std::fs::remove_dir_all(&dir).unwrap();

@@ -1,6 +1,7 @@
 //! Disk scenarios over the CPL3 virtio-blk driver (`virtio/blk.rs`):
 //!
-//! - `blk-sum`: `PROBE blk-sum disk=<i> sectors=<n> sha256=<hex>` over the whole of each disk, then
+//! - `blk-sum`: `PROBE blk-sum disk=<i> sectors=<n> id=<GET_ID answer or -> sha256=<hex>` over the
+//!   whole of each disk, then
 //!   `PROBE blk-sum disks=<n>`.
 //! - `blk-fill seed=N`: fills disk 0 with a xorshift64 pattern seeded by N (1 MiB writes), FLUSHes,
 //!   and prints `PROBE blk-fill sha256=<hex> bytes=<n> flush=<status>` of what it wrote; with
@@ -18,7 +19,7 @@
 use super::Scenario;
 use crate::cmdline::Args;
 use crate::io::rdtsc;
-use crate::virtio::blk::{Blk, T_FLUSH, T_IN, T_OUT};
+use crate::virtio::blk::{Blk, T_FLUSH, T_GET_ID, T_IN, T_OUT};
 use crate::Machine;
 use domus_probe::sha256::{Hex, Sha256};
 
@@ -87,6 +88,19 @@ fn buf(addr: u64, len: usize) -> &'static mut [u8] {
 
 fn sum(machine: &Machine, _args: &Args<'_>) {
     let n = disks(machine, |i, mut b| {
+        buf(DATA_BASE, 20).fill(0);
+        let id_status = b.sync(T_GET_ID, 0, DATA_BASE, 20);
+        let raw = buf(DATA_BASE, 20);
+        let len = raw.iter().position(|&c| c == 0).unwrap_or(20);
+        let id = match core::str::from_utf8(&raw[..len]) {
+            Ok(s) if id_status == 0 && !s.is_empty() && s.bytes().all(|c| c.is_ascii_graphic()) => {
+                s
+            }
+            _ => "-",
+        };
+        let mut id_buf = [0u8; 20];
+        id_buf[..id.len()].copy_from_slice(id.as_bytes());
+        let id = core::str::from_utf8(&id_buf[..id.len()]).unwrap_or("-");
         let mut h = Sha256::new();
         let mut s = 0u64;
         while s < b.sectors {
@@ -101,7 +115,7 @@ fn sum(machine: &Machine, _args: &Args<'_>) {
             s += count;
         }
         crate::report!(
-            "blk-sum disk={i} sectors={} sha256={}",
+            "blk-sum disk={i} sectors={} id={id} sha256={}",
             b.sectors,
             Hex(h.finish())
         );
