@@ -9,6 +9,7 @@
 use std::sync::{Mutex, MutexGuard};
 
 use virtio_queue::{Queue, QueueT};
+use vm_memory::GuestAddress;
 use vmm_sys_util::eventfd::EventFd;
 
 use super::guest_error;
@@ -280,14 +281,31 @@ impl MmioTransport {
                 }
             }
             reg::QUEUE_SEL => st.queue_sel = v,
-            reg::QUEUE_NUM if q => st.queue.set_size(u16::try_from(v).unwrap_or(0)),
+            // The try_ setters: virtio-queue's plain setters log every bad value unthrottled.
+            reg::QUEUE_NUM if q => {
+                if let Err(e) = st.queue.try_set_size(u16::try_from(v).unwrap_or(0)) {
+                    guest_error(&self.name, &format_args!("queue size {v}: {e}"));
+                }
+            }
             reg::QUEUE_READY if q => st.queue.set_ready(v == 1),
-            reg::QUEUE_DESC_LOW if q => st.queue.set_desc_table_address(Some(v), None),
-            reg::QUEUE_DESC_HIGH if q => st.queue.set_desc_table_address(None, Some(v)),
-            reg::QUEUE_AVAIL_LOW if q => st.queue.set_avail_ring_address(Some(v), None),
-            reg::QUEUE_AVAIL_HIGH if q => st.queue.set_avail_ring_address(None, Some(v)),
-            reg::QUEUE_USED_LOW if q => st.queue.set_used_ring_address(Some(v), None),
-            reg::QUEUE_USED_HIGH if q => st.queue.set_used_ring_address(None, Some(v)),
+            reg::QUEUE_DESC_LOW | reg::QUEUE_DESC_HIGH if q => {
+                let a = merge(st.queue.desc_table(), offset == reg::QUEUE_DESC_HIGH, v);
+                if let Err(e) = st.queue.try_set_desc_table_address(GuestAddress(a)) {
+                    guest_error(&self.name, &format_args!("descriptor table {a:#x}: {e}"));
+                }
+            }
+            reg::QUEUE_AVAIL_LOW | reg::QUEUE_AVAIL_HIGH if q => {
+                let a = merge(st.queue.avail_ring(), offset == reg::QUEUE_AVAIL_HIGH, v);
+                if let Err(e) = st.queue.try_set_avail_ring_address(GuestAddress(a)) {
+                    guest_error(&self.name, &format_args!("available ring {a:#x}: {e}"));
+                }
+            }
+            reg::QUEUE_USED_LOW | reg::QUEUE_USED_HIGH if q => {
+                let a = merge(st.queue.used_ring(), offset == reg::QUEUE_USED_HIGH, v);
+                if let Err(e) = st.queue.try_set_used_ring_address(GuestAddress(a)) {
+                    guest_error(&self.name, &format_args!("used ring {a:#x}: {e}"));
+                }
+            }
             reg::QUEUE_NOTIFY => {
                 // Only without an ioeventfd; the device thread polls on the ioeventfd.
                 guest_error(&self.name, &"QueueNotify reached userspace");
@@ -343,7 +361,7 @@ impl MmioTransport {
                 self.needs_reset(st, &"DRIVER_OK without FEATURES_OK");
                 return;
             }
-            if !st.queue.ready() || !st.queue.is_valid(&self.mem) {
+            if !queue_fits(&st.queue, &self.mem) {
                 st.status = v;
                 self.needs_reset(
                     st,
@@ -355,6 +373,28 @@ impl MmioTransport {
         }
         st.status = v;
     }
+}
+
+/// Replaces the low or high half of `old` with `v`.
+fn merge(old: u64, high: bool, v: u32) -> u64 {
+    if high {
+        (old & 0xffff_ffff) | (u64::from(v) << 32)
+    } else {
+        (old & !0xffff_ffff) | u64::from(v)
+    }
+}
+
+/// The queue is ready and its three areas lie in guest RAM (each inside one region); this is
+/// virtio-queue's `is_valid` without its unthrottled error log.
+fn queue_fits(q: &Queue, mem: &GuestMem) -> bool {
+    use vm_memory::GuestMemoryBackend;
+    let n = usize::from(q.size());
+    let fits = |a: u64, len: usize| mem.get_slice(GuestAddress(a), len).is_ok();
+    q.ready()
+        && n > 0
+        && fits(q.desc_table(), 16 * n)
+        && fits(q.avail_ring(), 6 + 2 * n)
+        && fits(q.used_ring(), 6 + 8 * n)
 }
 
 fn fill(data: &mut [u8], v: u32) {
