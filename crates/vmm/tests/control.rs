@@ -236,7 +236,7 @@ fn sigterm_destroys_and_removes_sockets() {
 #[test]
 fn pty_console_carries_output() {
     let p = probe();
-    let mut child = std::process::Command::new(common::vmm())
+    let mut child = common::vmm_command()
         .args([
             "--kernel",
             p.to_str().unwrap(),

@@ -110,7 +110,7 @@ fn hello_from_xl_config_and_json() {
     .unwrap();
     let json = dir.join("domain.json");
     std::fs::write(&json, serde_json::to_string(&d).unwrap()).unwrap();
-    let child = std::process::Command::new(common::vmm())
+    let child = common::vmm_command()
         .args(["--config-json", json.to_str().unwrap()])
         .current_dir(probe.parent().unwrap())
         .stdin(std::process::Stdio::null())

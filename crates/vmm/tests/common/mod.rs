@@ -6,6 +6,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -88,9 +89,29 @@ pub fn wait_bounded(mut child: Child, limit: Duration, what: &str) -> Run {
     }
 }
 
+/// A `domus-vmm` command that cannot outlive the test that started it: the child gets SIGKILL when the
+/// spawning thread (each test runs on its own thread) ends, so a failed assertion leaves no guest running.
+pub fn vmm_command() -> Command {
+    let mut cmd = Command::new(vmm());
+    // SAFETY: the hook runs in the forked child before exec and only calls prctl(2), which is
+    // async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(kill_when_parent_thread_ends);
+    }
+    cmd
+}
+
+fn kill_when_parent_thread_ends() -> std::io::Result<()> {
+    // SAFETY: PR_SET_PDEATHSIG takes a signal number and reads no pointers.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Starts the VMM with `args` (stdin closed, output captured).
 pub fn spawn(args: &[&str]) -> Child {
-    Command::new(vmm())
+    vmm_command()
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
