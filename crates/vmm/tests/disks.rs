@@ -479,3 +479,34 @@ fn qcow2_and_missing_disks_are_clear_errors() {
     assert!(r.reason().contains("missing.img"), "{}", r.reason());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// DISCARD punches a hole, WRITE_ZEROES zeroes; both read back as zeros and the rest is untouched.
+#[test]
+fn discard_and_write_zeroes_reach_the_file() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = temp_dir("blk-zero");
+    let img = dir.join("z.img");
+    make_image(&img, 4 << 20, 6);
+    let before = std::fs::read(&img).unwrap();
+    let blocks = std::fs::metadata(&img).unwrap().blocks();
+    let r = run(
+        &dir,
+        &[format!("{},raw,xvda,rw", img.display())],
+        "probe=blk-zero",
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout
+            .contains("PROBE blk-zero write_zeroes=0 discard=0 flush=0 zero=1"),
+        "{r:?}"
+    );
+    let after = std::fs::read(&img).unwrap();
+    assert!(after[..2 << 20].iter().all(|&b| b == 0));
+    assert_eq!(after[2 << 20..], before[2 << 20..]);
+    let blocks_after = std::fs::metadata(&img).unwrap().blocks();
+    assert!(
+        blocks_after < blocks,
+        "DISCARD should free space: {blocks} -> {blocks_after} blocks"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

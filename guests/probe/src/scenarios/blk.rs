@@ -6,6 +6,8 @@
 //! - `blk-fill seed=N`: fills disk 0 with a xorshift64 pattern seeded by N (1 MiB writes), FLUSHes,
 //!   and prints `PROBE blk-fill sha256=<hex> bytes=<n> flush=<status>` of what it wrote; with
 //!   `hold=1` it then prints `PROBE blk-fill holding` and halts (for kill -9 tests).
+//! - `blk-zero`: WRITE_ZEROES over sectors [0, 2048) and DISCARD over [2048, 4096) of disk 0, FLUSH,
+//!   read back: `PROBE blk-zero write_zeroes=<s> discard=<s> flush=<s> zero=<1 if all read as 0>`.
 //! - `blk-ro`: a write to disk 0 must fail with IOERR: `PROBE blk-ro ok` (else `PROBE blk-ro
 //!   failed status=<s> ro_feature=<0|1>`).
 //! - `blk-bench mode=seq|rand qd=N [rw=read|write] [mib=M] [ops=K]`: sequential 1 MiB or random
@@ -19,7 +21,7 @@
 use super::Scenario;
 use crate::cmdline::Args;
 use crate::io::rdtsc;
-use crate::virtio::blk::{Blk, T_FLUSH, T_GET_ID, T_IN, T_OUT};
+use crate::virtio::blk::{Blk, T_DISCARD, T_FLUSH, T_GET_ID, T_IN, T_OUT, T_WRITE_ZEROES};
 use crate::Machine;
 use domus_probe::sha256::{Hex, Sha256};
 
@@ -42,6 +44,11 @@ pub const FILL: Scenario = Scenario {
 pub const RO: Scenario = Scenario {
     name: "blk-ro",
     run: ro,
+};
+/// `blk-zero`.
+pub const ZERO: Scenario = Scenario {
+    name: "blk-zero",
+    run: zero,
 };
 /// `blk-bench`.
 pub const BENCH: Scenario = Scenario {
@@ -180,6 +187,42 @@ fn ro(machine: &Machine, _args: &Args<'_>) {
             u8::from(b.read_only)
         );
     }
+}
+
+/// WRITE_ZEROES over sectors [0, 2048), DISCARD over [2048, 4096) of disk 0, then both read back.
+fn zero(machine: &Machine, _args: &Args<'_>) {
+    let Some(mut b) = first_disk(machine, "blk-zero") else {
+        return;
+    };
+    if !b.discard || b.sectors < 4096 {
+        crate::report!(
+            "error blk-zero reason=no-discard-or-small sectors={}",
+            b.sectors
+        );
+        return;
+    }
+    let seg = DATA_BASE;
+    let mut run = |kind: u32, start: u64| {
+        let e = buf(seg, 16);
+        e[0..8].copy_from_slice(&start.to_le_bytes());
+        e[8..12].copy_from_slice(&2048u32.to_le_bytes());
+        e[12..16].copy_from_slice(&0u32.to_le_bytes());
+        b.sync(kind, 0, seg, 16)
+    };
+    let wz = run(T_WRITE_ZEROES, 0);
+    let dc = run(T_DISCARD, 2048);
+    let fl = b.sync(T_FLUSH, 0, 0, 0);
+    let mut zero = true;
+    for s in (0..4096u64).step_by(2048) {
+        if b.sync(T_IN, s, DATA_BASE, 1 << 20) != 0 {
+            zero = false;
+        }
+        zero &= buf(DATA_BASE, 1 << 20).iter().all(|&x| x == 0);
+    }
+    crate::report!(
+        "blk-zero write_zeroes={wz} discard={dc} flush={fl} zero={}",
+        u8::from(zero)
+    );
 }
 
 /// TSC ticks per second, measured against the PM timer over 50 ms.

@@ -50,6 +50,7 @@ pub const SCENARIOS: &[Scenario] = &[
     blk::SUM,
     blk::FILL,
     blk::RO,
+    blk::ZERO,
     blk::BENCH,
     blk_hostile::SCENARIO,
 ];

@@ -28,6 +28,10 @@ pub const T_OUT: u32 = 1;
 pub const T_FLUSH: u32 = 4;
 /// Get id.
 pub const T_GET_ID: u32 = 8;
+/// Discard.
+pub const T_DISCARD: u32 = 11;
+/// Write zeroes.
+pub const T_WRITE_ZEROES: u32 = 13;
 
 /// Feature bits.
 const F_RO: u64 = 1 << 5;
@@ -36,6 +40,8 @@ const F_SIZE_MAX: u64 = 1 << 1;
 const F_SEG_MAX: u64 = 1 << 2;
 const F_BLK_SIZE: u64 = 1 << 6;
 const F_VERSION_1: u64 = 1 << 32;
+const F_DISCARD: u64 = 1 << 13;
+const F_WRITE_ZEROES: u64 = 1 << 14;
 
 /// Register offsets (virtio 1.2 §4.2.2).
 pub mod reg {
@@ -97,6 +103,8 @@ pub struct Blk {
     pub sectors: u64,
     /// Device offered VIRTIO_BLK_F_RO.
     pub read_only: bool,
+    /// DISCARD and WRITE_ZEROES negotiated.
+    pub discard: bool,
     qsize: u16,
     desc: u64,
     avail: u64,
@@ -173,7 +181,15 @@ impl Blk {
         if offered & F_VERSION_1 == 0 {
             return Err("no-version-1");
         }
-        let want = offered & (F_VERSION_1 | F_RO | F_FLUSH | F_SIZE_MAX | F_SEG_MAX | F_BLK_SIZE);
+        let want = offered
+            & (F_VERSION_1
+                | F_RO
+                | F_FLUSH
+                | F_SIZE_MAX
+                | F_SEG_MAX
+                | F_BLK_SIZE
+                | F_DISCARD
+                | F_WRITE_ZEROES);
         mmio_write32(b + reg::DRIVER_FEATURES_SEL, 0);
         mmio_write32(b + reg::DRIVER_FEATURES, want as u32);
         mmio_write32(b + reg::DRIVER_FEATURES_SEL, 1);
@@ -216,6 +232,7 @@ impl Blk {
             base: b,
             sectors,
             read_only: want & F_RO != 0,
+            discard: want & (F_DISCARD | F_WRITE_ZEROES) == (F_DISCARD | F_WRITE_ZEROES),
             qsize,
             desc,
             avail,
