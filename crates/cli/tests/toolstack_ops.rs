@@ -162,10 +162,17 @@ fn small_commands_work_on_a_running_domain() {
         h.row("ops").filter(|r| r.vcpus == 3)
     });
     h.ok(&["destroy", "ops"]);
-    // create -p: the domain starts paused.
+    // create -p: the domain starts paused, before its first instruction (the probe's very first
+    // instructions print "PROBE boot").
     h.probe_cfg("p.cfg", "held", "idle", "");
     h.ok(&["create", "-p", "p.cfg"]);
     assert_eq!(h.row("held").unwrap().state, "--p---");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !h.console_log("held").contains("PROBE boot"),
+        "a domain created paused ran: {}",
+        h.console_log("held")
+    );
     h.ok(&["unpause", "held"]);
     h.wait_console("held", "PROBE idle ready");
     h.ok(&["destroy", "held"]);

@@ -16,7 +16,7 @@ use domus_vmm::console::ConsoleMode;
 use domus_vmm::machine::{self, MachineOptions};
 
 const USAGE: &str = "usage: domus-vmm (--config FILE [KEY=VALUE ...] | --config-json FILE) \
-[--console stdio|pty|unix:PATH] [--control PATH]
+[--console stdio|pty|unix:PATH] [--control PATH] [--paused]
 
 Runs one Domus domain on KVM in the foreground until the guest stops.
 Exit status: 0 powered off, 2 rebooted, 3 crashed, 1 VMM or configuration error.
@@ -25,6 +25,7 @@ Exit status: 0 powered off, 2 rebooted, 3 crashed, 1 VMM or configuration error.
   --config-json FILE    domain configuration as JSON (`domus create -N` output)
   --console MODE        stdio (default), pty, or unix:PATH (any number of clients, with backlog)
   --control PATH        control socket (newline-delimited JSON; see the crate docs)
+  --paused              build the domain but keep its vCPUs paused until the control socket's resume
   -h, --help            this text
   -V, --version         version";
 
@@ -37,6 +38,8 @@ struct Args {
     config_json: Option<PathBuf>,
     console: Option<ConsoleMode>,
     control: Option<PathBuf>,
+    /// Start with the vCPUs paused (`xl create -p`).
+    paused: bool,
     /// Hidden: KVM device node (tests simulate a missing or forbidden /dev/kvm); env DOMUS_KVM_DEVICE.
     kvm_device: Option<PathBuf>,
     /// Hidden: seconds to keep the control socket open after the stop, waiting for ack-outcome.
@@ -82,6 +85,7 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> anyhow::Result<Parsed> 
             "--config-json" => a.config_json = Some(value()?.into()),
             "--console" => a.console = Some(value()?.parse()?),
             "--control" => a.control = Some(value()?.into()),
+            "--paused" => a.paused = true,
             "--kvm-device" => a.kvm_device = Some(value()?.into()),
             "--outcome-linger-s" => {
                 a.outcome_linger_s = Some(value()?.parse().context("--outcome-linger-s")?)
@@ -145,6 +149,7 @@ fn run(args: &Args) -> anyhow::Result<u8> {
         control: args.control.clone(),
         kvm_path,
         outcome_linger: Duration::from_secs(args.outcome_linger_s.unwrap_or(60)),
+        start_paused: args.paused,
     };
     let _span = tracing::info_span!("domain", domname = %cfg.name).entered();
     let outcome =

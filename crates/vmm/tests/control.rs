@@ -137,6 +137,56 @@ fn pause_resume_and_reset() {
 }
 
 #[test]
+fn start_paused_runs_nothing_until_resume() {
+    let dir = temp_dir("paused");
+    let ctl = dir.join("ctl.sock");
+    let p = probe();
+    let child = spawn(&[
+        "--kernel",
+        p.to_str().unwrap(),
+        "--cmdline",
+        "probe=hello",
+        "--memory",
+        "64",
+        "--vcpus",
+        "2",
+        "--control",
+        ctl.to_str().unwrap(),
+        "--paused",
+    ]);
+    wait_for_path(&ctl, LIMIT);
+    let v = control(&ctl, r#"{"cmd":"state"}"#);
+    assert_eq!(v["state"], "paused", "{v}");
+    let times = |v: &serde_json::Value| -> Vec<u64> {
+        let vcpus = v["vcpus"].as_array().unwrap();
+        vcpus
+            .iter()
+            .map(|c| c["cpu_time_ns"].as_u64().unwrap())
+            .collect()
+    };
+    let t0 = times(&v);
+    std::thread::sleep(Duration::from_millis(300));
+    let v = control(&ctl, r#"{"cmd":"state"}"#);
+    assert_eq!(v["state"], "paused", "{v}");
+    assert_eq!(
+        times(&v),
+        t0,
+        "a vCPU ran while the domain was created paused: {v}"
+    );
+    assert_eq!(control(&ctl, r#"{"cmd":"resume"}"#)["ok"], true);
+    // hello powers off once resumed; the outcome lingers until acknowledged.
+    assert_eq!(
+        wait_state(&ctl, "shutdown")["outcome"]["reason"],
+        "poweroff"
+    );
+    assert_eq!(control(&ctl, r#"{"cmd":"ack-outcome"}"#)["ok"], true);
+    let r = wait_bounded(child, LIMIT, "paused");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("PROBE hello vcpus=2 mem_mib=64"), "{r:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn destroy_stops_at_once() {
     let dir = temp_dir("destroy");
     let ctl = dir.join("ctl.sock");

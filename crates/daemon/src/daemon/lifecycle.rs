@@ -143,7 +143,7 @@ impl Daemon {
     ) -> anyhow::Result<DomainInfo> {
         let paths = &self.opts.paths;
         let vp = VmmPaths::new(&paths.domain_runtime_dir(domid), paths.vmm_log(name));
-        let mut child = vmm::spawn(&self.opts.vmm_exe, config, &vp)?;
+        let mut child = vmm::spawn(&self.opts.vmm_exe, config, &vp, paused)?;
         let pid = child.id();
         let kill = |child: &mut std::process::Child| {
             let _ = child.kill();
@@ -180,11 +180,6 @@ impl Daemon {
                 return Err(e.into());
             }
         };
-        if paused {
-            if let Err(e) = ctl.simple("pause") {
-                warn!(domid, error = %anyhow::Error::from(e), "cannot pause the new domain");
-            }
-        }
         let st = ctl.state().ok();
         let info = {
             let mut t = self.lock();

@@ -98,11 +98,17 @@ impl VmmPaths {
     }
 }
 
-/// Starts domus-vmm for `config` (DomainConfig JSON) in its own session.
+/// Starts domus-vmm for `config` (DomainConfig JSON) in its own session; with `paused`, its vCPUs wait for a
+/// `resume` before their first instruction (`xl create -p`).
 ///
 /// # Errors
 /// [`VmmError`].
-pub fn spawn(exe: &Path, config: &serde_json::Value, p: &VmmPaths) -> Result<Child, VmmError> {
+pub fn spawn(
+    exe: &Path,
+    config: &serde_json::Value,
+    p: &VmmPaths,
+    paused: bool,
+) -> Result<Child, VmmError> {
     let dir = p.config.parent().unwrap_or(Path::new("/"));
     let io = |what, path: &Path| {
         let path = path.to_path_buf();
@@ -136,6 +142,7 @@ pub fn spawn(exe: &Path, config: &serde_json::Value, p: &VmmPaths) -> Result<Chi
         .arg(&p.control)
         .arg("--console")
         .arg(format!("unix:{}", p.console.display()))
+        .args(paused.then_some("--paused"))
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log2);

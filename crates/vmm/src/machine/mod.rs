@@ -41,6 +41,8 @@ pub struct MachineOptions {
     pub kvm_path: PathBuf,
     /// How long to keep the control socket open after the guest stopped, waiting for `ack-outcome`.
     pub outcome_linger: Duration,
+    /// Start with every vCPU paused before its first instruction (`xl create -p`); `resume` starts them.
+    pub start_paused: bool,
 }
 
 /// The domain could not be built or run.
@@ -161,6 +163,8 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
     };
 
     let shared = Arc::new(Shared::new(cfg.vcpus).map_err(host("cannot create an eventfd"))?);
+    // Set before any vCPU thread exists, so no guest instruction runs until `resume`.
+    shared.set_paused(opts.start_paused);
     // Before any thread starts, so every thread inherits the blocked mask.
     let signals =
         crate::sys::termination_signalfd().map_err(host("cannot set up signal handling"))?;
