@@ -510,3 +510,32 @@ fn discard_and_write_zeroes_reach_the_file() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Each disk is an `LNRO0005` device in the DSDT: slot i at 0xd000_0000 + 4 KiB·i, GSI 10 + i (the
+/// probe reads address and GSI from the DSDT's `_CRS`, not from the fixed window).
+#[test]
+fn dsdt_announces_each_disk_in_order() {
+    let dir = temp_dir("blk-dsdt");
+    let a = dir.join("a.img");
+    let b = dir.join("b.img");
+    make_image(&a, 1 << 20, 7);
+    make_image(&b, 1 << 20, 8);
+    let r = run(
+        &dir,
+        &[
+            format!("{},raw,xvda,rw", a.display()),
+            format!("{},raw,xvdb,rw", b.display()),
+        ],
+        "probe=virtio-scan",
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    for (i, addr, irq) in [(0, "0xd0000000", "10"), (1, "0xd0001000", "11")] {
+        let l = line_with(&r, &format!("PROBE virtio-scan dev={i} "));
+        assert_eq!(field(l, "addr"), Some(addr), "{l}");
+        assert_eq!(field(l, "irq"), Some(irq), "{l}");
+        assert_eq!(field(l, "version"), Some("2"), "{l}");
+        assert_eq!(field(l, "device_id"), Some("2"), "{l}");
+    }
+    assert!(r.stdout.contains("PROBE virtio-scan devices=2"), "{r:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
