@@ -195,6 +195,14 @@ impl Session {
     }
 }
 
+/// A failed assertion must not leave QEMU running: kill it whenever the session goes away.
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The value of `key=` in the first line that starts with `prefix`.
 fn field<'a>(text: &'a str, prefix: &str, key: &str) -> Option<&'a str> {
     let line = text.lines().find(|l| l.starts_with(prefix))?;
