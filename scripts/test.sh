@@ -12,6 +12,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo doc (warnings are errors)"
+RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --quiet
 echo "== cargo build (all binaries, the probe guest included)"
 cargo build --workspace
 # Fuzz targets: built with nightly + cargo-fuzz, their committed corpora replayed (no new fuzzing in CI).
