@@ -14,37 +14,9 @@ use serde::{Deserialize, Serialize};
 /// First domid Xen reserves (DOMID_FIRST_RESERVED); ours wrap below it.
 pub const DOMID_LIMIT: u32 = 0x7ff0;
 
-/// An `on_poweroff`/`on_reboot`/`on_crash` action (xl.cfg(5)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Action {
-    /// Destroy the domain.
-    Destroy,
-    /// Destroy it and create it again from the same config.
-    Restart,
-    /// Keep the old one under a new name, start a new one.
-    RenameRestart,
-    /// Keep the domain in its shut-down state until `destroy`.
-    Preserve,
-    /// Dump core, then destroy (refused at create: not supported).
-    CoredumpDestroy,
-    /// Dump core, then restart (refused at create: not supported).
-    CoredumpRestart,
-}
-
-impl Action {
-    /// The xl.cfg spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Destroy => "destroy",
-            Self::Restart => "restart",
-            Self::RenameRestart => "rename-restart",
-            Self::Preserve => "preserve",
-            Self::CoredumpDestroy => "coredump-destroy",
-            Self::CoredumpRestart => "coredump-restart",
-        }
-    }
-}
+/// An `on_poweroff`/`on_reboot`/`on_crash` action (xl.cfg(5)): domus-config's type, the one the JSON is
+/// written with.
+pub use domus_config::Action;
 
 fn default_poweroff() -> Action {
     Action::Destroy
