@@ -64,6 +64,48 @@ pub fn guests(c: &ApiClient) -> Result<Vec<DomainInfo>, ClientError> {
     Ok(c.list()?.into_iter().filter(|d| d.domid != 0).collect())
 }
 
+/// The named domains (names or domids) in the order given, or every domain (Domain-0 included) when
+/// `names` is empty.
+///
+/// # Errors
+/// When domusd is unreachable or a named domain does not exist.
+pub fn named_or_all(c: &ApiClient, names: &[String]) -> Result<Vec<DomainInfo>, ClientError> {
+    if names.is_empty() {
+        c.list()
+    } else {
+        names.iter().map(|d| c.get(d)).collect()
+    }
+}
+
+/// The `(domid, name)` targets of a `-a`-capable command such as `shutdown`: every running guest with
+/// `all`, else the one `domain` named. `cmd` is the xl command's name, for the messages.
+///
+/// # Errors
+/// `-a` together with a domain, neither of them, a domain that does not exist, or domusd unreachable.
+pub fn running_or_named(
+    c: &ApiClient,
+    cmd: &str,
+    all: bool,
+    domain: Option<&str>,
+) -> anyhow::Result<Vec<(u32, String)>> {
+    if all {
+        if domain.is_some() {
+            anyhow::bail!("xl {cmd}: -a takes no domain argument");
+        }
+        Ok(guests(c)?
+            .into_iter()
+            .filter(|d| d.pid.is_some())
+            .map(|d| (d.domid, d.name))
+            .collect())
+    } else {
+        let Some(dom) = domain else {
+            anyhow::bail!("'xl {cmd}' requires at least one argument (a domain), or -a")
+        };
+        let d = c.get(dom)?;
+        Ok(vec![(d.domid, d.name)])
+    }
+}
+
 /// Checks a parsed config for what Domus cannot run yet and turns it into the JSON domusd takes, with
 /// relative kernel, ramdisk and disk paths resolved against the current directory (as xl resolves them).
 ///

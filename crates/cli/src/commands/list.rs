@@ -27,14 +27,7 @@ pub struct Args {
 /// When domusd is unreachable or a named domain does not exist.
 pub fn run(_ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     let c = api::client();
-    let all = if args.domains.is_empty() {
-        c.list()?
-    } else {
-        args.domains
-            .iter()
-            .map(|d| c.get(d))
-            .collect::<Result<Vec<_>, _>>()?
-    };
+    let all = api::named_or_all(&c, &args.domains)?;
     if args.long {
         println!("{}", output::list_long(&all));
         return Ok(());

@@ -55,22 +55,7 @@ fn wait_rebooted(c: &ApiClient, ids: &[u32], timeout: Duration) -> Vec<u32> {
 /// When a domain does not exist or is not running.
 pub fn run(_ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     let c = api::client();
-    let targets: Vec<(u32, String)> = if args.all {
-        if args.domain.is_some() {
-            anyhow::bail!("xl reboot: -a takes no domain argument");
-        }
-        api::guests(&c)?
-            .into_iter()
-            .filter(|d| d.pid.is_some())
-            .map(|d| (d.domid, d.name))
-            .collect()
-    } else {
-        let Some(dom) = &args.domain else {
-            anyhow::bail!("'xl reboot' requires at least one argument (a domain), or -a")
-        };
-        let d = c.get(dom)?;
-        vec![(d.domid, d.name)]
-    };
+    let targets = api::running_or_named(&c, "reboot", args.all, args.domain.as_deref())?;
     let req = RebootRequest { force: args.force };
     for (domid, _) in &targets {
         c.action(&domid.to_string(), "reboot", Some(&req))?;

@@ -34,22 +34,7 @@ pub struct Args {
 /// When a domain does not exist or is not running.
 pub fn run(_ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     let c = api::client();
-    let targets: Vec<(u32, String)> = if args.all {
-        if args.domain.is_some() {
-            anyhow::bail!("xl shutdown: -a takes no domain argument");
-        }
-        api::guests(&c)?
-            .into_iter()
-            .filter(|d| d.pid.is_some())
-            .map(|d| (d.domid, d.name))
-            .collect()
-    } else {
-        let Some(dom) = &args.domain else {
-            anyhow::bail!("'xl shutdown' requires at least one argument (a domain), or -a")
-        };
-        let d = c.get(dom)?;
-        vec![(d.domid, d.name)]
-    };
+    let targets = api::running_or_named(&c, "shutdown", args.all, args.domain.as_deref())?;
     let req = ShutdownRequest { force: args.force };
     let mut failed = false;
     for (domid, name) in &targets {
