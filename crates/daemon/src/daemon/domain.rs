@@ -363,6 +363,26 @@ impl Table {
             .ok_or_else(|| LookupError::NoName(spec.to_owned()))
     }
 
+    /// Resolves xl's "domain" argument (see [`Table::resolve`]) to the domain itself.
+    ///
+    /// # Errors
+    /// [`LookupError`] with xl's wording.
+    pub fn lookup(&self, spec: &str) -> Result<(u32, &Domain), LookupError> {
+        let domid = self.resolve(spec)?;
+        let d = self.get(domid).ok_or(LookupError::NoId(domid))?;
+        Ok((domid, d))
+    }
+
+    /// [`Table::lookup`], mutable.
+    ///
+    /// # Errors
+    /// [`LookupError`] with xl's wording.
+    pub fn lookup_mut(&mut self, spec: &str) -> Result<(u32, &mut Domain), LookupError> {
+        let domid = self.resolve(spec)?;
+        let d = self.get_mut(domid).ok_or(LookupError::NoId(domid))?;
+        Ok((domid, d))
+    }
+
     /// Whether another domain (not `except`) already uses `name`.
     pub fn name_in_use(&self, name: &str, except: Option<u32>) -> bool {
         self.domains

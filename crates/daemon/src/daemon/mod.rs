@@ -63,6 +63,13 @@ pub struct ApiError {
     pub message: String,
 }
 
+/// A failed domain lookup is a 404 with xl's wording.
+impl From<domain::LookupError> for ApiError {
+    fn from(e: domain::LookupError) -> Self {
+        Self::not_found(e.to_string())
+    }
+}
+
 impl ApiError {
     /// 400.
     pub fn bad_request(m: impl Into<String>) -> Self {
@@ -269,12 +276,8 @@ impl Daemon {
             return Ok(Self::domain0());
         }
         let t = self.lock();
-        let domid = t
-            .resolve(spec)
-            .map_err(|e| ApiError::not_found(e.to_string()))?;
-        t.get(domid)
-            .map(Domain::info)
-            .ok_or_else(|| ApiError::not_found(format!("Domain {domid} does not exist.")))
+        let (_, d) = t.lookup(spec)?;
+        Ok(d.info())
     }
 
     /// Host facts.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use domusd::api::DOMAIN0_NAME;
 use tracing::{info, warn};
 
-use super::domain::{is_valid_name, ConfigView};
+use super::domain::{is_valid_name, ConfigView, LookupError};
 use super::vmm::Control;
 use super::{host, sys, ApiError, Daemon};
 
@@ -33,12 +33,7 @@ impl Daemon {
     fn running_target(&self, spec: &str, what: &str) -> Result<Target, ApiError> {
         Self::refuse_domain0(spec, what)?;
         let t = self.lock();
-        let domid = t
-            .resolve(spec)
-            .map_err(|e| ApiError::not_found(e.to_string()))?;
-        let d = t
-            .get(domid)
-            .ok_or_else(|| ApiError::not_found(format!("Domain {domid} does not exist.")))?;
+        let (domid, d) = t.lookup(spec)?;
         if d.starting {
             return Err(ApiError::conflict(format!(
                 "cannot {what} domain {domid} ({}): it is still starting; try again in a moment",
@@ -160,14 +155,7 @@ impl Daemon {
         Self::refuse_domain0(spec, "destroy")?;
         let target = {
             let mut t = self.lock();
-            let domid = t
-                .resolve(spec)
-                .map_err(|e| ApiError::not_found(e.to_string()))?;
-            let Some(d) = t.get_mut(domid) else {
-                return Err(ApiError::not_found(format!(
-                    "Domain {domid} does not exist."
-                )));
-            };
+            let (domid, d) = t.lookup_mut(spec)?;
             match &d.rec.vmm {
                 None if d.rec.stopped.is_some() => {
                     self.remove_locked(&mut t, domid);
@@ -251,19 +239,13 @@ impl Daemon {
             )));
         }
         let mut t = self.lock();
-        let domid = t
-            .resolve(spec)
-            .map_err(|e| ApiError::not_found(e.to_string()))?;
+        let domid = t.resolve(spec)?;
         if t.name_in_use(new_name, Some(domid)) {
             return Err(ApiError::conflict(format!(
                 "Domain with name '{new_name}' already exists."
             )));
         }
-        let Some(d) = t.get_mut(domid) else {
-            return Err(ApiError::not_found(format!(
-                "Domain {domid} does not exist."
-            )));
-        };
+        let d = t.get_mut(domid).ok_or(LookupError::NoId(domid))?;
         info!(domid, from = %d.rec.name, to = %new_name, "rename");
         d.rec.name = new_name.to_owned();
         d.rec.config["name"] = serde_json::Value::String(new_name.to_owned());
@@ -322,14 +304,7 @@ impl Daemon {
     pub fn mem_max(&self, spec: &str, mib: u64) -> Result<(), ApiError> {
         Self::refuse_domain0(spec, "change mem-max of")?;
         let mut t = self.lock();
-        let domid = t
-            .resolve(spec)
-            .map_err(|e| ApiError::not_found(e.to_string()))?;
-        let Some(d) = t.get_mut(domid) else {
-            return Err(ApiError::not_found(format!(
-                "Domain {domid} does not exist."
-            )));
-        };
+        let (_, d) = t.lookup_mut(spec)?;
         let cur = d.info().memory_mib;
         if mib < cur {
             return Err(ApiError::bad_request(format!(
@@ -351,14 +326,7 @@ impl Daemon {
         Self::refuse_domain0(spec, "update the config of")?;
         ConfigView::check(&config).map_err(|e| ApiError::bad_request(e.to_string()))?;
         let mut t = self.lock();
-        let domid = t
-            .resolve(spec)
-            .map_err(|e| ApiError::not_found(e.to_string()))?;
-        let Some(d) = t.get_mut(domid) else {
-            return Err(ApiError::not_found(format!(
-                "Domain {domid} does not exist."
-            )));
-        };
+        let (domid, d) = t.lookup_mut(spec)?;
         config["name"] = serde_json::Value::String(d.rec.name.clone());
         config["uuid"] = serde_json::Value::String(d.rec.uuid.clone());
         d.rec.pending_config = Some(config);
