@@ -57,6 +57,18 @@ pub struct ConfigError {
     pub kind: ConfigErrorKind,
 }
 
+/// A syntax error at `at`: `expected` something, `found` something else (shared by the lexer and the
+/// parser).
+pub(crate) fn syntax(at: Location, expected: &str, found: &str) -> ConfigError {
+    ConfigError::new(
+        at,
+        ConfigErrorKind::Syntax {
+            expected: expected.into(),
+            found: found.into(),
+        },
+    )
+}
+
 impl ConfigError {
     /// An error at `location`, not tied to a key.
     pub fn new(location: Location, kind: ConfigErrorKind) -> Self {

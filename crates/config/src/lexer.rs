@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use crate::error::{ConfigError, ConfigErrorKind, Location};
+use crate::error::{syntax, ConfigError, ConfigErrorKind, Location};
 
 /// One token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -291,16 +291,6 @@ pub fn parse_number(text: &str) -> Option<u64> {
 
 fn unterminated(at: &Location, quote: char) -> ConfigError {
     ConfigError::new(at.clone(), ConfigErrorKind::UnterminatedString { quote })
-}
-
-fn syntax(at: Location, expected: &str, found: &str) -> ConfigError {
-    ConfigError::new(
-        at,
-        ConfigErrorKind::Syntax {
-            expected: expected.into(),
-            found: found.into(),
-        },
-    )
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use crate::error::{ConfigError, ConfigErrorKind, Location};
+use crate::error::{syntax, ConfigError, ConfigErrorKind, Location};
 use crate::lexer::{Lexer, Token};
 use crate::value::{Setting, Spanned, Value, XlConfig};
 
@@ -302,16 +302,6 @@ fn apply(config: &mut XlConfig, stmt: Statement) -> Result<(), ConfigError> {
         }
     }
     Ok(())
-}
-
-fn syntax(at: Location, expected: &str, found: &str) -> ConfigError {
-    ConfigError::new(
-        at,
-        ConfigErrorKind::Syntax {
-            expected: expected.into(),
-            found: found.into(),
-        },
-    )
 }
 
 #[cfg(test)]
