@@ -52,6 +52,35 @@ fn chain(b: &mut Blk, descs: &[Desc]) {
     b.notify();
 }
 
+/// Submits a well-formed read chain (16-byte header, one writable data buffer, status byte) whose
+/// addresses and length the caller chooses: each case makes exactly one of them hostile.
+fn read_chain(b: &mut Blk, header_addr: u64, data_addr: u64, data_len: u32) {
+    let st = b.status_addr(0);
+    chain(
+        b,
+        &[
+            Desc {
+                addr: header_addr,
+                len: 16,
+                flags: D_NEXT,
+                next: 1,
+            },
+            Desc {
+                addr: data_addr,
+                len: data_len,
+                flags: D_NEXT | D_WRITE,
+                next: 2,
+            },
+            Desc {
+                addr: st,
+                len: 1,
+                flags: D_WRITE,
+                next: 0,
+            },
+        ],
+    );
+}
+
 fn header(b: &Blk, sector: u64) -> u64 {
     let h = b.header_addr(0);
     crate::virtio::blk::write_header(h, T_IN, sector);
@@ -61,7 +90,6 @@ fn header(b: &Blk, sector: u64) -> u64 {
 }
 
 fn cases(i: usize, t: &crate::virtio::Transport, mut b: Blk) {
-    let st = b.status_addr(0);
     b.queue(0, T_IN, b.sectors, DATA_BASE, 512);
     b.notify();
     report(i, "out-of-range", &mut b);
@@ -70,81 +98,15 @@ fn cases(i: usize, t: &crate::virtio::Transport, mut b: Blk) {
     report(i, "beyond-end", &mut b);
 
     let h = header(&b, 0);
-    chain(
-        &mut b,
-        &[
-            Desc {
-                addr: h,
-                len: 16,
-                flags: D_NEXT,
-                next: 1,
-            },
-            Desc {
-                addr: NOWHERE,
-                len: 4096,
-                flags: D_NEXT | D_WRITE,
-                next: 2,
-            },
-            Desc {
-                addr: st,
-                len: 1,
-                flags: D_WRITE,
-                next: 0,
-            },
-        ],
-    );
+    read_chain(&mut b, h, NOWHERE, 4096);
     report(i, "data-outside-ram", &mut b);
 
     header(&b, 0);
-    chain(
-        &mut b,
-        &[
-            Desc {
-                addr: NOWHERE,
-                len: 16,
-                flags: D_NEXT,
-                next: 1,
-            },
-            Desc {
-                addr: DATA_BASE,
-                len: 512,
-                flags: D_NEXT | D_WRITE,
-                next: 2,
-            },
-            Desc {
-                addr: st,
-                len: 1,
-                flags: D_WRITE,
-                next: 0,
-            },
-        ],
-    );
+    read_chain(&mut b, NOWHERE, DATA_BASE, 512);
     report(i, "header-outside-ram", &mut b);
 
     let h = header(&b, 0);
-    chain(
-        &mut b,
-        &[
-            Desc {
-                addr: h,
-                len: 16,
-                flags: D_NEXT,
-                next: 1,
-            },
-            Desc {
-                addr: DATA_BASE,
-                len: 0xffff_fe00,
-                flags: D_NEXT | D_WRITE,
-                next: 2,
-            },
-            Desc {
-                addr: st,
-                len: 1,
-                flags: D_WRITE,
-                next: 0,
-            },
-        ],
-    );
+    read_chain(&mut b, h, DATA_BASE, 0xffff_fe00);
     report(i, "huge-len", &mut b);
 
     let h = header(&b, 0);
