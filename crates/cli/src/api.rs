@@ -4,9 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use domusd::api::{DomainInfo, DomainState};
-use domusd::client::{ApiClient, ClientError};
-use domusd::paths::Paths;
+use domus_api::client::{ApiClient, ClientError};
+use domus_api::messages::{DomainInfo, DomainState};
+use domus_api::paths::Paths;
 
 /// The directories, from the environment.
 pub fn paths() -> Paths {

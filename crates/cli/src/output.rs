@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use domusd::api::{DomainInfo, DomainState, HostInfo};
+use domus_api::messages::{DomainInfo, DomainState, HostInfo};
 
 /// `xl list`'s header line.
 pub fn list_header(verbose: bool) -> String {
@@ -230,7 +230,7 @@ pub fn info(h: &HostInfo) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use domusd::api::{ShutdownReason, VcpuInfo};
+    use domus_api::messages::{ShutdownReason, VcpuInfo};
 
     fn dom(name: &str, domid: u32, state: DomainState) -> DomainInfo {
         DomainInfo {

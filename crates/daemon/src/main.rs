@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use domusd::paths::Paths;
+use domus_api::paths::Paths;
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
@@ -114,7 +114,7 @@ fn run(args: &Args, ring: DmesgRing) -> anyhow::Result<()> {
     let mut sockets = vec![store_socket.clone()];
     if opts.paths.is_default_runtime() {
         // Xen's own clients find the store at its usual path on a Domus host.
-        sockets.push(PathBuf::from(domusd::paths::XEN_XENSTORED_SOCKET));
+        sockets.push(PathBuf::from(domus_api::paths::XEN_XENSTORED_SOCKET));
     }
     for s in &sockets {
         if let Some(dir) = s.parent() {

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use clap::Args as ClapArgs;
-use domusd::api::CreateRequest;
+use domus_api::messages::CreateRequest;
 
 use super::{create, Ctx};
 use crate::api;

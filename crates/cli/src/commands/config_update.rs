@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Args as ClapArgs;
-use domusd::api::ConfigUpdateRequest;
+use domus_api::messages::ConfigUpdateRequest;
 
 use super::{create, Ctx};
 use crate::api;

@@ -119,7 +119,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
 fn create_domain(args: &Args, config: DomainConfig) -> anyhow::Result<()> {
     let value = crate::api::prepare_config(config)?;
     let client = crate::api::client();
-    let d = client.create(&domusd::api::CreateRequest {
+    let d = client.create(&domus_api::messages::CreateRequest {
         config: value,
         paused: args.paused,
     })?;

@@ -1,7 +1,7 @@
 //! `xl mem-max DOMAIN MEM`: the domain's maximum memory (MEM in MiB, or with a unit suffix: k, m, g).
 
 use clap::Args as ClapArgs;
-use domusd::api::MemMaxRequest;
+use domus_api::messages::MemMaxRequest;
 
 use super::Ctx;
 use crate::api;

@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant};
 
 use clap::Args as ClapArgs;
-use domusd::api::RebootRequest;
-use domusd::client::ApiClient;
+use domus_api::client::ApiClient;
+use domus_api::messages::RebootRequest;
 
 use super::Ctx;
 use crate::api;

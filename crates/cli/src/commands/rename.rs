@@ -1,7 +1,7 @@
 //! `xl rename DOMAIN NEW-NAME`.
 
 use clap::Args as ClapArgs;
-use domusd::api::RenameRequest;
+use domus_api::messages::RenameRequest;
 
 use super::Ctx;
 use crate::api;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use clap::Args as ClapArgs;
-use domusd::api::ShutdownRequest;
+use domus_api::messages::ShutdownRequest;
 
 use super::Ctx;
 use crate::api;

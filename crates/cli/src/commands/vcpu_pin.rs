@@ -1,7 +1,7 @@
 //! `xl vcpu-pin DOMAIN VCPU|all CPUS [SOFT]`: pin vCPU threads to host CPUs (`all`, `0-3`, `1,3`, `^2`).
 
 use clap::Args as ClapArgs;
-use domusd::api::VcpuPinRequest;
+use domus_api::messages::VcpuPinRequest;
 
 use super::Ctx;
 use crate::api;

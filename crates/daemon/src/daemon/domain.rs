@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// How long a domain stays "hot" (polled often) after creation or a lifecycle operation.
 pub const HOT_PERIOD: Duration = Duration::from_secs(10);
 
-use domusd::api::{DomainInfo, DomainState, ShutdownReason, VcpuInfo};
+use domus_api::messages::{DomainInfo, DomainState, ShutdownReason, VcpuInfo};
 use serde::{Deserialize, Serialize};
 
 /// First domid Xen reserves (DOMID_FIRST_RESERVED); ours wrap below it.
@@ -137,7 +137,7 @@ pub fn is_valid_name(name: &str) -> bool {
         && name.len() <= 64
         && !name.chars().all(|c| c.is_ascii_digit())
         && !name.chars().any(|c| c == '/' || c.is_control())
-        && name != domusd::api::DOMAIN0_NAME
+        && name != domus_api::messages::DOMAIN0_NAME
 }
 
 /// The VMM process of a running domain.

@@ -2,7 +2,7 @@
 
 use std::fs;
 
-use domusd::api::HostInfo;
+use domus_api::messages::HostInfo;
 
 fn meminfo_kib(key: &str) -> u64 {
     fs::read_to_string("/proc/meminfo")

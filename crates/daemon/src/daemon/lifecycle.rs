@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use domusd::api::{DomainInfo, ShutdownReason};
+use domus_api::messages::{DomainInfo, ShutdownReason};
 use tracing::{error, info, warn};
 
 use super::domain::{

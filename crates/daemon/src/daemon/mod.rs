@@ -25,8 +25,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use domusd::api::{DomainInfo, DomainState, VcpuInfo, DOMAIN0_NAME};
-use domusd::paths::Paths;
+use domus_api::messages::{DomainInfo, DomainState, VcpuInfo, DOMAIN0_NAME};
+use domus_api::paths::Paths;
 use tracing::{info, warn};
 
 use dmesg::DmesgRing;
@@ -281,7 +281,7 @@ impl Daemon {
     }
 
     /// Host facts.
-    pub fn host(&self) -> domusd::api::HostInfo {
+    pub fn host(&self) -> domus_api::messages::HostInfo {
         let n = u32::try_from(self.lock().len()).unwrap_or(u32::MAX);
         host::host_info(n, self.opts.paths.xenstored_socket().display().to_string())
     }

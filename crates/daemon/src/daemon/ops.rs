@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use domusd::api::DOMAIN0_NAME;
+use domus_api::messages::DOMAIN0_NAME;
 use tracing::{info, warn};
 
 use super::domain::{is_valid_name, ConfigView, LookupError};

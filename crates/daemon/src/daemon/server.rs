@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use domusd::api::{
+use domus_api::http::{self, Request};
+use domus_api::messages::{
     self, ConfigUpdateRequest, CreateRequest, DmesgReply, ErrorReply, MemMaxRequest, RebootRequest,
     RenameRequest, ShutdownRequest, VcpuPinRequest,
 };
-use domusd::http::{self, Request};
 use serde::de::DeserializeOwned;
 use tracing::{debug, warn};
 
@@ -143,7 +143,7 @@ fn route(d: &Arc<Daemon>, req: &Request) -> Result<serde_json::Value, ApiError> 
             lines: d.dmesg.lines(true),
         }),
         (m, ["v1", "domains", dom, rest @ ..]) => {
-            let dom = api::decode_segment(dom)
+            let dom = messages::decode_segment(dom)
                 .ok_or_else(|| ApiError::bad_request("malformed domain in path"))?;
             domain_route(d, req, m, &dom, rest)
         }

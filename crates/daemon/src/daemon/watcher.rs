@@ -15,7 +15,7 @@ use std::process::{Child, ExitStatus};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use domusd::api::ShutdownReason;
+use domus_api::messages::ShutdownReason;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use tracing::{debug, warn};
 

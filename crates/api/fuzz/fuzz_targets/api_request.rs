@@ -2,11 +2,11 @@
 //! request body type. Nothing may panic or allocate without bound.
 #![no_main]
 
-use domusd::api::{
+use domus_api::messages::{
     decode_segment, ConfigUpdateRequest, CreateRequest, MemMaxRequest, RenameRequest, ShutdownRequest,
     VcpuPinRequest,
 };
-use domusd::http::read_request;
+use domus_api::http::read_request;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

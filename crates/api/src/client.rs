@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::api::{self, CreateRequest, DmesgReply, DomainInfo, ErrorReply, HostInfo};
 use crate::http::{self, HttpError};
+use crate::messages::{self, CreateRequest, DmesgReply, DomainInfo, ErrorReply, HostInfo};
 
 /// Client errors.
 #[derive(Debug, thiserror::Error)]
@@ -127,7 +127,7 @@ impl ApiClient {
     pub fn get(&self, dom: &str) -> Result<DomainInfo, ClientError> {
         self.call(
             "GET",
-            &format!("/v1/domains/{}", api::encode_segment(dom)),
+            &format!("/v1/domains/{}", messages::encode_segment(dom)),
             None::<&()>,
         )
     }
@@ -152,7 +152,7 @@ impl ApiClient {
     ) -> Result<(), ClientError> {
         let _: serde_json::Value = self.call(
             "POST",
-            &format!("/v1/domains/{}/{action}", api::encode_segment(dom)),
+            &format!("/v1/domains/{}/{action}", messages::encode_segment(dom)),
             body,
         )?;
         Ok(())

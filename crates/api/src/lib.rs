@@ -1,0 +1,32 @@
+//! What the `domus` CLI shares with the `domusd` daemon: the API messages ([`messages`]), their framing as
+//! JSON over HTTP/1.1 on a unix socket ([`http`]), a blocking client ([`client`]) and the path conventions
+//! ([`paths`]).
+//!
+//! # The API
+//! domusd listens on `$DOMUS_RUNTIME_DIR/domusd.sock` (default `/run/domus/domusd.sock`). Each connection
+//! carries one HTTP/1.1 request and one response (`Connection: close`); bodies are JSON
+//! (`Content-Type: application/json`, `Content-Length` always set, no chunking). Errors are a non-2xx status
+//! with `{"error": "message"}`. `DOM` below is a domid (all digits) or a domain name, percent-encoded.
+//!
+//! | method and path | request body | reply |
+//! |---|---|---|
+//! | `GET /v1/domains` | - | `[DomainInfo]`, Domain-0 (the host) first |
+//! | `POST /v1/domains` | [`messages::CreateRequest`] | [`messages::DomainInfo`] once the VMM answers |
+//! | `GET /v1/domains/DOM` | - | [`messages::DomainInfo`] |
+//! | `POST /v1/domains/DOM/shutdown` | [`messages::ShutdownRequest`] | `{}`: power button pressed |
+//! | `POST /v1/domains/DOM/reboot` | [`messages::RebootRequest`] | `{}`: power button pressed, the domain marked "reboot requested" (its poweroff then applies on_reboot); with `force` the VMM resets the guest |
+//! | `POST /v1/domains/DOM/destroy` | - | `{}` once the domain is gone |
+//! | `POST /v1/domains/DOM/pause`, `/unpause` | - | `{}` |
+//! | `POST /v1/domains/DOM/rename` | [`messages::RenameRequest`] | `{}` |
+//! | `POST /v1/domains/DOM/vcpu-pin` | [`messages::VcpuPinRequest`] | `{}` |
+//! | `POST /v1/domains/DOM/mem-max` | [`messages::MemMaxRequest`] | `{}` |
+//! | `POST /v1/domains/DOM/config-update` | [`messages::ConfigUpdateRequest`] | `{}`: used from the next restart |
+//! | `GET /v1/host` | - | [`messages::HostInfo`] |
+//! | `GET /v1/dmesg`, `POST /v1/dmesg/clear` | - | [`messages::DmesgReply`] |
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod http;
+pub mod messages;
+pub mod paths;
