@@ -5,6 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// What a vCPU is doing, as its VMM reports it.
+pub use domus_vmm_api::VcpuRunState;
+
 /// Name of the host's own row, as xl prints it.
 pub const DOMAIN0_NAME: &str = "Domain-0";
 
@@ -76,7 +79,7 @@ pub struct VcpuInfo {
     /// vCPU number inside the guest.
     pub id: u32,
     /// `running`, `blocked` or `paused` (as the VMM reports).
-    pub state: String,
+    pub state: VcpuRunState,
     /// Host CPU time consumed, nanoseconds.
     pub cpu_time_ns: u64,
     /// Host CPUs the vCPU thread is pinned to; `None` = all.

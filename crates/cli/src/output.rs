@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use domus_api::messages::{DomainInfo, DomainState, HostInfo};
+use domus_api::messages::{DomainInfo, DomainState, HostInfo, VcpuRunState};
 
 /// `xl list`'s header line.
 pub fn list_header(verbose: bool) -> String {
@@ -143,9 +143,21 @@ pub fn vcpu_rows(d: &DomainInfo, nr_cpus: u32) -> Vec<String> {
     d.vcpu_info
         .iter()
         .map(|v| {
-            let running = if v.state == "running" { 'r' } else { '-' };
-            let blocked = if v.state == "blocked" { 'b' } else { '-' };
-            let paused = if v.state == "paused" { 'p' } else { '-' };
+            let running = if v.state == VcpuRunState::Running {
+                'r'
+            } else {
+                '-'
+            };
+            let blocked = if v.state == VcpuRunState::Blocked {
+                'b'
+            } else {
+                '-'
+            };
+            let paused = if v.state == VcpuRunState::Paused {
+                'p'
+            } else {
+                '-'
+            };
             // The CPU the vCPU last ran on is not tracked: the first CPU of its affinity.
             let cpu = v
                 .affinity
@@ -248,7 +260,7 @@ mod tests {
             uptime_s: 90_061.0,
             vcpu_info: vec![VcpuInfo {
                 id: 0,
-                state: "blocked".into(),
+                state: VcpuRunState::Blocked,
                 cpu_time_ns: 1_250_000_000,
                 affinity: None,
             }],

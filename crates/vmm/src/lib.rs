@@ -9,7 +9,7 @@
 //!   ACPI tables and the MP table.
 //! - [`devices`]: the port-I/O devices of the machine model (16550, i8042, CMOS RTC, pvpanic, ACPI PM).
 //! - [`console`]: where the UART's output goes (stdio, pty, unix socket with a bounded backlog).
-//! - [`control`]: the control socket (state, pause/resume, power button, reset, destroy, outcome).
+//! - [`control`]: serves the control socket (state, pause/resume, power button, reset, destroy, outcome).
 //! - [`machine`]: ties them together and runs the domain until it stops.
 //!
 //! # Machine model (what a guest sees)
@@ -30,7 +30,8 @@
 //! other fatal exit: exit 3). Errors before the guest runs are exit 1.
 //!
 //! # Control protocol
-//! Documented in [`control`].
+//! Defined once, for domus-vmm and domusd alike, in the `domus-vmm-api` crate (requests, replies, machine
+//! and vCPU states, outcomes, exit statuses); [`control`] serves it.
 
 #![warn(missing_docs)]
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// How long a domain stays "hot" (polled often) after creation or a lifecycle operation.
 pub const HOT_PERIOD: Duration = Duration::from_secs(10);
 
-use domus_api::messages::{DomainInfo, DomainState, ShutdownReason, VcpuInfo};
+use domus_api::messages::{DomainInfo, DomainState, ShutdownReason, VcpuInfo, VcpuRunState};
 use serde::{Deserialize, Serialize};
 
 /// First domid Xen reserves (DOMID_FIRST_RESERVED); ours wrap below it.
@@ -247,7 +247,13 @@ impl Domain {
         if self.live.paused {
             return DomainState::Paused;
         }
-        if !self.live.vcpus.is_empty() && self.live.vcpus.iter().all(|v| v.state == "blocked") {
+        if !self.live.vcpus.is_empty()
+            && self
+                .live
+                .vcpus
+                .iter()
+                .all(|v| v.state == VcpuRunState::Blocked)
+        {
             return DomainState::Blocked;
         }
         DomainState::Running
@@ -516,7 +522,7 @@ mod tests {
         assert_eq!(d.state(), DomainState::Running);
         d.live.vcpus = vec![VcpuInfo {
             id: 0,
-            state: "blocked".into(),
+            state: VcpuRunState::Blocked,
             cpu_time_ns: 5,
             affinity: None,
         }];

@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use domus_api::messages::{DomainInfo, DomainState, VcpuInfo, DOMAIN0_NAME};
 use domus_api::paths::Paths;
+use domus_vmm_api::{MachineState, StateReply};
 use tracing::{info, warn};
 
 use dmesg::DmesgRing;
@@ -213,22 +214,22 @@ impl Daemon {
     }
 
     /// Records what the VMM last reported.
-    fn update_live(&self, domid: u32, generation: u64, st: &vmm::StateReply) {
+    fn update_live(&self, domid: u32, generation: u64, st: &StateReply) {
         let mut t = self.lock();
         if let Some(d) = t.get_mut(domid).filter(|d| d.generation == generation) {
             d.live = Live {
-                paused: st.state == "paused",
+                paused: st.state == MachineState::Paused,
                 vcpus: st
                     .vcpus
                     .iter()
                     .map(|v| VcpuInfo {
                         id: v.id,
-                        state: v.state.clone(),
+                        state: v.state,
                         cpu_time_ns: v.cpu_time_ns,
                         affinity: None,
                     })
                     .collect(),
-                memory_mib: st.memory_mib,
+                memory_mib: Some(st.memory_mib),
             };
         }
     }

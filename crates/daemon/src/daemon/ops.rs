@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use domus_api::messages::DOMAIN0_NAME;
+use domus_vmm_api::{Request, VcpuRunState};
 use tracing::{info, warn};
 
 use super::domain::{is_valid_name, ConfigView, LookupError};
@@ -58,7 +59,7 @@ impl Daemon {
         Ok(target)
     }
 
-    fn send(target: &Target, req: &serde_json::Value) -> Result<serde_json::Value, ApiError> {
+    fn send(target: &Target, req: &Request) -> Result<(), ApiError> {
         let mut c = Control::connect(&target.control).map_err(|e| {
             ApiError::internal(format!(
                 "domain {}: {:#}",
@@ -66,7 +67,7 @@ impl Daemon {
                 anyhow::Error::from(e)
             ))
         })?;
-        c.request(req).map_err(|e| {
+        c.send(req).map_err(|e| {
             ApiError::internal(format!(
                 "domain {}: {:#}",
                 target.domid,
@@ -84,7 +85,7 @@ impl Daemon {
         let t = self.running_target(spec, "shut down")?;
         self.set_reboot_requested(&t, false);
         info!(domid = t.domid, "power button");
-        Self::send(&t, &serde_json::json!({"cmd": "power-button"})).map(drop)
+        Self::send(&t, &Request::PowerButton)
     }
 
     /// Reboots the guest the way libvirt's ACPI reboot does: marks the domain "reboot requested" and
@@ -97,11 +98,11 @@ impl Daemon {
         let t = self.running_target(spec, "reboot")?;
         if force {
             info!(domid = t.domid, "reset");
-            return Self::send(&t, &serde_json::json!({"cmd": "reset"})).map(drop);
+            return Self::send(&t, &Request::Reset);
         }
         self.set_reboot_requested(&t, true);
         info!(domid = t.domid, "power button (reboot requested)");
-        let sent = Self::send(&t, &serde_json::json!({"cmd": "power-button"})).map(drop);
+        let sent = Self::send(&t, &Request::PowerButton);
         if sent.is_err() {
             self.set_reboot_requested(&t, false);
         }
@@ -128,7 +129,11 @@ impl Daemon {
         let t = self.running_target(spec, if paused { "pause" } else { "unpause" })?;
         Self::send(
             &t,
-            &serde_json::json!({"cmd": if paused { "pause" } else { "resume" }}),
+            &if paused {
+                Request::Pause
+            } else {
+                Request::Resume
+            },
         )?;
         if let Some(d) = self
             .lock()
@@ -138,9 +143,9 @@ impl Daemon {
             d.live.paused = paused;
             for v in &mut d.live.vcpus {
                 v.state = if paused {
-                    "paused".into()
+                    VcpuRunState::Paused
                 } else {
-                    "running".into()
+                    VcpuRunState::Running
                 };
             }
         }
@@ -184,7 +189,7 @@ impl Daemon {
             }
         };
         info!(domid = target.domid, "destroying domain");
-        if let Err(e) = Self::send(&target, &serde_json::json!({"cmd": "destroy"})) {
+        if let Err(e) = Self::send(&target, &Request::Destroy) {
             warn!(domid = target.domid, error = %e, "destroy request failed; killing the VMM");
             sys::kill_hard(target.pid);
         }
@@ -283,7 +288,10 @@ impl Daemon {
         for k in which {
             Self::send(
                 &t,
-                &serde_json::json!({"cmd": "vcpu-pin", "vcpu": k, "cpus": set}),
+                &Request::VcpuPin {
+                    vcpu: k,
+                    cpus: set.to_vec(),
+                },
             )?;
             if let Some(d) = self.lock().get_mut(t.domid) {
                 if cpus.is_empty() {

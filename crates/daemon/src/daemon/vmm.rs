@@ -1,5 +1,5 @@
-//! Starting a domus-vmm and talking to its control socket (contract: `domus-vmm --config-json FILE
-//! --control PATH --console unix:PATH`; newline-delimited JSON, one request, one reply).
+//! Starting a domus-vmm (`domus-vmm --config-json FILE --control PATH --console unix:PATH`) and talking to
+//! its control socket, whose protocol `domus-vmm-api` defines for both sides.
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
+use domus_vmm_api::{ReplyBody, ReplyError, Request, StateReply, MAX_REPLY_BYTES};
 
 use super::sys;
 
@@ -67,7 +67,7 @@ pub enum VmmError {
     #[error("domus-vmm refused {cmd}: {message}")]
     Refused {
         /// The command.
-        cmd: String,
+        cmd: &'static str,
         /// Its message.
         message: String,
     },
@@ -198,54 +198,12 @@ pub fn wait_ready(
     }
 }
 
-/// The VMM's outcome object.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-pub struct Outcome {
-    /// "poweroff", "reboot" or "crash".
-    pub reason: String,
-    /// Free text.
-    #[serde(default)]
-    pub detail: Option<String>,
-}
-
-/// One vCPU in a `state` reply.
-#[derive(Debug, Clone, Deserialize)]
-pub struct VcpuState {
-    /// vCPU id.
-    pub id: u32,
-    /// CPU time, ns.
-    #[serde(default)]
-    pub cpu_time_ns: u64,
-    /// "running", "blocked" or "paused".
-    #[serde(default)]
-    pub state: String,
-}
-
-/// A `state` reply.
-#[derive(Debug, Clone, Deserialize)]
-pub struct StateReply {
-    /// "running", "paused" or "shutdown".
-    pub state: String,
-    /// Set once the guest stopped.
-    #[serde(default)]
-    pub outcome: Option<Outcome>,
-    /// vCPUs.
-    #[serde(default)]
-    pub vcpus: Vec<VcpuState>,
-    /// Memory, MiB.
-    #[serde(default)]
-    pub memory_mib: Option<u64>,
-}
-
 /// A connection to a VMM's control socket.
 #[derive(Debug)]
 pub struct Control {
     path: PathBuf,
     reader: BufReader<UnixStream>,
 }
-
-/// Largest reply line accepted.
-const MAX_REPLY_BYTES: u64 = 1024 * 1024;
 
 impl Control {
     /// Connects.
@@ -268,20 +226,22 @@ impl Control {
         })
     }
 
-    /// Sends one request and returns the reply object (`ok: true` checked).
+    /// Sends one request and returns its reply body (`T` is what the request calls for: see
+    /// `domus-vmm-api`).
     ///
     /// # Errors
-    /// [`VmmError::Control`] on socket trouble, [`VmmError::Refused`] on `ok: false`.
-    pub fn request(&mut self, req: &serde_json::Value) -> Result<serde_json::Value, VmmError> {
+    /// [`VmmError::Control`] on socket trouble or a malformed reply, [`VmmError::Refused`] on `ok: false`.
+    pub fn request<T: ReplyBody>(&mut self, req: &Request) -> Result<T, VmmError> {
         let err = |source| VmmError::Control {
             path: self.path.clone(),
             source,
         };
-        let mut line = serde_json::to_vec(req).map_err(|e| err(io::Error::other(e)))?;
+        let mut line = domus_vmm_api::encode_request(req).into_bytes();
         line.push(b'\n');
         self.reader.get_mut().write_all(&line).map_err(err)?;
         let mut reply = Vec::new();
-        let n = Read::take(&mut self.reader, MAX_REPLY_BYTES)
+        let limit = u64::try_from(MAX_REPLY_BYTES).unwrap_or(u64::MAX);
+        let n = Read::take(&mut self.reader, limit)
             .read_until(b'\n', &mut reply)
             .map_err(err)?;
         if n == 0 || reply.last() != Some(&b'\n') {
@@ -290,41 +250,28 @@ impl Control {
                 "control socket closed",
             )));
         }
-        let v: serde_json::Value =
-            serde_json::from_slice(&reply).map_err(|e| err(io::Error::other(e)))?;
-        if v.get("ok").and_then(serde_json::Value::as_bool) != Some(true) {
-            let cmd = req
-                .get("cmd")
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or("?")
-                .to_owned();
-            let message = v
-                .get("error")
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or("no reason given")
-                .to_owned();
-            return Err(VmmError::Refused { cmd, message });
-        }
-        Ok(v)
+        domus_vmm_api::decode_reply(&reply).map_err(|e| match e {
+            ReplyError::Refused(message) => VmmError::Refused {
+                cmd: req.name(),
+                message,
+            },
+            ReplyError::Malformed(e) => err(io::Error::new(io::ErrorKind::InvalidData, e)),
+        })
     }
 
-    /// `{"cmd": NAME}`.
+    /// Sends a request whose reply carries no data.
     ///
     /// # Errors
     /// As [`Control::request`].
-    pub fn simple(&mut self, cmd: &str) -> Result<serde_json::Value, VmmError> {
-        self.request(&serde_json::json!({ "cmd": cmd }))
+    pub fn send(&mut self, req: &Request) -> Result<(), VmmError> {
+        self.request::<domus_vmm_api::Done>(req).map(drop)
     }
 
-    /// `{"cmd":"state"}`, decoded.
+    /// `state`.
     ///
     /// # Errors
     /// As [`Control::request`].
     pub fn state(&mut self) -> Result<StateReply, VmmError> {
-        let v = self.simple("state")?;
-        serde_json::from_value(v).map_err(|e| VmmError::Control {
-            path: self.path.clone(),
-            source: io::Error::other(e),
-        })
+        self.request(&Request::State)
     }
 }

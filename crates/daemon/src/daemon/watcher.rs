@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use domus_api::messages::ShutdownReason;
+use domus_vmm_api::{Reason, Request};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use tracing::{debug, warn};
 
@@ -26,32 +27,33 @@ use super::{sys, Daemon};
 /// Consecutive failed polls (with the process alive) before the VMM is declared hung.
 const MAX_SILENT_POLLS: u32 = 100;
 
-fn reason_of(s: &str) -> ShutdownReason {
-    match s {
-        "poweroff" => ShutdownReason::Poweroff,
-        "reboot" => ShutdownReason::Reboot,
-        _ => ShutdownReason::Crash,
+fn reason_of(r: Reason) -> ShutdownReason {
+    match r {
+        Reason::Poweroff => ShutdownReason::Poweroff,
+        Reason::Reboot => ShutdownReason::Reboot,
+        Reason::Crash => ShutdownReason::Crash,
     }
 }
 
-/// Maps a VMM exit status to an outcome (contract: 0 poweroff, 2 reboot, 3 crash, 1 VMM error).
+/// Maps a VMM exit status to an outcome ([`Reason::from_exit_code`]: 0 poweroff, 2 reboot, 3 crash; 1 is
+/// a VMM error, reported as a crash like any other status).
 pub fn outcome_of_exit(status: ExitStatus) -> (ShutdownReason, String) {
-    match (status.code(), status.signal()) {
-        (Some(0), _) => (ShutdownReason::Poweroff, "domus-vmm exited 0".into()),
-        (Some(2), _) => (ShutdownReason::Reboot, "domus-vmm exited 2".into()),
-        (Some(3), _) => (
+    let reason = status.code().and_then(Reason::from_exit_code);
+    match (status.code(), status.signal(), reason) {
+        (Some(c), _, Some(Reason::Crash)) => (
             ShutdownReason::Crash,
-            "domus-vmm exited 3 (guest crashed)".into(),
+            format!("domus-vmm exited {c} (guest crashed)"),
         ),
-        (Some(c), _) => (
+        (Some(c), _, Some(r)) => (reason_of(r), format!("domus-vmm exited {c}")),
+        (Some(c), _, None) => (
             ShutdownReason::Crash,
             format!("domus-vmm failed (exit status {c})"),
         ),
-        (None, Some(sig)) => (
+        (None, Some(sig), _) => (
             ShutdownReason::Crash,
             format!("domus-vmm killed by signal {sig}"),
         ),
-        (None, None) => (ShutdownReason::Crash, "domus-vmm vanished".into()),
+        (None, None, _) => (ShutdownReason::Crash, "domus-vmm vanished".into()),
     }
 }
 
@@ -210,13 +212,13 @@ pub fn run(daemon: &Arc<Daemon>, inst: Instance) {
                 silent = 0;
                 if let Some(o) = st.outcome {
                     if let Some(c) = ctl.as_mut() {
-                        let _ = c.simple("ack-outcome");
+                        let _ = c.send(&Request::AckOutcome);
                     }
                     drop(ctl.take());
                     // Log what the guest printed last before its VMM goes away.
                     console.pump(domid, Duration::from_millis(20));
                     wait_exit(&mut child, pid, Duration::from_secs(10));
-                    daemon.vmm_stopped(domid, generation, reason_of(&o.reason), o.detail);
+                    daemon.vmm_stopped(domid, generation, reason_of(o.reason), Some(o.detail));
                     return;
                 }
                 daemon.update_live(domid, generation, &st);

@@ -1,91 +1,38 @@
-//! The control socket (contract 2): a unix stream socket carrying newline-delimited JSON, one request
-//! line -> one reply line, any number of clients.
+//! The control socket: a unix stream socket carrying the control protocol (newline-delimited JSON, one
+//! request line -> one reply line, any number of clients). The protocol itself, its requests, replies and
+//! outcomes, is defined in the `domus-vmm-api` crate, shared with domusd; this module serves it.
 //!
-//! # Protocol
-//! ```text
-//! {"cmd":"state"}        -> {"ok":true,"state":"running"|"paused"|"shutdown",
-//!                            "outcome":null|{"reason":"poweroff"|"reboot"|"crash","detail":"..."},
-//!                            "pid":N,"vcpus":[{"id":0,"cpu_time_ns":N,"state":"running"|"blocked"|"paused"}],
-//!                            "memory_mib":M,"uptime_ms":N}
-//! {"cmd":"pause"}        -> {"ok":true}   all vCPUs stopped outside KVM_RUN
-//! {"cmd":"resume"}       -> {"ok":true}
-//! {"cmd":"power-button"} -> {"ok":true}   ACPI fixed power button (PWRBTN_STS + SCI if enabled)
-//! {"cmd":"reset"}        -> {"ok":true}   the domain stops with outcome "reboot" (exit status 2)
-//! {"cmd":"destroy"}      -> {"ok":true}   the domain stops with outcome "poweroff", detail "destroyed"
-//! {"cmd":"outcome"}      -> {"ok":true,"outcome":null|{...}}
-//! {"cmd":"ack-outcome"}  -> {"ok":true}   the supervisor has the outcome: the VMM may exit now
-//! {"cmd":"vcpu-pin","vcpu":K,"cpus":[...]} -> {"ok":true}   host CPU affinity of vCPU K's thread
-//! anything else          -> {"ok":false,"error":"message"}
-//! ```
 //! After the guest stops, the VMM keeps this socket open until a client sends `ack-outcome` or a bounded
 //! time passes (60 s by default), so a supervisor that re-attaches still learns the outcome; then it exits
 //! with the outcome's status and removes the socket.
 //!
-//! Request lines are capped at [`MAX_LINE_BYTES`]; a client exceeding it gets an error and is dropped.
+//! Request lines are capped at [`MAX_REQUEST_BYTES`]; a client exceeding it gets an error and is dropped.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 
-use serde::Deserialize;
-use serde_json::{json, Value};
-
-/// Longest request line accepted.
-pub const MAX_LINE_BYTES: usize = 64 * 1024;
-
-/// A parsed request.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(tag = "cmd", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum Request {
-    /// Machine state.
-    State,
-    /// Stop all vCPUs.
-    Pause,
-    /// Restart them.
-    Resume,
-    /// ACPI power button.
-    PowerButton,
-    /// Hard reset.
-    Reset,
-    /// Stop the domain now.
-    Destroy,
-    /// The outcome, if any.
-    Outcome,
-    /// The supervisor has read the outcome.
-    AckOutcome,
-    /// Pin a vCPU thread.
-    VcpuPin {
-        /// vCPU index.
-        vcpu: u32,
-        /// Host CPUs.
-        cpus: Vec<usize>,
-    },
-}
+pub use domus_vmm_api::{Reply, Request, MAX_REQUEST_BYTES};
 
 /// What the control socket acts on (implemented by the machine).
 pub trait ControlTarget {
-    /// Handles one request; `Ok(value)` is merged into `{"ok":true, ...}`.
+    /// Handles one request.
     ///
     /// # Errors
-    /// A message for `{"ok":false,"error":...}`.
-    fn handle(&self, req: &Request) -> Result<Value, String>;
+    /// A message for the refusal (`{"ok":false,"error":...}`).
+    fn handle(&self, req: &Request) -> Result<Reply, String>;
 }
 
 /// Parses a line and produces the reply line (without the newline).
 pub fn reply_to(line: &[u8], target: &dyn ControlTarget) -> String {
-    let reply = match serde_json::from_slice::<Request>(line) {
-        Err(e) => json!({"ok": false, "error": format!("bad request: {e}")}),
+    match domus_vmm_api::decode_request(line) {
+        Err(e) => domus_vmm_api::encode_refusal(&format!("bad request: {e}")),
         Ok(req) => match target.handle(&req) {
-            Ok(Value::Object(mut m)) => {
-                m.insert("ok".into(), Value::Bool(true));
-                Value::Object(m)
-            }
-            Ok(_) => json!({"ok": true}),
-            Err(e) => json!({"ok": false, "error": e}),
+            Ok(reply) => reply.encode(),
+            Err(e) => domus_vmm_api::encode_refusal(&e),
         },
-    };
-    reply.to_string()
+    }
 }
 
 struct Client {
@@ -155,10 +102,12 @@ impl ControlServer {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => break false,
             }
-            if c.buf.len() > MAX_LINE_BYTES && !c.buf.contains(&b'\n') {
-                let _ignored = c
-                    .stream
-                    .write_all(b"{\"ok\":false,\"error\":\"request line too long\"}\n");
+            if c.buf.len() > MAX_REQUEST_BYTES && !c.buf.contains(&b'\n') {
+                let mut refusal = domus_vmm_api::encode_refusal(&format!(
+                    "request line longer than {MAX_REQUEST_BYTES} bytes"
+                ));
+                refusal.push('\n');
+                let _ignored = c.stream.write_all(refusal.as_bytes());
                 self.clients.remove(&id);
                 return false;
             }
@@ -190,14 +139,23 @@ impl ControlServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use domus_vmm_api::{MachineState, StateReply};
+    use serde_json::Value;
 
     struct Echo;
     impl ControlTarget for Echo {
-        fn handle(&self, req: &Request) -> Result<Value, String> {
+        fn handle(&self, req: &Request) -> Result<Reply, String> {
             match req {
-                Request::State => Ok(json!({"state": "running"})),
+                Request::State => Ok(Reply::State(StateReply {
+                    state: MachineState::Running,
+                    outcome: None,
+                    pid: 1,
+                    vcpus: Vec::new(),
+                    memory_mib: 16,
+                    uptime_ms: 0,
+                })),
                 Request::VcpuPin { vcpu, .. } if *vcpu > 0 => Err(format!("no vCPU {vcpu}")),
-                _ => Ok(Value::Null),
+                _ => Ok(Reply::Done),
             }
         }
     }

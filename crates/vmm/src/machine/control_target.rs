@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use domus_vmm_api::{MachineState, OutcomeReply, StateReply, VcpuRunState, VcpuState};
 use vmm_sys_util::signal::Killable;
 
 use super::shared::Shared;
 use super::vcpu_thread::kick_signal;
-use crate::control::{ControlTarget, Request};
+use crate::control::{ControlTarget, Reply, Request};
 use crate::devices::Devices;
 use crate::outcome::{Outcome, Reason};
 
@@ -46,42 +46,46 @@ impl<'a> Ctl<'a> {
         self.acked.get()
     }
 
-    fn state(&self) -> Value {
+    fn state(&self) -> StateReply {
         let state = if self.shared.outcome().is_some() {
-            "shutdown"
+            MachineState::Shutdown
         } else if self.shared.is_paused() {
-            "paused"
+            MachineState::Paused
         } else {
-            "running"
+            MachineState::Running
         };
-        let vcpus: Vec<Value> = self
+        let vcpus = self
             .shared
             .vcpus
             .iter()
             .enumerate()
             .map(|(id, s)| {
                 let tid = s.tid.load(Ordering::SeqCst);
-                let st = if s.parked.load(Ordering::SeqCst) {
-                    "paused"
+                let state = if s.parked.load(Ordering::SeqCst) {
+                    VcpuRunState::Paused
                 } else if thread_is_running(tid) {
-                    "running"
+                    VcpuRunState::Running
                 } else {
-                    "blocked"
+                    VcpuRunState::Blocked
                 };
-                json!({"id": id, "cpu_time_ns": thread_cpu_ns(tid), "state": st})
+                VcpuState {
+                    id: u32::try_from(id).unwrap_or(u32::MAX),
+                    cpu_time_ns: thread_cpu_ns(tid),
+                    state,
+                }
             })
             .collect();
-        json!({
-            "state": state,
-            "outcome": self.shared.outcome(),
-            "pid": std::process::id(),
-            "vcpus": vcpus,
-            "memory_mib": self.memory_mib,
-            "uptime_ms": u64::try_from(self.shared.started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        })
+        StateReply {
+            state,
+            outcome: self.shared.outcome(),
+            pid: std::process::id(),
+            vcpus,
+            memory_mib: self.memory_mib,
+            uptime_ms: u64::try_from(self.shared.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        }
     }
 
-    fn pause(&self) -> Result<Value, String> {
+    fn pause(&self) -> Result<Reply, String> {
         if self.shared.should_stop() {
             return Err("the domain has stopped".into());
         }
@@ -96,7 +100,7 @@ impl<'a> Ctl<'a> {
                 }
             }
             if all {
-                return Ok(Value::Null);
+                return Ok(Reply::Done);
             }
             if Instant::now() >= deadline {
                 return Err("vCPUs did not pause within 2 s".into());
@@ -107,27 +111,27 @@ impl<'a> Ctl<'a> {
 }
 
 impl ControlTarget for Ctl<'_> {
-    fn handle(&self, req: &Request) -> Result<Value, String> {
+    fn handle(&self, req: &Request) -> Result<Reply, String> {
         match req {
-            Request::State => Ok(self.state()),
+            Request::State => Ok(Reply::State(self.state())),
             Request::Pause => self.pause(),
             Request::Resume => {
                 self.shared.set_paused(false);
-                Ok(Value::Null)
+                Ok(Reply::Done)
             }
             Request::PowerButton => {
                 if self.shared.is_paused() {
                     return Err("the domain is paused: resume it first".into());
                 }
                 self.devices.power_button();
-                Ok(Value::Null)
+                Ok(Reply::Done)
             }
             Request::Reset => {
                 self.shared.finish(Outcome::new(
                     Reason::Reboot,
                     "reset requested on the control socket",
                 ));
-                Ok(Value::Null)
+                Ok(Reply::Done)
             }
             Request::Destroy => {
                 self.shared.finish(Outcome::new(
@@ -135,15 +139,17 @@ impl ControlTarget for Ctl<'_> {
                     "destroyed on the control socket",
                 ));
                 self.acked.set(true);
-                Ok(Value::Null)
+                Ok(Reply::Done)
             }
-            Request::Outcome => Ok(json!({"outcome": self.shared.outcome()})),
+            Request::Outcome => Ok(Reply::Outcome(OutcomeReply {
+                outcome: self.shared.outcome(),
+            })),
             Request::AckOutcome => {
                 if self.shared.outcome().is_none() {
                     return Err("the domain is still running: no outcome to acknowledge".into());
                 }
                 self.acked.set(true);
-                Ok(Value::Null)
+                Ok(Reply::Done)
             }
             Request::VcpuPin { vcpu, cpus } => {
                 let s = usize::try_from(*vcpu)
@@ -151,9 +157,10 @@ impl ControlTarget for Ctl<'_> {
                     .and_then(|i| self.shared.vcpus.get(i))
                     .ok_or_else(|| format!("no vCPU {vcpu}"))?;
                 let tid = s.tid.load(Ordering::SeqCst);
-                crate::sys::set_affinity(tid, cpus)
+                let cpus: Vec<usize> = cpus.iter().map(|&c| c as usize).collect();
+                crate::sys::set_affinity(tid, &cpus)
                     .map_err(|e| format!("cannot pin vCPU {vcpu}: {e}"))?;
-                Ok(Value::Null)
+                Ok(Reply::Done)
             }
         }
     }

@@ -1,0 +1,53 @@
+//! The control protocol between domusd and a domus-vmm, defined once for both sides.
+//!
+//! Every domus-vmm started with `--control PATH` serves a unix stream socket there carrying
+//! newline-delimited JSON: one [`Request`] line, one reply line, any number of requests per connection
+//! and any number of clients. domus-vmm answers with [`Reply::encode`] / [`encode_refusal`]; domusd sends
+//! with [`encode_request`] and reads the reply with [`decode_reply`] into the type the request calls for.
+//! This crate holds only serde types and the line codec (serde_json): it is linked into every VMM, whose
+//! resident size matters.
+//!
+//! # Wire format
+//! ```text
+//! {"cmd":"state"}        -> {"ok":true,"state":"running"|"paused"|"shutdown",
+//!                            "outcome":null|{"reason":"poweroff"|"reboot"|"crash","detail":"..."},
+//!                            "pid":N,"vcpus":[{"id":0,"cpu_time_ns":N,"state":"running"|"blocked"|"paused"}],
+//!                            "memory_mib":M,"uptime_ms":N}                                  (StateReply)
+//! {"cmd":"pause"}        -> {"ok":true}   all vCPUs stopped outside KVM_RUN                   (Done)
+//! {"cmd":"resume"}       -> {"ok":true}                                                        (Done)
+//! {"cmd":"power-button"} -> {"ok":true}   ACPI fixed power button (PWRBTN_STS + SCI if enabled) (Done)
+//! {"cmd":"reset"}        -> {"ok":true}   the domain stops with outcome "reboot" (exit status 2) (Done)
+//! {"cmd":"destroy"}      -> {"ok":true}   the domain stops with outcome "poweroff"               (Done)
+//! {"cmd":"outcome"}      -> {"ok":true,"outcome":null|{...}}                                   (OutcomeReply)
+//! {"cmd":"ack-outcome"}  -> {"ok":true}   the supervisor has the outcome: the VMM may exit now   (Done)
+//! {"cmd":"vcpu-pin","vcpu":K,"cpus":[...]} -> {"ok":true}   host CPU affinity of vCPU K's thread (Done)
+//! anything refused       -> {"ok":false,"error":"message"}
+//! ```
+//! Requests with fields deny unknown ones (serde ignores extra fields next to a field-less `cmd`); replies
+//! tolerate unknown fields, so a newer VMM may add some. Request lines are
+//! capped at [`MAX_REQUEST_BYTES`], reply lines at [`MAX_REPLY_BYTES`].
+//!
+//! # Lifetime and exit status
+//! After the guest stops, the VMM keeps its socket open until a client sends `ack-outcome` or a bounded
+//! time passes, so a supervisor that re-attaches still learns the [`Outcome`]; then it exits with the
+//! outcome's status ([`Reason::exit_code`]: 0 poweroff, 2 reboot, 3 crash; [`EXIT_VMM_ERROR`] when the
+//! VMM itself failed before or while running the guest) and removes the socket.
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod codec;
+mod types;
+
+pub use codec::{
+    decode_reply, decode_request, encode_ok, encode_refusal, encode_request, Reply, ReplyBody,
+    ReplyError,
+};
+pub use types::{
+    Done, MachineState, Outcome, OutcomeReply, Reason, Request, StateReply, VcpuRunState,
+    VcpuState, EXIT_VMM_ERROR,
+};
+
+/// Longest request line a VMM accepts (without its newline).
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// Longest reply line a client accepts (with its newline).
+pub const MAX_REPLY_BYTES: usize = 1024 * 1024;

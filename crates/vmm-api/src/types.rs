@@ -1,0 +1,189 @@
+//! The protocol's messages: requests, the replies that carry data, machine and vCPU states, outcomes.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Exit status of a domus-vmm that failed itself (bad configuration, host error) rather than report how
+/// its guest stopped.
+pub const EXIT_VMM_ERROR: i32 = 1;
+
+/// One control request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Request {
+    /// The machine's state ([`StateReply`]).
+    State,
+    /// Stop every vCPU outside KVM_RUN.
+    Pause,
+    /// Let them run again.
+    Resume,
+    /// Press the ACPI power button.
+    PowerButton,
+    /// Hard reset: the domain stops with a reboot outcome.
+    Reset,
+    /// Stop the domain now, with a poweroff outcome.
+    Destroy,
+    /// The outcome, if the guest stopped ([`OutcomeReply`]).
+    Outcome,
+    /// The supervisor has the outcome: the VMM may exit.
+    AckOutcome,
+    /// Set the host CPUs vCPU `vcpu`'s thread may run on.
+    VcpuPin {
+        /// vCPU index.
+        vcpu: u32,
+        /// Host CPU numbers.
+        cpus: Vec<u32>,
+    },
+}
+
+impl Request {
+    /// The request's `cmd` word, for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::State => "state",
+            Self::Pause => "pause",
+            Self::Resume => "resume",
+            Self::PowerButton => "power-button",
+            Self::Reset => "reset",
+            Self::Destroy => "destroy",
+            Self::Outcome => "outcome",
+            Self::AckOutcome => "ack-outcome",
+            Self::VcpuPin { .. } => "vcpu-pin",
+        }
+    }
+}
+
+/// The reply to requests that return nothing but success.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Done {}
+
+/// The machine as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MachineState {
+    /// The vCPUs may run.
+    Running,
+    /// Paused by the toolstack.
+    Paused,
+    /// The guest stopped; the outcome is known.
+    Shutdown,
+}
+
+/// One vCPU thread, as the host scheduler sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VcpuRunState {
+    /// On a host CPU or runnable.
+    Running,
+    /// Waiting (the guest halted it, or the thread sleeps in the kernel).
+    Blocked,
+    /// Parked by a pause.
+    Paused,
+}
+
+/// One vCPU in a [`StateReply`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VcpuState {
+    /// vCPU index.
+    pub id: u32,
+    /// Host CPU time its thread consumed, nanoseconds.
+    pub cpu_time_ns: u64,
+    /// What its thread is doing.
+    pub state: VcpuRunState,
+}
+
+/// Why the guest stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reason {
+    /// ACPI S5, a KVM shutdown event, `destroy`, SIGTERM/SIGINT.
+    Poweroff,
+    /// i8042 reset, ACPI reset register, triple fault, `reset`.
+    Reboot,
+    /// pvpanic, emulation failure, any other fatal vCPU exit.
+    Crash,
+}
+
+impl Reason {
+    /// The VMM's exit status for this reason: 0 poweroff, 2 reboot, 3 crash.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Self::Poweroff => 0,
+            Self::Reboot => 2,
+            Self::Crash => 3,
+        }
+    }
+
+    /// The reason an exit status reports; `None` for [`EXIT_VMM_ERROR`] and anything else unknown.
+    pub fn from_exit_code(code: i32) -> Option<Self> {
+        match code {
+            0 => Some(Self::Poweroff),
+            2 => Some(Self::Reboot),
+            3 => Some(Self::Crash),
+            _ => None,
+        }
+    }
+}
+
+/// How a domain stopped: a reason and what exactly happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// Why the guest stopped.
+    pub reason: Reason,
+    /// What exactly happened (e.g. "ACPI S5 (PM1a_CNT=0x3400)").
+    #[serde(default)]
+    pub detail: String,
+}
+
+impl Outcome {
+    /// A new outcome.
+    pub fn new(reason: Reason, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            detail: detail.into(),
+        }
+    }
+
+    /// The VMM's exit status for this outcome ([`Reason::exit_code`]).
+    pub fn exit_code(&self) -> u8 {
+        self.reason.exit_code()
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let word = match self.reason {
+            Reason::Poweroff => "powered off",
+            Reason::Reboot => "rebooted",
+            Reason::Crash => "crashed",
+        };
+        write!(f, "guest {word}: {}", self.detail)
+    }
+}
+
+/// The reply to [`Request::State`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateReply {
+    /// The machine's state.
+    pub state: MachineState,
+    /// Set once the guest stopped.
+    #[serde(default)]
+    pub outcome: Option<Outcome>,
+    /// The VMM's process id.
+    pub pid: u32,
+    /// Every vCPU, in index order.
+    #[serde(default)]
+    pub vcpus: Vec<VcpuState>,
+    /// Guest memory, MiB.
+    pub memory_mib: u64,
+    /// Milliseconds since the machine started.
+    pub uptime_ms: u64,
+}
+
+/// The reply to [`Request::Outcome`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutcomeReply {
+    /// Set once the guest stopped.
+    pub outcome: Option<Outcome>,
+}
