@@ -1,6 +1,6 @@
 //! The CLI's side of domusd's API: where the socket is (the same `DOMUS_*` variables domusd honours) and
-//! small helpers shared by the commands. The message types live in the `domusd` library, shared with the
-//! daemon.
+//! small helpers shared by the commands. The message types, their HTTP framing and the client live in the
+//! `domus-api` crate, shared with the daemon; the CLI links neither domusd nor the store.
 
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,5 @@
 //! The API server: accepts connections on `domusd.sock`, one thread per connection (bounded), one request
-//! each, routed to [`Daemon`]. Routes and message types are documented in the `domusd` library docs.
+//! each, routed to [`Daemon`]. Routes and message types are documented in the `domus-api` crate.
 
 use std::fs;
 use std::io;
