@@ -275,3 +275,92 @@ impl Control {
         self.request(&Request::State)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domus_vmm_api::{MachineState, Reply, VcpuRunState, VcpuState};
+    use std::os::unix::net::UnixListener;
+
+    /// A fake VMM control socket: for each request line it receives, checks it decodes to the next
+    /// expected request and answers with the next canned line (`None`: hang up instead).
+    fn fake_vmm(
+        dir: &Path,
+        script: Vec<(Request, Option<String>)>,
+    ) -> (PathBuf, std::thread::JoinHandle<()>) {
+        let path = dir.join("control.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let t = std::thread::spawn(move || {
+            let (s, _) = listener.accept().unwrap();
+            let mut r = BufReader::new(s);
+            for (want, answer) in script {
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+                assert_eq!(
+                    domus_vmm_api::decode_request(line.trim_end().as_bytes()).unwrap(),
+                    want
+                );
+                let Some(mut answer) = answer else { return };
+                answer.push('\n');
+                r.get_mut().write_all(answer.as_bytes()).unwrap();
+            }
+        });
+        (path, t)
+    }
+
+    #[test]
+    fn typed_requests_and_replies_over_the_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = StateReply {
+            state: MachineState::Paused,
+            outcome: None,
+            pid: 99,
+            vcpus: vec![VcpuState {
+                id: 0,
+                cpu_time_ns: 5,
+                state: VcpuRunState::Paused,
+            }],
+            memory_mib: 16,
+            uptime_ms: 3,
+        };
+        let pin = Request::VcpuPin {
+            vcpu: 0,
+            cpus: vec![1],
+        };
+        let (path, t) = fake_vmm(
+            dir.path(),
+            vec![
+                (Request::State, Some(Reply::State(st.clone()).encode())),
+                (pin.clone(), Some(Reply::Done.encode())),
+                (
+                    Request::PowerButton,
+                    Some(domus_vmm_api::encode_refusal(
+                        "the domain is paused: resume it first",
+                    )),
+                ),
+                (Request::AckOutcome, Some(r#"{"ok":true,"state":7}"#.into())),
+                (Request::State, Some("not json".into())),
+                (Request::Destroy, None),
+            ],
+        );
+        let mut c = Control::connect(&path).unwrap();
+        assert_eq!(c.state().unwrap(), st);
+        c.send(&pin).unwrap();
+        match c.send(&Request::PowerButton) {
+            Err(VmmError::Refused { cmd, message }) => {
+                assert_eq!(cmd, "power-button");
+                assert_eq!(message, "the domain is paused: resume it first");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        // Extra fields in a data-less reply are tolerated.
+        c.send(&Request::AckOutcome).unwrap();
+        assert!(matches!(c.state(), Err(VmmError::Control { .. })));
+        let err = c.send(&Request::Destroy).unwrap_err();
+        assert!(
+            format!("{:#}", anyhow::Error::from(err)).contains("control socket closed"),
+            "hang-up not reported"
+        );
+        t.join().unwrap();
+    }
+}
