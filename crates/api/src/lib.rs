@@ -1,6 +1,8 @@
-//! What the `domus` CLI shares with the `domusd` daemon: the API messages ([`messages`]), their framing as
-//! JSON over HTTP/1.1 on a unix socket ([`http`]), a blocking client ([`client`]) and the path conventions
-//! ([`paths`]).
+//! domusd's API, everything the `domus` CLI shares with the `domusd` daemon: the messages ([`messages`]),
+//! their framing as JSON over HTTP/1.1 on a unix socket ([`http`], heads parsed by `httparse`), a blocking
+//! client ([`client`]) and the path conventions ([`paths`]). The CLI links this crate only, not the daemon
+//! nor the store. (The protocol between domusd and each domus-vmm is a separate crate, `domus-vmm-api`;
+//! this one borrows only its vCPU state.)
 //!
 //! # The API
 //! domusd listens on `$DOMUS_RUNTIME_DIR/domusd.sock` (default `/run/domus/domusd.sock`). Each connection
