@@ -17,13 +17,15 @@
 //! [`prepare`] opens every resource with the access the domain needs (disks read-write unless `ro` or a
 //! cdrom, with `O_DIRECT` when `direct-io-safe`) and returns the open files in a [`Prepared`].
 //!
-//! domusd hands them over: [`Prepared::hand_over`] numbers the files from a first descriptor (domusd
-//! uses [`FIRST_INHERITED_FD`], 3: kernel, then the ramdisk if any, then each disk with media, in
-//! `disks` order), records each number in the resource's `fd`, and domusd places the files at those
-//! numbers in the VMM's process (without `FD_CLOEXEC`; every other descriptor of domusd's stays
-//! close-on-exec). The VMM takes each `fd` it is told about and opens nothing itself, so it can later
-//! run without file access. A resource without `fd` (standalone `domus-vmm --config FILE`, which runs
-//! [`prepare`] itself) is opened from its path.
+//! domusd hands them over: [`Prepared::hand_over`] records in each resource's `fd` the number its open
+//! file has in domusd (numbers are not renumbered: the files stay open in domusd until the spawn, so
+//! no other descriptor — std's own exec-error pipe included — can take those numbers), and between
+//! fork and exec domusd clears `FD_CLOEXEC` on exactly those numbers; every other descriptor of
+//! domusd's is close-on-exec and does not reach the VMM. The order is kernel, ramdisk (if any), then
+//! each disk with media in `disks` order, but the VMM relies only on the numbers the spec names: it
+//! takes each such descriptor once, marks it close-on-exec again, and opens nothing itself, so it can
+//! later run without file access. A resource without `fd` (standalone `domus-vmm --config FILE`, which
+//! runs [`prepare`] itself, or a spec written by hand) is opened from its path.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -54,9 +56,6 @@ pub const MIN_MEMORY_MIB: u64 = 4;
 
 /// Largest guest RAM accepted whatever the host says (1 TiB): a typo guard.
 pub const MAX_MEMORY_MIB: u64 = 1 << 20;
-
-/// The first descriptor number domusd hands resources over at (0-2 are stdio).
-pub const FIRST_INHERITED_FD: i32 = 3;
 
 /// The name of the host's own row in `xl list`; no domain may take it.
 pub const DOMAIN0_NAME: &str = "Domain-0";

@@ -224,20 +224,20 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// Numbers the open files from `first_fd` in hand-off order (kernel, ramdisk, each disk's media) and
-    /// records each number in the spec; returns the spec and the `(number, file)` pairs to place in the
-    /// VMM's process (see the crate docs).
-    pub fn hand_over(self, first_fd: i32) -> (VmSpec, Vec<(i32, File)>) {
+    /// Records in the spec, for each resource, the number its open file has in this process, and
+    /// returns the spec with the files in hand-off order (kernel, ramdisk, each disk's media). The
+    /// caller keeps the files open until the VMM is spawned and lets exactly those numbers survive its
+    /// exec (see the crate docs).
+    pub fn hand_over(self) -> (VmSpec, Vec<File>) {
+        use std::os::fd::AsRawFd;
         let Prepared { mut spec, files } = self;
         let mut ordered: Vec<File> = vec![files.kernel];
         ordered.extend(files.ramdisk);
         ordered.extend(files.disks.into_iter().flatten());
-        let mut out = Vec::with_capacity(ordered.len());
-        for ((n, res), file) in (first_fd..).zip(spec.resources_mut()).zip(ordered) {
-            res.fd = Some(n);
-            out.push((n, file));
+        for (res, file) in spec.resources_mut().into_iter().zip(&ordered) {
+            res.fd = Some(file.as_raw_fd());
         }
-        (spec, out)
+        (spec, ordered)
     }
 }
 

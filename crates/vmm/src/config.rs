@@ -324,7 +324,7 @@ impl VmConfig {
                 path: path.to_owned(),
                 source,
             })?;
-        tracing::info!(domname = %spec.name, "{}", spec.boot_line());
+        say_boot_protocol(&spec);
         Self::from_spec(spec)
     }
 
@@ -338,8 +338,18 @@ impl VmConfig {
             tracing::warn!(domname = %d.name, "{w}");
         }
         let p = domus_spec::prepare(d, &HostLimits::probe())?;
-        eprintln!("domus-vmm: domain {}: {}", p.spec.name, p.spec.boot_line());
+        say_boot_protocol(&p.spec);
         Ok(Self::from_prepared(p))
+    }
+}
+
+/// For `type = "pv"` (xl's default, which Domus boots through the kernel's own PVH or Linux entry), says
+/// in one stderr line which boot protocol the domain uses; otherwise only logs it.
+fn say_boot_protocol(spec: &VmSpec) {
+    if spec.domain_type == domus_config::DomainType::Pv {
+        eprintln!("domus-vmm: domain {}: {}", spec.name, spec.boot_line());
+    } else {
+        tracing::info!(domname = %spec.name, "{}", spec.boot_line());
     }
 }
 

@@ -109,6 +109,7 @@ pub struct Daemon {
     changed: Condvar,
     records: Records,
     store: Box<dyn DomainStore>,
+    launcher: Box<dyn vmm::Launcher>,
     /// The log ring for `dmesg`.
     pub dmesg: DmesgRing,
     generations: AtomicU64,
@@ -124,6 +125,22 @@ impl Daemon {
         store: Box<dyn DomainStore>,
         dmesg: DmesgRing,
     ) -> anyhow::Result<Arc<Self>> {
+        let launcher = Box::new(vmm::DomusVmm {
+            exe: opts.vmm_exe.clone(),
+        });
+        Self::with_launcher(opts, store, dmesg, launcher)
+    }
+
+    /// [`Daemon::new`] with another way of starting VMMs (tests use a fake VMM).
+    ///
+    /// # Errors
+    /// When the state directory is unusable.
+    pub fn with_launcher(
+        opts: Options,
+        store: Box<dyn DomainStore>,
+        dmesg: DmesgRing,
+        launcher: Box<dyn vmm::Launcher>,
+    ) -> anyhow::Result<Arc<Self>> {
         let records = Records::open(&opts.paths.state_dir)?;
         let table = Table::new(records.load_next_domid());
         Ok(Arc::new(Self {
@@ -132,6 +149,7 @@ impl Daemon {
             changed: Condvar::new(),
             records,
             store,
+            launcher,
             dmesg,
             generations: AtomicU64::new(1),
         }))
@@ -168,11 +186,7 @@ impl Daemon {
             vcpus: info.vcpus,
             start_time: info.start_time,
             console: info.console_path,
-            disks: info
-                .config
-                .get("disks")
-                .cloned()
-                .unwrap_or(serde_json::Value::Null),
+            disks: d.rec.config.disks.clone(),
         }
     }
 
@@ -256,7 +270,7 @@ impl Daemon {
             console_path: None,
             pid: None,
             restarts: 0,
-            config: serde_json::Value::Null,
+            config: None,
         }
     }
 
