@@ -11,6 +11,8 @@ pub mod dmesg;
 pub mod domain;
 pub mod host;
 mod lifecycle;
+#[cfg(test)]
+mod lifecycle_tests;
 mod ops;
 pub mod records;
 pub mod server;
