@@ -224,7 +224,10 @@ fn xen_example_generates_macs_and_warns() {
         "{err}"
     );
     // Two dry runs generate different uuids and MACs.
-    let again = json_refused(&run(Path::new(DOMUS), &dir, &["create", "-N", path]), &[&hvm]);
+    let again = json_refused(
+        &run(Path::new(DOMUS), &dir, &["create", "-N", path]),
+        &[&hvm],
+    );
     assert_ne!(again["uuid"], v["uuid"]);
     assert_ne!(again["vifs"][0]["mac"], v["vifs"][0]["mac"]);
 }
@@ -293,4 +296,37 @@ fn bare_names_are_looked_up_in_the_config_dir() {
         "Parsing config from {}",
         etc.join("nbsd").display()
     )));
+}
+
+#[test]
+fn a_runnable_config_dry_runs_clean_and_names_its_boot_protocol() {
+    let dir = scratch("runnable");
+    let probe = Path::new(DOMUS).with_file_name("domus-probe");
+    assert!(
+        probe.is_file(),
+        "{} is missing: run `cargo build --workspace` before the tests",
+        probe.display()
+    );
+    let kernel = format!("kernel=\"{}\"", probe.display());
+    std::fs::copy(
+        workspace_root().join("examples/hello.cfg"),
+        dir.join("hello"),
+    )
+    .expect("copy example");
+    let out = run(
+        Path::new(DOMUS),
+        &dir,
+        &["create", "-N", "hello", &kernel, "type=\"pv\""],
+    );
+    let v = json(&out);
+    assert_eq!(v["name"], "hello");
+    assert_eq!(v["kernel"], probe.display().to_string());
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "Parsing config from hello\nbooting {} through PVH (the kernel's XEN_ELFNOTE_PHYS32_ENTRY note) \
+             (type = \"pv\": Domus runs no PV guests; it boots the kernel's own entry)\n",
+            probe.display()
+        )
+    );
 }

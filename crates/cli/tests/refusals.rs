@@ -3,6 +3,8 @@
 //! spent (the next good create gets domid 1), and nothing left behind — no domain, no record, no store
 //! nodes, no runtime directory, no log file, no process.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 mod support;
 
 use std::fs;
@@ -109,7 +111,9 @@ fn refused_creates_report_every_error_and_leave_nothing() {
                 "domus {args:?}: stderr lacks {want:?}:\n{err}"
             );
             assert_eq!(
-                err.lines().filter(|l| l.contains("cannot start domain")).count(),
+                err.lines()
+                    .filter(|l| l.contains("cannot start domain"))
+                    .count(),
                 usize::from(c.file != "dupvdev.cfg"),
                 "{args:?}: {err}"
             );
@@ -124,7 +128,11 @@ fn refused_creates_report_every_error_and_leave_nothing() {
         "type = \"hvm\"\nkernel = \"/nonexistent/k\"\ndisk = [ '/nonexistent/d,raw,xvda,rw' ]\n",
     );
     let err = h.fails(&["create", "all.cfg"]);
-    for want in ["all.cfg:7:8: type:", "all.cfg:8:10: kernel:", "all.cfg:9:10: disk:"] {
+    for want in [
+        "all.cfg:7:8: type:",
+        "all.cfg:8:10: kernel:",
+        "all.cfg:9:10: disk:",
+    ] {
         assert!(err.contains(want), "stderr lacks {want:?}:\n{err}");
     }
 
@@ -133,7 +141,9 @@ fn refused_creates_report_every_error_and_leave_nothing() {
         .map(|rd| rd.filter_map(Result::ok).map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert!(
-        records.iter().all(|n| !n.to_string_lossy().ends_with(".json")),
+        records
+            .iter()
+            .all(|n| !n.to_string_lossy().ends_with(".json")),
         "records: {records:?}"
     );
     let runtime: Vec<_> = fs::read_dir(h.path("run/domains"))
@@ -157,7 +167,9 @@ fn refused_creates_report_every_error_and_leave_nothing() {
     );
     let store = h.xenstore("xenstore-ls", &["-f", "/"]);
     assert!(
-        !store.lines().any(|l| l.starts_with("/local/domain/") || l.starts_with("/vm/")),
+        !store
+            .lines()
+            .any(|l| l.starts_with("/local/domain/") || l.starts_with("/vm/")),
         "no store nodes:\n{store}"
     );
     // ... and no domid was spent: the first good domain is domain 1.

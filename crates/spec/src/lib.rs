@@ -96,7 +96,9 @@ impl BootProtocol {
     pub fn describe(self) -> &'static str {
         match self {
             BootProtocol::Pvh => "PVH (the kernel's XEN_ELFNOTE_PHYS32_ENTRY note)",
-            BootProtocol::Linux64 => "the Linux 64-bit boot protocol (the kernel's Linux boot header)",
+            BootProtocol::Linux64 => {
+                "the Linux 64-bit boot protocol (the kernel's Linux boot header)"
+            }
         }
     }
 }
@@ -155,7 +157,9 @@ impl VmSpec {
     /// The one line that says how this domain boots (the VMM logs it at start).
     pub fn boot_line(&self) -> String {
         let ty = match self.domain_type {
-            DomainType::Pv => " (type = \"pv\": Domus runs no PV guests; it boots the kernel's own entry)",
+            DomainType::Pv => {
+                " (type = \"pv\": Domus runs no PV guests; it boots the kernel's own entry)"
+            }
             _ => "",
         };
         format!(

@@ -140,7 +140,9 @@ pub enum SpecErrorKind {
         max: u32,
     },
     /// Over the machine model's limit (KVM not asked).
-    #[error("vcpus = {vcpus} is over the machine model's limit of {max} vCPUs (xAPIC ids in the MADT)")]
+    #[error(
+        "vcpus = {vcpus} is over the machine model's limit of {max} vCPUs (xAPIC ids in the MADT)"
+    )]
     VcpusOverMachine {
         /// Requested.
         vcpus: u32,
@@ -559,7 +561,10 @@ fn open_disk(path: &Path, read_only: bool, direct: bool) -> Result<File, DiskErr
     let p = path.to_path_buf();
     match file.metadata() {
         Ok(m) if m.is_file() || m.file_type().is_block_device() => Ok(file),
-        _ => Err(Box::new(move |vdev| SpecErrorKind::DiskKind { vdev, path: p })),
+        _ => Err(Box::new(move |vdev| SpecErrorKind::DiskKind {
+            vdev,
+            path: p,
+        })),
     }
 }
 

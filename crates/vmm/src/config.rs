@@ -231,10 +231,14 @@ impl VmConfig {
                 path: spec.kernel.path,
                 file: Some(files.kernel),
             },
-            ramdisk: spec.ramdisk.map(|r| r.path).zip(files.ramdisk).map(|(path, f)| Source {
-                path,
-                file: Some(f),
-            }),
+            ramdisk: spec
+                .ramdisk
+                .map(|r| r.path)
+                .zip(files.ramdisk)
+                .map(|(path, f)| Source {
+                    path,
+                    file: Some(f),
+                }),
             cmdline: spec.cmdline,
             memory_mib: spec.memory_mib,
             vcpus: spec.vcpus,
@@ -319,11 +323,10 @@ impl VmConfig {
             path: path.to_owned(),
             source,
         })?;
-        let spec: VmSpec =
-            serde_json::from_str(&text).map_err(|source| LoadError::SpecJson {
-                path: path.to_owned(),
-                source,
-            })?;
+        let spec: VmSpec = serde_json::from_str(&text).map_err(|source| LoadError::SpecJson {
+            path: path.to_owned(),
+            source,
+        })?;
         say_boot_protocol(&spec);
         Self::from_spec(spec)
     }
@@ -443,8 +446,9 @@ mod tests {
             "name = \"hello\"\nkernel = \"{}\"\nextra = \"probe=hello\"\nmemory = 64\n",
             kernel.display()
         );
-        let d = domus_config::DomainConfig::from_xl("examples/hello.cfg", &text, &["vcpus=2".into()])
-            .unwrap();
+        let d =
+            domus_config::DomainConfig::from_xl("examples/hello.cfg", &text, &["vcpus=2".into()])
+                .unwrap();
         let c = VmConfig::from_domain_config(&d).unwrap();
         assert_eq!(c.name, "hello");
         assert_eq!((c.memory_mib, c.vcpus), (64, 2));
@@ -453,7 +457,10 @@ mod tests {
         assert_eq!(c.cmdline, "probe=hello");
         let json = serde_json::to_string(&d).unwrap();
         let back: domus_config::DomainConfig = serde_json::from_str(&json).unwrap();
-        assert_eq!(VmConfig::from_domain_config(&back).unwrap().cmdline, c.cmdline);
+        assert_eq!(
+            VmConfig::from_domain_config(&back).unwrap().cmdline,
+            c.cmdline
+        );
         std::fs::remove_file(&kernel).unwrap();
         let d = domus_config::DomainConfig::from_xl("x.cfg", "memory = 64\n", &[]).unwrap();
         let e = VmConfig::from_domain_config(&d).unwrap_err();

@@ -1,4 +1,4 @@
-//! How a domain stopped, and the exit status that reports it (contract 2).
+//! How a domain stopped, and the exit status that reports it (documented in `domus-vmm --help`).
 
 use serde::Serialize;
 
@@ -32,7 +32,7 @@ impl Outcome {
         }
     }
 
-    /// The process exit status for this outcome (contract 2: 0 poweroff, 2 reboot, 3 crash).
+    /// The process exit status for this outcome (0 poweroff, 2 reboot, 3 crash).
     pub fn exit_code(&self) -> u8 {
         match self.reason {
             Reason::Poweroff => 0,
@@ -58,7 +58,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn exit_codes_follow_contract() {
+    fn exit_codes_follow_outcomes() {
         assert_eq!(Outcome::new(Reason::Poweroff, "x").exit_code(), 0);
         assert_eq!(Outcome::new(Reason::Reboot, "x").exit_code(), 2);
         assert_eq!(Outcome::new(Reason::Crash, "x").exit_code(), 3);

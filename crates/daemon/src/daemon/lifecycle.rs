@@ -64,13 +64,14 @@ impl Daemon {
             config.uuid = random_uuid();
         }
         config.uuid = config.uuid.to_lowercase();
-        let prepared = domus_spec::prepare(&config, &domus_spec::HostLimits::probe()).map_err(|e| {
-            let detail = match e.0.as_slice() {
-                [one] => format!(" {one}"),
-                many => many.iter().map(|m| format!("\n  {m}")).collect(),
-            };
-            ApiError::bad_request(format!("cannot start domain '{}':{detail}", config.name))
-        })?;
+        let prepared =
+            domus_spec::prepare(&config, &domus_spec::HostLimits::probe()).map_err(|e| {
+                let detail = match e.0.as_slice() {
+                    [one] => format!(" {one}"),
+                    many => many.iter().map(|m| format!("\n  {m}")).collect(),
+                };
+                ApiError::bad_request(format!("cannot start domain '{}':{detail}", config.name))
+            })?;
         let name = config.name.clone();
         let uuid = config.uuid.clone();
         let maxmem_mib = config.maxmem_mib.max(config.memory_mib);

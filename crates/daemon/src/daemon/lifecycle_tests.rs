@@ -331,15 +331,22 @@ fn exists(p: &Path) -> bool {
 #[test]
 fn create_runs_the_spec_and_poweroff_destroys() {
     let h = Harness::new();
-    let info = h.daemon.create(h.config("web", "vcpus = 2\n"), false).unwrap();
+    let info = h
+        .daemon
+        .create(h.config("web", "vcpus = 2\n"), false)
+        .unwrap();
     assert_eq!((info.domid, info.name.as_str()), (1, "web"));
     assert_eq!(h.vmm.spawned(), 1);
-    let spec: domus_spec::VmSpec = serde_json::from_slice(
-        &std::fs::read(h.runtime().join("1/spec.json")).unwrap(),
-    )
-    .unwrap();
-    assert_eq!((spec.name.as_str(), spec.vcpus, spec.memory_mib), ("web", 2, 16));
-    assert!(spec.kernel.fd.is_some(), "the kernel is handed over as a descriptor");
+    let spec: domus_spec::VmSpec =
+        serde_json::from_slice(&std::fs::read(h.runtime().join("1/spec.json")).unwrap()).unwrap();
+    assert_eq!(
+        (spec.name.as_str(), spec.vcpus, spec.memory_mib),
+        ("web", 2, 16)
+    );
+    assert!(
+        spec.kernel.fd.is_some(),
+        "the kernel is handed over as a descriptor"
+    );
     h.wait("the watcher's first state", || {
         h.daemon.get("web").is_ok_and(|d| d.vcpu_info.len() == 2)
     });
@@ -374,17 +381,33 @@ fn a_refused_create_spends_no_domid_and_leaves_nothing() {
         "{}",
         e.message
     );
-    assert!(e.message.contains("bad.cfg:6:10: disk: disk `xvda`: cannot open disk image /nonexistent/d.img"), "{}", e.message);
+    assert!(
+        e.message
+            .contains("bad.cfg:6:10: disk: disk `xvda`: cannot open disk image /nonexistent/d.img"),
+        "{}",
+        e.message
+    );
     assert_eq!(h.vmm.spawned(), 0, "no VMM started");
     assert!(h.domids().is_empty());
     assert!(h.records().is_empty());
     assert!(!exists(&h.runtime()), "no runtime directory");
-    assert!(!exists(&h.dir.path().join("log/domus-vmm-bad.log")), "no log file");
+    assert!(
+        !exists(&h.dir.path().join("log/domus-vmm-bad.log")),
+        "no log file"
+    );
     assert!(lock(&h.store.events).is_empty(), "no store nodes");
     let hvm = h.config("hvm", "type = 'hvm'\n");
-    assert!(h.daemon.create(hvm, false).unwrap_err().message.contains("hvm.cfg:5:8: type: type = \"hvm\" needs firmware"));
+    assert!(h
+        .daemon
+        .create(hvm, false)
+        .unwrap_err()
+        .message
+        .contains("hvm.cfg:5:8: type: type = \"hvm\" needs firmware"));
     // The next good create gets the domid a first create would have got.
-    assert_eq!(h.daemon.create(h.config("good", ""), false).unwrap().domid, 1);
+    assert_eq!(
+        h.daemon.create(h.config("good", ""), false).unwrap().domid,
+        1
+    );
 }
 
 #[test]
@@ -422,7 +445,12 @@ fn a_crash_with_preserve_is_kept_until_destroyed() {
     assert_eq!(d.shutdown_reason, Some(ShutdownReason::Crash));
     assert_eq!(d.stop_detail.as_deref(), Some("pvpanic"));
     assert_eq!(d.pid, None);
-    assert!(h.daemon.shutdown("c").unwrap_err().message.contains("not running"));
+    assert!(h
+        .daemon
+        .shutdown("c")
+        .unwrap_err()
+        .message
+        .contains("not running"));
     h.daemon.destroy("c").unwrap();
     assert!(h.domids().is_empty());
     assert!(h.records().is_empty());
@@ -433,10 +461,7 @@ fn a_vanished_vmm_is_a_crash() {
     let h = Harness::new();
     h.daemon.create(h.config("v", ""), false).unwrap();
     h.daemon
-        .create(
-            h.config("p", "on_crash = 'preserve'\n"),
-            false,
-        )
+        .create(h.config("p", "on_crash = 'preserve'\n"), false)
         .unwrap();
     h.vmm.last("v").vanish();
     h.vmm.last("p").vanish();
@@ -447,7 +472,10 @@ fn a_vanished_vmm_is_a_crash() {
                 .is_ok_and(|d| d.state == DomainState::Crashed)
     });
     let d = h.daemon.get("p").unwrap();
-    assert_eq!(d.stop_detail.as_deref(), Some("domus-vmm killed by signal 9"));
+    assert_eq!(
+        d.stop_detail.as_deref(),
+        Some("domus-vmm killed by signal 9")
+    );
 }
 
 #[test]
@@ -483,9 +511,10 @@ fn config_update_is_checked_and_used_at_the_next_restart() {
     h.daemon.reboot("u", true).unwrap();
     h.wait_running("u", 2);
     let d = h.daemon.get("u").unwrap();
-    assert_eq!((d.name.as_str(), d.vcpus), ("u", 3), "name kept, new vCPU count");
     assert_eq!(
-        d.config.map(|c| c.on_poweroff),
-        Some(Action::Destroy)
+        (d.name.as_str(), d.vcpus),
+        ("u", 3),
+        "name kept, new vCPU count"
     );
+    assert_eq!(d.config.map(|c| c.on_poweroff), Some(Action::Destroy));
 }

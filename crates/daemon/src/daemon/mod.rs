@@ -2,9 +2,14 @@
 //! guest stops. The HTTP API (`server.rs`) calls into [`Daemon`]; per-domain threads (`watcher.rs`,
 //! `console_log.rs`) report back into it.
 //!
+//! A create runs `domus_spec::prepare` first (every check that needs the host, every file opened), so a
+//! refused config allocates nothing; the domain record keeps the typed `DomainConfig`, and the VMM gets
+//! the spec and the opened files as inherited descriptors (`vmm.rs`, behind the [`vmm::Launcher`] seam
+//! the unit tests fill with a fake VMM).
+//!
 //! Threads: one accept loop, one short-lived thread per API connection, and per running domain a watcher
-//! (polls the VMM's control socket, reaps it) and a console logger. No thread holds the table lock while it
-//! waits on a process or a socket.
+//! (waits on the VMM's pidfd and console, polls its control socket, reaps it) and a console logger. No
+//! thread holds the table lock while it waits on a process or a socket.
 
 pub mod console_log;
 pub mod dmesg;

@@ -329,9 +329,8 @@ impl Daemon {
         d.rec.uuid.clone_into(&mut config.uuid);
         drop(t);
         // The same conversion `create` runs (its files are closed again at once).
-        domus_spec::prepare(&config, &domus_spec::HostLimits::probe()).map_err(|e| {
-            ApiError::bad_request(format!("cannot use the new configuration: {e}"))
-        })?;
+        domus_spec::prepare(&config, &domus_spec::HostLimits::probe())
+            .map_err(|e| ApiError::bad_request(format!("cannot use the new configuration: {e}")))?;
         let mut t = self.lock();
         let (domid2, d) = t.lookup_mut(spec)?;
         if domid2 != domid {

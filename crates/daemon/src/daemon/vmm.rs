@@ -180,8 +180,8 @@ pub fn prepare_dirs(spec: &domus_spec::VmSpec, p: &VmmPaths) -> Result<fs::File,
             _ => {}
         }
     }
-    let data = serde_json::to_vec_pretty(spec)
-        .map_err(|e| io("write", &p.spec)(io::Error::other(e)))?;
+    let data =
+        serde_json::to_vec_pretty(spec).map_err(|e| io("write", &p.spec)(io::Error::other(e)))?;
     fs::write(&p.spec, data).map_err(io("write", &p.spec))?;
     if let Some(parent) = p.log.parent() {
         fs::create_dir_all(parent).map_err(io("create", parent))?;

@@ -1,4 +1,4 @@
-//! The control socket (contract 2): a unix stream socket carrying newline-delimited JSON, one request
+//! The control socket: a unix stream socket carrying newline-delimited JSON, one request
 //! line -> one reply line, any number of clients.
 //!
 //! # Protocol
