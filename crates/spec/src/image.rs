@@ -109,7 +109,8 @@ pub fn read_kernel_file(file: &File, path: &Path) -> Result<Vec<u8>, ImageError>
     };
     let mut f = file;
     f.seek(SeekFrom::Start(0)).map_err(read_err)?;
-    let mut bytes = Vec::new();
+    let size = file.metadata().map_or(0, |m| m.len());
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
     f.read_to_end(&mut bytes).map_err(read_err)?;
     if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();

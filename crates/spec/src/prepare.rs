@@ -210,6 +210,9 @@ impl std::error::Error for SpecErrors {}
 pub struct PreparedFiles {
     /// The kernel, read-only.
     pub kernel: File,
+    /// The kernel's bytes as read for its detection (gzip unwrapped), so a VMM that prepared its own
+    /// spec does not read the file twice.
+    pub kernel_image: Vec<u8>,
     /// The ramdisk, read-only.
     pub ramdisk: Option<File>,
     /// Each disk's media (`None` for an empty cdrom), opened with the disk's access.
@@ -233,6 +236,7 @@ impl Prepared {
     pub fn hand_over(self) -> (VmSpec, Vec<File>) {
         use std::os::fd::AsRawFd;
         let Prepared { mut spec, files } = self;
+        drop(files.kernel_image);
         let mut ordered: Vec<File> = vec![files.kernel];
         ordered.extend(files.ramdisk);
         ordered.extend(files.disks.into_iter().flatten());
@@ -327,7 +331,8 @@ pub fn prepare(cfg: &DomainConfig, host: &HostLimits) -> Result<Prepared, SpecEr
     if !c.errors.is_empty() {
         return Err(SpecErrors(c.errors));
     }
-    let (Some((kernel, kernel_file, boot)), Some(ramdisk), Some(disks)) = (kernel, ramdisk, disks)
+    let (Some((kernel, kernel_file, kernel_image, boot)), Some(ramdisk), Some(disks)) =
+        (kernel, ramdisk, disks)
     else {
         // Each helper returns None only after recording an error.
         return Err(SpecErrors(c.errors));
@@ -350,6 +355,7 @@ pub fn prepare(cfg: &DomainConfig, host: &HostLimits) -> Result<Prepared, SpecEr
         },
         files: PreparedFiles {
             kernel: kernel_file,
+            kernel_image,
             ramdisk: ramdisk_file,
             disks: disk_files,
         },
@@ -406,7 +412,7 @@ fn absolute(p: &str) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| PathBuf::from(p))
 }
 
-fn kernel(c: &mut Check<'_>) -> Option<(Resource, File, BootProtocol)> {
+fn kernel(c: &mut Check<'_>) -> Option<(Resource, File, Vec<u8>, BootProtocol)> {
     let cfg = c.cfg;
     let at = cfg.origins.kernel.as_ref();
     let Some(k) = cfg.kernel.as_deref().filter(|k| !k.is_empty()) else {
@@ -424,10 +430,10 @@ fn kernel(c: &mut Check<'_>) -> Option<(Resource, File, BootProtocol)> {
         .and_then(|f| {
             let bytes = image::read_kernel_file(&f, &path)?;
             let kind = image::classify(&bytes, &path)?;
-            Ok((f, kind))
+            Ok((f, bytes, kind))
         });
     match opened {
-        Ok((f, kind)) => Some((Resource::path(path), f, kind.protocol())),
+        Ok((f, bytes, kind)) => Some((Resource::path(path), f, bytes, kind.protocol())),
         Err(e) => {
             c.fail(at, "kernel", SpecErrorKind::Kernel(e));
             None

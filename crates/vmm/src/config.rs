@@ -5,7 +5,8 @@
 //!   others are opened from their paths;
 //! - `--config FILE [KEY=VALUE ...]` and `--config-json FILE` (standalone): xl.cfg (or its JSON) through
 //!   `domus_spec::prepare`, which checks it against the host and opens every file itself;
-//! - hidden `--kernel` flags (tests, benchmarks): a config built from flags, through the same conversion.
+//! - hidden `--kernel` flags (tests, benchmarks): the machine built from flags directly, as domusd's
+//!   spec is (no conversion in the VMM); the kernel is checked when it is loaded.
 //!
 //! [`VmConfig::validate`] then checks memory and vCPUs against KVM itself once it is open.
 
@@ -28,12 +29,19 @@ pub struct Source {
     pub path: PathBuf,
     /// The open file (inherited or opened by the spec conversion); `None`: open `path` when needed.
     pub file: Option<File>,
+    /// The kernel's bytes when the spec conversion in this process already read them (taken, and so
+    /// freed, by the boot loader).
+    pub image: std::sync::Mutex<Option<Vec<u8>>>,
 }
 
 impl Source {
     /// A source opened from `path` when it is read.
     pub fn path(path: PathBuf) -> Self {
-        Self { path, file: None }
+        Self {
+            path,
+            file: None,
+            image: std::sync::Mutex::new(None),
+        }
     }
 
     /// All bytes, from the start of the file.
@@ -59,9 +67,15 @@ impl Source {
     /// # Errors
     /// [`domus_spec::image::ImageError`].
     pub fn read_kernel(&self) -> Result<Vec<u8>, domus_spec::image::ImageError> {
-        match &self.file {
-            Some(f) => domus_spec::image::read_kernel_file(f, &self.path),
-            None => domus_spec::image::read_kernel(&self.path),
+        let preloaded = self
+            .image
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        match (preloaded, &self.file) {
+            (Some(image), _) => Ok(image),
+            (None, Some(f)) => domus_spec::image::read_kernel_file(f, &self.path),
+            (None, None) => domus_spec::image::read_kernel(&self.path),
         }
     }
 }
@@ -230,6 +244,7 @@ impl VmConfig {
             kernel: Source {
                 path: spec.kernel.path,
                 file: Some(files.kernel),
+                image: std::sync::Mutex::new(Some(files.kernel_image)),
             },
             ramdisk: spec
                 .ramdisk
@@ -238,6 +253,7 @@ impl VmConfig {
                 .map(|(path, f)| Source {
                     path,
                     file: Some(f),
+                    image: std::sync::Mutex::new(None),
                 }),
             cmdline: spec.cmdline,
             memory_mib: spec.memory_mib,
@@ -258,7 +274,11 @@ impl VmConfig {
                 Some(fd) => Some(take_inherited(fd, &r.path, &mut taken)?),
                 None => None,
             };
-            Ok(Source { path: r.path, file })
+            Ok(Source {
+                path: r.path,
+                file,
+                image: std::sync::Mutex::new(None),
+            })
         };
         let kernel = take(spec.kernel)?;
         let ramdisk = spec.ramdisk.map(&mut take).transpose()?;
@@ -267,7 +287,9 @@ impl VmConfig {
             let file = match &d.media {
                 Some(r) => match take(r.clone())? {
                     Source { file: Some(f), .. } => Some(f),
-                    Source { path, file: None } => Some(open_disk(&path, &d)?),
+                    Source {
+                        path, file: None, ..
+                    } => Some(open_disk(&path, &d)?),
                 },
                 None => None,
             };

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use domus_vmm::config::VmConfig;
+use domus_vmm::config::{Source, VmConfig};
 use domus_vmm::console::ConsoleMode;
 use domus_vmm::machine::{self, MachineOptions};
 
@@ -132,18 +132,15 @@ fn load_config(args: &Args) -> anyhow::Result<VmConfig> {
         return Ok(VmConfig::load_xl(path, &args.overrides)?);
     }
     if let Some(kernel) = &args.kernel {
-        let mut d =
-            domus_config::DomainConfig::with_defaults(args.name.as_deref().unwrap_or("domain"));
-        d.domain_type = domus_config::DomainType::Pvh;
-        d.kernel = Some(kernel.to_string_lossy().into_owned());
-        d.ramdisk = args
-            .ramdisk
-            .as_ref()
-            .map(|r| r.to_string_lossy().into_owned());
-        d.cmdline = args.cmdline.clone();
-        d.memory_mib = args.memory.unwrap_or(128);
-        d.vcpus = args.vcpus.unwrap_or(1);
-        return Ok(VmConfig::from_domain_config(&d)?);
+        return Ok(VmConfig {
+            name: args.name.clone().unwrap_or_else(|| "domain".to_owned()),
+            kernel: Source::path(kernel.clone()),
+            ramdisk: args.ramdisk.clone().map(Source::path),
+            cmdline: args.cmdline.clone().unwrap_or_default(),
+            memory_mib: args.memory.unwrap_or(128),
+            vcpus: args.vcpus.unwrap_or(1),
+            disks: Vec::new(),
+        });
     }
     bail!("no domain given: use --config FILE, --config-json FILE or --spec-json FILE")
 }
