@@ -182,6 +182,25 @@ fn refused_creates_report_every_error_and_leave_nothing() {
         store.lines().any(|l| l.starts_with("/local/domain/1/name")),
         "{store}"
     );
+    // The VMM got its kernel as an inherited descriptor, the one the spec names, and none of domusd's
+    // own files.
+    let spec: serde_json::Value =
+        serde_json::from_slice(&fs::read(h.path("run/domains/1/spec.json")).unwrap()).unwrap();
+    let fd = spec["kernel"]["fd"]
+        .as_i64()
+        .expect("the kernel is handed over as a descriptor");
+    let pid = h.vmm_pid("good").unwrap();
+    let target = fs::read_link(format!("/proc/{pid}/fd/{fd}")).unwrap();
+    assert_eq!(target, h.bins.probe.canonicalize().unwrap());
+    let state = h.path("state").canonicalize().unwrap();
+    for e in fs::read_dir(format!("/proc/{pid}/fd")).unwrap() {
+        let link = fs::read_link(e.unwrap().path()).unwrap_or_default();
+        assert!(
+            !link.starts_with(&state) && !link.ends_with("domusd.sock"),
+            "domusd's {} leaked into the VMM",
+            link.display()
+        );
+    }
     h.ok(&["destroy", "good"]);
 }
 
