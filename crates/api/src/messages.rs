@@ -121,16 +121,16 @@ pub struct DomainInfo {
     pub pid: Option<u32>,
     /// Restarts done by on_reboot/on_crash = restart under this name.
     pub restarts: u32,
-    /// The domain's configuration (DomainConfig JSON); `null` for Domain-0.
-    pub config: serde_json::Value,
+    /// The domain's configuration; `null` for Domain-0.
+    pub config: Option<domus_config::DomainConfig>,
 }
 
 /// `POST /v1/domains`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRequest {
-    /// The DomainConfig JSON (as `domus create -N` prints it), with paths already absolute.
-    pub config: serde_json::Value,
+    /// The domain's configuration (as `domus create -N` prints it), with paths already absolute.
+    pub config: domus_config::DomainConfig,
     /// Leave the domain paused once created (`create -p`).
     #[serde(default)]
     pub paused: bool,
@@ -185,8 +185,8 @@ pub struct MemMaxRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigUpdateRequest {
-    /// The new DomainConfig JSON, used from the domain's next restart.
-    pub config: serde_json::Value,
+    /// The new configuration, used from the domain's next restart.
+    pub config: domus_config::DomainConfig,
 }
 
 /// `GET /v1/host`: facts `xl info` prints.
@@ -296,9 +296,19 @@ mod tests {
 
     #[test]
     fn create_request_denies_unknown_fields() {
-        let err = serde_json::from_str::<CreateRequest>(r#"{"config":{},"bogus":1}"#);
-        assert!(err.is_err());
-        let ok: CreateRequest = serde_json::from_str(r#"{"config":{"name":"x"}}"#).unwrap();
+        let config = domus_config::DomainConfig::with_defaults("x");
+        let json = serde_json::to_value(CreateRequest {
+            config,
+            paused: false,
+        })
+        .unwrap();
+        let mut bogus = json.clone();
+        bogus["bogus"] = 1.into();
+        assert!(serde_json::from_value::<CreateRequest>(bogus).is_err());
+        let mut short = json;
+        short.as_object_mut().unwrap().remove("paused");
+        let ok: CreateRequest = serde_json::from_value(short).unwrap();
         assert!(!ok.paused);
+        assert_eq!(ok.config.name, "x");
     }
 }

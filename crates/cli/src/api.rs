@@ -106,24 +106,16 @@ pub fn running_or_named(
     }
 }
 
-/// Checks a parsed config for what Domus cannot run yet and turns it into the JSON domusd takes, with
-/// relative kernel, ramdisk and disk paths resolved against the current directory (as xl resolves them).
+/// Prepares a parsed config for domusd: relative kernel, ramdisk and disk paths resolved against the
+/// current directory (as xl resolves them: domusd's directory is not the user's), and a warning for
+/// what is accepted but not built yet. Whether the domain can run is domusd's to say (it runs the same
+/// `domus_spec` conversion `create -N` runs here).
 ///
 /// # Errors
-/// `pci` or `bootloader` present ("not supported yet"), or the current directory unknown.
-pub fn prepare_config(mut config: domus_config::DomainConfig) -> anyhow::Result<serde_json::Value> {
-    if !config.pci.is_empty() {
-        anyhow::bail!(
-            "config '{}': pci passthrough is not supported yet; remove the 'pci' entries",
-            config.name
-        );
-    }
-    if let Some(b) = &config.bootloader {
-        anyhow::bail!(
-            "config '{}': bootloader \"{b}\" is not supported yet; give the kernel directly with 'kernel' (and 'ramdisk', 'cmdline')",
-            config.name
-        );
-    }
+/// The current directory unknown.
+pub fn prepare_config(
+    mut config: domus_config::DomainConfig,
+) -> anyhow::Result<domus_config::DomainConfig> {
     if !config.vifs.is_empty() {
         eprintln!(
             "warning: {} vif entries accepted, but domain '{}' boots without network: networking is not built yet",
@@ -133,17 +125,6 @@ pub fn prepare_config(mut config: domus_config::DomainConfig) -> anyhow::Result<
     }
     let cwd = std::env::current_dir()
         .map_err(|e| anyhow::anyhow!("cannot read the current directory: {e}"))?;
-    let abs = |p: &mut Option<String>| {
-        if let Some(s) = p.as_mut() {
-            if !s.is_empty() && !std::path::Path::new(s.as_str()).is_absolute() {
-                *s = cwd.join(s.as_str()).display().to_string();
-            }
-        }
-    };
-    abs(&mut config.kernel);
-    abs(&mut config.ramdisk);
-    for d in &mut config.disks {
-        abs(&mut d.target);
-    }
-    Ok(serde_json::to_value(&config)?)
+    domus_spec::resolve_paths(&mut config, &cwd);
+    Ok(config)
 }

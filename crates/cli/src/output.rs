@@ -267,7 +267,7 @@ mod tests {
             console_path: None,
             pid: None,
             restarts: 0,
-            config: serde_json::Value::Null,
+            config: None,
         }
     }
 

@@ -1,6 +1,10 @@
 //! `domus create -N` (and xl's global `-N create`) run as the real binary, also invoked as `xl`: the
 //! resulting configuration is printed as JSON on stdout with generated values filled in, "Parsing config
 //! from FILE" and warnings go to stderr, bad configs exit 1 with a located error. No domusd is needed.
+//!
+//! The dry run also runs the host checks `domus create` gets from domusd (issue 9): the HOWTO's and Xen's
+//! example configs name kernels and disks this machine does not have (and `xlexample.hvm` is HVM), so
+//! their dry runs still print the configuration but exit 1 naming each problem with its `FILE:LINE`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -51,6 +55,32 @@ fn json(out: &Output) -> Value {
     })
 }
 
+/// A dry run of a config that parses but that this host cannot run: the configuration is still printed,
+/// the exit status is 1 and stderr names every problem in `wants`.
+fn json_refused(out: &Output, wants: &[&str]) -> Value {
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{}", stderr(out));
+    for want in wants {
+        assert!(
+            stderr(out).contains(want),
+            "stderr lacks {want:?}:\n{}",
+            stderr(out)
+        );
+    }
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}):\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// What the HOWTO's `foo` is refused for on a host without its kernel and disk images.
+const FOO_REFUSED: [&str; 3] = [
+    "foo:2:10: kernel: cannot read kernel /netbsd-XEN3PAE_DOMU-i386-foo.gz",
+    "foo:5:10: disk: disk `0x0`: cannot open disk image /n0/xen/foo-wd0",
+    "foo:6:10: disk: disk `0x1`: cannot open disk image /n0/xen/foo-wd1",
+];
+
 fn assert_failed_with(out: &Output, want: &str) {
     assert_eq!(out.status.code(), Some(1), "stderr:\n{}", stderr(out));
     assert!(out.stdout.is_empty(), "nothing on stdout on error");
@@ -100,8 +130,8 @@ fn howto_foo_dry_run_both_flag_forms() {
     let dir = scratch("foo");
     howto_foo(&dir);
     let out = run(Path::new(DOMUS), &dir, &["create", "-N", "foo"]);
-    assert_foo(&json(&out));
-    assert_eq!(stderr(&out), "Parsing config from foo\n");
+    assert_foo(&json_refused(&out, &FOO_REFUSED));
+    assert!(stderr(&out).starts_with("Parsing config from foo\n"));
     // xl's global-flag form, with overrides appended as config lines.
     let out = run(
         Path::new(DOMUS),
@@ -115,7 +145,7 @@ fn howto_foo_dry_run_both_flag_forms() {
             "name=\"bar\"",
         ],
     );
-    let v = json(&out);
+    let v = json_refused(&out, &FOO_REFUSED);
     assert_eq!(v["name"], "bar");
     assert_eq!(
         (v["vcpus"].as_u64(), v["maxvcpus"].as_u64()),
@@ -123,7 +153,10 @@ fn howto_foo_dry_run_both_flag_forms() {
     );
     assert_eq!(v["memory_mib"], 2048);
     // -f FILE form.
-    let v = json(&run(Path::new(DOMUS), &dir, &["create", "-N", "-f", "foo"]));
+    let v = json_refused(
+        &run(Path::new(DOMUS), &dir, &["create", "-N", "-f", "foo"]),
+        &FOO_REFUSED,
+    );
     assert_eq!(v["name"], "foo");
 }
 
@@ -133,8 +166,14 @@ fn invoked_as_xl_through_a_link() {
     howto_foo(&dir);
     let xl = dir.join("xl");
     std::os::unix::fs::symlink(DOMUS, &xl).expect("symlink xl -> domus");
-    assert_foo(&json(&run(&xl, &dir, &["-N", "create", "foo"])));
-    assert_foo(&json(&run(&xl, &dir, &["create", "-N", "foo"])));
+    assert_foo(&json_refused(
+        &run(&xl, &dir, &["-N", "create", "foo"]),
+        &FOO_REFUSED,
+    ));
+    assert_foo(&json_refused(
+        &run(&xl, &dir, &["create", "-N", "foo"]),
+        &FOO_REFUSED,
+    ));
     let bad = run(&xl, &dir, &["-N", "create", "foo", "vcpus=-1"]);
     assert_failed_with(
         &bad,
@@ -156,7 +195,8 @@ fn xen_example_generates_macs_and_warns() {
     let dir = scratch("xlexample");
     let path = example.to_str().expect("utf-8 path");
     let out = run(Path::new(DOMUS), &dir, &["create", "-N", path]);
-    let v = json(&out);
+    let hvm = format!("{path}:9:8: type: type = \"hvm\" needs firmware");
+    let v = json_refused(&out, &[&hvm]);
     assert_eq!(v["name"], "example.hvm");
     assert_eq!(v["type"], "hvm");
     assert_eq!(
@@ -184,7 +224,10 @@ fn xen_example_generates_macs_and_warns() {
         "{err}"
     );
     // Two dry runs generate different uuids and MACs.
-    let again = json(&run(Path::new(DOMUS), &dir, &["create", "-N", path]));
+    let again = json_refused(
+        &run(Path::new(DOMUS), &dir, &["create", "-N", path]),
+        &[&hvm],
+    );
     assert_ne!(again["uuid"], v["uuid"]);
     assert_ne!(again["vifs"][0]["mac"], v["vifs"][0]["mac"]);
 }
@@ -236,7 +279,14 @@ fn bare_names_are_looked_up_in_the_config_dir() {
         .env("DOMUS_CONFIG_DIR", &etc)
         .output()
         .expect("run domus");
-    let v = json(&out);
+    let nbsd = etc.join("nbsd");
+    let v = json_refused(
+        &out,
+        &[&format!(
+            "{}:9:10: kernel: cannot read kernel /home/bouyer/netbsd-XEN3_DOMU",
+            nbsd.display()
+        )],
+    );
     assert_eq!(v["name"], "nbsd");
     assert_eq!(v["cmdline"], "root=xbd0");
     assert_eq!(v["disks"][0]["target"], "/dev/wd0e");
@@ -246,4 +296,37 @@ fn bare_names_are_looked_up_in_the_config_dir() {
         "Parsing config from {}",
         etc.join("nbsd").display()
     )));
+}
+
+#[test]
+fn a_runnable_config_dry_runs_clean_and_names_its_boot_protocol() {
+    let dir = scratch("runnable");
+    let probe = Path::new(DOMUS).with_file_name("domus-probe");
+    assert!(
+        probe.is_file(),
+        "{} is missing: run `cargo build --workspace` before the tests",
+        probe.display()
+    );
+    let kernel = format!("kernel=\"{}\"", probe.display());
+    std::fs::copy(
+        workspace_root().join("examples/hello.cfg"),
+        dir.join("hello"),
+    )
+    .expect("copy example");
+    let out = run(
+        Path::new(DOMUS),
+        &dir,
+        &["create", "-N", "hello", &kernel, "type=\"pv\""],
+    );
+    let v = json(&out);
+    assert_eq!(v["name"], "hello");
+    assert_eq!(v["kernel"], probe.display().to_string());
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "Parsing config from hello\nbooting {} through PVH (the kernel's XEN_ELFNOTE_PHYS32_ENTRY note) \
+             (type = \"pv\": Domus runs no PV guests; it boots the kernel's own entry)\n",
+            probe.display()
+        )
+    );
 }

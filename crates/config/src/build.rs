@@ -203,6 +203,23 @@ impl Builder {
 
     fn setting(&mut self, s: &Setting) -> Result<(), ConfigError> {
         let at = s.value.location.clone();
+        let origin = Some(at.to_string());
+        let o = &mut self.cfg.origins;
+        match s.key.as_str() {
+            "type" => o.domain_type = origin,
+            "builder" if o.domain_type.is_none() => o.domain_type = origin,
+            "kernel" => o.kernel = origin,
+            "ramdisk" => o.ramdisk = origin,
+            "memory" => o.memory = origin,
+            "vcpus" => o.vcpus = origin,
+            "bootloader" => o.bootloader = origin,
+            "pci" => o.pci = origin,
+            "disk" => {
+                o.disk = origin;
+                o.disks.clear();
+            }
+            _ => {}
+        }
         match s.key.as_str() {
             "name" => self.cfg.name = string(s)?,
             "uuid" => {
@@ -394,6 +411,7 @@ impl Builder {
                 );
             }
             self.cfg.disks.push(disk);
+            self.cfg.origins.disks.push(item.location.to_string());
         }
         Ok(())
     }

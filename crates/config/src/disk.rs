@@ -94,7 +94,8 @@ pub enum BackendType {
 }
 
 impl BackendType {
-    fn as_str(self) -> &'static str {
+    /// The xl.cfg spelling.
+    pub fn as_str(self) -> &'static str {
         match self {
             BackendType::Phy => "phy",
             BackendType::Tap => "tap",

@@ -149,7 +149,71 @@ pub struct DomainConfig {
     /// Warnings produced while reading the config (`FILE:LINE: message`).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Where the values the host checks were written, so a later check (a missing kernel file, say) can
+    /// name `FILE:LINE:COLUMN` even after the config travelled as JSON.
+    #[serde(default, skip_serializing_if = "Origins::is_empty")]
+    pub origins: Origins,
 }
+
+/// Where some of a config's values were written: each is a location as `FILE:LINE:COLUMN` (the file as
+/// given, or `command line` for `KEY=VALUE` overrides), `None` when the value is a default.
+///
+/// Provenance, not content: two `Origins` always compare equal, so configs that say the same thing are
+/// equal wherever they were written (as [`crate::value::Spanned`] compares only values).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Origins {
+    /// `type` (or `builder`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain_type: Option<String>,
+    /// `kernel`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
+    /// `ramdisk`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ramdisk: Option<String>,
+    /// `memory`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    /// `vcpus`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vcpus: Option<String>,
+    /// `bootloader`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootloader: Option<String>,
+    /// `pci`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pci: Option<String>,
+    /// `disk`: the `disk` setting itself (used when a count of disks is wrong).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<String>,
+    /// Each disk's string, in `disks` order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disks: Vec<String>,
+}
+
+impl Origins {
+    /// No location recorded (a config built in code, or JSON without origins).
+    pub fn is_empty(&self) -> bool {
+        self.domain_type.is_none()
+            && self.kernel.is_none()
+            && self.ramdisk.is_none()
+            && self.memory.is_none()
+            && self.vcpus.is_none()
+            && self.bootloader.is_none()
+            && self.pci.is_none()
+            && self.disk.is_none()
+            && self.disks.is_empty()
+    }
+}
+
+impl PartialEq for Origins {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Origins {}
 
 impl DomainConfig {
     /// A configuration with xl's defaults for `name` (uuid generated, no devices).
@@ -178,6 +242,7 @@ impl DomainConfig {
             serial: Vec::new(),
             other_keys: BTreeMap::new(),
             warnings: Vec::new(),
+            origins: Origins::default(),
         }
     }
 }

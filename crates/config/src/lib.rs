@@ -35,7 +35,7 @@ pub mod vif;
 pub use build::OVERRIDE_SOURCE;
 pub use cpus::CpusSpec;
 pub use disk::{Access, DevType, DiskConfig, DiskFormat, DiskSpec};
-pub use domain::{Action, DomainConfig, DomainType};
+pub use domain::{Action, DomainConfig, DomainType, Origins};
 pub use error::{ConfigError, ConfigErrorKind, Location};
 pub use parser::parse;
 pub use pci::{PciConfig, PciSpec};

@@ -1,31 +1,111 @@
-//! The resolved machine configuration the VMM runs: no `Option`s left for things a machine needs.
+//! The machine configuration the VMM runs ([`VmConfig`]): a `domus_spec::VmSpec` with its resources
+//! open. Every way of starting the VMM goes through the spec conversion of `domus-spec`:
+//! - `--spec-json FILE` (how domusd starts it): the spec as domusd prepared it; each resource with an
+//!   `fd` is taken from the inherited descriptor of that number (see `domus_spec`'s hand-off docs), the
+//!   others are opened from their paths;
+//! - `--config FILE [KEY=VALUE ...]` and `--config-json FILE` (standalone): xl.cfg (or its JSON) through
+//!   `domus_spec::prepare`, which checks it against the host and opens every file itself;
+//! - hidden `--kernel` flags (tests, benchmarks): the machine built from flags directly, as domusd's
+//!   spec is (no conversion in the VMM); the kernel is checked when it is loaded.
 //!
-//! It comes from `domus_config::DomainConfig` (xl.cfg or its JSON, see `main.rs`) or, for tests, from
-//! explicit flags. Paths are resolved against the VMM's current directory here (xl's rule), and every
-//! value is checked before any KVM resource is created.
+//! [`VmConfig::validate`] then checks memory and vCPUs against KVM itself once it is open.
 
+use std::fs::File;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use domus_spec::{HostLimits, Resource, VmSpec};
+
+// The spec crate's machine model and the devices built here must agree on the interrupt lines.
+const _: () = assert!(crate::devices::virtio::MAX_DEVICES == domus_spec::MAX_VIRTIO_DEVICES);
+
 /// Largest guest RAM we accept regardless of the host (1 TiB): a typo guard before asking the host.
-const MAX_MEMORY_MIB: u64 = 1 << 20;
+const MAX_MEMORY_MIB: u64 = domus_spec::MAX_MEMORY_MIB;
+
+/// A file the VMM reads or serves: its path (for messages) and, when already open, the open file.
+#[derive(Debug)]
+pub struct Source {
+    /// Path, absolute when it came from a spec.
+    pub path: PathBuf,
+    /// The open file (inherited or opened by the spec conversion); `None`: open `path` when needed.
+    pub file: Option<File>,
+    /// The kernel's bytes when the spec conversion in this process already read them (taken, and so
+    /// freed, by the boot loader).
+    pub image: std::sync::Mutex<Option<Vec<u8>>>,
+}
+
+impl Source {
+    /// A source opened from `path` when it is read.
+    pub fn path(path: PathBuf) -> Self {
+        Self {
+            path,
+            file: None,
+            image: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// All bytes, from the start of the file.
+    ///
+    /// # Errors
+    /// The open or read failure.
+    pub fn read_all(&self) -> std::io::Result<Vec<u8>> {
+        use std::io::{Read, Seek, SeekFrom};
+        match &self.file {
+            Some(f) => {
+                let mut f = f;
+                f.seek(SeekFrom::Start(0))?;
+                let mut v = Vec::new();
+                f.read_to_end(&mut v)?;
+                Ok(v)
+            }
+            None => std::fs::read(&self.path),
+        }
+    }
+
+    /// The kernel's bytes, gzip unwrapped.
+    ///
+    /// # Errors
+    /// [`domus_spec::image::ImageError`].
+    pub fn read_kernel(&self) -> Result<Vec<u8>, domus_spec::image::ImageError> {
+        let preloaded = self
+            .image
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        match (preloaded, &self.file) {
+            (Some(image), _) => Ok(image),
+            (None, Some(f)) => domus_spec::image::read_kernel_file(f, &self.path),
+            (None, None) => domus_spec::image::read_kernel(&self.path),
+        }
+    }
+}
+
+/// One disk of the machine: the spec's description and its open image or device.
+#[derive(Debug)]
+pub struct VmDisk {
+    /// What the guest gets.
+    pub spec: domus_spec::DiskSpec,
+    /// The open media (`None`: an empty cdrom drive).
+    pub file: Option<File>,
+}
 
 /// What the VMM needs to build and boot one domain.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct VmConfig {
     /// Domain name (used in logs).
     pub name: String,
-    /// Kernel image (absolute after [`VmConfig::resolve_paths`]).
-    pub kernel: PathBuf,
+    /// Kernel image.
+    pub kernel: Source,
     /// Optional initial ramdisk.
-    pub ramdisk: Option<PathBuf>,
+    pub ramdisk: Option<Source>,
     /// Kernel command line, already composed (xl's `cmdline`, or `root=` + `extra`).
     pub cmdline: String,
     /// Guest RAM in MiB.
     pub memory_mib: u64,
     /// Number of vCPUs.
     pub vcpus: u32,
-    /// Disks in config order (virtio-mmio slot i = disk i); targets absolute after `resolve_paths`.
-    pub disks: Vec<domus_config::DiskConfig>,
+    /// Disks in config order (virtio-mmio slot i = disk i).
+    pub disks: Vec<VmDisk>,
 }
 
 /// A configuration value the VMM cannot run with.
@@ -67,25 +147,6 @@ pub enum ConfigError {
 }
 
 impl VmConfig {
-    /// Makes `kernel` and `ramdisk` absolute against `cwd` (xl resolves them against its current directory).
-    pub fn resolve_paths(&mut self, cwd: &Path) {
-        if self.kernel.is_relative() {
-            self.kernel = cwd.join(&self.kernel);
-        }
-        if let Some(r) = &self.ramdisk {
-            if r.is_relative() {
-                self.ramdisk = Some(cwd.join(r));
-            }
-        }
-        for d in &mut self.disks {
-            if let Some(t) = &d.target {
-                if Path::new(t).is_relative() {
-                    d.target = Some(cwd.join(t).to_string_lossy().into_owned());
-                }
-            }
-        }
-    }
-
     /// Checks memory and vCPU counts against the host (`host_mem_mib`: RAM + swap) and KVM (`max_vcpus`).
     ///
     /// # Errors
@@ -145,50 +206,107 @@ pub enum LoadError {
         #[source]
         source: serde_json::Error,
     },
-    /// Something the VMM cannot run.
+    /// Malformed spec JSON.
+    #[error("invalid VM specification in {path}")]
+    SpecJson {
+        /// Path.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// What the spec conversion refused (every problem, located).
     #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// HVM needs firmware.
-    #[error("type = \"hvm\" needs firmware this VMM does not have: boot the kernel directly with type = \"pvh\" and kernel = \"...\"")]
-    Hvm,
-    /// Bootloader without kernel.
-    #[error("bootloader = \"{0}\" is not supported: set kernel (and ramdisk) to boot the domain's kernel directly")]
-    Bootloader(String),
+    Spec(#[from] domus_spec::SpecErrors),
+    /// An inherited descriptor the spec names is not open.
+    #[error("resource {path}: inherited descriptor {fd} is not open")]
+    BadFd {
+        /// The resource.
+        path: PathBuf,
+        /// The descriptor.
+        fd: i32,
+    },
 }
 
 impl VmConfig {
-    /// From domus-config's typed domain (contract 1); paths stay as written.
+    /// From a prepared spec (files opened by the conversion).
+    pub fn from_prepared(p: domus_spec::Prepared) -> Self {
+        let domus_spec::Prepared { spec, files } = p;
+        let disks = spec
+            .disks
+            .iter()
+            .cloned()
+            .zip(files.disks)
+            .map(|(spec, file)| VmDisk { spec, file })
+            .collect();
+        Self {
+            name: spec.name,
+            kernel: Source {
+                path: spec.kernel.path,
+                file: Some(files.kernel),
+                image: std::sync::Mutex::new(Some(files.kernel_image)),
+            },
+            ramdisk: spec
+                .ramdisk
+                .map(|r| r.path)
+                .zip(files.ramdisk)
+                .map(|(path, f)| Source {
+                    path,
+                    file: Some(f),
+                    image: std::sync::Mutex::new(None),
+                }),
+            cmdline: spec.cmdline,
+            memory_mib: spec.memory_mib,
+            vcpus: spec.vcpus,
+            disks,
+        }
+    }
+
+    /// From a spec as domusd passes it: resources with an `fd` are taken from this process's inherited
+    /// descriptors (each at most once), the others are opened from their paths when used.
     ///
     /// # Errors
-    /// No kernel, an HVM domain, or a bootloader instead of a kernel.
-    pub fn from_domain_config(d: &domus_config::DomainConfig) -> Result<Self, LoadError> {
-        for w in &d.warnings {
-            tracing::warn!(domname = %d.name, "{w}");
-        }
-        if d.domain_type == domus_config::DomainType::Hvm {
-            return Err(LoadError::Hvm);
-        }
-        let kernel = match (d.kernel.as_deref().filter(|k| !k.is_empty()), &d.bootloader) {
-            (Some(k), _) => k,
-            (None, Some(b)) => return Err(LoadError::Bootloader(b.clone())),
-            (None, None) => return Err(ConfigError::NoKernel.into()),
+    /// [`LoadError::BadFd`] when a named descriptor is not open.
+    pub fn from_spec(spec: VmSpec) -> Result<Self, LoadError> {
+        let mut taken = std::collections::HashSet::new();
+        let mut take = |r: Resource| -> Result<Source, LoadError> {
+            let file = match r.fd {
+                Some(fd) => Some(take_inherited(fd, &r.path, &mut taken)?),
+                None => None,
+            };
+            Ok(Source {
+                path: r.path,
+                file,
+                image: std::sync::Mutex::new(None),
+            })
         };
+        let kernel = take(spec.kernel)?;
+        let ramdisk = spec.ramdisk.map(&mut take).transpose()?;
+        let mut disks = Vec::with_capacity(spec.disks.len());
+        for d in spec.disks {
+            let file = match &d.media {
+                Some(r) => match take(r.clone())? {
+                    Source { file: Some(f), .. } => Some(f),
+                    Source {
+                        path, file: None, ..
+                    } => Some(open_disk(&path, &d)?),
+                },
+                None => None,
+            };
+            disks.push(VmDisk { spec: d, file });
+        }
         Ok(Self {
-            name: d.name.clone(),
-            kernel: PathBuf::from(kernel),
-            ramdisk: d
-                .ramdisk
-                .as_deref()
-                .filter(|r| !r.is_empty())
-                .map(PathBuf::from),
-            cmdline: d.cmdline.clone().unwrap_or_default(),
-            memory_mib: d.memory_mib,
-            vcpus: d.vcpus,
-            disks: d.disks.clone(),
+            name: spec.name,
+            kernel,
+            ramdisk,
+            cmdline: spec.cmdline,
+            memory_mib: spec.memory_mib,
+            vcpus: spec.vcpus,
+            disks,
         })
     }
 
-    /// `--config FILE [KEY=VALUE ...]`: xl.cfg through `DomainConfig::from_xl`.
+    /// `--config FILE [KEY=VALUE ...]`: xl.cfg through `DomainConfig::from_xl` and the spec conversion.
     ///
     /// # Errors
     /// [`LoadError`].
@@ -201,7 +319,7 @@ impl VmConfig {
         Self::from_domain_config(&d)
     }
 
-    /// `--config-json FILE`: a `DomainConfig` as JSON.
+    /// `--config-json FILE`: a `DomainConfig` as JSON, through the spec conversion.
     ///
     /// # Errors
     /// [`LoadError`].
@@ -217,25 +335,87 @@ impl VmConfig {
             })?;
         Self::from_domain_config(&d)
     }
+
+    /// `--spec-json FILE`: a [`VmSpec`] as domusd writes it.
+    ///
+    /// # Errors
+    /// [`LoadError`].
+    pub fn load_spec(path: &Path) -> Result<Self, LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let spec: VmSpec = serde_json::from_str(&text).map_err(|source| LoadError::SpecJson {
+            path: path.to_owned(),
+            source,
+        })?;
+        say_boot_protocol(&spec);
+        Self::from_spec(spec)
+    }
+
+    /// A domain config through the spec conversion (relative paths against the current directory), with
+    /// its warnings logged and its boot protocol said in one line.
+    ///
+    /// # Errors
+    /// [`LoadError::Spec`].
+    pub fn from_domain_config(d: &domus_config::DomainConfig) -> Result<Self, LoadError> {
+        for w in &d.warnings {
+            tracing::warn!(domname = %d.name, "{w}");
+        }
+        let p = domus_spec::prepare(d, &HostLimits::probe())?;
+        say_boot_protocol(&p.spec);
+        Ok(Self::from_prepared(p))
+    }
+}
+
+/// For `type = "pv"` (xl's default, which Domus boots through the kernel's own PVH or Linux entry), says
+/// in one stderr line which boot protocol the domain uses; otherwise only logs it.
+fn say_boot_protocol(spec: &VmSpec) {
+    if spec.domain_type == domus_config::DomainType::Pv {
+        eprintln!("domus-vmm: domain {}: {}", spec.name, spec.boot_line());
+    } else {
+        tracing::info!(domname = %spec.name, "{}", spec.boot_line());
+    }
+}
+
+/// Takes ownership of inherited descriptor `fd` (once).
+fn take_inherited(
+    fd: i32,
+    path: &Path,
+    taken: &mut std::collections::HashSet<i32>,
+) -> Result<File, LoadError> {
+    let bad = || LoadError::BadFd {
+        path: path.to_owned(),
+        fd,
+    };
+    // Only descriptors above stdio, open in this process, each taken once: then this process owns it.
+    if fd <= 2 || !taken.insert(fd) || !crate::sys::fd_is_open(fd) {
+        return Err(bad());
+    }
+    // SAFETY: `fd` is open (checked above), was handed to this process by domusd for exactly this
+    // resource (the spec names it), nothing else in the process refers to it, and it is taken only once
+    // (the `taken` set), so the OwnedFd is its sole owner.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    Ok(File::from(owned))
+}
+
+/// Opens a disk named by path (a spec written by hand, without descriptors).
+fn open_disk(path: &Path, d: &domus_spec::DiskSpec) -> Result<File, LoadError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = std::fs::OpenOptions::new();
+    o.read(true).write(!d.read_only);
+    if d.direct {
+        o.custom_flags(libc::O_DIRECT);
+    }
+    o.open(path).map_err(|source| LoadError::Read {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Host RAM + swap in MiB from `/proc/meminfo` (what an overcommitting host could at most give).
 pub fn host_memory_mib() -> u64 {
-    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let mut total_kib = 0u64;
-    for line in text.lines() {
-        let mut it = line.split_whitespace();
-        let key = it.next().unwrap_or("");
-        let val: u64 = it.next().and_then(|v| v.parse().ok()).unwrap_or(0);
-        if key == "MemTotal:" || key == "SwapTotal:" {
-            total_kib = total_kib.saturating_add(val);
-        }
-    }
-    if total_kib == 0 {
-        u64::MAX
-    } else {
-        total_kib / 1024
-    }
+    domus_spec::host::host_memory_mib()
 }
 
 #[cfg(test)]
@@ -245,8 +425,8 @@ mod tests {
     fn cfg() -> VmConfig {
         VmConfig {
             name: "t".into(),
-            kernel: "k".into(),
-            ramdisk: Some("r".into()),
+            kernel: Source::path("k".into()),
+            ramdisk: Some(Source::path("r".into())),
             cmdline: String::new(),
             memory_mib: 64,
             vcpus: 1,
@@ -277,32 +457,48 @@ mod tests {
 
     #[test]
     fn from_xl_and_json() {
-        let text = "name = \"hello\"\nkernel = \"target/debug/domus-probe\"\nextra = \"probe=hello\"\nmemory = 64\n";
+        let kernel = std::env::temp_dir().join(format!("domus-vmm-cfg-{}", std::process::id()));
+        let elf = domus_spec::image::testing::elf_with_notes(&[(
+            b"Xen",
+            18,
+            &0x10_0000u32.to_le_bytes(),
+        )]);
+        std::fs::write(&kernel, elf).unwrap();
+        let text = format!(
+            "name = \"hello\"\nkernel = \"{}\"\nextra = \"probe=hello\"\nmemory = 64\n",
+            kernel.display()
+        );
         let d =
-            domus_config::DomainConfig::from_xl("examples/hello.cfg", text, &["vcpus=2".into()])
+            domus_config::DomainConfig::from_xl("examples/hello.cfg", &text, &["vcpus=2".into()])
                 .unwrap();
         let c = VmConfig::from_domain_config(&d).unwrap();
         assert_eq!(c.name, "hello");
         assert_eq!((c.memory_mib, c.vcpus), (64, 2));
-        assert_eq!(c.kernel, PathBuf::from("target/debug/domus-probe"));
+        assert_eq!(c.kernel.path, kernel);
+        assert!(c.kernel.file.is_some(), "the conversion opened the kernel");
         assert_eq!(c.cmdline, "probe=hello");
         let json = serde_json::to_string(&d).unwrap();
         let back: domus_config::DomainConfig = serde_json::from_str(&json).unwrap();
-        assert_eq!(VmConfig::from_domain_config(&back).unwrap(), c);
+        assert_eq!(
+            VmConfig::from_domain_config(&back).unwrap().cmdline,
+            c.cmdline
+        );
+        std::fs::remove_file(&kernel).unwrap();
         let d = domus_config::DomainConfig::from_xl("x.cfg", "memory = 64\n", &[]).unwrap();
-        assert!(matches!(
-            VmConfig::from_domain_config(&d),
-            Err(LoadError::Config(ConfigError::NoKernel))
-        ));
+        let e = VmConfig::from_domain_config(&d).unwrap_err();
+        assert!(e.to_string().contains("no kernel given"), "{e}");
     }
 
     #[test]
-    fn relative_paths_resolve_against_cwd() {
-        let mut c = cfg();
-        c.resolve_paths(Path::new("/a/b"));
-        assert_eq!(c.kernel, PathBuf::from("/a/b/k"));
-        assert_eq!(c.ramdisk, Some(PathBuf::from("/a/b/r")));
-        c.resolve_paths(Path::new("/x"));
-        assert_eq!(c.kernel, PathBuf::from("/a/b/k"));
+    fn inherited_descriptors_are_checked() {
+        let mut taken = std::collections::HashSet::new();
+        assert!(matches!(
+            take_inherited(1, Path::new("k"), &mut taken),
+            Err(LoadError::BadFd { fd: 1, .. })
+        ));
+        assert!(matches!(
+            take_inherited(100_000, Path::new("k"), &mut taken),
+            Err(LoadError::BadFd { .. })
+        ));
     }
 }

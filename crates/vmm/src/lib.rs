@@ -3,10 +3,13 @@
 //! One process per domain. The binary (`main.rs`) only parses arguments, sets up logging and maps the
 //! outcome to an exit status; everything else lives in this library:
 //!
-//! - [`config`]: the resolved machine configuration ([`config::VmConfig`]) and its validation.
+//! - [`config`]: the machine configuration ([`config::VmConfig`]): a `domus_spec::VmSpec` with its
+//!   resources open — taken from inherited descriptors when domusd starts the VMM (`--spec-json`), or
+//!   opened by `domus_spec::prepare` for the standalone `--config FILE` (see `domus_spec` for the
+//!   hand-off) — and its validation against KVM.
 //! - [`vstate`]: KVM itself (system, VM, vCPUs, guest memory). The only place with `unsafe` code.
-//! - [`boot`]: kernel loading (PVH ELF, Linux bzImage / ELF vmlinux, gzip), zero page / `hvm_start_info`,
-//!   ACPI tables and the MP table.
+//! - [`boot`]: kernel loading (PVH ELF, Linux bzImage / ELF vmlinux, gzip; recognition shared with the
+//!   spec conversion as `domus_spec::image`), zero page / `hvm_start_info`, ACPI tables and the MP table.
 //! - [`devices`]: the port-I/O devices of the machine model (16550, i8042, CMOS RTC, pvpanic, ACPI PM).
 //! - [`console`]: where the UART's output goes (stdio, pty, unix socket with a bounded backlog).
 //! - [`control`]: serves the control socket (state, pause/resume, power button, reset, destroy, outcome).

@@ -1,8 +1,11 @@
 //! `domus-vmm`: run one domain on KVM in the foreground until the guest stops.
 //!
 //! ```text
-//! domus-vmm (--config FILE [KEY=VALUE ...] | --config-json FILE) [--console stdio|pty|unix:PATH] [--control PATH]
+//! domus-vmm (--config FILE [KEY=VALUE ...] | --config-json FILE | --spec-json FILE)
+//!           [--console stdio|pty|unix:PATH] [--control PATH] [--paused]
 //! ```
+//! domusd starts it with `--spec-json` (a `domus_spec::VmSpec` whose resources are inherited descriptors);
+//! the other forms run one domain without a daemon and go through the same spec conversion.
 //! Exit status: 0 guest powered off, 2 rebooted, 3 crashed, 1 VMM or configuration error; the last stderr
 //! line names the reason. See the library docs (`domus_vmm`) for the machine and the control protocol.
 
@@ -11,11 +14,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use domus_vmm::config::VmConfig;
+use domus_vmm::config::{Source, VmConfig};
 use domus_vmm::console::ConsoleMode;
 use domus_vmm::machine::{self, MachineOptions};
 
-const USAGE: &str = "usage: domus-vmm (--config FILE [KEY=VALUE ...] | --config-json FILE) \
+const USAGE: &str = "usage: domus-vmm (--config FILE [KEY=VALUE ...] | --config-json FILE | --spec-json FILE) \
 [--console stdio|pty|unix:PATH] [--control PATH] [--paused]
 
 Runs one Domus domain on KVM in the foreground until the guest stops.
@@ -23,19 +26,21 @@ Exit status: 0 powered off, 2 rebooted, 3 crashed, 1 VMM or configuration error.
 
   --config FILE         xl.cfg domain configuration; KEY=VALUE arguments are appended as lines
   --config-json FILE    domain configuration as JSON (`domus create -N` output)
+  --spec-json FILE      resolved VM specification as domusd writes it (resources may be inherited fds)
   --console MODE        stdio (default), pty, or unix:PATH (any number of clients, with backlog)
   --control PATH        control socket (newline-delimited JSON; see the crate docs)
   --paused              build the domain but keep its vCPUs paused until the control socket's resume
   -h, --help            this text
   -V, --version         version";
 
-/// Command-line arguments (contract 2). Hand-parsed: a VMM runs once per domain, and an argument
+/// Command-line arguments. Hand-parsed: a VMM runs once per domain, and an argument
 /// parser's resident code is a measurable part of its footprint (BENCHMARKS.md).
 #[derive(Debug, Default)]
 struct Args {
     config: Option<PathBuf>,
     overrides: Vec<String>,
     config_json: Option<PathBuf>,
+    spec_json: Option<PathBuf>,
     console: Option<ConsoleMode>,
     control: Option<PathBuf>,
     /// Start with the vCPUs paused (`xl create -p`).
@@ -83,6 +88,7 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> anyhow::Result<Parsed> 
             }
             "--config" => a.config = Some(value()?.into()),
             "--config-json" => a.config_json = Some(value()?.into()),
+            "--spec-json" => a.spec_json = Some(value()?.into()),
             "--console" => a.console = Some(value()?.parse()?),
             "--control" => a.control = Some(value()?.into()),
             "--paused" => a.paused = true,
@@ -106,15 +112,19 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> anyhow::Result<Parsed> 
     let sources = [
         a.config.is_some(),
         a.config_json.is_some(),
+        a.spec_json.is_some(),
         a.kernel.is_some(),
     ];
     if sources.iter().filter(|s| **s).count() > 1 {
-        bail!("give only one of --config and --config-json (see --help)");
+        bail!("give only one of --config, --config-json and --spec-json (see --help)");
     }
     Ok(Parsed::Run(Box::new(a)))
 }
 
 fn load_config(args: &Args) -> anyhow::Result<VmConfig> {
+    if let Some(path) = &args.spec_json {
+        return Ok(VmConfig::load_spec(path)?);
+    }
     if let Some(path) = &args.config_json {
         return Ok(VmConfig::load_json(path)?);
     }
@@ -124,21 +134,19 @@ fn load_config(args: &Args) -> anyhow::Result<VmConfig> {
     if let Some(kernel) = &args.kernel {
         return Ok(VmConfig {
             name: args.name.clone().unwrap_or_else(|| "domain".to_owned()),
-            kernel: kernel.clone(),
-            ramdisk: args.ramdisk.clone(),
+            kernel: Source::path(kernel.clone()),
+            ramdisk: args.ramdisk.clone().map(Source::path),
             cmdline: args.cmdline.clone().unwrap_or_default(),
             memory_mib: args.memory.unwrap_or(128),
             vcpus: args.vcpus.unwrap_or(1),
             disks: Vec::new(),
         });
     }
-    bail!("no domain given: use --config FILE or --config-json FILE")
+    bail!("no domain given: use --config FILE, --config-json FILE or --spec-json FILE")
 }
 
 fn run(args: &Args) -> anyhow::Result<u8> {
-    let mut cfg = load_config(args)?;
-    let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    cfg.resolve_paths(&cwd);
+    let cfg = load_config(args)?;
     let kvm_path = args
         .kvm_device
         .clone()
@@ -201,7 +209,7 @@ mod tests {
     }
 
     #[test]
-    fn contract_command_lines() {
+    fn command_lines() {
         let a = parse(&[
             "--config",
             "x.cfg",
@@ -218,6 +226,9 @@ mod tests {
         assert_eq!(a.control, Some(PathBuf::from("/tmp/k")));
         let a = parse(&["--config-json", "d.json"]).unwrap();
         assert_eq!(a.config_json, Some(PathBuf::from("d.json")));
+        let a = parse(&["--spec-json", "s.json"]).unwrap();
+        assert_eq!(a.spec_json, Some(PathBuf::from("s.json")));
+        assert!(parse(&["--spec-json", "a", "--config-json", "b"]).is_err());
         assert!(parse(&["--config", "a", "--config-json", "b"]).is_err());
         assert!(parse(&["--console", "tcp:1"]).is_err());
         assert!(parse(&["--bogus"]).is_err());

@@ -124,3 +124,16 @@ pub fn read_signal(fd: &mut File) -> Option<u32> {
         _ => None,
     }
 }
+
+/// Whether `fd` is an open descriptor of this process; if so, marks it close-on-exec (an inherited
+/// resource is the VMM's alone).
+pub fn fd_is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD only reads the descriptor's flags; an unused number yields -1 (EBADF).
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 {
+        return false;
+    }
+    // SAFETY: F_SETFD only changes the flags of `fd`, which is open (checked above).
+    unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) };
+    true
+}

@@ -1,4 +1,4 @@
-//! The control socket (contract 2) and the console socket against a running probe guest.
+//! The control socket and the console socket against a running probe guest.
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 

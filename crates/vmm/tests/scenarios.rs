@@ -1,5 +1,5 @@
 //! The probe guest's scenarios under the real domus-vmm binary on /dev/kvm: what the guest reports over
-//! serial and the exit status the VMM maps its outcome to (contract 2).
+//! serial and the exit status the VMM maps its outcome to (0 poweroff, 2 reboot, 3 crash).
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 

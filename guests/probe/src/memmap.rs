@@ -82,7 +82,7 @@ mod tests {
 
     #[test]
     fn domus_vmm_layout_is_64_mib() {
-        // contracts.txt §3: [0, 0x9fc00) RAM, [0x9fc00, 1 MiB) reserved, [1 MiB, 64 MiB) RAM.
+        // domus-vmm's e820 map (its crate docs' machine model): [0, 0x9fc00) RAM, [0x9fc00, 1 MiB) reserved, [1 MiB, 64 MiB) RAM.
         let m = map(&[
             (0, 0x9fc00, 1),
             (0x9fc00, 0x60400, 2),

@@ -53,9 +53,9 @@ pub fn run(_ctx: &Ctx, args: Args) -> anyhow::Result<()> {
                 eprintln!("Domain {} already running", config.name);
                 return Ok(None);
             }
-            let value = api::prepare_config(config)?;
+            let config = api::prepare_config(config)?;
             let d = c.create(&CreateRequest {
-                config: value,
+                config,
                 paused: false,
             })?;
             Ok(Some((d.domid, d.name)))

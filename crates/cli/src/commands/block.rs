@@ -41,22 +41,23 @@ pub fn list(_ctx: &Ctx, args: ListArgs) -> anyhow::Result<()> {
     println!("{}", HEADER.trim_end());
     for dom in &args.doms {
         let d = c.get(dom)?;
-        for line in rows(d.domid, &d.config) {
+        for line in rows(d.domid, d.config.as_ref()) {
             println!("{line}");
         }
     }
     Ok(())
 }
 
-/// The rows for a domain's config JSON: devnum, backend 0, handle = domid, state 4 (connected),
-/// `-` for the event channel and ring reference (no xenbus rings under KVM), the backend path.
-pub fn rows(domid: u32, config: &serde_json::Value) -> Vec<String> {
-    let Some(disks) = config.get("disks").and_then(serde_json::Value::as_array) else {
+/// The rows for a domain's disks: devnum, backend 0, handle = domid, state 4 (connected), `-` for
+/// the event channel and ring reference (no xenbus rings under KVM), the backend path.
+pub fn rows(domid: u32, config: Option<&domus_config::DomainConfig>) -> Vec<String> {
+    let Some(config) = config else {
         return Vec::new();
     };
-    disks
+    config
+        .disks
         .iter()
-        .filter_map(|d| d.get("devnum").and_then(serde_json::Value::as_u64))
+        .map(|d| d.devnum)
         .map(|devnum| {
             let be = format!("/local/domain/0/backend/vbd/{domid}/{devnum}");
             format!(
@@ -98,13 +99,18 @@ mod tests {
 
     #[test]
     fn rows_in_xl_columns() {
-        let cfg = serde_json::json!({"disks": [{"devnum": 51712}, {"devnum": 51728}]});
-        let r = rows(3, &cfg);
+        let cfg = domus_config::DomainConfig::from_xl(
+            "t.cfg",
+            "disk = [ '/a,raw,xvda', '/b,raw,xvdb' ]\n",
+            &[],
+        )
+        .unwrap();
+        let r = rows(3, Some(&cfg));
         assert_eq!(r.len(), 2);
         assert_eq!(
             r[0],
             "51712 0   3      4     -      -        /local/domain/0/backend/vbd/3/51712"
         );
-        assert!(rows(3, &serde_json::Value::Null).is_empty());
+        assert!(rows(3, None).is_empty());
     }
 }

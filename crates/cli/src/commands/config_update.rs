@@ -27,11 +27,11 @@ pub fn run(_ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     let mut load_args = create::Args::for_file(PathBuf::from(&args.args[0]));
     load_args.args = args.args[1..].to_vec();
     let config = create::load(&load_args)?;
-    let value = api::prepare_config(config)?;
+    let config = api::prepare_config(config)?;
     api::client().action(
         &args.domain,
         "config-update",
-        Some(&ConfigUpdateRequest { config: value }),
+        Some(&ConfigUpdateRequest { config }),
     )?;
     eprintln!(
         "WARNING: the new configuration applies when domain {} next restarts (reboot).",

@@ -1,6 +1,8 @@
 //! `create [-N] CONFIG [KEY=VALUE ...]`: parse a domain config (plus overrides, appended as config lines
-//! as xl does) and create the domain. With `-N` (or the global `-N`), print the resulting configuration
-//! as JSON on stdout instead, generated values (uuid, MACs) filled in.
+//! as xl does) and have domusd create the domain (domusd checks it against the host first). With `-N`
+//! (or the global `-N`), print the resulting configuration as JSON on stdout instead, generated values
+//! (uuid, MACs) filled in, then run the same check domusd runs (`domus_spec::prepare`): a config domusd
+//! would refuse exits 1 with every problem, located.
 
 use std::path::{Path, PathBuf};
 
@@ -109,18 +111,31 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         let json =
             serde_json::to_string_pretty(&config).context("serialising the configuration")?;
         println!("{json}");
+        let resolved = crate::api::prepare_config(config)?;
+        let prepared = domus_spec::prepare(&resolved, &domus_spec::HostLimits::probe())
+            .map_err(|e| refusal(&resolved.name, &e))?;
+        eprintln!("{}", prepared.spec.boot_line());
         return Ok(());
     }
     tracing::debug!(prog = ctx.prog.name(), domname = %config.name, console = args.console, paused = args.paused, "create requested");
     create_domain(&args, config)
 }
 
+/// The error for a config the spec conversion refuses: every problem on its own line.
+fn refusal(name: &str, e: &domus_spec::SpecErrors) -> anyhow::Error {
+    let detail: String = match e.0.as_slice() {
+        [one] => format!(" {one}"),
+        many => many.iter().map(|m| format!("\n  {m}")).collect(),
+    };
+    anyhow::anyhow!("cannot start domain '{name}':{detail}")
+}
+
 /// Sends the parsed config to domusd, then attaches the console (`-c`) or waits for the end (`-F`).
 fn create_domain(args: &Args, config: DomainConfig) -> anyhow::Result<()> {
-    let value = crate::api::prepare_config(config)?;
+    let config = crate::api::prepare_config(config)?;
     let client = crate::api::client();
     let d = client.create(&domus_api::messages::CreateRequest {
-        config: value,
+        config,
         paused: args.paused,
     })?;
     tracing::info!(domid = d.domid, domname = %d.name, "domain created");

@@ -14,131 +14,12 @@ use serde::{Deserialize, Serialize};
 /// First domid Xen reserves (DOMID_FIRST_RESERVED); ours wrap below it.
 pub const DOMID_LIMIT: u32 = 0x7ff0;
 
-/// An `on_poweroff`/`on_reboot`/`on_crash` action (xl.cfg(5)): domus-config's type, the one the JSON is
-/// written with.
+/// An `on_poweroff`/`on_reboot`/`on_crash` action (xl.cfg(5)): domus-config's type.
 pub use domus_config::Action;
-
-fn default_poweroff() -> Action {
-    Action::Destroy
-}
-fn default_reboot() -> Action {
-    Action::Restart
-}
-fn default_crash() -> Action {
-    Action::Destroy
-}
-
-/// The parts of a DomainConfig (domus-config's JSON) the supervisor acts on. The full JSON travels unchanged
-/// to domus-vmm; unknown fields are ignored here on purpose.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ConfigView {
-    /// Domain name.
-    pub name: String,
-    /// UUID.
-    #[serde(default)]
-    pub uuid: Option<String>,
-    /// Memory, MiB.
-    pub memory_mib: u64,
-    /// Maximum memory, MiB.
-    #[serde(default)]
-    pub maxmem_mib: Option<u64>,
-    /// vCPUs.
-    pub vcpus: u32,
-    /// Kernel path.
-    #[serde(default)]
-    pub kernel: Option<String>,
-    /// Bootloader (not supported yet).
-    #[serde(default)]
-    pub bootloader: Option<String>,
-    /// Action on poweroff.
-    #[serde(default = "default_poweroff")]
-    pub on_poweroff: Action,
-    /// Action on reboot.
-    #[serde(default = "default_reboot")]
-    pub on_reboot: Action,
-    /// Action on crash.
-    #[serde(default = "default_crash")]
-    pub on_crash: Action,
-    /// PCI passthrough entries (not supported yet).
-    #[serde(default)]
-    pub pci: Vec<serde_json::Value>,
-    /// Network interfaces (accepted; no network yet).
-    #[serde(default)]
-    pub vifs: Vec<serde_json::Value>,
-}
-
-/// Why a configuration cannot be run.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ConfigCheckError {
-    /// The JSON does not have the DomainConfig shape.
-    #[error("invalid domain configuration: {0}")]
-    Shape(String),
-    /// Something we do not support yet.
-    #[error("{0}")]
-    Unsupported(String),
-    /// A value we cannot run.
-    #[error("{0}")]
-    Invalid(String),
-}
-
-impl ConfigView {
-    /// Reads and checks a DomainConfig JSON value.
-    ///
-    /// # Errors
-    /// [`ConfigCheckError`] says what cannot run and why.
-    pub fn check(config: &serde_json::Value) -> Result<Self, ConfigCheckError> {
-        let v: Self = serde_json::from_value(config.clone())
-            .map_err(|e| ConfigCheckError::Shape(e.to_string()))?;
-        if !is_valid_name(&v.name) {
-            return Err(ConfigCheckError::Invalid(format!(
-                "invalid domain name {:?}: use 1-64 characters, no '/', no control characters, not all digits",
-                v.name
-            )));
-        }
-        if !v.pci.is_empty() {
-            return Err(ConfigCheckError::Unsupported(
-                "pci passthrough is not supported yet (remove the 'pci' entries)".into(),
-            ));
-        }
-        if let Some(b) = &v.bootloader {
-            return Err(ConfigCheckError::Unsupported(format!(
-                "bootloader \"{b}\" is not supported yet: give the kernel directly with 'kernel' (and 'ramdisk', 'cmdline')"
-            )));
-        }
-        if v.kernel.is_none() {
-            return Err(ConfigCheckError::Invalid(
-                "no kernel given: set 'kernel' to a PVH or Linux kernel image".into(),
-            ));
-        }
-        for (key, a) in [
-            ("on_poweroff", v.on_poweroff),
-            ("on_reboot", v.on_reboot),
-            ("on_crash", v.on_crash),
-        ] {
-            if matches!(a, Action::CoredumpDestroy | Action::CoredumpRestart) {
-                return Err(ConfigCheckError::Unsupported(format!(
-                    "{key}=\"{}\" is not supported: domus cannot dump guest memory yet (use \"destroy\", \"restart\" or \"preserve\")",
-                    a.as_str()
-                )));
-            }
-        }
-        if v.memory_mib == 0 || v.vcpus == 0 {
-            return Err(ConfigCheckError::Invalid(
-                "memory and vcpus must be at least 1".into(),
-            ));
-        }
-        Ok(v)
-    }
-}
-
-/// Whether `name` can name a domain (Xen forbids all-digit names since they read as domids).
-pub fn is_valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && !name.chars().all(|c| c.is_ascii_digit())
-        && !name.chars().any(|c| c == '/' || c.is_control())
-        && name != domus_api::messages::DOMAIN0_NAME
-}
+/// The typed domain configuration the record holds.
+pub use domus_config::DomainConfig;
+/// Domain names: the spec crate's rule, shared with `create`'s checks.
+pub use domus_spec::is_valid_name;
 
 /// The VMM process of a running domain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,8 +52,8 @@ pub struct DomainRecord {
     pub name: String,
     /// UUID.
     pub uuid: String,
-    /// DomainConfig JSON (name kept in sync with `name`).
-    pub config: serde_json::Value,
+    /// The configuration (name and uuid kept in sync with `name` and `uuid`).
+    pub config: DomainConfig,
     /// Start time, seconds since the epoch.
     pub start_time: f64,
     /// Maximum memory, MiB.
@@ -189,11 +70,19 @@ pub struct DomainRecord {
     pub affinity: BTreeMap<u32, Vec<u32>>,
     /// A configuration given by `config-update`, used from the next restart.
     #[serde(default)]
-    pub pending_config: Option<serde_json::Value>,
+    pub pending_config: Option<DomainConfig>,
     /// `reboot` pressed the power button: when the guest now powers off, on_reboot applies instead of
     /// on_poweroff (libvirt's ACPI reboot).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reboot_requested: bool,
+}
+
+impl DomainRecord {
+    /// Renames the domain, in the record and its configuration.
+    pub fn rename(&mut self, name: &str) {
+        name.clone_into(&mut self.name);
+        name.clone_into(&mut self.config.name);
+    }
 }
 
 /// Live facts from the VMM's last `state` reply.
@@ -261,13 +150,8 @@ impl Domain {
 
     /// The API view.
     pub fn info(&self) -> DomainInfo {
-        let view = ConfigView::check(&self.rec.config).ok();
-        let vcpus = view.as_ref().map_or(0, |v| v.vcpus);
-        let memory_mib = self
-            .live
-            .memory_mib
-            .or(view.as_ref().map(|v| v.memory_mib))
-            .unwrap_or(0);
+        let vcpus = self.rec.config.vcpus;
+        let memory_mib = self.live.memory_mib.unwrap_or(self.rec.config.memory_mib);
         let uptime_s = match &self.rec.stopped {
             Some(s) => s.uptime_s,
             None => (now_epoch() - self.rec.start_time).max(0.0),
@@ -293,7 +177,7 @@ impl Domain {
             console_path: self.rec.vmm.as_ref().map(|v| v.console.clone()),
             pid: self.rec.vmm.as_ref().map(|v| v.pid),
             restarts: self.rec.restarts,
-            config: self.rec.config.clone(),
+            config: Some(self.rec.config.clone()),
         }
     }
 }
@@ -456,15 +340,17 @@ pub fn random_uuid() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn dom(domid: u32, name: &str) -> Domain {
+        let mut config = DomainConfig::with_defaults(name);
+        config.memory_mib = 16;
+        config.kernel = Some("/k".into());
         Domain {
             rec: DomainRecord {
                 domid,
                 name: name.into(),
                 uuid: random_uuid(),
-                config: json!({"name": name, "memory_mib": 16, "vcpus": 1, "kernel": "/k"}),
+                config,
                 start_time: now_epoch(),
                 maxmem_mib: 16,
                 vmm: None,
@@ -538,47 +424,6 @@ mod tests {
         assert_eq!(d.info().uptime_s, 1.0);
         d.dying = true;
         assert_eq!(d.state(), DomainState::Dying);
-    }
-
-    #[test]
-    fn config_check_refuses_what_we_cannot_run() {
-        let base = json!({"name": "a", "memory_mib": 16, "vcpus": 1, "kernel": "/k"});
-        let v = ConfigView::check(&base).unwrap();
-        assert_eq!(
-            (v.on_poweroff, v.on_reboot, v.on_crash),
-            (Action::Destroy, Action::Restart, Action::Destroy)
-        );
-        let mut c = base.clone();
-        c["pci"] = json!([{"bus": 0}]);
-        assert!(ConfigView::check(&c)
-            .unwrap_err()
-            .to_string()
-            .contains("pci passthrough is not supported yet"));
-        let mut c = base.clone();
-        c["bootloader"] = json!("pygrub");
-        assert!(ConfigView::check(&c)
-            .unwrap_err()
-            .to_string()
-            .contains("bootloader \"pygrub\" is not supported yet"));
-        let mut c = base.clone();
-        c["on_crash"] = json!("coredump-destroy");
-        assert!(ConfigView::check(&c)
-            .unwrap_err()
-            .to_string()
-            .contains("on_crash=\"coredump-destroy\" is not supported"));
-        let mut c = base.clone();
-        c["name"] = json!("123");
-        assert!(ConfigView::check(&c).is_err());
-        let mut c = base;
-        c["kernel"] = serde_json::Value::Null;
-        assert!(ConfigView::check(&c)
-            .unwrap_err()
-            .to_string()
-            .contains("no kernel given"));
-        assert!(matches!(
-            ConfigView::check(&json!({"x": 1})),
-            Err(ConfigCheckError::Shape(_))
-        ));
     }
 
     #[test]

@@ -9,8 +9,8 @@ use domus_api::messages::{DomainInfo, ShutdownReason};
 use tracing::{error, info, warn};
 
 use super::domain::{
-    now_epoch, random_uuid, Action, ConfigView, Domain, DomainRecord, Live, StopRecord, VmmRecord,
-    HOT_PERIOD,
+    now_epoch, random_uuid, Action, Domain, DomainConfig, DomainRecord, Live, StopRecord,
+    VmmRecord, HOT_PERIOD,
 };
 use super::vmm::{self, Control, VmmPaths};
 use super::{sys, watcher, ApiError, Daemon};
@@ -38,14 +38,17 @@ fn preserved_name(name: &str, epoch: f64) -> String {
 }
 
 impl Daemon {
-    /// Creates a domain from DomainConfig JSON and starts its VMM; returns once the VMM answers.
+    /// Creates a domain from its configuration and starts its VMM; returns once the VMM answers.
+    ///
+    /// The configuration is converted to a VM specification (checked against the host, every file
+    /// opened) before anything else: a refused create allocates no domid and leaves nothing behind.
     ///
     /// # Errors
-    /// 400 for configs we cannot run, 409 for a name or uuid in use, 500 when the VMM fails to start
-    /// (with its last log lines).
+    /// 400 for configs we cannot run (every problem, located), 409 for a name or uuid in use, 500 when
+    /// the VMM fails to start (with its last log lines).
     pub fn create(
         self: &Arc<Self>,
-        config: serde_json::Value,
+        config: DomainConfig,
         paused: bool,
     ) -> Result<DomainInfo, ApiError> {
         self.create_with(config, paused, 0)
@@ -53,28 +56,32 @@ impl Daemon {
 
     fn create_with(
         self: &Arc<Self>,
-        mut config: serde_json::Value,
+        mut config: DomainConfig,
         paused: bool,
         restarts: u32,
     ) -> Result<DomainInfo, ApiError> {
-        let view = ConfigView::check(&config).map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let uuid = view
-            .uuid
-            .clone()
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(random_uuid)
-            .to_lowercase();
-        config["uuid"] = serde_json::Value::String(uuid.clone());
-        let maxmem_mib = view
-            .maxmem_mib
-            .unwrap_or(view.memory_mib)
-            .max(view.memory_mib);
+        if config.uuid.is_empty() {
+            config.uuid = random_uuid();
+        }
+        config.uuid = config.uuid.to_lowercase();
+        let prepared =
+            domus_spec::prepare(&config, &domus_spec::HostLimits::probe()).map_err(|e| {
+                let detail = match e.0.as_slice() {
+                    [one] => format!(" {one}"),
+                    many => many.iter().map(|m| format!("\n  {m}")).collect(),
+                };
+                ApiError::bad_request(format!("cannot start domain '{}':{detail}", config.name))
+            })?;
+        let name = config.name.clone();
+        let uuid = config.uuid.clone();
+        let maxmem_mib = config.maxmem_mib.max(config.memory_mib);
+        let vifs = config.vifs.len();
         let (domid, generation) = {
             let mut t = self.lock();
-            if let Some(other) = t.iter().find(|d| d.rec.name == view.name) {
+            if let Some(other) = t.iter().find(|d| d.rec.name == name) {
                 return Err(ApiError::conflict(format!(
                     "Domain with name '{}' already exists (domid {}): choose another name or destroy it first.",
-                    view.name, other.rec.domid
+                    name, other.rec.domid
                 )));
             }
             if t.uuid_in_use(&uuid) {
@@ -89,9 +96,9 @@ impl Daemon {
             t.insert(Domain {
                 rec: DomainRecord {
                     domid,
-                    name: view.name.clone(),
+                    name: name.clone(),
                     uuid,
-                    config: config.clone(),
+                    config,
                     start_time: now_epoch(),
                     maxmem_mib,
                     vmm: None,
@@ -113,37 +120,39 @@ impl Daemon {
             self.save_next_domid(&t);
             (domid, generation)
         };
-        info!(domid, domname = %view.name, "creating domain");
-        if !view.vifs.is_empty() {
-            warn!(domid, domname = %view.name, vifs = view.vifs.len(), "vif entries accepted, but the domain boots without network (networking is not built yet)");
+        info!(domid, domname = %name, "creating domain");
+        if vifs > 0 {
+            warn!(domid, domname = %name, vifs, "vif entries accepted, but the domain boots without network (networking is not built yet)");
         }
-        match self.launch(domid, generation, &view.name, &config, paused) {
+        match self.launch(domid, generation, &name, prepared, paused) {
             Ok(info) => Ok(info),
             Err(e) => {
                 let mut t = self.lock();
                 self.remove_locked(&mut t, domid);
-                error!(domid, domname = %view.name, error = %e, "domain creation failed");
+                error!(domid, domname = %name, error = %e, "domain creation failed");
                 Err(ApiError::internal(format!(
-                    "cannot start domain '{}': {e}",
-                    view.name
+                    "cannot start domain '{name}': {e}"
                 )))
             }
         }
     }
 
-    /// Spawns the VMM, waits for its control socket, records it, publishes it in the store and starts the
-    /// watcher and console logger.
+    /// Spawns the VMM with the prepared spec's resources, waits for its control socket, records it,
+    /// publishes it in the store and starts the watcher and console logger.
     fn launch(
         self: &Arc<Self>,
         domid: u32,
         generation: u64,
         name: &str,
-        config: &serde_json::Value,
+        prepared: domus_spec::Prepared,
         paused: bool,
     ) -> anyhow::Result<DomainInfo> {
         let paths = &self.opts.paths;
         let vp = VmmPaths::new(&paths.domain_runtime_dir(domid), paths.vmm_log(name));
-        let mut child = vmm::spawn(&self.opts.vmm_exe, config, &vp, paused)?;
+        let (spec, files) = prepared.hand_over();
+        let mut child = self.launcher.spawn(&spec, &files, &vp, paused)?;
+        // The VMM has its copies; domusd's are closed now.
+        drop(files);
         let pid = child.id();
         let kill = |child: &mut std::process::Child| {
             let _ = child.kill();
@@ -266,11 +275,7 @@ impl Daemon {
                 (Some(v), Some(st)) => {
                     self.update_live(domid, generation, &st);
                     let vp = VmmPaths {
-                        config: self
-                            .opts
-                            .paths
-                            .domain_runtime_dir(domid)
-                            .join("config.json"),
+                        spec: self.opts.paths.domain_runtime_dir(domid).join("spec.json"),
                         control: v.control.into(),
                         console: v.console.into(),
                         log: self.opts.paths.vmm_log(&name),
@@ -316,7 +321,6 @@ impl Daemon {
             self.remove_locked(&mut t, domid);
             return;
         }
-        let view = ConfigView::check(&d.rec.config).ok();
         let reason = if reason == ShutdownReason::Poweroff && d.rec.reboot_requested {
             // `reboot` pressed the power button: this poweroff is the guest's reboot.
             info!(domid, domname = %d.rec.name, "guest powered off after a reboot request");
@@ -325,11 +329,10 @@ impl Daemon {
             reason
         };
         d.rec.reboot_requested = false;
-        let action = match (reason, &view) {
-            (ShutdownReason::Reboot, Some(v)) => v.on_reboot,
-            (ShutdownReason::Crash, Some(v)) => v.on_crash,
-            (_, Some(v)) => v.on_poweroff,
-            (_, None) => Action::Destroy,
+        let action = match reason {
+            ShutdownReason::Reboot => d.rec.config.on_reboot,
+            ShutdownReason::Crash => d.rec.config.on_crash,
+            _ => d.rec.config.on_poweroff,
         };
         let name = d.rec.name.clone();
         info!(domid, domname = %name, ?reason, detail = detail.as_deref().unwrap_or(""), action = action.as_str(), "guest stopped");
@@ -365,10 +368,9 @@ impl Daemon {
                         new_name = format!("{base}-{k}");
                     }
                     let Some(d) = t.get_mut(domid) else { return };
-                    d.rec.name.clone_from(&new_name);
-                    d.rec.config["name"] = serde_json::Value::String(new_name);
+                    d.rec.rename(&new_name);
                     d.rec.uuid = random_uuid();
-                    d.rec.config["uuid"] = serde_json::Value::String(d.rec.uuid.clone());
+                    d.rec.config.uuid.clone_from(&d.rec.uuid);
                     d.rec.vmm = None;
                     d.rec.stopped = Some(stop);
                     d.live = Live::default();

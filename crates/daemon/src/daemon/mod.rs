@@ -2,15 +2,22 @@
 //! guest stops. The HTTP API (`server.rs`) calls into [`Daemon`]; per-domain threads (`watcher.rs`,
 //! `console_log.rs`) report back into it.
 //!
+//! A create runs `domus_spec::prepare` first (every check that needs the host, every file opened), so a
+//! refused config allocates nothing; the domain record keeps the typed `DomainConfig`, and the VMM gets
+//! the spec and the opened files as inherited descriptors (`vmm.rs`, behind the [`vmm::Launcher`] seam
+//! the unit tests fill with a fake VMM).
+//!
 //! Threads: one accept loop, one short-lived thread per API connection, and per running domain a watcher
-//! (polls the VMM's control socket, reaps it) and a console logger. No thread holds the table lock while it
-//! waits on a process or a socket.
+//! (waits on the VMM's pidfd and console, polls its control socket, reaps it) and a console logger. No
+//! thread holds the table lock while it waits on a process or a socket.
 
 pub mod console_log;
 pub mod dmesg;
 pub mod domain;
 pub mod host;
 mod lifecycle;
+#[cfg(test)]
+mod lifecycle_tests;
 mod ops;
 pub mod records;
 pub mod server;
@@ -110,6 +117,7 @@ pub struct Daemon {
     changed: Condvar,
     records: Records,
     store: Box<dyn DomainStore>,
+    launcher: Box<dyn vmm::Launcher>,
     /// The log ring for `dmesg`.
     pub dmesg: DmesgRing,
     generations: AtomicU64,
@@ -125,6 +133,22 @@ impl Daemon {
         store: Box<dyn DomainStore>,
         dmesg: DmesgRing,
     ) -> anyhow::Result<Arc<Self>> {
+        let launcher = Box::new(vmm::DomusVmm {
+            exe: opts.vmm_exe.clone(),
+        });
+        Self::with_launcher(opts, store, dmesg, launcher)
+    }
+
+    /// [`Daemon::new`] with another way of starting VMMs (tests use a fake VMM).
+    ///
+    /// # Errors
+    /// When the state directory is unusable.
+    pub fn with_launcher(
+        opts: Options,
+        store: Box<dyn DomainStore>,
+        dmesg: DmesgRing,
+        launcher: Box<dyn vmm::Launcher>,
+    ) -> anyhow::Result<Arc<Self>> {
         let records = Records::open(&opts.paths.state_dir)?;
         let table = Table::new(records.load_next_domid());
         Ok(Arc::new(Self {
@@ -133,6 +157,7 @@ impl Daemon {
             changed: Condvar::new(),
             records,
             store,
+            launcher,
             dmesg,
             generations: AtomicU64::new(1),
         }))
@@ -169,11 +194,7 @@ impl Daemon {
             vcpus: info.vcpus,
             start_time: info.start_time,
             console: info.console_path,
-            disks: info
-                .config
-                .get("disks")
-                .cloned()
-                .unwrap_or(serde_json::Value::Null),
+            disks: d.rec.config.disks.clone(),
         }
     }
 
@@ -257,7 +278,7 @@ impl Daemon {
             console_path: None,
             pid: None,
             restarts: 0,
-            config: serde_json::Value::Null,
+            config: None,
         }
     }
 

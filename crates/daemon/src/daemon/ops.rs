@@ -9,7 +9,7 @@ use domus_api::messages::DOMAIN0_NAME;
 use domus_vmm_api::{Request, VcpuRunState};
 use tracing::{info, warn};
 
-use super::domain::{is_valid_name, ConfigView, LookupError};
+use super::domain::{is_valid_name, DomainConfig, LookupError};
 use super::vmm::Control;
 use super::{host, sys, ApiError, Daemon};
 
@@ -252,8 +252,7 @@ impl Daemon {
         }
         let d = t.get_mut(domid).ok_or(LookupError::NoId(domid))?;
         info!(domid, from = %d.rec.name, to = %new_name, "rename");
-        d.rec.name = new_name.to_owned();
-        d.rec.config["name"] = serde_json::Value::String(new_name.to_owned());
+        d.rec.rename(new_name);
         self.save(d);
         self.store.update(&Self::store_view(d));
         Ok(())
@@ -320,7 +319,7 @@ impl Daemon {
             )));
         }
         d.rec.maxmem_mib = mib;
-        d.rec.config["maxmem_mib"] = serde_json::json!(mib);
+        d.rec.config.maxmem_mib = mib;
         self.save(d);
         self.store.update(&Self::store_view(d));
         Ok(())
@@ -329,14 +328,22 @@ impl Daemon {
     /// Replaces the configuration used from the domain's next restart (xl config-update).
     ///
     /// # Errors
-    /// 400 for a config we could not run.
-    pub fn config_update(&self, spec: &str, mut config: serde_json::Value) -> Result<(), ApiError> {
+    /// 400 for a config we could not run (checked as `create` checks it).
+    pub fn config_update(&self, spec: &str, mut config: DomainConfig) -> Result<(), ApiError> {
         Self::refuse_domain0(spec, "update the config of")?;
-        ConfigView::check(&config).map_err(|e| ApiError::bad_request(e.to_string()))?;
         let mut t = self.lock();
         let (domid, d) = t.lookup_mut(spec)?;
-        config["name"] = serde_json::Value::String(d.rec.name.clone());
-        config["uuid"] = serde_json::Value::String(d.rec.uuid.clone());
+        d.rec.name.clone_into(&mut config.name);
+        d.rec.uuid.clone_into(&mut config.uuid);
+        drop(t);
+        // The same conversion `create` runs (its files are closed again at once).
+        domus_spec::prepare(&config, &domus_spec::HostLimits::probe())
+            .map_err(|e| ApiError::bad_request(format!("cannot use the new configuration: {e}")))?;
+        let mut t = self.lock();
+        let (domid2, d) = t.lookup_mut(spec)?;
+        if domid2 != domid {
+            return Err(LookupError::NoId(domid).into());
+        }
         d.rec.pending_config = Some(config);
         info!(domid, domname = %d.rec.name, "configuration updated; used from the next restart");
         self.save(d);

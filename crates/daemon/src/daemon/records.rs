@@ -146,7 +146,7 @@ mod tests {
             domid: 3,
             name: "a".into(),
             uuid: "u".into(),
-            config: serde_json::json!({"name": "a"}),
+            config: domus_config::DomainConfig::with_defaults("a"),
             start_time: 1.5,
             maxmem_mib: 16,
             vmm: None,

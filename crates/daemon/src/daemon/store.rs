@@ -21,8 +21,8 @@ pub struct StoreDomain {
     pub start_time: f64,
     /// Console socket (written as console/tty: where a console client connects).
     pub console: Option<String>,
-    /// The config's `disks` array (JSON), for the vbd nodes (`vbd.rs`).
-    pub disks: serde_json::Value,
+    /// The config's disks, for the vbd nodes (`vbd.rs`).
+    pub disks: Vec<domus_config::DiskConfig>,
 }
 
 /// Who may access a node: Xen's permission strings, owner first (`n0` = dom0 owns, others none).
@@ -252,7 +252,7 @@ mod tests {
             vcpus: 2,
             start_time: 1700000000.5,
             console: Some("/run/domus/domains/3/console.sock".into()),
-            disks: serde_json::Value::Null,
+            disks: Vec::new(),
         };
         let l = layout(&d);
         let get = |p: &str| l.iter().find(|n| n.path == p).map(|n| n.value.as_str());

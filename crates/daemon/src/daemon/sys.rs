@@ -16,6 +16,28 @@ pub fn new_session(cmd: &mut Command) {
     }
 }
 
+/// Lets exactly `files` survive the command's exec, at the numbers they have here (their `FD_CLOEXEC`
+/// flag is cleared in the child only; in domusd they stay close-on-exec, so no other spawn inherits them).
+pub fn inherit_fds(cmd: &mut Command, files: &[std::fs::File]) {
+    use std::os::fd::AsRawFd;
+    let fds: Vec<i32> = files.iter().map(AsRawFd::as_raw_fd).collect();
+    // SAFETY: the closure runs in the forked child before exec; it only calls fcntl(2), which is
+    // async-signal-safe, on descriptors that are open (the parent holds `files` open across the spawn),
+    // and reads the Vec allocated before the fork (no allocation, no locks).
+    unsafe {
+        cmd.pre_exec(move || fds.iter().try_for_each(|&fd| clear_cloexec(fd)));
+    }
+}
+
+/// Clears `FD_CLOEXEC` on `fd` (async-signal-safe: one fcntl).
+fn clear_cloexec(fd: i32) -> std::io::Result<()> {
+    // SAFETY: F_SETFD only changes the flags of descriptor `fd`; an invalid number yields EBADF.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Whether a process with this pid exists (and is not a zombie we could still reap).
 pub fn pid_alive(pid: u32) -> bool {
     let Some(p) = i32::try_from(pid)

@@ -8,10 +8,9 @@
 //!   device-type,state}` (owned by the domain, readable by dom0).
 //!
 //! `state` is 4 (XenbusStateConnected) on both sides: the disk is served by domus-vmm's virtio-blk from
-//! the start (there is no xenbus handshake under KVM). The disks come from the domain's configuration
-//! JSON (`disks[]` of `DomainConfig`).
+//! the start (there is no xenbus handshake under KVM). The disks come from the domain's configuration.
 
-use serde_json::Value;
+use domus_config::{Access, DevType, DiskConfig};
 
 use super::store::Node;
 
@@ -20,44 +19,26 @@ pub fn backend_dir(domid: u32) -> String {
     format!("/local/domain/0/backend/vbd/{domid}")
 }
 
-fn s<'a>(v: &'a Value, k: &str) -> &'a str {
-    v.get(k).and_then(Value::as_str).unwrap_or("")
-}
-
-/// The nodes for `disks` (the config's `disks` array; anything else yields no nodes).
-pub fn nodes(domid: u32, disks: &Value) -> Vec<Node> {
+/// The nodes for a domain's `disks`.
+pub fn nodes(domid: u32, disks: &[DiskConfig]) -> Vec<Node> {
     let mut out = Vec::new();
-    let Some(list) = disks.as_array() else {
-        return out;
-    };
     let back_perms = vec!["n0".to_owned(), format!("r{domid}")];
     let front_perms = vec![format!("n{domid}"), "r0".to_owned()];
-    for d in list {
-        let Some(devnum) = d.get("devnum").and_then(Value::as_u64) else {
-            continue;
-        };
+    for d in disks {
+        let devnum = d.devnum;
         let be = format!("{}/{devnum}", backend_dir(domid));
         let fe = format!("/local/domain/{domid}/device/vbd/{devnum}");
-        let devtype = match s(d, "devtype") {
-            "" => "disk",
-            t => t,
+        let devtype = match d.devtype {
+            DevType::Disk => "disk",
+            DevType::Cdrom => "cdrom",
         };
-        let mode = if s(d, "access") == "ro" || devtype == "cdrom" {
+        let mode = if d.access == Access::Ro || d.devtype == DevType::Cdrom {
             "r"
         } else {
             "w"
         };
-        let kind = match s(d, "backendtype") {
-            "" => "phy",
-            t => t,
-        };
-        let flag = |k: &str, default: bool| {
-            if d.get(k).and_then(Value::as_bool).unwrap_or(default) {
-                "1"
-            } else {
-                "0"
-            }
-        };
+        let kind = d.backendtype.map_or("phy", |b| b.as_str());
+        let flag = |on: bool| if on { "1" } else { "0" };
         let b = |k: &str, v: String| Node {
             path: format!("{be}/{k}"),
             value: v,
@@ -66,12 +47,12 @@ pub fn nodes(domid: u32, disks: &Value) -> Vec<Node> {
         out.extend([
             b("frontend", fe.clone()),
             b("frontend-id", domid.to_string()),
-            b("params", s(d, "target").to_owned()),
+            b("params", d.target.clone().unwrap_or_default()),
             b("mode", mode.to_owned()),
             b("type", kind.to_owned()),
-            b("dev", s(d, "vdev").to_owned()),
+            b("dev", d.vdev.clone()),
             b("device-type", devtype.to_owned()),
-            b("format", s(d, "format").to_owned()),
+            b("format", d.format.as_str().to_owned()),
             b(
                 "removable",
                 if devtype == "cdrom" { "1" } else { "0" }.to_owned(),
@@ -79,8 +60,8 @@ pub fn nodes(domid: u32, disks: &Value) -> Vec<Node> {
             b("bootable", "1".to_owned()),
             b("online", "1".to_owned()),
             b("state", "4".to_owned()),
-            b("discard-enable", flag("discard", true).to_owned()),
-            b("direct-io-safe", flag("direct_io_safe", false).to_owned()),
+            b("discard-enable", flag(d.discard).to_owned()),
+            b("direct-io-safe", flag(d.direct_io_safe).to_owned()),
         ]);
         let f = |k: &str, v: String| Node {
             path: format!("{fe}/{k}"),
@@ -104,13 +85,14 @@ mod tests {
 
     #[test]
     fn xen_vbd_layout() {
-        let disks = serde_json::json!([
+        let disks: Vec<DiskConfig> = serde_json::from_value(serde_json::json!([
             {"target": "/img/a.img", "format": "raw", "vdev": "xvda", "devnum": 51712,
              "access": "rw", "devtype": "disk", "backendtype": null, "script": null,
              "discard": true, "direct_io_safe": false},
             {"target": null, "format": "empty", "vdev": "hdc", "devnum": 5632,
              "access": "ro", "devtype": "cdrom", "backendtype": "phy", "script": null}
-        ]);
+        ]))
+        .unwrap();
         let n = nodes(7, &disks);
         let get = |p: &str| n.iter().find(|x| x.path == p).map(|x| x.value.as_str());
         let be = "/local/domain/0/backend/vbd/7/51712";
@@ -142,6 +124,6 @@ mod tests {
             .find(|x| x.path.ends_with("51712/backend-id"))
             .unwrap();
         assert_eq!(fe.perms, vec!["n7".to_owned(), "r0".to_owned()]);
-        assert!(nodes(7, &Value::Null).is_empty());
+        assert!(nodes(7, &[]).is_empty());
     }
 }

@@ -1,5 +1,10 @@
-//! Starting a domus-vmm (`domus-vmm --config-json FILE --control PATH --console unix:PATH`) and talking to
-//! its control socket, whose protocol `domus-vmm-api` defines for both sides.
+//! Starting a domus-vmm and talking to its control socket.
+//!
+//! A VMM is started as `domus-vmm --spec-json FILE --control PATH --console unix:PATH [--paused]` in its
+//! own session, with the domain's resources (kernel, ramdisk, disks) as inherited descriptors whose
+//! numbers the spec names (see `domus_spec`'s hand-off docs). Its control socket carries
+//! newline-delimited JSON, one request, one reply. How a VMM is started is behind [`Launcher`], so the
+//! supervisor's state machine can be tested against a fake VMM.
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -76,8 +81,8 @@ pub enum VmmError {
 /// Paths of one VMM instance.
 #[derive(Debug, Clone)]
 pub struct VmmPaths {
-    /// The config JSON file.
-    pub config: PathBuf,
+    /// The spec JSON file.
+    pub spec: PathBuf,
     /// Control socket.
     pub control: PathBuf,
     /// Console socket.
@@ -90,7 +95,7 @@ impl VmmPaths {
     /// The layout under a domain's runtime dir.
     pub fn new(domain_dir: &Path, log: PathBuf) -> Self {
         Self {
-            config: domain_dir.join("config.json"),
+            spec: domain_dir.join("spec.json"),
             control: domain_dir.join("control.sock"),
             console: domain_dir.join("console.sock"),
             log,
@@ -98,18 +103,70 @@ impl VmmPaths {
     }
 }
 
-/// Starts domus-vmm for `config` (DomainConfig JSON) in its own session; with `paused`, its vCPUs wait for a
-/// `resume` before their first instruction (`xl create -p`).
+/// How a VMM process is started: the real `domus-vmm`, or a fake in tests.
+pub trait Launcher: Send + Sync {
+    /// Starts the VMM for `spec` (its resources' descriptors are `files`, open in this process) at the
+    /// paths of `p`; with `paused`, its vCPUs wait for a `resume` (`xl create -p`).
+    ///
+    /// # Errors
+    /// [`VmmError`].
+    fn spawn(
+        &self,
+        spec: &domus_spec::VmSpec,
+        files: &[std::fs::File],
+        p: &VmmPaths,
+        paused: bool,
+    ) -> Result<Child, VmmError>;
+}
+
+/// The real VMM binary.
+#[derive(Debug, Clone)]
+pub struct DomusVmm {
+    /// Path of `domus-vmm`.
+    pub exe: PathBuf,
+}
+
+impl Launcher for DomusVmm {
+    fn spawn(
+        &self,
+        spec: &domus_spec::VmSpec,
+        files: &[std::fs::File],
+        p: &VmmPaths,
+        paused: bool,
+    ) -> Result<Child, VmmError> {
+        let log = prepare_dirs(spec, p)?;
+        let io = |what, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| VmmError::Io { what, path, source }
+        };
+        let log2 = log.try_clone().map_err(io("open", &p.log))?;
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg("--spec-json")
+            .arg(&p.spec)
+            .arg("--control")
+            .arg(&p.control)
+            .arg("--console")
+            .arg(format!("unix:{}", p.console.display()))
+            .args(paused.then_some("--paused"))
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2);
+        sys::new_session(&mut cmd);
+        sys::inherit_fds(&mut cmd, files);
+        cmd.spawn().map_err(|source| VmmError::Spawn {
+            exe: self.exe.clone(),
+            source,
+        })
+    }
+}
+
+/// Creates the instance's directory (without stale sockets), writes the spec and opens the log: what
+/// every launcher needs before it starts a process.
 ///
 /// # Errors
-/// [`VmmError`].
-pub fn spawn(
-    exe: &Path,
-    config: &serde_json::Value,
-    p: &VmmPaths,
-    paused: bool,
-) -> Result<Child, VmmError> {
-    let dir = p.config.parent().unwrap_or(Path::new("/"));
+/// [`VmmError::Io`].
+pub fn prepare_dirs(spec: &domus_spec::VmSpec, p: &VmmPaths) -> Result<fs::File, VmmError> {
+    let dir = p.spec.parent().unwrap_or(Path::new("/"));
     let io = |what, path: &Path| {
         let path = path.to_path_buf();
         move |source| VmmError::Io { what, path, source }
@@ -123,34 +180,17 @@ pub fn spawn(
             _ => {}
         }
     }
-    let data = serde_json::to_vec_pretty(config)
-        .map_err(|e| io("write", &p.config)(io::Error::other(e)))?;
-    fs::write(&p.config, data).map_err(io("write", &p.config))?;
+    let data =
+        serde_json::to_vec_pretty(spec).map_err(|e| io("write", &p.spec)(io::Error::other(e)))?;
+    fs::write(&p.spec, data).map_err(io("write", &p.spec))?;
     if let Some(parent) = p.log.parent() {
         fs::create_dir_all(parent).map_err(io("create", parent))?;
     }
-    let log = OpenOptions::new()
+    OpenOptions::new()
         .create(true)
         .append(true)
         .open(&p.log)
-        .map_err(io("open", &p.log))?;
-    let log2 = log.try_clone().map_err(io("open", &p.log))?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("--config-json")
-        .arg(&p.config)
-        .arg("--control")
-        .arg(&p.control)
-        .arg("--console")
-        .arg(format!("unix:{}", p.console.display()))
-        .args(paused.then_some("--paused"))
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log2);
-    sys::new_session(&mut cmd);
-    cmd.spawn().map_err(|source| VmmError::Spawn {
-        exe: exe.to_path_buf(),
-        source,
-    })
+        .map_err(io("open", &p.log))
 }
 
 /// The last `n` lines of a log file, as "\n  line" text (empty if none).

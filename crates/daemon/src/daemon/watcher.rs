@@ -3,11 +3,15 @@
 //! the supervisor. Polls come every `poll_interval` while the domain is "hot" (just created, or a lifecycle
 //! operation was asked for), every `idle_poll_interval` otherwise, so idle domains cost domusd little.
 //!
-//! A VMM we spawned is our child: its exit status is the fallback outcome (0 poweroff, 2 reboot, 3 crash,
-//! anything else a crash). A re-adopted VMM is not: its outcome comes only from the control socket, and if
-//! it vanishes without one, that is a crash.
+//! The watcher learns that its VMM exited through a pidfd (pidfd_open(2)): the descriptor becomes readable
+//! when the process ends, and the watcher's one poll(2) waits on it together with the console socket, so
+//! an exit is noticed at once rather than at the next control poll. A VMM we spawned is our child: its
+//! exit status is the fallback outcome (0 poweroff, 2 reboot, 3 crash, anything else a crash). A
+//! re-adopted VMM is not: its outcome comes only from the control socket, and if it vanishes without one,
+//! that is a crash.
 
 use std::io::{self, Read};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
@@ -57,34 +61,78 @@ pub fn outcome_of_exit(status: ExitStatus) -> (ShutdownReason, String) {
     }
 }
 
-/// Whether the VMM process has ended; for a child also its status.
-fn exited(child: &mut Option<Child>, pid: u32) -> Option<Option<ExitStatus>> {
-    match child {
-        Some(c) => match c.try_wait() {
-            Ok(Some(st)) => Some(Some(st)),
-            Ok(None) => None,
-            Err(_) => Some(None),
-        },
-        None => (!sys::pid_alive(pid)).then_some(None),
+/// The VMM process a watcher waits on: our child (when we spawned it) and a pidfd that becomes readable
+/// when it ends.
+struct Process {
+    pid: u32,
+    child: Option<Child>,
+    pidfd: Option<OwnedFd>,
+}
+
+impl Process {
+    fn new(pid: u32, child: Option<Child>) -> Self {
+        let pidfd = i32::try_from(pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+            .and_then(|p| {
+                rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty())
+                    .map_err(|e| debug!(pid, error = %e, "pidfd_open failed; watching by pid"))
+                    .ok()
+            });
+        Self { pid, child, pidfd }
+    }
+
+    /// Whether the pidfd says the process ended, waiting up to `timeout`.
+    fn pidfd_ended(&self, timeout: Duration) -> Option<bool> {
+        let fd = self.pidfd.as_ref()?;
+        let ts = timespec(timeout);
+        let mut fds = [PollFd::new(fd, PollFlags::IN)];
+        Some(matches!(poll(&mut fds, Some(&ts)), Ok(n) if n > 0))
+    }
+
+    /// Whether the process has ended; for a child also its status.
+    fn exited(&mut self) -> Option<Option<ExitStatus>> {
+        match &mut self.child {
+            Some(c) => match c.try_wait() {
+                Ok(Some(st)) => Some(Some(st)),
+                Ok(None) => None,
+                Err(_) => Some(None),
+            },
+            None => match self.pidfd_ended(Duration::ZERO) {
+                Some(ended) => ended.then_some(None),
+                None => (!sys::pid_alive(self.pid)).then_some(None),
+            },
+        }
+    }
+
+    /// Waits (bounded) for the process to end after it reported its outcome; kills it past the bound.
+    fn wait_exit(&mut self, bound: Duration) {
+        let deadline = Instant::now() + bound;
+        while self.exited().is_none() {
+            let now = Instant::now();
+            if now >= deadline {
+                warn!(
+                    pid = self.pid,
+                    "domus-vmm did not exit after reporting its outcome; killing it"
+                );
+                sys::kill_hard(self.pid);
+                if let Some(c) = &mut self.child {
+                    let _ = c.wait();
+                }
+                return;
+            }
+            let step = (deadline - now).min(Duration::from_millis(50));
+            if self.pidfd_ended(step).is_none() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
     }
 }
 
-/// Waits (bounded) for the process to end after it reported its outcome; kills it past the bound.
-fn wait_exit(child: &mut Option<Child>, pid: u32, bound: Duration) {
-    let deadline = Instant::now() + bound;
-    while exited(child, pid).is_none() {
-        if Instant::now() >= deadline {
-            warn!(
-                pid,
-                "domus-vmm did not exit after reporting its outcome; killing it"
-            );
-            sys::kill_hard(pid);
-            if let Some(c) = child {
-                let _ = c.wait();
-            }
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(5));
+fn timespec(d: Duration) -> Timespec {
+    Timespec {
+        tv_sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(d.subsec_nanos()),
     }
 }
 
@@ -98,8 +146,9 @@ struct Console {
 }
 
 impl Console {
-    /// Waits up to `timeout` for console bytes and logs them.
-    fn pump(&mut self, domid: u32, timeout: Duration) {
+    /// Waits up to `timeout` for console bytes (logging them) or for `exit` (a pidfd) to become
+    /// readable; returns whether it did.
+    fn pump(&mut self, domid: u32, timeout: Duration, exit: Option<&OwnedFd>) -> bool {
         if self.stream.is_none() && !self.closed {
             match UnixStream::connect(&self.path) {
                 Ok(s) => self.stream = Some(s),
@@ -110,22 +159,32 @@ impl Console {
                 Err(_) => {}
             }
         }
+        let ts = timespec(timeout);
         let Some(stream) = self.stream.as_mut() else {
             self.logger.idle();
-            std::thread::sleep(timeout);
-            return;
+            match exit {
+                Some(fd) => {
+                    let mut fds = [PollFd::new(fd, PollFlags::IN)];
+                    return matches!(poll(&mut fds, Some(&ts)), Ok(n) if n > 0);
+                }
+                None => std::thread::sleep(timeout),
+            }
+            return false;
         };
-        let ts = Timespec {
-            tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
-            tv_nsec: i64::from(timeout.subsec_nanos()),
-        };
-        let mut fds = [PollFd::new(&*stream, PollFlags::IN)];
+        let mut fds: Vec<PollFd<'_>> = vec![PollFd::new(&*stream, PollFlags::IN)];
+        if let Some(fd) = exit {
+            fds.push(PollFd::new(fd, PollFlags::IN));
+        }
         match poll(&mut fds, Some(&ts)) {
             Ok(0) | Err(_) => {
                 self.logger.idle();
-                return;
+                return false;
             }
             Ok(_) => {}
+        }
+        let ended = fds.get(1).is_some_and(|f| !f.revents().is_empty());
+        if fds[0].revents().is_empty() {
+            return ended;
         }
         let mut buf = [0u8; 16 * 1024];
         match stream.read(&mut buf) {
@@ -143,6 +202,7 @@ impl Console {
                 self.closed = true;
             }
         }
+        ended
     }
 }
 
@@ -173,9 +233,10 @@ pub fn run(daemon: &Arc<Daemon>, inst: Instance) {
         pid,
         control,
         console,
-        mut child,
+        child,
         reattached,
     } = inst;
+    let mut process = Process::new(pid, child);
     let mut console = Console {
         path: console,
         stream: None,
@@ -189,12 +250,16 @@ pub fn run(daemon: &Arc<Daemon>, inst: Instance) {
     loop {
         let now = Instant::now();
         if now < next_poll {
-            console.pump(domid, (next_poll - now).min(daemon.opts.poll_interval));
+            let wait = (next_poll - now).min(daemon.opts.poll_interval);
+            if console.pump(domid, wait, process.pidfd.as_ref()) {
+                // The VMM ended: look at its control socket and status now.
+                next_poll = Instant::now();
+            }
             continue;
         }
         let Some(hot) = daemon.instance_hot(domid, generation) else {
             // Destroyed (force-removed): still reap our child.
-            wait_exit(&mut child, pid, Duration::from_secs(10));
+            process.wait_exit(Duration::from_secs(10));
             return;
         };
         next_poll = Instant::now()
@@ -216,8 +281,8 @@ pub fn run(daemon: &Arc<Daemon>, inst: Instance) {
                     }
                     drop(ctl.take());
                     // Log what the guest printed last before its VMM goes away.
-                    console.pump(domid, Duration::from_millis(20));
-                    wait_exit(&mut child, pid, Duration::from_secs(10));
+                    console.pump(domid, Duration::from_millis(20), None);
+                    process.wait_exit(Duration::from_secs(10));
                     daemon.vmm_stopped(domid, generation, reason_of(o.reason), Some(o.detail));
                     return;
                 }
@@ -229,7 +294,7 @@ pub fn run(daemon: &Arc<Daemon>, inst: Instance) {
                 }
                 ctl = None;
                 next_poll = Instant::now() + daemon.opts.poll_interval;
-                match exited(&mut child, pid) {
+                match process.exited() {
                     Some(status) => {
                         let (reason, detail) = match status {
                             Some(st) => outcome_of_exit(st),
@@ -250,7 +315,7 @@ pub fn run(daemon: &Arc<Daemon>, inst: Instance) {
                                 "domus-vmm stopped answering on its control socket; killing it"
                             );
                             sys::kill_hard(pid);
-                            wait_exit(&mut child, pid, Duration::from_secs(5));
+                            process.wait_exit(Duration::from_secs(5));
                             daemon.vmm_stopped(
                                 domid,
                                 generation,
@@ -271,7 +336,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn exit_statuses_follow_the_contract() {
+    fn exit_statuses_map_to_outcomes() {
         let st = |code: i32| ExitStatus::from_raw(code << 8);
         assert_eq!(outcome_of_exit(st(0)).0, ShutdownReason::Poweroff);
         assert_eq!(outcome_of_exit(st(2)).0, ShutdownReason::Reboot);

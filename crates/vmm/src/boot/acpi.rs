@@ -1,4 +1,4 @@
-//! ACPI tables (contract 3): RSDP v2 -> XSDT -> FADT (+FACS, DSDT) and MADT, in the reserved BIOS area.
+//! ACPI tables (the machine model of the crate docs): RSDP v2 -> XSDT -> FADT (+FACS, DSDT) and MADT, in the reserved BIOS area.
 //!
 //! Not hardware-reduced: the FADT describes PIIX4-like fixed-hardware PM1a registers in I/O space
 //! (ACPI 6.4 §4.8), a fixed power button, the PM timer and the reset register; the DSDT declares `\_S5_`.
@@ -52,7 +52,7 @@ fn gas_io(port: u16, bit_width: u8, access_size: u8) -> [u8; 12] {
 }
 
 /// The DSDT: `\_S5_` (SLP_TYP 5 for PM1a_CNT), the COM1 UART and `virtio_slots` virtio-mmio
-/// devices (`LNRO0005`, 4 KiB of registers and an edge GSI each, contract 3).
+/// devices (`LNRO0005`, 4 KiB of registers and an edge GSI each; see `crate::devices::virtio`).
 fn dsdt(virtio_slots: usize) -> Sdt {
     let mut t = Sdt::new(*b"DSDT", 36, 2, OEM_ID, OEM_TABLE, 1);
     let s5 = aml::Name::new(

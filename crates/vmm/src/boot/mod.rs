@@ -8,12 +8,13 @@
 //! ACPI 0xe0000, MP table 0xf0000.
 
 pub mod acpi;
-pub mod image;
+/// Kernel recognition, shared with the spec conversion (`domus_spec::image`).
+pub use domus_spec::image;
 pub mod linux;
 pub mod mptable;
 pub mod pvh;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use vm_memory::{Bytes, GuestAddress};
 
@@ -141,8 +142,8 @@ pub fn load(mem: &GuestMem, cfg: &VmConfig) -> Result<EntryPoint, BootError> {
         .ok()
         .filter(|v| *v < 255)
         .ok_or(BootError::TooManyVcpus(cfg.vcpus))?;
-    let bytes = image::read_kernel(&cfg.kernel)?;
-    let kind = image::classify(&bytes, &cfg.kernel)?;
+    let bytes = cfg.kernel.read_kernel()?;
+    let kind = image::classify(&bytes, &cfg.kernel.path)?;
     let mem_bytes = cfg.memory_mib << 20;
     let low_end = mem_bytes.min(MEM_32BIT_GAP_START);
     let rsdp = acpi::write_tables(mem, vcpus, cfg.disks.len())?;
@@ -151,7 +152,7 @@ pub fn load(mem: &GuestMem, cfg: &VmConfig) -> Result<EntryPoint, BootError> {
         source,
     })?;
     let load_err = |source| BootError::Load {
-        path: cfg.kernel.clone(),
+        path: cfg.kernel.path.clone(),
         memory_mib: cfg.memory_mib,
         source,
     };
@@ -184,7 +185,7 @@ pub fn load(mem: &GuestMem, cfg: &VmConfig) -> Result<EntryPoint, BootError> {
             let hdr = res.setup_header.unwrap_or_else(linux::default_setup_header);
             if hdr.xloadflags & linux::XLF_KERNEL_64 == 0 {
                 return Err(BootError::NotKernel64 {
-                    path: cfg.kernel.clone(),
+                    path: cfg.kernel.path.clone(),
                 });
             }
             // The 64-bit entry is 0x200 past the protected-mode code (boot.rst "64-bit boot protocol").
@@ -268,10 +269,16 @@ fn load_ramdisk(
     kernel_end: u64,
     limit: u64,
 ) -> Result<Option<Ramdisk>, BootError> {
-    let Some(path) = &cfg.ramdisk else {
+    let Some(ramdisk) = &cfg.ramdisk else {
         return Ok(None);
     };
-    let data = read_file(path)?;
+    let path = &ramdisk.path;
+    let data = ramdisk
+        .read_all()
+        .map_err(|source| BootError::RamdiskRead {
+            path: path.clone(),
+            source,
+        })?;
     let size = u64::try_from(data.len()).unwrap_or(u64::MAX);
     let too_large = || BootError::RamdiskTooLarge {
         path: path.clone(),
@@ -291,16 +298,10 @@ fn load_ramdisk(
     Ok(Some(Ramdisk { addr, size }))
 }
 
-fn read_file(path: &Path) -> Result<Vec<u8>, BootError> {
-    std::fs::read(path).map_err(|source| BootError::RamdiskRead {
-        path: path.to_owned(),
-        source,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Source;
     use linux_loader::loader::elf::start_info::{
         hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info,
     };
@@ -313,13 +314,13 @@ mod tests {
 
     #[test]
     fn pvh_start_info_with_ramdisk_and_cmdline() {
-        let elf = image::tests::elf_with_notes(&[(b"Xen", 18, &0x10_0000u32.to_le_bytes())]);
+        let elf = image::testing::elf_with_notes(&[(b"Xen", 18, &0x10_0000u32.to_le_bytes())]);
         let kernel = temp_file("pvh", &elf);
         let ramdisk = temp_file("initrd", &[0xabu8; 10_000]);
         let cfg = VmConfig {
             name: "t".into(),
-            kernel: kernel.clone(),
-            ramdisk: Some(ramdisk.clone()),
+            kernel: Source::path(kernel.clone()),
+            ramdisk: Some(Source::path(ramdisk.clone())),
             cmdline: "probe=hello x=1".into(),
             memory_mib: 32,
             vcpus: 2,
@@ -362,11 +363,11 @@ mod tests {
 
     #[test]
     fn linux_elf_gets_zero_page_and_errors_are_located() {
-        let elf = image::tests::elf_with_notes(&[(b"GNU", 3, b"abcd")]);
+        let elf = image::testing::elf_with_notes(&[(b"GNU", 3, b"abcd")]);
         let kernel = temp_file("linuxelf", &elf);
         let mut cfg = VmConfig {
             name: "t".into(),
-            kernel: kernel.clone(),
+            kernel: Source::path(kernel.clone()),
             ramdisk: None,
             cmdline: "console=ttyS0".into(),
             memory_mib: 32,
@@ -382,7 +383,7 @@ mod tests {
                 zero_page: linux::ZERO_PAGE_ADDR
             }
         );
-        cfg.ramdisk = Some(PathBuf::from("/nonexistent/initrd"));
+        cfg.ramdisk = Some(Source::path(PathBuf::from("/nonexistent/initrd")));
         let err = load(&mem, &cfg).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/initrd"), "{err}");
         cfg.ramdisk = None;

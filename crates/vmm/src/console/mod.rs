@@ -1,4 +1,4 @@
-//! Where the guest's console (the 16550) goes, and where its input comes from (contract 2, `--console`).
+//! Where the guest's console (the 16550) goes, and where its input comes from (`--console`).
 //!
 //! - `stdio`: output to our stdout, input from our stdin.
 //! - `pty`: a pseudo-terminal; its path is printed on stderr (`console pty: /dev/pts/N`).

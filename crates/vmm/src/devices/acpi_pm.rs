@@ -1,4 +1,4 @@
-//! ACPI fixed hardware (contract 3): PM1a event block (PM1_STS/PM1_EN at 0x600/0x602), PM1a control
+//! ACPI fixed hardware (the machine model of the crate docs): PM1a event block (PM1_STS/PM1_EN at 0x600/0x602), PM1a control
 //! (0x604), the PM timer (0x608, 3.579545 MHz, 32 bits) and the reset register (0xcf9).
 //!
 //! The power button is the fixed-hardware one (ACPI 6.4 §4.8.2.2.1): the host sets PWRBTN_STS; when

@@ -1,4 +1,4 @@
-//! Guest physical memory: layout of the machine (contract 3) and the mmap-backed RAM.
+//! Guest physical memory: layout of the machine (see the crate docs' machine model) and the mmap-backed RAM.
 //!
 //! RAM starts at 0. Up to 3 GiB it is one region; anything above goes above 4 GiB (the 32-bit MMIO hole
 //! holds the IOAPIC, LAPIC and the virtio-mmio window). The e820 map additionally reports
@@ -55,7 +55,7 @@ pub fn ram_regions(mem_bytes: u64) -> Vec<(GuestAddress, usize)> {
     regions
 }
 
-/// The e820 map of contract 3 for `mem_bytes` of guest RAM (at least 1 MiB + a bit).
+/// The e820 map of the machine model for `mem_bytes` of guest RAM (at least 1 MiB + a bit).
 pub fn e820_map(mem_bytes: u64) -> Vec<E820Entry> {
     let low_end = mem_bytes.min(MEM_32BIT_GAP_START);
     let mut map = vec![

@@ -14,7 +14,7 @@ use domus_probe::bytes::HEADER_LEN;
 
 /// "virt" in little endian: the MagicValue register.
 pub const MAGIC: u32 = 0x7472_6976;
-/// domus-vmm's virtio-mmio window (contracts.txt §3).
+/// domus-vmm's virtio-mmio window (its crate docs' machine model).
 pub const WINDOW_BASE: u64 = 0xd000_0000;
 /// Slot size and count of that window.
 pub const WINDOW_SLOT: u64 = 0x1000;

@@ -1,6 +1,6 @@
 //! Virtio devices on the virtio-mmio transport (virtio 1.2 §4.2, modern interface only).
 //!
-//! The machine has a fixed virtio-mmio window (contracts.txt §3): slot `i` is the 4 KiB page at
+//! The machine has a fixed virtio-mmio window (the machine model of the crate docs): slot `i` is the 4 KiB page at
 //! [`WINDOW_BASE`] + `i` · [`SLOT_SIZE`] and interrupts on GSI [`FIRST_GSI`] + `i` (edge, active high);
 //! each slot is announced in the DSDT as an `LNRO0005` device. Register accesses exit to the vCPU
 //! thread ([`mmio::MmioTransport`]); queue notifications do not: `QueueNotify` is an ioeventfd that a

@@ -74,6 +74,20 @@ impl Backend {
             mode,
             source,
         })?;
+        Self::from_file(file, path, read_only, direct)
+    }
+
+    /// Serves an already open `file` (opened by whoever prepared the spec, with the access and
+    /// `O_DIRECT` flag `read_only` and `direct` say); `path` is for messages.
+    ///
+    /// # Errors
+    /// [`BackendError`] naming the path.
+    pub fn from_file(
+        file: File,
+        path: &Path,
+        read_only: bool,
+        direct: bool,
+    ) -> Result<Self, BackendError> {
         let size_err = |source| BackendError::Size {
             path: path.to_owned(),
             source,

@@ -19,11 +19,10 @@ pub mod pool;
 pub mod request;
 pub mod uring;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use domus_config::{Access, DevType, DiskConfig, DiskFormat};
+use crate::config::VmDisk;
 use kvm_ioctls::{IoEventAddress, NoDatamatch};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -114,11 +113,11 @@ fn id_bytes(vdev: &str) -> [u8; request::ID_BYTES] {
 }
 
 impl DiskSet {
-    /// Opens `disks` (paths already resolved, see `VmConfig::resolve_paths`) and starts their devices.
+    /// Serves `disks` (their media already open, see `crate::config`) and starts their devices.
     ///
     /// # Errors
     /// [`DiskError`] naming the disk.
-    pub fn create(vm: &Vm, mem: &GuestMem, disks: &[DiskConfig]) -> Result<Self, DiskError> {
+    pub fn create(vm: &Vm, mem: &GuestMem, disks: &[VmDisk]) -> Result<Self, DiskError> {
         if disks.len() > MAX_DEVICES {
             return Err(DiskError::TooMany(disks.len()));
         }
@@ -129,7 +128,8 @@ impl DiskSet {
         if !disks.is_empty() {
             huge_pages(mem);
         }
-        for (i, d) in disks.iter().enumerate() {
+        for (i, disk) in disks.iter().enumerate() {
+            let d = &disk.spec;
             let vdev = d.vdev.clone();
             let host = |what: &str| {
                 let vdev = vdev.clone();
@@ -139,26 +139,26 @@ impl DiskSet {
                     what: format!("{what}: {e}"),
                 }
             };
-            let read_only = d.access == Access::Ro || d.devtype == DevType::Cdrom;
-            let backend = match (d.format, &d.target) {
-                (DiskFormat::Empty, _) | (_, None) => None,
-                (DiskFormat::Raw, Some(t)) => {
-                    let p = Path::new(t);
+            let read_only = d.read_only;
+            let backend = match (&disk.file, &d.media) {
+                (Some(f), Some(media)) => {
+                    let backend_err = |source| DiskError::Backend {
+                        vdev: vdev.clone(),
+                        source,
+                    };
+                    let file = f.try_clone().map_err(|source| {
+                        backend_err(BackendError::Open {
+                            path: media.path.clone(),
+                            mode: if read_only { "read-only" } else { "read-write" },
+                            source,
+                        })
+                    })?;
                     Some(
-                        Backend::open(p, read_only, d.direct_io_safe).map_err(|source| {
-                            DiskError::Backend {
-                                vdev: vdev.clone(),
-                                source,
-                            }
-                        })?,
+                        Backend::from_file(file, &media.path, read_only, d.direct)
+                            .map_err(backend_err)?,
                     )
                 }
-                (f, Some(_)) => {
-                    return Err(DiskError::Format {
-                        vdev,
-                        format: format!("{f:?}").to_lowercase(),
-                    })
-                }
+                _ => None,
             };
             let sectors = backend.as_ref().map_or(0, Backend::sectors);
             let mut features = F_SIZE_MAX | F_SEG_MAX | F_BLK_SIZE | F_FLUSH;

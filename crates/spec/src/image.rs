@@ -1,10 +1,12 @@
 //! Kernel image recognition: gzip unwrapping and classification (PVH ELF, Linux ELF vmlinux, bzImage,
-//! PV-only Xen ELF), from the bytes of the file.
+//! PV-only Xen ELF), from the bytes of the file. Shared by the spec conversion (which refuses a file that
+//! is no kernel before anything is allocated) and the VMM's loader (which boots what the bytes say).
 //!
 //! The ELF note walk is bounded by the segment size and checks every offset; the kernel file is untrusted
 //! input.
 
-use std::io::Read;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 /// Largest decompressed gzip kernel we accept (a typo or a bomb guard).
@@ -17,7 +19,8 @@ const EM_X86_64: u16 = 62;
 const PT_NOTE: u32 = 4;
 
 /// What kind of kernel a file holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum KernelKind {
     /// ELF with `XEN_ELFNOTE_PHYS32_ENTRY`: boot through PVH at this 32-bit entry.
     Pvh {
@@ -87,10 +90,28 @@ pub enum ImageError {
 /// # Errors
 /// [`ImageError::Read`], [`ImageError::Gzip`], [`ImageError::TooLarge`].
 pub fn read_kernel(path: &Path) -> Result<Vec<u8>, ImageError> {
-    let bytes = std::fs::read(path).map_err(|source| ImageError::Read {
+    let file = File::open(path).map_err(|source| ImageError::Read {
         path: path.to_owned(),
         source,
     })?;
+    read_kernel_file(&file, path)
+}
+
+/// Reads an open kernel file from its start (whoever looked at it before may have moved the offset),
+/// transparently un-gzipping it. `path` is only used in errors.
+///
+/// # Errors
+/// As [`read_kernel`].
+pub fn read_kernel_file(file: &File, path: &Path) -> Result<Vec<u8>, ImageError> {
+    let read_err = |source| ImageError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let mut f = file;
+    f.seek(SeekFrom::Start(0)).map_err(read_err)?;
+    let size = file.metadata().map_or(0, |m| m.len());
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    f.read_to_end(&mut bytes).map_err(read_err)?;
     if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(bytes.as_slice())
@@ -211,16 +232,27 @@ fn notes(seg: &[u8]) -> impl Iterator<Item = (&[u8], u32, &[u8])> {
     })
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
+impl KernelKind {
+    /// The boot protocol the VMM uses for this kind.
+    pub fn protocol(self) -> crate::BootProtocol {
+        match self {
+            KernelKind::Pvh { .. } => crate::BootProtocol::Pvh,
+            KernelKind::LinuxElf { .. } | KernelKind::BzImage => crate::BootProtocol::Linux64,
+        }
+    }
+}
+
+/// Test helpers shared with the VMM's boot tests.
+#[doc(hidden)]
+pub mod testing {
+    use super::{EM_X86_64, PT_NOTE};
 
     /// A minimal ELF64 x86-64 header with one PT_NOTE segment holding `notes`.
-    pub(crate) fn elf_with_notes(notes: &[(&[u8], u32, &[u8])]) -> Vec<u8> {
+    pub fn elf_with_notes(notes: &[(&[u8], u32, &[u8])]) -> Vec<u8> {
         let mut seg = Vec::new();
         for (name, ty, desc) in notes {
-            seg.extend_from_slice(&u32::try_from(name.len() + 1).unwrap().to_le_bytes());
-            seg.extend_from_slice(&u32::try_from(desc.len()).unwrap().to_le_bytes());
+            seg.extend_from_slice(&u32::try_from(name.len() + 1).unwrap_or(0).to_le_bytes());
+            seg.extend_from_slice(&u32::try_from(desc.len()).unwrap_or(0).to_le_bytes());
             seg.extend_from_slice(&ty.to_le_bytes());
             seg.extend_from_slice(name);
             seg.push(0);
@@ -243,10 +275,19 @@ pub(crate) mod tests {
         b[56..58].copy_from_slice(&1u16.to_le_bytes());
         b[64..68].copy_from_slice(&PT_NOTE.to_le_bytes());
         b[72..80].copy_from_slice(&120u64.to_le_bytes());
-        b[96..104].copy_from_slice(&u64::try_from(seg.len()).unwrap().to_le_bytes());
+        b[96..104].copy_from_slice(&u64::try_from(seg.len()).unwrap_or(0).to_le_bytes());
         b.extend_from_slice(&seg);
         b
     }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    #![allow(clippy::unwrap_used)] // test code
+
+    use super::*;
+
+    pub(crate) use super::testing::elf_with_notes;
 
     #[test]
     fn pvh_pv_and_linux_elf() {

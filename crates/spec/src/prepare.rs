@@ -1,0 +1,579 @@
+//! The conversion: a `DomainConfig` checked against what Domus supports and what the host has, with
+//! every file opened, into a [`Prepared`] spec — or every problem found, each with the location of the
+//! value at fault.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use domus_config::{Access, Action, DevType, DiskFormat, DomainConfig, DomainType};
+
+use crate::host::HostLimits;
+use crate::image::{self, ImageError};
+use crate::{
+    BootProtocol, DiskSpec, Resource, VmSpec, DOMAIN0_NAME, MAX_MACHINE_VCPUS, MAX_MEMORY_MIB,
+    MAX_VIRTIO_DEVICES, MIN_MEMORY_MIB,
+};
+
+/// Why a configuration cannot run on this host.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpecErrorKind {
+    /// Not a usable domain name.
+    #[error("invalid domain name {0:?}: use 1-64 characters, no '/', no control characters, not all digits, not Domain-0")]
+    InvalidName(String),
+    /// HVM needs firmware.
+    #[error("type = \"hvm\" needs firmware this VMM does not have: boot the kernel directly with type = \"pvh\" (or \"pv\") and kernel = \"...\"")]
+    Hvm,
+    /// A bootloader instead of a kernel.
+    #[error("bootloader \"{0}\" is not supported yet: give the kernel directly with 'kernel' (and 'ramdisk', 'cmdline')")]
+    Bootloader(String),
+    /// No kernel at all.
+    #[error("no kernel given: set `kernel = \"PATH\"` to a PVH or Linux kernel image")]
+    NoKernel,
+    /// PCI passthrough.
+    #[error("pci passthrough is not supported yet (remove the 'pci' entries)")]
+    Pci,
+    /// A coredump action.
+    #[error("{key}=\"{action}\" is not supported: domus cannot dump guest memory yet (use \"destroy\", \"restart\" or \"preserve\")")]
+    Coredump {
+        /// `on_crash`, ...
+        key: &'static str,
+        /// The action.
+        action: Action,
+    },
+    /// The kernel file is missing, unreadable or no kernel.
+    #[error(transparent)]
+    Kernel(ImageError),
+    /// The ramdisk cannot be opened.
+    #[error("cannot read ramdisk {path}")]
+    Ramdisk {
+        /// Path.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The ramdisk is a directory or a device.
+    #[error("ramdisk {0} is not a regular file")]
+    RamdiskKind(PathBuf),
+    /// A disk cannot be opened with the access it needs.
+    #[error("disk `{vdev}`: cannot open disk image {path} {mode}")]
+    DiskOpen {
+        /// vdev.
+        vdev: String,
+        /// Path.
+        path: PathBuf,
+        /// "read-only" or "read-write" (and "with O_DIRECT").
+        mode: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// A disk is neither a regular file nor a block device.
+    #[error("disk `{vdev}`: {path} is neither a regular file nor a block device")]
+    DiskKind {
+        /// vdev.
+        vdev: String,
+        /// Path.
+        path: PathBuf,
+    },
+    /// A disk format other than raw.
+    #[error("disk `{vdev}`: format {format} is not supported (only raw images and block devices; convert with `qemu-img convert -O raw`)")]
+    DiskFormat {
+        /// vdev.
+        vdev: String,
+        /// The format.
+        format: String,
+    },
+    /// A disk without a target that is not an empty cdrom.
+    #[error("disk `{0}`: no target given (only a cdrom drive may be empty)")]
+    DiskNoTarget(String),
+    /// Two disks on one vdev.
+    #[error("vdev `{vdev}` (device number {devnum}) is already used by disk {first} (`{first_vdev}`): expected a unique vdev per disk")]
+    DuplicateVdev {
+        /// The second disk's vdev.
+        vdev: String,
+        /// The number.
+        devnum: u32,
+        /// Index of the first disk.
+        first: usize,
+        /// Its vdev.
+        first_vdev: String,
+    },
+    /// More devices than interrupt lines.
+    #[error("{count} disks, but the machine model has interrupt lines for at most {max} virtio devices (GSIs 10-23)")]
+    TooManyDevices {
+        /// Devices asked for.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// memory below the machine's minimum.
+    #[error("memory = {memory_mib} MiB is too small: the machine needs at least {min_mib} MiB")]
+    MemoryTooSmall {
+        /// Requested.
+        memory_mib: u64,
+        /// Minimum.
+        min_mib: u64,
+    },
+    /// memory = 0 (only from JSON; xl.cfg refuses it earlier).
+    #[error("memory must be at least 1 MiB (got 0)")]
+    MemoryZero,
+    /// More than the host can give.
+    #[error("memory = {memory_mib} MiB is more than this host can give ({available_mib} MiB of RAM + swap)")]
+    MemoryTooLarge {
+        /// Requested.
+        memory_mib: u64,
+        /// Host RAM + swap.
+        available_mib: u64,
+    },
+    /// vcpus = 0.
+    #[error("vcpus must be at least 1 (got 0)")]
+    VcpusZero,
+    /// Over KVM's limit.
+    #[error("vcpus = {vcpus} is over KVM's limit of {max} vCPUs per VM on this host")]
+    VcpusOverKvm {
+        /// Requested.
+        vcpus: u32,
+        /// The limit (KVM's, at most the machine model's).
+        max: u32,
+    },
+    /// Over the machine model's limit (KVM not asked).
+    #[error(
+        "vcpus = {vcpus} is over the machine model's limit of {max} vCPUs (xAPIC ids in the MADT)"
+    )]
+    VcpusOverMachine {
+        /// Requested.
+        vcpus: u32,
+        /// The limit.
+        max: u32,
+    },
+}
+
+/// One problem: where the value was written (`FILE:LINE:COLUMN`, when known), the key, and what is wrong.
+///
+/// Displayed on one line, causes included: `FILE:LINE:COLUMN: KEY: MESSAGE: CAUSE`.
+#[derive(Debug)]
+pub struct SpecError {
+    /// Where the value was written, when it came from a file or the command line.
+    pub at: Option<String>,
+    /// The config key concerned.
+    pub key: &'static str,
+    /// What is wrong.
+    pub kind: SpecErrorKind,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(at) = &self.at {
+            write!(f, "{at}: ")?;
+        }
+        write!(f, "{}: {}", self.key, self.kind)?;
+        let mut cause = match &self.kind {
+            SpecErrorKind::Kernel(e) => std::error::Error::source(e),
+            SpecErrorKind::Ramdisk { source, .. } | SpecErrorKind::DiskOpen { source, .. } => {
+                Some(source as &(dyn std::error::Error + 'static))
+            }
+            _ => None,
+        };
+        while let Some(c) = cause {
+            write!(f, ": {c}")?;
+            cause = c.source();
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+/// Every problem a configuration has, in config order (at least one). Displayed one per line.
+#[derive(Debug)]
+pub struct SpecErrors(pub Vec<SpecError>);
+
+impl fmt::Display for SpecErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SpecErrors {}
+
+/// The open files of a prepared spec, in the spec's order.
+#[derive(Debug)]
+pub struct PreparedFiles {
+    /// The kernel, read-only.
+    pub kernel: File,
+    /// The kernel's bytes as read for its detection (gzip unwrapped), so a VMM that prepared its own
+    /// spec does not read the file twice.
+    pub kernel_image: Vec<u8>,
+    /// The ramdisk, read-only.
+    pub ramdisk: Option<File>,
+    /// Each disk's media (`None` for an empty cdrom), opened with the disk's access.
+    pub disks: Vec<Option<File>>,
+}
+
+/// A spec with its resources open.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The specification (resources as paths).
+    pub spec: VmSpec,
+    /// The open files.
+    pub files: PreparedFiles,
+}
+
+impl Prepared {
+    /// Records in the spec, for each resource, the number its open file has in this process, and
+    /// returns the spec with the files in hand-off order (kernel, ramdisk, each disk's media). The
+    /// caller keeps the files open until the VMM is spawned and lets exactly those numbers survive its
+    /// exec (see the crate docs).
+    pub fn hand_over(self) -> (VmSpec, Vec<File>) {
+        use std::os::fd::AsRawFd;
+        let Prepared { mut spec, files } = self;
+        drop(files.kernel_image);
+        let mut ordered: Vec<File> = vec![files.kernel];
+        ordered.extend(files.ramdisk);
+        ordered.extend(files.disks.into_iter().flatten());
+        for (res, file) in spec.resources_mut().into_iter().zip(&ordered) {
+            res.fd = Some(file.as_raw_fd());
+        }
+        (spec, ordered)
+    }
+}
+
+/// Whether `name` can name a domain (Xen forbids all-digit names since they read as domids).
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.chars().all(|c| c.is_ascii_digit())
+        && !name.chars().any(|c| c == '/' || c.is_control())
+        && name != DOMAIN0_NAME
+}
+
+/// Makes the config's kernel, ramdisk and disk paths absolute against `cwd`, as xl resolves them
+/// against its current directory (the caller's, not domusd's).
+pub fn resolve_paths(cfg: &mut DomainConfig, cwd: &Path) {
+    let abs = |p: &mut Option<String>| {
+        if let Some(s) = p.as_mut().filter(|s| !s.is_empty()) {
+            *s = crate::absolute(s, cwd).to_string_lossy().into_owned();
+        }
+    };
+    abs(&mut cfg.kernel);
+    abs(&mut cfg.ramdisk);
+    for d in &mut cfg.disks {
+        abs(&mut d.target);
+    }
+}
+
+/// Collects errors with their locations.
+struct Check<'a> {
+    cfg: &'a DomainConfig,
+    errors: Vec<SpecError>,
+}
+
+impl Check<'_> {
+    fn fail(&mut self, at: Option<&String>, key: &'static str, kind: SpecErrorKind) {
+        self.errors.push(SpecError {
+            at: at.cloned(),
+            key,
+            kind,
+        });
+    }
+}
+
+/// Converts `cfg` into the spec a VMM runs, checking it against Domus and `host` and opening every
+/// file with the access the domain needs. Relative paths are taken against the current directory.
+///
+/// # Errors
+/// Every problem found (not just the first), each located when the config says where the value came
+/// from (see `domus_config::Origins`).
+pub fn prepare(cfg: &DomainConfig, host: &HostLimits) -> Result<Prepared, SpecErrors> {
+    let mut c = Check {
+        cfg,
+        errors: Vec::new(),
+    };
+    let o = &cfg.origins;
+    if !is_valid_name(&cfg.name) {
+        c.fail(None, "name", SpecErrorKind::InvalidName(cfg.name.clone()));
+    }
+    if cfg.domain_type == DomainType::Hvm {
+        c.fail(o.domain_type.as_ref(), "type", SpecErrorKind::Hvm);
+    }
+    if let Some(b) = &cfg.bootloader {
+        c.fail(
+            o.bootloader.as_ref(),
+            "bootloader",
+            SpecErrorKind::Bootloader(b.clone()),
+        );
+    }
+    if !cfg.pci.is_empty() {
+        c.fail(o.pci.as_ref(), "pci", SpecErrorKind::Pci);
+    }
+    for (key, action) in [
+        ("on_poweroff", cfg.on_poweroff),
+        ("on_reboot", cfg.on_reboot),
+        ("on_crash", cfg.on_crash),
+    ] {
+        if matches!(action, Action::CoredumpDestroy | Action::CoredumpRestart) {
+            c.fail(None, key, SpecErrorKind::Coredump { key, action });
+        }
+    }
+    memory_and_vcpus(&mut c, host);
+    let kernel = kernel(&mut c);
+    let ramdisk = ramdisk(&mut c);
+    let disks = disks(&mut c);
+    if !c.errors.is_empty() {
+        return Err(SpecErrors(c.errors));
+    }
+    let (Some((kernel, kernel_file, kernel_image, boot)), Some(ramdisk), Some(disks)) =
+        (kernel, ramdisk, disks)
+    else {
+        // Each helper returns None only after recording an error.
+        return Err(SpecErrors(c.errors));
+    };
+    let (ramdisk, ramdisk_file) = ramdisk.unzip();
+    let (disks, disk_files) = disks.into_iter().unzip();
+    Ok(Prepared {
+        spec: VmSpec {
+            name: cfg.name.clone(),
+            uuid: cfg.uuid.to_ascii_lowercase(),
+            domain_type: cfg.domain_type,
+            memory_mib: cfg.memory_mib,
+            maxmem_mib: cfg.maxmem_mib.max(cfg.memory_mib),
+            vcpus: cfg.vcpus,
+            kernel,
+            boot,
+            ramdisk,
+            cmdline: cfg.cmdline.clone().unwrap_or_default(),
+            disks,
+        },
+        files: PreparedFiles {
+            kernel: kernel_file,
+            kernel_image,
+            ramdisk: ramdisk_file,
+            disks: disk_files,
+        },
+    })
+}
+
+fn memory_and_vcpus(c: &mut Check<'_>, host: &HostLimits) {
+    let cfg = c.cfg;
+    let at = cfg.origins.memory.as_ref();
+    let mib = cfg.memory_mib;
+    if mib == 0 {
+        c.fail(at, "memory", SpecErrorKind::MemoryZero);
+    } else if mib < MIN_MEMORY_MIB {
+        c.fail(
+            at,
+            "memory",
+            SpecErrorKind::MemoryTooSmall {
+                memory_mib: mib,
+                min_mib: MIN_MEMORY_MIB,
+            },
+        );
+    } else if mib > host.memory_mib.min(MAX_MEMORY_MIB) {
+        c.fail(
+            at,
+            "memory",
+            SpecErrorKind::MemoryTooLarge {
+                memory_mib: mib,
+                available_mib: host.memory_mib,
+            },
+        );
+    }
+    let at = cfg.origins.vcpus.as_ref();
+    let vcpus = cfg.vcpus;
+    if vcpus == 0 {
+        c.fail(at, "vcpus", SpecErrorKind::VcpusZero);
+    } else if let Some(kvm) = host.kvm_max_vcpus {
+        let max = kvm.min(MAX_MACHINE_VCPUS);
+        if vcpus > max {
+            c.fail(at, "vcpus", SpecErrorKind::VcpusOverKvm { vcpus, max });
+        }
+    } else if vcpus > MAX_MACHINE_VCPUS {
+        c.fail(
+            at,
+            "vcpus",
+            SpecErrorKind::VcpusOverMachine {
+                vcpus,
+                max: MAX_MACHINE_VCPUS,
+            },
+        );
+    }
+}
+
+fn absolute(p: &str) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| PathBuf::from(p))
+}
+
+fn kernel(c: &mut Check<'_>) -> Option<(Resource, File, Vec<u8>, BootProtocol)> {
+    let cfg = c.cfg;
+    let at = cfg.origins.kernel.as_ref();
+    let Some(k) = cfg.kernel.as_deref().filter(|k| !k.is_empty()) else {
+        if cfg.bootloader.is_none() {
+            c.fail(None, "kernel", SpecErrorKind::NoKernel);
+        }
+        return None;
+    };
+    let path = absolute(k);
+    let opened = File::open(&path)
+        .map_err(|source| ImageError::Read {
+            path: path.clone(),
+            source,
+        })
+        .and_then(|f| {
+            let bytes = image::read_kernel_file(&f, &path)?;
+            let kind = image::classify(&bytes, &path)?;
+            Ok((f, bytes, kind))
+        });
+    match opened {
+        Ok((f, bytes, kind)) => Some((Resource::path(path), f, bytes, kind.protocol())),
+        Err(e) => {
+            c.fail(at, "kernel", SpecErrorKind::Kernel(e));
+            None
+        }
+    }
+}
+
+/// `Some(None)`: no ramdisk; `None`: an error was recorded.
+fn ramdisk(c: &mut Check<'_>) -> Option<Option<(Resource, File)>> {
+    let cfg = c.cfg;
+    let at = cfg.origins.ramdisk.as_ref();
+    let Some(r) = cfg.ramdisk.as_deref().filter(|r| !r.is_empty()) else {
+        return Some(None);
+    };
+    let path = absolute(r);
+    let opened = File::open(&path).and_then(|f| f.metadata().map(|m| (f, m)));
+    match opened {
+        Ok((f, m)) if m.is_file() => Some(Some((Resource::path(path), f))),
+        Ok(_) => {
+            c.fail(at, "ramdisk", SpecErrorKind::RamdiskKind(path));
+            None
+        }
+        Err(source) => {
+            c.fail(at, "ramdisk", SpecErrorKind::Ramdisk { path, source });
+            None
+        }
+    }
+}
+
+fn disks(c: &mut Check<'_>) -> Option<Vec<(DiskSpec, Option<File>)>> {
+    let cfg = c.cfg;
+    let o = &cfg.origins;
+    let before = c.errors.len();
+    if cfg.disks.len() > MAX_VIRTIO_DEVICES {
+        c.fail(
+            o.disk.as_ref(),
+            "disk",
+            SpecErrorKind::TooManyDevices {
+                count: cfg.disks.len(),
+                max: MAX_VIRTIO_DEVICES,
+            },
+        );
+    }
+    let mut seen: HashMap<u32, usize> = HashMap::new();
+    let mut out = Vec::with_capacity(cfg.disks.len());
+    for (i, d) in cfg.disks.iter().enumerate() {
+        let at = o.disks.get(i).or(o.disk.as_ref());
+        if let Some(&first) = seen.get(&d.devnum) {
+            let first_vdev = cfg.disks[first].vdev.clone();
+            c.fail(
+                at,
+                "disk",
+                SpecErrorKind::DuplicateVdev {
+                    vdev: d.vdev.clone(),
+                    devnum: d.devnum,
+                    first,
+                    first_vdev,
+                },
+            );
+            continue;
+        }
+        seen.insert(d.devnum, i);
+        let cdrom = d.devtype == DevType::Cdrom;
+        let read_only = d.access == Access::Ro || cdrom;
+        let target = d.target.as_deref().filter(|t| !t.is_empty());
+        let media = match (d.format, target) {
+            (DiskFormat::Empty, _) | (DiskFormat::Raw, None) if cdrom => None,
+            (DiskFormat::Empty, _) | (DiskFormat::Raw, None) => {
+                c.fail(at, "disk", SpecErrorKind::DiskNoTarget(d.vdev.clone()));
+                continue;
+            }
+            (DiskFormat::Raw, Some(t)) => {
+                let path = absolute(t);
+                match open_disk(&path, read_only, d.direct_io_safe) {
+                    Ok(f) => Some((Resource::path(path), f)),
+                    Err(kind) => {
+                        c.fail(at, "disk", kind(d.vdev.clone()));
+                        continue;
+                    }
+                }
+            }
+            (f, _) => {
+                c.fail(
+                    at,
+                    "disk",
+                    SpecErrorKind::DiskFormat {
+                        vdev: d.vdev.clone(),
+                        format: format!("{f:?}").to_lowercase(),
+                    },
+                );
+                continue;
+            }
+        };
+        let (media, file) = media.unzip();
+        out.push((
+            DiskSpec {
+                vdev: d.vdev.clone(),
+                devnum: d.devnum,
+                media,
+                read_only,
+                cdrom,
+                discard: d.discard && !read_only,
+                direct: d.direct_io_safe,
+            },
+            file,
+        ));
+    }
+    (c.errors.len() == before).then_some(out)
+}
+
+type DiskErr = Box<dyn FnOnce(String) -> SpecErrorKind>;
+
+/// Opens a disk's image or device with the access the guest gets.
+fn open_disk(path: &Path, read_only: bool, direct: bool) -> Result<File, DiskErr> {
+    let mut mode = if read_only { "read-only" } else { "read-write" }.to_owned();
+    let mut o = OpenOptions::new();
+    o.read(true).write(!read_only);
+    if direct {
+        o.custom_flags(libc::O_DIRECT);
+        mode.push_str(" with O_DIRECT (direct-io-safe)");
+    }
+    let p = path.to_path_buf();
+    let file = o.open(path).map_err(|source| -> DiskErr {
+        Box::new(move |vdev| SpecErrorKind::DiskOpen {
+            vdev,
+            path: p,
+            mode,
+            source,
+        })
+    })?;
+    let p = path.to_path_buf();
+    match file.metadata() {
+        Ok(m) if m.is_file() || m.file_type().is_block_device() => Ok(file),
+        _ => Err(Box::new(move |vdev| SpecErrorKind::DiskKind {
+            vdev,
+            path: p,
+        })),
+    }
+}
+
+#[cfg(test)]
+#[path = "prepare_tests.rs"]
+mod tests;

@@ -1,0 +1,216 @@
+use super::*;
+
+const HOST: HostLimits = HostLimits {
+    memory_mib: 4096,
+    kvm_max_vcpus: Some(8),
+};
+
+struct Dir {
+    dir: tempfile::TempDir,
+}
+
+impl Dir {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let pvh =
+            crate::image::testing::elf_with_notes(&[(b"Xen", 18, &0x10_0000u32.to_le_bytes())]);
+        std::fs::write(dir.path().join("pvh"), pvh).unwrap();
+        let mut bz = vec![0u8; 0x300];
+        bz[0x202..0x206].copy_from_slice(b"HdrS");
+        bz[0x206..0x208].copy_from_slice(&0x20fu16.to_le_bytes());
+        std::fs::write(dir.path().join("bzimage"), bz).unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "not a kernel\n").unwrap();
+        std::fs::write(dir.path().join("disk.img"), vec![0u8; 4096]).unwrap();
+        std::fs::write(dir.path().join("initrd"), b"initrd").unwrap();
+        Dir { dir }
+    }
+
+    fn p(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    fn cfg(&self, text: &str) -> DomainConfig {
+        DomainConfig::from_xl("t.cfg", text, &[]).unwrap()
+    }
+
+    fn errors(&self, text: &str) -> Vec<String> {
+        match prepare(&self.cfg(text), &HOST) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => e.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+#[test]
+fn a_good_config_becomes_a_spec_with_open_files() {
+    let d = Dir::new();
+    let text = format!(
+        "name = 'ok'\nkernel = '{}'\nramdisk = '{}'\nmemory = 64\nvcpus = 2\nextra = 'x=1'\n\
+         disk = [ '{},raw,xvda,rw', ',raw,hdc:cdrom,r', '{},raw,xvdb,ro' ]\n",
+        d.p("pvh"),
+        d.p("initrd"),
+        d.p("disk.img"),
+        d.p("disk.img"),
+    );
+    let p = prepare(&d.cfg(&text), &HOST).unwrap();
+    assert_eq!(p.spec.boot, BootProtocol::Pvh);
+    assert_eq!((p.spec.memory_mib, p.spec.vcpus), (64, 2));
+    assert_eq!(p.spec.cmdline, "x=1");
+    assert_eq!(p.spec.disks.len(), 3);
+    assert!(p.spec.disks[1].media.is_none() && p.spec.disks[1].cdrom);
+    assert!(p.spec.disks[2].read_only && !p.spec.disks[2].discard);
+    assert!(p.files.disks[1].is_none());
+    assert!(
+        p.spec.boot_line().contains("through PVH"),
+        "{}",
+        p.spec.boot_line()
+    );
+    assert!(p.spec.boot_line().contains("type = \"pv\""));
+    let (spec, files) = p.hand_over();
+    use std::os::fd::AsRawFd;
+    let numbers: Vec<i32> = files.iter().map(AsRawFd::as_raw_fd).collect();
+    assert_eq!(numbers.len(), 4, "kernel, ramdisk, xvda, xvdb");
+    assert_eq!(spec.kernel.fd, Some(numbers[0]));
+    assert_eq!(spec.ramdisk.as_ref().and_then(|r| r.fd), Some(numbers[1]));
+    assert_eq!(
+        spec.disks[0].media.as_ref().and_then(|r| r.fd),
+        Some(numbers[2])
+    );
+    assert!(spec.disks[1].media.is_none());
+    assert_eq!(
+        spec.disks[2].media.as_ref().and_then(|r| r.fd),
+        Some(numbers[3])
+    );
+    let json = serde_json::to_string(&spec).unwrap();
+    assert_eq!(serde_json::from_str::<VmSpec>(&json).unwrap(), spec);
+    assert!(serde_json::from_str::<VmSpec>(&json.replacen('{', "{\"bogus\":1,", 1)).is_err());
+}
+
+#[test]
+fn linux_kernels_boot_through_the_linux_protocol() {
+    let d = Dir::new();
+    let p = prepare(&d.cfg(&format!("kernel = '{}'\n", d.p("bzimage"))), &HOST).unwrap();
+    assert_eq!(p.spec.boot, BootProtocol::Linux64);
+}
+
+#[test]
+fn every_refusal_is_located() {
+    let d = Dir::new();
+    let e = d.errors("name = 'x'\nkernel = '/nonexistent/vmlinuz'\n");
+    assert_eq!(
+        e,
+        ["t.cfg:2:10: kernel: cannot read kernel /nonexistent/vmlinuz: No such file or directory (os error 2)"]
+    );
+    let e = d.errors(&format!("kernel = '{}'\n", d.p("notes.txt")));
+    assert!(
+        e[0].starts_with("t.cfg:1:10: kernel: ") && e[0].contains("is not a kernel"),
+        "{e:?}"
+    );
+    let e = d.errors(&format!(
+        "kernel = '{}'\nramdisk = '/nonexistent/initrd'\n",
+        d.p("pvh")
+    ));
+    assert_eq!(e, ["t.cfg:2:11: ramdisk: cannot read ramdisk /nonexistent/initrd: No such file or directory (os error 2)"]);
+    let e = d.errors(&format!(
+        "kernel = '{}'\ndisk = [ '/nonexistent/d.img,raw,xvda,rw' ]\n",
+        d.p("pvh")
+    ));
+    assert!(
+        e[0].starts_with(
+            "t.cfg:2:10: disk: disk `xvda`: cannot open disk image /nonexistent/d.img read-write"
+        ),
+        "{e:?}"
+    );
+    let e = d.errors(&format!(
+        "kernel = '{}'\ndisk = [ '{}', 'format=qcow2,vdev=xvdb,target=/x.qcow2' ]\n",
+        d.p("pvh"),
+        format_args!("{},raw,xvda,rw", d.p("disk.img"))
+    ));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("t.cfg:2:") && e[0].contains("disk `xvdb`: format qcow2 is not supported"),
+        "{e:?}"
+    );
+    let e = d.errors(&format!("type = 'hvm'\nkernel = '{}'\n", d.p("pvh")));
+    assert!(
+        e[0].starts_with("t.cfg:1:8: type: type = \"hvm\" needs firmware"),
+        "{e:?}"
+    );
+    let e = d.errors(&format!("kernel = '{}'\nmemory = 8192\n", d.p("pvh")));
+    assert_eq!(e, ["t.cfg:2:10: memory: memory = 8192 MiB is more than this host can give (4096 MiB of RAM + swap)"]);
+    let e = d.errors(&format!("kernel = '{}'\nvcpus = 9\n", d.p("pvh")));
+    assert_eq!(
+        e,
+        ["t.cfg:2:9: vcpus: vcpus = 9 is over KVM's limit of 8 vCPUs per VM on this host"]
+    );
+    let disks: Vec<String> = (0..15)
+        .map(|i| format!("'{},raw,xvd{},ro'", d.p("disk.img"), char::from(b'a' + i)))
+        .collect();
+    let e = d.errors(&format!(
+        "kernel = '{}'\ndisk = [ {} ]\n",
+        d.p("pvh"),
+        disks.join(", ")
+    ));
+    assert_eq!(e, ["t.cfg:2:8: disk: 15 disks, but the machine model has interrupt lines for at most 14 virtio devices (GSIs 10-23)"]);
+}
+
+#[test]
+fn all_problems_are_reported_together() {
+    let d = Dir::new();
+    let e = d.errors(
+        "type = 'hvm'\nkernel = '/nonexistent/k'\ndisk = [ '/nonexistent/d,raw,xvda,rw' ]\n",
+    );
+    assert_eq!(e.len(), 3, "{e:?}");
+    assert!(e[0].starts_with("t.cfg:1:8: type:"));
+    assert!(e[1].starts_with("t.cfg:2:10: kernel:"));
+    assert!(e[2].starts_with("t.cfg:3:10: disk:"));
+}
+
+#[test]
+fn json_configs_are_checked_too() {
+    // A config from JSON (the API) has no origins, and a duplicate vdev the parser would have caught.
+    let d = Dir::new();
+    let mut cfg = d.cfg(&format!(
+        "kernel = '{}'\ndisk = [ '{},raw,xvda,ro' ]\n",
+        d.p("pvh"),
+        d.p("disk.img")
+    ));
+    cfg.disks.push(cfg.disks[0].clone());
+    cfg.origins = domus_config::Origins::default();
+    cfg.domain_type = DomainType::Hvm;
+    let e = prepare(&cfg, &HOST).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "type: type = \"hvm\" needs firmware this VMM does not have: boot the kernel directly with type = \"pvh\" (or \"pv\") and kernel = \"...\"\n\
+         disk: vdev `xvda` (device number 51712) is already used by disk 0 (`xvda`): expected a unique vdev per disk"
+    );
+    cfg.domain_type = DomainType::Pvh;
+    cfg.disks.pop();
+    cfg.name = "123".into();
+    cfg.on_crash = Action::CoredumpDestroy;
+    cfg.bootloader = Some("pygrub".into());
+    let e = prepare(&cfg, &HOST).unwrap_err().to_string();
+    assert!(e.contains("invalid domain name \"123\""), "{e}");
+    assert!(
+        e.contains("on_crash=\"coredump-destroy\" is not supported"),
+        "{e}"
+    );
+    assert!(
+        e.contains("bootloader \"pygrub\" is not supported yet"),
+        "{e}"
+    );
+}
+
+#[test]
+fn relative_paths_resolve_against_the_given_directory() {
+    let mut cfg = DomainConfig::from_xl(
+        "t.cfg",
+        "kernel = 'k'\nramdisk = '/abs/r'\ndisk = [ 'd.img,raw,xvda,rw' ]\n",
+        &[],
+    )
+    .unwrap();
+    resolve_paths(&mut cfg, Path::new("/a/b"));
+    assert_eq!(cfg.kernel.as_deref(), Some("/a/b/k"));
+    assert_eq!(cfg.ramdisk.as_deref(), Some("/abs/r"));
+    assert_eq!(cfg.disks[0].target.as_deref(), Some("/a/b/d.img"));
+}
