@@ -167,3 +167,86 @@ fn compaction_bounds_the_journal_through_the_embedding_api() {
     );
     handle.shutdown().unwrap();
 }
+
+fn get_quota(c: &mut Client, args: &str) -> String {
+    let v = c
+        .request(
+            domus_store::wire::MsgType::GetQuota,
+            TxId::NONE,
+            args.as_bytes(),
+        )
+        .unwrap();
+    String::from_utf8(v)
+        .unwrap()
+        .trim_end_matches('\0')
+        .to_owned()
+}
+
+fn set_quota(c: &mut Client, args: &str) {
+    c.request(
+        domus_store::wire::MsgType::SetQuota,
+        TxId::NONE,
+        args.as_bytes(),
+    )
+    .unwrap();
+}
+
+/// SET_QUOTA changes (global and per domain) survive kill -9, then compaction into a snapshot; a global
+/// quota nobody set follows the daemon's configuration.
+#[test]
+fn quotas_survive_kill9_and_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &["--quota", "watches=50"]);
+    let mut c = Client::connect(&d.socket).unwrap();
+    set_quota(&mut c, "nodes\0123\0");
+    set_quota(&mut c, "7\0node-size\099\0");
+    set_quota(&mut c, "8\0transactions\03\0");
+    set_quota(&mut c, "nodes\0456\0");
+    assert_eq!(get_quota(&mut c, "nodes\0"), "456");
+    d.kill9();
+
+    let d = Daemon::start(dir.path(), &["--quota", "watches=60"]);
+    let mut c = Client::connect(&d.socket).unwrap();
+    assert_eq!(get_quota(&mut c, "nodes\0"), "456", "global SET_QUOTA");
+    assert_eq!(
+        get_quota(&mut c, "watches\0"),
+        "60",
+        "configured, never set"
+    );
+    assert_eq!(get_quota(&mut c, "7\0node-size\0"), "99");
+    assert_eq!(
+        get_quota(&mut c, "7\0nodes\0"),
+        "123",
+        "a domain's limits were copied from the global ones when first set"
+    );
+    assert_eq!(get_quota(&mut c, "8\0transactions\0"), "3");
+    assert_eq!(get_quota(&mut c, "9\0nodes\0"), "456");
+    drop(c);
+    d.kill9();
+
+    // Compaction folds the quota records into the snapshot.
+    let sock = dir.path().join("s2");
+    let mut config = ServerConfig::new(dir.path().join("state"), vec![sock.clone()]);
+    config.compact_min_bytes = 4 * 1024;
+    let handle = server::spawn(config.clone()).unwrap();
+    let mut c = Client::connect(&sock).unwrap();
+    for i in 0..400 {
+        c.write(TxId::NONE, "/churn", format!("{i}").as_bytes())
+            .unwrap();
+    }
+    drop(c);
+    handle.shutdown().unwrap();
+    let journal = std::fs::metadata(dir.path().join("state/journal"))
+        .unwrap()
+        .len();
+    assert!(journal < 8 * 1024, "compacted: journal {journal} bytes");
+    assert!(dir.path().join("state/snapshot").exists());
+    let handle = server::spawn(config).unwrap();
+    let mut c = Client::connect(&sock).unwrap();
+    assert_eq!(get_quota(&mut c, "nodes\0"), "456");
+    assert_eq!(get_quota(&mut c, "7\0node-size\0"), "99");
+    assert_eq!(get_quota(&mut c, "8\0transactions\0"), "3");
+    assert_eq!(get_quota(&mut c, "watches\0"), "128", "default: never set");
+    drop(c);
+    handle.shutdown().unwrap();
+}
