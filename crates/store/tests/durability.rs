@@ -168,12 +168,17 @@ fn compaction_bounds_the_journal_through_the_embedding_api() {
     handle.shutdown().unwrap();
 }
 
-fn get_quota(c: &mut Client, args: &str) -> String {
+/// The fields, each NUL-terminated.
+fn fields(f: &[&str]) -> Vec<u8> {
+    f.iter().flat_map(|s| s.bytes().chain([0])).collect()
+}
+
+fn get_quota(c: &mut Client, args: &[&str]) -> String {
     let v = c
         .request(
             domus_store::wire::MsgType::GetQuota,
             TxId::NONE,
-            args.as_bytes(),
+            &fields(args),
         )
         .unwrap();
     String::from_utf8(v)
@@ -182,11 +187,11 @@ fn get_quota(c: &mut Client, args: &str) -> String {
         .to_owned()
 }
 
-fn set_quota(c: &mut Client, args: &str) {
+fn set_quota(c: &mut Client, args: &[&str]) {
     c.request(
         domus_store::wire::MsgType::SetQuota,
         TxId::NONE,
-        args.as_bytes(),
+        &fields(args),
     )
     .unwrap();
 }
@@ -198,29 +203,29 @@ fn quotas_survive_kill9_and_compaction() {
     let dir = tempfile::tempdir().unwrap();
     let d = Daemon::start(dir.path(), &["--quota", "watches=50"]);
     let mut c = Client::connect(&d.socket).unwrap();
-    set_quota(&mut c, "nodes\0123\0");
-    set_quota(&mut c, "7\0node-size\099\0");
-    set_quota(&mut c, "8\0transactions\03\0");
-    set_quota(&mut c, "nodes\0456\0");
-    assert_eq!(get_quota(&mut c, "nodes\0"), "456");
+    set_quota(&mut c, &["nodes", "123"]);
+    set_quota(&mut c, &["7", "node-size", "99"]);
+    set_quota(&mut c, &["8", "transactions", "3"]);
+    set_quota(&mut c, &["nodes", "456"]);
+    assert_eq!(get_quota(&mut c, &["nodes"]), "456");
     d.kill9();
 
     let d = Daemon::start(dir.path(), &["--quota", "watches=60"]);
     let mut c = Client::connect(&d.socket).unwrap();
-    assert_eq!(get_quota(&mut c, "nodes\0"), "456", "global SET_QUOTA");
+    assert_eq!(get_quota(&mut c, &["nodes"]), "456", "global SET_QUOTA");
     assert_eq!(
-        get_quota(&mut c, "watches\0"),
+        get_quota(&mut c, &["watches"]),
         "60",
         "configured, never set"
     );
-    assert_eq!(get_quota(&mut c, "7\0node-size\0"), "99");
+    assert_eq!(get_quota(&mut c, &["7", "node-size"]), "99");
     assert_eq!(
-        get_quota(&mut c, "7\0nodes\0"),
+        get_quota(&mut c, &["7", "nodes"]),
         "123",
         "a domain's limits were copied from the global ones when first set"
     );
-    assert_eq!(get_quota(&mut c, "8\0transactions\0"), "3");
-    assert_eq!(get_quota(&mut c, "9\0nodes\0"), "456");
+    assert_eq!(get_quota(&mut c, &["8", "transactions"]), "3");
+    assert_eq!(get_quota(&mut c, &["9", "nodes"]), "456");
     drop(c);
     d.kill9();
 
@@ -243,10 +248,10 @@ fn quotas_survive_kill9_and_compaction() {
     assert!(dir.path().join("state/snapshot").exists());
     let handle = server::spawn(config).unwrap();
     let mut c = Client::connect(&sock).unwrap();
-    assert_eq!(get_quota(&mut c, "nodes\0"), "456");
-    assert_eq!(get_quota(&mut c, "7\0node-size\0"), "99");
-    assert_eq!(get_quota(&mut c, "8\0transactions\0"), "3");
-    assert_eq!(get_quota(&mut c, "watches\0"), "128", "default: never set");
+    assert_eq!(get_quota(&mut c, &["nodes"]), "456");
+    assert_eq!(get_quota(&mut c, &["7", "node-size"]), "99");
+    assert_eq!(get_quota(&mut c, &["8", "transactions"]), "3");
+    assert_eq!(get_quota(&mut c, &["watches"]), "128", "default: never set");
     drop(c);
     handle.shutdown().unwrap();
 }
