@@ -163,3 +163,41 @@ fn damaged_snapshot_is_an_error() {
     let err = Journal::open(dir.path(), 4096).unwrap_err();
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
 }
+
+/// A daemon killed while running leaves the journal's reserved tail (zeros) behind: that is no damage.
+/// A record cut short inside that tail still is.
+#[test]
+fn reserved_zero_tail_of_a_killed_daemon_is_not_a_torn_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut j, _) = Journal::open(dir.path(), 1 << 20).unwrap();
+    for i in 0..5 {
+        j.append(&put(i));
+    }
+    j.flush().unwrap();
+    // kill -9: no destructor runs, the file keeps its reserve.
+    std::mem::forget(j);
+    let path = dir.path().join("journal");
+    let bytes = fs::read(&path).unwrap();
+    let mut rec = Vec::new();
+    put(0).frame_into(&mut rec);
+    let used = FILE_HEADER + 5 * rec.len();
+    assert!(bytes.len() > used, "the reserve is there");
+    assert!(bytes[used..].iter().all(|b| *b == 0));
+    let (j, loaded) = Journal::open(dir.path(), 1 << 20).unwrap();
+    assert_eq!(loaded.records, (0..5).map(put).collect::<Vec<_>>());
+    assert_eq!(loaded.dropped_bytes, 0);
+    drop(j);
+    assert_eq!(
+        fs::metadata(&path).unwrap().len(),
+        used as u64,
+        "cut back on open and drop"
+    );
+    // Half a record followed by zeros: torn.
+    let mut damaged = bytes[..used].to_vec();
+    damaged.extend_from_slice(&rec[..rec.len() / 2]);
+    damaged.resize(damaged.len() + 4096, 0);
+    fs::write(&path, &damaged).unwrap();
+    let (_, loaded) = Journal::open(dir.path(), 1 << 20).unwrap();
+    assert_eq!(loaded.records.len(), 5);
+    assert!(loaded.dropped_bytes > 0, "the torn record is reported");
+}
