@@ -6,9 +6,7 @@
 //! [`MappedFile::append`], never a SIGBUS on a page fault), and the mapping covers a large virtual range
 //! so that growing the file rarely needs a new mapping. fdatasync(2) on the file writes mapped pages back
 //! like written ones. The file's size runs ahead of its contents while open: the bytes past
-//! [`MappedFile::len`] are zeros, and dropping the value cuts the file back to its contents. Pages left
-//! behind by the append point are unmapped from the process (madvise DONTNEED, which keeps them, dirty or
-//! not, in the page cache), so the journal does not add to the daemon's resident memory.
+//! [`MappedFile::len`] are zeros, and dropping the value cuts the file back to its contents.
 
 use std::fs::File;
 use std::io;
@@ -30,7 +28,6 @@ pub struct MappedFile {
     map_len: usize,
     reserved: u64,
     len: u64,
-    released: usize,
 }
 
 // SAFETY: the mapping is owned by this value alone (never shared or aliased), so moving it to another
@@ -69,7 +66,6 @@ impl MappedFile {
             map_len,
             reserved: len,
             len,
-            released: 0,
         })
     }
 
@@ -103,7 +99,6 @@ impl MappedFile {
                 want - self.reserved,
             )?;
             self.reserved = want;
-            self.release_behind();
         }
         let end_usize =
             usize::try_from(end).map_err(|_| io::Error::other("journal larger than memory"))?;
@@ -120,29 +115,6 @@ impl MappedFile {
         Ok(())
     }
 
-    /// Unmaps the whole pages below the append point from the process (they stay in the page cache).
-    fn release_behind(&mut self) {
-        let upto = usize::try_from(self.len).unwrap_or(0) / 4096 * 4096;
-        if upto <= self.released {
-            return;
-        }
-        // SAFETY: `released < upto <= len <= map_len`: the offset stays inside the mapping.
-        let start = unsafe { self.map.as_ptr().add(self.released) };
-        // SAFETY: the range lies inside our mapping, holds no Rust references, and DONTNEED on a shared
-        // file mapping only drops page-table entries: the pages and their dirty state stay in the page
-        // cache, so later reads of the file (and the next fdatasync) see every byte written.
-        let r = unsafe {
-            rustix::mm::madvise(
-                start.cast(),
-                upto - self.released,
-                rustix::mm::Advice::LinuxDontNeed,
-            )
-        };
-        if r.is_ok() {
-            self.released = upto;
-        }
-    }
-
     fn remap(&mut self, len: usize) -> io::Result<()> {
         let new = map(&self.file, len)?;
         // SAFETY: the old mapping came from `map` with `map_len` bytes and is not referenced anywhere.
@@ -151,7 +123,6 @@ impl MappedFile {
         }
         self.map = new;
         self.map_len = len;
-        self.released = 0;
         Ok(())
     }
 }
