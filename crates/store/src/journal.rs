@@ -5,12 +5,9 @@
 //!   Written to `snapshot.tmp`, fsync'ed, renamed, directory fsync'ed — it is either whole or absent.
 //! - `journal`: `DOMUSJNL` + epoch, then framed records of every change since that snapshot.
 //!
-//! A frame is `len: u32 LE`, `crc32(payload): u32 LE`, `payload`. Every committed change is in the kernel's
-//! page cache before its reply is sent ([`Journal::flush`] copies it into a shared mapping of the journal,
-//! [`crate::mapped`]: no system call per batch, and the same promise as write(2) — it survives kill -9 of
-//! the daemon); a background thread fdatasyncs the journal at least once a second ([`Syncer`]), and
-//! [`Journal::sync`] does it on shutdown. While the daemon runs, the file is longer than its records (the
-//! reserved tail is zeros); on open, zeros after the last record are that reserve, while a frame that is cut
+//! A frame is `len: u32 LE`, `crc32(payload): u32 LE`, `payload`. Every committed change is handed to
+//! write(2) before its reply is sent ([`Journal::flush`]); a background thread fdatasyncs the journal at
+//! least once a second ([`Syncer`]), and [`Journal::sync`] does it on shutdown. On open, a frame that is cut
 //! short or fails its checksum ends the journal: it and anything after it are dropped with a warning and the
 //! file is truncated there, so earlier records are never touched. Compaction writes a snapshot of epoch
 //! `E+1` and then a fresh journal of epoch `E+1`; a journal whose epoch is older than the snapshot's is
@@ -24,7 +21,6 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::mapped::MappedFile;
 use crate::perms::{Access, Perm, Perms};
 use crate::{DomId, StoreError};
 
@@ -325,9 +321,10 @@ struct SyncShared {
 #[derive(Debug)]
 pub struct Journal {
     dir: PathBuf,
-    file: MappedFile,
+    file: File,
     pending: Vec<u8>,
     epoch: u64,
+    len: u64,
     snapshot_len: u64,
     compact_min: u64,
     shared: Arc<SyncShared>,
@@ -385,8 +382,7 @@ impl Journal {
                 Some(e) if e == epoch => {
                     let (recs, end) = parse_frames(&buf[FILE_HEADER..]);
                     let end = FILE_HEADER + end;
-                    // Zeros after the last record are the reserve of a daemon that did not stop cleanly.
-                    if buf[end..].iter().any(|b| *b != 0) {
+                    if end < buf.len() {
                         dropped_bytes = (buf.len() - end) as u64;
                         tracing::warn!(
                             path = %jpath.display(), offset = end, dropped_bytes,
@@ -406,25 +402,27 @@ impl Journal {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err(&jpath, "reading journal")(e)),
         }
-        let file = match valid_len {
+        let (file, len) = match valid_len {
             Some(len) => {
                 let f = OpenOptions::new()
-                    .read(true)
                     .write(true)
                     .open(&jpath)
                     .map_err(io_err(&jpath, "opening journal"))?;
-                let f = MappedFile::new(f, len).map_err(io_err(&jpath, "mapping journal"))?;
-                f.file()
-                    .sync_data()
-                    .map_err(io_err(&jpath, "syncing journal"))?;
-                f
+                f.set_len(len)
+                    .map_err(io_err(&jpath, "truncating torn journal tail"))?;
+                f.sync_data().map_err(io_err(&jpath, "syncing journal"))?;
+                drop(f);
+                let f = OpenOptions::new()
+                    .append(true)
+                    .open(&jpath)
+                    .map_err(io_err(&jpath, "opening journal"))?;
+                (f, len)
             }
-            None => Self::create_journal(dir, epoch)?,
+            None => (Self::create_journal(dir, epoch)?, FILE_HEADER as u64),
         };
         let shared = Arc::new(SyncShared {
             file: Mutex::new(
-                file.file()
-                    .try_clone()
+                file.try_clone()
                     .map_err(io_err(&jpath, "duplicating journal fd"))?,
             ),
             dirty: AtomicBool::new(false),
@@ -434,6 +432,7 @@ impl Journal {
             file,
             pending: Vec::new(),
             epoch,
+            len,
             snapshot_len,
             compact_min,
             shared,
@@ -448,7 +447,7 @@ impl Journal {
         ))
     }
 
-    fn create_journal(dir: &Path, epoch: u64) -> Result<MappedFile, StoreError> {
+    fn create_journal(dir: &Path, epoch: u64) -> Result<File, StoreError> {
         let tmp = dir.join("journal.tmp");
         let path = dir.join("journal");
         let mut f = File::create(&tmp).map_err(io_err(&tmp, "creating journal"))?;
@@ -457,12 +456,10 @@ impl Journal {
         f.sync_all().map_err(io_err(&tmp, "syncing journal"))?;
         fs::rename(&tmp, &path).map_err(io_err(&path, "installing journal"))?;
         sync_dir(dir)?;
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
+        OpenOptions::new()
+            .append(true)
             .open(&path)
-            .map_err(io_err(&path, "opening journal"))?;
-        MappedFile::new(f, FILE_HEADER as u64).map_err(io_err(&path, "mapping journal"))
+            .map_err(io_err(&path, "opening journal"))
     }
 
     /// Queues a record; it reaches the file at the next [`Journal::flush`].
@@ -470,18 +467,19 @@ impl Journal {
         rec.frame_into(&mut self.pending);
     }
 
-    /// Puts queued records into the page cache (the journal's mapping). Called before any reply of the
-    /// batch is sent.
+    /// Hands queued records to write(2). Called before any reply of the batch is sent.
     ///
     /// # Errors
-    /// The journal could not grow (disk full, I/O error); the caller must not acknowledge the batch.
+    /// The write failed; the caller must not acknowledge the batch.
     pub fn flush(&mut self) -> Result<(), StoreError> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        if let Err(e) = self.file.append(&self.pending) {
-            return Err(io_err(&self.dir.join("journal"), "appending to journal")(e));
-        }
+        let path = self.dir.join("journal");
+        self.file
+            .write_all(&self.pending)
+            .map_err(io_err(&path, "appending to journal"))?;
+        self.len += self.pending.len() as u64;
         self.pending.clear();
         self.shared.dirty.store(true, Ordering::Release);
         Ok(())
@@ -495,14 +493,13 @@ impl Journal {
         self.flush()?;
         self.shared.dirty.store(false, Ordering::Release);
         self.file
-            .file()
             .sync_data()
             .map_err(io_err(&self.dir.join("journal"), "syncing journal"))
     }
 
     /// Whether the journal has grown enough to be folded into a new snapshot.
     pub fn wants_compaction(&self) -> bool {
-        self.file.len() > self.compact_min.max(self.snapshot_len.saturating_mul(2))
+        self.len > self.compact_min.max(self.snapshot_len.saturating_mul(2))
     }
 
     /// Writes `state` as the new snapshot and starts an empty journal.
@@ -529,11 +526,11 @@ impl Journal {
         self.file = Self::create_journal(&self.dir, next)?;
         let clone = self
             .file
-            .file()
             .try_clone()
             .map_err(io_err(&self.dir, "duplicating journal fd"))?;
         *self.shared.file.lock().unwrap_or_else(|p| p.into_inner()) = clone;
         self.epoch = next;
+        self.len = FILE_HEADER as u64;
         self.snapshot_len = buf.len() as u64;
         tracing::info!(
             bytes = buf.len(),
@@ -545,7 +542,7 @@ impl Journal {
 
     /// Current journal size in bytes.
     pub fn len_bytes(&self) -> u64 {
-        self.file.len()
+        self.len
     }
 
     /// Starts the thread that fdatasyncs the journal once a second when it has new data.

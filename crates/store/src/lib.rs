@@ -12,8 +12,7 @@
 //!   keeps seeing that copy; commit fails with EAGAIN if a node it looked at changed meanwhile — see
 //!   [`transaction`] for the exact guarantee);
 //!   [`watch`]: watch matching; [`db`]: the view operations run on; `ops`: one module per operation;
-//! - [`store`]: the single-threaded engine tying them together; [`journal`]: journal + snapshot, appended
-//!   through a shared mapping ([`mapped`]);
+//! - [`store`]: the single-threaded engine tying them together; [`journal`]: journal + snapshot;
 //! - [`server`]: the socket server (embeddable, [`server::spawn`]); [`connection`]: per-client buffers;
 //! - [`client`]: a blocking client for domusd and tests.
 //!
@@ -34,7 +33,6 @@ pub mod connection;
 pub mod db;
 pub mod journal;
 pub mod log;
-pub mod mapped;
 mod ops;
 pub mod path;
 pub mod perms;
