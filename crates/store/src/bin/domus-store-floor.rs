@@ -231,7 +231,9 @@ fn replay(socket: PathBuf, from: PathBuf) -> anyhow::Result<()> {
             let t = ev.token().0;
             let Some(c) = conns.get_mut(&t) else { continue };
             if !serve_ready(c, &seqs[c.seq]) {
-                let mut c = conns.remove(&t).expect("present");
+                let Some(mut c) = conns.remove(&t) else {
+                    continue;
+                };
                 poll.registry().deregister(&mut c.stream)?;
                 if c.next != seqs[c.seq].len() {
                     eprintln!(
