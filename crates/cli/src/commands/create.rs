@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use domus_config::DomainConfig;
+use domus_api::messages::{DomainState, ShutdownReason};
 
 use super::Ctx;
 
@@ -29,9 +30,15 @@ pub struct Args {
     /// Quiet: no "Parsing config from ..." line.
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
-    /// Stay in the foreground until the domain is gone (xl's -F).
+    /// Stay in the foreground until the domain is gone, printing xl's monitor lines (xl's -F).
     #[arg(short = 'F')]
     pub foreground: bool,
+    /// Do not wait for the domain's death (xl's -e): the CLI never does; domusd supervises the domain.
+    #[arg(short = 'e')]
+    pub no_wait: bool,
+    /// Debug messages (xl's -d): as the global -vv.
+    #[arg(short = 'd')]
+    pub debug: bool,
     /// The config file (xl's -f form; then every positional argument is a KEY=VALUE override).
     #[arg(short = 'f', long = "defconfig", value_name = "FILE")]
     pub config_file: Option<PathBuf>,
@@ -49,6 +56,8 @@ impl Args {
             paused: false,
             quiet: true,
             foreground: false,
+            no_wait: false,
+            debug: false,
             config_file: Some(file),
             args: Vec::new(),
         }
@@ -144,7 +153,43 @@ fn create_domain(args: &Args, config: DomainConfig) -> anyhow::Result<()> {
             super::console::attach(Path::new(path))?;
         }
     } else if args.foreground {
-        crate::api::wait_stopped(&client, &[d.domid], None)?;
+        follow(&client, d.domid, &d.name)?;
     }
     Ok(())
+}
+
+/// `-F`: stays until the domain is gone, printing xl's monitor lines; a restart (same name, new domid)
+/// is followed as xl follows it.
+fn follow(c: &domus_api::client::ApiClient, first: u32, name: &str) -> anyhow::Result<()> {
+    let mut domid = first;
+    loop {
+        eprintln!(
+            "Waiting for domain {name} (domid {domid}) to die [pid {}]",
+            std::process::id()
+        );
+        let next = loop {
+            match c.get(&domid.to_string()) {
+                Ok(d) if matches!(d.state, DomainState::Shutdown | DomainState::Crashed) => {
+                    let code = d.shutdown_reason.map_or(0, ShutdownReason::code);
+                    eprintln!("Domain {domid} has shut down, reason code {code} 0x{code:x}");
+                    eprintln!("Done. Exiting now");
+                    return Ok(());
+                }
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => break c.get(name).ok().filter(|d| d.domid != domid),
+                Err(e) => return Err(e.into()),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        match next {
+            Some(d) => {
+                eprintln!("Done. Rebooting now");
+                domid = d.domid;
+            }
+            None => {
+                eprintln!("Domain {domid} has been destroyed.");
+                return Ok(());
+            }
+        }
+    }
 }

@@ -18,10 +18,12 @@ pub mod pause;
 pub mod reboot;
 pub mod rename;
 pub mod shutdown;
+pub mod top;
 pub mod unpause;
 pub mod uptime;
 pub mod vcpu_list;
 pub mod vcpu_pin;
+pub mod vm_list;
 
 use clap::Subcommand;
 
@@ -34,6 +36,8 @@ pub enum Prog {
     Xl,
     /// `xm`
     Xm,
+    /// `xentop` (every argument belongs to `top`)
+    Xentop,
 }
 
 impl Prog {
@@ -43,6 +47,7 @@ impl Prog {
             Prog::Domus => "domus",
             Prog::Xl => "xl",
             Prog::Xm => "xm",
+            Prog::Xentop => "xentop",
         }
     }
 }
@@ -97,6 +102,8 @@ pub enum Command {
     Rename(rename::Args),
     /// Shut a domain down through its ACPI power button (xl shutdown).
     Shutdown(shutdown::Args),
+    /// Live view of the domains, as xentop (xl top); `-b` for batch output.
+    Top(top::Args),
     /// Unpause a domain (xl unpause).
     Unpause(unpause::Args),
     /// Show domains' uptime (xl uptime).
@@ -105,6 +112,8 @@ pub enum Command {
     VcpuList(vcpu_list::Args),
     /// Pin vCPUs to host CPUs (xl vcpu-pin).
     VcpuPin(vcpu_pin::Args),
+    /// List UUID, domid and name of every domain (xl vm-list).
+    VmList(vm_list::Args),
 }
 
 impl Command {
@@ -130,10 +139,12 @@ impl Command {
             Command::Reboot(_) => "reboot",
             Command::Rename(_) => "rename",
             Command::Shutdown(_) => "shutdown",
+            Command::Top(_) => "top",
             Command::Unpause(_) => "unpause",
             Command::Uptime(_) => "uptime",
             Command::VcpuList(_) => "vcpu-list",
             Command::VcpuPin(_) => "vcpu-pin",
+            Command::VmList(_) => "vm-list",
         }
     }
 }
@@ -163,9 +174,11 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
         Command::Reboot(args) => reboot::run(ctx, args),
         Command::Rename(args) => rename::run(ctx, args),
         Command::Shutdown(args) => shutdown::run(ctx, args),
+        Command::Top(args) => top::run(ctx, args),
         Command::Unpause(args) => unpause::run(ctx, args),
         Command::Uptime(args) => uptime::run(ctx, args),
         Command::VcpuList(args) => vcpu_list::run(ctx, args),
         Command::VcpuPin(args) => vcpu_pin::run(ctx, args),
+        Command::VmList(args) => vm_list::run(ctx, args),
     }
 }
