@@ -159,7 +159,9 @@ mod tests {
     #[test]
     fn ambiguous_prefixes_are_refused_as_xl_refuses_them() {
         // `de`: destroy, debug-keys, devd. `sh`: shutdown, sharing. `s`: many.
-        for word in ["de", "sh", "s", "d", "re", "c", "pci", "vcpu-", "mem", "", "xyz", "lists"] {
+        for word in [
+            "de", "sh", "s", "d", "re", "c", "pci", "vcpu-", "mem", "", "xyz", "lists",
+        ] {
             assert_eq!(lookup(word), Lookup::NotFound, "{word:?}");
         }
     }
@@ -185,5 +187,64 @@ mod tests {
                 assert_eq!(lookup(p), want, "{p}");
             }
         }
+    }
+
+    /// The table against xl's own manual (Debian's xl 4.17 xl(1), from DOMUS_TESTDEPS or the fetched
+    /// test deps): every command the manual documents is in the table, and the table's extras are the
+    /// three commands the manual leaves out.
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn table_matches_xls_manual() {
+        let deps = std::env::var_os("DOMUS_TESTDEPS").map_or_else(
+            || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/testdeps"),
+            std::path::PathBuf::from,
+        );
+        let man = deps.join("xen/usr/share/man/man1/xl.1.gz");
+        assert!(
+            man.exists(),
+            "{} missing: run scripts/fetch-test-deps.sh",
+            man.display()
+        );
+        let out = std::process::Command::new("zcat")
+            .arg(&man)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        // Items of the manual's lists that are not commands (options, global settings, COLO params).
+        let not_commands = [
+            "active-disk",
+            "autoballoon",
+            "colo-export",
+            "colo-host",
+            "colo-port",
+            "forwarddev",
+            "help",
+            "hidden-disk",
+        ];
+        let mut documented: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix(".IP \"\\fB")?.split("\\fR").next())
+            .filter(|n| {
+                n.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            })
+            .filter(|n| !not_commands.contains(n))
+            .collect();
+        documented.sort_unstable();
+        documented.dedup();
+        assert!(documented.len() > 80, "manual parse found {documented:?}");
+        for n in &documented {
+            assert!(
+                XL_COMMANDS.contains(n),
+                "xl(1) documents `{n}`, missing from XL_COMMANDS"
+            );
+        }
+        let mut extra: Vec<&str> = XL_COMMANDS
+            .iter()
+            .copied()
+            .filter(|n| !documented.contains(n))
+            .collect();
+        extra.sort_unstable();
+        assert_eq!(extra, ["devd", "migrate-receive", "sched-credit2"]);
     }
 }

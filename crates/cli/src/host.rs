@@ -164,7 +164,11 @@ fn meminfo_kib(text: &str, key: &str) -> u64 {
     text.lines()
         .find_map(|l| {
             let (_, rest) = l.split_once(key)?;
-            rest.trim_start_matches(':').split_whitespace().next()?.parse().ok()
+            rest.trim_start_matches(':')
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
         })
         .unwrap_or(0)
 }
@@ -242,7 +246,13 @@ fn hw_caps() -> [u32; 8] {
     };
     let get = |leaf, sub, reg: usize| cpuid(&f, leaf, sub).map_or(0, |r| r[reg]);
     let max_ext = get(0x8000_0000, 0, 0);
-    let ext = |leaf: u32, reg| if max_ext >= leaf { get(leaf, 0, reg) } else { 0 };
+    let ext = |leaf: u32, reg| {
+        if max_ext >= leaf {
+            get(leaf, 0, reg)
+        } else {
+            0
+        }
+    };
     let (eax, ebx, ecx, edx) = (0, 1, 2, 3);
     [
         get(1, 0, edx),
@@ -276,7 +286,12 @@ mod tests {
             node: 0,
         };
         let f = LocalFacts {
-            cpus: vec![place(0, 0, 0), place(1, 0, 0), place(2, 1, 0), place(3, 1, 0)],
+            cpus: vec![
+                place(0, 0, 0),
+                place(1, 0, 0),
+                place(2, 1, 0),
+                place(3, 1, 0),
+            ],
             ..LocalFacts::default()
         };
         assert_eq!((f.threads_per_core(), f.cores_per_socket()), (2, 2));

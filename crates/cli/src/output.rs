@@ -257,11 +257,17 @@ pub fn uptime_row(d: &DomainInfo) -> String {
     )
 }
 
+/// `key : value` rows of `xl info`.
+pub type InfoRows = Vec<(&'static str, String)>;
+
 /// `xl info`'s rows in xl 4.17's order (`print_info`: node, physinfo, [topology, NUMA], Xen info,
 /// `xend_config_format`), as `(key, value)`; the `-n` tables are separate ([`info_numa`]). The Xen-side
 /// fields answer for Domus: its version, `hvm-3.0-x86_64` guests (PVH is Xen's hvm type) on KVM, the host
 /// kernel's command line.
-pub fn info_rows(h: &HostInfo, f: &LocalFacts) -> (Vec<(&'static str, String)>, Vec<(&'static str, String)>) {
+pub fn info_rows(
+    h: &HostInfo,
+    f: &LocalFacts,
+) -> (InfoRows, InfoRows) {
     let caps = f
         .hw_caps
         .iter()
@@ -274,13 +280,22 @@ pub fn info_rows(h: &HostInfo, f: &LocalFacts) -> (Vec<(&'static str, String)>, 
         ("version", h.version.clone()),
         ("machine", h.machine.clone()),
         ("nr_cpus", h.nr_cpus.to_string()),
-        ("max_cpu_id", f.max_cpu_id().max(h.nr_cpus.saturating_sub(1)).to_string()),
+        (
+            "max_cpu_id",
+            f.max_cpu_id().max(h.nr_cpus.saturating_sub(1)).to_string(),
+        ),
         ("nr_nodes", f.nodes.len().max(1).to_string()),
         ("cores_per_socket", f.cores_per_socket().to_string()),
         ("threads_per_core", f.threads_per_core().to_string()),
-        ("cpu_mhz", format!("{}.{:03}", f.cpu_khz / 1000, f.cpu_khz % 1000)),
+        (
+            "cpu_mhz",
+            format!("{}.{:03}", f.cpu_khz / 1000, f.cpu_khz % 1000),
+        ),
         ("hw_caps", caps),
-        ("virt_caps", if h.kvm { " hvm".into() } else { String::new() }),
+        (
+            "virt_caps",
+            if h.kvm { " hvm".into() } else { String::new() },
+        ),
         ("total_memory", h.total_memory_mib.to_string()),
         ("free_memory", h.free_memory_mib.to_string()),
         ("sharing_freed_memory", "0".into()),
@@ -293,13 +308,22 @@ pub fn info_rows(h: &HostInfo, f: &LocalFacts) -> (Vec<(&'static str, String)>, 
     let mut parts = v.splitn(3, '.');
     let major = parts.next().unwrap_or("0").to_owned();
     let minor = parts.next().unwrap_or("0").to_owned();
-    let extra = parts.next().map_or_else(|| "-domus".to_owned(), |p| format!(".{p}-domus"));
+    let extra = parts
+        .next()
+        .map_or_else(|| "-domus".to_owned(), |p| format!(".{p}-domus"));
     let tail = vec![
         ("xen_major", major.clone()),
         ("xen_minor", minor.clone()),
         ("xen_extra", extra.clone()),
         ("xen_version", format!("{major}.{minor}{extra}")),
-        ("xen_caps", if h.kvm { "kvm-x86_64 hvm-3.0-x86_64".into() } else { String::new() }),
+        (
+            "xen_caps",
+            if h.kvm {
+                "kvm-x86_64 hvm-3.0-x86_64".into()
+            } else {
+                String::new()
+            },
+        ),
         // vCPU threads run under Linux's fair scheduler, which xl's credit knobs (weight, cap) map onto.
         ("xen_scheduler", "credit".into()),
         ("xen_pagesize", "4096".into()),
@@ -352,7 +376,11 @@ pub fn info_field(h: &HostInfo, f: &LocalFacts, name: &str) -> String {
 pub fn info_numa(f: &LocalFacts) -> String {
     let mut s = String::from("cpu_topology           :\ncpu:    core    socket     node\n");
     for c in &f.cpus {
-        let _ = writeln!(s, "{:>3}:    {:>4}     {:>4}     {:>4}", c.cpu, c.core, c.socket, c.node);
+        let _ = writeln!(
+            s,
+            "{:>3}:    {:>4}     {:>4}     {:>4}",
+            c.cpu, c.core, c.socket, c.node
+        );
     }
     s.push_str("device topology        :\ndevice           node\n");
     for p in &f.pci {
@@ -530,18 +558,48 @@ mod tests {
             ..LocalFacts::default()
         };
         let out = info(&h, &f, false);
-        let keys: Vec<&str> = out.lines().map(|l| l.split(':').next().unwrap_or("").trim()).collect();
+        let keys: Vec<&str> = out
+            .lines()
+            .map(|l| l.split(':').next().unwrap_or("").trim())
+            .collect();
         // xl 4.17's print_info order (tools/xl/xl_info.c).
         assert_eq!(
             keys,
             [
-                "host", "release", "version", "machine", "nr_cpus", "max_cpu_id", "nr_nodes",
-                "cores_per_socket", "threads_per_core", "cpu_mhz", "hw_caps", "virt_caps",
-                "total_memory", "free_memory", "sharing_freed_memory", "sharing_used_memory",
-                "outstanding_claims", "free_cpus", "xen_major", "xen_minor", "xen_extra",
-                "xen_version", "xen_caps", "xen_scheduler", "xen_pagesize", "platform_params",
-                "xen_changeset", "xen_commandline", "cc_compiler", "cc_compile_by",
-                "cc_compile_domain", "cc_compile_date", "build_id", "xend_config_format"
+                "host",
+                "release",
+                "version",
+                "machine",
+                "nr_cpus",
+                "max_cpu_id",
+                "nr_nodes",
+                "cores_per_socket",
+                "threads_per_core",
+                "cpu_mhz",
+                "hw_caps",
+                "virt_caps",
+                "total_memory",
+                "free_memory",
+                "sharing_freed_memory",
+                "sharing_used_memory",
+                "outstanding_claims",
+                "free_cpus",
+                "xen_major",
+                "xen_minor",
+                "xen_extra",
+                "xen_version",
+                "xen_caps",
+                "xen_scheduler",
+                "xen_pagesize",
+                "platform_params",
+                "xen_changeset",
+                "xen_commandline",
+                "cc_compiler",
+                "cc_compile_by",
+                "cc_compile_domain",
+                "cc_compile_date",
+                "build_id",
+                "xend_config_format"
             ]
         );
         assert!(out.starts_with("host                   : h\n"));
@@ -555,6 +613,8 @@ mod tests {
         let numa = info(&h, &f, true);
         let t = numa.find("cpu_topology").unwrap();
         assert!(numa.find("free_cpus").unwrap() < t && t < numa.find("xen_major").unwrap());
-        assert!(numa.contains("numa_info              :\nnode:    memsize    memfree    distances\n"));
+        assert!(
+            numa.contains("numa_info              :\nnode:    memsize    memfree    distances\n")
+        );
     }
 }

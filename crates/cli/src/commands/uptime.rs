@@ -27,10 +27,7 @@ pub fn run(_ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     }
     for d in &all {
         if args.short {
-            println!(
-                "{}",
-                output::uptime_short_row(&crate::clock::hms_now(), d)
-            );
+            println!("{}", output::uptime_short_row(&crate::clock::hms_now(), d));
         } else {
             println!("{}", output::uptime_row(d));
         }

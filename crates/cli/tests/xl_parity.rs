@@ -1,0 +1,244 @@
+//! End-to-end tests of issue 15's xl parity items, against a real domusd, domus-vmm and probe guest: xl's
+//! command lookup, `xentop`/`top -b`, xm's shutdown flags, `info`/`list`/`uptime`/`vm-list`/`reboot`
+//! output, `create`'s lines and the settings refused instead of ignored.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use support::{wait_for, Host, TIMEOUT};
+
+/// A link named `name` to the domus binary (argv[0] personality), inside the host's dir.
+fn link(h: &Host, name: &str) -> PathBuf {
+    let p = h.path(name);
+    std::os::unix::fs::symlink(&h.bins.domus, &p).unwrap();
+    p
+}
+
+fn run_as(h: &Host, bin: &Path, args: &[&str]) -> Output {
+    h.command_as(bin, args).output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn ambiguous_or_unknown_words_are_refused_as_xl_refuses_them() {
+    let h = Host::start();
+    h.probe_cfg("n.cfg", "nosuch", "idle", "");
+    h.ok(&["cr", "n.cfg"]);
+    h.wait_console("nosuch", "PROBE idle ready");
+    let id = h.row("nosuch").unwrap().domid;
+    // `de` prefixes destroy, debug-keys and devd; `sh` shutdown and sharing: xl runs neither.
+    for word in ["de", "sh", "s", "frobnicate"] {
+        let err = h.fails(&[word, "nosuch"]);
+        assert_eq!(err, "command not implemented\n", "{word}");
+    }
+    let err = h.fails(&["mem-set", "nosuch", "32"]);
+    assert_eq!(err, "command \"mem-set\" not implemented\n");
+    assert_eq!(
+        h.row("nosuch").map(|r| r.domid),
+        Some(id),
+        "still running, untouched"
+    );
+    // Unique prefixes of xl's table select the command.
+    assert!(h.ok(&["li"]).contains("nosuch"));
+    assert!(h.ok(&["vm"]).contains("nosuch"));
+    h.ok(&["dest", "nosuch"]);
+    assert_eq!(h.row("nosuch"), None);
+}
+
+#[test]
+fn xentop_batch_mode_prints_xentops_header_and_rows() {
+    let h = Host::start();
+    h.probe_cfg("t.cfg", "topped", "idle", "vcpus = 2\n");
+    h.ok(&["create", "t.cfg"]);
+    h.wait_console("topped", "PROBE idle ready");
+    let xentop = link(&h, "xentop");
+    let o = run_as(&h, &xentop, &["-b", "-i", "2", "-d", "1"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    let header = "      NAME  STATE   CPU(sec) CPU(%)     MEM(k) MEM(%)  MAXMEM(k) MAXMEM(%) VCPUS NETS NETTX(k) NETRX(k) VBDS   VBD_OO   VBD_RD   VBD_WR  VBD_RSECT  VBD_WSECT SSID";
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines.iter().filter(|l| **l == header).count(),
+        2,
+        "one header per round:\n{out}"
+    );
+    assert_eq!(lines.len(), 6, "2 x (header + Domain-0 + topped):\n{out}");
+    for row in lines.iter().filter(|l| **l != header) {
+        assert_eq!(row.len(), header.len(), "columns line up: {row:?}");
+        assert_eq!(row.split_whitespace().count(), 19, "{row:?}");
+    }
+    // Sorted by name as xentop: Domain-0 before topped.
+    assert!(lines[1].trim_start().starts_with("Domain-0"));
+    let guest: Vec<&str> = lines[2].split_whitespace().collect();
+    assert_eq!(guest[0], "topped");
+    assert!(guest[1] == "--b---" || guest[1] == "-----r", "{guest:?}");
+    assert_eq!(
+        (guest[4], guest[8], guest[12]),
+        ("16384", "2", "0"),
+        "MEM(k), VCPUS, VBDS"
+    );
+    // `xl top` is the same program; -v adds the vCPU line.
+    let v = h.ok(&["top", "-b", "-i", "1", "-v"]);
+    assert!(v.contains("VCPUs(sec):   0:") && v.contains("s  1:"), "{v}");
+    h.ok(&["destroy", "topped"]);
+}
+
+#[test]
+fn xm_shutdown_r_reboots_and_h_halts() {
+    let h = Host::start();
+    h.probe_cfg("x.cfg", "old", "idle", "on_reboot = \"restart\"\n");
+    h.ok(&["create", "x.cfg"]);
+    h.wait_console("old", "PROBE idle ready");
+    let first = h.row("old").unwrap().domid;
+    let xm = link(&h, "xm");
+    let xl = link(&h, "xl");
+    let refused = run_as(&h, &xl, &["shutdown", "-R", "old"]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("-R is an xm option"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let o = run_as(&h, &xm, &["shutdown", "-R", "old"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains(&format!("Rebooting domain {first}")));
+    wait_for("old to come back with a new domid", TIMEOUT, || {
+        h.row("old").filter(|r| r.domid != first).map(|_| ())
+    });
+    wait_for("the second boot to be ready", TIMEOUT, || {
+        (h.console_log("old").matches("PROBE idle ready").count() >= 2).then_some(())
+    });
+    let o = run_as(&h, &xm, &["shutdown", "-H", "-w", "--timeout", "30", "old"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(h.row("old"), None, "halted: gone after -H -w");
+}
+
+#[test]
+fn info_list_uptime_vm_list_and_reboot_print_xls_formats() {
+    let h = Host::start();
+    h.probe_cfg("f.cfg", "fmt", "idle", "on_reboot = \"restart\"\n");
+    h.ok(&["create", "f.cfg"]);
+    h.wait_console("fmt", "PROBE idle ready");
+    let d = h.long("fmt");
+    let (id, uuid) = (d["domid"].as_u64().unwrap(), d["uuid"].as_str().unwrap());
+
+    let info = h.ok(&["info"]);
+    let keys: Vec<&str> = info
+        .lines()
+        .map(|l| l.split(':').next().unwrap().trim_end())
+        .collect();
+    assert_eq!(keys.first(), Some(&"host"));
+    assert_eq!(keys.last(), Some(&"xend_config_format"));
+    for k in [
+        "cores_per_socket",
+        "threads_per_core",
+        "nr_nodes",
+        "free_cpus",
+        "xen_version",
+        "xen_caps",
+        "xen_commandline",
+        "hw_caps",
+    ] {
+        assert!(keys.contains(&k), "{k} missing:\n{info}");
+    }
+    let nr_cpus = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(h.ok(&["info", "nr_cpus"]), format!("{nr_cpus}\n"));
+    let numa = h.ok(&["info", "-n"]);
+    assert!(
+        numa.contains("cpu_topology           :\ncpu:    core    socket     node\n  0:"),
+        "{numa}"
+    );
+    assert!(
+        numa.contains("numa_info              :\nnode:    memsize    memfree    distances\n   0:")
+    );
+
+    let l = h.ok(&["list", "-Z", "-c", "-n", "fmt"]);
+    let mut lines = l.lines();
+    assert_eq!(
+        lines.next(),
+        Some("Name                                        ID   Mem VCPUs\tState\tTime(s)   Security Label         Cpupool NODE Affinity")
+    );
+    let row = lines.next().unwrap();
+    assert!(
+        row.ends_with("                -          Pool-0 all"),
+        "{row:?}"
+    );
+
+    let vm = h.ok(&["vm-list"]);
+    assert!(vm.starts_with("UUID                                  ID    name\n"));
+    assert!(vm.contains(&format!("{uuid}  {id}    fmt")), "{vm}");
+
+    let up = h.ok(&["uptime", "-s", "fmt"]);
+    let (clock, rest) = up.trim_start().split_once(" up ").unwrap();
+    assert_eq!(clock.len(), 8, "HH:MM:SS in {up:?}");
+    assert!(rest.ends_with(&format!(", fmt ({id})\n")), "{up:?}");
+
+    let o = h.domus(&["reboot", "fmt"]);
+    assert!(o.status.success());
+    assert_eq!(text(&o.stderr), format!("Rebooting domain {id}\n"));
+    wait_for("fmt to restart", TIMEOUT, || {
+        h.row("fmt")
+            .filter(|r| u64::from(r.domid) != id)
+            .map(|_| ())
+    });
+    h.ok(&["destroy", "fmt"]);
+}
+
+#[test]
+fn create_prints_xls_lines_and_refuses_settings_it_would_ignore() {
+    let h = Host::start();
+    // A near miss gets a suggestion; the domain still starts (xl keeps unknown keys too).
+    h.probe_cfg("typo.cfg", "typo", "idle", "memroy = 32\nvcpu = 2\n");
+    let o = h.domus(&["create", "typo.cfg"]);
+    assert!(o.status.success());
+    let err = text(&o.stderr);
+    assert!(err.starts_with("Parsing config from "), "{err}");
+    assert!(
+        err.contains("unknown key `memroy`: kept but not used; did you mean `memory`?")
+            && err.contains("unknown key `vcpu`: kept but not used; did you mean `vcpus`?"),
+        "{err}"
+    );
+    h.ok(&["destroy", "typo"]);
+
+    h.probe_cfg("s.cfg", "ser", "idle", "serial = \"file:/tmp/x\"\n");
+    let err = h.fails(&["create", "s.cfg"]);
+    assert!(
+        err.contains("serial = \"file:/tmp/x\" is not supported"),
+        "{err}"
+    );
+    let img = h.path("d.img");
+    std::fs::write(&img, vec![0u8; 1 << 20]).unwrap();
+    let disk = format!(
+        "disk = ['vdev=xvda, script=block-iscsi, target={}']\n",
+        img.display()
+    );
+    h.probe_cfg("d.cfg", "scripted", "idle", &disk);
+    let err = h.fails(&["create", "d.cfg"]);
+    assert!(
+        err.contains("d.cfg:7:9: disk: disk `xvda`: script=block-iscsi is not supported"),
+        "{err}"
+    );
+    assert_eq!(h.list().len(), 1, "nothing created");
+
+    // serial = "pty" is what the console is; -F follows the domain until it is gone.
+    h.probe_cfg(
+        "p.cfg",
+        "offnow",
+        "poweroff",
+        "serial = \"pty\"\non_poweroff = \"destroy\"\n",
+    );
+    let o = h.domus(&["create", "-F", "p.cfg"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("Waiting for domain offnow (domid ") && err.contains("to die [pid "),
+        "{err}"
+    );
+    assert!(err.trim_end().ends_with("has been destroyed."), "{err}");
+}
