@@ -155,6 +155,25 @@ pub struct RebootRequest {
     pub force: bool,
 }
 
+/// `POST /v1/domains/DOM/sysrq`: a serial BREAK followed by `key` (xl sysrq).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SysrqRequest {
+    /// The SysRq key (printable ASCII).
+    pub key: char,
+}
+
+/// `POST /v1/domains/DOM/trigger` (xl trigger, and xl button-press as `power`/`sleep`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerRequest {
+    /// `power`, `sleep`, `nmi`, `init`, `reset` or `s3resume`.
+    pub trigger: String,
+    /// The vCPU, for `nmi` and `init` (xl's optional VCPU argument; 0 when absent).
+    #[serde(default)]
+    pub vcpu: Option<u32>,
+}
+
 /// `POST /v1/domains/DOM/rename`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

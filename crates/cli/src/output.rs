@@ -264,10 +264,7 @@ pub type InfoRows = Vec<(&'static str, String)>;
 /// `xend_config_format`), as `(key, value)`; the `-n` tables are separate ([`info_numa`]). The Xen-side
 /// fields answer for Domus: its version, `hvm-3.0-x86_64` guests (PVH is Xen's hvm type) on KVM, the host
 /// kernel's command line.
-pub fn info_rows(
-    h: &HostInfo,
-    f: &LocalFacts,
-) -> (InfoRows, InfoRows) {
+pub fn info_rows(h: &HostInfo, f: &LocalFacts) -> (InfoRows, InfoRows) {
     let caps = f
         .hw_caps
         .iter()

@@ -242,3 +242,51 @@ fn create_prints_xls_lines_and_refuses_settings_it_would_ignore() {
     );
     assert!(err.trim_end().ends_with("has been destroyed."), "{err}");
 }
+
+#[test]
+fn sysrq_trigger_and_button_press() {
+    let h = Host::start();
+    h.probe_cfg("e.cfg", "echoer", "echo", "on_reboot = \"restart\"\n");
+    h.probe_cfg("i.cfg", "idler", "idle", "");
+    h.ok(&["create", "e.cfg"]);
+    h.ok(&["create", "i.cfg"]);
+    h.wait_console("echoer", "PROBE echo ready");
+    h.wait_console("idler", "PROBE idle ready");
+    // sysrq: a serial BREAK, then the key, which the guest sees as such.
+    h.ok(&["sysrq", "echoer", "h"]);
+    h.wait_console("echoer", "PROBE echo break");
+    h.wait_console("echoer", "PROBE echo sysrq key=h");
+    assert!(h
+        .fails(&["sysrq", "echoer", "hh"])
+        .contains("sysrq must be just one character"));
+    // Refused triggers say why; unknown ones are named.
+    let err = h.fails(&["trigger", "echoer", "s3resume"]);
+    assert!(err.contains("no S3"), "{err}");
+    let err = h.fails(&["trigger", "echoer", "sleep"]);
+    assert!(err.contains("no ACPI sleep button"), "{err}");
+    let err = h.fails(&["button-press", "echoer", "sleep"]);
+    assert!(err.contains("no ACPI sleep button"), "{err}");
+    let err = h.fails(&["trigger", "echoer", "bogus"]);
+    assert!(err.contains("Invalid trigger \"bogus\""), "{err}");
+    let err = h.fails(&["button-press", "echoer", "reset"]);
+    assert!(
+        err.contains("reset is an invalid button identifier"),
+        "{err}"
+    );
+    // reset: the domain's reboot outcome (on_reboot = restart: a new domid, a second boot).
+    let first = h.row("echoer").unwrap().domid;
+    h.ok(&["trigger", "echoer", "reset"]);
+    wait_for("echoer to restart", TIMEOUT, || {
+        h.row("echoer").filter(|r| r.domid != first).map(|_| ())
+    });
+    wait_for("the second boot", TIMEOUT, || {
+        (h.console_log("echoer").matches("PROBE echo ready").count() >= 2).then_some(())
+    });
+    // power (trigger or button-press): the ACPI power button.
+    h.ok(&["button-press", "idler", "power"]);
+    h.wait_console("idler", "PROBE idle power-button");
+    wait_for("idler to power off", TIMEOUT, || {
+        h.row("idler").is_none().then_some(())
+    });
+    h.ok(&["destroy", "echoer"]);
+}

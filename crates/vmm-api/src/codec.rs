@@ -157,6 +157,7 @@ mod tests {
                 vcpu: 3,
                 cpus: vec![0, 1, 7],
             },
+            Request::Sysrq { key: 'h' },
         ]
     }
 

@@ -35,6 +35,11 @@ pub enum Request {
         /// Host CPU numbers.
         cpus: Vec<u32>,
     },
+    /// A line BREAK on the serial console followed by `key`: Linux's 8250 console makes it SysRq-`key`.
+    Sysrq {
+        /// The SysRq key (printable ASCII).
+        key: char,
+    },
 }
 
 impl Request {
@@ -50,6 +55,7 @@ impl Request {
             Self::Outcome => "outcome",
             Self::AckOutcome => "ack-outcome",
             Self::VcpuPin { .. } => "vcpu-pin",
+            Self::Sysrq { .. } => "sysrq",
         }
     }
 }

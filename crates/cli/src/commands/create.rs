@@ -7,8 +7,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use domus_config::DomainConfig;
 use domus_api::messages::{DomainState, ShutdownReason};
+use domus_config::DomainConfig;
 
 use super::Ctx;
 

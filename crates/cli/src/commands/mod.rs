@@ -18,7 +18,9 @@ pub mod pause;
 pub mod reboot;
 pub mod rename;
 pub mod shutdown;
+pub mod sysrq;
 pub mod top;
+pub mod trigger;
 pub mod unpause;
 pub mod uptime;
 pub mod vcpu_list;
@@ -80,6 +82,8 @@ pub enum Command {
     BlockDetach(block::HotplugArgs),
     /// Disk images: `disk create PATH SIZE [--sparse] [--force]`.
     Disk(disk::Args),
+    /// Press a domain's ACPI power (or sleep) button (xl button-press).
+    ButtonPress(trigger::ButtonArgs),
     /// Terminate a domain immediately (xl destroy).
     Destroy(destroy::Args),
     /// Show domusd's recent log (xl dmesg).
@@ -102,6 +106,10 @@ pub enum Command {
     Rename(rename::Args),
     /// Shut a domain down through its ACPI power button (xl shutdown).
     Shutdown(shutdown::Args),
+    /// Send a serial BREAK and a SysRq letter to a domain's console (xl sysrq).
+    Sysrq(sysrq::Args),
+    /// Send a trigger (power, reset, init, ...) to a domain (xl trigger).
+    Trigger(trigger::Args),
     /// Live view of the domains, as xentop (xl top); `-b` for batch output.
     Top(top::Args),
     /// Unpause a domain (xl unpause).
@@ -128,6 +136,7 @@ impl Command {
             Command::BlockAttach(_) => "block-attach",
             Command::BlockDetach(_) => "block-detach",
             Command::Disk(_) => "disk",
+            Command::ButtonPress(_) => "button-press",
             Command::Destroy(_) => "destroy",
             Command::Dmesg(_) => "dmesg",
             Command::Domid(_) => "domid",
@@ -139,6 +148,8 @@ impl Command {
             Command::Reboot(_) => "reboot",
             Command::Rename(_) => "rename",
             Command::Shutdown(_) => "shutdown",
+            Command::Sysrq(_) => "sysrq",
+            Command::Trigger(_) => "trigger",
             Command::Top(_) => "top",
             Command::Unpause(_) => "unpause",
             Command::Uptime(_) => "uptime",
@@ -163,6 +174,7 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
         Command::BlockAttach(args) => block::attach(ctx, args),
         Command::BlockDetach(args) => block::detach(ctx, args),
         Command::Disk(args) => disk::run(ctx, args),
+        Command::ButtonPress(args) => trigger::button_press(ctx, args),
         Command::Destroy(args) => destroy::run(ctx, args),
         Command::Dmesg(args) => dmesg::run(ctx, args),
         Command::Domid(args) => domid::run(ctx, args),
@@ -174,6 +186,8 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
         Command::Reboot(args) => reboot::run(ctx, args),
         Command::Rename(args) => rename::run(ctx, args),
         Command::Shutdown(args) => shutdown::run(ctx, args),
+        Command::Sysrq(args) => sysrq::run(ctx, args),
+        Command::Trigger(args) => trigger::run(ctx, args),
         Command::Top(args) => top::run(ctx, args),
         Command::Unpause(args) => unpause::run(ctx, args),
         Command::Uptime(args) => uptime::run(ctx, args),

@@ -109,6 +109,51 @@ impl Daemon {
         sent
     }
 
+    /// A serial line BREAK then `key` on the domain's console (xl sysrq): SysRq for a Linux guest.
+    ///
+    /// # Errors
+    /// As [`Daemon::shutdown`]; 400 for a key that is not printable ASCII (the VMM's refusal).
+    pub fn sysrq(&self, spec: &str, key: char) -> Result<(), ApiError> {
+        if !key.is_ascii_graphic() {
+            return Err(ApiError::bad_request(format!(
+                "sysrq key {key:?} is not a printable ASCII character"
+            )));
+        }
+        let t = self.running_target(spec, "send sysrq to")?;
+        info!(domid = t.domid, key = %key, "sysrq");
+        Self::send(&t, &Request::Sysrq { key })
+    }
+
+    /// xl trigger (and button-press): `power` presses the ACPI power button; `reset` and `init` reset
+    /// the machine (without firmware an INIT restarts the guest, so the domain's reboot outcome
+    /// applies); `sleep`, `s3resume` and `nmi` are refused with the reason.
+    ///
+    /// # Errors
+    /// As [`Daemon::shutdown`]; 400 for a trigger Domus cannot deliver.
+    pub fn trigger(&self, spec: &str, trigger: &str, vcpu: Option<u32>) -> Result<(), ApiError> {
+        match trigger {
+            "power" => self.shutdown(spec),
+            "reset" | "init" => {
+                if vcpu.is_some_and(|v| v != 0) {
+                    return Err(ApiError::bad_request(format!(
+                        "trigger {trigger} resets the whole machine: a vCPU other than 0 cannot be reset alone"
+                    )));
+                }
+                self.reboot(spec, true)
+            }
+            "sleep" => Err(ApiError::bad_request(
+                "the domain has no ACPI sleep button: Domus machines have no sleep states (S3)",
+            )),
+            "s3resume" => Err(ApiError::bad_request(
+                "there is nothing to resume: Domus machines have no S3 (suspend to RAM) state",
+            )),
+            "nmi" => Err(ApiError::bad_request("NMI injection is not supported yet")),
+            other => Err(ApiError::bad_request(format!(
+                "unknown trigger `{other}`: expected nmi, reset, init, power, sleep or s3resume"
+            ))),
+        }
+    }
+
     /// Records (persistently) whether the instance's next poweroff is a reboot.
     fn set_reboot_requested(&self, target: &Target, on: bool) {
         if let Some(d) = self

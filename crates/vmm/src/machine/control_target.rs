@@ -151,6 +151,19 @@ impl ControlTarget for Ctl<'_> {
                 self.acked.set(true);
                 Ok(Reply::Done)
             }
+            Request::Sysrq { key } => {
+                let byte = u8::try_from(*key)
+                    .ok()
+                    .filter(|b| b.is_ascii_graphic())
+                    .ok_or_else(|| {
+                        format!("sysrq key {key:?} is not a printable ASCII character")
+                    })?;
+                if self.shared.outcome().is_some() {
+                    return Err("the domain has stopped".into());
+                }
+                self.devices.serial_break(byte)?;
+                Ok(Reply::Done)
+            }
             Request::VcpuPin { vcpu, cpus } => {
                 let s = usize::try_from(*vcpu)
                     .ok()
