@@ -243,6 +243,7 @@ impl Harness {
             console_log_max_bytes: 1 << 20,
             start_timeout: Duration::from_secs(10),
             destroy_timeout: Duration::from_secs(5),
+            restart_limit: None,
         };
         let vmm = Arc::new(FakeVmm::default());
         let store = Arc::new(FakeStore::default());

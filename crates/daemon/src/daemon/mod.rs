@@ -20,6 +20,7 @@ mod lifecycle;
 mod lifecycle_tests;
 mod ops;
 pub mod records;
+pub mod restart_guard;
 pub mod server;
 pub mod store;
 mod sys;
@@ -59,6 +60,8 @@ pub struct Options {
     pub start_timeout: Duration,
     /// How long `destroy` waits for a VMM before killing it.
     pub destroy_timeout: Duration,
+    /// The restart-loop guard's limit (`None`: off); see [`restart_guard`].
+    pub restart_limit: Option<restart_guard::RestartLimit>,
 }
 
 /// An error for the API: an HTTP status and a message for the user.
@@ -121,6 +124,7 @@ pub struct Daemon {
     /// The log ring for `dmesg`.
     pub dmesg: DmesgRing,
     generations: AtomicU64,
+    restart_guard: restart_guard::RestartGuard,
 }
 
 impl Daemon {
@@ -151,7 +155,9 @@ impl Daemon {
     ) -> anyhow::Result<Arc<Self>> {
         let records = Records::open(&opts.paths.state_dir)?;
         let table = Table::new(records.load_next_domid());
+        let restart_guard = restart_guard::RestartGuard::new(opts.restart_limit);
         Ok(Arc::new(Self {
+            restart_guard,
             opts,
             table: Mutex::new(table),
             changed: Condvar::new(),

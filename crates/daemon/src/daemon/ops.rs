@@ -81,9 +81,27 @@ impl Daemon {
     ///
     /// # Errors
     /// 404/409/500 as [`ApiError`].
-    pub fn shutdown(&self, spec: &str) -> Result<(), ApiError> {
-        let t = self.running_target(spec, "shut down")?;
+    pub fn shutdown(self: &Arc<Self>, spec: &str) -> Result<(), ApiError> {
+        if self.cancel_pending_restart(spec) {
+            return Ok(());
+        }
+        let t = match self.running_target(spec, "shut down") {
+            Ok(t) => t,
+            Err(e) if e.status == 409 && self.is_restarted_and_starting(spec) => {
+                // A restarted instance still starting cannot see a power button yet: in a restart
+                // loop, `shutdown` must win at once, so it stops the instance.
+                info!(
+                    spec,
+                    "shutdown of a restarted domain still starting: destroying it"
+                );
+                return self.destroy(spec);
+            }
+            Err(e) => return Err(e),
+        };
         self.set_reboot_requested(&t, false);
+        if let Ok((_, d)) = self.lock().lookup(spec) {
+            self.restart_guard.request_stop(&d.rec.name);
+        }
         info!(domid = t.domid, "power button");
         Self::send(&t, &Request::PowerButton)
     }
@@ -109,6 +127,25 @@ impl Daemon {
         sent
     }
 
+    /// Cancels the pending restart of the domain `spec` names when no domain answers to it now (see
+    /// `restart_guard`); true when one was cancelled.
+    fn cancel_pending_restart(&self, spec: &str) -> bool {
+        let t = self.lock();
+        if t.lookup(spec).is_ok() || !self.restart_guard.cancel(spec) {
+            return false;
+        }
+        drop(t);
+        info!(spec, "pending restart cancelled");
+        true
+    }
+
+    /// Whether `spec` is an instance created by a restart that is still starting.
+    fn is_restarted_and_starting(&self, spec: &str) -> bool {
+        self.lock()
+            .lookup(spec)
+            .is_ok_and(|(_, d)| d.starting && d.rec.restarts > 0)
+    }
+
     /// A serial line BREAK then `key` on the domain's console (xl sysrq): SysRq for a Linux guest.
     ///
     /// # Errors
@@ -130,7 +167,12 @@ impl Daemon {
     ///
     /// # Errors
     /// As [`Daemon::shutdown`]; 400 for a trigger Domus cannot deliver.
-    pub fn trigger(&self, spec: &str, trigger: &str, vcpu: Option<u32>) -> Result<(), ApiError> {
+    pub fn trigger(
+        self: &Arc<Self>,
+        spec: &str,
+        trigger: &str,
+        vcpu: Option<u32>,
+    ) -> Result<(), ApiError> {
         match trigger {
             "power" => self.shutdown(spec),
             "reset" | "init" => {
@@ -203,6 +245,9 @@ impl Daemon {
     /// 404 when there is no such domain.
     pub fn destroy(self: &Arc<Self>, spec: &str) -> Result<(), ApiError> {
         Self::refuse_domain0(spec, "destroy")?;
+        if self.cancel_pending_restart(spec) {
+            return Ok(());
+        }
         let target = {
             let mut t = self.lock();
             let (domid, d) = t.lookup_mut(spec)?;
