@@ -290,3 +290,72 @@ fn sysrq_trigger_and_button_press() {
     });
     h.ok(&["destroy", "echoer"]);
 }
+
+#[test]
+fn store_layout_and_control_shutdown_writes_by_any_store_client() {
+    let h = Host::start();
+    h.probe_cfg("a.cfg", "ctl", "idle", "on_reboot = \"restart\"\n");
+    h.ok(&["create", "a.cfg"]);
+    h.wait_console("ctl", "PROBE idle ready");
+    let id = h.row("ctl").unwrap().domid;
+    let read = |p: &str| h.xenstore("xenstore-read", &[p]).trim().to_owned();
+    assert_eq!(read("/local/domain/0/name"), "Domain-0");
+    assert_eq!(read("/local/domain/0/domid"), "0");
+    assert_eq!(read(&format!("/libxl/{id}/type")), "pvh");
+    assert_eq!(
+        read(&format!("/local/domain/{id}/image/device-model-pid")),
+        h.vmm_pid("ctl").unwrap().to_string()
+    );
+    assert_eq!(
+        read(&format!("/local/domain/{id}/control/feature-poweroff")),
+        "1"
+    );
+    assert_eq!(
+        read(&format!("/local/domain/{id}/control/feature-reboot")),
+        "1"
+    );
+    assert_eq!(
+        read(&format!(
+            "/local/domain/{id}/control/platform-feature-xs_reset_watches"
+        )),
+        "1"
+    );
+    let node = format!("/local/domain/{id}/control/shutdown");
+    // suspend: refused, with a reason in the log; the domain keeps running; the request is cleared.
+    h.xenstore("xenstore-write", &[&node, "suspend"]);
+    wait_for("the refusal in dmesg", TIMEOUT, || {
+        h.ok(&["dmesg"])
+            .contains("control/shutdown = suspend refused")
+            .then_some(())
+    });
+    wait_for("the request to be cleared", TIMEOUT, || {
+        read(&node).is_empty().then_some(())
+    });
+    assert_eq!(h.row("ctl").map(|r| r.domid), Some(id));
+    // reboot: as xl reboot (on_reboot = restart: a new domid).
+    h.xenstore("xenstore-write", &[&node, "reboot"]);
+    let second = wait_for("the reboot", TIMEOUT, || {
+        h.row("ctl").filter(|r| r.domid != id).map(|r| r.domid)
+    });
+    wait_for("the second boot", TIMEOUT, || {
+        (h.console_log("ctl").matches("PROBE idle ready").count() >= 2).then_some(())
+    });
+    assert!(
+        h.xenstore("xenstore-ls", &["/libxl"])
+            .lines()
+            .all(|l| !l.starts_with(&format!("{id} "))),
+        "the old instance's /libxl node is removed"
+    );
+    // poweroff: as xl shutdown (the power button; on_poweroff = destroy).
+    h.xenstore(
+        "xenstore-write",
+        &[
+            &format!("/local/domain/{second}/control/shutdown"),
+            "poweroff",
+        ],
+    );
+    wait_for("ctl to power off", TIMEOUT, || {
+        h.row("ctl").is_none().then_some(())
+    });
+    assert!(h.console_log("ctl").contains("PROBE idle power-button"));
+}

@@ -133,8 +133,11 @@ fn run(args: &Args, ring: DmesgRing) -> anyhow::Result<()> {
         domus_store::server::spawn(domus_store::server::ServerConfig::new(store_state, sockets))
             .context("starting the store")?;
     info!(socket = %store_socket.display(), "store serving");
-    let daemon = Daemon::new(opts, Box::new(XenStore::new(store_socket)), ring)?;
+    let daemon = Daemon::new(opts, Box::new(XenStore::new(store_socket.clone())), ring)?;
+    daemon.publish_host();
     daemon.recover().context("re-adopting domains")?;
+    daemon::control_watch::spawn(daemon.clone(), store_socket)
+        .context("starting the control/shutdown watcher")?;
     // SIGTERM/SIGINT (systemctl stop/restart): stop the store cleanly (journal synced) and leave every
     // guest running; the next domusd re-adopts them.
     let mut signals = signal_hook::iterator::Signals::new([

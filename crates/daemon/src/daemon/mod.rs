@@ -12,6 +12,7 @@
 //! thread holds the table lock while it waits on a process or a socket.
 
 pub mod console_log;
+pub mod control_watch;
 pub mod dmesg;
 pub mod domain;
 pub mod host;
@@ -169,6 +170,11 @@ impl Daemon {
         }))
     }
 
+    /// Writes Domain-0's store nodes.
+    pub fn publish_host(&self) {
+        self.store.publish_host();
+    }
+
     fn lock(&self) -> MutexGuard<'_, Table> {
         self.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -201,6 +207,8 @@ impl Daemon {
             start_time: info.start_time,
             console: info.console_path,
             disks: d.rec.config.disks.clone(),
+            vmm_pid: info.pid,
+            domain_type: d.rec.config.domain_type.as_str().to_owned(),
         }
     }
 
