@@ -10,6 +10,7 @@ mod clock;
 mod cmdtable;
 mod commands;
 mod host;
+mod libxl_json;
 mod output;
 mod xentop;
 

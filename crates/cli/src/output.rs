@@ -116,27 +116,23 @@ pub fn list_row(d: &DomainInfo, cols: ListColumns) -> String {
     s
 }
 
-/// `xl list -l`: a JSON array, one object per domain with its config.
+/// `xl list -l`: libxl's JSON, an array of `{"domid", "config"}` objects (see `libxl_json`); domains
+/// without a configuration (Domain-0) are left out, as xl leaves out those libxl has none for.
 pub fn list_long(domains: &[DomainInfo]) -> String {
-    let v: Vec<serde_json::Value> = domains
+    let v: Vec<crate::libxl_json::DomainJson> = domains
         .iter()
-        .map(|d| {
-            serde_json::json!({
-                "domid": d.domid,
-                "name": d.name,
-                "uuid": d.uuid,
-                "state": d.state,
-                "shutdown_reason": d.shutdown_reason,
-                "memory_mib": d.memory_mib,
-                "maxmem_mib": d.maxmem_mib,
-                "vcpus": d.vcpus,
-                "cpu_time_ns": d.cpu_time_ns,
-                "start_time": d.start_time,
-                "config": d.config,
-            })
+        .filter_map(|d| {
+            let cfg = d.config.as_ref()?;
+            Some(crate::libxl_json::domain(Some(d.domid), cfg))
         })
         .collect();
-    serde_json::to_string_pretty(&v).unwrap_or_else(|_| "[]".into())
+    crate::libxl_json::to_string(&v)
+}
+
+/// `list --json` (a Domus extension): domusd's own view of each domain — state, times, pid, restarts
+/// and the configuration as Domus keeps it.
+pub fn list_json(domains: &[DomainInfo]) -> String {
+    serde_json::to_string_pretty(domains).unwrap_or_else(|_| "[]".into())
 }
 
 /// `xl vcpu-list`'s header.

@@ -359,3 +359,205 @@ fn store_layout_and_control_shutdown_writes_by_any_store_client() {
     });
     assert!(h.console_log("ctl").contains("PROBE idle power-button"));
 }
+
+/// Field names of libxl_types.idl (Xen 4.17) for the structs `list -l` prints.
+const LIBXL_DOMAIN_CONFIG: &[&str] = &[
+    "c_info",
+    "b_info",
+    "disks",
+    "nics",
+    "pcidevs",
+    "rdms",
+    "dtdevs",
+    "vfbs",
+    "vkbs",
+    "vtpms",
+    "p9s",
+    "pvcallsifs",
+    "vdispls",
+    "vsnds",
+    "channels",
+    "usbctrls",
+    "usbdevs",
+    "on_poweroff",
+    "on_reboot",
+    "on_watchdog",
+    "on_crash",
+    "on_soft_reset",
+];
+const LIBXL_CREATE_INFO: &[&str] = &[
+    "type",
+    "hap",
+    "oos",
+    "ssidref",
+    "ssid_label",
+    "name",
+    "domid",
+    "uuid",
+    "xsdata",
+    "platformdata",
+    "poolid",
+    "pool_name",
+    "run_hotplug_scripts",
+    "driver_domain",
+    "passthrough",
+    "xend_suspend_evtchn_compat",
+];
+const LIBXL_BUILD_INFO: &[&str] = &[
+    "max_vcpus",
+    "avail_vcpus",
+    "cpumap",
+    "nodemap",
+    "vcpu_hard_affinity",
+    "vcpu_soft_affinity",
+    "numa_placement",
+    "tsc_mode",
+    "max_memkb",
+    "target_memkb",
+    "video_memkb",
+    "shadow_memkb",
+    "iommu_memkb",
+    "rtc_timeoffset",
+    "exec_ssidref",
+    "exec_ssid_label",
+    "localtime",
+    "disable_migrate",
+    "cpuid",
+    "blkdev_start",
+    "vnuma_nodes",
+    "max_grant_frames",
+    "max_maptrack_frames",
+    "max_grant_version",
+    "device_model_version",
+    "device_model_stubdomain",
+    "sched_params",
+    "ioports",
+    "irqs",
+    "iomem",
+    "claim_mode",
+    "event_channels",
+    "kernel",
+    "cmdline",
+    "ramdisk",
+    "device_tree",
+    "acpi",
+    "bootloader",
+    "bootloader_args",
+    "timer_mode",
+    "nested_hvm",
+    "apic",
+    "dm_restrict",
+    "tee",
+    "type.hvm",
+    "type.pv",
+    "type.pvh",
+    "arch_arm",
+    "arch_x86",
+    "altp2m",
+    "vmtrace_buf_kb",
+    "vpmu",
+];
+const LIBXL_DEVICE_DISK: &[&str] = &[
+    "backend_domid",
+    "backend_domname",
+    "pdev_path",
+    "vdev",
+    "backend",
+    "format",
+    "script",
+    "removable",
+    "readwrite",
+    "is_cdrom",
+    "direct_io_safe",
+    "discard_enable",
+    "specification",
+    "transport",
+    "irq",
+    "base",
+    "colo_enable",
+    "colo_restore_enable",
+    "colo_host",
+    "colo_port",
+    "colo_export",
+    "active_disk",
+    "hidden_disk",
+    "trusted",
+];
+const LIBXL_DEVICE_NIC: &[&str] = &[
+    "backend_domid",
+    "backend_domname",
+    "devid",
+    "mtu",
+    "model",
+    "mac",
+    "ip",
+    "bridge",
+    "ifname",
+    "script",
+    "nictype",
+    "rate_bytes_per_interval",
+    "rate_interval_usecs",
+    "gatewaydev",
+];
+
+fn assert_libxl_keys(v: &serde_json::Value, allowed: &[&str], what: &str) {
+    for k in v.as_object().unwrap().keys() {
+        assert!(
+            allowed.contains(&k.as_str()),
+            "{what}: `{k}` is not a libxl field"
+        );
+    }
+}
+
+#[test]
+fn list_l_prints_libxls_json() {
+    let h = Host::start();
+    let img = h.path("j.img");
+    std::fs::write(&img, vec![0u8; 1 << 20]).unwrap();
+    h.probe_cfg(
+        "j.cfg",
+        "jq",
+        "idle",
+        &format!(
+            "maxmem = 32\nvcpus = 2\non_crash = \"preserve\"\ndisk = ['{},raw,xvda,rw']\nvif = ['mac=00:16:3e:00:00:07, bridge=br0']\n",
+            img.display()
+        ),
+    );
+    h.ok(&["create", "j.cfg"]);
+    let id = h.row("jq").unwrap().domid;
+    let out = h.ok(&["list", "-l"]);
+    let all: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let arr = all.as_array().unwrap();
+    assert_eq!(
+        arr.len(),
+        1,
+        "Domain-0 has no libxl config: left out as xl does\n{out}"
+    );
+    let d = &arr[0];
+    assert_eq!(d.as_object().unwrap().len(), 2, "only domid and config");
+    assert_eq!(d["domid"], id);
+    let c = &d["config"];
+    assert_libxl_keys(c, LIBXL_DOMAIN_CONFIG, "libxl_domain_config");
+    assert_libxl_keys(&c["c_info"], LIBXL_CREATE_INFO, "c_info");
+    assert_libxl_keys(&c["b_info"], LIBXL_BUILD_INFO, "b_info");
+    assert_libxl_keys(&c["disks"][0], LIBXL_DEVICE_DISK, "disks[0]");
+    assert_libxl_keys(&c["nics"][0], LIBXL_DEVICE_NIC, "nics[0]");
+    assert_eq!(c["c_info"]["name"], "jq");
+    assert_eq!(c["c_info"]["type"], "pvh");
+    assert_eq!(c["b_info"]["max_memkb"], 32 * 1024);
+    assert_eq!(c["b_info"]["target_memkb"], 16 * 1024);
+    assert_eq!(c["b_info"]["max_vcpus"], 2);
+    assert_eq!(c["disks"][0]["pdev_path"], img.display().to_string());
+    assert_eq!(c["disks"][0]["vdev"], "xvda");
+    assert_eq!(c["disks"][0]["format"], "raw");
+    assert_eq!(c["nics"][0]["mac"], "00:16:3e:00:00:07");
+    assert_eq!(c["on_crash"], "preserve");
+    assert!(
+        c.get("on_poweroff").is_none(),
+        "destroy: libxl's default, left out"
+    );
+    // A named domain: the same, one element; Domus's own view stays under --json.
+    let one: serde_json::Value = serde_json::from_str(&h.ok(&["list", "-l", "jq"])).unwrap();
+    assert_eq!(one[0]["config"]["c_info"]["uuid"], h.long("jq")["uuid"]);
+    h.ok(&["destroy", "jq"]);
+}

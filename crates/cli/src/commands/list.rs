@@ -1,5 +1,5 @@
 //! `xl list [-l] [-v] [-Z] [-c] [-n] [DOMAIN...]`: the domains in xl's columns, Domain-0 first; `-l`
-//! prints JSON.
+//! prints libxl's JSON, `--json` Domus's own.
 
 use clap::Args as ClapArgs;
 
@@ -10,9 +10,12 @@ use crate::{api, output};
 /// Options of `list`.
 #[derive(Debug, ClapArgs)]
 pub struct Args {
-    /// Long output: JSON with each domain's configuration.
+    /// Long output: libxl's JSON of each domain's configuration (as xl prints it).
     #[arg(short = 'l', long = "long")]
     pub long: bool,
+    /// Domus's own JSON of each domain (state, times, pid, restarts, configuration).
+    #[arg(long = "json", conflicts_with = "long")]
+    pub json: bool,
     /// Verbose: add UUID, shutdown reason code and security label.
     #[arg(short = 'v', long = "verbose")]
     pub verbose: bool,
@@ -38,6 +41,10 @@ pub fn run(_ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     let all = api::named_or_all(&c, &args.domains)?;
     if args.long {
         println!("{}", output::list_long(&all));
+        return Ok(());
+    }
+    if args.json {
+        println!("{}", output::list_json(&all));
         return Ok(());
     }
     let cols = ListColumns {
