@@ -129,7 +129,7 @@ pub struct DomainInfo {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRequest {
-    /// The domain's configuration (as `domus create -N` prints it), with paths already absolute.
+    /// The domain's configuration (as `domus create -N --json` prints it), with paths already absolute.
     pub config: domus_config::DomainConfig,
     /// Leave the domain paused once created (`create -p`).
     #[serde(default)]

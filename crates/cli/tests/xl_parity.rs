@@ -523,6 +523,23 @@ fn list_l_prints_libxls_json() {
             img.display()
         ),
     );
+    // create -N: one libxl object with "domid": null, nothing created (both flag forms).
+    for args in [
+        &["create", "-N", "j.cfg"][..],
+        &["-N", "create", "j.cfg"][..],
+    ] {
+        let dry: serde_json::Value = serde_json::from_str(&h.ok(args)).unwrap();
+        assert!(dry["domid"].is_null(), "{dry}");
+        assert_libxl_keys(&dry["config"], LIBXL_DOMAIN_CONFIG, "create -N config");
+        assert_libxl_keys(
+            &dry["config"]["b_info"],
+            LIBXL_BUILD_INFO,
+            "create -N b_info",
+        );
+        assert_eq!(dry["config"]["c_info"]["name"], "jq");
+        assert_eq!(dry["config"]["disks"][0]["vdev"], "xvda");
+    }
+    assert_eq!(h.list().len(), 1, "-N creates nothing");
     h.ok(&["create", "j.cfg"]);
     let id = h.row("jq").unwrap().domid;
     let out = h.ok(&["list", "-l"]);

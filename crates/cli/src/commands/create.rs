@@ -1,8 +1,9 @@
 //! `create [-N] CONFIG [KEY=VALUE ...]`: parse a domain config (plus overrides, appended as config lines
 //! as xl does) and have domusd create the domain (domusd checks it against the host first). With `-N`
-//! (or the global `-N`), print the resulting configuration as JSON on stdout instead, generated values
-//! (uuid, MACs) filled in, then run the same check domusd runs (`domus_spec::prepare`): a config domusd
-//! would refuse exits 1 with every problem, located.
+//! (or the global `-N`), print the resulting configuration on stdout instead, generated values (uuid,
+//! MACs) filled in — as libxl's JSON with `"domid": null`, as xl prints it (`--json`: Domus's own
+//! configuration JSON, what domusd is sent) — then run the same check domusd runs
+//! (`domus_spec::prepare`): a config domusd would refuse exits 1 with every problem, located.
 
 use std::path::{Path, PathBuf};
 
@@ -18,9 +19,12 @@ const CONFIG_DIRS: [&str; 2] = ["/etc/domus", "/etc/xen"];
 /// Arguments of `create`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Dry run: print the resulting configuration as JSON and create nothing.
+    /// Dry run: print the resulting configuration as libxl's JSON (as xl does) and create nothing.
     #[arg(short = 'N', short_alias = 'n', long = "dryrun")]
     pub dry_run: bool,
+    /// With -N: print Domus's own configuration JSON (what domusd is sent) instead of libxl's.
+    #[arg(long = "json")]
+    pub json: bool,
     /// Attach to the domain's console once it is created.
     #[arg(short = 'c')]
     pub console: bool,
@@ -52,6 +56,7 @@ impl Args {
     pub fn for_file(file: PathBuf) -> Self {
         Args {
             dry_run: false,
+            json: false,
             console: false,
             paused: false,
             quiet: true,
@@ -117,9 +122,17 @@ pub fn load(args: &Args) -> anyhow::Result<DomainConfig> {
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     let config = load(&args)?;
     if args.dry_run || ctx.dry_run {
-        let json =
-            serde_json::to_string_pretty(&config).context("serialising the configuration")?;
-        println!("{json}");
+        if args.json {
+            let json =
+                serde_json::to_string_pretty(&config).context("serialising the configuration")?;
+            println!("{json}");
+        } else {
+            // xl's printf_info: one {"domid": null, "config": {...}} object.
+            println!(
+                "{}",
+                crate::libxl_json::to_string(&crate::libxl_json::domain(None, &config))
+            );
+        }
         let resolved = crate::api::prepare_config(config)?;
         let prepared = domus_spec::prepare(&resolved, &domus_spec::HostLimits::probe())
             .map_err(|e| refusal(&resolved.name, &e))?;
