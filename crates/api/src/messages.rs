@@ -163,6 +163,14 @@ pub struct SysrqRequest {
     pub key: char,
 }
 
+/// `POST /v1/domains/DOM/dump-core`: an ELF core of the guest (xl dump-core).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DumpCoreRequest {
+    /// Absolute path of the core file to write (on the host).
+    pub path: String,
+}
+
 /// `POST /v1/domains/DOM/trigger` (xl trigger, and xl button-press as `power`/`sleep`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -578,3 +578,83 @@ fn list_l_prints_libxls_json() {
     assert_eq!(one[0]["config"]["c_info"]["uuid"], h.long("jq")["uuid"]);
     h.ok(&["destroy", "jq"]);
 }
+
+fn gdb(args: &[&str]) -> String {
+    let o = std::process::Command::new("gdb")
+        .args(["-batch", "-nx"])
+        .args(args)
+        .output()
+        .expect("gdb (apt install gdb) is needed for the dump-core test");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn dump_core_is_an_elf_core_gdb_reads_and_the_domain_runs_on() {
+    let h = Host::start();
+    h.probe_cfg("c.cfg", "cored", "idle", "vcpus = 2\n");
+    h.ok(&["create", "c.cfg"]);
+    h.wait_console("cored", "PROBE idle ready");
+    let core = h.path("cored.core");
+    h.ok(&["dump-core", "cored", core.to_str().unwrap()]);
+    let row = h.row("cored").unwrap();
+    assert!(
+        row.state == "-b----" || row.state == "r-----",
+        "runs on: {row:?}"
+    );
+    let probe = h.bins.probe.to_str().unwrap().to_owned();
+    let core_s = core.to_str().unwrap().to_owned();
+    // Two vCPUs: two threads; registers and memory read at the guest's (identity-mapped) addresses.
+    let out = gdb(&[
+        "-ex",
+        "info threads",
+        "-ex",
+        "p/x $pc",
+        "-ex",
+        "x/4xb 0x100000",
+        "-ex",
+        "x/1xw 0x6000",
+        &probe,
+        &core_s,
+    ]);
+    assert!(out.contains("LWP 1") && out.contains("LWP 2"), "{out}");
+    let pc = out
+        .lines()
+        .find_map(|l| l.strip_prefix("$1 = 0x"))
+        .and_then(|x| u64::from_str_radix(x.trim(), 16).ok())
+        .unwrap_or_else(|| panic!("no $pc in:\n{out}"));
+    assert!(
+        (0x10_0000..0x20_0000).contains(&pc),
+        "pc {pc:#x} in the probe's text\n{out}"
+    );
+    let elf = std::fs::read(&h.bins.probe).unwrap();
+    let text = &elf[0x1000..0x1004];
+    let want = format!(
+        ":\t0x{:02x}\t0x{:02x}\t0x{:02x}\t0x{:02x}",
+        text[0], text[1], text[2], text[3]
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("0x100000") && l.ends_with(&want)),
+        "memory at 0x100000 is the probe's first text bytes ({want}):\n{out}"
+    );
+    // Memory only the guest's RAM holds (not the ELF file): the PVH start info the VMM wrote at
+    // 0x6000 begins with XEN_HVM_START_MAGIC_VALUE.
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("0x6000") && l.ends_with(":\t0x336ec578")),
+        "PVH start info magic at 0x6000:\n{out}"
+    );
+    // A paused domain stays paused.
+    h.ok(&["pause", "cored"]);
+    h.ok(&["dump-core", "cored", core.to_str().unwrap()]);
+    assert_eq!(h.row("cored").unwrap().state, "--p---");
+    h.ok(&["unpause", "cored"]);
+    assert!(h
+        .fails(&["dump-core", "nosuch", "x.core"])
+        .contains("nosuch"));
+    h.ok(&["destroy", "cored"]);
+}

@@ -158,6 +158,9 @@ mod tests {
                 cpus: vec![0, 1, 7],
             },
             Request::Sysrq { key: 'h' },
+            Request::DumpCore {
+                path: "/var/lib/domus/dump/web.core".into(),
+            },
         ]
     }
 

@@ -35,6 +35,12 @@ pub enum Request {
         /// Host CPU numbers.
         cpus: Vec<u32>,
     },
+    /// Write an ELF core of the guest (memory and each vCPU's registers) to `path`; the vCPUs stop
+    /// while it is written and run on afterwards unless the domain was paused.
+    DumpCore {
+        /// Absolute path of the file to create.
+        path: String,
+    },
     /// A line BREAK on the serial console followed by `key`: Linux's 8250 console makes it SysRq-`key`.
     Sysrq {
         /// The SysRq key (printable ASCII).
@@ -56,6 +62,7 @@ impl Request {
             Self::AckOutcome => "ack-outcome",
             Self::VcpuPin { .. } => "vcpu-pin",
             Self::Sysrq { .. } => "sysrq",
+            Self::DumpCore { .. } => "dump-core",
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod disk;
 pub mod dmesg;
 pub mod domid;
 pub mod domname;
+pub mod dump_core;
 pub mod info;
 pub mod list;
 pub mod mem_max;
@@ -88,6 +89,8 @@ pub enum Command {
     Destroy(destroy::Args),
     /// Show domusd's recent log (xl dmesg).
     Dmesg(dmesg::Args),
+    /// Write an ELF core of a domain's memory and vCPUs (xl dump-core).
+    DumpCore(dump_core::Args),
     /// Print the domid of a domain name (xl domid).
     Domid(domid::Args),
     /// Print the name of a domid (xl domname).
@@ -139,6 +142,7 @@ impl Command {
             Command::ButtonPress(_) => "button-press",
             Command::Destroy(_) => "destroy",
             Command::Dmesg(_) => "dmesg",
+            Command::DumpCore(_) => "dump-core",
             Command::Domid(_) => "domid",
             Command::Domname(_) => "domname",
             Command::Info(_) => "info",
@@ -177,6 +181,7 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
         Command::ButtonPress(args) => trigger::button_press(ctx, args),
         Command::Destroy(args) => destroy::run(ctx, args),
         Command::Dmesg(args) => dmesg::run(ctx, args),
+        Command::DumpCore(args) => dump_core::run(ctx, args),
         Command::Domid(args) => domid::run(ctx, args),
         Command::Domname(args) => domname::run(ctx, args),
         Command::Info(args) => info::run(ctx, args),

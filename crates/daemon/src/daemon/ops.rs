@@ -146,6 +146,36 @@ impl Daemon {
             .is_ok_and(|(_, d)| d.starting && d.rec.restarts > 0)
     }
 
+    /// Writes an ELF core of the guest to `path` (xl dump-core); the domain keeps running (or stays
+    /// paused). The VMM writes the file; the wait allows ~1 s per 50 MiB of guest memory, at least 30 s.
+    ///
+    /// # Errors
+    /// As [`Daemon::shutdown`]; 400 for a relative path; 500 when the VMM cannot write the core.
+    pub fn dump_core(&self, spec: &str, path: &str) -> Result<(), ApiError> {
+        if !std::path::Path::new(path).is_absolute() {
+            return Err(ApiError::bad_request(format!(
+                "dump-core: {path} is not an absolute path"
+            )));
+        }
+        let mib = self
+            .lock()
+            .lookup(spec)
+            .map(|(_, d)| d.info().memory_mib)
+            .unwrap_or(0);
+        let t = self.running_target(spec, "dump the core of")?;
+        info!(domid = t.domid, path, "dump-core");
+        let fail = |e: super::vmm::VmmError| {
+            ApiError::internal(format!("domain {}: {:#}", t.domid, anyhow::Error::from(e)))
+        };
+        let mut c = Control::connect(&t.control).map_err(fail)?;
+        c.set_reply_timeout(Duration::from_secs((mib / 50).max(30)))
+            .map_err(fail)?;
+        c.send(&Request::DumpCore {
+            path: path.to_owned(),
+        })
+        .map_err(fail)
+    }
+
     /// A serial line BREAK then `key` on the domain's console (xl sysrq): SysRq for a Linux guest.
     ///
     /// # Errors

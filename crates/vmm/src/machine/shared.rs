@@ -18,6 +18,8 @@ pub struct VcpuStatus {
     pub parked: AtomicBool,
     /// The thread has left its loop.
     pub exited: AtomicBool,
+    /// Its registers, saved each time it parks for a pause (for `dump-core`).
+    pub parked_regs: Mutex<Option<super::coredump::CpuRegs>>,
 }
 
 /// Shared machine state.
