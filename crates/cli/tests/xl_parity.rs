@@ -261,6 +261,7 @@ fn sysrq_trigger_and_button_press() {
         .contains("sysrq must be just one character"));
     // Refused triggers say why; unknown ones are named.
     let err = h.fails(&["trigger", "echoer", "s3resume"]);
+    assert!(!err.contains("nmi"), "{err}");
     assert!(err.contains("no S3"), "{err}");
     let err = h.fails(&["trigger", "echoer", "sleep"]);
     assert!(err.contains("no ACPI sleep button"), "{err}");
@@ -282,6 +283,11 @@ fn sysrq_trigger_and_button_press() {
     wait_for("the second boot", TIMEOUT, || {
         (h.console_log("echoer").matches("PROBE echo ready").count() >= 2).then_some(())
     });
+    // nmi: the probe's NMI handler counts it and the waiting loop reports it.
+    h.ok(&["trigger", "idler", "nmi"]);
+    h.wait_console("idler", "PROBE idle nmi count=1");
+    let err = h.fails(&["trigger", "idler", "nmi", "5"]);
+    assert!(err.contains("no vCPU 5"), "{err}");
     // power (trigger or button-press): the ACPI power button.
     h.ok(&["button-press", "idler", "power"]);
     h.wait_console("idler", "PROBE idle power-button");

@@ -41,6 +41,11 @@ pub enum Request {
         /// Absolute path of the file to create.
         path: String,
     },
+    /// Inject a non-maskable interrupt into vCPU `vcpu` (xl trigger nmi).
+    Nmi {
+        /// vCPU index.
+        vcpu: u32,
+    },
     /// A line BREAK on the serial console followed by `key`: Linux's 8250 console makes it SysRq-`key`.
     Sysrq {
         /// The SysRq key (printable ASCII).
@@ -63,6 +68,7 @@ impl Request {
             Self::VcpuPin { .. } => "vcpu-pin",
             Self::Sysrq { .. } => "sysrq",
             Self::DumpCore { .. } => "dump-core",
+            Self::Nmi { .. } => "nmi",
         }
     }
 }

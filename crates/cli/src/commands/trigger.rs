@@ -1,8 +1,8 @@
 //! `xl trigger DOMAIN nmi|reset|init|power|sleep|s3resume [VCPU]` and `xl button-press DOMAIN
 //! power|sleep`: `power` presses the ACPI power button; `reset` and `init` reset the machine (without
-//! firmware both restart the guest, so the domain's on_reboot action shows); `sleep` and `s3resume` are
-//! refused (no S3 here), as is `nmi` until NMI injection exists. domusd decides; this only passes the
-//! request on.
+//! firmware both restart the guest, so the domain's on_reboot action shows); `nmi` injects an NMI into
+//! the vCPU (0 unless given); `sleep` and `s3resume` are refused (no S3 here). domusd decides; this only
+//! passes the request on.
 
 use clap::Args as ClapArgs;
 use domus_api::messages::TriggerRequest;

@@ -193,7 +193,8 @@ impl Daemon {
 
     /// xl trigger (and button-press): `power` presses the ACPI power button; `reset` and `init` reset
     /// the machine (without firmware an INIT restarts the guest, so the domain's reboot outcome
-    /// applies); `sleep`, `s3resume` and `nmi` are refused with the reason.
+    /// applies); `nmi` injects an NMI into the vCPU (0 by default); `sleep` and `s3resume` are refused
+    /// with the reason.
     ///
     /// # Errors
     /// As [`Daemon::shutdown`]; 400 for a trigger Domus cannot deliver.
@@ -219,7 +220,12 @@ impl Daemon {
             "s3resume" => Err(ApiError::bad_request(
                 "there is nothing to resume: Domus machines have no S3 (suspend to RAM) state",
             )),
-            "nmi" => Err(ApiError::bad_request("NMI injection is not supported yet")),
+            "nmi" => {
+                let t = self.running_target(spec, "send an NMI to")?;
+                let vcpu = vcpu.unwrap_or(0);
+                info!(domid = t.domid, vcpu, "nmi");
+                Self::send(&t, &Request::Nmi { vcpu })
+            }
             other => Err(ApiError::bad_request(format!(
                 "unknown trigger `{other}`: expected nmi, reset, init, power, sleep or s3resume"
             ))),

@@ -125,6 +125,32 @@ impl<'a> Ctl<'a> {
         written.map(|()| Reply::Done)
     }
 
+    /// Marks an NMI for vCPU `vcpu` and kicks its thread out of KVM_RUN until it took it (the thread
+    /// injects it with KVM_NMI before re-entering the guest).
+    fn nmi(&self, vcpu: u32) -> Result<Reply, String> {
+        if self.shared.outcome().is_some() {
+            return Err("the domain has stopped".into());
+        }
+        let i = usize::try_from(vcpu).map_err(|_| format!("no vCPU {vcpu}"))?;
+        let (Some(s), Some(h)) = (self.shared.vcpus.get(i), self.handles.get(i)) else {
+            return Err(format!("no vCPU {vcpu}"));
+        };
+        s.nmi_pending.store(true, Ordering::SeqCst);
+        if self.shared.is_paused() {
+            // Taken when the domain is unpaused.
+            return Ok(Reply::Done);
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while s.nmi_pending.load(Ordering::SeqCst) {
+            if Instant::now() >= deadline {
+                return Err(format!("vCPU {vcpu} did not take the NMI within 2 s"));
+            }
+            let _ignored = h.kill(kick_signal());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(Reply::Done)
+    }
+
     fn pause(&self) -> Result<Reply, String> {
         if self.shared.should_stop() {
             return Err("the domain has stopped".into());
@@ -197,6 +223,7 @@ impl ControlTarget for Ctl<'_> {
                 }
                 self.dump_core(path)
             }
+            Request::Nmi { vcpu } => self.nmi(*vcpu),
             Request::Sysrq { key } => {
                 let byte = u8::try_from(*key)
                     .ok()

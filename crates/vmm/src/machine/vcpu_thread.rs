@@ -57,6 +57,15 @@ pub fn run(id: usize, mut fd: VcpuFd, devices: Arc<Devices>, shared: Arc<Shared>
         if shared.should_stop() {
             break;
         }
+        if shared
+            .vcpus
+            .get(id)
+            .is_some_and(|s| s.nmi_pending.swap(false, Ordering::SeqCst))
+        {
+            if let Err(e) = fd.nmi() {
+                tracing::warn!(error = %e, "KVM_NMI failed");
+            }
+        }
         let stop = match fd.run() {
             Ok(exit) => handle_exit(id, exit, &devices),
             Err(e) => match e.errno() {
