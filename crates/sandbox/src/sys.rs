@@ -1,6 +1,6 @@
 //! The system calls the sandbox needs that std does not wrap; every `unsafe` block of the crate is here.
 //!
-//! Functions marked "async-signal-safe" are the only ones [`crate::spawn`] calls between `clone` and
+//! Functions marked "async-signal-safe" are the only ones [`crate::Command::spawn`] calls between `clone` and
 //! `execve`: they neither allocate nor take locks, and report failure as a raw errno.
 
 use std::ffi::{c_char, CStr};
