@@ -67,15 +67,30 @@ fn lex(text: &str) -> Vec<Cmd> {
     let mut line = 1usize;
     let mut cmd_line = 1usize;
     let mut chars = text.chars().peekable();
-    let end_word = |word: &mut Option<Word>, words: &mut Vec<Word>| {
-        if let Some(w) = word.take() {
+    // A bare `{` ends its command (`menuentry 'x' { linux ...` on one line); a bare `}` is a command of
+    // its own.
+    let end_word =
+        |word: &mut Option<Word>, words: &mut Vec<Word>, cmds: &mut Vec<Cmd>, line: usize| {
+            let Some(w) = word.take() else { return };
+            if w.is("}") && !words.is_empty() {
+                cmds.push(Cmd {
+                    words: std::mem::take(words),
+                    line,
+                });
+            }
+            let brace = w.is("{") || w.is("}");
             words.push(w);
-        }
-    };
+            if brace {
+                cmds.push(Cmd {
+                    words: std::mem::take(words),
+                    line,
+                });
+            }
+        };
     while let Some(c) = chars.next() {
         match c {
             '\n' | ';' => {
-                end_word(&mut word, &mut words);
+                end_word(&mut word, &mut words, &mut cmds, cmd_line);
                 if !words.is_empty() {
                     cmds.push(Cmd {
                         words: std::mem::take(&mut words),
@@ -86,7 +101,7 @@ fn lex(text: &str) -> Vec<Cmd> {
                     line += 1;
                 }
             }
-            ' ' | '\t' | '\r' => end_word(&mut word, &mut words),
+            ' ' | '\t' | '\r' => end_word(&mut word, &mut words, &mut cmds, cmd_line),
             '#' if word.is_none() => {
                 while chars.peek().is_some_and(|c| *c != '\n') {
                     chars.next();
@@ -147,7 +162,7 @@ fn lex(text: &str) -> Vec<Cmd> {
             }
         }
     }
-    end_word(&mut word, &mut words);
+    end_word(&mut word, &mut words, &mut cmds, cmd_line);
     if !words.is_empty() {
         cmds.push(Cmd {
             words,
@@ -464,7 +479,9 @@ impl Parser<'_> {
                     ));
                 }
                 "initrd" | "initrd16" | "initrdefi" => initrds = args,
-                n if FOREIGN_LOADERS.contains(&n) => foreign = Some(name.clone()),
+                n if FOREIGN_LOADERS.contains(&n) => {
+                    foreign.get_or_insert(name.clone());
+                }
                 _ => {}
             }
         }
