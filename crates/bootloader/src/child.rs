@@ -54,14 +54,14 @@ fn run(args: &[String], report: &File) -> Result<(), String> {
         uid: uid.parse().map_err(|_| format!("bad uid {uid}"))?,
         gid: gid.parse().map_err(|_| format!("bad gid {gid}"))?,
     };
+    // SAFETY: descriptor 3 is the disk the launcher passed; nothing else in this process owns it.
+    let disk = unsafe { crate::sys::inherited(DISK_FD) }
+        .map_err(|e| format!("boot disk descriptor: {e}"))?;
     let prog = filter::allow_list(filter::BASE_SYSCALLS).map_err(|e| chain(&e))?;
     jail.enter(&prog).map_err(|e| chain(&e))?;
     // From here on: no filesystem, no privileges, the filter installed. Only now touch the disk.
     let mut req = BootRequest::default();
     req.apply(rest).map_err(|e| e.to_string())?;
-    // SAFETY: descriptor 3 is the disk the launcher passed; nothing else in this process owns it.
-    let disk = unsafe { crate::sys::inherited(DISK_FD) }
-        .map_err(|e| format!("boot disk descriptor: {e}"))?;
     let disk = Region::whole(disk).map_err(|e| format!("boot disk size: {e}"))?;
     let found = find::find(&disk, &req).map_err(|e| chain(&e))?;
     let mut w = Writer::new(report).map_err(|e| e.to_string())?;

@@ -38,6 +38,12 @@ pub enum FindError {
     /// The partition table is unusable.
     #[error("boot disk")]
     Layout(#[from] LayoutError),
+    /// The disk has no bytes.
+    #[error("the boot disk is empty")]
+    Empty,
+    /// The disk's first sector cannot be read.
+    #[error("cannot read the boot disk")]
+    Unreadable(#[source] std::io::Error),
     /// No volume had what was asked for.
     #[error("no boot configuration found ({})", .tried.join("; "))]
     NothingFound {
@@ -134,6 +140,16 @@ fn read_menu(fs: &Filesystem, notes: &mut Vec<String>) -> Option<(String, Menu)>
 /// [`FindError`]: an unusable partition table, nothing bootable on any volume, an `--entry` that names
 /// nothing.
 pub fn find(disk: &Region, req: &BootRequest) -> Result<Found, FindError> {
+    let mut first = [0u8; 512];
+    if disk.is_empty() {
+        return Err(FindError::Empty);
+    }
+    if let Err(e) = disk.read_exact_at(
+        0,
+        &mut first[..usize::try_from(disk.len().min(512)).unwrap_or(512)],
+    ) {
+        return Err(FindError::Unreadable(e));
+    }
     let (_, volumes) = layout::volumes(disk)?;
     let mut tried = Vec::new();
     for vol in volumes {

@@ -215,6 +215,12 @@ impl Launcher {
             .read(true)
             .custom_flags(libc::O_CLOEXEC)
             .open(disk)
+            .and_then(|f| {
+                if f.metadata()?.is_dir() {
+                    return Err(std::io::Error::from_raw_os_error(libc::EISDIR));
+                }
+                Ok(f)
+            })
             .map_err(|source| BootloaderError::Disk {
                 path: disk.to_owned(),
                 source,

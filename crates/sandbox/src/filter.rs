@@ -2,7 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
+};
 
 /// What a single-threaded Rust program needs to compute on descriptors it was given: memory management,
 /// reading, seeking and writing existing descriptors, signal return, exit. No `open`, no `socket`, no
@@ -45,13 +48,25 @@ pub const BASE_SYSCALLS: &[i64] = &[
 #[error("building the seccomp filter")]
 pub struct FilterError(#[source] seccompiler::BackendError);
 
-/// Compiles an allow-list filter for x86-64 whose default action kills the process.
+/// Compiles an allow-list filter for x86-64 whose default action kills the process. Besides `syscalls`,
+/// `fcntl(fd, F_GETFD)` is always allowed: Rust's standard library checks descriptors with it when it
+/// closes them in debug builds.
 ///
 /// # Errors
 /// [`FilterError`] for a list seccompiler rejects.
 pub fn allow_list(syscalls: &[i64]) -> Result<BpfProgram, FilterError> {
-    let rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>> =
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
         syscalls.iter().map(|s| (*s, Vec::new())).collect();
+    if let std::collections::btree_map::Entry::Vacant(slot) = rules.entry(libc::SYS_fcntl) {
+        let getfd = SeccompCondition::new(
+            1,
+            SeccompCmpArgLen::Dword,
+            SeccompCmpOp::Eq,
+            libc::F_GETFD as u64,
+        )
+        .map_err(FilterError)?;
+        slot.insert(vec![SeccompRule::new(vec![getfd]).map_err(FilterError)?]);
+    }
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::KillProcess,
