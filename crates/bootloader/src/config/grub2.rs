@@ -322,7 +322,7 @@ impl Parser<'_> {
                 Some(t) => t.clone(),
                 None => return true,
             }
-        } else if !words[0].quoted && first.contains('=') {
+        } else if matches!(words[0].parts.first(), Some(Part::Lit(l)) if l.contains('=')) {
             first.clone()
         } else {
             return false;

@@ -177,3 +177,6 @@ pub fn grub_path(raw: &str) -> Option<String> {
         format!("/{p}")
     })
 }
+
+#[cfg(test)]
+mod tests;
