@@ -22,6 +22,7 @@
 pub mod child;
 pub mod config;
 pub mod disk;
+pub mod domain;
 pub mod find;
 pub mod fs;
 pub mod launch;

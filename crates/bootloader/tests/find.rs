@@ -361,3 +361,18 @@ fn filesystem_without_config_says_where_it_looked() {
     let err = boot(&img).err().unwrap();
     assert!(err.starts_with("no boot configuration found (the whole disk (ext2/3/4): no boot configuration (looked for /boot/grub/grub.cfg"), "{err}");
 }
+
+#[test]
+fn fuzz_seed_images_all_boot() {
+    // The disk_image fuzz corpus starts from valid images (fuzz/make-corpus.sh): each one boots.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/disk_image");
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        let b = boot(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(b.kernel, b"KERNEL", "{}", path.display());
+        assert_eq!(b.ramdisk, b"INITRD", "{}", path.display());
+        n += 1;
+    }
+    assert_eq!(n, 6);
+}

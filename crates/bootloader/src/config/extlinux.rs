@@ -4,7 +4,7 @@
 //! `APPEND` names the initrd when there is no `INITRD` line. Labels that boot COMBOOT/COM32 modules, a
 //! local disk or another config are skipped with a warning; `INCLUDE` is not followed (warned).
 
-use super::{Entry, Format, Menu, MAX_ENTRIES};
+use super::{normalize, Entry, Format, Menu, MAX_ENTRIES};
 
 #[derive(Default)]
 struct Label {
@@ -95,9 +95,9 @@ fn split_kw(l: &str) -> (&str, &str) {
 
 fn resolve(dir: &str, p: &str) -> String {
     if p.starts_with('/') {
-        p.to_string()
+        normalize(p)
     } else {
-        format!("{dir}{p}")
+        normalize(&format!("{dir}{p}"))
     }
 }
 

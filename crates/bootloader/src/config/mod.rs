@@ -171,11 +171,23 @@ pub fn grub_path(raw: &str) -> Option<String> {
     if p.is_empty() {
         return None;
     }
-    Some(if p.starts_with('/') {
-        p.to_string()
-    } else {
-        format!("/{p}")
-    })
+    Some(normalize(p))
+}
+
+/// Makes `path` absolute and resolves `.` and `..` lexically (`..` at the root stays at the root), so
+/// every reader sees one canonical spelling.
+pub fn normalize(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
 }
 
 #[cfg(test)]

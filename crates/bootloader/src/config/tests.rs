@@ -132,3 +132,17 @@ fn entry_limits_hold() {
         .iter()
         .any(|w| w.contains("more than 512 entries")));
 }
+
+#[test]
+fn paths_are_normalised() {
+    assert_eq!(normalize("boot/./x/../vmlinuz"), "/boot/vmlinuz");
+    assert_eq!(normalize("/../../vmlinuz"), "/vmlinuz");
+    assert_eq!(grub_path("(hd0,1)"), None);
+    assert_eq!(grub_path("(hd0,1)/a//b/"), Some("/a/b".into()));
+    let m = parse_extlinux(
+        "/boot/extlinux/extlinux.conf",
+        "LABEL a\nKERNEL ../vmlinuz\nINITRD ./i1,../../i2\n",
+    );
+    assert_eq!(m.entries[0].kernel, "/boot/vmlinuz");
+    assert_eq!(m.entries[0].initrds, ["/boot/extlinux/i1", "/i2"]);
+}
