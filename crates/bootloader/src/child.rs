@@ -26,6 +26,18 @@ pub fn main(args: &[String]) -> i32 {
         Ok(f) => f,
         Err(_) => return 2,
     };
+    // A bug in a filesystem or partition-table reader (a panic) still ends with a report saying so.
+    if let Ok(hook_report) = report.try_clone() {
+        std::panic::set_hook(Box::new(move |info| {
+            let _ = write_error(
+                &hook_report,
+                &format!(
+                    "the bootloader failed on this disk image (a bug in a disk reader): {info}"
+                ),
+            );
+            std::process::exit(1);
+        }));
+    }
     match run(args, &report) {
         Ok(()) => 0,
         Err(message) => {

@@ -261,9 +261,11 @@ impl Launcher {
             Outcome::TimedOut => return Err(BootloaderError::TimedOut(self.limits.deadline)),
             Outcome::Signaled(signal) => {
                 let why = match signal {
-                    libc::SIGSYS => "a system call outside its seccomp filter",
+                    libc::SIGSYS => {
+                        "a system call outside its seccomp filter, or an abort such as running out of its memory limit"
+                    }
                     libc::SIGKILL => "CPU-time limit reached",
-                    libc::SIGABRT => "out of memory within its limit, or a bug",
+                    libc::SIGABRT => "aborted",
                     libc::SIGXFSZ => "report larger than allowed",
                     _ => "crashed",
                 };

@@ -369,6 +369,9 @@ fn fuzz_seed_images_all_boot() {
     let mut n = 0;
     for e in std::fs::read_dir(dir).unwrap() {
         let path = e.unwrap().path();
+        if path.file_name().unwrap() == "fatfs-cluster-underflow" {
+            continue; // a regression input, not a seed (see tests/launch.rs)
+        }
         let b = boot(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert_eq!(b.kernel, b"KERNEL", "{}", path.display());
         assert_eq!(b.ramdisk, b"INITRD", "{}", path.display());

@@ -271,3 +271,25 @@ fn deeply_nested_and_huge_configs_stay_bounded() {
     );
     assert!(elapsed < Duration::from_secs(10));
 }
+
+#[test]
+fn a_panicking_disk_reader_is_reported_not_fatal() {
+    // Found by the disk_image fuzz target: a FAT directory entry whose cluster is below 2 makes fatfs
+    // 0.3.6 subtract with overflow (a panic in builds with overflow checks). The child's panic hook turns
+    // it into a report; the parent gets a clear error, never a crash.
+    let disk = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fatfs-cluster-underflow.img");
+    let (r, elapsed, base) = run(&launcher(), &disk, &BootRequest::default());
+    let err = r.unwrap_err();
+    assert!(matches!(err, BootloaderError::NotFound { .. }), "{err:?}");
+    if cfg!(debug_assertions) {
+        assert!(
+            chain(&err).starts_with(
+                "the bootloader failed on this disk image (a bug in a disk reader): panicked at"
+            ),
+            "{}",
+            chain(&err)
+        );
+    }
+    assert!(elapsed < Duration::from_secs(10));
+    assert!(!work_dir(&base).exists());
+}
