@@ -7,7 +7,7 @@
 //! than the caller's limit is refused before any byte is read, and a file that yields fewer or more bytes
 //! than its recorded size is an error.
 
-mod iso9660;
+pub mod iso9660;
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
