@@ -379,3 +379,37 @@ fn fuzz_seed_images_all_boot() {
     }
     assert_eq!(n, 6);
 }
+
+#[test]
+fn iso9660_with_a_hostile_root_directory_is_a_clear_error() {
+    let t = Tree::new();
+    t.file("isolinux/isolinux.cfg", b"default a\nlabel a\n kernel /k\n")
+        .file("k", b"k");
+    let imgs = Images::new();
+    let img = imgs.iso(&t);
+    // The primary volume descriptor's root record (sector 16, offset 156): data length (both-endian, at
+    // +10) set to 3 GiB, then the extent moved past the image.
+    let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
+    use std::os::unix::fs::FileExt;
+    let root = 16 * 2048 + 156;
+    f.write_all_at(&0xc000_0000u32.to_le_bytes(), root + 10)
+        .unwrap();
+    f.write_all_at(&0xc000_0000u32.to_be_bytes(), root + 14)
+        .unwrap();
+    let err = boot(&img).err().unwrap();
+    assert!(
+        err.starts_with(
+            "no boot configuration found (the whole disk: ISO 9660 filesystem: extent at block"
+        ),
+        "{err}"
+    );
+    // Within a (padded) image but larger than a directory may be.
+    f.set_len(20 << 20).unwrap();
+    f.write_all_at(&0x0100_0000u32.to_le_bytes(), root + 10)
+        .unwrap();
+    let err = boot(&img).err().unwrap();
+    assert!(
+        err.contains("directory of 16777216 bytes is larger than the 4194304-byte limit"),
+        "{err}"
+    );
+}

@@ -204,13 +204,15 @@ impl Command {
             .max()
             .unwrap_or(2)
             .saturating_add(1);
+        // Never above the current hard limit: raising it needs CAP_SYS_RESOURCE, which even root may lack.
         let rlimits = [
             (libc::RLIMIT_CPU, self.limits.cpu_time_secs),
             (libc::RLIMIT_AS, self.limits.address_space_bytes),
             (libc::RLIMIT_FSIZE, self.limits.file_size_bytes),
             (libc::RLIMIT_NOFILE, self.limits.open_files),
             (libc::RLIMIT_CORE, 0),
-        ];
+        ]
+        .map(|(res, value)| (res, value.min(sys::hard_limit(res))));
         let plan = ChildPlan {
             map: &map,
             top,

@@ -151,6 +151,20 @@ pub fn setrlimit(resource: libc::__rlimit_resource_t, value: u64) -> Result<(), 
     check(libc::c_long::from(ret)).map(|_| ())
 }
 
+/// The current hard limit of `resource` (`u64::MAX` for unlimited or unknown).
+pub fn hard_limit(resource: libc::__rlimit_resource_t) -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid rlimit the kernel writes.
+    let ret = unsafe { libc::getrlimit(resource, &mut lim) };
+    if ret == -1 {
+        return u64::MAX;
+    }
+    lim.rlim_max
+}
+
 /// `prctl(option, arg2, 0, 0, 0)` (async-signal-safe).
 pub fn prctl(option: libc::c_int, arg2: libc::c_ulong) -> Result<libc::c_int, i32> {
     // SAFETY: the options used here (PDEATHSIG, NO_NEW_PRIVS, CAPBSET_DROP, GET_*) take integers only.
