@@ -7,6 +7,11 @@
 //!   `--args` (no menu is read);
 //! - otherwise: the menu entry chosen by `--entry` (else the configured default), with the entry's
 //!   command line followed by the `--args`.
+//!
+//! `--entry` takes what GRUB's `default` takes: a number counted as GRUB counts (a submenu is one item;
+//! `1>0` reaches into it; for menus without submenus this is pygrub's numbering), a title, a GRUB `--id`
+//! or extlinux label, or a `>`-path of those. Unlike pygrub, an `--entry` that names nothing is an error
+//! listing the entries, not a silent fall back to the default.
 
 /// A `bootloader_args` option this implementation does not take.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
