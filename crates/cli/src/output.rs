@@ -268,6 +268,7 @@ mod tests {
             pid: None,
             restarts: 0,
             config: None,
+            boot: Vec::new(),
         }
     }
 
