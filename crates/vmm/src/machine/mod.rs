@@ -119,6 +119,10 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
         }
     })?;
     let vm = Arc::new(Vm::new(&kvm, ram.mmap())?);
+    // Before any thread starts (device threads come next), so every thread inherits the blocked mask
+    // and SIGTERM/SIGINT/SIGHUP reach only the signalfd.
+    let signals =
+        crate::sys::termination_signalfd().map_err(host("cannot set up signal handling"))?;
     let mut virtio = DeviceManager::new();
     if !cfg.disks.is_empty() {
         ram.advise_huge_pages();
@@ -186,9 +190,6 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
 
     let shared =
         Arc::new(Shared::new(cfg.vcpus, host_is_pvm).map_err(host("cannot create an eventfd"))?);
-    // Before any vCPU thread starts, so every thread inherits the blocked mask.
-    let signals =
-        crate::sys::termination_signalfd().map_err(host("cannot set up signal handling"))?;
     crate::vstate::vcpu::install_kick_handler().map_err(|e| MachineError::Host {
         what: "cannot install the vCPU kick signal handler",
         source: std::io::Error::from_raw_os_error(e.errno()),
