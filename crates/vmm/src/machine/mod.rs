@@ -198,6 +198,7 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
     let vcpus = vcpus::Vcpus::start(vcpu_fds, &devices, &shared, opts.start_paused)
         .map_err(host("cannot start the vCPU threads"))?;
     shared.set_paused(opts.start_paused);
+    let started = virtio.start_threads();
     let vcpus = RefCell::new(vcpus);
     let virtio = RefCell::new(virtio);
 
@@ -224,10 +225,15 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
         signals,
         linger: opts.outcome_linger,
     };
-    let outcome = event_loop::run(ctx);
+    let outcome = match started {
+        Ok(()) => event_loop::run(ctx),
+        Err(e) => Err(e),
+    };
     vcpus.borrow_mut().stop();
     virtio.borrow_mut().stop();
-    let outcome = outcome.map_err(host("main event loop failed"))?;
+    let outcome = outcome.map_err(host(
+        "cannot start a device thread, or the main loop failed",
+    ))?;
     drop(console_sock);
     drop(control_sock);
     // The VM (and with it the vCPU and VM fds) is dropped before the RAM that backs its memory slots.

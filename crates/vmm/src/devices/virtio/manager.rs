@@ -116,10 +116,14 @@ struct DeviceThread {
     handle: Option<JoinHandle<()>>,
 }
 
+/// A device thread's body, waiting for [`DeviceManager::start_threads`].
+type Body = Box<dyn FnOnce() + Send>;
+
 /// The machine's virtio devices.
 #[derive(Default)]
 pub struct DeviceManager {
     slots: Vec<Arc<MmioTransport>>,
+    pending: Vec<(String, ThreadControl, Body)>,
     threads: Vec<DeviceThread>,
 }
 
@@ -176,12 +180,27 @@ impl DeviceManager {
         })
     }
 
-    /// Hands the device thread serving a slot to the manager (it pauses, resumes and stops it).
-    pub fn attach_thread(&mut self, control: ThreadControl, handle: JoinHandle<()>) {
-        self.threads.push(DeviceThread {
-            control,
-            handle: Some(handle),
-        });
+    /// Hands the body of the device thread serving a slot to the manager, which starts it with
+    /// [`DeviceManager::start_threads`] and then pauses, resumes and stops it through `control`.
+    pub fn add_thread(&mut self, name: String, control: ThreadControl, body: Body) {
+        self.pending.push((name, control, body));
+    }
+
+    /// Starts the device threads added so far. The machine does this after its vCPU threads
+    /// started, so the guest's first instructions do not wait behind device-thread start-up;
+    /// notifications that arrive earlier wait in their eventfds.
+    ///
+    /// # Errors
+    /// The host refused a thread (the threads already started keep running and stop on drop).
+    pub fn start_threads(&mut self) -> io::Result<()> {
+        for (name, control, body) in std::mem::take(&mut self.pending) {
+            let handle = crate::threads::spawn(crate::threads::ThreadKind::Device, name, body)?;
+            self.threads.push(DeviceThread {
+                control,
+                handle: Some(handle),
+            });
+        }
+        Ok(())
     }
 
     /// The transports in slot order (for MMIO dispatch).

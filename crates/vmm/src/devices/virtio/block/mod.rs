@@ -2,8 +2,9 @@
 //! config's `disk` list.
 //!
 //! [`attach`] serves a disk whose image or device the spec conversion already opened (so a bad disk
-//! is a configuration error before the guest starts), puts a [`device::BlockDevice`] in the next slot of the [`DeviceManager`] and starts its
-//! device thread ([`event_handler`]), which the manager pauses, resumes and stops.
+//! is a configuration error before the guest starts), puts a [`device::BlockDevice`] in the next slot
+//! of the [`DeviceManager`] and hands it its device thread ([`event_handler`]), which the manager
+//! starts, pauses, resumes and stops.
 //!
 //! Reads and writes go through io_uring from the device thread (`uring.rs`); where io_uring is
 //! unavailable, or the machine options turn it off, through a thread pool (`pool.rs`).
@@ -27,7 +28,7 @@ use virtio_bindings::virtio_blk as vb;
 
 use super::manager::{registrar_for, DeviceManager, DeviceManagerError};
 use crate::config::VmDisk;
-use crate::threads::{self, ThreadKind};
+use crate::threads;
 use crate::vstate::memory::GuestRam;
 use backend::{Backend, BackendError};
 
@@ -97,8 +98,8 @@ fn id_bytes(vdev: &str) -> [u8; request::ID_BYTES] {
     id
 }
 
-/// Serves `disk` (its media already open, see `crate::config`): adds it to `manager` and starts its
-/// device thread; `io_uring` false forces the thread pool.
+/// Serves `disk` (its media already open, see `crate::config`): adds it to `manager` with its device
+/// thread (started by [`DeviceManager::start_threads`]); `io_uring` false forces the thread pool.
 ///
 /// # Errors
 /// [`DiskError`] naming the disk.
@@ -157,11 +158,11 @@ pub fn attach(
         events: mailbox,
         thread_name: format!("blk-{vdev}"),
     };
-    let handle = threads::spawn(ThreadKind::Device, format!("blk-{vdev}"), move || {
-        worker.run();
-    })
-    .map_err(host("cannot start the device thread"))?;
-    manager.attach_thread(control, handle);
+    manager.add_thread(
+        format!("blk-{vdev}"),
+        control,
+        Box::new(move || worker.run()),
+    );
     tracing::info!(dev = %vdev, slot = attached.slot, sectors, read_only, "virtio-blk disk ready");
     Ok(())
 }

@@ -39,7 +39,7 @@ pub fn process(
     bucket: &mut TokenBucket,
     entropy: &mut dyn FnMut(&mut [u8]) -> std::io::Result<()>,
 ) -> Pass {
-    let mut buf = vec![0u8; 4096];
+    let mut buf = [0u8; 4096];
     loop {
         let now = Instant::now();
         let (generation, head, ranges) = {

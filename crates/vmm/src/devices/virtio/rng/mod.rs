@@ -1,8 +1,8 @@
 //! virtio-rng (virtio 1.2 §5.4): an entropy device, on by default, so a guest has good randomness from
 //! its first boot ("Entropy in domUs can be an issue", as Xen's HOWTO puts it).
 //!
-//! [`attach`] puts a [`device::RngDevice`] in the next slot of the [`DeviceManager`] and starts its
-//! device thread ([`event_handler`]): the host source is getrandom(2), limited per domain by a token
+//! [`attach`] puts a [`device::RngDevice`] in the next slot of the [`DeviceManager`] with its device
+//! thread ([`event_handler`]): the host source is getrandom(2), limited per domain by a token
 //! bucket ([`rate`]) of `rate_bytes_per_sec` (burst: one second's worth).
 
 pub mod device;
@@ -14,7 +14,7 @@ use std::sync::Arc;
 use kvm_ioctls::VmFd;
 
 use super::manager::{registrar_for, DeviceManager, DeviceManagerError};
-use crate::threads::{self, ThreadKind};
+use crate::threads;
 use crate::vstate::memory::GuestRam;
 use domus_spec::RngSpec;
 
@@ -38,7 +38,8 @@ pub enum RngError {
     },
 }
 
-/// Adds the entropy device described by `cfg` to `manager` and starts its thread.
+/// Adds the entropy device described by `cfg` to `manager`, with its device thread (started by
+/// [`DeviceManager::start_threads`]).
 ///
 /// # Errors
 /// [`RngError`].
@@ -65,9 +66,7 @@ pub fn attach(
         notify: attached.notify.remove(0),
         events: mailbox,
     };
-    let handle = threads::spawn(ThreadKind::Device, "rng".to_owned(), move || worker.run())
-        .map_err(host("cannot start the device thread"))?;
-    manager.attach_thread(control, handle);
+    manager.add_thread("rng".to_owned(), control, Box::new(move || worker.run()));
     tracing::info!(
         slot = attached.slot,
         rate = cfg.rate_bytes_per_sec,
