@@ -436,3 +436,106 @@ impl Drop for AlignedBuf {
         unsafe { std::alloc::dealloc(self.ptr, self.layout) }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devices::virtio::block::device::BlockDevice;
+    use crate::devices::virtio::test_utils::{activate_with, test_ram};
+    use crate::threads::control_channel;
+    use virtio_queue::desc::{split::Descriptor as SplitDescriptor, RawDescriptor};
+    use virtio_queue::mock::MockSplitQueue;
+    use vm_memory::GuestAddress;
+
+    const NEXT: u16 = 1;
+    const WRITE: u16 = 2;
+
+    fn desc(addr: u64, len: u32, flags: u16, next: u16) -> RawDescriptor {
+        RawDescriptor::from(SplitDescriptor::new(addr, len, flags, next))
+    }
+
+    fn runner(t: &Arc<MmioTransport>, backend: Option<Backend>) -> Runner {
+        let (_control, events) = control_channel("blk-test").unwrap();
+        Runner {
+            w: Worker {
+                transport: Arc::clone(t),
+                backend: backend.map(Arc::new),
+                use_uring: false,
+                id: super::super::id_bytes("xvdz"),
+                seg_max: super::super::SEG_MAX,
+                notify: EventFd::new(libc::EFD_NONBLOCK).unwrap(),
+                events,
+                thread_name: "blk-test".into(),
+            },
+            pool: None,
+            uring: None,
+        }
+    }
+
+    fn header(ram: &crate::vstate::memory::GuestRam, at: u64, kind: u32, sector: u64) {
+        let mut h = [0u8; 16];
+        h[0..4].copy_from_slice(&kind.to_le_bytes());
+        h[8..16].copy_from_slice(&sector.to_le_bytes());
+        ram.write_slice(&h, GuestAddress(at)).unwrap();
+    }
+
+    /// Requests through the queue, executed on the device thread's path (no io_uring, no pool):
+    /// GET_ID, a read from the disk image, a read past its end, and an unknown request type.
+    #[test]
+    fn requests_from_the_queue_complete_with_status_and_length() {
+        let dir = std::env::temp_dir().join(format!("domus-blk-eh-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let img = dir.join("d.img");
+        let data: Vec<u8> = (0..4096u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&img, &data).unwrap();
+        let backend = Backend::open(&img, false, false).unwrap();
+        let ram = test_ram(1 << 20);
+        let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        let model = BlockDevice::new(0, backend.sectors());
+        let t = Arc::new(MmioTransport::new("blk".into(), Box::new(model), ram.clone(), irq).unwrap());
+        let mock = MockSplitQueue::create(ram.mmap(), GuestAddress(0x1_0000), 16);
+        activate_with(&t, 0, &[(0, &mock)]);
+        header(&ram, 0x2_0000, vb::VIRTIO_BLK_T_GET_ID, 0);
+        header(&ram, 0x2_0100, vb::VIRTIO_BLK_T_IN, 2);
+        header(&ram, 0x2_0200, vb::VIRTIO_BLK_T_IN, 8);
+        header(&ram, 0x2_0300, 99, 0);
+        mock.add_desc_chains(
+            &[
+                desc(0x2_0000, 16, NEXT, 1),
+                desc(0x3_0000, 20, NEXT | WRITE, 2),
+                desc(0x4_0000, 1, WRITE, 0),
+                desc(0x2_0100, 16, NEXT, 4),
+                desc(0x3_1000, 1024, NEXT | WRITE, 5),
+                desc(0x4_0001, 1, WRITE, 0),
+                desc(0x2_0200, 16, NEXT, 7),
+                desc(0x3_2000, 512, NEXT | WRITE, 8),
+                desc(0x4_0002, 1, WRITE, 0),
+                desc(0x2_0300, 16, NEXT, 10),
+                desc(0x4_0003, 1, WRITE, 0),
+            ],
+            0,
+        )
+        .unwrap();
+        let mut r = runner(&t, Some(backend));
+        r.process();
+        let used = mock.used();
+        assert_eq!(used.idx().load(), 4);
+        let lens: Vec<(u32, u32)> = (0..4)
+            .map(|i| used.ring().ref_at(i).unwrap().load())
+            .map(|e| (e.id(), e.len()))
+            .collect();
+        assert_eq!(lens, [(0, 21), (3, 1025), (6, 1), (9, 1)]);
+        let mut status = [0u8; 4];
+        ram.read_slice(&mut status, GuestAddress(0x4_0000)).unwrap();
+        assert_eq!(status, [S_OK, S_OK, S_IOERR, S_UNSUPP]);
+        let mut id = [0u8; 20];
+        ram.read_slice(&mut id, GuestAddress(0x3_0000)).unwrap();
+        assert_eq!(&id[..5], b"xvdz\0");
+        let mut got = vec![0u8; 1024];
+        ram.read_slice(&mut got, GuestAddress(0x3_1000)).unwrap();
+        assert_eq!(got, data[1024..2048]);
+        // The out-of-range read and the unknown type are guest errors, counted by the device's log.
+        assert_eq!(t.log().guest_errors(), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
