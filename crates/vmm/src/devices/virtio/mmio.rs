@@ -21,7 +21,7 @@ use vm_memory::GuestAddress;
 use vmm_sys_util::eventfd::EventFd;
 
 use super::device::{ConfigWrite, VirtioDevice};
-use super::guest_log::GuestLog;
+use crate::devices::guest_log::GuestLog;
 use crate::vstate::memory::GuestRam;
 
 /// "virt" (VIRTIO_MMIO_MAGIC_VALUE's expected contents, virtio 1.2 §4.2.2).

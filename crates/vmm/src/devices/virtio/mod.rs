@@ -6,18 +6,16 @@
 //! - [`manager`]: the [`manager::DeviceManager`] that owns the slots of the fixed window, their GSIs,
 //!   the KVM wiring (irqfd, one QueueNotify ioeventfd per queue), the DSDT entries and the device
 //!   threads. [`manager::MAX_DEVICES`] is the machine's limit.
-//! - [`guest_log`]: the per-device rate-limited log for what a guest can trigger.
 //! - Devices: [`block`] (virtio-blk), [`rng`] (virtio-rng).
 //!
 //! Register accesses exit to the vCPU thread; queue notifications do not: QueueNotify is an
 //! ioeventfd a device thread waits on, and the device interrupts through an irqfd. Guest mistakes
 //! (bad descriptors, out-of-range sectors, a half-finished handshake) never stop the VMM: the request
 //! completes with an error status, or the device sets DEVICE_NEEDS_RESET, and the warning goes through
-//! the device's [`guest_log::GuestLog`].
+//! the device's [`crate::devices::guest_log::GuestLog`].
 
 pub mod block;
 pub mod device;
-pub mod guest_log;
 pub mod manager;
 pub mod mmio;
 pub mod rng;

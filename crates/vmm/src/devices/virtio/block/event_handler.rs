@@ -492,7 +492,8 @@ mod tests {
         let ram = test_ram(1 << 20);
         let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
         let model = BlockDevice::new(0, backend.sectors());
-        let t = Arc::new(MmioTransport::new("blk".into(), Box::new(model), ram.clone(), irq).unwrap());
+        let t =
+            Arc::new(MmioTransport::new("blk".into(), Box::new(model), ram.clone(), irq).unwrap());
         let mock = MockSplitQueue::create(ram.mmap(), GuestAddress(0x1_0000), 16);
         activate_with(&t, 0, &[(0, &mock)]);
         header(&ram, 0x2_0000, vb::VIRTIO_BLK_T_GET_ID, 0);
