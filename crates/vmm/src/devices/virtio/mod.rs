@@ -19,7 +19,7 @@ pub mod device;
 pub mod manager;
 pub mod mmio;
 pub mod rng;
-#[cfg(test)]
+#[cfg(any(test, feature = "test-utils"))]
 pub mod test_utils;
 
 pub use manager::{slot_base, slot_gsi, FIRST_GSI, MAX_DEVICES, SLOT_SIZE, WINDOW_BASE};

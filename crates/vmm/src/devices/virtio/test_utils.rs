@@ -1,6 +1,7 @@
-//! Test scaffolding for the device model: a test guest RAM, a configurable [`TestDevice`], a
-//! recording interrupt registrar, and a driver-side helper that sets a queue up through the
-//! transport's registers at the addresses virtio-queue's `MockSplitQueue` uses.
+//! Test scaffolding for the device model (unit tests, and fuzz targets through the `test-utils`
+//! feature): a test guest RAM, a configurable [`TestDevice`], a recording interrupt registrar, and
+//! driver-side helpers that run the handshake through the transport's registers.
+#![allow(clippy::expect_used)] // scaffolding: a failure here is a broken test setup
 
 use std::sync::{Arc, Mutex};
 
@@ -32,17 +33,17 @@ pub struct DeviceProbe(Arc<Mutex<Seen>>);
 impl DeviceProbe {
     /// Features of the last activation (None after a reset).
     pub fn activated(&self) -> Option<u64> {
-        self.0.lock().unwrap().activated
+        self.0.lock().expect("test scaffolding").activated
     }
 
     /// Resets seen.
     pub fn resets(&self) -> u32 {
-        self.0.lock().unwrap().resets
+        self.0.lock().expect("test scaffolding").resets
     }
 
     /// Makes the next activations fail.
     pub fn refuse_activation(&self) {
-        self.0.lock().unwrap().refuse = true;
+        self.0.lock().expect("test scaffolding").refuse = true;
     }
 }
 
@@ -111,7 +112,7 @@ impl VirtioDevice for TestDevice {
         }
     }
     fn activate(&mut self, features: u64) -> Result<(), ActivateError> {
-        let mut s = self.probe.0.lock().unwrap();
+        let mut s = self.probe.0.lock().expect("test scaffolding");
         if s.refuse {
             return Err(ActivateError::Features {
                 features,
@@ -122,7 +123,7 @@ impl VirtioDevice for TestDevice {
         Ok(())
     }
     fn reset(&mut self) {
-        let mut s = self.probe.0.lock().unwrap();
+        let mut s = self.probe.0.lock().expect("test scaffolding");
         s.activated = None;
         s.resets += 1;
     }
@@ -139,11 +140,14 @@ pub struct RecordingRegistrar {
 
 impl EventRegistrar for RecordingRegistrar {
     fn register_irqfd(&self, _fd: &EventFd, gsi: u32) -> std::io::Result<()> {
-        self.irqfds.lock().unwrap().push(gsi);
+        self.irqfds.lock().expect("test scaffolding").push(gsi);
         Ok(())
     }
     fn register_notify(&self, _fd: &EventFd, addr: u64, queue: u32) -> std::io::Result<()> {
-        self.ioevents.lock().unwrap().push((addr, queue));
+        self.ioevents
+            .lock()
+            .expect("test scaffolding")
+            .push((addr, queue));
         Ok(())
     }
 }
@@ -153,39 +157,65 @@ fn wr(t: &MmioTransport, off: u64, v: u32) {
 }
 
 fn lo(a: GuestAddress) -> u32 {
-    u32::try_from(a.0 & 0xffff_ffff).unwrap()
+    u32::try_from(a.0 & 0xffff_ffff).expect("test scaffolding")
 }
 
-/// Runs the driver's handshake on `t` accepting `features` (VERSION_1 added), with queue `q` set up
-/// at the mock queue's addresses; the device is live afterwards.
+/// Where a queue's rings are (guest addresses below 4 GiB) and how many entries it has.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueLayout {
+    /// Queue index.
+    pub index: u32,
+    /// Entries.
+    pub size: u16,
+    /// Descriptor table.
+    pub desc: GuestAddress,
+    /// Available ring.
+    pub avail: GuestAddress,
+    /// Used ring.
+    pub used: GuestAddress,
+}
+
+/// Runs the driver's handshake on `t` accepting `features` (VERSION_1 added) with `queues`; returns
+/// whether the device is live afterwards.
+pub fn handshake(t: &MmioTransport, features: u64, queues: &[QueueLayout]) -> bool {
+    let ok = status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK;
+    wr(t, reg::STATUS, status::ACKNOWLEDGE | status::DRIVER);
+    wr(t, reg::DRIVER_FEATURES_SEL, 0);
+    wr(t, reg::DRIVER_FEATURES, lo(GuestAddress(features)));
+    wr(t, reg::DRIVER_FEATURES_SEL, 1);
+    wr(
+        t,
+        reg::DRIVER_FEATURES,
+        1 | lo(GuestAddress(features >> 32)),
+    );
+    wr(t, reg::STATUS, ok);
+    for q in queues {
+        wr(t, reg::QUEUE_SEL, q.index);
+        wr(t, reg::QUEUE_NUM, u32::from(q.size));
+        wr(t, reg::QUEUE_DESC_LOW, lo(q.desc));
+        wr(t, reg::QUEUE_AVAIL_LOW, lo(q.avail));
+        wr(t, reg::QUEUE_USED_LOW, lo(q.used));
+        wr(t, reg::QUEUE_READY, 1);
+    }
+    wr(t, reg::STATUS, ok | status::DRIVER_OK);
+    t.lock().live()
+}
+
+/// [`handshake`] with 16-entry queues at the mock queues' addresses; panics unless the device is live.
 pub fn activate_with<M: vm_memory::GuestMemory>(
     t: &MmioTransport,
     features: u64,
     queues: &[(u32, &MockSplitQueue<'_, M>)],
 ) {
-    let ok = status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK;
-    wr(t, reg::STATUS, status::ACKNOWLEDGE | status::DRIVER);
-    wr(t, reg::DRIVER_FEATURES_SEL, 0);
-    wr(
-        t,
-        reg::DRIVER_FEATURES,
-        u32::try_from(features & 0xffff_ffff).unwrap(),
-    );
-    wr(t, reg::DRIVER_FEATURES_SEL, 1);
-    wr(
-        t,
-        reg::DRIVER_FEATURES,
-        1 | u32::try_from(features >> 32).unwrap(),
-    );
-    wr(t, reg::STATUS, ok);
-    for (q, mock) in queues {
-        wr(t, reg::QUEUE_SEL, *q);
-        wr(t, reg::QUEUE_NUM, 16);
-        wr(t, reg::QUEUE_DESC_LOW, lo(mock.desc_table_addr()));
-        wr(t, reg::QUEUE_AVAIL_LOW, lo(mock.avail_addr()));
-        wr(t, reg::QUEUE_USED_LOW, lo(mock.used_addr()));
-        wr(t, reg::QUEUE_READY, 1);
-    }
-    wr(t, reg::STATUS, ok | status::DRIVER_OK);
-    assert!(t.lock().live(), "handshake failed");
+    let layouts: Vec<QueueLayout> = queues
+        .iter()
+        .map(|(index, mock)| QueueLayout {
+            index: *index,
+            size: 16,
+            desc: mock.desc_table_addr(),
+            avail: mock.avail_addr(),
+            used: mock.used_addr(),
+        })
+        .collect();
+    assert!(handshake(t, features, &layouts), "handshake failed");
 }
