@@ -31,8 +31,12 @@ fuzz_target!(|data: &[u8]| {
     let Ok(irq) = EventFd::new(libc::EFD_NONBLOCK) else {
         return;
     };
-    let Ok(t) = MmioTransport::new("rng".into(), Box::new(RngDevice::default()), ram.clone(), irq)
-    else {
+    let Ok(t) = MmioTransport::new(
+        "rng".into(),
+        Box::new(RngDevice::default()),
+        ram.clone(),
+        irq,
+    ) else {
         return;
     };
     let q = QueueLayout {
