@@ -185,9 +185,8 @@ impl Dnsmasq {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(DnsmasqError::Spawn)?;
-        let pid = i32::try_from(child.id()).map_err(|_| {
-            DnsmasqError::Spawn(std::io::Error::other("pid out of range"))
-        })?;
+        let pid = i32::try_from(child.id())
+            .map_err(|_| DnsmasqError::Spawn(std::io::Error::other("pid out of range")))?;
         // Wait until it has bound its sockets and written the pid file, or has exited.
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
@@ -226,7 +225,11 @@ impl Dnsmasq {
     /// The dnsmasq a previous domusd started for `dir`, if it still runs.
     pub fn adopt(dir: &Path) -> Option<Self> {
         let files = DnsmasqFiles::in_dir(dir);
-        let pid: i32 = std::fs::read_to_string(&files.pid).ok()?.trim().parse().ok()?;
+        let pid: i32 = std::fs::read_to_string(&files.pid)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
         (pid > 0 && alive(pid) && cmdline_mentions(pid, &files.conf)).then_some(Self {
             pid,
             child: None,
@@ -316,8 +319,14 @@ mod tests {
         let files = DnsmasqFiles::in_dir(Path::new("/var/lib/domus/net"));
         let c = config_text(&net, &files).expect("config");
         assert!(c.contains("interface=domusnat0\n"), "{c}");
-        assert!(c.contains("dhcp-range=192.168.122.2,192.168.122.254,255.255.255.0,1h\n"), "{c}");
-        assert!(c.contains("dhcp-leasefile=/var/lib/domus/net/dnsmasq.leases\n"), "{c}");
+        assert!(
+            c.contains("dhcp-range=192.168.122.2,192.168.122.254,255.255.255.0,1h\n"),
+            "{c}"
+        );
+        assert!(
+            c.contains("dhcp-leasefile=/var/lib/domus/net/dnsmasq.leases\n"),
+            "{c}"
+        );
         assert!(c.contains("option:router,192.168.122.1\n"), "{c}");
         let tiny = DhcpNet { prefix: 30, ..net };
         assert!(config_text(&tiny, &files).is_err());

@@ -144,12 +144,11 @@ impl NetDefaults {
             d.nat_bridge = ifname("domus.nat.bridge", b)?;
         }
         if let Some(s) = string("domus.nat.subnet")? {
-            let (net, prefix) =
-                parse_subnet(&s).map_err(|detail| GlobalConfError::Value {
-                    path: path.to_owned(),
-                    key: "domus.nat.subnet",
-                    detail,
-                })?;
+            let (net, prefix) = parse_subnet(&s).map_err(|detail| GlobalConfError::Value {
+                path: path.to_owned(),
+                key: "domus.nat.subnet",
+                detail,
+            })?;
             d.nat_network = net;
             d.nat_prefix = prefix;
         }
@@ -172,7 +171,10 @@ pub fn parse_subnet(s: &str) -> Result<(Ipv4Addr, u8), String> {
         .ok_or_else(|| format!("prefix length `{n}` must be 8 to 30"))?;
     let mask = u32::MAX << (32 - prefix);
     if u32::from(addr) & !mask != 0 {
-        return Err(format!("`{s}` has host bits set (the network is {}/{prefix})", Ipv4Addr::from(u32::from(addr) & mask)));
+        return Err(format!(
+            "`{s}` has host bits set (the network is {}/{prefix})",
+            Ipv4Addr::from(u32::from(addr) & mask)
+        ));
     }
     Ok((addr, prefix))
 }
@@ -207,7 +209,10 @@ mod tests {
         assert_eq!(d.script, "vif-nat");
         assert_eq!(d.bridge, "br1");
         assert_eq!(d.gatewaydev.as_deref(), Some("eth1"));
-        assert_eq!((d.nat_network, d.nat_prefix), (Ipv4Addr::new(10, 7, 0, 0), 16));
+        assert_eq!(
+            (d.nat_network, d.nat_prefix),
+            (Ipv4Addr::new(10, 7, 0, 0), 16)
+        );
         std::fs::remove_dir_all(&dir).ok();
     }
 
@@ -215,9 +220,15 @@ mod tests {
     fn bad_values_are_named() {
         let p = Path::new("/etc/domus/xl.conf");
         let e = NetDefaults::parse(p, "domus.nat.subnet=\"10.0.0.1/24\"\n").expect_err("host bits");
-        assert!(e.to_string().contains("domus.nat.subnet") && e.to_string().contains("host bits"), "{e}");
+        assert!(
+            e.to_string().contains("domus.nat.subnet") && e.to_string().contains("host bits"),
+            "{e}"
+        );
         let e = NetDefaults::parse(p, "vif.default.bridge=3\n").expect_err("number");
-        assert!(e.to_string().contains("vif.default.bridge") && e.to_string().contains("string"), "{e}");
+        assert!(
+            e.to_string().contains("vif.default.bridge") && e.to_string().contains("string"),
+            "{e}"
+        );
         let e = NetDefaults::parse(p, "vif.default.bridge=\"a/b\"\n").expect_err("ifname");
         assert!(e.to_string().contains("a/b"), "{e}");
         let e = NetDefaults::parse(p, "vif.default.bridge=\n").expect_err("syntax");

@@ -40,7 +40,9 @@ pub fn random_xen_mac() -> std::io::Result<[u8; 6]> {
     if n != 3 {
         return Err(std::io::Error::last_os_error());
     }
-    Ok([XEN_OUI[0], XEN_OUI[1], XEN_OUI[2], tail[0], tail[1], tail[2]])
+    Ok([
+        XEN_OUI[0], XEN_OUI[1], XEN_OUI[2], tail[0], tail[1], tail[2],
+    ])
 }
 
 #[cfg(test)]
@@ -51,7 +53,13 @@ mod tests {
     fn parse_format_round_trip_and_rejects() {
         let m = parse("AA:00:00:d1:00:09").expect("parses");
         assert_eq!(format(m), "aa:00:00:d1:00:09");
-        for bad in ["", "aa:00:00:d1:00", "aa:00:00:d1:00:09:01", "aa:0:00:d1:00:09", "zz:00:00:00:00:00"] {
+        for bad in [
+            "",
+            "aa:00:00:d1:00",
+            "aa:00:00:d1:00:09:01",
+            "aa:0:00:d1:00:09",
+            "zz:00:00:00:00:00",
+        ] {
             assert_eq!(parse(bad), None, "{bad}");
         }
         assert!(is_multicast(parse("01:00:5e:00:00:01").expect("parses")));

@@ -9,8 +9,8 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
-    NLM_F_EXCL, NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
+    NLM_F_REQUEST,
 };
 use netlink_packet_route::{
     address::{AddressAttribute, AddressMessage},
@@ -107,12 +107,13 @@ impl Netlink {
             let mut offset = 0;
             while offset < data.len() {
                 let bytes = &data[offset..];
-                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes).map_err(
-                    |e| NetlinkError::Decode {
-                        op: op.to_owned(),
-                        detail: e.to_string(),
-                    },
-                )?;
+                let reply =
+                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes).map_err(|e| {
+                        NetlinkError::Decode {
+                            op: op.to_owned(),
+                            detail: e.to_string(),
+                        }
+                    })?;
                 let len = reply.header.length as usize;
                 if len == 0 {
                     return Err(NetlinkError::Decode {
@@ -196,7 +197,11 @@ impl Netlink {
 
     /// Brings `name` up (or down).
     pub fn set_up(&mut self, name: &str, up: bool) -> Result<(), NetlinkError> {
-        let f = if up { LinkFlags::Up } else { LinkFlags::empty() };
+        let f = if up {
+            LinkFlags::Up
+        } else {
+            LinkFlags::empty()
+        };
         self.set_link(
             &format!("set {name} {}", if up { "up" } else { "down" }),
             name,
@@ -389,18 +394,14 @@ impl Netlink {
         let index = self.index(name)?;
         let mut m = RouteMessage::default();
         m.header.address_family = AddressFamily::Inet;
-        let replies = self.request(
-            "list routes",
-            RouteNetlinkMessage::GetRoute(m),
-            NLM_F_DUMP,
-        )?;
+        let replies = self.request("list routes", RouteNetlinkMessage::GetRoute(m), NLM_F_DUMP)?;
         let mut out = Vec::new();
         for r in replies {
             if let RouteNetlinkMessage::NewRoute(rt) = r {
                 if rt.header.destination_prefix_length != 32 {
                     continue;
                 }
-                let oif = rt.attributes.iter().any(|a| *a == RouteAttribute::Oif(index));
+                let oif = rt.attributes.contains(&RouteAttribute::Oif(index));
                 let dst = rt.attributes.iter().find_map(|a| match a {
                     RouteAttribute::Destination(RouteAddress::Inet(d)) => Some(*d),
                     _ => None,

@@ -85,7 +85,9 @@ impl Ruleset {
                 Some(u) => format!("oifname {}", q(u)),
                 None => format!("oifname != {}", q(&m.bridge)),
             };
-            s.push_str(&format!("    ip saddr {net} ip daddr != {net} {out} masquerade\n  }}\n"));
+            s.push_str(&format!(
+                "    ip saddr {net} ip daddr != {net} {out} masquerade\n  }}\n"
+            ));
         }
         for (i, a) in self.antispoof.iter().enumerate() {
             let allowed = a
@@ -126,7 +128,9 @@ pub fn run_nft(script: &str) -> Result<(), NftError> {
         .spawn()
         .map_err(NftError::Spawn)?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(script.as_bytes()).map_err(NftError::Spawn)?;
+        stdin
+            .write_all(script.as_bytes())
+            .map_err(NftError::Spawn)?;
     }
     let out = child.wait_with_output().map_err(NftError::Spawn)?;
     if out.status.success() {

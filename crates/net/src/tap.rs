@@ -65,7 +65,13 @@ struct IfReq {
     _pad: [u8; 22],
 }
 
-fn ioctl(file: &File, op: &'static str, req: libc::c_ulong, arg: libc::c_ulong, name: &str) -> Result<(), TapError> {
+fn ioctl(
+    file: &File,
+    op: &'static str,
+    req: libc::c_ulong,
+    arg: libc::c_ulong,
+    name: &str,
+) -> Result<(), TapError> {
     // SAFETY: `req` is TUNSETIFF (arg points at a live, correctly sized ifreq) or TUNSETPERSIST
     // (arg is an integer); the descriptor is an open /dev/net/tun.
     let r = unsafe { libc::ioctl(file.as_raw_fd(), req, arg) };
@@ -102,7 +108,13 @@ pub fn create_tap(name: &str) -> Result<OwnedFd, TapError> {
     // give such a copy a moment to go before calling the TAP busy.
     let mut tries = 0;
     loop {
-        match ioctl(&file, "TUNSETIFF", TUNSETIFF, std::ptr::addr_of_mut!(req) as libc::c_ulong, name) {
+        match ioctl(
+            &file,
+            "TUNSETIFF",
+            TUNSETIFF,
+            std::ptr::addr_of_mut!(req) as libc::c_ulong,
+            name,
+        ) {
             Err(TapError::Ioctl { source, .. })
                 if source.raw_os_error() == Some(libc::EBUSY) && tries < 20 =>
             {

@@ -26,14 +26,21 @@ fn tap_is_created_with_the_flags_the_vmm_checks_and_persists_until_released() {
         assert_eq!(&req[..7], b"vif7.0\0");
         drop(fd);
         let mut nl = Netlink::open().expect("netlink");
-        let l = nl.link("vif7.0").expect("dump").expect("persistent TAP still there");
+        let l = nl
+            .link("vif7.0")
+            .expect("dump")
+            .expect("persistent TAP still there");
         assert_eq!(l.kind.as_deref(), Some("tun"));
         // Re-attach (a persistent TAP whose descriptor was closed), then delete while held.
         let fd = tap::create_tap("vif7.0").expect("re-attach");
         nl.delete_link_if_exists("vif7.0").expect("delete");
-        assert!(nl.link("vif7.0").expect("dump").is_none(), "deleted while a descriptor is open");
+        assert!(
+            nl.link("vif7.0").expect("dump").is_none(),
+            "deleted while a descriptor is open"
+        );
         drop(fd);
-        nl.delete_link_if_exists("vif7.0").expect("deleting a missing TAP is fine");
+        nl.delete_link_if_exists("vif7.0")
+            .expect("deleting a missing TAP is fine");
     });
 }
 
@@ -48,7 +55,10 @@ fn bad_tap_names_and_a_busy_name_are_refused() {
         let mut nl = Netlink::open().expect("netlink");
         nl.add_bridge("br9").expect("bridge");
         let e = tap::create_tap("br9").expect_err("a bridge has that name");
-        assert!(e.to_string().contains("TUNSETIFF") && e.to_string().contains("br9"), "{e}");
+        assert!(
+            e.to_string().contains("TUNSETIFF") && e.to_string().contains("br9"),
+            "{e}"
+        );
         let _held = tap::create_tap("vif1.0").expect("tap");
         // A persistent TAP without IFF_MULTI_QUEUE takes one descriptor at a time.
         let e = tap::create_tap("vif1.0").expect_err("busy");
@@ -71,7 +81,12 @@ fn vif_joins_a_bridge_with_xens_host_mac_and_the_bridge_address_stays() {
         nl.set_up("bridge0", true).expect("up");
         let before = nl.link("bridge0").expect("dump").expect("bridge").mac;
         assert_eq!(before, Some([2, 0, 0, 0, 0, 0x10]), "lowest port MAC");
-        let bridge_mtu = nl.link("bridge0").expect("dump").expect("bridge").mtu.expect("mtu");
+        let bridge_mtu = nl
+            .link("bridge0")
+            .expect("dump")
+            .expect("bridge")
+            .mtu
+            .expect("mtu");
 
         let fds: Vec<_> = ["vif1.0", "vif2.0"]
             .iter()
@@ -92,11 +107,18 @@ fn vif_joins_a_bridge_with_xens_host_mac_and_the_bridge_address_stays() {
             assert_eq!(l.mtu, Some(bridge_mtu));
             assert!(l.up);
         }
-        assert_eq!(nl.link("bridge0").expect("dump").expect("bridge").mac, before);
+        assert_eq!(
+            nl.link("bridge0").expect("dump").expect("bridge").mac,
+            before
+        );
         // A guest-like MAC in Xen's OUI would sort below the uplink's and take over the bridge:
         // the reason the host side uses fe:ff:ff:ff:ff:ff.
-        nl.set_mac("vif2.0", [0x00, 0x16, 0x3e, 0, 0, 1]).expect("mac");
-        assert_ne!(nl.link("bridge0").expect("dump").expect("bridge").mac, before);
+        nl.set_mac("vif2.0", [0x00, 0x16, 0x3e, 0, 0, 1])
+            .expect("mac");
+        assert_ne!(
+            nl.link("bridge0").expect("dump").expect("bridge").mac,
+            before
+        );
         nl.set_mac("vif2.0", HOST_SIDE_MAC).expect("mac");
         nl.set_master("vif1.0", None).expect("leave");
         assert_eq!(nl.link("vif1.0").expect("dump").expect("tap").master, None);
@@ -105,10 +127,15 @@ fn vif_joins_a_bridge_with_xens_host_mac_and_the_bridge_address_stays() {
             nl.delete_link_if_exists(name).expect("delete");
             assert!(nl.link(name).expect("dump").is_none());
         }
-        assert_eq!(nl.link("bridge0").expect("dump").expect("bridge").mac, before);
+        assert_eq!(
+            nl.link("bridge0").expect("dump").expect("bridge").mac,
+            before
+        );
         nl.delete_link("bridge0").expect("delete");
         assert!(nl.link("bridge0").expect("dump").is_none());
-        let e = nl.set_master("up0", Some("bridge0")).expect_err("missing bridge");
+        let e = nl
+            .set_master("up0", Some("bridge0"))
+            .expect_err("missing bridge");
         assert_eq!(e.to_string(), "no network interface named `bridge0`");
         let e = nl.set_up("nosuch0", true).expect_err("missing link");
         assert!(e.to_string().contains("nosuch0"), "{e}");
@@ -122,8 +149,10 @@ fn addresses_host_routes_and_proxy_arp() {
     ns.run(|| {
         let mut nl = Netlink::open().expect("netlink");
         nl.set_up("eth0", true).expect("up");
-        nl.add_address("eth0", Ipv4Addr::new(10, 1, 0, 1), 24).expect("addr");
-        nl.add_address("eth0", Ipv4Addr::new(10, 1, 0, 1), 24).expect("again is fine");
+        nl.add_address("eth0", Ipv4Addr::new(10, 1, 0, 1), 24)
+            .expect("addr");
+        nl.add_address("eth0", Ipv4Addr::new(10, 1, 0, 1), 24)
+            .expect("again is fine");
         assert_eq!(
             nl.addresses("eth0").expect("addrs"),
             vec![(Ipv4Addr::new(10, 1, 0, 1), 24)]
@@ -132,18 +161,23 @@ fn addresses_host_routes_and_proxy_arp() {
         nl.set_up("vif3.0", true).expect("up");
         let guest = Ipv4Addr::new(10, 1, 0, 77);
         nl.add_host_route("vif3.0", guest).expect("route");
-        nl.add_host_route("vif3.0", guest).expect("replace is idempotent");
+        nl.add_host_route("vif3.0", guest)
+            .expect("replace is idempotent");
         assert_eq!(nl.host_routes("vif3.0").expect("routes"), vec![guest]);
         set_ipv4_conf("vif3.0", "proxy_arp", "1").expect("proxy_arp vif");
         set_ipv4_conf("eth0", "proxy_arp", "1").expect("proxy_arp gw");
         let v = std::fs::read_to_string("/proc/sys/net/ipv4/conf/eth0/proxy_arp").expect("read");
         assert_eq!(v.trim(), "1");
         nl.del_host_route("vif3.0", guest).expect("del");
-        nl.del_host_route("vif3.0", guest).expect("del again is fine");
-        nl.del_host_route("gone0", guest).expect("missing link is fine");
+        nl.del_host_route("vif3.0", guest)
+            .expect("del again is fine");
+        nl.del_host_route("gone0", guest)
+            .expect("missing link is fine");
         assert!(nl.host_routes("vif3.0").expect("routes").is_empty());
         assert!(set_ipv4_conf("../x", "proxy_arp", "1").is_err());
     });
     // The namespace's own view agrees (and the host's was never touched).
-    assert!(ns.sh("cat /proc/sys/net/ipv4/conf/eth0/proxy_arp").starts_with('1'));
+    assert!(ns
+        .sh("cat /proc/sys/net/ipv4/conf/eth0/proxy_arp")
+        .starts_with('1'));
 }
