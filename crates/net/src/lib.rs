@@ -23,3 +23,4 @@ pub mod mac;
 pub mod netlink;
 pub mod nft;
 pub mod tap;
+pub mod vif;

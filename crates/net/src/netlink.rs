@@ -389,7 +389,7 @@ impl Netlink {
         }
     }
 
-    /// IPv4 host routes (`/32`) through `name`.
+    /// IPv4 unicast host routes (`/32`) through `name` in the main table.
     pub fn host_routes(&mut self, name: &str) -> Result<Vec<Ipv4Addr>, NetlinkError> {
         let index = self.index(name)?;
         let mut m = RouteMessage::default();
@@ -398,7 +398,10 @@ impl Netlink {
         let mut out = Vec::new();
         for r in replies {
             if let RouteNetlinkMessage::NewRoute(rt) = r {
-                if rt.header.destination_prefix_length != 32 {
+                if rt.header.destination_prefix_length != 32
+                    || rt.header.table != netlink_packet_route::route::RouteHeader::RT_TABLE_MAIN
+                    || rt.header.kind != RouteType::Unicast
+                {
                     continue;
                 }
                 let oif = rt.attributes.contains(&RouteAttribute::Oif(index));
