@@ -6,8 +6,10 @@
 //! - [`netlink`]: links, bridge ports, MTU, MAC, addresses and host routes over rtnetlink, with
 //!   no async runtime; proxy ARP and forwarding through their sysctls.
 //! - [`nft`]: the nftables table `domus` (NAT masquerade, `ip=` anti-spoofing), loaded whole.
+//! - [`natnet`]: the NAT network (bridge, dnsmasq, masquerade) kept in step with the NAT vifs.
 //! - [`dnsmasq`]: the NAT network's DHCP/DNS server, its configuration, leases and supervision.
 //! - [`globalconf`]: `vif.default.*` and the NAT subnet from the xl.conf-compatible global file.
+//! - [`vif`]: one vif resolved from its entry and the defaults, plumbed and unplumbed.
 //! - [`hotplug`]: `script=` resolution and Xen hotplug scripts run with libxl's arguments and
 //!   environment.
 //! - [`mac`]: guest MACs (Xen's OUI for random ones, multicast check).
@@ -20,6 +22,7 @@ pub mod dnsmasq;
 pub mod globalconf;
 pub mod hotplug;
 pub mod mac;
+pub mod natnet;
 pub mod netlink;
 pub mod nft;
 pub mod tap;
