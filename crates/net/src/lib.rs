@@ -12,6 +12,7 @@
 //! - [`vif`]: one vif resolved from its entry and the defaults, plumbed and unplumbed.
 //! - [`hotplug`]: `script=` resolution and Xen hotplug scripts run with libxl's arguments and
 //!   environment.
+//! - [`nodes`]: Xen's store nodes for a vif; guest MAC checks across domains.
 //! - [`mac`]: guest MACs (Xen's OUI for random ones, multicast check).
 //!
 //! Every operation acts in the network namespace of the calling thread.
@@ -25,5 +26,6 @@ pub mod mac;
 pub mod natnet;
 pub mod netlink;
 pub mod nft;
+pub mod nodes;
 pub mod tap;
 pub mod vif;
