@@ -164,9 +164,29 @@ impl Netlink {
             .collect())
     }
 
-    /// The link named `name`, if any.
+    /// The link named `name`, if any (one `RTM_GETLINK` by name, no dump).
     pub fn link(&mut self, name: &str) -> Result<Option<Link>, NetlinkError> {
-        Ok(self.links()?.into_iter().find(|l| l.name == name))
+        if !crate::tap::valid_ifname(name) {
+            return Ok(None);
+        }
+        let mut m = LinkMessage::default();
+        m.attributes = vec![LinkAttribute::IfName(name.to_owned())];
+        match self.request(
+            &format!("get link {name}"),
+            RouteNetlinkMessage::GetLink(m),
+            0,
+        ) {
+            Ok(replies) => Ok(replies.into_iter().find_map(|r| match r {
+                RouteNetlinkMessage::NewLink(l) => Some(link_of(&l)),
+                _ => None,
+            })),
+            Err(NetlinkError::Kernel { source, .. })
+                if source.raw_os_error() == Some(libc::ENODEV) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The ifindex of `name`.
