@@ -88,6 +88,31 @@ fn nat_network_masquerades_is_idempotent_and_goes_with_the_last_vif() {
         "masqueraded to the host's address"
     );
 
+    // DHCP from the guest: the static lease for its MAC, a dynamic one for another MAC, with the
+    // host as router.
+    let offers = guest.run(|| {
+        [
+            [0x00, 0x16, 0x3e, 0, 0, 0x50],
+            [0x00, 0x16, 0x3e, 0, 0, 0x77],
+        ]
+        .map(|mac| dhcp_offer(mac))
+    });
+    assert_eq!(
+        offers[0],
+        Some((
+            Ipv4Addr::new(192, 168, 122, 50),
+            Some(Ipv4Addr::new(192, 168, 122, 1))
+        ))
+    );
+    let (dynamic, router) = offers[1].expect("dynamic offer");
+    assert!(
+        dynamic.octets()[..3] == [192, 168, 122]
+            && dynamic.octets()[3] >= 2
+            && dynamic != Ipv4Addr::new(192, 168, 122, 50),
+        "{dynamic}"
+    );
+    assert_eq!(router, Some(Ipv4Addr::new(192, 168, 122, 1)));
+
     let d = dir.clone();
     host.run(move || {
         let mut nl = Netlink::open().expect("netlink");
@@ -104,4 +129,59 @@ fn nat_network_masquerades_is_idempotent_and_goes_with_the_last_vif() {
         "dnsmasq stopped: {stat}"
     );
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Sends a DHCPDISCOVER for `mac` out of `g0` and returns the offered address and router option.
+fn dhcp_offer(mac: [u8; 6]) -> Option<(Ipv4Addr, Option<Ipv4Addr>)> {
+    use std::os::fd::AsRawFd;
+    let s = UdpSocket::bind(("0.0.0.0", 68)).expect("bind :68");
+    s.set_broadcast(true).expect("broadcast");
+    let dev = b"g0\0";
+    // SAFETY: SO_BINDTODEVICE with a pointer to a NUL-terminated name and its length.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_BINDTODEVICE,
+            dev.as_ptr().cast(),
+            dev.len() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0, "SO_BINDTODEVICE");
+    s.set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    let xid = [0x12, 0x34, 0x56, mac[5]];
+    let mut p = vec![0u8; 240];
+    p[0] = 1; // BOOTREQUEST
+    p[1] = 1; // Ethernet
+    p[2] = 6;
+    p[4..8].copy_from_slice(&xid);
+    p[10] = 0x80; // broadcast reply
+    p[28..34].copy_from_slice(&mac);
+    p[236..240].copy_from_slice(&[99, 130, 83, 99]);
+    p.extend_from_slice(&[53, 1, 1, 255]); // DHCPDISCOVER
+    s.send_to(&p, ("255.255.255.255", 67)).expect("send");
+    let mut buf = [0u8; 1500];
+    loop {
+        let (n, _) = s.recv_from(&mut buf).ok()?;
+        let r = &buf[..n];
+        if n < 240 || r[0] != 2 || r[4..8] != xid {
+            continue;
+        }
+        let yiaddr = Ipv4Addr::new(r[16], r[17], r[18], r[19]);
+        let mut router = None;
+        let mut i = 240;
+        while i + 1 < n && r[i] != 255 {
+            if r[i] == 0 {
+                i += 1;
+                continue;
+            }
+            let len = usize::from(r[i + 1]);
+            if r[i] == 3 && len >= 4 && i + 6 <= n {
+                router = Some(Ipv4Addr::new(r[i + 2], r[i + 3], r[i + 4], r[i + 5]));
+            }
+            i += 2 + len;
+        }
+        return Some((yiaddr, router));
+    }
 }
