@@ -95,7 +95,7 @@ fn nat_network_masquerades_is_idempotent_and_goes_with_the_last_vif() {
             [0x00, 0x16, 0x3e, 0, 0, 0x50],
             [0x00, 0x16, 0x3e, 0, 0, 0x77],
         ]
-        .map(|mac| dhcp_offer(mac))
+        .map(dhcp_offer)
     });
     assert_eq!(
         offers[0],
