@@ -201,8 +201,20 @@ impl Dnsmasq {
                     stderr: stderr.trim().to_owned(),
                 });
             }
-            if files.pid.exists() || Instant::now() > deadline {
+            let written = std::fs::read_to_string(&files.pid)
+                .ok()
+                .and_then(|t| t.trim().parse::<i32>().ok());
+            if written == Some(pid) {
                 break;
+            }
+            if Instant::now() > deadline {
+                // SAFETY: kill(2) of the child we just started.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                let _ = child.wait();
+                return Err(DnsmasqError::Exited {
+                    status: "no pid file within 5 s, killed".into(),
+                    stderr: String::new(),
+                });
             }
             std::thread::sleep(Duration::from_millis(5));
         }

@@ -13,6 +13,18 @@ use domus_net::natnet::{NatNetwork, NatVif};
 use domus_net::netlink::Netlink;
 use domus_net::nft;
 
+/// Kills the test's dnsmasq if the test fails while it runs.
+struct KillOnPanic(i32);
+
+impl Drop for KillOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // SAFETY: kill(2) of the dnsmasq this test started.
+            unsafe { libc::kill(self.0, libc::SIGKILL) };
+        }
+    }
+}
+
 #[test]
 fn nat_network_masquerades_is_idempotent_and_goes_with_the_last_vif() {
     let host = Netns::new("nath");
@@ -45,6 +57,7 @@ fn nat_network_masquerades_is_idempotent_and_goes_with_the_last_vif() {
         nat.reconcile(&mut nl, &vifs, &[]).expect("up");
         nl.set_master("gv", Some("domusnat0")).expect("port");
         let pid = nat.dnsmasq_pid().expect("dnsmasq runs");
+        let guard = KillOnPanic(pid);
         let rules = std::process::Command::new("nft")
             .args(["list", "table", "inet", "domus"])
             .output()
@@ -60,6 +73,7 @@ fn nat_network_masquerades_is_idempotent_and_goes_with_the_last_vif() {
             vec![(Ipv4Addr::new(192, 168, 122, 1), 24)]
         );
         std::mem::forget(nat);
+        std::mem::forget(guard);
         (pid, rules)
     });
     assert_eq!(host.sh("nft list table inet domus").into_bytes(), rules);

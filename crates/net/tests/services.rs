@@ -19,6 +19,18 @@ fn tmpdir(tag: &str) -> PathBuf {
     d
 }
 
+/// Kills a dnsmasq the test started if the test fails before stopping it.
+struct KillOnDrop(i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // SAFETY: kill(2) of the dnsmasq this test started.
+            unsafe { libc::kill(self.0, libc::SIGKILL) };
+        }
+    }
+}
+
 fn alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks for existence.
     unsafe { libc::kill(pid, 0) == 0 }
@@ -46,6 +58,7 @@ fn dnsmasq_serves_the_nat_bridge_is_adopted_and_stops() {
             .expect("addr");
         nl.set_up("domusnat0", true).expect("up");
         let mut d = Dnsmasq::start(&d2, &net).expect("start");
+        let _guard = KillOnDrop(d.pid());
         assert!(d.running());
         let pid = d.pid();
         let pidfile = std::fs::read_to_string(&d.files().pid).expect("pid file");
