@@ -9,6 +9,7 @@
 //! - [`natnet`]: the NAT network (bridge, dnsmasq, masquerade) kept in step with the NAT vifs.
 //! - [`dnsmasq`]: the NAT network's DHCP/DNS server, its configuration, leases and supervision.
 //! - [`globalconf`]: `vif.default.*` and the NAT subnet from the xl.conf-compatible global file.
+//! - [`domain`]: all of a domain's vifs set up (all or nothing) and torn down.
 //! - [`vif`]: one vif resolved from its entry and the defaults, plumbed and unplumbed.
 //! - [`hotplug`]: `script=` resolution and Xen hotplug scripts run with libxl's arguments and
 //!   environment.
@@ -20,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod dnsmasq;
+pub mod domain;
 pub mod globalconf;
 pub mod hotplug;
 pub mod mac;
