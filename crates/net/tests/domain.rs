@@ -87,6 +87,17 @@ fn howto_vifs_on_a_test_bridge_and_all_or_nothing() {
                 "{n}"
             );
         }
+        // A frame foo's guest sends (written to its TAP, after the 10-byte virtio-net header the
+        // TAP expects by default) comes out of nbsd's TAP: the two guests share the bridge.
+        nl.set_up("bridge0", true).expect("bridge up");
+        let mut frame = vec![0u8; 10];
+        frame.extend_from_slice(&[0xff; 6]);
+        frame.extend_from_slice(&foo[0].mac);
+        frame.extend_from_slice(&[0x88, 0xb5]);
+        frame.extend_from_slice(b"from foo to nbsd, via bridge0 (padding to 60 bytes ....)");
+        write_fd(&foo_p[0].fd, &frame);
+        let got = read_until(&nbsd_p[0].fd, |f| f.len() > 24 && f[22..24] == [0x88, 0xb5]);
+        assert_eq!(&got[10..], &frame[10..]);
         let plans: Vec<_> = foo_p.into_iter().chain(nbsd_p).map(|p| p.plan).collect();
         domain::teardown(&mut nl, &plans, ENV);
         domain::teardown(&mut nl, &plans, ENV);
@@ -94,4 +105,37 @@ fn howto_vifs_on_a_test_bridge_and_all_or_nothing() {
             assert!(nl.link(n).expect("dump").is_none(), "{n}");
         }
     });
+}
+
+fn write_fd(fd: &std::os::fd::OwnedFd, buf: &[u8]) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: write(2) from a live buffer of that length to an open TAP descriptor.
+    let n = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
+    assert_eq!(n, buf.len() as isize, "{}", std::io::Error::last_os_error());
+}
+
+/// Reads frames from the TAP until `want` matches one (2 s at most).
+fn read_until(fd: &std::os::fd::OwnedFd, want: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+    use std::os::fd::AsRawFd;
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        assert!(!left.is_zero(), "frame did not arrive");
+        let mut pfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll(2) on one live pollfd.
+        let r = unsafe { libc::poll(&mut pfd, 1, left.as_millis() as i32) };
+        if r <= 0 {
+            continue;
+        }
+        // SAFETY: read(2) into a live buffer of that length.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n > 0 && want(&buf[..n as usize]) {
+            return buf[..n as usize].to_vec();
+        }
+    }
 }
