@@ -4,6 +4,11 @@
 //! least one NAT vif does: [`NatNetwork::reconcile`] brings it up for the first, updates the
 //! static leases and rules as vifs come and go, and takes it down after the last. Reconciling from
 //! the same records twice changes nothing, so a restarted domusd can call it freely.
+//!
+//! Order for a create: reconcile with the new NAT vif included (the bridge must exist before the
+//! vif is plumbed into it), plumb, then reconcile again if the vif has `ip=` (anti-spoofing hooks
+//! the TAP's ingress; kernels before 6.10 refuse a hook on a device that does not exist yet). For a
+//! destroy: unplumb, then reconcile without the domain's vifs.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
