@@ -7,7 +7,7 @@
 //!
 //! Order for a create: reconcile with the new NAT vif included (the bridge must exist before the
 //! vif is plumbed into it), plumb, then reconcile again if the vif has `ip=` (anti-spoofing hooks
-//! the TAP's ingress; kernels before 6.10 refuse a hook on a device that does not exist yet). For a
+//! the TAP's ingress: this host's 6.18 kernel accepts a hook on a missing device, older ones may not). For a
 //! destroy: unplumb, then reconcile without the domain's vifs.
 
 use std::net::Ipv4Addr;
