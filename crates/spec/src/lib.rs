@@ -27,7 +27,7 @@
 //! later run without file access. A resource without `fd` (standalone `domus-vmm --config FILE`, which
 //! runs [`prepare`] itself, or a spec written by hand) is opened from its path.
 #![warn(missing_docs)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)] // one exception: the OFD disk lock in `prepare.rs`
 
 pub mod host;
 pub mod image;
@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 pub use domus_config::{Action, DomainType};
 pub use host::HostLimits;
 pub use prepare::{
-    is_valid_name, prepare, resolve_paths, Prepared, PreparedFiles, SpecError, SpecErrorKind,
+    is_hidden_char, is_valid_name, prepare, resolve_paths, Prepared, PreparedFiles, SpecError, SpecErrorKind,
     SpecErrors,
 };
 

@@ -22,7 +22,7 @@ use crate::{
 #[non_exhaustive]
 pub enum SpecErrorKind {
     /// Not a usable domain name.
-    #[error("invalid domain name {0:?}: use 1-64 characters, no '/', no control characters, not all digits, not Domain-0")]
+    #[error("invalid domain name {0:?}: use 1-64 bytes without '/', whitespace, control, format or bidirectional characters; not all digits, not '.' or '..', not Domain-0")]
     InvalidName(String),
     /// HVM needs firmware.
     #[error("type = \"hvm\" needs firmware this VMM does not have: boot the kernel directly with type = \"pvh\" (or \"pv\") and kernel = \"...\"")]
@@ -69,6 +69,18 @@ pub enum SpecErrorKind {
         mode: String,
         /// Cause.
         source: std::io::Error,
+    },
+    /// Another domain (or another program honouring the locks) holds the disk: exclusively, or shared
+    /// while this one needs it writable.
+    #[error("disk `{vdev}`: {path} is in use ({held}): a disk is used writable by one domain at a time, read-only by any number")]
+    DiskLocked {
+        /// vdev.
+        vdev: String,
+        /// Path.
+        path: PathBuf,
+        /// Who holds it, as far as this process knows ("locked by another domain or program" here;
+        /// domusd names the domain).
+        held: String,
     },
     /// A disk is neither a regular file nor a block device.
     #[error("disk `{vdev}`: {path} is neither a regular file nor a block device")]
@@ -247,13 +259,51 @@ impl Prepared {
     }
 }
 
-/// Whether `name` can name a domain (Xen forbids all-digit names since they read as domids).
+/// Whether `name` can name a domain: 1-64 bytes, not all digits (those read as domids), not `.` or
+/// `..`, not Domain-0, and no character that hides or disguises what `list` shows: no `/`, whitespace
+/// (a no-break space included), control, format or bidirectional-override characters.
 pub fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && !name.chars().all(|c| c.is_ascii_digit())
-        && !name.chars().any(|c| c == '/' || c.is_control())
+        && name != "."
+        && name != ".."
+        && !name.chars().any(|c| c == '/' || is_hidden_char(c))
         && name != DOMAIN0_NAME
+}
+
+/// Characters a name may not hold: whitespace, controls, and Unicode's format characters (category Cf:
+/// bidirectional marks, embeddings, overrides and isolates, zero-width characters, the BOM, ...).
+pub fn is_hidden_char(c: char) -> bool {
+    const FORMAT: &[(u32, u32)] = &[
+        (0x00AD, 0x00AD),
+        (0x0600, 0x0605),
+        (0x061C, 0x061C),
+        (0x06DD, 0x06DD),
+        (0x070F, 0x070F),
+        (0x0890, 0x0891),
+        (0x08E2, 0x08E2),
+        (0x180E, 0x180E),
+        (0x200B, 0x200F),
+        (0x202A, 0x202E),
+        (0x2060, 0x2064),
+        (0x2066, 0x206F),
+        (0xFEFF, 0xFEFF),
+        (0xFFF9, 0xFFFB),
+        (0x110BD, 0x110BD),
+        (0x110CD, 0x110CD),
+        (0x13430, 0x1343F),
+        (0x1BCA0, 0x1BCA3),
+        (0x1D173, 0x1D17A),
+        (0xE0001, 0xE0001),
+        (0xE0020, 0xE007F),
+    ];
+    let u = u32::from(c);
+    c.is_whitespace()
+        || c.is_control()
+        || u == 0x034F
+        || (0xFE00..=0xFE0F).contains(&u)
+        || FORMAT.iter().any(|&(lo, hi)| (lo..=hi).contains(&u))
 }
 
 /// Makes the config's kernel, ramdisk and disk paths absolute against `cwd`, as xl resolves them
@@ -564,6 +614,14 @@ fn open_disk(path: &Path, read_only: bool, direct: bool) -> Result<File, DiskErr
             source,
         })
     })?;
+    if !lock_disk(&file, read_only) {
+        let p = path.to_path_buf();
+        return Err(Box::new(move |vdev| SpecErrorKind::DiskLocked {
+            vdev,
+            path: p,
+            held: "locked by another domain or program".to_owned(),
+        }));
+    }
     let p = path.to_path_buf();
     match file.metadata() {
         Ok(m) if m.is_file() || m.file_type().is_block_device() => Ok(file),
@@ -572,6 +630,32 @@ fn open_disk(path: &Path, read_only: bool, direct: bool) -> Result<File, DiskErr
             path: p,
         })),
     }
+}
+
+/// Takes an open file description lock on the whole disk, as QEMU locks its images: shared for a
+/// read-only disk, exclusive for a writable one. The lock belongs to this open file (not the process), so
+/// it travels with the descriptor to the VMM and is released when the last copy closes. False when
+/// someone else holds a conflicting lock; a file system without OFD locks is not locked.
+#[allow(unsafe_code)] // fcntl(2) with F_OFD_SETLK: neither std nor rustix wraps OFD locks.
+fn lock_disk(file: &File, read_only: bool) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `flock` is a plain C struct of integers, for which all-zero is a valid value.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = if read_only {
+        libc::F_RDLCK
+    } else {
+        libc::F_WRLCK
+    } as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    // l_start = l_len = 0: the whole file, however it grows; l_pid stays 0, as OFD locks require.
+    // SAFETY: F_OFD_SETLK only reads the `flock` passed (valid for the call) and changes lock state
+    // of the open file description behind `file`, which is open.
+    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
+    if rc == 0 {
+        return true;
+    }
+    let e = std::io::Error::last_os_error();
+    !matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES))
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ impl Dir {
         std::fs::write(dir.path().join("bzimage"), bz).unwrap();
         std::fs::write(dir.path().join("notes.txt"), "not a kernel\n").unwrap();
         std::fs::write(dir.path().join("disk.img"), vec![0u8; 4096]).unwrap();
+        std::fs::write(dir.path().join("disk2.img"), vec![0u8; 4096]).unwrap();
         std::fs::write(dir.path().join("initrd"), b"initrd").unwrap();
         Dir { dir }
     }
@@ -50,7 +51,7 @@ fn a_good_config_becomes_a_spec_with_open_files() {
         d.p("pvh"),
         d.p("initrd"),
         d.p("disk.img"),
-        d.p("disk.img"),
+        d.p("disk2.img"),
     );
     let p = prepare(&d.cfg(&text), &HOST).unwrap();
     assert_eq!(p.spec.boot, BootProtocol::Pvh);
@@ -213,4 +214,36 @@ fn relative_paths_resolve_against_the_given_directory() {
     assert_eq!(cfg.kernel.as_deref(), Some("/a/b/k"));
     assert_eq!(cfg.ramdisk.as_deref(), Some("/abs/r"));
     assert_eq!(cfg.disks[0].target.as_deref(), Some("/a/b/d.img"));
+}
+
+#[test]
+fn names_that_hide_or_disguise_are_refused() {
+    for bad in [
+        "", ".", "..", " ", "a b", "p1\u{a0}", "ab\u{202e}cd", "x\u{200b}", "\u{feff}y", "t\tab",
+        "a/b", "42", "Domain-0", "n\u{2066}i",
+    ] {
+        assert!(!is_valid_name(bad), "{bad:?} accepted");
+    }
+    for good in ["p1", "web-1", "a.b", "...", "caf\u{e9}", "x_y"] {
+        assert!(is_valid_name(good), "{good:?} refused");
+    }
+    assert!(!is_valid_name(&"a".repeat(65)));
+}
+
+#[test]
+fn disks_are_locked_exclusive_when_writable_and_shared_when_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("d.img");
+    std::fs::write(&img, vec![0u8; 4096]).unwrap();
+    let rw = open_disk(&img, false, false).unwrap_or_else(|_| panic!("first writer"));
+    let kind = |r: Result<File, DiskErr>| r.map(drop).map_err(|k| k("xvda".into()).to_string());
+    let e = kind(open_disk(&img, false, false)).unwrap_err();
+    assert!(e.contains("is in use"), "{e}");
+    assert!(kind(open_disk(&img, true, false)).is_err(), "reader beside a writer");
+    drop(rw);
+    let ro1 = open_disk(&img, true, false).unwrap_or_else(|_| panic!("reader 1"));
+    let ro2 = open_disk(&img, true, false).unwrap_or_else(|_| panic!("reader 2"));
+    assert!(kind(open_disk(&img, false, false)).is_err(), "writer beside readers");
+    drop((ro1, ro2));
+    assert!(kind(open_disk(&img, false, false)).is_ok());
 }

@@ -240,7 +240,7 @@ impl Daemon {
         Self::refuse_domain0(spec, "rename")?;
         if !is_valid_name(new_name) {
             return Err(ApiError::bad_request(format!(
-                "invalid domain name {new_name:?}: use 1-64 characters, no '/', no control characters, not all digits"
+                "invalid domain name {new_name:?}: use 1-64 bytes without '/', whitespace, control, format or bidirectional characters; not all digits, not '.' or '..', not Domain-0"
             )));
         }
         let mut t = self.lock();
@@ -307,9 +307,16 @@ impl Daemon {
     /// Sets the maximum memory (recorded and published; the guest keeps its current memory).
     ///
     /// # Errors
-    /// 400 when below the current memory.
+    /// 400 when below the current memory or above the largest guest memory (`domus_spec::MAX_MEMORY_MIB`).
     pub fn mem_max(&self, spec: &str, mib: u64) -> Result<(), ApiError> {
         Self::refuse_domain0(spec, "change mem-max of")?;
+        if mib > domus_spec::MAX_MEMORY_MIB {
+            return Err(ApiError::bad_request(format!(
+                "mem-max {mib} MiB is out of range: at most {} MiB",
+                domus_spec::MAX_MEMORY_MIB
+            )));
+        }
+        self.writable()?;
         let mut t = self.lock();
         let (_, d) = t.lookup_mut(spec)?;
         let cur = d.info().memory_mib;

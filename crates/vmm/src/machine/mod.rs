@@ -43,6 +43,8 @@ pub struct MachineOptions {
     pub outcome_linger: Duration,
     /// Start with every vCPU paused before its first instruction (`xl create -p`); `resume` starts them.
     pub start_paused: bool,
+    /// Where to keep the outcome (JSON) once the guest stopped, for a supervisor that was away.
+    pub outcome_file: Option<PathBuf>,
 }
 
 /// The domain could not be built or run.
@@ -202,6 +204,7 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
         stdin: opts.console == ConsoleMode::Stdio,
         signals,
         linger: opts.outcome_linger,
+        outcome_file: opts.outcome_file.as_deref(),
     };
     let outcome = event_loop::run(ctx).map_err(host("main event loop failed"))?;
     event_loop::stop_vcpus(&shared, handles);
