@@ -50,6 +50,16 @@ struct Args {
     /// Console log size (bytes) before rotation.
     #[arg(long, default_value_t = 1024 * 1024)]
     console_log_max_bytes: u64,
+    /// Memory (MiB) kept for the host: a domain starts only if it, every running domain and this fit the
+    /// host's memory.
+    #[arg(long, default_value_t = 512)]
+    host_reserve_mib: u64,
+    /// Admit domains beyond the host's memory (each such admission is logged).
+    #[arg(long)]
+    overcommit_memory: bool,
+    /// Count admission against this much host memory (MiB) instead of /proc/meminfo's MemTotal.
+    #[arg(long, hide = true)]
+    host_memory_mib: Option<u64>,
 }
 
 fn env(k: &str) -> Option<String> {
@@ -88,6 +98,9 @@ fn options(args: &Args) -> anyhow::Result<Options> {
         console_log_max_bytes: args.console_log_max_bytes.max(4096),
         start_timeout: Duration::from_secs(30),
         destroy_timeout: Duration::from_secs(5),
+        host_reserve_mib: args.host_reserve_mib,
+        overcommit: args.overcommit_memory,
+        host_memory_mib: args.host_memory_mib,
     })
 }
 

@@ -96,6 +96,7 @@ impl Daemon {
     /// As [`Daemon::shutdown`].
     pub fn reboot(&self, spec: &str, force: bool) -> Result<(), ApiError> {
         let t = self.running_target(spec, "reboot")?;
+        self.writable()?;
         if force {
             info!(domid = t.domid, "reset");
             return Self::send(&t, &Request::Reset);
@@ -161,6 +162,13 @@ impl Daemon {
         let target = {
             let mut t = self.lock();
             let (domid, d) = t.lookup_mut(spec)?;
+            // The record goes first: from here on a restarted domusd finishes the destroy (it sweeps
+            // the VMM and the directory no record claims), and no outcome can bring the domain back.
+            if !d.dying {
+                if let Err(e) = self.records.remove(domid) {
+                    return Err(self.mark_degraded(&e.into()));
+                }
+            }
             match &d.rec.vmm {
                 None if d.rec.stopped.is_some() => {
                     self.remove_locked(&mut t, domid);
@@ -243,6 +251,7 @@ impl Daemon {
                 "invalid domain name {new_name:?}: use 1-64 bytes without '/', whitespace, control, format or bidirectional characters; not all digits, not '.' or '..', not Domain-0"
             )));
         }
+        self.writable()?;
         let mut t = self.lock();
         let domid = t.resolve(spec)?;
         if t.name_in_use(new_name, Some(domid)) {
@@ -252,8 +261,12 @@ impl Daemon {
         }
         let d = t.get_mut(domid).ok_or(LookupError::NoId(domid))?;
         info!(domid, from = %d.rec.name, to = %new_name, "rename");
+        let old = d.rec.name.clone();
         d.rec.rename(new_name);
-        self.save(d);
+        if let Err(e) = self.persist(d) {
+            d.rec.rename(&old);
+            return Err(e);
+        }
         self.store.update(&Self::store_view(d));
         Ok(())
     }
@@ -264,6 +277,7 @@ impl Daemon {
     /// 400 for an unknown vCPU or CPU, else as [`Daemon::shutdown`].
     pub fn vcpu_pin(&self, spec: &str, vcpu: Option<u32>, cpus: &[u32]) -> Result<(), ApiError> {
         let t = self.running_target(spec, "pin vCPUs of")?;
+        self.writable()?;
         let nr = host::nr_cpus();
         if let Some(bad) = cpus.iter().find(|c| **c >= nr) {
             return Err(ApiError::bad_request(format!(
@@ -325,9 +339,13 @@ impl Daemon {
                 "mem-max {mib} MiB is below the domain's current memory of {cur} MiB (memory ballooning is not supported yet)"
             )));
         }
+        let old = (d.rec.maxmem_mib, d.rec.config.maxmem_mib);
         d.rec.maxmem_mib = mib;
         d.rec.config.maxmem_mib = mib;
-        self.save(d);
+        if let Err(e) = self.persist(d) {
+            (d.rec.maxmem_mib, d.rec.config.maxmem_mib) = old;
+            return Err(e);
+        }
         self.store.update(&Self::store_view(d));
         Ok(())
     }
@@ -338,22 +356,33 @@ impl Daemon {
     /// 400 for a config we could not run (checked as `create` checks it).
     pub fn config_update(&self, spec: &str, mut config: DomainConfig) -> Result<(), ApiError> {
         Self::refuse_domain0(spec, "update the config of")?;
+        self.writable()?;
         let mut t = self.lock();
         let (domid, d) = t.lookup_mut(spec)?;
         d.rec.name.clone_into(&mut config.name);
         d.rec.uuid.clone_into(&mut config.uuid);
         drop(t);
         // The same conversion `create` runs (its files are closed again at once).
-        domus_spec::prepare(&config, &domus_spec::HostLimits::probe())
-            .map_err(|e| ApiError::bad_request(format!("cannot use the new configuration: {e}")))?;
+        // Disks the running domain holds are locked now; they are checked again at the restart.
+        if let Err(mut e) = domus_spec::prepare(&config, &domus_spec::HostLimits::probe()) {
+            e.0.retain(|k| !matches!(k.kind, domus_spec::SpecErrorKind::DiskLocked { .. }));
+            if !e.0.is_empty() {
+                return Err(ApiError::bad_request(format!(
+                    "cannot use the new configuration: {e}"
+                )));
+            }
+        }
         let mut t = self.lock();
         let (domid2, d) = t.lookup_mut(spec)?;
         if domid2 != domid {
             return Err(LookupError::NoId(domid).into());
         }
-        d.rec.pending_config = Some(config);
+        let old = d.rec.pending_config.replace(config);
+        if let Err(e) = self.persist(d) {
+            d.rec.pending_config = old;
+            return Err(e);
+        }
         info!(domid, domname = %d.rec.name, "configuration updated; used from the next restart");
-        self.save(d);
         Ok(())
     }
 }
