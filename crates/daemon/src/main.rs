@@ -6,6 +6,7 @@
 
 mod daemon;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -106,15 +107,19 @@ fn options(args: &Args) -> anyhow::Result<Options> {
 
 fn run(args: &Args, ring: DmesgRing) -> anyhow::Result<()> {
     let opts = options(args)?;
-    for d in [
-        &opts.paths.runtime_dir,
-        &opts.paths.state_dir,
-        &opts.paths.log_dir,
+    // State, records and journal 0700/0600; runtime and log directories 0750 (files in them 0600,
+    // sockets root-only): set explicitly, whatever the directories were before.
+    let console_dir = opts.paths.log_dir.join("console");
+    for (d, mode) in [
+        (&opts.paths.runtime_dir, 0o750),
+        (&opts.paths.state_dir, 0o700),
+        (&opts.paths.log_dir, 0o750),
+        (&console_dir, 0o750),
     ] {
         std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("restricting {}", d.display()))?;
     }
-    std::fs::create_dir_all(opts.paths.log_dir.join("console"))
-        .with_context(|| format!("creating {}/console", opts.paths.log_dir.display()))?;
     if !opts.vmm_exe.exists() {
         anyhow::bail!(
             "domus-vmm not found at {} (build the workspace, or pass --vmm PATH)",
@@ -170,6 +175,10 @@ fn run(args: &Args, ring: DmesgRing) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    // Every file and socket gets the mode domusd gives it, whatever umask it inherited: nothing it
+    // creates is readable or writable by group or others unless a mode above says so.
+    // SAFETY: umask(2) only sets this process's file mode creation mask; it cannot fail.
+    unsafe { libc::umask(0o077) };
     let args = Args::parse();
     let ring = DmesgRing::default();
     tracing_subscriber::fmt()

@@ -40,8 +40,8 @@ use serde::{Deserialize, Serialize};
 pub use domus_config::{Action, DomainType};
 pub use host::HostLimits;
 pub use prepare::{
-    is_hidden_char, is_valid_name, prepare, resolve_paths, Prepared, PreparedFiles, SpecError, SpecErrorKind,
-    SpecErrors,
+    is_hidden_char, is_valid_name, prepare, resolve_paths, Prepared, PreparedFiles, SpecError,
+    SpecErrorKind, SpecErrors,
 };
 
 /// How many virtio devices the machine model can wire to interrupts: one GSI each, 10 to 23 (the

@@ -219,8 +219,20 @@ fn relative_paths_resolve_against_the_given_directory() {
 #[test]
 fn names_that_hide_or_disguise_are_refused() {
     for bad in [
-        "", ".", "..", " ", "a b", "p1\u{a0}", "ab\u{202e}cd", "x\u{200b}", "\u{feff}y", "t\tab",
-        "a/b", "42", "Domain-0", "n\u{2066}i",
+        "",
+        ".",
+        "..",
+        " ",
+        "a b",
+        "p1\u{a0}",
+        "ab\u{202e}cd",
+        "x\u{200b}",
+        "\u{feff}y",
+        "t\tab",
+        "a/b",
+        "42",
+        "Domain-0",
+        "n\u{2066}i",
     ] {
         assert!(!is_valid_name(bad), "{bad:?} accepted");
     }
@@ -239,11 +251,17 @@ fn disks_are_locked_exclusive_when_writable_and_shared_when_read_only() {
     let kind = |r: Result<File, DiskErr>| r.map(drop).map_err(|k| k("xvda".into()).to_string());
     let e = kind(open_disk(&img, false, false)).unwrap_err();
     assert!(e.contains("is in use"), "{e}");
-    assert!(kind(open_disk(&img, true, false)).is_err(), "reader beside a writer");
+    assert!(
+        kind(open_disk(&img, true, false)).is_err(),
+        "reader beside a writer"
+    );
     drop(rw);
     let ro1 = open_disk(&img, true, false).unwrap_or_else(|_| panic!("reader 1"));
     let ro2 = open_disk(&img, true, false).unwrap_or_else(|_| panic!("reader 2"));
-    assert!(kind(open_disk(&img, false, false)).is_err(), "writer beside readers");
+    assert!(
+        kind(open_disk(&img, false, false)).is_err(),
+        "writer beside readers"
+    );
     drop((ro1, ro2));
     assert!(kind(open_disk(&img, false, false)).is_ok());
 }

@@ -180,9 +180,8 @@ impl Daemon {
         paused: bool,
         retire: Option<(u32, bool)>,
     ) -> Result<DomainInfo, ApiError> {
-        let failed = |e: anyhow::Error| {
-            ApiError::internal(format!("cannot start domain '{name}': {e}"))
-        };
+        let failed =
+            |e: anyhow::Error| ApiError::internal(format!("cannot start domain '{name}': {e}"));
         let paths = &self.opts.paths;
         let vp = VmmPaths::new(&paths.domain_runtime_dir(domid), paths.vmm_log(name));
         let (spec, files) = prepared.hand_over();

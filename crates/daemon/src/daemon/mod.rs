@@ -7,21 +7,23 @@
 //! the spec and the opened files as inherited descriptors (`vmm.rs`, behind the [`vmm::Launcher`] seam
 //! the unit tests fill with a fake VMM).
 //!
-//! Threads: one accept loop, one short-lived thread per API connection, and per running domain a watcher
+//! Threads: one intake thread reading every API connection, bounded worker pools serving complete
+//! requests (`intake.rs`), and per running domain a watcher
 //! (waits on the VMM's pidfd and console, polls its control socket, reaps it) and a console logger. No
 //! thread holds the table lock while it waits on a process or a socket.
 
+mod admission;
 pub mod console_log;
 pub mod dmesg;
 pub mod domain;
 pub mod host;
-mod admission;
+mod intake;
 mod lifecycle;
-mod recovery;
 #[cfg(test)]
 mod lifecycle_tests;
 mod ops;
 pub mod records;
+mod recovery;
 pub mod server;
 pub mod store;
 mod sys;

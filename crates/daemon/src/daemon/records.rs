@@ -216,7 +216,10 @@ mod tests {
         r.save_next_domid(42).unwrap();
         use std::os::unix::fs::PermissionsExt;
         r.save(&rec).unwrap();
-        let mode = fs::metadata(dir.path().join("domains/3.json")).unwrap().permissions().mode();
+        let mode = fs::metadata(dir.path().join("domains/3.json"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         assert!(r.exists(3) && !r.exists(4));
         r.probe().unwrap();

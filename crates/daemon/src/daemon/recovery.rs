@@ -50,11 +50,7 @@ fn vmm_processes(domains_dir: &Path) -> Vec<(u32, u32)> {
             continue;
         };
         let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        let Some(control) = args
-            .windows(2)
-            .find(|w| w[0] == b"--control")
-            .map(|w| w[1])
-        else {
+        let Some(control) = args.windows(2).find(|w| w[0] == b"--control").map(|w| w[1]) else {
             continue;
         };
         let Some(rest) = control.strip_prefix(prefix.as_slice()) else {
@@ -142,7 +138,11 @@ impl Daemon {
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 if sys::pid_alive(v.pid) {
-                    warn!(domid, pid = v.pid, "domain's VMM does not answer; killing it");
+                    warn!(
+                        domid,
+                        pid = v.pid,
+                        "domain's VMM does not answer; killing it"
+                    );
                     kill_and_wait(v.pid);
                 }
             }
@@ -159,7 +159,11 @@ impl Daemon {
         };
         self.store.publish(&Self::store_view(&d));
         self.lock().insert(d);
-        let outcome_path = self.opts.paths.domain_runtime_dir(domid).join("outcome.json");
+        let outcome_path = self
+            .opts
+            .paths
+            .domain_runtime_dir(domid)
+            .join("outcome.json");
         match (vmm, adopt) {
             (Some(v), Some(st)) => {
                 self.update_live(domid, generation, &st);

@@ -183,8 +183,7 @@ pub fn prepare_dirs(spec: &domus_spec::VmSpec, p: &VmmPaths) -> Result<fs::File,
             .mode(0o700)
             .create(dir)
             .map_err(io("create", dir))?;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-            .map_err(io("restrict", dir))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io("restrict", dir))?;
     }
     match fs::remove_file(&p.outcome) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => {
@@ -217,11 +216,8 @@ pub fn prepare_dirs(spec: &domus_spec::VmSpec, p: &VmmPaths) -> Result<fs::File,
     if let Some(parent) = p.log.parent() {
         fs::create_dir_all(parent).map_err(io("create", parent))?;
     }
-    std::os::unix::fs::OpenOptionsExt::mode(
-        OpenOptions::new().create(true).append(true),
-        0o600,
-    )
-    .open(&p.log)
+    std::os::unix::fs::OpenOptionsExt::mode(OpenOptions::new().create(true).append(true), 0o600)
+        .open(&p.log)
         .map_err(io("open", &p.log))
 }
 
