@@ -5,6 +5,7 @@
 //!
 //! Bounded: `CHAOS_ROUNDS` rounds (default 30), one kill each; the seed is printed (set `CHAOS_SEED` to
 //! replay a run).
+#![allow(clippy::unwrap_used)] // tests may unwrap
 
 mod support;
 

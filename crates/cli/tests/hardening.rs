@@ -1,6 +1,7 @@
 //! domusd under hostile conditions: a full state file system, clients that stall or never read, umask
 //! 000, disks two domains want, more memory than the host has, and names and numbers that are out of
 //! bounds. Each test boots real probe guests through the real domusd and domus-vmm.
+#![allow(clippy::unwrap_used)] // tests may unwrap
 
 mod support;
 

@@ -313,7 +313,7 @@ impl Table {
             .any(|d| d.rec.uuid.eq_ignore_ascii_case(uuid))
     }
 
-    /// Inserts a domain (its domid must come from [`Table::alloc_domid`] or a record).
+    /// Inserts a domain (its domid must come from [`Table::alloc_domid_where`] or a record).
     pub fn insert(&mut self, d: Domain) {
         if d.rec.domid >= self.next_domid && d.rec.domid + 1 < DOMID_LIMIT {
             self.next_domid = d.rec.domid + 1;
