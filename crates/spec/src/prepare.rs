@@ -529,6 +529,22 @@ fn disks(c: &mut Check<'_>) -> Option<Vec<(DiskSpec, Option<File>)>> {
     }
     let mut seen: HashMap<u32, usize> = HashMap::new();
     let mut out = Vec::with_capacity(cfg.disks.len());
+    // One image may back several of this domain's disks: it is locked once, by its first open, as
+    // strongly as its most demanding use needs (exclusive if any use writes).
+    let image_id = |t: &str| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(absolute(t))
+            .ok()
+            .map(|m| (m.dev(), m.ino()))
+    };
+    let mut writable_images: HashMap<(u64, u64), bool> = HashMap::new();
+    for d in &cfg.disks {
+        let read_only = d.access == Access::Ro || d.devtype == DevType::Cdrom;
+        if let Some(id) = d.target.as_deref().and_then(image_id) {
+            *writable_images.entry(id).or_default() |= !read_only;
+        }
+    }
+    let mut locked: std::collections::HashSet<(u64, u64)> = std::collections::HashSet::new();
     for (i, d) in cfg.disks.iter().enumerate() {
         let at = o.disks.get(i).or(o.disk.as_ref());
         if let Some(&first) = seen.get(&d.devnum) {
@@ -557,7 +573,12 @@ fn disks(c: &mut Check<'_>) -> Option<Vec<(DiskSpec, Option<File>)>> {
             }
             (DiskFormat::Raw, Some(t)) => {
                 let path = absolute(t);
-                match open_disk(&path, read_only, d.direct_io_safe) {
+                let lock = match image_id(t) {
+                    Some(id) if !locked.insert(id) => None,
+                    Some(id) => Some(!writable_images.get(&id).copied().unwrap_or(!read_only)),
+                    None => Some(read_only),
+                };
+                match open_disk(&path, read_only, d.direct_io_safe, lock) {
                     Ok(f) => Some((Resource::path(path), f)),
                     Err(kind) => {
                         c.fail(at, "disk", kind(d.vdev.clone()));
@@ -596,8 +617,14 @@ fn disks(c: &mut Check<'_>) -> Option<Vec<(DiskSpec, Option<File>)>> {
 
 type DiskErr = Box<dyn FnOnce(String) -> SpecErrorKind>;
 
-/// Opens a disk's image or device with the access the guest gets.
-fn open_disk(path: &Path, read_only: bool, direct: bool) -> Result<File, DiskErr> {
+/// Opens a disk's image or device with the access the guest gets, and locks it (`lock_shared`: shared
+/// or exclusive; `None`: this domain locked the image already).
+fn open_disk(
+    path: &Path,
+    read_only: bool,
+    direct: bool,
+    lock_shared: Option<bool>,
+) -> Result<File, DiskErr> {
     let mut mode = if read_only { "read-only" } else { "read-write" }.to_owned();
     let mut o = OpenOptions::new();
     o.read(true).write(!read_only);
@@ -614,7 +641,7 @@ fn open_disk(path: &Path, read_only: bool, direct: bool) -> Result<File, DiskErr
             source,
         })
     })?;
-    if !lock_disk(&file, read_only) {
+    if lock_shared.is_some_and(|shared| !lock_disk(&file, shared)) {
         let p = path.to_path_buf();
         return Err(Box::new(move |vdev| SpecErrorKind::DiskLocked {
             vdev,

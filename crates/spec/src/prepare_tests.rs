@@ -21,7 +21,6 @@ impl Dir {
         std::fs::write(dir.path().join("bzimage"), bz).unwrap();
         std::fs::write(dir.path().join("notes.txt"), "not a kernel\n").unwrap();
         std::fs::write(dir.path().join("disk.img"), vec![0u8; 4096]).unwrap();
-        std::fs::write(dir.path().join("disk2.img"), vec![0u8; 4096]).unwrap();
         std::fs::write(dir.path().join("initrd"), b"initrd").unwrap();
         Dir { dir }
     }
@@ -51,7 +50,7 @@ fn a_good_config_becomes_a_spec_with_open_files() {
         d.p("pvh"),
         d.p("initrd"),
         d.p("disk.img"),
-        d.p("disk2.img"),
+        d.p("disk.img"),
     );
     let p = prepare(&d.cfg(&text), &HOST).unwrap();
     assert_eq!(p.spec.boot, BootProtocol::Pvh);
@@ -247,21 +246,34 @@ fn disks_are_locked_exclusive_when_writable_and_shared_when_read_only() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("d.img");
     std::fs::write(&img, vec![0u8; 4096]).unwrap();
-    let rw = open_disk(&img, false, false).unwrap_or_else(|_| panic!("first writer"));
+    let rw = open_disk(&img, false, false, Some(false)).unwrap_or_else(|_| panic!("first writer"));
     let kind = |r: Result<File, DiskErr>| r.map(drop).map_err(|k| k("xvda".into()).to_string());
-    let e = kind(open_disk(&img, false, false)).unwrap_err();
+    let e = kind(open_disk(&img, false, false, Some(false))).unwrap_err();
     assert!(e.contains("is in use"), "{e}");
     assert!(
-        kind(open_disk(&img, true, false)).is_err(),
+        kind(open_disk(&img, true, false, Some(true))).is_err(),
         "reader beside a writer"
     );
     drop(rw);
-    let ro1 = open_disk(&img, true, false).unwrap_or_else(|_| panic!("reader 1"));
-    let ro2 = open_disk(&img, true, false).unwrap_or_else(|_| panic!("reader 2"));
+    let ro1 = open_disk(&img, true, false, Some(true)).unwrap_or_else(|_| panic!("reader 1"));
+    let ro2 = open_disk(&img, true, false, Some(true)).unwrap_or_else(|_| panic!("reader 2"));
     assert!(
-        kind(open_disk(&img, false, false)).is_err(),
+        kind(open_disk(&img, false, false, Some(false))).is_err(),
         "writer beside readers"
     );
     drop((ro1, ro2));
-    assert!(kind(open_disk(&img, false, false)).is_ok());
+    // One domain using an image twice (rw disk and ro cdrom): one exclusive lock, taken once.
+    let kdir = Dir::new();
+    let one = format!(
+        "name = 'two'\nkernel = '{}'\nmemory = 64\ndisk = [ '{p},raw,xvda,rw', '{p},raw,hdc:cdrom,r' ]\n",
+        kdir.p("pvh"),
+        p = img.display()
+    );
+    let held = prepare(&DomainConfig::from_xl("t.cfg", &one, &[]).unwrap(), &HOST).unwrap();
+    assert!(
+        kind(open_disk(&img, true, false, Some(true))).is_err(),
+        "the image is not locked exclusively"
+    );
+    drop(held);
+    assert!(kind(open_disk(&img, false, false, Some(false))).is_ok());
 }
