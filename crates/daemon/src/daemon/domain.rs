@@ -315,10 +315,15 @@ impl Table {
 
     /// Inserts a domain (its domid must come from [`Table::alloc_domid_where`] or a record).
     pub fn insert(&mut self, d: Domain) {
-        if d.rec.domid >= self.next_domid && d.rec.domid + 1 < DOMID_LIMIT {
-            self.next_domid = d.rec.domid + 1;
-        }
+        self.skip_past(d.rec.domid);
         self.domains.insert(d.rec.domid, d);
+    }
+
+    /// Moves the next domid past `domid` (held by a record outside the table).
+    pub fn skip_past(&mut self, domid: u32) {
+        if domid >= self.next_domid && domid + 1 < DOMID_LIMIT {
+            self.next_domid = domid + 1;
+        }
     }
 
     /// Removes a domain.

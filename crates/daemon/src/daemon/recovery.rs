@@ -82,6 +82,8 @@ impl Daemon {
         let mut restarts: Vec<DomainRecord> = Vec::new();
         for rec in recs {
             let domid = rec.domid;
+            // Ids recorded lately are not handed out again soon, whatever becomes of their records.
+            self.lock().skip_past(domid);
             if rec.phase == Phase::Creating {
                 if let Some(v) = rec.vmm.as_ref() {
                     if sys::pid_alive(v.pid) && sys::pid_has_arg(v.pid, &v.control) {
