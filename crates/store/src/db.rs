@@ -65,7 +65,7 @@ impl Db for MainDb<'_> {
             return false;
         };
         out.reserve(node.children.iter().map(|c| c.len() + 1).sum());
-        for c in &node.children {
+        for c in node.children.iter() {
             out.extend_from_slice(c.as_bytes());
             out.push(0);
         }

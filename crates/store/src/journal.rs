@@ -76,6 +76,15 @@ pub enum Record {
         /// Permissions.
         perms: Perms,
     },
+    /// A quota set by SET_QUOTA: global (`domid` None) or one domain's own limit.
+    Quota {
+        /// The domain whose limit it is; None for the global limit.
+        domid: Option<DomId>,
+        /// The quota's name ([`crate::quota::NAMES`]).
+        name: String,
+        /// Its value.
+        value: u32,
+    },
     /// End of a snapshot.
     End,
 }
@@ -136,6 +145,13 @@ impl Record {
                 out[start] = 6;
             }
             Record::End => out.push(7),
+            Record::Quota { domid, name, value } => {
+                out.push(8);
+                out.push(u8::from(domid.is_some()));
+                out.extend_from_slice(&domid.map_or(0, |d| d.0).to_le_bytes());
+                put_bytes(out, name.as_bytes());
+                out.extend_from_slice(&value.to_le_bytes());
+            }
         }
     }
 
@@ -182,6 +198,19 @@ impl Record {
                 target: DomId(r.u32()?),
             },
             7 => Record::End,
+            8 => {
+                let scoped = match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    _ => return None,
+                };
+                let domid = DomId(r.u32()?);
+                Record::Quota {
+                    domid: scoped.then_some(domid),
+                    name: String::from_utf8(r.bytes()?.to_vec()).ok()?,
+                    value: r.u32()?,
+                }
+            }
             _ => return None,
         };
         (r.pos == buf.len()).then_some(rec)

@@ -30,6 +30,16 @@ fn records_round_trip() {
             name: "@releaseDomain".into(),
             perms: Perms::owned_by(DomId(0)),
         },
+        Record::Quota {
+            domid: None,
+            name: "nodes".into(),
+            value: 12,
+        },
+        Record::Quota {
+            domid: Some(DomId(7)),
+            name: "watches".into(),
+            value: u32::MAX,
+        },
         Record::End,
     ];
     let mut buf = Vec::new();

@@ -7,7 +7,10 @@
 //!
 //! # Shape
 //! - [`wire`]: framing and errno names; [`path`], [`perms`], [`quota`]: the rules;
-//! - [`tree`]: committed nodes with per-node generations; [`transaction`]: optimistic transactions on top;
+//! - [`tree`]: committed nodes with per-node generations; [`transaction`]: optimistic transactions on top,
+//!   with Xen's C xenstored isolation (a transaction copies each node the first time it looks at it and
+//!   keeps seeing that copy; commit fails with EAGAIN if a node it looked at changed meanwhile — see
+//!   [`transaction`] for the exact guarantee);
 //!   [`watch`]: watch matching; [`db`]: the view operations run on; `ops`: one module per operation;
 //! - [`store`]: the single-threaded engine tying them together; [`journal`]: journal + snapshot;
 //! - [`server`]: the socket server (embeddable, [`server::spawn`]); [`connection`]: per-client buffers;

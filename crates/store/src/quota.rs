@@ -5,7 +5,7 @@
 //! watch quota answers E2BIG (as xenstored does); `outstanding` bounds the unread replies of a connection
 //! before the server stops reading its requests.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use crate::DomId;
 
@@ -92,12 +92,18 @@ impl Quotas {
 }
 
 /// Global quotas plus per-domain overrides.
+///
+/// The global limits start from the configured ones; a global SET_QUOTA overrides one name, and only the
+/// names set that way are persisted ([`QuotaTable::set_names`]), so a restart with a new configuration
+/// changes the others. A domain's own limits are persisted whole: they start as a copy of the global
+/// limits when SET_QUOTA first names the domain.
 #[derive(Debug, Clone, Default)]
 pub struct QuotaTable {
     /// Limits for domains without an override.
     pub global: Quotas,
     /// Per-domain overrides.
     pub per_domain: HashMap<DomId, Quotas>,
+    set_globally: BTreeSet<&'static str>,
 }
 
 impl QuotaTable {
@@ -106,12 +112,35 @@ impl QuotaTable {
         QuotaTable {
             global,
             per_domain: HashMap::new(),
+            set_globally: BTreeSet::new(),
         }
     }
 
     /// The limits that apply to `domid`.
     pub fn of(&self, domid: DomId) -> &Quotas {
         self.per_domain.get(&domid).unwrap_or(&self.global)
+    }
+
+    /// Sets the quota `name` globally (`domid` None) or for one domain; `false` for an unknown name.
+    pub fn set(&mut self, domid: Option<DomId>, name: &str, value: u32) -> bool {
+        let Some(name) = NAMES.iter().find(|n| **n == name).copied() else {
+            return false;
+        };
+        match domid {
+            None => {
+                self.set_globally.insert(name);
+                self.global.set(name, value)
+            }
+            Some(d) => {
+                let global = self.global;
+                self.per_domain.entry(d).or_insert(global).set(name, value)
+            }
+        }
+    }
+
+    /// The global quota names changed by SET_QUOTA since the store was created.
+    pub fn set_names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.set_globally.iter().copied()
     }
 }
 

@@ -375,6 +375,9 @@ impl Server {
     /// Returns false when the connection must be closed.
     fn service_conn(&mut self, conn: &mut Connection, limit: usize, hup: bool) -> bool {
         let id = conn.id;
+        // Set by a short read: the socket is empty, and edge-triggered epoll reports anything newer,
+        // so the requests in hand are handled without another read(2) that would only say EAGAIN.
+        let mut drained = false;
         loop {
             loop {
                 if conn.queued_messages() >= limit {
@@ -399,15 +402,11 @@ impl Server {
                     }
                 }
             }
+            if drained {
+                return true;
+            }
             match conn.read_some() {
-                // A short read drained the socket; edge-triggered epoll reports anything newer.
-                Ok(ReadState::Data { full }) => {
-                    if !full && !hup {
-                        if let Ok(Decoded::Incomplete) = conn.peek_message() {
-                            return true;
-                        }
-                    }
-                }
+                Ok(ReadState::Data { full }) => drained = !full && !hup,
                 Ok(ReadState::WouldBlock) => return true,
                 Ok(ReadState::Eof) => return false,
                 Err(e) => {

@@ -133,6 +133,11 @@ impl Store {
             Record::SpecialPerms { name, perms } => {
                 self.special_perms.insert(name.clone(), perms.clone());
             }
+            Record::Quota { domid, name, value } => {
+                if !self.quotas.set(*domid, name, *value) {
+                    tracing::warn!(quota = %name, "journal names an unknown quota; ignoring it");
+                }
+            }
             Record::End => {}
         }
     }
@@ -166,6 +171,19 @@ impl Store {
                     perms: p.clone(),
                 }),
         );
+        let q = &self.quotas;
+        out.extend(q.set_names().map(|name| Record::Quota {
+            domid: None,
+            name: name.to_owned(),
+            value: q.global.get(name).unwrap_or(0),
+        }));
+        for (d, quotas) in &q.per_domain {
+            out.extend(crate::quota::NAMES.iter().map(|name| Record::Quota {
+                domid: Some(*d),
+                name: (*name).to_owned(),
+                value: quotas.get(name).unwrap_or(0),
+            }));
+        }
         out
     }
 

@@ -1,19 +1,32 @@
-//! Transactions (xenstore.txt TRANSACTION_START/END) by optimistic concurrency on per-node generations.
+//! Transactions (xenstore.txt TRANSACTION_START/END): private copies of the nodes a transaction looks at,
+//! optimistic commit on per-node generations.
 //!
-//! A transaction never copies the tree. It keeps:
+//! # Isolation
+//! The store gives Xen's C xenstored semantics. The first time a transaction looks at a node (its value,
+//! permissions or children, or finds it missing), it takes a copy of that node as committed at that
+//! moment; every later look in the same transaction returns that copy (or the transaction's own change),
+//! whatever other connections commit meanwhile. Nodes the transaction has not looked at yet are read
+//! from the committed tree when it first does. So a transaction never sees a node change under it (no
+//! non-repeatable reads), but two different nodes may be copied at different moments (it is not a
+//! whole-tree snapshot taken at TRANSACTION_START, as oxenstored's is).
+//!
+//! Commit succeeds iff every node the transaction copied still has the generation it had when copied,
+//! and every node whose children it listed still has the same children generation: then all its reads
+//! reflect the state at commit time and applying its writes is equivalent to running it alone at that
+//! instant (serializable). Otherwise it fails with EAGAIN — only when something it read or wrote really
+//! changed. Adding a child under a node changes the node's children generation, not its own, so two
+//! transactions that create different children of the same directory without listing it do not conflict.
+//!
+//! # Shape
+//! A transaction keeps:
+//! - `seen`: the copy of every committed node it looked at (`None`: it was missing). A copy shares the
+//!   node's children list with the tree (`Arc`), so copying a big directory costs no more than a small one;
 //! - an overlay of the nodes it changed (`None`: removed), applied at commit in the order the transaction
 //!   first touched them (parents before children, and new children listed in creation order, as Xen does);
-//! - the generation of every committed node it looked at, taken the first time it looked (or "absent"),
-//!   and the children generation of every node whose children it listed;
-//! - children it added, so listings merge the committed children with its own changes.
-//!
-//! Commit succeeds iff every observed generation is still current: then all its reads reflect the state
-//! at commit time and applying its writes is equivalent to running it alone at that instant (serializable).
-//! Otherwise it fails with EAGAIN — only when something it read or wrote really changed. Adding a child
-//! under a node changes the node's children generation, not its own, so two transactions that create
-//! different children of the same directory without listing it do not conflict.
+//! - the children it added per parent, so listings merge the copied children with its own changes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use crate::db::Db;
 use crate::path;
@@ -29,16 +42,27 @@ struct TxNode {
     perms: Perms,
 }
 
+/// A committed node as the transaction first saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    value: Vec<u8>,
+    perms: Perms,
+    children: Arc<Vec<Box<str>>>,
+    gen: u64,
+    cgen: u64,
+}
+
 /// One open transaction.
 #[derive(Debug, Default)]
 pub struct Transaction {
-    reads: HashMap<String, Option<u64>>,
-    dir_reads: HashMap<String, u64>,
+    seen: HashMap<String, Option<Seen>>,
+    listed: HashSet<String>,
     overlay: HashMap<String, Option<TxNode>>,
     order: Vec<String>,
     added: HashMap<String, Vec<String>>,
     delta: HashMap<DomId, i64>,
     events: Vec<Event>,
+    edits: u64,
 }
 
 impl Transaction {
@@ -47,22 +71,28 @@ impl Transaction {
         Transaction::default()
     }
 
-    fn observe(&mut self, tree: &Tree, path: &str) {
-        if !self.reads.contains_key(path) {
-            self.reads
-                .insert(path.to_owned(), tree.get(path).map(|n| n.gen));
+    /// The transaction's copy of the committed node at `path`, taken now if this is its first look.
+    fn seen(&mut self, tree: &Tree, path: &str) -> Option<&Seen> {
+        if !self.seen.contains_key(path) {
+            let copy = tree.get(path).map(|n| Seen {
+                value: n.value.clone(),
+                perms: n.perms.clone(),
+                children: n.children.clone(),
+                gen: n.gen,
+                cgen: n.cgen,
+            });
+            self.seen.insert(path.to_owned(), copy);
         }
+        self.seen.get(path).and_then(Option::as_ref)
     }
 
     /// Whether everything the transaction observed is unchanged in `tree`.
     pub fn is_current(&self, tree: &Tree) -> bool {
-        self.reads
-            .iter()
-            .all(|(p, g)| tree.get(p).map(|n| n.gen) == *g)
-            && self
-                .dir_reads
-                .iter()
-                .all(|(p, g)| tree.get(p).is_some_and(|n| n.cgen == *g))
+        self.seen.iter().all(|(p, s)| {
+            let now = tree.get(p);
+            now.map(|n| n.gen) == s.as_ref().map(|s| s.gen)
+                && (!self.listed.contains(p) || now.map(|n| n.cgen) == s.as_ref().map(|s| s.cgen))
+        })
     }
 
     /// Commits into `tree`, returning the watch events to fire.
@@ -83,7 +113,7 @@ impl Transaction {
                 None => {}
             }
         }
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = HashSet::new();
         Ok(self
             .events
             .into_iter()
@@ -113,35 +143,38 @@ impl TxDb<'_> {
 
 impl Db for TxDb<'_> {
     fn node(&mut self, path: &str) -> Option<(&[u8], &Perms)> {
-        if !self.tx.overlay.contains_key(path) {
-            self.tx.observe(self.tree, path);
-            return self.tree.get(path).map(|n| (&n.value[..], &n.perms));
+        if self.tx.overlay.contains_key(path) {
+            return match self.tx.overlay.get(path) {
+                Some(Some(n)) => Some((&n.value[..], &n.perms)),
+                _ => None,
+            };
         }
-        match self.tx.overlay.get(path) {
-            Some(Some(n)) => Some((&n.value[..], &n.perms)),
-            _ => None,
-        }
+        self.tx
+            .seen(self.tree, path)
+            .map(|s| (&s.value[..], &s.perms))
     }
 
     fn children(&mut self, path: &str) -> Option<Vec<String>> {
         if !self.exists(path) {
             return None;
         }
-        let mut out = Vec::new();
-        if let Some(n) = self.tree.get(path) {
-            if !self.tx.dir_reads.contains_key(path) {
-                self.tx.dir_reads.insert(path.to_owned(), n.cgen);
-            }
-            for c in &n.children {
-                let child = path::join(path, c);
-                if !matches!(self.tx.overlay.get(&child), Some(None)) {
-                    out.push(c.to_string());
-                }
-            }
+        let copied = match self.tx.seen(self.tree, path) {
+            Some(s) => s.children.clone(),
+            None => Arc::new(Vec::new()),
+        };
+        if !self.tx.listed.contains(path) {
+            self.tx.listed.insert(path.to_owned());
         }
+        let overlay = &self.tx.overlay;
+        let present = |name: &str| overlay.get(&path::join(path, name));
+        let mut out: Vec<String> = copied
+            .iter()
+            .filter(|c| !matches!(present(c), Some(None)))
+            .map(|c| c.to_string())
+            .collect();
         if let Some(added) = self.tx.added.get(path) {
             for name in added {
-                if self.tree.get(&path::join(path, name)).is_none() {
+                if matches!(present(name), Some(Some(_))) && !copied.iter().any(|c| **c == **name) {
                     out.push(name.clone());
                 }
             }
@@ -150,7 +183,17 @@ impl Db for TxDb<'_> {
     }
 
     fn children_gen(&mut self, path: &str) -> u64 {
-        self.tree.get(path).map_or(0, |n| n.cgen)
+        let edited = self.tx.added.get(path).is_some_and(|a| !a.is_empty())
+            || self
+                .tx
+                .overlay
+                .keys()
+                .any(|p| path::parent(p) == Some(path));
+        if edited {
+            // Changed by this transaction: a value no committed generation takes, new after every edit.
+            return (1 << 63) | self.tx.edits;
+        }
+        self.tx.seen(self.tree, path).map_or(0, |s| s.cgen)
     }
 
     fn put(&mut self, path: &str, value: Vec<u8>, perms: Perms) {
@@ -168,6 +211,7 @@ impl Db for TxDb<'_> {
             }
         }
         self.bump(perms.owner(), 1);
+        self.tx.edits += 1;
         if !self.tx.overlay.contains_key(path) {
             self.tx.order.push(path.to_owned());
         }
@@ -191,6 +235,7 @@ impl Db for TxDb<'_> {
             if !self.tx.overlay.contains_key(&p) {
                 self.tx.order.push(p.clone());
             }
+            self.tx.edits += 1;
             self.tx.overlay.insert(p, None);
         }
         if let Some(parent) = path::parent(path) {

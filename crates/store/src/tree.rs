@@ -1,12 +1,14 @@
 //! The committed node tree: a map from absolute path to node, with per-node generations.
 //!
 //! Every node carries `gen`, the global generation of its last value/permission change (or creation), and
-//! `cgen`, that of its last children-list change. Transactions record the generations they observed and
-//! compare them at commit ([`crate::transaction`]), so no transaction ever copies the tree. The tree applies
+//! `cgen`, that of its last children-list change. Transactions copy the nodes they look at and compare
+//! those generations at commit ([`crate::transaction`]); a node's children list is shared (`Arc`) with
+//! such copies and cloned only when the tree changes it while a transaction still holds it. The tree applies
 //! changes without permission checks (the operations in `ops` check first) and logs each applied
 //! change as a [`Record`] for the journal.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::journal::Record;
 use crate::path;
@@ -21,7 +23,7 @@ pub struct Node {
     /// Permissions, owner first.
     pub perms: Perms,
     /// Names of the immediate children, in creation order (as Xen lists them).
-    pub children: Vec<Box<str>>,
+    pub children: Arc<Vec<Box<str>>>,
     /// Generation of the last value/permission change or creation.
     pub gen: u64,
     /// Generation of the last children-list change.
@@ -60,7 +62,7 @@ impl Tree {
         let root = Node {
             value: Vec::new(),
             perms: Perms::owned_by(DomId(0)),
-            children: Vec::new(),
+            children: Arc::new(Vec::new()),
             gen: 1,
             cgen: 1,
         };
@@ -143,7 +145,7 @@ impl Tree {
         }
         if let Some(parent) = path::parent(path) {
             if let Some(p) = self.nodes.get_mut(parent) {
-                p.children.push(path::basename(path).into());
+                Arc::make_mut(&mut p.children).push(path::basename(path).into());
                 p.cgen = gen;
             }
         }
@@ -153,7 +155,7 @@ impl Tree {
             Node {
                 value,
                 perms,
-                children: Vec::new(),
+                children: Arc::new(Vec::new()),
                 gen,
                 cgen: gen,
             },
@@ -176,12 +178,12 @@ impl Tree {
             let Some(node) = self.nodes.get(&p) else {
                 continue;
             };
-            for c in &node.children {
+            for c in node.children.iter() {
                 stack.push(path::join(&p, c));
             }
             if p == "/" {
                 if let Some(root) = self.nodes.get_mut("/") {
-                    root.children.clear();
+                    root.children = Arc::new(Vec::new());
                     root.cgen = gen;
                 }
                 continue;
@@ -194,7 +196,7 @@ impl Tree {
         if let Some(parent) = path::parent(path) {
             let name = path::basename(path);
             if let Some(p) = self.nodes.get_mut(parent) {
-                p.children.retain(|c| &**c != name);
+                Arc::make_mut(&mut p.children).retain(|c| &**c != name);
                 p.cgen = gen;
             }
         }
@@ -272,7 +274,7 @@ mod tests {
         );
         t.put("/a/b", Vec::new(), p0());
         assert!(t.get("/a").unwrap().cgen > g1);
-        assert_eq!(t.get("/a").unwrap().children, vec!["b".into()]);
+        assert_eq!(*t.get("/a").unwrap().children, vec![Box::<str>::from("b")]);
     }
 
     #[test]

@@ -167,3 +167,91 @@ fn compaction_bounds_the_journal_through_the_embedding_api() {
     );
     handle.shutdown().unwrap();
 }
+
+/// The fields, each NUL-terminated.
+fn fields(f: &[&str]) -> Vec<u8> {
+    f.iter().flat_map(|s| s.bytes().chain([0])).collect()
+}
+
+fn get_quota(c: &mut Client, args: &[&str]) -> String {
+    let v = c
+        .request(
+            domus_store::wire::MsgType::GetQuota,
+            TxId::NONE,
+            &fields(args),
+        )
+        .unwrap();
+    String::from_utf8(v)
+        .unwrap()
+        .trim_end_matches('\0')
+        .to_owned()
+}
+
+fn set_quota(c: &mut Client, args: &[&str]) {
+    c.request(
+        domus_store::wire::MsgType::SetQuota,
+        TxId::NONE,
+        &fields(args),
+    )
+    .unwrap();
+}
+
+/// SET_QUOTA changes (global and per domain) survive kill -9, then compaction into a snapshot; a global
+/// quota nobody set follows the daemon's configuration.
+#[test]
+fn quotas_survive_kill9_and_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &["--quota", "watches=50"]);
+    let mut c = Client::connect(&d.socket).unwrap();
+    set_quota(&mut c, &["nodes", "123"]);
+    set_quota(&mut c, &["7", "node-size", "99"]);
+    set_quota(&mut c, &["8", "transactions", "3"]);
+    set_quota(&mut c, &["nodes", "456"]);
+    assert_eq!(get_quota(&mut c, &["nodes"]), "456");
+    d.kill9();
+
+    let d = Daemon::start(dir.path(), &["--quota", "watches=60"]);
+    let mut c = Client::connect(&d.socket).unwrap();
+    assert_eq!(get_quota(&mut c, &["nodes"]), "456", "global SET_QUOTA");
+    assert_eq!(
+        get_quota(&mut c, &["watches"]),
+        "60",
+        "configured, never set"
+    );
+    assert_eq!(get_quota(&mut c, &["7", "node-size"]), "99");
+    assert_eq!(
+        get_quota(&mut c, &["7", "nodes"]),
+        "123",
+        "a domain's limits were copied from the global ones when first set"
+    );
+    assert_eq!(get_quota(&mut c, &["8", "transactions"]), "3");
+    assert_eq!(get_quota(&mut c, &["9", "nodes"]), "456");
+    drop(c);
+    d.kill9();
+
+    // Compaction folds the quota records into the snapshot.
+    let sock = dir.path().join("s2");
+    let mut config = ServerConfig::new(dir.path().join("state"), vec![sock.clone()]);
+    config.compact_min_bytes = 4 * 1024;
+    let handle = server::spawn(config.clone()).unwrap();
+    let mut c = Client::connect(&sock).unwrap();
+    for i in 0..400 {
+        c.write(TxId::NONE, "/churn", format!("{i}").as_bytes())
+            .unwrap();
+    }
+    drop(c);
+    handle.shutdown().unwrap();
+    let journal = std::fs::metadata(dir.path().join("state/journal"))
+        .unwrap()
+        .len();
+    assert!(journal < 8 * 1024, "compacted: journal {journal} bytes");
+    assert!(dir.path().join("state/snapshot").exists());
+    let handle = server::spawn(config).unwrap();
+    let mut c = Client::connect(&sock).unwrap();
+    assert_eq!(get_quota(&mut c, &["nodes"]), "456");
+    assert_eq!(get_quota(&mut c, &["7", "node-size"]), "99");
+    assert_eq!(get_quota(&mut c, &["8", "transactions"]), "3");
+    assert_eq!(get_quota(&mut c, &["watches"]), "128", "default: never set");
+    drop(c);
+    handle.shutdown().unwrap();
+}

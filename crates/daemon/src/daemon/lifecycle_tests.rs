@@ -64,7 +64,7 @@ impl FakeInstance {
                     .map(|id| json!({"id": id, "state": "running", "cpu_time_ns": 1000}))
                     .collect();
                 json!({"ok": true, "state": state, "outcome": outcome, "vcpus": vcpus,
-                       "memory_mib": self.spec.memory_mib, "pid": self.pid, "uptime_ms": 1})
+                       "memory_mib": self.spec.memory_mib, "pid": self.pid, "uptime_ms": 1000})
             }
             "power-button" => {
                 self.stop("poweroff", Some("acpi-s5"));
@@ -248,6 +248,7 @@ impl Harness {
             host_reserve_mib: 0,
             overcommit: false,
             host_memory_mib: Some(1024),
+            restart_limit: None,
         };
         let vmm = Arc::new(FakeVmm::default());
         let store = Arc::new(FakeStore::default());

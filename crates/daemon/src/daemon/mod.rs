@@ -14,6 +14,7 @@
 
 mod admission;
 pub mod console_log;
+pub mod control_watch;
 pub mod dmesg;
 pub mod domain;
 pub mod host;
@@ -24,6 +25,7 @@ mod lifecycle_tests;
 mod ops;
 pub mod records;
 mod recovery;
+pub mod restart_guard;
 pub mod server;
 pub mod store;
 mod sys;
@@ -69,6 +71,8 @@ pub struct Options {
     pub overcommit: bool,
     /// The host memory admission counts against (MiB); `None` reads /proc/meminfo (MemTotal).
     pub host_memory_mib: Option<u64>,
+    /// The restart-loop guard's limit (`None`: off); see [`restart_guard`].
+    pub restart_limit: Option<restart_guard::RestartLimit>,
 }
 
 /// An error for the API: an HTTP status and a message for the user.
@@ -140,6 +144,7 @@ pub struct Daemon {
     generations: AtomicU64,
     /// Why the state directory cannot be written, while it cannot (changes are refused meanwhile).
     degraded: Mutex<Option<String>>,
+    restart_guard: restart_guard::RestartGuard,
 }
 
 impl Daemon {
@@ -170,7 +175,9 @@ impl Daemon {
     ) -> anyhow::Result<Arc<Self>> {
         let records = Records::open(&opts.paths.state_dir)?;
         let table = Table::new(records.load_next_domid());
+        let restart_guard = restart_guard::RestartGuard::new(opts.restart_limit);
         Ok(Arc::new(Self {
+            restart_guard,
             opts,
             table: Mutex::new(table),
             changed: Condvar::new(),
@@ -181,6 +188,11 @@ impl Daemon {
             generations: AtomicU64::new(1),
             degraded: Mutex::new(None),
         }))
+    }
+
+    /// Writes Domain-0's store nodes.
+    pub fn publish_host(&self) {
+        self.store.publish_host();
     }
 
     fn lock(&self) -> MutexGuard<'_, Table> {
@@ -275,6 +287,8 @@ impl Daemon {
             start_time: info.start_time,
             console: info.console_path,
             disks: d.rec.config.disks.clone(),
+            vmm_pid: info.pid,
+            domain_type: d.rec.config.domain_type.as_str().to_owned(),
         }
     }
 

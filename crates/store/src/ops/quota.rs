@@ -1,8 +1,10 @@
 //! GET_QUOTA `[[<domid>|]<quota>|]` → `<value>|` or the list of quota names; SET_QUOTA
 //! `[<domid>|]<quota>|<value>|` (Xen 4.19 xenstore.txt). Dom0 only. Without a domid they act on the global
-//! limits; with one, on that domain's own limits.
+//! limits; with one, on that domain's own limits. Changes are journaled like every other change, so they
+//! survive a restart (see [`crate::quota::QuotaTable`] for what exactly is kept).
 
 use super::{ok, parse_domid, parse_u64, require_privileged, Ctx};
+use crate::journal::Record;
 use crate::quota::NAMES;
 use crate::store::Store;
 use crate::wire::{split_fields, XsError};
@@ -48,11 +50,19 @@ pub(crate) fn set(store: &mut Store, ctx: &Ctx, payload: &[u8]) -> Result<Vec<u8
         _ => return Err(XsError::Inval),
     };
     let value = u32::try_from(parse_u64(v)?).map_err(|_| XsError::Inval)?;
-    let global = store.quotas.global;
+    store.quotas.set(domid, q, value);
+    // A domain's limits are journaled whole: they were copied from the global ones when first set.
+    let names: &[&str] = if domid.is_some() { &NAMES } else { &[q] };
     let slot = match domid {
-        None => &mut store.quotas.global,
-        Some(d) => store.quotas.per_domain.entry(d).or_insert(global),
+        Some(d) => *store.quotas.of(d),
+        None => store.quotas.global,
     };
-    slot.set(q, value);
+    for n in names {
+        store.journal_record(Record::Quota {
+            domid,
+            name: (*n).to_owned(),
+            value: slot.get(n).unwrap_or(value),
+        });
+    }
     Ok(ok())
 }

@@ -640,3 +640,73 @@ fn reset_watches_drops_watches_and_transactions() {
 
 #[path = "props.rs"]
 mod props;
+
+#[path = "tx_props.rs"]
+mod tx_props;
+
+/// Xen's test-xenstore "ta err": a transaction keeps the value it first read, then fails to commit.
+#[test]
+fn transaction_reads_are_repeatable_then_commit_conflicts() {
+    let mut t = T::new();
+    let c = t.conn(0);
+    t.write(c, 0, "/ta/a", "a").unwrap();
+    let tx = t.start(c);
+    assert_eq!(t.read(c, tx, "/ta/a"), Ok("a".into()));
+    t.write(c, 0, "/ta/a", "b").unwrap();
+    assert_eq!(
+        t.read(c, tx, "/ta/a"),
+        Ok("a".into()),
+        "the transaction keeps its first copy"
+    );
+    t.write(c, tx, "/ta/a", "c").unwrap();
+    assert_eq!(t.read(c, tx, "/ta/a"), Ok("c".into()), "its own write wins");
+    assert_eq!(t.end(c, tx, true), Err(XsError::Again));
+    assert_eq!(t.read(c, 0, "/ta/a"), Ok("b".into()));
+}
+
+#[test]
+fn transaction_copies_children_and_permissions_at_first_look() {
+    let mut t = T::new();
+    let a = t.conn(0);
+    let b = t.conn(0);
+    t.write(a, 0, "/d/x", "1").unwrap();
+    let tx = t.start(a);
+    assert_eq!(t.dir(a, tx, "/d"), Ok("x\0".into()));
+    assert_eq!(t.req(a, MsgType::GetPerms, tx, "/d/x\0"), Ok("n0\0".into()));
+    t.write(b, 0, "/d/y", "2").unwrap();
+    t.rm(b, 0, "/d/x").unwrap();
+    t.write(b, 0, "/d/y/deep", "3").unwrap();
+    t.chmod(b, "/d/y", "n0 r5").unwrap();
+    assert_eq!(
+        t.dir(a, tx, "/d"),
+        Ok("x\0".into()),
+        "children as first listed"
+    );
+    assert_eq!(
+        t.read(a, tx, "/d/x"),
+        Ok("1".into()),
+        "copied before removal"
+    );
+    assert_eq!(t.req(a, MsgType::GetPerms, tx, "/d/x\0"), Ok("n0\0".into()));
+    // A node first looked at now is copied now: /d/y exists with its new permissions.
+    assert_eq!(
+        t.req(a, MsgType::GetPerms, tx, "/d/y\0"),
+        Ok("n0\0r5\0".into())
+    );
+    t.write(b, 0, "/d/y", "changed later").unwrap();
+    assert_eq!(
+        t.read(a, tx, "/d/y"),
+        Ok("2".into()),
+        "value of the first copy"
+    );
+    // The transaction's own changes merge with its copy.
+    t.write(a, tx, "/d/z", "mine").unwrap();
+    t.rm(a, tx, "/d/x").unwrap();
+    assert_eq!(t.dir(a, tx, "/d"), Ok("z\0".into()));
+    assert_eq!(t.end(a, tx, true), Err(XsError::Again));
+    // Children added elsewhere before the first look are seen.
+    let tx = t.start(a);
+    t.write(b, 0, "/d/w", "4").unwrap();
+    assert_eq!(t.dir(a, tx, "/d"), Ok("y\0w\0".into()));
+    assert_eq!(t.end(a, tx, true), ok());
+}
