@@ -129,6 +129,19 @@ fn violations(h: &Host, destroyed: &BTreeSet<String>) -> Vec<String> {
     bad
 }
 
+/// Waits until `f` holds; panics naming `what`, with domusd's log.
+fn eventually(h: &Host, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}\ndomusd log:\n{}",
+            h.domusd_log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Waits until the host is consistent (recovery and restarts may take a moment); panics naming what
 /// stayed wrong.
 fn settle(h: &Host, destroyed: &BTreeSet<String>, round: usize, what: &str) {
@@ -231,19 +244,19 @@ fn kill9_domusd_at_random_instants_of_the_lifecycle() {
             ),
             "destroy" | "shutdown" if ok => {
                 // Destroy is done; a shutdown's guest powers off and on_poweroff destroys it.
-                wait_for(
+                eventually(
+                    &h,
                     &format!("round {round}: {name} gone after {op}"),
-                    Duration::from_secs(20),
-                    || (!listed(&h)).then_some(()),
+                    || !listed(&h),
                 );
             }
             "reboot" => {
                 // Whether or not the request got through, the domain is there afterwards: either
                 // untouched, or rebooted (power button, then poweroff-as-reboot: on_reboot restarts it).
-                wait_for(
+                eventually(
+                    &h,
                     &format!("round {round}: {name} listed after reboot"),
-                    Duration::from_secs(20),
-                    || listed(&h).then_some(()),
+                    || listed(&h),
                 );
             }
             _ => {}

@@ -98,7 +98,7 @@ impl Daemon {
             }
             Err(e) => return Err(e),
         };
-        self.set_reboot_requested(&t, false);
+        let _ = self.set_reboot_requested(&t, false);
         if let Ok((_, d)) = self.lock().lookup(spec) {
             self.restart_guard.request_stop(&d.rec.name);
         }
@@ -119,10 +119,12 @@ impl Daemon {
             info!(domid = t.domid, "reset");
             return Self::send(&t, &Request::Reset);
         }
-        self.set_reboot_requested(&t, true);
+        let marked = self.set_reboot_requested(&t, true);
         info!(domid = t.domid, "power button (reboot requested)");
         let sent = Self::send(&t, &Request::PowerButton);
-        if sent.is_err() {
+        if sent.is_err() && marked {
+            // Undo only this request's mark: an earlier reboot request may be what the guest is
+            // already acting on (its poweroff is then still a reboot).
             self.set_reboot_requested(&t, false);
         }
         sent
@@ -243,8 +245,8 @@ impl Daemon {
         }
     }
 
-    /// Records (persistently) whether the instance's next poweroff is a reboot.
-    fn set_reboot_requested(&self, target: &Target, on: bool) {
+    /// Records (persistently) whether the instance's next poweroff is a reboot; true when this changed it.
+    fn set_reboot_requested(&self, target: &Target, on: bool) -> bool {
         if let Some(d) = self
             .lock()
             .get_mut(target.domid)
@@ -252,7 +254,9 @@ impl Daemon {
         {
             d.rec.reboot_requested = on;
             self.save(d);
+            return true;
         }
+        false
     }
 
     /// Pauses or resumes the guest.
