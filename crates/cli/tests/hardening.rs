@@ -386,6 +386,12 @@ fn names_and_numbers_out_of_bounds_are_refused() {
         let err = h.fails(&["mem-max", "p1", huge]);
         assert!(err.contains("out of range"), "{huge}: {err}");
     }
+    // Waits and delays are bounded too (a huge one would overflow a deadline).
+    let err = h.fails(&["top", "-b", "-i", "1", "-d", "18446744073709551615"]);
+    assert!(err.contains("18446744073709551615"), "{err}");
+    let err = h.fails(&["shutdown", "-w", "--timeout", "99999999999999", "p1"]);
+    assert!(err.contains("99999999999999"), "{err}");
+    assert!(h.row("p1").is_some(), "a refused shutdown acted");
     let l = h.long("p1");
     assert_eq!(l["maxmem_mib"], 16, "{l}");
     h.ok(&["destroy", "p1"]);

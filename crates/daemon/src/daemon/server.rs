@@ -28,7 +28,7 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     if path.exists() {
-        if UnixStream::connect(path).is_ok() {
+        if domusd_answers(path) {
             bail!("another domusd is already serving {}", path.display());
         }
         fs::remove_file(path)
@@ -38,6 +38,26 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     fs::set_permissions(path, fs::Permissions::from_mode(0o600))
         .with_context(|| format!("restricting {}", path.display()))?;
     Ok(l)
+}
+
+/// Whether a domusd answers an API request on `path`. A socket that accepts connections but never
+/// answers is stale: a killed domusd's child between fork and exec still holds its listener for a moment.
+fn domusd_answers(path: &Path) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = UnixStream::connect(path) else {
+        return false;
+    };
+    let t = Some(std::time::Duration::from_secs(2));
+    if s.set_read_timeout(t).is_err() || s.set_write_timeout(t).is_err() {
+        return false;
+    }
+    if s.write_all(b"GET /v1/host HTTP/1.1\r\nHost: domusd\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 8];
+    s.read_exact(&mut head).is_ok() && &head == b"HTTP/1.1"
 }
 
 /// Serves forever (see `intake.rs` for how connections are read and replies written).
