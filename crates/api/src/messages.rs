@@ -123,6 +123,10 @@ pub struct DomainInfo {
     pub restarts: u32,
     /// The domain's configuration; `null` for Domain-0.
     pub config: Option<domus_config::DomainConfig>,
+    /// In the reply to a create with `bootloader = "pygrub"`: what it chose and its warnings, one line
+    /// each (empty otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub boot: Vec<String>,
 }
 
 /// `POST /v1/domains`.

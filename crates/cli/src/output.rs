@@ -435,6 +435,7 @@ mod tests {
             pid: None,
             restarts: 0,
             config: None,
+            boot: Vec::new(),
         }
     }
 

@@ -223,6 +223,7 @@ mod tests {
             console_path: None,
             pid: None,
             restarts: 0,
+            boot: Vec::new(),
             config: Some(domus_config::DomainConfig {
                 disks: vec![
                     domus_config::DiskConfig::try_from(

@@ -9,6 +9,7 @@
 //! - [`image`]: what a kernel file is (PVH ELF note, Linux ELF or bzImage, gzip-wrapped or not);
 //! - [`host`]: what the host can give (memory, KVM's vCPU limit);
 //! - `prepare`: the checks and the opening of files;
+//! - `boot`: `bootloader = "pygrub"`, whose kernel, ramdisk and command line become the spec's;
 //! - this module: the specification's types.
 //!
 //! # Resources and their hand-off
@@ -29,6 +30,7 @@
 #![warn(missing_docs)]
 #![deny(unsafe_code)] // one exception: the OFD disk lock in `prepare.rs`
 
+mod boot;
 pub mod host;
 pub mod image;
 mod prepare;
@@ -37,11 +39,12 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use boot::BootloaderOptions;
 pub use domus_config::{Action, DomainType};
 pub use host::HostLimits;
 pub use prepare::{
-    is_hidden_char, is_valid_name, prepare, resolve_paths, Prepared, PreparedFiles, SpecError,
-    SpecErrorKind, SpecErrors,
+    is_hidden_char, is_valid_name, prepare, prepare_with, resolve_paths, Prepared, PreparedFiles,
+    SpecError, SpecErrorKind, SpecErrors,
 };
 
 /// How many virtio devices the machine model can wire to interrupts: one GSI each, 10 to 23 (the
@@ -103,6 +106,31 @@ impl BootProtocol {
     }
 }
 
+/// Default entropy rate limit per domain, bytes per second (1 MiB/s; burst: one second's worth).
+pub const DEFAULT_RNG_RATE_BYTES_PER_SEC: u64 = 1 << 20;
+
+/// The entropy device (virtio-rng), in the virtio-mmio slot after the disks. xl.cfg keys (Domus's
+/// own; xl has none): `rng = 0|1` (default 1) and `rng_rate = BYTES_PER_SECOND` (0 = no limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RngSpec {
+    /// Bytes per second the guest may draw from the host's entropy source (0 = no limit).
+    pub rate_bytes_per_sec: u64,
+}
+
+impl Default for RngSpec {
+    fn default() -> Self {
+        Self {
+            rate_bytes_per_sec: DEFAULT_RNG_RATE_BYTES_PER_SEC,
+        }
+    }
+}
+
+/// What a spec without an `rng` field gets: the entropy device is on by default.
+fn default_rng() -> Option<RngSpec> {
+    Some(RngSpec::default())
+}
+
 /// One disk as the machine has it: virtio-mmio slot i is disk i.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -151,6 +179,9 @@ pub struct VmSpec {
     pub cmdline: String,
     /// Disks in config order.
     pub disks: Vec<DiskSpec>,
+    /// The entropy device (`null`: none; absent: the default device).
+    #[serde(default = "default_rng")]
+    pub rng: Option<RngSpec>,
 }
 
 impl VmSpec {

@@ -10,11 +10,12 @@ use std::path::{Path, PathBuf};
 
 use domus_config::{Access, Action, DevType, DiskFormat, DomainConfig, DomainType};
 
+use crate::boot::BootloaderOptions;
 use crate::host::HostLimits;
 use crate::image::{self, ImageError};
 use crate::{
-    BootProtocol, DiskSpec, Resource, VmSpec, DOMAIN0_NAME, MAX_MACHINE_VCPUS, MAX_MEMORY_MIB,
-    MAX_VIRTIO_DEVICES, MIN_MEMORY_MIB,
+    BootProtocol, DiskSpec, Resource, RngSpec, VmSpec, DOMAIN0_NAME, MAX_MACHINE_VCPUS,
+    MAX_MEMORY_MIB, MAX_VIRTIO_DEVICES, MIN_MEMORY_MIB,
 };
 
 /// Why a configuration cannot run on this host.
@@ -27,9 +28,9 @@ pub enum SpecErrorKind {
     /// HVM needs firmware.
     #[error("type = \"hvm\" needs firmware this VMM does not have: boot the kernel directly with type = \"pvh\" (or \"pv\") and kernel = \"...\"")]
     Hvm,
-    /// A bootloader instead of a kernel.
-    #[error("bootloader \"{0}\" is not supported yet: give the kernel directly with 'kernel' (and 'ramdisk', 'cmdline')")]
-    Bootloader(String),
+    /// The bootloader is not pygrub, or pygrub found nothing to boot (its explanation).
+    #[error(transparent)]
+    Bootloader(domus_bootloader::domain::DomainBootError),
     /// No kernel at all.
     #[error("no kernel given: set `kernel = \"PATH\"` to a PVH or Linux kernel image")]
     NoKernel,
@@ -135,6 +136,26 @@ pub enum SpecErrorKind {
         /// The limit.
         max: usize,
     },
+    /// The disks leave no interrupt line for the entropy device.
+    #[error("{disks} disks and the entropy device need {needed} virtio devices, but the machine model has interrupt lines for at most {max} (GSIs 10-23): set `rng = 0` or use fewer disks")]
+    NoSlotForRng {
+        /// Disks.
+        disks: usize,
+        /// Disks + 1.
+        needed: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// `rng` or `rng_rate` has a value of the wrong kind.
+    #[error("{key} = {value}: expected {want}")]
+    RngValue {
+        /// The key.
+        key: &'static str,
+        /// What was given.
+        value: String,
+        /// What is expected.
+        want: &'static str,
+    },
     /// memory below the machine's minimum.
     #[error("memory = {memory_mib} MiB is too small: the machine needs at least {min_mib} MiB")]
     MemoryTooSmall {
@@ -198,6 +219,7 @@ impl fmt::Display for SpecError {
         write!(f, "{}: {}", self.key, self.kind)?;
         let mut cause = match &self.kind {
             SpecErrorKind::Kernel(e) => std::error::Error::source(e),
+            SpecErrorKind::Bootloader(e) => std::error::Error::source(e),
             SpecErrorKind::Ramdisk { source, .. } | SpecErrorKind::DiskOpen { source, .. } => {
                 Some(source as &(dyn std::error::Error + 'static))
             }
@@ -252,6 +274,8 @@ pub struct Prepared {
     pub spec: VmSpec,
     /// The open files.
     pub files: PreparedFiles,
+    /// With `bootloader = "pygrub"`: what it chose and its warnings, one line each, for the user.
+    pub boot: Vec<String>,
 }
 
 impl Prepared {
@@ -261,7 +285,9 @@ impl Prepared {
     /// exec (see the crate docs).
     pub fn hand_over(self) -> (VmSpec, Vec<File>) {
         use std::os::fd::AsRawFd;
-        let Prepared { mut spec, files } = self;
+        let Prepared {
+            mut spec, files, ..
+        } = self;
         drop(files.kernel_image);
         let mut ordered: Vec<File> = vec![files.kernel];
         ordered.extend(files.ramdisk);
@@ -328,8 +354,11 @@ pub fn resolve_paths(cfg: &mut DomainConfig, cwd: &Path) {
             *s = crate::absolute(s, cwd).to_string_lossy().into_owned();
         }
     };
-    abs(&mut cfg.kernel);
-    abs(&mut cfg.ramdisk);
+    // With a bootloader, kernel and ramdisk name files on the guest's own disk: left as written.
+    if cfg.bootloader.is_none() {
+        abs(&mut cfg.kernel);
+        abs(&mut cfg.ramdisk);
+    }
     for d in &mut cfg.disks {
         abs(&mut d.target);
     }
@@ -358,10 +387,44 @@ impl Check<'_> {
 /// Every problem found (not just the first), each located when the config says where the value came
 /// from (see `domus_config::Origins`).
 pub fn prepare(cfg: &DomainConfig, host: &HostLimits) -> Result<Prepared, SpecErrors> {
+    prepare_with(cfg, host, &BootloaderOptions::default())
+}
+
+/// [`prepare`], with `bootloader = "pygrub"` run as `boot` says: its kernel, ramdisk and command line
+/// become the spec's (opened here, then its work directory is removed), and [`Prepared::boot`] says
+/// what it chose.
+///
+/// # Errors
+/// As [`prepare`]; a bootloader that is not pygrub or that finds nothing to boot is one more problem
+/// (located at `bootloader`), reported with the others.
+pub fn prepare_with(
+    cfg: &DomainConfig,
+    host: &HostLimits,
+    boot: &BootloaderOptions,
+) -> Result<Prepared, SpecErrors> {
+    let (booted, boot_error) = match cfg.bootloader.as_deref().filter(|b| !b.is_empty()) {
+        None => (None, None),
+        Some(_) => match crate::boot::run(cfg, boot) {
+            Ok(b) => (b, None),
+            Err(e) => (None, Some(e)),
+        },
+    };
+    // The config the checks see: pygrub's result in place of kernel/ramdisk/cmdline; after a failed
+    // pygrub, no kernel or ramdisk (they name files on the guest's disk, not the host's).
+    let effective = match (&booted, &boot_error) {
+        (Some(b), _) => b.apply(cfg),
+        (None, Some(_)) => DomainConfig {
+            kernel: None,
+            ramdisk: None,
+            ..cfg.clone()
+        },
+        (None, None) => cfg.clone(),
+    };
     let mut c = Check {
-        cfg,
+        cfg: &effective,
         errors: Vec::new(),
     };
+    let cfg = &effective;
     let o = &cfg.origins;
     if !is_valid_name(&cfg.name) {
         c.fail(None, "name", SpecErrorKind::InvalidName(cfg.name.clone()));
@@ -369,11 +432,11 @@ pub fn prepare(cfg: &DomainConfig, host: &HostLimits) -> Result<Prepared, SpecEr
     if cfg.domain_type == DomainType::Hvm {
         c.fail(o.domain_type.as_ref(), "type", SpecErrorKind::Hvm);
     }
-    if let Some(b) = &cfg.bootloader {
+    if let Some(e) = boot_error {
         c.fail(
             o.bootloader.as_ref(),
             "bootloader",
-            SpecErrorKind::Bootloader(b.clone()),
+            SpecErrorKind::Bootloader(e),
         );
     }
     if !cfg.pci.is_empty() {
@@ -400,6 +463,7 @@ pub fn prepare(cfg: &DomainConfig, host: &HostLimits) -> Result<Prepared, SpecEr
     let kernel = kernel(&mut c);
     let ramdisk = ramdisk(&mut c);
     let disks = disks(&mut c);
+    let rng = rng(&mut c);
     if !c.errors.is_empty() {
         return Err(SpecErrors(c.errors));
     }
@@ -424,6 +488,7 @@ pub fn prepare(cfg: &DomainConfig, host: &HostLimits) -> Result<Prepared, SpecEr
             ramdisk,
             cmdline: cfg.cmdline.clone().unwrap_or_default(),
             disks,
+            rng,
         },
         files: PreparedFiles {
             kernel: kernel_file,
@@ -431,6 +496,8 @@ pub fn prepare(cfg: &DomainConfig, host: &HostLimits) -> Result<Prepared, SpecEr
             ramdisk: ramdisk_file,
             disks: disk_files,
         },
+        // The files are open: pygrub's work directory goes when `booted` drops here.
+        boot: booted.map(|b| b.lines()).unwrap_or_default(),
     })
 }
 
@@ -533,6 +600,59 @@ fn ramdisk(c: &mut Check<'_>) -> Option<Option<(Resource, File)>> {
             None
         }
     }
+}
+
+/// The entropy device from the `rng` / `rng_rate` keys (kept by domus-config among the keys it does
+/// not parse itself); on by default, and it needs a virtio slot of its own after the disks.
+fn rng(c: &mut Check<'_>) -> Option<RngSpec> {
+    use domus_config::PlainValue;
+    let keys = &c.cfg.other_keys;
+    let enabled = match keys.get("rng") {
+        None => true,
+        Some(PlainValue::Num(n)) => *n != 0,
+        Some(PlainValue::Str(s)) if s == "on" || s == "1" => true,
+        Some(PlainValue::Str(s)) if s == "off" || s == "0" => false,
+        Some(other) => {
+            c.fail(
+                None,
+                "rng",
+                SpecErrorKind::RngValue {
+                    key: "rng",
+                    value: format!("{other:?}"),
+                    want: "0 or 1",
+                },
+            );
+            false
+        }
+    };
+    let mut spec = RngSpec::default();
+    match keys.get("rng_rate") {
+        None => {}
+        Some(PlainValue::Num(n)) => spec.rate_bytes_per_sec = *n,
+        Some(other) => c.fail(
+            None,
+            "rng_rate",
+            SpecErrorKind::RngValue {
+                key: "rng_rate",
+                value: format!("{other:?}"),
+                want: "bytes per second (a number; 0 = no limit)",
+            },
+        ),
+    }
+    let disks = c.cfg.disks.len();
+    // More disks than slots is the disks' own error; exactly as many leaves none for the device.
+    if enabled && disks == MAX_VIRTIO_DEVICES {
+        c.fail(
+            c.cfg.origins.disk.as_ref(),
+            "rng",
+            SpecErrorKind::NoSlotForRng {
+                disks,
+                needed: disks + 1,
+                max: MAX_VIRTIO_DEVICES,
+            },
+        );
+    }
+    enabled.then_some(spec)
 }
 
 fn disks(c: &mut Check<'_>) -> Option<Vec<(DiskSpec, Option<File>)>> {

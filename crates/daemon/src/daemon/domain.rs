@@ -197,6 +197,7 @@ impl Domain {
             pid: self.rec.vmm.as_ref().map(|v| v.pid),
             restarts: self.rec.restarts,
             config: Some(self.rec.config.clone()),
+            boot: Vec::new(),
         }
     }
 }
