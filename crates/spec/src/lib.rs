@@ -28,11 +28,13 @@
 //! later run without file access. A resource without `fd` (standalone `domus-vmm --config FILE`, which
 //! runs [`prepare`] itself, or a spec written by hand) is opened from its path.
 #![warn(missing_docs)]
-#![deny(unsafe_code)] // one exception: the OFD disk lock in `prepare.rs`
+#![deny(unsafe_code)] // one exception: the OFD disk lock in `disk_lock.rs`
 
 mod boot;
+mod disk_lock;
 pub mod host;
 pub mod image;
+mod names;
 mod prepare;
 
 use std::path::PathBuf;

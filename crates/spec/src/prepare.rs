@@ -11,11 +11,13 @@ use std::path::{Path, PathBuf};
 use domus_config::{Access, Action, DevType, DiskFormat, DomainConfig, DomainType};
 
 use crate::boot::BootloaderOptions;
+use crate::disk_lock::lock_disk;
 use crate::host::HostLimits;
 use crate::image::{self, ImageError};
+pub use crate::names::{is_hidden_char, is_valid_name};
 use crate::{
-    BootProtocol, DiskSpec, Resource, RngSpec, VmSpec, DOMAIN0_NAME, MAX_MACHINE_VCPUS,
-    MAX_MEMORY_MIB, MAX_VIRTIO_DEVICES, MIN_MEMORY_MIB,
+    BootProtocol, DiskSpec, Resource, RngSpec, VmSpec, MAX_MACHINE_VCPUS, MAX_MEMORY_MIB,
+    MAX_VIRTIO_DEVICES, MIN_MEMORY_MIB,
 };
 
 /// Why a configuration cannot run on this host.
@@ -297,53 +299,6 @@ impl Prepared {
         }
         (spec, ordered)
     }
-}
-
-/// Whether `name` can name a domain: 1-64 bytes, not all digits (those read as domids), not `.` or
-/// `..`, not Domain-0, and no character that hides or disguises what `list` shows: no `/`, whitespace
-/// (a no-break space included), control, format or bidirectional-override characters.
-pub fn is_valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && !name.chars().all(|c| c.is_ascii_digit())
-        && name != "."
-        && name != ".."
-        && !name.chars().any(|c| c == '/' || is_hidden_char(c))
-        && name != DOMAIN0_NAME
-}
-
-/// Characters a name may not hold: whitespace, controls, and Unicode's format characters (category Cf:
-/// bidirectional marks, embeddings, overrides and isolates, zero-width characters, the BOM, ...).
-pub fn is_hidden_char(c: char) -> bool {
-    const FORMAT: &[(u32, u32)] = &[
-        (0x00AD, 0x00AD),
-        (0x0600, 0x0605),
-        (0x061C, 0x061C),
-        (0x06DD, 0x06DD),
-        (0x070F, 0x070F),
-        (0x0890, 0x0891),
-        (0x08E2, 0x08E2),
-        (0x180E, 0x180E),
-        (0x200B, 0x200F),
-        (0x202A, 0x202E),
-        (0x2060, 0x2064),
-        (0x2066, 0x206F),
-        (0xFEFF, 0xFEFF),
-        (0xFFF9, 0xFFFB),
-        (0x110BD, 0x110BD),
-        (0x110CD, 0x110CD),
-        (0x13430, 0x1343F),
-        (0x1BCA0, 0x1BCA3),
-        (0x1D173, 0x1D17A),
-        (0xE0001, 0xE0001),
-        (0xE0020, 0xE007F),
-    ];
-    let u = u32::from(c);
-    c.is_whitespace()
-        || c.is_control()
-        || u == 0x034F
-        || (0xFE00..=0xFE0F).contains(&u)
-        || FORMAT.iter().any(|&(lo, hi)| (lo..=hi).contains(&u))
 }
 
 /// Makes the config's kernel, ramdisk and disk paths absolute against `cwd`, as xl resolves them
@@ -810,32 +765,6 @@ fn open_disk(
             path: p,
         })),
     }
-}
-
-/// Takes an open file description lock on the whole disk, as QEMU locks its images: shared for a
-/// read-only disk, exclusive for a writable one. The lock belongs to this open file (not the process), so
-/// it travels with the descriptor to the VMM and is released when the last copy closes. False when
-/// someone else holds a conflicting lock; a file system without OFD locks is not locked.
-#[allow(unsafe_code)] // fcntl(2) with F_OFD_SETLK: neither std nor rustix wraps OFD locks.
-fn lock_disk(file: &File, read_only: bool) -> bool {
-    use std::os::fd::AsRawFd;
-    // SAFETY: `flock` is a plain C struct of integers, for which all-zero is a valid value.
-    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-    fl.l_type = if read_only {
-        libc::F_RDLCK
-    } else {
-        libc::F_WRLCK
-    } as libc::c_short;
-    fl.l_whence = libc::SEEK_SET as libc::c_short;
-    // l_start = l_len = 0: the whole file, however it grows; l_pid stays 0, as OFD locks require.
-    // SAFETY: F_OFD_SETLK only reads the `flock` passed (valid for the call) and changes lock state
-    // of the open file description behind `file`, which is open.
-    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
-    if rc == 0 {
-        return true;
-    }
-    let e = std::io::Error::last_os_error();
-    !matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES))
 }
 
 #[cfg(test)]
