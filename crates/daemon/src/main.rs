@@ -6,6 +6,7 @@
 
 mod daemon;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -53,6 +54,16 @@ struct Args {
     /// Console log size (bytes) before rotation.
     #[arg(long, default_value_t = 1024 * 1024)]
     console_log_max_bytes: u64,
+    /// Memory (MiB) kept for the host: a domain starts only if it, every running domain and this fit the
+    /// host's memory.
+    #[arg(long, default_value_t = 512)]
+    host_reserve_mib: u64,
+    /// Admit domains beyond the host's memory (each such admission is logged).
+    #[arg(long)]
+    overcommit_memory: bool,
+    /// Count admission against this much host memory (MiB) instead of /proc/meminfo's MemTotal.
+    #[arg(long, hide = true)]
+    host_memory_mib: Option<u64>,
     /// Restart-loop guard: at most RESTARTS on_*="restart" restarts of a domain within SECONDS; the next
     /// stop leaves it shut down (crashed) with an error in the log. `off` disables the guard.
     #[arg(long, value_name = "RESTARTS/SECONDS", default_value = "5/60")]
@@ -99,21 +110,28 @@ fn options(args: &Args) -> anyhow::Result<Options> {
         console_log_max_bytes: args.console_log_max_bytes.max(4096),
         start_timeout: Duration::from_secs(30),
         destroy_timeout: Duration::from_secs(5),
+        host_reserve_mib: args.host_reserve_mib,
+        overcommit: args.overcommit_memory,
+        host_memory_mib: args.host_memory_mib,
         restart_limit: args.restart_limit.0,
     })
 }
 
 fn run(args: &Args, ring: DmesgRing) -> anyhow::Result<()> {
     let opts = options(args)?;
-    for d in [
-        &opts.paths.runtime_dir,
-        &opts.paths.state_dir,
-        &opts.paths.log_dir,
+    // State, records and journal 0700/0600; runtime and log directories 0750 (files in them 0600,
+    // sockets root-only): set explicitly, whatever the directories were before.
+    let console_dir = opts.paths.log_dir.join("console");
+    for (d, mode) in [
+        (&opts.paths.runtime_dir, 0o750),
+        (&opts.paths.state_dir, 0o700),
+        (&opts.paths.log_dir, 0o750),
+        (&console_dir, 0o750),
     ] {
         std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("restricting {}", d.display()))?;
     }
-    std::fs::create_dir_all(opts.paths.log_dir.join("console"))
-        .with_context(|| format!("creating {}/console", opts.paths.log_dir.display()))?;
     if !opts.vmm_exe.exists() {
         anyhow::bail!(
             "domus-vmm not found at {} (build the workspace, or pass --vmm PATH)",
@@ -172,6 +190,10 @@ fn run(args: &Args, ring: DmesgRing) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    // Every file and socket gets the mode domusd gives it, whatever umask it inherited: nothing it
+    // creates is readable or writable by group or others unless a mode above says so.
+    // SAFETY: umask(2) only sets this process's file mode creation mask; it cannot fail.
+    unsafe { libc::umask(0o077) };
     let args = Args::parse();
     let ring = DmesgRing::default();
     tracing_subscriber::fmt()

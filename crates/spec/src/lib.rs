@@ -28,11 +28,13 @@
 //! later run without file access. A resource without `fd` (standalone `domus-vmm --config FILE`, which
 //! runs [`prepare`] itself, or a spec written by hand) is opened from its path.
 #![warn(missing_docs)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)] // one exception: the OFD disk lock in `disk_lock.rs`
 
 mod boot;
+mod disk_lock;
 pub mod host;
 pub mod image;
+mod names;
 mod prepare;
 
 use std::path::PathBuf;
@@ -43,8 +45,8 @@ pub use boot::BootloaderOptions;
 pub use domus_config::{Action, DomainType};
 pub use host::HostLimits;
 pub use prepare::{
-    is_valid_name, prepare, prepare_with, resolve_paths, Prepared, PreparedFiles, SpecError,
-    SpecErrorKind, SpecErrors,
+    is_hidden_char, is_valid_name, prepare, prepare_with, resolve_paths, Prepared, PreparedFiles,
+    SpecError, SpecErrorKind, SpecErrors,
 };
 
 /// How many virtio devices the machine model can wire to interrupts: one GSI each, 10 to 23 (the

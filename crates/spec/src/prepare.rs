@@ -11,11 +11,13 @@ use std::path::{Path, PathBuf};
 use domus_config::{Access, Action, DevType, DiskFormat, DomainConfig, DomainType};
 
 use crate::boot::BootloaderOptions;
+use crate::disk_lock::lock_disk;
 use crate::host::HostLimits;
 use crate::image::{self, ImageError};
+pub use crate::names::{is_hidden_char, is_valid_name};
 use crate::{
-    BootProtocol, DiskSpec, Resource, RngSpec, VmSpec, DOMAIN0_NAME, MAX_MACHINE_VCPUS,
-    MAX_MEMORY_MIB, MAX_VIRTIO_DEVICES, MIN_MEMORY_MIB,
+    BootProtocol, DiskSpec, Resource, RngSpec, VmSpec, MAX_MACHINE_VCPUS, MAX_MEMORY_MIB,
+    MAX_VIRTIO_DEVICES, MIN_MEMORY_MIB,
 };
 
 /// Why a configuration cannot run on this host.
@@ -23,7 +25,7 @@ use crate::{
 #[non_exhaustive]
 pub enum SpecErrorKind {
     /// Not a usable domain name.
-    #[error("invalid domain name {0:?}: use 1-64 characters, no '/', no control characters, not all digits, not Domain-0")]
+    #[error("invalid domain name {0:?}: use 1-64 bytes without '/', whitespace, control, format or bidirectional characters; not all digits, not '.' or '..', not Domain-0")]
     InvalidName(String),
     /// HVM needs firmware.
     #[error("type = \"hvm\" needs firmware this VMM does not have: boot the kernel directly with type = \"pvh\" (or \"pv\") and kernel = \"...\"")]
@@ -84,6 +86,18 @@ pub enum SpecErrorKind {
         mode: String,
         /// Cause.
         source: std::io::Error,
+    },
+    /// Another domain (or another program honouring the locks) holds the disk: exclusively, or shared
+    /// while this one needs it writable.
+    #[error("disk `{vdev}`: {path} is in use ({held}): a disk is used writable by one domain at a time, read-only by any number")]
+    DiskLocked {
+        /// vdev.
+        vdev: String,
+        /// Path.
+        path: PathBuf,
+        /// Who holds it, as far as this process knows ("locked by another domain or program" here;
+        /// domusd names the domain).
+        held: String,
     },
     /// A disk is neither a regular file nor a block device.
     #[error("disk `{vdev}`: {path} is neither a regular file nor a block device")]
@@ -285,15 +299,6 @@ impl Prepared {
         }
         (spec, ordered)
     }
-}
-
-/// Whether `name` can name a domain (Xen forbids all-digit names since they read as domids).
-pub fn is_valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && !name.chars().all(|c| c.is_ascii_digit())
-        && !name.chars().any(|c| c == '/' || c.is_control())
-        && name != DOMAIN0_NAME
 }
 
 /// Makes the config's kernel, ramdisk and disk paths absolute against `cwd`, as xl resolves them
@@ -621,6 +626,22 @@ fn disks(c: &mut Check<'_>) -> Option<Vec<(DiskSpec, Option<File>)>> {
     }
     let mut seen: HashMap<u32, usize> = HashMap::new();
     let mut out = Vec::with_capacity(cfg.disks.len());
+    // One image may back several of this domain's disks: it is locked once, by its first open, as
+    // strongly as its most demanding use needs (exclusive if any use writes).
+    let image_id = |t: &str| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(absolute(t))
+            .ok()
+            .map(|m| (m.dev(), m.ino()))
+    };
+    let mut writable_images: HashMap<(u64, u64), bool> = HashMap::new();
+    for d in &cfg.disks {
+        let read_only = d.access == Access::Ro || d.devtype == DevType::Cdrom;
+        if let Some(id) = d.target.as_deref().and_then(image_id) {
+            *writable_images.entry(id).or_default() |= !read_only;
+        }
+    }
+    let mut locked: std::collections::HashSet<(u64, u64)> = std::collections::HashSet::new();
     for (i, d) in cfg.disks.iter().enumerate() {
         let at = o.disks.get(i).or(o.disk.as_ref());
         if let Some(&first) = seen.get(&d.devnum) {
@@ -660,7 +681,12 @@ fn disks(c: &mut Check<'_>) -> Option<Vec<(DiskSpec, Option<File>)>> {
             }
             (DiskFormat::Raw, Some(t)) => {
                 let path = absolute(t);
-                match open_disk(&path, read_only, d.direct_io_safe) {
+                let lock = match image_id(t) {
+                    Some(id) if !locked.insert(id) => None,
+                    Some(id) => Some(!writable_images.get(&id).copied().unwrap_or(!read_only)),
+                    None => Some(read_only),
+                };
+                match open_disk(&path, read_only, d.direct_io_safe, lock) {
                     Ok(f) => Some((Resource::path(path), f)),
                     Err(kind) => {
                         c.fail(at, "disk", kind(d.vdev.clone()));
@@ -699,8 +725,14 @@ fn disks(c: &mut Check<'_>) -> Option<Vec<(DiskSpec, Option<File>)>> {
 
 type DiskErr = Box<dyn FnOnce(String) -> SpecErrorKind>;
 
-/// Opens a disk's image or device with the access the guest gets.
-fn open_disk(path: &Path, read_only: bool, direct: bool) -> Result<File, DiskErr> {
+/// Opens a disk's image or device with the access the guest gets, and locks it (`lock_shared`: shared
+/// or exclusive; `None`: this domain locked the image already).
+fn open_disk(
+    path: &Path,
+    read_only: bool,
+    direct: bool,
+    lock_shared: Option<bool>,
+) -> Result<File, DiskErr> {
     let mut mode = if read_only { "read-only" } else { "read-write" }.to_owned();
     let mut o = OpenOptions::new();
     o.read(true).write(!read_only);
@@ -717,6 +749,14 @@ fn open_disk(path: &Path, read_only: bool, direct: bool) -> Result<File, DiskErr
             source,
         })
     })?;
+    if lock_shared.is_some_and(|shared| !lock_disk(&file, shared)) {
+        let p = path.to_path_buf();
+        return Err(Box::new(move |vdev| SpecErrorKind::DiskLocked {
+            vdev,
+            path: p,
+            held: "locked by another domain or program".to_owned(),
+        }));
+    }
     let p = path.to_path_buf();
     match file.metadata() {
         Ok(m) if m.is_file() || m.file_type().is_block_device() => Ok(file),

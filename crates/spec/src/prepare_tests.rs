@@ -216,6 +216,69 @@ fn relative_paths_resolve_against_the_given_directory() {
 }
 
 #[test]
+fn names_that_hide_or_disguise_are_refused() {
+    for bad in [
+        "",
+        ".",
+        "..",
+        " ",
+        "a b",
+        "p1\u{a0}",
+        "ab\u{202e}cd",
+        "x\u{200b}",
+        "\u{feff}y",
+        "t\tab",
+        "a/b",
+        "42",
+        "Domain-0",
+        "n\u{2066}i",
+    ] {
+        assert!(!is_valid_name(bad), "{bad:?} accepted");
+    }
+    for good in ["p1", "web-1", "a.b", "...", "caf\u{e9}", "x_y"] {
+        assert!(is_valid_name(good), "{good:?} refused");
+    }
+    assert!(!is_valid_name(&"a".repeat(65)));
+}
+
+#[test]
+fn disks_are_locked_exclusive_when_writable_and_shared_when_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("d.img");
+    std::fs::write(&img, vec![0u8; 4096]).unwrap();
+    let rw = open_disk(&img, false, false, Some(false)).unwrap_or_else(|_| panic!("first writer"));
+    let kind = |r: Result<File, DiskErr>| r.map(drop).map_err(|k| k("xvda".into()).to_string());
+    let e = kind(open_disk(&img, false, false, Some(false))).unwrap_err();
+    assert!(e.contains("is in use"), "{e}");
+    assert!(
+        kind(open_disk(&img, true, false, Some(true))).is_err(),
+        "reader beside a writer"
+    );
+    drop(rw);
+    let ro1 = open_disk(&img, true, false, Some(true)).unwrap_or_else(|_| panic!("reader 1"));
+    let ro2 = open_disk(&img, true, false, Some(true)).unwrap_or_else(|_| panic!("reader 2"));
+    assert!(
+        kind(open_disk(&img, false, false, Some(false))).is_err(),
+        "writer beside readers"
+    );
+    drop((ro1, ro2));
+    // One domain using an image twice (rw disk and ro cdrom): one exclusive lock, taken once.
+    let kdir = Dir::new();
+    let one = format!(
+        "name = 'two'\nkernel = '{}'\nmemory = 64\ndisk = [ '{p},raw,xvda,rw', '{p},raw,hdc:cdrom,r' ]\n",
+        kdir.p("pvh"),
+        p = img.display()
+    );
+    let held = prepare(&DomainConfig::from_xl("t.cfg", &one, &[]).unwrap(), &HOST).unwrap();
+    assert!(
+        kind(open_disk(&img, true, false, Some(true))).is_err(),
+        "the image is not locked exclusively"
+    );
+    drop(held);
+    assert!(kind(open_disk(&img, false, false, Some(false))).is_ok());
+}
+
+#[test]
 fn serial_other_than_pty_and_disk_scripts_are_refused_not_ignored() {
     let d = Dir::new();
     let base = format!("name = 's'\nkernel = '{}'\nmemory = 64\n", d.p("pvh"));

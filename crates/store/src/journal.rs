@@ -476,13 +476,22 @@ impl Journal {
             return Ok(());
         }
         let path = self.dir.join("journal");
-        self.file
-            .write_all(&self.pending)
-            .map_err(io_err(&path, "appending to journal"))?;
+        if let Err(e) = self.file.write_all(&self.pending) {
+            // Full or read-only: cut off whatever part did reach the file (the journal ends at its
+            // last whole record again) and keep the records queued, so a later flush, once there is
+            // room, writes them whole.
+            let _ = self.file.set_len(self.len);
+            return Err(io_err(&path, "appending to journal")(e));
+        }
         self.len += self.pending.len() as u64;
         self.pending.clear();
         self.shared.dirty.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// Bytes queued and not yet handed to write(2).
+    pub fn unflushed_bytes(&self) -> usize {
+        self.pending.len()
     }
 
     /// fdatasyncs the journal now.

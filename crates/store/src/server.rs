@@ -271,12 +271,23 @@ impl Server {
             if self.stop.load(Ordering::Acquire) {
                 break Ok(());
             }
+            let queued = self.store.unflushed_bytes();
             for (id, hup) in readable {
                 self.service(id, hup);
             }
-            if let Err(e) = self.store.flush() {
-                tracing::error!(error = %e, "journal write failed; stopping without acknowledging the batch");
-                break Err(e);
+            let flushed = self.store.flush();
+            if flushed.is_err() && self.store.unflushed_bytes() <= queued {
+                // Still failing to write earlier records, but this batch changed nothing: its
+                // replies (reads) go out; the store serves read-only meanwhile.
+            } else if let Err(e) = flushed {
+                // Fail closed, keep serving: no reply of this batch is sent (its changes are not on
+                // disk), so its clients lose their connections, as if the store had restarted; the
+                // journal keeps the records queued and writes them once there is room again.
+                crate::warn_limited!(error = %e, "journal write failed; dropping the clients of the unacknowledged batch");
+                for id in std::mem::take(&mut self.dirty) {
+                    self.close(id);
+                }
+                continue;
             }
             backlog = self.send_all();
         };

@@ -308,6 +308,11 @@ impl Store {
         Ok(())
     }
 
+    /// Journal bytes queued and not yet written (non-zero while the disk refuses them).
+    pub fn unflushed_bytes(&self) -> usize {
+        self.journal.as_ref().map_or(0, Journal::unflushed_bytes)
+    }
+
     /// Writes and fdatasyncs the journal (clean shutdown).
     ///
     /// # Errors

@@ -57,6 +57,8 @@ struct Args {
     kvm_device: Option<PathBuf>,
     /// Hidden: seconds to keep the control socket open after the stop, waiting for ack-outcome.
     outcome_linger_s: Option<u64>,
+    /// Hidden: where to keep the outcome once the guest stopped (domusd passes it).
+    outcome_file: Option<PathBuf>,
     /// Hidden: boot a kernel without a config file (tests, benchmarks).
     kernel: Option<PathBuf>,
     ramdisk: Option<PathBuf>,
@@ -104,6 +106,7 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> anyhow::Result<Parsed> 
             "--outcome-linger-s" => {
                 a.outcome_linger_s = Some(value()?.parse().context("--outcome-linger-s")?)
             }
+            "--outcome-file" => a.outcome_file = Some(value()?.into()),
             "--kernel" => a.kernel = Some(value()?.into()),
             "--ramdisk" => a.ramdisk = Some(value()?.into()),
             "--cmdline" => a.cmdline = Some(value()?),
@@ -167,6 +170,7 @@ fn run(args: &Args) -> anyhow::Result<u8> {
         kvm_path,
         outcome_linger: Duration::from_secs(args.outcome_linger_s.unwrap_or(60)),
         start_paused: args.paused,
+        outcome_file: args.outcome_file.clone(),
         // The binary, not the library, reads the environment.
         io_uring: std::env::var_os("DOMUS_VMM_NO_IO_URING").is_none(),
     };
@@ -178,6 +182,9 @@ fn run(args: &Args) -> anyhow::Result<u8> {
 }
 
 fn main() -> ExitCode {
+    // Files and sockets get the modes this program gives them, whatever umask it inherited: owner only.
+    // SAFETY: umask(2) only sets this process's file mode creation mask; it cannot fail.
+    unsafe { libc::umask(0o077) };
     // A plain level from RUST_LOG (error|warn|info|debug|trace; default warn): the full EnvFilter
     // directive language is not worth its resident code in a process that runs per domain.
     let level = std::env::var("RUST_LOG")

@@ -257,6 +257,41 @@ fn stopped_guest_without_ack_exits_after_linger() {
 }
 
 #[test]
+fn the_outcome_is_kept_on_disk_for_a_supervisor_that_was_away() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir("keep");
+    let p = probe();
+    let ctl = dir.join("ctl.sock");
+    let kept = dir.join("outcome.json");
+    let child = spawn(&[
+        "--kernel",
+        p.to_str().unwrap(),
+        "--cmdline",
+        "probe=panic",
+        "--memory",
+        "64",
+        "--control",
+        ctl.to_str().unwrap(),
+        "--outcome-file",
+        kept.to_str().unwrap(),
+        "--outcome-linger-s",
+        "1",
+    ]);
+    wait_for_path(&ctl, LIMIT);
+    let mode = std::fs::metadata(&ctl).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "control socket mode {mode:o}");
+    // Nobody acknowledges: the VMM exits after its linger, and its outcome stays behind.
+    let r = wait_bounded(child, Duration::from_secs(30), "linger");
+    assert_eq!(r.code, 3, "{r:?}");
+    let o: serde_json::Value = serde_json::from_slice(&std::fs::read(&kept).unwrap()).unwrap();
+    assert_eq!(o["reason"], "crash", "{o}");
+    assert!(o["detail"].as_str().is_some_and(|d| !d.is_empty()), "{o}");
+    let mode = std::fs::metadata(&kept).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn sigterm_destroys_and_removes_sockets() {
     let dir = temp_dir("sigterm");
     let ctl = dir.join("ctl.sock");

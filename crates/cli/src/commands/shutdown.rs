@@ -24,8 +24,9 @@ pub struct Args {
     /// Use the ACPI power button even without PV drivers (the only way here anyway).
     #[arg(short = 'F')]
     pub force: bool,
-    /// With -w: seconds to wait before destroying domains still running (default: 120 with -a, else none).
-    #[arg(long)]
+    /// With -w: seconds to wait before destroying domains still running (default: 120 with -a, else none;
+    /// at most a week).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=604_800))]
     pub timeout: Option<u64>,
     /// xm only: shut down and reboot (as `reboot`).
     #[arg(short = 'R', long = "reboot", conflicts_with = "halt")]

@@ -30,8 +30,9 @@ pub struct Args {
     /// Rounds before exiting (default: until interrupted).
     #[arg(short = 'i', long = "iterations")]
     pub iterations: Option<u64>,
-    /// Seconds between rounds (default 3).
-    #[arg(short = 'd', long = "delay", default_value_t = 3)]
+    /// Seconds between rounds (default 3; 1 to 86400).
+    #[arg(short = 'd', long = "delay", default_value_t = 3,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub delay: u64,
     /// Show each domain's vCPUs and their CPU seconds.
     #[arg(short = 'v', long = "vcpus")]

@@ -117,15 +117,30 @@ impl Host {
 
     /// Starts domusd and waits until its API answers.
     pub fn start_domusd(&mut self) {
+        self.start_domusd_with(None, &[]);
+    }
+
+    /// [`Host::start_domusd`] under `umask` (when given) with extra domusd arguments.
+    pub fn start_domusd_with(&mut self, umask: Option<u32>, extra: &[&str]) {
         assert!(self.domusd.is_none(), "domusd already running");
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.path("domusd.log"))
             .unwrap();
-        let mut cmd = Command::new(&self.bins.domusd);
+        let mut cmd = match umask {
+            Some(m) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("umask {m:03o}; exec \"$0\" \"$@\""))
+                    .arg(&self.bins.domusd);
+                c
+            }
+            None => Command::new(&self.bins.domusd),
+        };
         self.env(&mut cmd);
         cmd.arg("--foreground")
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);

@@ -40,7 +40,11 @@ impl CappedLog {
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent)?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let file = std::os::unix::fs::OpenOptionsExt::mode(
+            OpenOptions::new().create(true).append(true),
+            0o600,
+        )
+        .open(path)?;
         let size = file.metadata()?.len();
         Ok(Self {
             path: path.to_path_buf(),
@@ -64,10 +68,11 @@ impl CappedLog {
             let mut old = self.path.clone().into_os_string();
             old.push(".1");
             fs::rename(&self.path, &old)?;
-            self.file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)?;
+            self.file = std::os::unix::fs::OpenOptionsExt::mode(
+                OpenOptions::new().create(true).append(true),
+                0o600,
+            )
+            .open(&self.path)?;
             self.size = 0;
         }
         // A single chunk larger than the cap keeps only its tail.

@@ -43,6 +43,18 @@ pub struct StopRecord {
     pub uptime_s: f64,
 }
 
+/// Where a domain is in its life, as recorded before each step is acted on (destroying is recorded by
+/// removing the record, before the VMM is stopped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Domid allocated, VMM being started: a domusd that restarts in this phase undoes the create.
+    Creating,
+    /// Created (running, or stopped and preserved).
+    #[default]
+    Running,
+}
+
 /// What is persisted about a domain (`$DOMUS_STATE_DIR/domains/<domid>.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DomainRecord {
@@ -75,6 +87,13 @@ pub struct DomainRecord {
     /// on_poweroff (libvirt's ACPI reboot).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reboot_requested: bool,
+    /// The lifecycle phase.
+    #[serde(default)]
+    pub phase: Phase,
+    /// A restart decided on (on_reboot/on_crash/on_poweroff) and not yet completed: the configuration to
+    /// start. Kept until the new domain is recorded as created, so a domusd killed meanwhile finishes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<DomainConfig>,
 }
 
 impl DomainRecord {
@@ -221,11 +240,18 @@ impl Table {
     }
 
     /// Allocates a domid not in use; `None` when every id is taken.
+    #[cfg(test)]
     pub fn alloc_domid(&mut self) -> Option<u32> {
+        self.alloc_domid_where(|_| true)
+    }
+
+    /// Allocates a domid not in the table for which `free` also holds (no record, directory or process
+    /// still holds it); `None` when every id is taken.
+    pub fn alloc_domid_where(&mut self, free: impl Fn(u32) -> bool) -> Option<u32> {
         for _ in 1..DOMID_LIMIT {
             let id = self.next_domid;
             self.next_domid = if id + 1 >= DOMID_LIMIT { 1 } else { id + 1 };
-            if !self.domains.contains_key(&id) {
+            if !self.domains.contains_key(&id) && free(id) {
                 return Some(id);
             }
         }
@@ -288,12 +314,17 @@ impl Table {
             .any(|d| d.rec.uuid.eq_ignore_ascii_case(uuid))
     }
 
-    /// Inserts a domain (its domid must come from [`Table::alloc_domid`] or a record).
+    /// Inserts a domain (its domid must come from [`Table::alloc_domid_where`] or a record).
     pub fn insert(&mut self, d: Domain) {
-        if d.rec.domid >= self.next_domid && d.rec.domid + 1 < DOMID_LIMIT {
-            self.next_domid = d.rec.domid + 1;
-        }
+        self.skip_past(d.rec.domid);
         self.domains.insert(d.rec.domid, d);
+    }
+
+    /// Moves the next domid past `domid` (held by a record outside the table).
+    pub fn skip_past(&mut self, domid: u32) {
+        if domid >= self.next_domid && domid + 1 < DOMID_LIMIT {
+            self.next_domid = domid + 1;
+        }
     }
 
     /// Removes a domain.
@@ -360,6 +391,8 @@ mod tests {
                 affinity: BTreeMap::new(),
                 pending_config: None,
                 reboot_requested: false,
+                phase: Phase::Running,
+                restart: None,
             },
             live: Live::default(),
             dying: false,

@@ -9,12 +9,12 @@ use domus_api::messages::{DomainInfo, ShutdownReason};
 use tracing::{error, info, warn};
 
 use super::domain::{
-    now_epoch, random_uuid, Action, Domain, DomainConfig, DomainRecord, Live, StopRecord,
+    now_epoch, random_uuid, Action, Domain, DomainConfig, DomainRecord, Live, Phase, StopRecord,
     VmmRecord, HOT_PERIOD,
 };
 use super::restart_guard::Verdict;
-use super::vmm::{self, Control, VmmPaths};
-use super::{sys, watcher, ApiError, Daemon};
+use super::vmm::{self, VmmPaths};
+use super::{watcher, ApiError, Daemon};
 
 /// Status of the internal error for a restart cancelled while pending (never sent to a client).
 const RESTART_CANCELLED: u16 = 410;
@@ -55,14 +55,17 @@ impl Daemon {
         config: DomainConfig,
         paused: bool,
     ) -> Result<DomainInfo, ApiError> {
-        self.create_with(config, paused, 0)
+        self.create_with(config, paused, 0, None)
     }
 
+    /// [`Daemon::create`]; `retire` names the domain whose pending restart this create is (and whether
+    /// its record stays), retired in the same step that records this domain as created.
     fn create_with(
         self: &Arc<Self>,
         mut config: DomainConfig,
         paused: bool,
         restarts: u32,
+        retire: Option<(u32, bool)>,
     ) -> Result<DomainInfo, ApiError> {
         if config.uuid.is_empty() {
             config.uuid = random_uuid();
@@ -76,6 +79,7 @@ impl Daemon {
         };
         let prepared =
             domus_spec::prepare_with(&config, &domus_spec::HostLimits::probe(), &boot_opts)
+                .map_err(|e| self.name_lock_holders(e))
                 .map_err(|e| {
                     if restarts > 0 {
                         // The restart ends here: nothing is pending any more.
@@ -112,11 +116,13 @@ impl Daemon {
                     "Domain with uuid {uuid} already exists."
                 )));
             }
+            self.writable()?;
+            self.admit(&t, &name, config.memory_mib)?;
             let domid = t
-                .alloc_domid()
+                .alloc_domid_where(|id| self.domid_unheld(id))
                 .ok_or_else(|| ApiError::internal("no free domid left"))?;
             let generation = self.next_generation();
-            t.insert(Domain {
+            let d = Domain {
                 rec: DomainRecord {
                     domid,
                     name: name.clone(),
@@ -130,6 +136,8 @@ impl Daemon {
                     affinity: BTreeMap::new(),
                     pending_config: None,
                     reboot_requested: false,
+                    phase: Phase::Creating,
+                    restart: None,
                 },
                 live: Live {
                     paused: true,
@@ -139,7 +147,10 @@ impl Daemon {
                 generation,
                 hot_until: Instant::now() + HOT_PERIOD,
                 starting: true,
-            });
+            };
+            // Recorded before anything is started: a domusd killed from here on undoes this create.
+            self.persist(&d)?;
+            t.insert(d);
             self.save_next_domid(&t);
             (domid, generation)
         };
@@ -151,7 +162,7 @@ impl Daemon {
         for line in &boot {
             info!(domid, domname = %name, "{line}");
         }
-        match self.launch(domid, generation, &name, prepared, paused) {
+        match self.launch(domid, generation, &name, prepared, paused, retire) {
             Ok(mut info) => {
                 info.boot = boot;
                 Ok(info)
@@ -160,11 +171,32 @@ impl Daemon {
                 let mut t = self.lock();
                 self.remove_locked(&mut t, domid);
                 error!(domid, domname = %name, error = %e, "domain creation failed");
-                Err(ApiError::internal(format!(
-                    "cannot start domain '{name}': {e}"
-                )))
+                Err(e)
             }
         }
+    }
+
+    /// Names, in each "disk in use" refusal, the domain whose VMM holds the disk's lock.
+    fn name_lock_holders(&self, mut e: domus_spec::SpecErrors) -> domus_spec::SpecErrors {
+        use std::os::unix::fs::MetadataExt;
+        let id = |p: &std::path::Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+        let t = self.lock();
+        for err in &mut e.0 {
+            if let domus_spec::SpecErrorKind::DiskLocked { path, held, .. } = &mut err.kind {
+                let want = id(path);
+                let holder = t.iter().find(|d| {
+                    d.rec.config.disks.iter().any(|k| {
+                        k.target
+                            .as_deref()
+                            .is_some_and(|p| want.is_some() && id(std::path::Path::new(p)) == want)
+                    })
+                });
+                if let Some(d) = holder {
+                    *held = format!("held by domain {} ({})", d.rec.domid, d.rec.name);
+                }
+            }
+        }
+        e
     }
 
     /// Spawns the VMM with the prepared spec's resources, waits for its control socket, records it,
@@ -176,11 +208,17 @@ impl Daemon {
         name: &str,
         prepared: domus_spec::Prepared,
         paused: bool,
-    ) -> anyhow::Result<DomainInfo> {
+        retire: Option<(u32, bool)>,
+    ) -> Result<DomainInfo, ApiError> {
+        let failed =
+            |e: anyhow::Error| ApiError::internal(format!("cannot start domain '{name}': {e}"));
         let paths = &self.opts.paths;
         let vp = VmmPaths::new(&paths.domain_runtime_dir(domid), paths.vmm_log(name));
         let (spec, files) = prepared.hand_over();
-        let mut child = self.launcher.spawn(&spec, &files, &vp, paused)?;
+        let mut child = self
+            .launcher
+            .spawn(&spec, &files, &vp, paused)
+            .map_err(|e| failed(e.into()))?;
         // The VMM has its copies; domusd's are closed now.
         drop(files);
         let pid = child.id();
@@ -197,14 +235,20 @@ impl Daemon {
             else {
                 drop(t);
                 kill(&mut child);
-                anyhow::bail!("domain {domid} was destroyed while it started");
+                return Err(failed(anyhow::anyhow!(
+                    "domain {domid} was destroyed while it started"
+                )));
             };
             d.rec.vmm = Some(VmmRecord {
                 pid,
                 control: vp.control.display().to_string(),
                 console: vp.console.display().to_string(),
             });
-            self.save(d);
+            if let Err(e) = self.persist(d) {
+                drop(t);
+                kill(&mut child);
+                return Err(e);
+            }
         }
         let cancelled = || {
             !self
@@ -216,7 +260,7 @@ impl Daemon {
             Ok(c) => c,
             Err(e) => {
                 kill(&mut child);
-                return Err(e.into());
+                return Err(failed(e.into()));
             }
         };
         let st = ctl.state().ok();
@@ -226,13 +270,25 @@ impl Daemon {
             let Some(d) = d.filter(|d| !d.dying) else {
                 drop(t);
                 kill(&mut child);
-                anyhow::bail!("domain {domid} was destroyed while it started");
+                return Err(failed(anyhow::anyhow!(
+                    "domain {domid} was destroyed while it started"
+                )));
             };
+            d.rec.phase = Phase::Running;
+            // Success is reported only once it is recorded: after any restart, this domain is listed.
+            if let Err(e) = self.persist(d) {
+                d.rec.phase = Phase::Creating;
+                drop(t);
+                kill(&mut child);
+                return Err(e);
+            }
             d.starting = false;
             d.live.paused = false;
             let info = d.info();
-            self.save(d);
             self.store.publish(&Self::store_view(d));
+            if let Some((old, keep_old)) = retire {
+                self.retire_restart_locked(&mut t, old, keep_old);
+            }
             info
         };
         if let Some(st) = st {
@@ -243,7 +299,7 @@ impl Daemon {
         self.get(&domid.to_string()).or(Ok(info))
     }
 
-    fn start_threads(
+    pub(super) fn start_threads(
         self: &Arc<Self>,
         domid: u32,
         generation: u64,
@@ -269,70 +325,6 @@ impl Daemon {
         if let Err(e) = spawned {
             error!(domid, error = %e, "cannot start the domain's watcher thread");
         }
-    }
-
-    /// Loads the persisted records and re-adopts every VMM still running; domains whose VMM vanished
-    /// while domusd was away are handled as crashed.
-    pub fn recover(self: &Arc<Self>) -> anyhow::Result<()> {
-        let (recs, warnings) = self.records.load_all()?;
-        for w in warnings {
-            warn!(record = %w, "ignoring unreadable domain record");
-        }
-        let mut lost = Vec::new();
-        for rec in recs {
-            let domid = rec.domid;
-            let generation = self.next_generation();
-            let adopt = rec.vmm.as_ref().and_then(|v| {
-                if !sys::pid_alive(v.pid) || !sys::pid_has_arg(v.pid, &v.control) {
-                    return None;
-                }
-                let mut c = Control::connect(std::path::Path::new(&v.control)).ok()?;
-                c.state().ok()
-            });
-            let vmm = rec.vmm.clone();
-            let name = rec.name.clone();
-            let d = Domain {
-                rec,
-                live: Live::default(),
-                dying: false,
-                generation,
-                hot_until: Instant::now() + HOT_PERIOD,
-                starting: false,
-            };
-            self.store.publish(&Self::store_view(&d));
-            self.lock().insert(d);
-            match (vmm, adopt) {
-                (Some(v), Some(st)) => {
-                    self.update_live(domid, generation, &st);
-                    let vp = VmmPaths {
-                        spec: self.opts.paths.domain_runtime_dir(domid).join("spec.json"),
-                        control: v.control.into(),
-                        console: v.console.into(),
-                        log: self.opts.paths.vmm_log(&name),
-                    };
-                    info!(domid, domname = %name, pid = v.pid, "re-adopted running domain");
-                    self.start_threads(domid, generation, v.pid, &vp, None, true);
-                }
-                (Some(v), None) => {
-                    warn!(domid, domname = %name, pid = v.pid, "domain's VMM is gone; handling as a crash");
-                    lost.push((domid, generation));
-                }
-                (None, _) => info!(domid, domname = %name, "kept preserved domain"),
-            }
-        }
-        {
-            let t = self.lock();
-            self.save_next_domid(&t);
-        }
-        for (domid, generation) in lost {
-            self.vmm_stopped(
-                domid,
-                generation,
-                ShutdownReason::Crash,
-                Some("domus-vmm exited while domusd was not running".into()),
-            );
-        }
-        Ok(())
     }
 
     /// A guest stopped (or its VMM died): apply the configured action.
@@ -414,7 +406,8 @@ impl Daemon {
                     .take()
                     .unwrap_or_else(|| d.rec.config.clone());
                 let restarts = d.rec.restarts + 1;
-                if action == Action::RenameRestart {
+                let rename = action == Action::RenameRestart;
+                if rename {
                     let base = preserved_name(&name, now_epoch());
                     let mut new_name = base.clone();
                     for k in 2.. {
@@ -427,30 +420,79 @@ impl Daemon {
                     d.rec.rename(&new_name);
                     d.rec.uuid = random_uuid();
                     d.rec.config.uuid.clone_from(&d.rec.uuid);
-                    d.rec.vmm = None;
-                    d.rec.stopped = Some(stop);
-                    d.live = Live::default();
-                    self.save(d);
-                    self.store.update(&Self::store_view(d));
-                    self.changed.notify_all();
-                } else {
-                    self.remove_locked(&mut t, domid);
                 }
+                let Some(d) = t.get_mut(domid) else { return };
+                let old_uuid = d.rec.uuid.clone();
+                d.rec.vmm = None;
+                d.rec.stopped = Some(stop);
+                d.live = Live::default();
+                // The decision is recorded before it is acted on: a domusd killed from here on
+                // finishes the restart (see `recovery.rs`).
+                d.rec.restart = Some(config.clone());
+                self.save(d);
+                if rename {
+                    self.store.update(&Self::store_view(d));
+                } else {
+                    // Out of the table (its name is the new domain's); the record stays until the
+                    // new domain is recorded.
+                    t.remove(domid);
+                    self.store.release(domid, &old_uuid);
+                }
+                self.changed.notify_all();
                 drop(t);
                 if restarts > 1 && uptime_s < 1.0 {
                     // A guest that dies at once would otherwise spin; xl has the same pause.
                     std::thread::sleep(Duration::from_secs(1));
                 }
                 info!(domid, domname = %name, restarts, ?reason, action = action.as_str(), "restarting domain");
-                let me = Arc::clone(self);
-                match me.create_with(config, false, restarts) {
-                    Ok(_) => {}
-                    Err(e) if e.status == RESTART_CANCELLED => {
-                        info!(domid, domname = %name, "restart cancelled by destroy/shutdown");
-                    }
-                    Err(e) => error!(domname = %name, error = %e, "restart failed"),
-                }
+                self.finish_restart(domid, config, restarts, rename);
             }
+        }
+    }
+
+    /// Starts the new domain of a restart decided for domain `old` (recorded in its record's `restart`),
+    /// then retires the decision: the old record goes (plain restart) or keeps its preserved domain
+    /// without the pending restart (rename-restart).
+    pub(super) fn finish_restart(
+        self: &Arc<Self>,
+        old: u32,
+        config: DomainConfig,
+        restarts: u32,
+        keep_old: bool,
+    ) {
+        let name = config.name.clone();
+        let me = Arc::clone(self);
+        if let Err(e) = me.create_with(config, false, restarts, Some((old, keep_old))) {
+            if e.status == RESTART_CANCELLED {
+                info!(domid = old, domname = %name, "restart cancelled by destroy/shutdown");
+            } else {
+                error!(domname = %name, error = %e, "restart failed");
+            }
+            if e.status == 503 {
+                // Nothing could be recorded: keep the decision for a later domusd to finish.
+                return;
+            }
+            self.retire_restart(old, keep_old);
+        }
+    }
+
+    /// Drops the pending restart of domain `old` (see [`Daemon::finish_restart`]).
+    pub(super) fn retire_restart(&self, old: u32, keep_old: bool) {
+        let mut t = self.lock();
+        self.retire_restart_locked(&mut t, old, keep_old);
+    }
+
+    fn retire_restart_locked(&self, t: &mut super::domain::Table, old: u32, keep_old: bool) {
+        if keep_old {
+            if let Some(d) = t.get_mut(old) {
+                d.rec.restart = None;
+                self.save(d);
+            }
+        } else {
+            if let Err(e) = self.records.remove(old) {
+                warn!(domid = old, error = %anyhow::Error::from(e), "cannot remove the restarted domain's old record");
+            }
+            let _ = std::fs::remove_dir_all(self.opts.paths.domain_runtime_dir(old));
         }
     }
 }

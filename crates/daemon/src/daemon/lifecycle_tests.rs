@@ -6,6 +6,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +19,7 @@ use domus_config::{Action, DomainConfig};
 use serde_json::{json, Value};
 
 use super::dmesg::DmesgRing;
+use super::domain::{DomainRecord, Phase, VmmRecord};
 use super::store::{DomainStore, StoreDomain};
 use super::vmm::{self, VmmError, VmmPaths};
 use super::{Daemon, Options};
@@ -244,6 +246,9 @@ impl Harness {
             console_log_max_bytes: 1 << 20,
             start_timeout: Duration::from_secs(10),
             destroy_timeout: Duration::from_secs(5),
+            host_reserve_mib: 0,
+            overcommit: false,
+            host_memory_mib: Some(1024),
             restart_limit: None,
         };
         let vmm = Arc::new(FakeVmm::default());
@@ -267,6 +272,51 @@ impl Harness {
             vmm,
             store,
         }
+    }
+
+    /// Another domusd on the same directories (as after a kill -9), recovered.
+    fn restarted(&self) -> Arc<Daemon> {
+        let d = Daemon::with_launcher(
+            self.daemon.opts.clone(),
+            Box::new(Arc::clone(&self.store)),
+            DmesgRing::default(),
+            Box::new(Arc::clone(&self.vmm)),
+        )
+        .unwrap();
+        d.recover().unwrap();
+        d
+    }
+
+    /// A record as a killed domusd left it.
+    fn leave_record(
+        &self,
+        domid: u32,
+        name: &str,
+        extra: &str,
+        edit: impl FnOnce(&mut DomainRecord),
+    ) {
+        let config = self.config(name, extra);
+        let mut rec = DomainRecord {
+            domid,
+            name: name.to_owned(),
+            uuid: super::domain::random_uuid(),
+            config,
+            start_time: 1.0,
+            maxmem_mib: 16,
+            vmm: None,
+            stopped: None,
+            restarts: 0,
+            affinity: std::collections::BTreeMap::new(),
+            pending_config: None,
+            reboot_requested: false,
+            phase: Phase::Running,
+            restart: None,
+        };
+        edit(&mut rec);
+        super::records::Records::open(&self.dir.path().join("state"))
+            .unwrap()
+            .save(&rec)
+            .unwrap();
     }
 
     fn config(&self, name: &str, extra: &str) -> DomainConfig {
@@ -519,4 +569,171 @@ fn config_update_is_checked_and_used_at_the_next_restart() {
         "name kept, new vCPU count"
     );
     assert_eq!(d.config.map(|c| c.on_poweroff), Some(Action::Destroy));
+}
+
+/// A process whose command line names `control` as a VMM's does (`--control PATH`): a shell blocked
+/// reading its stdin (no child of its own to outlive it).
+fn fake_vmm_process(control: impl AsRef<Path>) -> Child {
+    Command::new("sh")
+        .args(["-c", "read x", "sh", "--control"])
+        .arg(control.as_ref())
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// A dead process's pid (reaped), for records whose VMM is gone.
+fn dead_pid() -> u32 {
+    let mut c = Command::new("true").spawn().unwrap();
+    let pid = c.id();
+    c.wait().unwrap();
+    pid
+}
+
+#[test]
+fn recovery_undoes_an_interrupted_create_and_sweeps_what_no_record_claims() {
+    let h = Harness::new();
+    // A create killed after its record: its VMM (a process whose command line names its control
+    // socket) is killed, its directory removed, its domid free again.
+    let dir = h.runtime().join("4");
+    std::fs::create_dir_all(&dir).unwrap();
+    let control = dir.join("control.sock");
+    let mut vmm = fake_vmm_process(&control);
+    let pid = vmm.id();
+    h.leave_record(4, "half", "", |r| {
+        r.phase = Phase::Creating;
+        r.vmm = Some(VmmRecord {
+            pid,
+            control: control.display().to_string(),
+            console: dir.join("console.sock").display().to_string(),
+        });
+    });
+    // A VMM and a directory no record claims (a create killed before its VMM was recorded, or a
+    // destroy killed after it removed the record).
+    let orphan_dir = h.runtime().join("7");
+    std::fs::create_dir_all(&orphan_dir).unwrap();
+    let mut orphan = fake_vmm_process(orphan_dir.join("control.sock"));
+    h.daemon.recover().unwrap();
+    assert!(
+        vmm.wait().unwrap().signal().is_some(),
+        "the half-created VMM runs on"
+    );
+    assert!(
+        orphan.wait().unwrap().signal().is_some(),
+        "the unclaimed VMM runs on"
+    );
+    assert!(h.domids().is_empty());
+    assert!(h.records().is_empty());
+    assert!(!exists(&dir) && !exists(&orphan_dir));
+    let info = h.daemon.create(h.config("next", ""), false).unwrap();
+    assert_eq!(
+        info.domid, 5,
+        "next domid continues after the recorded ones"
+    );
+}
+
+#[test]
+fn an_outcome_kept_while_domusd_was_away_is_applied_once() {
+    let h = Harness::new();
+    let dir = h.runtime().join("3");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("outcome.json"),
+        r#"{"reason":"poweroff","detail":"guest powered off: ACPI S5"}"#,
+    )
+    .unwrap();
+    h.leave_record(
+        3,
+        "off",
+        "on_poweroff = 'preserve'\non_crash = 'restart'\n",
+        |r| {
+            r.vmm = Some(VmmRecord {
+                pid: dead_pid(),
+                control: dir.join("control.sock").display().to_string(),
+                console: dir.join("console.sock").display().to_string(),
+            });
+        },
+    );
+    h.daemon.recover().unwrap();
+    let d = h.daemon.get("off").unwrap();
+    assert_eq!(d.shutdown_reason, Some(ShutdownReason::Poweroff), "{d:?}");
+    assert_eq!(d.stop_detail.as_deref(), Some("guest powered off: ACPI S5"));
+    assert_eq!(
+        h.vmm.spawned(),
+        0,
+        "a poweroff was taken for a crash and restarted"
+    );
+    // Another restart finds it applied: still preserved, nothing started.
+    let again = h.restarted();
+    assert_eq!(again.get("off").unwrap().state, DomainState::Shutdown);
+    assert_eq!(h.vmm.spawned(), 0);
+}
+
+#[test]
+fn a_restart_decided_before_the_kill_is_finished_once() {
+    let h = Harness::new();
+    let cfg = h.config("again", "on_reboot = 'restart'\n");
+    h.leave_record(2, "again", "on_reboot = 'restart'\n", |r| {
+        r.stopped = Some(super::domain::StopRecord {
+            reason: ShutdownReason::Reboot,
+            detail: None,
+            uptime_s: 5.0,
+        });
+        r.restart = Some(cfg);
+    });
+    h.daemon.recover().unwrap();
+    h.wait_running("again", 3);
+    assert_eq!(h.domids(), [3]);
+    h.wait("the old record retired", || h.records() == ["3.json"]);
+    assert_eq!(h.vmm.spawned(), 1);
+    assert_eq!(h.daemon.get("again").unwrap().restarts, 1);
+}
+
+#[test]
+fn admission_counts_running_domains_and_the_reserve() {
+    let h = Harness::new();
+    // The harness host has 1024 MiB and no reserve.
+    h.daemon
+        .create(h.config("a", "memory = 512\n"), false)
+        .unwrap();
+    let e = h
+        .daemon
+        .create(h.config("b", "memory = 513\n"), false)
+        .unwrap_err();
+    assert_eq!(e.status, 409);
+    assert!(e.message.contains("not enough memory"), "{}", e.message);
+    assert_eq!(h.vmm.spawned(), 1);
+    h.daemon
+        .create(h.config("b", "memory = 512\n"), false)
+        .unwrap();
+}
+
+#[test]
+fn an_unwritable_state_dir_refuses_changes_and_recovers() {
+    use std::os::unix::fs::PermissionsExt;
+    let h = Harness::new();
+    h.daemon.create(h.config("a", ""), false).unwrap();
+    // Root ignores modes: make the record directory unusable by replacing it with a file.
+    let recs = h.dir.path().join("state/domains");
+    let aside = h.dir.path().join("state/domains.aside");
+    std::fs::rename(&recs, &aside).unwrap();
+    std::fs::write(&recs, b"").unwrap();
+    let e = h.daemon.create(h.config("b", ""), false).unwrap_err();
+    assert_eq!(e.status, 503, "{}", e.message);
+    assert!(e.message.contains("cannot be written"), "{}", e.message);
+    assert_eq!(
+        h.vmm.spawned(),
+        1,
+        "a VMM was started for a create that could not be recorded"
+    );
+    assert!(h.daemon.rename("a", "z").is_err());
+    assert_eq!(h.daemon.get("a").unwrap().name, "a");
+    std::fs::remove_file(&recs).unwrap();
+    std::fs::rename(&aside, &recs).unwrap();
+    assert_eq!(
+        std::fs::metadata(&recs).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    h.daemon.create(h.config("b", ""), false).unwrap();
+    h.daemon.rename("a", "z").unwrap();
 }

@@ -7,20 +7,24 @@
 //! the spec and the opened files as inherited descriptors (`vmm.rs`, behind the [`vmm::Launcher`] seam
 //! the unit tests fill with a fake VMM).
 //!
-//! Threads: one accept loop, one short-lived thread per API connection, and per running domain a watcher
+//! Threads: one intake thread reading every API connection, bounded worker pools serving complete
+//! requests (`intake.rs`), and per running domain a watcher
 //! (waits on the VMM's pidfd and console, polls its control socket, reaps it) and a console logger. No
 //! thread holds the table lock while it waits on a process or a socket.
 
+mod admission;
 pub mod console_log;
 pub mod control_watch;
 pub mod dmesg;
 pub mod domain;
 pub mod host;
+mod intake;
 mod lifecycle;
 #[cfg(test)]
 mod lifecycle_tests;
 mod ops;
 pub mod records;
+mod recovery;
 pub mod restart_guard;
 pub mod server;
 pub mod store;
@@ -63,6 +67,12 @@ pub struct Options {
     pub start_timeout: Duration,
     /// How long `destroy` waits for a VMM before killing it.
     pub destroy_timeout: Duration,
+    /// Memory kept for the host (MiB): running domains' memory plus this must fit the host's memory.
+    pub host_reserve_mib: u64,
+    /// Admit domains beyond the host's memory (logged when it happens).
+    pub overcommit: bool,
+    /// The host memory admission counts against (MiB); `None` reads /proc/meminfo (MemTotal).
+    pub host_memory_mib: Option<u64>,
     /// The restart-loop guard's limit (`None`: off); see [`restart_guard`].
     pub restart_limit: Option<restart_guard::RestartLimit>,
 }
@@ -99,6 +109,13 @@ impl ApiError {
             message: m.into(),
         }
     }
+    /// 503: the state directory cannot be written; nothing was changed.
+    pub fn unavailable(m: impl Into<String>) -> Self {
+        Self {
+            status: 503,
+            message: m.into(),
+        }
+    }
     /// 409.
     pub fn conflict(m: impl Into<String>) -> Self {
         Self {
@@ -127,6 +144,8 @@ pub struct Daemon {
     /// The log ring for `dmesg`.
     pub dmesg: DmesgRing,
     generations: AtomicU64,
+    /// Why the state directory cannot be written, while it cannot (changes are refused meanwhile).
+    degraded: Mutex<Option<String>>,
     restart_guard: restart_guard::RestartGuard,
 }
 
@@ -169,6 +188,7 @@ impl Daemon {
             launcher,
             dmesg,
             generations: AtomicU64::new(1),
+            degraded: Mutex::new(None),
         }))
     }
 
@@ -185,16 +205,76 @@ impl Daemon {
         self.generations.fetch_add(1, Ordering::Relaxed)
     }
 
-    fn save(&self, d: &Domain) {
-        if let Err(e) = self.records.save(&d.rec) {
-            warn!(domid = d.rec.domid, domname = %d.rec.name, error = %anyhow::Error::from(e), "cannot persist domain record");
+    /// Persists a domain's record; on failure the state directory is marked unwritable (changes are
+    /// refused until it recovers) and the caller must not report success.
+    fn persist(&self, d: &Domain) -> Result<(), ApiError> {
+        if d.dying {
+            // Its record is already gone (destroy removes it first); never bring it back.
+            return Ok(());
         }
+        self.records.save(&d.rec).map_err(|e| {
+            let e = anyhow::Error::from(e);
+            warn!(domid = d.rec.domid, domname = %d.rec.name, error = %format!("{e:#}"), "cannot persist domain record");
+            self.mark_degraded(&e)
+        })
+    }
+
+    /// [`Daemon::persist`] where the change already happened (live facts, flags): logged, not returned.
+    fn save(&self, d: &Domain) {
+        let _ = self.persist(d);
     }
 
     fn save_next_domid(&self, t: &Table) {
         if let Err(e) = self.records.save_next_domid(t.next_domid()) {
             warn!(error = %anyhow::Error::from(e), "cannot persist next domid");
         }
+    }
+
+    /// Records that the state directory cannot be written; returns the refusal to give the client.
+    fn mark_degraded(&self, e: &anyhow::Error) -> ApiError {
+        let why = format!("{e:#}");
+        let mut g = self.degraded.lock().unwrap_or_else(PoisonError::into_inner);
+        if g.is_none() {
+            warn!(error = %why, "state directory not writable: refusing creates and changes until it is");
+        }
+        *g = Some(why.clone());
+        ApiError::unavailable(format!(
+            "state directory {} cannot be written ({why}): nothing was changed; running domains are unaffected",
+            self.opts.paths.state_dir.display()
+        ))
+    }
+
+    /// Ok when changes can be recorded: while the state directory was found unwritable, probes it again
+    /// (so the daemon recovers by itself once space returns).
+    ///
+    /// # Errors
+    /// 503 naming why the state directory cannot be written.
+    fn writable(&self) -> Result<(), ApiError> {
+        let mut g = self.degraded.lock().unwrap_or_else(PoisonError::into_inner);
+        if g.is_none() {
+            return Ok(());
+        }
+        match self.records.probe() {
+            Ok(()) => {
+                info!("state directory writable again: accepting changes");
+                *g = None;
+                Ok(())
+            }
+            Err(e) => {
+                let why = format!("{:#}", anyhow::Error::from(e));
+                *g = Some(why.clone());
+                Err(ApiError::unavailable(format!(
+                    "state directory {} cannot be written ({why}): refusing changes until it can; running domains are unaffected",
+                    self.opts.paths.state_dir.display()
+                )))
+            }
+        }
+    }
+
+    /// Whether domid `id` is free of everything that could still hold it: a record, a runtime
+    /// directory (a VMM may still run there), besides the table.
+    fn domid_unheld(&self, id: u32) -> bool {
+        !self.records.exists(id) && !self.opts.paths.domain_runtime_dir(id).exists()
     }
 
     fn store_view(d: &Domain) -> StoreDomain {
@@ -214,17 +294,23 @@ impl Daemon {
         }
     }
 
-    /// Removes a domain from the table, its record, its store nodes and its runtime directory.
+    /// Removes a domain from the table, its record (first: once it is gone, a restarted domusd finishes
+    /// the removal), its store nodes and its runtime directory.
     fn remove_locked(&self, t: &mut Table, domid: u32) {
         if let Some(d) = t.remove(domid) {
             info!(domid, domname = %d.rec.name, "domain destroyed");
-            if let Err(e) = self.records.remove(domid) {
-                warn!(domid, error = %anyhow::Error::from(e), "cannot remove domain record");
-            }
-            self.store.release(domid, &d.rec.uuid);
-            let _ = std::fs::remove_dir_all(self.opts.paths.domain_runtime_dir(domid));
+            self.forget(domid, &d.rec.uuid);
         }
         self.changed.notify_all();
+    }
+
+    /// Removes what a domain leaves outside the table: record, store nodes, runtime directory.
+    fn forget(&self, domid: u32, uuid: &str) {
+        if let Err(e) = self.records.remove(domid) {
+            warn!(domid, error = %anyhow::Error::from(e), "cannot remove domain record");
+        }
+        self.store.release(domid, uuid);
+        let _ = std::fs::remove_dir_all(self.opts.paths.domain_runtime_dir(domid));
     }
 
     /// `None` when `generation` is no longer the domain's running VMM instance, else whether it is "hot".

@@ -98,7 +98,7 @@ impl Daemon {
             }
             Err(e) => return Err(e),
         };
-        self.set_reboot_requested(&t, false);
+        let _ = self.set_reboot_requested(&t, false);
         if let Ok((_, d)) = self.lock().lookup(spec) {
             self.restart_guard.request_stop(&d.rec.name);
         }
@@ -114,14 +114,17 @@ impl Daemon {
     /// As [`Daemon::shutdown`].
     pub fn reboot(&self, spec: &str, force: bool) -> Result<(), ApiError> {
         let t = self.running_target(spec, "reboot")?;
+        self.writable()?;
         if force {
             info!(domid = t.domid, "reset");
             return Self::send(&t, &Request::Reset);
         }
-        self.set_reboot_requested(&t, true);
+        let marked = self.set_reboot_requested(&t, true);
         info!(domid = t.domid, "power button (reboot requested)");
         let sent = Self::send(&t, &Request::PowerButton);
-        if sent.is_err() {
+        if sent.is_err() && marked {
+            // Undo only this request's mark: an earlier reboot request may be what the guest is
+            // already acting on (its poweroff is then still a reboot).
             self.set_reboot_requested(&t, false);
         }
         sent
@@ -136,6 +139,16 @@ impl Daemon {
         }
         drop(t);
         info!(spec, "pending restart cancelled");
+        // The restart decision is recorded (`recovery.rs`): retire it on disk too, so a domusd killed
+        // now does not finish a restart the user cancelled.
+        if let Ok((recs, _)) = self.records.load_all() {
+            for rec in recs {
+                let Some(cfg) = &rec.restart else { continue };
+                if cfg.name == spec || rec.domid.to_string() == spec {
+                    self.retire_restart(rec.domid, rec.name != cfg.name);
+                }
+            }
+        }
         true
     }
 
@@ -232,8 +245,8 @@ impl Daemon {
         }
     }
 
-    /// Records (persistently) whether the instance's next poweroff is a reboot.
-    fn set_reboot_requested(&self, target: &Target, on: bool) {
+    /// Records (persistently) whether the instance's next poweroff is a reboot; true when this changed it.
+    fn set_reboot_requested(&self, target: &Target, on: bool) -> bool {
         if let Some(d) = self
             .lock()
             .get_mut(target.domid)
@@ -241,7 +254,9 @@ impl Daemon {
         {
             d.rec.reboot_requested = on;
             self.save(d);
+            return true;
         }
+        false
     }
 
     /// Pauses or resumes the guest.
@@ -287,6 +302,13 @@ impl Daemon {
         let target = {
             let mut t = self.lock();
             let (domid, d) = t.lookup_mut(spec)?;
+            // The record goes first: from here on a restarted domusd finishes the destroy (it sweeps
+            // the VMM and the directory no record claims), and no outcome can bring the domain back.
+            if !d.dying {
+                if let Err(e) = self.records.remove(domid) {
+                    return Err(self.mark_degraded(&e.into()));
+                }
+            }
             match &d.rec.vmm {
                 None if d.rec.stopped.is_some() => {
                     self.remove_locked(&mut t, domid);
@@ -366,9 +388,10 @@ impl Daemon {
         Self::refuse_domain0(spec, "rename")?;
         if !is_valid_name(new_name) {
             return Err(ApiError::bad_request(format!(
-                "invalid domain name {new_name:?}: use 1-64 characters, no '/', no control characters, not all digits"
+                "invalid domain name {new_name:?}: use 1-64 bytes without '/', whitespace, control, format or bidirectional characters; not all digits, not '.' or '..', not Domain-0"
             )));
         }
+        self.writable()?;
         let mut t = self.lock();
         let domid = t.resolve(spec)?;
         if t.name_in_use(new_name, Some(domid)) {
@@ -378,8 +401,12 @@ impl Daemon {
         }
         let d = t.get_mut(domid).ok_or(LookupError::NoId(domid))?;
         info!(domid, from = %d.rec.name, to = %new_name, "rename");
+        let old = d.rec.name.clone();
         d.rec.rename(new_name);
-        self.save(d);
+        if let Err(e) = self.persist(d) {
+            d.rec.rename(&old);
+            return Err(e);
+        }
         self.store.update(&Self::store_view(d));
         Ok(())
     }
@@ -390,6 +417,7 @@ impl Daemon {
     /// 400 for an unknown vCPU or CPU, else as [`Daemon::shutdown`].
     pub fn vcpu_pin(&self, spec: &str, vcpu: Option<u32>, cpus: &[u32]) -> Result<(), ApiError> {
         let t = self.running_target(spec, "pin vCPUs of")?;
+        self.writable()?;
         let nr = host::nr_cpus();
         if let Some(bad) = cpus.iter().find(|c| **c >= nr) {
             return Err(ApiError::bad_request(format!(
@@ -433,9 +461,16 @@ impl Daemon {
     /// Sets the maximum memory (recorded and published; the guest keeps its current memory).
     ///
     /// # Errors
-    /// 400 when below the current memory.
+    /// 400 when below the current memory or above the largest guest memory (`domus_spec::MAX_MEMORY_MIB`).
     pub fn mem_max(&self, spec: &str, mib: u64) -> Result<(), ApiError> {
         Self::refuse_domain0(spec, "change mem-max of")?;
+        if mib > domus_spec::MAX_MEMORY_MIB {
+            return Err(ApiError::bad_request(format!(
+                "mem-max {mib} MiB is out of range: at most {} MiB",
+                domus_spec::MAX_MEMORY_MIB
+            )));
+        }
+        self.writable()?;
         let mut t = self.lock();
         let (_, d) = t.lookup_mut(spec)?;
         let cur = d.info().memory_mib;
@@ -444,9 +479,13 @@ impl Daemon {
                 "mem-max {mib} MiB is below the domain's current memory of {cur} MiB (memory ballooning is not supported yet)"
             )));
         }
+        let old = (d.rec.maxmem_mib, d.rec.config.maxmem_mib);
         d.rec.maxmem_mib = mib;
         d.rec.config.maxmem_mib = mib;
-        self.save(d);
+        if let Err(e) = self.persist(d) {
+            (d.rec.maxmem_mib, d.rec.config.maxmem_mib) = old;
+            return Err(e);
+        }
         self.store.update(&Self::store_view(d));
         Ok(())
     }
@@ -457,22 +496,33 @@ impl Daemon {
     /// 400 for a config we could not run (checked as `create` checks it).
     pub fn config_update(&self, spec: &str, mut config: DomainConfig) -> Result<(), ApiError> {
         Self::refuse_domain0(spec, "update the config of")?;
+        self.writable()?;
         let mut t = self.lock();
         let (domid, d) = t.lookup_mut(spec)?;
         d.rec.name.clone_into(&mut config.name);
         d.rec.uuid.clone_into(&mut config.uuid);
         drop(t);
         // The same conversion `create` runs (its files are closed again at once).
-        domus_spec::prepare(&config, &domus_spec::HostLimits::probe())
-            .map_err(|e| ApiError::bad_request(format!("cannot use the new configuration: {e}")))?;
+        // Disks the running domain holds are locked now; they are checked again at the restart.
+        if let Err(mut e) = domus_spec::prepare(&config, &domus_spec::HostLimits::probe()) {
+            e.0.retain(|k| !matches!(k.kind, domus_spec::SpecErrorKind::DiskLocked { .. }));
+            if !e.0.is_empty() {
+                return Err(ApiError::bad_request(format!(
+                    "cannot use the new configuration: {e}"
+                )));
+            }
+        }
         let mut t = self.lock();
         let (domid2, d) = t.lookup_mut(spec)?;
         if domid2 != domid {
             return Err(LookupError::NoId(domid).into());
         }
-        d.rec.pending_config = Some(config);
+        let old = d.rec.pending_config.replace(config);
+        if let Err(e) = self.persist(d) {
+            d.rec.pending_config = old;
+            return Err(e);
+        }
         info!(domid, domname = %d.rec.name, "configuration updated; used from the next restart");
-        self.save(d);
         Ok(())
     }
 }

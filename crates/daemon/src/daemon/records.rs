@@ -1,8 +1,11 @@
 //! Persistent domain records under `$DOMUS_STATE_DIR/domains/<domid>.json`, plus the next domid, so a
 //! restarted domusd knows every domain (and which VMM to re-adopt).
 //!
-//! Each write goes to a temporary file that is renamed over the old one, so a kill -9 leaves either the old
-//! or the new record, never half of one.
+//! Each write goes to a temporary file (mode 0600) that is synced and renamed over the old one, and the
+//! directory is synced after every rename and removal, so a kill -9 or a power cut leaves either the old or
+//! the new record, never half of one, and a step the supervisor recorded is still recorded afterwards.
+//! A write that fails (full or read-only file system) leaves the old record in place and says so: the
+//! supervisor then refuses changes until [`Records::probe`] succeeds again.
 
 use std::fs;
 use std::io;
@@ -46,10 +49,32 @@ fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> RecordEr
     move |source| RecordError::Io { what, path, source }
 }
 
+fn sync_dir(dir: &Path) -> Result<(), RecordError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("sync", dir))
+}
+
 fn write_atomic(path: &Path, data: &[u8]) -> Result<(), RecordError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
-    fs::write(&tmp, data).map_err(io_err("write", &tmp))?;
-    fs::rename(&tmp, path).map_err(io_err("rename into place", path))
+    let written = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| {
+            f.write_all(data)?;
+            f.sync_all()
+        });
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(io_err("write", &tmp)(e));
+    }
+    fs::rename(&tmp, path).map_err(io_err("rename into place", path))?;
+    sync_dir(path.parent().unwrap_or(Path::new("/")))
 }
 
 impl Records {
@@ -58,13 +83,35 @@ impl Records {
     /// # Errors
     /// When the directory cannot be created.
     pub fn open(state_dir: &Path) -> Result<Self, RecordError> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
         let dir = state_dir.join("domains");
-        fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(io_err("create", &dir))?;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+            .map_err(io_err("restrict", &dir))?;
         Ok(Self { dir })
     }
 
     fn path(&self, domid: u32) -> PathBuf {
         self.dir.join(format!("{domid}.json"))
+    }
+
+    /// Whether domain `domid` has a record on disk.
+    pub fn exists(&self, domid: u32) -> bool {
+        self.path(domid).exists()
+    }
+
+    /// Whether a record can be written now: writes, syncs and removes a small probe file.
+    ///
+    /// # Errors
+    /// [`RecordError`] naming why not (no space, read-only, ...).
+    pub fn probe(&self) -> Result<(), RecordError> {
+        let p = self.dir.join("probe");
+        write_atomic(&p, &[b'x'; 4096])?;
+        fs::remove_file(&p).map_err(io_err("remove", &p))
     }
 
     /// Writes a record.
@@ -87,7 +134,8 @@ impl Records {
         let p = self.path(domid);
         match fs::remove_file(&p) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove", &p)(e)),
-            _ => Ok(()),
+            Err(_) => Ok(()),
+            Ok(()) => sync_dir(&self.dir),
         }
     }
 
@@ -155,15 +203,26 @@ mod tests {
             affinity: BTreeMap::from([(0, vec![1])]),
             pending_config: None,
             reboot_requested: false,
+            phase: super::super::domain::Phase::Running,
+            restart: None,
         };
         r.save(&rec).unwrap();
         fs::write(dir.path().join("domains/9.json"), "{garbage").unwrap();
         let (recs, warnings) = r.load_all().unwrap();
-        assert_eq!(recs, vec![rec]);
+        assert_eq!(recs, vec![rec.clone()]);
         assert_eq!(warnings.len(), 1);
         r.remove(3).unwrap();
         r.remove(3).unwrap();
         r.save_next_domid(42).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        r.save(&rec).unwrap();
+        let mode = fs::metadata(dir.path().join("domains/3.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(r.exists(3) && !r.exists(4));
+        r.probe().unwrap();
         assert_eq!(r.load_next_domid(), 42);
     }
 }

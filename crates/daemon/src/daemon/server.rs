@@ -1,29 +1,23 @@
-//! The API server: accepts connections on `domusd.sock`, one thread per connection (bounded), one request
-//! each, routed to [`Daemon`]. Routes and message types are documented in the `domus-api` crate.
+//! The API server: connections on `domusd.sock` are taken in by `intake.rs` (deadlines, bounded worker
+//! pools), one request each, routed to [`Daemon`]. Routes and message types are documented in the `domus-api` crate.
 
 use std::fs;
-use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Context};
-use domus_api::http::{self, Request};
+use domus_api::http::Request;
 use domus_api::messages::{
     self, ConfigUpdateRequest, CreateRequest, DmesgReply, DumpCoreRequest, ErrorReply,
     MemMaxRequest, RebootRequest, RenameRequest, ShutdownRequest, SysrqRequest, TriggerRequest,
     VcpuPinRequest,
 };
 use serde::de::DeserializeOwned;
-use tracing::{debug, warn};
+use tracing::debug;
 
-use super::{ApiError, Daemon};
-
-/// Connections served at once; more wait in the listen backlog.
-const MAX_CONNECTIONS: usize = 128;
+use super::{intake, ApiError, Daemon};
 
 /// Binds the API socket, refusing to start when another domusd answers on it.
 ///
@@ -34,7 +28,7 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     if path.exists() {
-        if UnixStream::connect(path).is_ok() {
+        if domusd_answers(path) {
             bail!("another domusd is already serving {}", path.display());
         }
         fs::remove_file(path)
@@ -46,67 +40,46 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     Ok(l)
 }
 
-/// Serves forever.
+/// Whether a domusd answers an API request on `path`. A socket that accepts connections but never
+/// answers is stale: a killed domusd's child between fork and exec still holds its listener for a moment.
+fn domusd_answers(path: &Path) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = UnixStream::connect(path) else {
+        return false;
+    };
+    let t = Some(std::time::Duration::from_secs(2));
+    if s.set_read_timeout(t).is_err() || s.set_write_timeout(t).is_err() {
+        return false;
+    }
+    if s.write_all(b"GET /v1/host HTTP/1.1\r\nHost: domusd\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 8];
+    s.read_exact(&mut head).is_ok() && &head == b"HTTP/1.1"
+}
+
+/// Serves forever (see `intake.rs` for how connections are read and replies written).
 pub fn serve(daemon: &Arc<Daemon>, listener: &UnixListener) {
-    let active = Arc::new(AtomicUsize::new(0));
-    for conn in listener.incoming() {
-        let stream = match conn {
-            Ok(s) => s,
-            Err(e) => {
-                warn!(error = %e, "accept failed");
-                std::thread::sleep(Duration::from_millis(10));
-                continue;
-            }
-        };
-        while active.load(Ordering::Acquire) >= MAX_CONNECTIONS {
-            std::thread::sleep(Duration::from_millis(1));
+    let d = Arc::clone(daemon);
+    let handler: Arc<intake::Handler> = Arc::new(move |req: &Request| {
+        let result = route(&d, req);
+        if let Err(e) = &result {
+            debug!(method = %req.method, path = %req.path, status = e.status, error = %e.message, "API error");
         }
-        active.fetch_add(1, Ordering::AcqRel);
-        let d = Arc::clone(daemon);
-        let a = Arc::clone(&active);
-        let spawned = std::thread::Builder::new()
-            .name("api".into())
-            .stack_size(256 * 1024)
-            .spawn(move || {
-                handle(&d, &stream);
-                a.fetch_sub(1, Ordering::AcqRel);
-            });
-        if let Err(e) = spawned {
-            active.fetch_sub(1, Ordering::AcqRel);
-            warn!(error = %e, "cannot start a connection thread");
+        match result {
+            Ok(v) => (
+                200,
+                serde_json::to_vec(&v).unwrap_or_else(|_| b"{}".to_vec()),
+            ),
+            Err(e) => (
+                e.status,
+                serde_json::to_vec(&ErrorReply { error: e.message }).unwrap_or_default(),
+            ),
         }
-    }
-}
-
-fn handle(daemon: &Arc<Daemon>, stream: &UnixStream) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-    let req = match http::read_request(stream) {
-        Ok(r) => r,
-        Err(e) => {
-            debug!(error = %e, "bad API request");
-            let _ = respond(stream, Err(ApiError::bad_request(e.to_string())));
-            return;
-        }
-    };
-    let result = route(daemon, &req);
-    if let Err(e) = &result {
-        debug!(method = %req.method, path = %req.path, status = e.status, error = %e.message, "API error");
-    }
-    let _ = respond(stream, result);
-}
-
-fn respond(stream: &UnixStream, r: Result<serde_json::Value, ApiError>) -> io::Result<()> {
-    let (status, body) = match r {
-        Ok(v) => (
-            200,
-            serde_json::to_vec(&v).unwrap_or_else(|_| b"{}".to_vec()),
-        ),
-        Err(e) => (
-            e.status,
-            serde_json::to_vec(&ErrorReply { error: e.message }).unwrap_or_default(),
-        ),
-    };
-    http::write_response(stream, status, &body)
+    });
+    intake::run(listener, handler, intake::Limits::default());
 }
 
 fn body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {

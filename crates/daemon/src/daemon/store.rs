@@ -59,12 +59,12 @@ pub fn layout(d: &StoreDomain) -> Vec<Node> {
         node(format!("{dom}/vm"), vm.clone(), &ro),
         node(
             format!("{dom}/memory/static-max"),
-            (d.maxmem_mib * 1024).to_string(),
+            d.maxmem_mib.saturating_mul(1024).to_string(),
             &ro,
         ),
         node(
             format!("{dom}/memory/target"),
-            (d.memory_mib * 1024).to_string(),
+            d.memory_mib.saturating_mul(1024).to_string(),
             &ro,
         ),
         node(format!("{dom}/memory/videoram"), "-1".into(), &ro),

@@ -89,6 +89,8 @@ pub struct VmmPaths {
     pub console: PathBuf,
     /// The VMM's stderr log.
     pub log: PathBuf,
+    /// Where the VMM keeps its outcome once the guest stopped (read when it exited while domusd was away).
+    pub outcome: PathBuf,
 }
 
 impl VmmPaths {
@@ -99,6 +101,7 @@ impl VmmPaths {
             control: domain_dir.join("control.sock"),
             console: domain_dir.join("console.sock"),
             log,
+            outcome: domain_dir.join("outcome.json"),
         }
     }
 }
@@ -147,6 +150,8 @@ impl Launcher for DomusVmm {
             .arg(&p.control)
             .arg("--console")
             .arg(format!("unix:{}", p.console.display()))
+            .arg("--outcome-file")
+            .arg(&p.outcome)
             .args(paused.then_some("--paused"))
             .stdin(Stdio::null())
             .stdout(log)
@@ -171,7 +176,21 @@ pub fn prepare_dirs(spec: &domus_spec::VmSpec, p: &VmmPaths) -> Result<fs::File,
         let path = path.to_path_buf();
         move |source| VmmError::Io { what, path, source }
     };
-    fs::create_dir_all(dir).map_err(io("create", dir))?;
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io("create", dir))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io("restrict", dir))?;
+    }
+    match fs::remove_file(&p.outcome) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            return Err(io("remove stale outcome", &p.outcome)(e))
+        }
+        _ => {}
+    }
     for s in [&p.control, &p.console] {
         match fs::remove_file(s) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
@@ -182,13 +201,22 @@ pub fn prepare_dirs(spec: &domus_spec::VmSpec, p: &VmmPaths) -> Result<fs::File,
     }
     let data =
         serde_json::to_vec_pretty(spec).map_err(|e| io("write", &p.spec)(io::Error::other(e)))?;
-    fs::write(&p.spec, data).map_err(io("write", &p.spec))?;
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&p.spec)
+            .and_then(|mut f| f.write_all(&data))
+            .map_err(io("write", &p.spec))?;
+    }
     if let Some(parent) = p.log.parent() {
         fs::create_dir_all(parent).map_err(io("create", parent))?;
     }
-    OpenOptions::new()
-        .create(true)
-        .append(true)
+    std::os::unix::fs::OpenOptionsExt::mode(OpenOptions::new().create(true).append(true), 0o600)
         .open(&p.log)
         .map_err(io("open", &p.log))
 }

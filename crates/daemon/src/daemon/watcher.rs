@@ -31,7 +31,7 @@ use super::{sys, Daemon};
 /// Consecutive failed polls (with the process alive) before the VMM is declared hung.
 const MAX_SILENT_POLLS: u32 = 100;
 
-fn reason_of(r: Reason) -> ShutdownReason {
+pub(super) fn reason_of(r: Reason) -> ShutdownReason {
     match r {
         Reason::Poweroff => ShutdownReason::Poweroff,
         Reason::Reboot => ShutdownReason::Reboot,
@@ -296,9 +296,17 @@ pub fn run(daemon: &Arc<Daemon>, inst: Instance) {
                 next_poll = Instant::now() + daemon.opts.poll_interval;
                 match process.exited() {
                     Some(status) => {
-                        let (reason, detail) = match status {
-                            Some(st) => outcome_of_exit(st),
-                            None => (
+                        let kept = super::recovery::kept_outcome(
+                            &daemon
+                                .opts
+                                .paths
+                                .domain_runtime_dir(domid)
+                                .join("outcome.json"),
+                        );
+                        let (reason, detail) = match (kept, status) {
+                            (Some(k), _) => k,
+                            (None, Some(st)) => outcome_of_exit(st),
+                            (None, None) => (
                                 ShutdownReason::Crash,
                                 "domus-vmm exited without reporting an outcome".into(),
                             ),

@@ -59,6 +59,30 @@ pub struct LoopContext<'a> {
     pub signals: File,
     /// Linger after the stop, waiting for ack-outcome.
     pub linger: Duration,
+    /// Where to keep the outcome once the guest stopped, so a supervisor that was away when this VMM
+    /// exited still learns it.
+    pub outcome_file: Option<&'a std::path::Path>,
+}
+
+/// Writes the outcome to `path` durably (temporary file, fsync, rename, directory fsync), mode 0600.
+fn keep_outcome(path: &std::path::Path, outcome: &Outcome) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    let data = serde_json::to_vec(outcome).map_err(io::Error::other)?;
+    f.write_all(&data)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 fn add(epoll: &Epoll, fd: i32, token: u64) -> io::Result<()> {
@@ -112,6 +136,13 @@ pub fn run(mut ctx: LoopContext<'_>) -> io::Result<Outcome> {
     loop {
         if ctx.shared.should_stop() {
             let now = Instant::now();
+            if deadline.is_none() {
+                if let (Some(path), Some(o)) = (ctx.outcome_file, ctx.shared.outcome()) {
+                    if let Err(e) = keep_outcome(path, &o) {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot keep the outcome on disk");
+                    }
+                }
+            }
             let d = *deadline.get_or_insert(now + ctx.linger);
             if control.is_none() || ctl.is_acked() || now >= d {
                 break;

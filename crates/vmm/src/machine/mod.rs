@@ -47,6 +47,8 @@ pub struct MachineOptions {
     pub outcome_linger: Duration,
     /// Start with every vCPU paused before its first instruction (`xl create -p`); `resume` starts them.
     pub start_paused: bool,
+    /// Where to keep the outcome (JSON) once the guest stopped, for a supervisor that was away.
+    pub outcome_file: Option<PathBuf>,
     /// Disk I/O through io_uring where the host allows it (false: the thread pool; the binary maps
     /// `DOMUS_VMM_NO_IO_URING` to false).
     pub io_uring: bool,
@@ -224,6 +226,7 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
         stdin: opts.console == ConsoleMode::Stdio,
         signals,
         linger: opts.outcome_linger,
+        outcome_file: opts.outcome_file.as_deref(),
     };
     let outcome = match started {
         Ok(()) => event_loop::run(ctx),

@@ -65,11 +65,18 @@ impl OwnedSocket {
             }
             let _ignored = std::fs::remove_file(path);
         }
-        let listener = UnixListener::bind(path).map_err(|source| SocketError::Bind {
+        let bind_err = |source| SocketError::Bind {
             what,
             path: path.to_owned(),
             source,
-        })?;
+        };
+        let listener = UnixListener::bind(path).map_err(bind_err)?;
+        // Root-only whatever the umask: whoever may connect may control or type into the domain.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .map_err(bind_err)?;
+        }
         Ok(Self {
             listener,
             path: path.to_owned(),
