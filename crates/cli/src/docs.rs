@@ -127,7 +127,7 @@ fn cfg_page() -> String {
     let version = env!("CARGO_PKG_VERSION");
     let mut s = format!(
         ".TH DOMUS.CFG 5 \"\" \"domus {version}\" \"Domus\"\n\
-         .SH NAME\ndomus.cfg \\- domain configuration files for Domus (xl.cfg syntax)\n\
+         .nh\n.ad l\n.SH NAME\ndomus.cfg \\- domain configuration files for Domus (xl.cfg syntax)\n\
          .SH DESCRIPTION\n\
          Domus reads xl.cfg(5) domain configuration files: KEY = VALUE lines, strings in quotes, lists in\n\
          brackets, comments after #. A config named without a path is looked up in /etc/domus/ then\n\
