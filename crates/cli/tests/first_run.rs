@@ -15,7 +15,7 @@ fn stderr_of(bin: &Path, args: &[&str], env: &[(&str, &Path)]) -> (Option<i32>, 
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().unwrap();
+    let out = cmd.output().expect("running domus");
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
