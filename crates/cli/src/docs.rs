@@ -88,15 +88,15 @@ or
 it runs the
 .B top
 command. Commands of xl that Domus does not implement fail with xl's
-.I command "NAME" not implemented
+.I "command \(dqNAME\(dq not implemented"
 message; each command's own page
 .RB ( domus\-COMMAND (1))
 lists its options. Domains run as KVM processes
 .RB ( domus\-vmm (8))
 supervised by
 .BR domusd (8),
-not on the Xen hypervisor: hypervisor-only features (PV drivers' grant tables, PCI passthrough via
-pciback, cpupools, XSM) are refused with an error naming them.
+not on the Xen hypervisor; the config keys and values Domus ignores or refuses are listed in
+.BR domus.cfg (5).
 .SH FILES
 .TP
 .I /etc/domus/
@@ -162,11 +162,48 @@ fn cfg_page() -> String {
     s.push('\n');
     s.push_str(
         ".SH \"REFUSED VALUES\"\n\
-         A key that Domus honours can still carry a value it cannot implement (for example a PCI device\n\
-         or a disk backend type that needs the Xen hypervisor); creating such a domain fails with an\n\
-         error naming the key, the value and the config line. A key in neither list above is unknown:\n\
+         Some values of honoured keys are refused (noted with the key above): creating such a domain\n\
+         fails with an error naming the key and the value, and nothing is started. A key in neither list above is unknown:\n\
          Domus warns and suggests the nearest known key when one is close (memroy \\(-> memory).\n\
          .SH \"SEE ALSO\"\n.BR domus (1),\n.BR xl.cfg (5)\n",
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cfg_page_lists_every_key_of_the_key_table() {
+        let page = cfg_page();
+        for k in keys::IMPLEMENTED {
+            assert!(page.contains(&format!(".B {}\n", roff_word(k))), "{k}");
+        }
+        let ignored = &page[page.find("IGNORED KEYS").unwrap()..];
+        for k in keys::NOT_IMPLEMENTED {
+            assert!(ignored.contains(&format!(".B {}\n", roff_word(k))), "{k}");
+        }
+    }
+
+    #[test]
+    fn generate_writes_a_page_per_command_and_the_completions() {
+        use clap::CommandFactory;
+        let dir = tempfile::tempdir().unwrap();
+        generate(crate::Cli::command(), dir.path()).unwrap();
+        for sub in crate::Cli::command().get_subcommands() {
+            let page = dir.path().join(format!("man1/domus-{}.1", sub.get_name()));
+            assert!(page.is_file(), "{}", page.display());
+        }
+        assert!(!dir.path().join("man1/domus-help.1").exists());
+        let main = fs::read_to_string(dir.path().join("man1/domus.1")).unwrap();
+        assert!(main.contains("domus\\-shutdown(1)") || main.contains("domus-shutdown(1)"));
+        for f in [
+            "completions/domus",
+            "completions/_domus",
+            "completions/domus.fish",
+        ] {
+            assert!(dir.path().join(f).is_file(), "{f}");
+        }
+    }
 }

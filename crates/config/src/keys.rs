@@ -181,7 +181,7 @@ pub fn describe(key: &str) -> &'static str {
         "name" => "Domain name (required, unique among running domains).",
         "uuid" => "Domain UUID; a random one when absent.",
         "type" | "builder" => {
-            "pvh, pv or hvm: all run as a KVM guest booted directly from its kernel (PVH entry or Linux boot protocol)."
+            "pvh or pv: the kernel is booted directly (its PVH entry or the Linux boot protocol); hvm is refused (no firmware)."
         }
         "memory" => "Guest RAM in MiB.",
         "maxmem" => "Maximum RAM in MiB the domain may be ballooned up to (at least memory).",
@@ -196,12 +196,12 @@ pub fn describe(key: &str) -> &'static str {
         "bootloader" => "pygrub: the kernel is read from the first disk by the sandboxed domus-bootloader.",
         "bootloader_args" => "Arguments for the bootloader (pygrub's --entry, --kernel, ...).",
         "on_poweroff" | "on_reboot" | "on_crash" | "on_watchdog" => {
-            "destroy, restart, preserve or rename-restart, as in xl."
+            "As in xl; the coredump-destroy and coredump-restart actions are refused."
         }
-        "disk" => "Disk specifications (xl-disk-configuration syntax), served as virtio-blk devices.",
+        "disk" => "Disk specifications (xl-disk-configuration syntax), served as virtio-blk devices; script= is refused.",
         "vif" => "Network interfaces (xl-network-configuration syntax), served as virtio-net devices.",
-        "pci" => "PCI devices; parsed, and refused when they need passthrough.",
-        "serial" => "The guest serial port (pty), reached with domus console.",
+        "pci" => "Refused: PCI passthrough is not supported yet.",
+        "serial" => "Only pty (the console, reached with domus console); other values are refused.",
         _ => "As in xl.cfg(5).",
     }
 }
