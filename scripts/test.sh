@@ -16,6 +16,8 @@ echo "== cargo doc (warnings are errors)"
 RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --quiet
 echo "== cargo build (all binaries, the probe guest included)"
 cargo build --workspace
+echo "== Debian packages (built from the debug build, unpacked and checked; lintian)"
+./scripts/test-package.sh
 # Fuzz targets: built with nightly + cargo-fuzz, their committed corpora replayed (no new fuzzing in CI).
 for dir in crates/*/fuzz guests/*/fuzz; do
     [ -d "$dir" ] || continue

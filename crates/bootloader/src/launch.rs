@@ -53,8 +53,8 @@ impl Launcher {
         }
     }
 
-    /// `domus-bootloader` next to the running executable (or in `../libexec/domus/`); `None` if neither
-    /// exists.
+    /// `domus-bootloader` next to the running executable (or in `../libexec/domus/` or `../bin/`); `None` if
+    /// none exists.
     pub fn find_helper() -> Option<PathBuf> {
         let exe = std::env::current_exe().ok()?;
         let dir = exe.parent()?;
@@ -63,6 +63,8 @@ impl Launcher {
             // Test binaries live in target/<profile>/deps.
             dir.parent()?.join("domus-bootloader"),
             dir.parent()?.join("libexec/domus/domus-bootloader"),
+            // The package: domusd in /usr/sbin, the helper in /usr/bin.
+            dir.parent()?.join("bin/domus-bootloader"),
         ];
         candidates.into_iter().find(|p| p.is_file())
     }

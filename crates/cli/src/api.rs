@@ -78,19 +78,21 @@ pub fn named_or_all(c: &ApiClient, names: &[String]) -> Result<Vec<DomainInfo>, 
 }
 
 /// The `(domid, name)` targets of a `-a`-capable command such as `shutdown`: every running guest with
-/// `all`, else the one `domain` named. `cmd` is the xl command's name, for the messages.
+/// `all`, else the one `domain` named. `prog` (the name domus was invoked by) and `cmd` (the command) are
+/// quoted in the messages.
 ///
 /// # Errors
 /// `-a` together with a domain, neither of them, a domain that does not exist, or domusd unreachable.
 pub fn running_or_named(
     c: &ApiClient,
+    prog: &str,
     cmd: &str,
     all: bool,
     domain: Option<&str>,
 ) -> anyhow::Result<Vec<(u32, String)>> {
     if all {
         if domain.is_some() {
-            anyhow::bail!("xl {cmd}: -a takes no domain argument");
+            anyhow::bail!("-a takes no domain argument");
         }
         Ok(guests(c)?
             .into_iter()
@@ -99,7 +101,7 @@ pub fn running_or_named(
             .collect())
     } else {
         let Some(dom) = domain else {
-            anyhow::bail!("'xl {cmd}' requires at least one argument (a domain), or -a")
+            anyhow::bail!("'{prog} {cmd}' requires at least one argument (a domain), or -a")
         };
         let d = c.get(dom)?;
         Ok(vec![(d.domid, d.name)])

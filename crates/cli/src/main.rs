@@ -9,6 +9,7 @@ mod api;
 mod clock;
 mod cmdtable;
 mod commands;
+mod docs;
 mod host;
 mod libxl_json;
 mod output;
@@ -103,6 +104,19 @@ fn init_logging(verbose: u8) {
 fn main() -> ExitCode {
     let mut args: Vec<OsString> = std::env::args_os().collect();
     let prog = prog_from_argv0(args.first());
+    // Hidden: the packaging script's generator of man pages and completions (see `docs`).
+    if args.get(1).is_some_and(|a| a == "--generate-docs") {
+        let dir = args
+            .get(2)
+            .map_or_else(|| Path::new(".").to_path_buf(), |d| d.into());
+        return match docs::generate(Cli::command(), &dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("domus --generate-docs: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Err(msg) = resolve_command(prog, &mut args) {
         eprintln!("{msg}");
         return ExitCode::FAILURE;

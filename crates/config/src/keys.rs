@@ -181,6 +181,38 @@ pub const IMPLEMENTED: &[&str] = &[
     "serial",
 ];
 
+/// One line on what Domus does with an honoured key, for `domus.cfg(5)` (generated from this table);
+/// keys without an entry get a pointer to xl.cfg(5).
+pub fn describe(key: &str) -> &'static str {
+    match key {
+        "name" => "Domain name (required, unique among running domains).",
+        "uuid" => "Domain UUID; a random one when absent.",
+        "type" | "builder" => {
+            "pvh or pv: the kernel is booted directly (its PVH entry or the Linux boot protocol); hvm is refused (no firmware)."
+        }
+        "memory" => "Guest RAM in MiB.",
+        "maxmem" => "Maximum RAM in MiB the domain may be ballooned up to (at least memory).",
+        "vcpus" => "Number of vCPUs online at boot.",
+        "maxvcpus" => "Number of vCPUs the domain has (at least vcpus).",
+        "cpus" => "Host CPUs the vCPU threads may run on (0-3, all,^1).",
+        "kernel" => "Kernel image loaded by domus-vmm (ELF with a PVH note, or bzImage).",
+        "ramdisk" => "Initial ramdisk.",
+        "cmdline" => "Kernel command line (replaces root and extra).",
+        "root" => "Appended to the kernel command line as root=VALUE.",
+        "extra" => "Appended to the kernel command line.",
+        "bootloader" => "pygrub: the kernel is read from the first disk by the sandboxed domus-bootloader.",
+        "bootloader_args" => "Arguments for the bootloader (pygrub's --entry, --kernel, ...).",
+        "on_poweroff" | "on_reboot" | "on_crash" | "on_watchdog" => {
+            "As in xl; the coredump-destroy and coredump-restart actions are refused."
+        }
+        "disk" => "Disk specifications (xl-disk-configuration syntax), served as virtio-blk devices; script= is refused.",
+        "vif" => "Network interfaces (xl-network-configuration syntax), served as virtio-net devices.",
+        "pci" => "Refused: PCI passthrough is not supported yet.",
+        "serial" => "Only pty (the console, reached with domus console); other values are refused.",
+        _ => "As in xl.cfg(5).",
+    }
+}
+
 /// The known key (read by Domus, or an xl key it does not implement) nearest to a misspelt `key`, when
 /// close enough to be the likely intent: `memroy` -> `memory`, `vcpu` -> `vcpus`. Optimal string
 /// alignment distance (a transposition counts once), at most 1 for keys up to 4 characters, else 2.

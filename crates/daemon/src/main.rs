@@ -94,9 +94,19 @@ fn options(args: &Args) -> anyhow::Result<Options> {
         .or_else(|| env("DOMUS_VMM").map(PathBuf::from))
     {
         Some(p) => p,
-        None => std::env::current_exe()
-            .context("locating domusd's own binary")?
-            .with_file_name("domus-vmm"),
+        None => {
+            // Next to domusd (a build tree), else ../bin/ (the package: /usr/sbin/domusd, /usr/bin/domus-vmm).
+            let exe = std::env::current_exe().context("locating domusd's own binary")?;
+            let sibling = exe.with_file_name("domus-vmm");
+            let bin = exe
+                .parent()
+                .and_then(|d| d.parent())
+                .map(|d| d.join("bin/domus-vmm"));
+            match bin {
+                Some(b) if !sibling.is_file() && b.is_file() => b,
+                _ => sibling,
+            }
+        }
     };
     Ok(Options {
         paths,
@@ -189,7 +199,28 @@ fn run(args: &Args, ring: DmesgRing) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Hidden: `domusd --generate-man FILE` writes domusd(8) from this command line's definition (the
+/// packaging script runs it, so the page lists every flag).
+fn generate_man(path: &std::path::Path) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    let mut buf = Vec::new();
+    clap_mangen::Man::new(Args::command())
+        .section("8")
+        .render(&mut buf)?;
+    std::fs::write(path, buf)
+}
+
 fn main() -> ExitCode {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.len() == 3 && argv[1] == "--generate-man" {
+        return match generate_man(std::path::Path::new(&argv[2])) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("domusd --generate-man: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     // Every file and socket gets the mode domusd gives it, whatever umask it inherited: nothing it
     // creates is readable or writable by group or others unless a mode above says so.
     // SAFETY: umask(2) only sets this process's file mode creation mask; it cannot fail.

@@ -69,16 +69,21 @@ impl Args {
     }
 }
 
+/// Where a config named without a directory is looked for (after the current directory).
+fn search_dirs() -> Vec<PathBuf> {
+    std::env::var_os("DOMUS_CONFIG_DIR")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(CONFIG_DIRS.iter().map(PathBuf::from))
+        .collect()
+}
+
 /// Finds the config file: as given, else (for a bare name) in /etc/domus, then /etc/xen, as xm did.
 fn locate(path: &Path) -> PathBuf {
     if path.exists() || path.components().count() != 1 {
         return path.to_path_buf();
     }
-    let dirs = std::env::var_os("DOMUS_CONFIG_DIR")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain(CONFIG_DIRS.iter().map(PathBuf::from));
-    for dir in dirs {
+    for dir in search_dirs() {
         let candidate = dir.join(path);
         if candidate.is_file() {
             return candidate;
@@ -106,8 +111,23 @@ pub fn load(args: &Args) -> anyhow::Result<DomainConfig> {
     if !args.quiet {
         eprintln!("Parsing config from {shown}");
     }
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read config file {shown}"))?;
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        // A bare name found nowhere: say where it was looked for.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && given.components().count() == 1 => {
+            let dirs: Vec<String> = search_dirs()
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect();
+            bail!(
+                "cannot read config file {shown}: {e} (looked in the current directory, then {})",
+                dirs.join(", ")
+            );
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot read config file {shown}"));
+        }
+    };
     let config = DomainConfig::from_xl(&shown, &text, &overrides)?;
     for warning in &config.warnings {
         eprintln!("warning: {warning}");

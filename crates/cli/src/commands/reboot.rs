@@ -53,9 +53,15 @@ fn wait_rebooted(c: &ApiClient, ids: &[u32], timeout: Duration) -> Vec<u32> {
 ///
 /// # Errors
 /// When a domain does not exist or is not running.
-pub fn run(_ctx: &Ctx, args: Args) -> anyhow::Result<()> {
+pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     let c = api::client();
-    let targets = api::running_or_named(&c, "reboot", args.all, args.domain.as_deref())?;
+    let targets = api::running_or_named(
+        &c,
+        ctx.prog.name(),
+        "reboot",
+        args.all,
+        args.domain.as_deref(),
+    )?;
     let req = RebootRequest { force: args.force };
     for (domid, _) in &targets {
         eprintln!("Rebooting domain {domid}");

@@ -61,7 +61,13 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         return super::reboot::run(ctx, req);
     }
     let c = api::client();
-    let targets = api::running_or_named(&c, "shutdown", args.all, args.domain.as_deref())?;
+    let targets = api::running_or_named(
+        &c,
+        ctx.prog.name(),
+        "shutdown",
+        args.all,
+        args.domain.as_deref(),
+    )?;
     let req = ShutdownRequest { force: args.force };
     let mut failed = false;
     for (domid, name) in &targets {

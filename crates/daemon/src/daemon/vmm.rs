@@ -216,15 +216,28 @@ pub fn prepare_dirs(spec: &domus_spec::VmSpec, p: &VmmPaths) -> Result<fs::File,
     if let Some(parent) = p.log.parent() {
         fs::create_dir_all(parent).map_err(io("create", parent))?;
     }
-    std::os::unix::fs::OpenOptionsExt::mode(OpenOptions::new().create(true).append(true), 0o600)
-        .open(&p.log)
-        .map_err(io("open", &p.log))
+    let mut log = std::os::unix::fs::OpenOptionsExt::mode(
+        OpenOptions::new().create(true).append(true),
+        0o600,
+    )
+    .open(&p.log)
+    .map_err(io("open", &p.log))?;
+    // The log grows across runs of the domain: mark where this run starts (see `log_tail`).
+    writeln!(log, "{RUN_MARKER}").map_err(io("write", &p.log))?;
+    Ok(log)
 }
 
-/// The last `n` lines of a log file, as "\n  line" text (empty if none).
+/// The line written to a VMM's log before each start of the VMM.
+pub const RUN_MARKER: &str = "-- domus-vmm starting --";
+
+/// The last `n` lines of a log file written since the last [`RUN_MARKER`] (the current run's: never
+/// an earlier run's), as "\n  line" text (empty if none).
 pub fn log_tail(path: &Path, n: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
+    let run = text
+        .rfind(RUN_MARKER)
+        .map_or(text.as_str(), |i| &text[i + RUN_MARKER.len()..]);
+    let lines: Vec<&str> = run.lines().filter(|l| !l.is_empty()).collect();
     let start = lines.len().saturating_sub(n);
     lines[start..].iter().map(|l| format!("\n  {l}")).collect()
 }
@@ -360,6 +373,32 @@ impl Control {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn log_tail_shows_only_the_last_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("vmm.log");
+        let run = |text: &str| {
+            let mut f = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .unwrap();
+            write!(f, "{RUN_MARKER}\n{text}").unwrap();
+        };
+        run("error: first attempt\nfirst detail\n");
+        assert_eq!(
+            log_tail(&log, 8),
+            "\n  error: first attempt\n  first detail"
+        );
+        run("error: second attempt\n");
+        assert_eq!(log_tail(&log, 8), "\n  error: second attempt");
+        run("");
+        assert_eq!(log_tail(&log, 8), "");
+        // A log without markers (written by something else) keeps its last lines.
+        fs::write(&log, "a\nb\nc\n").unwrap();
+        assert_eq!(log_tail(&log, 2), "\n  b\n  c");
+    }
+
     use super::*;
     use domus_vmm_api::{MachineState, Reply, VcpuRunState, VcpuState};
     use std::os::unix::net::UnixListener;
