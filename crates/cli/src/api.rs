@@ -118,10 +118,10 @@ pub fn running_or_named(
 pub fn prepare_config(
     mut config: domus_config::DomainConfig,
 ) -> anyhow::Result<domus_config::DomainConfig> {
-    if !config.vifs.is_empty() {
+    let netless = config.vifs.iter().filter(|v| v.vifname.is_none()).count();
+    if netless > 0 {
         eprintln!(
-            "warning: {} vif entries accepted, but domain '{}' boots without network: networking is not built yet",
-            config.vifs.len(),
+            "warning: {netless} vif entries without vifname= accepted, but domain '{}' boots without network on them: bridges and TAP creation are not built yet (vifname=NAME attaches an existing TAP)",
             config.name
         );
     }

@@ -13,8 +13,10 @@
 //! - this module: the specification's types.
 //!
 //! # Resources and their hand-off
-//! Each external resource of a spec (the kernel, the ramdisk, each disk's image or device; later each
-//! NIC's TAP) is a [`Resource`]: a path, and optionally the number of a file descriptor the VMM inherits.
+//! Each external resource of a spec (the kernel, the ramdisk, each disk's image or device) is a
+//! [`Resource`]: a path, and optionally the number of a file descriptor the VMM inherits. A NIC's TAP
+//! ([`TapSpec`]) is named by its interface and may likewise carry an inherited descriptor (domusd does
+//! not hand TAPs over yet: that comes with its host networking).
 //! [`prepare`] opens every resource with the access the domain needs (disks read-write unless `ro` or a
 //! cdrom, with `O_DIRECT` when `direct-io-safe`) and returns the open files in a [`Prepared`].
 //!
@@ -133,6 +135,39 @@ fn default_rng() -> Option<RngSpec> {
     Some(RngSpec::default())
 }
 
+/// One NIC (virtio-net) as the machine has it, in the virtio-mmio slots after the entropy device, in
+/// `vif` order. Only vifs with a host side become NICs: `vifname=NAME` names an existing TAP
+/// (domus-vmm never creates host interfaces; making TAPs, bridges and NAT is the host-networking
+/// side's job, which will hand the TAP over as an inherited descriptor in `tap.fd`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NicSpec {
+    /// The vif's devid.
+    pub devid: u32,
+    /// The guest-side MAC (`mac=`, or generated under 00:16:3e).
+    pub mac: domus_config::MacAddr,
+    /// The MTU the guest is told (`mtu=`, default 1500).
+    pub mtu: u16,
+    /// Transmit limit (`rate=`), if any.
+    pub rate: Option<domus_config::VifRate>,
+    /// The TAP.
+    pub tap: TapSpec,
+}
+
+/// The host side of a NIC: a TAP device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TapSpec {
+    /// Interface name (in messages; opened by name when there is no `fd`).
+    pub name: String,
+    /// An inherited descriptor already attached to the TAP (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR).
+    #[serde(default)]
+    pub fd: Option<i32>,
+}
+
+/// The MTU of a vif without `mtu=`.
+pub const DEFAULT_MTU: u16 = 1500;
+
 /// One disk as the machine has it: virtio-mmio slot i is disk i.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -184,6 +219,9 @@ pub struct VmSpec {
     /// The entropy device (`null`: none; absent: the default device).
     #[serde(default = "default_rng")]
     pub rng: Option<RngSpec>,
+    /// NICs in `vif` order (only vifs with a TAP; absent: none).
+    #[serde(default)]
+    pub nics: Vec<NicSpec>,
 }
 
 impl VmSpec {

@@ -16,8 +16,8 @@ use crate::host::HostLimits;
 use crate::image::{self, ImageError};
 pub use crate::names::{is_hidden_char, is_valid_name};
 use crate::{
-    BootProtocol, DiskSpec, Resource, RngSpec, VmSpec, MAX_MACHINE_VCPUS, MAX_MEMORY_MIB,
-    MAX_VIRTIO_DEVICES, MIN_MEMORY_MIB,
+    BootProtocol, DiskSpec, NicSpec, Resource, RngSpec, TapSpec, VmSpec, DEFAULT_MTU,
+    MAX_MACHINE_VCPUS, MAX_MEMORY_MIB, MAX_VIRTIO_DEVICES, MIN_MEMORY_MIB,
 };
 
 /// Why a configuration cannot run on this host.
@@ -144,6 +144,20 @@ pub enum SpecErrorKind {
         /// Disks.
         disks: usize,
         /// Disks + 1.
+        needed: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Disks, the entropy device and the NICs need more slots than there are interrupt lines.
+    #[error("{disks} disks, {rng} entropy device and {nics} NICs need {needed} virtio devices, but the machine model has interrupt lines for at most {max} (GSIs 10-23): set `rng = 0` or use fewer disks or vifs")]
+    NoSlotForNics {
+        /// Disks.
+        disks: usize,
+        /// Entropy devices (0 or 1).
+        rng: usize,
+        /// NICs.
+        nics: usize,
+        /// The sum.
         needed: usize,
         /// The limit.
         max: usize,
@@ -419,6 +433,7 @@ pub fn prepare_with(
     let ramdisk = ramdisk(&mut c);
     let disks = disks(&mut c);
     let rng = rng(&mut c);
+    let nics = nics(&mut c, rng.is_some());
     if !c.errors.is_empty() {
         return Err(SpecErrors(c.errors));
     }
@@ -444,6 +459,7 @@ pub fn prepare_with(
             cmdline: cfg.cmdline.clone().unwrap_or_default(),
             disks,
             rng,
+            nics,
         },
         files: PreparedFiles {
             kernel: kernel_file,
@@ -608,6 +624,46 @@ fn rng(c: &mut Check<'_>) -> Option<RngSpec> {
         );
     }
     enabled.then_some(spec)
+}
+
+/// The NICs: each vif with `vifname=` (an existing TAP); the others have no host side yet and are left
+/// out (the domain boots without them, as before NICs existed).
+fn nics(c: &mut Check<'_>, rng: bool) -> Vec<NicSpec> {
+    let cfg = c.cfg;
+    let nics: Vec<NicSpec> = cfg
+        .vifs
+        .iter()
+        .filter_map(|v| {
+            let name = v.vifname.clone()?;
+            Some(NicSpec {
+                devid: v.devid,
+                mac: v.mac,
+                // domus-config accepts 68..=65535 only.
+                mtu: v
+                    .mtu
+                    .and_then(|m| u16::try_from(m).ok())
+                    .unwrap_or(DEFAULT_MTU),
+                rate: v.rate,
+                tap: TapSpec { name, fd: None },
+            })
+        })
+        .collect();
+    let (disks, rng) = (cfg.disks.len(), usize::from(rng));
+    let needed = disks + rng + nics.len();
+    if !nics.is_empty() && needed > MAX_VIRTIO_DEVICES && disks + rng <= MAX_VIRTIO_DEVICES {
+        c.fail(
+            None,
+            "vif",
+            SpecErrorKind::NoSlotForNics {
+                disks,
+                rng,
+                nics: nics.len(),
+                needed,
+                max: MAX_VIRTIO_DEVICES,
+            },
+        );
+    }
+    nics
 }
 
 fn disks(c: &mut Check<'_>) -> Option<Vec<(DiskSpec, Option<File>)>> {

@@ -349,3 +349,57 @@ fn the_entropy_device_is_on_by_default_and_takes_a_slot() {
     let back: VmSpec = serde_json::from_value(json).unwrap();
     assert_eq!(back.rng, Some(RngSpec::default()));
 }
+
+#[test]
+fn vifs_with_a_tap_become_nics_in_the_slots_after_the_entropy_device() {
+    let d = Dir::new();
+    let kernel = format!("kernel = '{}'\n", d.p("pvh"));
+    let spec = |extra: &str| {
+        prepare(&d.cfg(&format!("{kernel}{extra}")), &HOST)
+            .unwrap()
+            .spec
+    };
+    let s = spec(
+        "vif = [ 'mac=00:16:3e:01:02:03,vifname=tap0,mtu=9000,rate=10Mb/s@20ms', 'bridge=xenbr0', 'vifname=tap1' ]\n",
+    );
+    assert_eq!(s.nics.len(), 2, "the vif without a TAP has no NIC");
+    let n = &s.nics[0];
+    assert_eq!((n.devid, n.mtu), (0, 9000));
+    assert_eq!(n.mac.to_string(), "00:16:3e:01:02:03");
+    assert_eq!(
+        n.rate,
+        Some(domus_config::VifRate {
+            bytes_per_second: 1_250_000,
+            interval_us: 20_000
+        })
+    );
+    assert_eq!(
+        n.tap,
+        TapSpec {
+            name: "tap0".into(),
+            fd: None
+        }
+    );
+    assert_eq!((s.nics[1].devid, s.nics[1].mtu), (2, DEFAULT_MTU));
+    assert_eq!(s.nics[1].rate, None);
+    // Round trip through JSON; a spec from before NICs existed has none.
+    let json = serde_json::to_string(&s).unwrap();
+    assert_eq!(serde_json::from_str::<VmSpec>(&json).unwrap(), s);
+    let mut v = serde_json::to_value(spec("")).unwrap();
+    v.as_object_mut().unwrap().remove("nics");
+    assert!(serde_json::from_value::<VmSpec>(v).unwrap().nics.is_empty());
+    // 13 disks + the entropy device leave no slot for a NIC.
+    let disks: Vec<String> = (0..13)
+        .map(|i| format!("'{},raw,xvd{},ro'", d.p("disk.img"), char::from(b'a' + i)))
+        .collect();
+    let e = d.errors(&format!(
+        "{kernel}disk = [ {} ]\nvif = [ 'vifname=tap0' ]\n",
+        disks.join(", ")
+    ));
+    assert_eq!(e, ["vif: 13 disks, 1 entropy device and 1 NICs need 15 virtio devices, but the machine model has interrupt lines for at most 14 (GSIs 10-23): set `rng = 0` or use fewer disks or vifs"]);
+    // Malformed vifs are the config parser's located errors.
+    for bad in ["mac=01:00:00:00:00:01", "mtu=10", "mac=zz"] {
+        let text = format!("{kernel}vif = [ '{bad},vifname=t' ]\n");
+        assert!(DomainConfig::from_xl("t.cfg", &text, &[]).is_err(), "{bad}");
+    }
+}

@@ -108,6 +108,18 @@ pub struct VmConfig {
     pub disks: Vec<VmDisk>,
     /// The entropy device (virtio-rng, in the slot after the disks); `None`: the domain has none.
     pub rng: Option<domus_spec::RngSpec>,
+    /// NICs in `vif` order (the slots after the entropy device).
+    pub nics: Vec<VmNic>,
+}
+
+/// One NIC of the machine: the spec's description and, when domusd handed the TAP over, its
+/// descriptor (else the TAP is attached by name when the machine is built).
+#[derive(Debug)]
+pub struct VmNic {
+    /// What the guest gets, and the TAP's name.
+    pub spec: domus_spec::NicSpec,
+    /// The inherited TAP descriptor, if any.
+    pub fd: Option<OwnedFd>,
 }
 
 /// A configuration value the VMM cannot run with.
@@ -147,12 +159,14 @@ pub enum ConfigError {
     #[error("no kernel given: set `kernel = \"PATH\"` in the domain config")]
     NoKernel,
     /// More virtio devices than the machine has slots for.
-    #[error("{disks} disks + {rng} entropy device = {total} virtio devices: the machine has room for {max}")]
+    #[error("{disks} disks + {rng} entropy device + {nics} NICs = {total} virtio devices: the machine has room for {max}")]
     TooManyDevices {
         /// Disks.
         disks: usize,
         /// Entropy devices (0 or 1).
         rng: usize,
+        /// NICs.
+        nics: usize,
         /// Sum.
         total: usize,
         /// [`crate::devices::virtio::MAX_DEVICES`].
@@ -193,12 +207,13 @@ impl VmConfig {
             });
         }
         let rng = usize::from(self.rng.is_some());
-        let total = self.disks.len() + rng;
+        let total = self.disks.len() + rng + self.nics.len();
         let max = crate::devices::virtio::MAX_DEVICES;
         if total > max {
             return Err(ConfigError::TooManyDevices {
                 disks: self.disks.len(),
                 rng,
+                nics: self.nics.len(),
                 total,
                 max,
             });
@@ -285,6 +300,11 @@ impl VmConfig {
             vcpus: spec.vcpus,
             disks,
             rng: spec.rng,
+            nics: spec
+                .nics
+                .into_iter()
+                .map(|spec| VmNic { spec, fd: None })
+                .collect(),
         }
     }
 
@@ -321,6 +341,17 @@ impl VmConfig {
             };
             disks.push(VmDisk { spec: d, file });
         }
+        let mut nics = Vec::with_capacity(spec.nics.len());
+        for n in spec.nics {
+            let fd = match n.tap.fd {
+                Some(fd) => {
+                    let tap = PathBuf::from(format!("TAP {}", n.tap.name));
+                    Some(OwnedFd::from(take_inherited(fd, &tap, &mut taken)?))
+                }
+                None => None,
+            };
+            nics.push(VmNic { spec: n, fd });
+        }
         Ok(Self {
             name: spec.name,
             kernel,
@@ -330,6 +361,7 @@ impl VmConfig {
             vcpus: spec.vcpus,
             disks,
             rng: spec.rng,
+            nics,
         })
     }
 
@@ -458,6 +490,7 @@ mod tests {
             vcpus: 1,
             disks: Vec::new(),
             rng: Some(domus_spec::RngSpec::default()),
+            nics: Vec::new(),
         }
     }
 

@@ -11,7 +11,7 @@
 //! - [`boot`]: kernel loading (PVH ELF, Linux bzImage / ELF vmlinux, gzip; recognition shared with the
 //!   spec conversion as `domus_spec::image`), zero page / `hvm_start_info`, ACPI tables and the MP table.
 //! - [`devices`]: the port-I/O devices of the machine model (16550, i8042, CMOS RTC, pvpanic, ACPI PM)
-//!   and the virtio devices (virtio-blk, virtio-rng) behind the device manager.
+//!   and the virtio devices (virtio-blk, virtio-rng, virtio-net) behind the device manager.
 //! - [`console`]: where the UART's output goes (stdio, pty, unix socket with a bounded backlog).
 //! - [`control`]: serves the control socket (state, pause/resume, power button, reset, destroy, outcome).
 //! - [`machine`]: ties them together and runs the domain until it stops.
@@ -32,7 +32,8 @@
 //! - MP table (MP spec 1.4) at 0xf0000. In-kernel LAPIC/IOAPIC/PIC and PIT; APs wait for INIT-SIPI-SIPI.
 //! - 16550 at 0x3f8 / IRQ 4 (the console), i8042 (0xfe to 0x64 resets), CMOS RTC at 0x70/0x71, pvpanic
 //!   at 0x505. The virtio-mmio window at 0xd0000000: slot i (4 KiB) on GSI 10 + i, the disks in config
-//!   order, then the entropy device (on by default); empty slots read as ones.
+//!   order, then the entropy device (on by default), then the NICs (vifs with `vifname=`, each on a
+//!   TAP; see [`devices::virtio::net`]); empty slots read as ones.
 //!
 //! # Outcomes
 //! Guest stops become an [`outcome::Outcome`]: poweroff (ACPI S5, `destroy`, SIGTERM/SIGINT: exit 0),

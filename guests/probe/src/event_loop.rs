@@ -20,6 +20,10 @@ use domus_probe::hooks::Hooks;
 pub const MAX_HOOKS: usize = 8;
 /// Console bytes delivered per round.
 pub const CONSOLE_BURST: usize = 64;
+/// APIC timer period while polling continuously (~260 µs: above PVM's 200 µs floor).
+const BUSY_TIMER_COUNT: u32 = 1 << 14;
+/// TSC cycles between interrupt windows while polling continuously (~10 ms at 2 GHz).
+pub const BUSY_CHECK_CYCLES: u64 = 20_000_000;
 /// COM1's ISA IRQ.
 const COM1_IRQ: u8 = 4;
 /// APIC timer period in bus ticks / 16 (~16 ms at KVM's 1 GHz APIC bus).
@@ -63,6 +67,7 @@ pub struct EventLoop {
     button: Option<Button>,
     pending_press: bool,
     sleep: bool,
+    busy: bool,
 }
 
 impl Default for EventLoop {
@@ -80,6 +85,7 @@ impl EventLoop {
             button: None,
             pending_press: false,
             sleep: false,
+            busy: false,
         }
     }
 
@@ -125,6 +131,21 @@ impl EventLoop {
         Ok(())
     }
 
+    /// Never sleeps between rounds: for hooks that poll a device (a NIC's used rings), where
+    /// waking only on the next interrupt or timer tick would add milliseconds of latency. CPL3 runs
+    /// with interrupts off, so every [`BUSY_CHECK_CYCLES`] the loop opens the interrupt window
+    /// once (`sti; hlt; cli`) to take the power button's SCI; a fast local-APIC timer (~260 µs)
+    /// keeps a tick pending, so that window returns at once.
+    pub fn poll_continuously(&mut self, machine: &Machine) {
+        if let Some(madt) = machine.acpi.as_ref().and_then(|a| a.madt) {
+            let lapic = LocalApic::new(madt.lapic_addr);
+            lapic.enable();
+            lapic.start_periodic_timer(VECTOR_TIMER, BUSY_TIMER_COUNT);
+            self.sleep = true;
+        }
+        self.busy = true;
+    }
+
     /// Runs rounds until a hook says [`Flow::Stop`].
     pub fn run(&mut self) {
         let mut ev = Events {
@@ -135,6 +156,7 @@ impl EventLoop {
             nmis: 0,
             round: 0,
         };
+        let mut last_window = crate::io::rdtsc();
         loop {
             ev.console_len = 0;
             if self.console {
@@ -159,7 +181,13 @@ impl EventLoop {
             if ev.console_len == CONSOLE_BURST {
                 continue;
             }
-            if self.sleep {
+            if self.busy {
+                let now = crate::io::rdtsc();
+                if self.sleep && now.wrapping_sub(last_window) > BUSY_CHECK_CYCLES {
+                    last_window = now;
+                    crate::syscall::wait_for_interrupt();
+                }
+            } else if self.sleep {
                 crate::syscall::wait_for_interrupt();
             } else {
                 core::hint::spin_loop();

@@ -14,6 +14,8 @@ pub mod bytes;
 pub mod cmdline;
 pub mod fadt;
 pub mod hooks;
+pub mod inet;
+pub mod ipv4;
 pub mod madt;
 pub mod memmap;
 pub mod registry;

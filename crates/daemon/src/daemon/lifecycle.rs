@@ -94,7 +94,7 @@ impl Daemon {
         let name = config.name.clone();
         let uuid = config.uuid.clone();
         let maxmem_mib = config.maxmem_mib.max(config.memory_mib);
-        let vifs = config.vifs.len();
+        let vifs = config.vifs.iter().filter(|v| v.vifname.is_none()).count();
         let (domid, generation) = {
             let mut t = self.lock();
             // A restart that `destroy`/`shutdown` cancelled while it was pending is not done (checked
@@ -156,7 +156,7 @@ impl Daemon {
         };
         info!(domid, domname = %name, "creating domain");
         if vifs > 0 {
-            warn!(domid, domname = %name, vifs, "vif entries accepted, but the domain boots without network (networking is not built yet)");
+            warn!(domid, domname = %name, vifs, "vif entries without vifname= accepted, but the domain boots without network on them (bridges and TAP creation are not built yet)");
         }
         let boot = prepared.boot.clone();
         for line in &boot {

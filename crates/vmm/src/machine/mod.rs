@@ -90,6 +90,9 @@ pub enum MachineError {
     /// The entropy device.
     #[error(transparent)]
     Rng(#[from] crate::devices::virtio::rng::RngError),
+    /// A NIC.
+    #[error(transparent)]
+    Net(#[from] crate::devices::virtio::net::NetError),
     /// Host resources (eventfd, epoll, pty, threads).
     #[error("{what}")]
     Host {
@@ -114,6 +117,11 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
     let kvm = KvmSystem::open(&opts.kvm_path)?;
     cfg.validate(crate::sys::host_memory_mib(), kvm.max_vcpus)?;
     let host_is_pvm = crate::vstate::kvm::is_pvm();
+    // TAPs first: a missing one is a configuration error before any KVM resource exists.
+    let mut taps = Vec::with_capacity(cfg.nics.len());
+    for n in &cfg.nics {
+        taps.push(crate::devices::virtio::net::open_tap(n)?);
+    }
     let ram = GuestRam::new(cfg.memory_mib << 20, RamBacking::Anonymous).map_err(|source| {
         MachineError::Memory {
             memory_mib: cfg.memory_mib,
@@ -134,6 +142,9 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
     }
     if let Some(rng) = &cfg.rng {
         crate::devices::virtio::rng::attach(&mut virtio, vm.fd(), &ram, rng)?;
+    }
+    for (n, tap) in cfg.nics.iter().zip(taps) {
+        crate::devices::virtio::net::attach(&mut virtio, vm.fd(), &ram, &n.spec, tap)?;
     }
     let entry = boot::load(ram.mmap(), cfg, &virtio.dsdt_devices())?;
     let supported = kvm.supported_cpuid()?;

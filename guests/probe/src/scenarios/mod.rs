@@ -12,6 +12,7 @@ mod fault;
 mod hello;
 mod idle;
 mod loop_;
+mod net;
 mod panic;
 mod poweroff;
 mod reboot;
@@ -55,6 +56,11 @@ pub const SCENARIOS: &[Scenario] = &[
     blk::BENCH,
     blk_hostile::SCENARIO,
     rng::SCENARIO,
+    net::ECHO,
+    net::PING,
+    net::TX,
+    net::RX,
+    net::HOSTILE,
 ];
 
 /// Runs the scenario the command line names, or reports that it does not exist.

@@ -9,6 +9,7 @@
 //! one split queue) are in [`queue`]; each driver is one file.
 
 pub mod blk;
+pub mod net;
 pub mod queue;
 pub mod rng;
 

@@ -159,6 +159,53 @@ impl SplitQueue {
         fence(Ordering::SeqCst);
     }
 
+    /// Publishes a chain of `descs` (address, length, flags) in descriptors 0.. (one chain in
+    /// flight at a time: the control queue).
+    pub fn push_chain(&mut self, descs: &[(u64, u32, u16)]) {
+        let n = descs.len().min(usize::from(self.size));
+        for (i, &(addr, len, flags)) in descs.iter().take(n).enumerate() {
+            let next = if i + 1 < n { 1u16 } else { 0 };
+            let d = self.desc + 16 * i as u64;
+            let word = u64::from(len) | (u64::from(flags | next) << 32) | (((i as u64) + 1) << 48);
+            // SAFETY: descriptor `i` < queue size lies in this queue's descriptor page.
+            unsafe { (d as usize as *mut [u64; 2]).write_volatile([addr, word]) };
+        }
+        w16(
+            self.avail + 4 + 2 * u64::from(self.avail_idx % self.size),
+            0,
+        );
+        self.avail_idx = self.avail_idx.wrapping_add(1);
+        fence(Ordering::SeqCst);
+        w16(self.avail + 2, self.avail_idx);
+        fence(Ordering::SeqCst);
+    }
+
+    /// Publishes a chain of raw descriptors (address, length, flags, next) at descriptor
+    /// indices 0.., whose head is `head` (for drivers that misbehave on purpose).
+    pub fn push_raw(&mut self, descs: &[(u64, u32, u16, u16)], head: u16) {
+        for (i, &(addr, len, flags, next)) in descs.iter().take(usize::from(self.size)).enumerate()
+        {
+            let d = self.desc + 16 * i as u64;
+            let word = u64::from(len) | (u64::from(flags) << 32) | (u64::from(next) << 48);
+            // SAFETY: descriptor `i` < queue size lies in this queue's descriptor page.
+            unsafe { (d as usize as *mut [u64; 2]).write_volatile([addr, word]) };
+        }
+        w16(
+            self.avail + 4 + 2 * u64::from(self.avail_idx % self.size),
+            head,
+        );
+        self.avail_idx = self.avail_idx.wrapping_add(1);
+        fence(Ordering::SeqCst);
+        w16(self.avail + 2, self.avail_idx);
+        fence(Ordering::SeqCst);
+    }
+
+    /// Whether the device asked for no kicks (VIRTQ_USED_F_NO_NOTIFY).
+    pub fn kicks_suppressed(&self) -> bool {
+        fence(Ordering::SeqCst);
+        r16(self.used) & 1 != 0
+    }
+
     /// QueueNotify.
     pub fn notify(&self) {
         mmio_write32(self.base + reg::QUEUE_NOTIFY, self.index);

@@ -6,7 +6,7 @@
 //! - [`manager`]: the [`manager::DeviceManager`] that owns the slots of the fixed window, their GSIs,
 //!   the KVM wiring (irqfd, one QueueNotify ioeventfd per queue), the DSDT entries and the device
 //!   threads. [`manager::MAX_DEVICES`] is the machine's limit.
-//! - Devices: [`block`] (virtio-blk), [`rng`] (virtio-rng).
+//! - Devices: [`block`] (virtio-blk), [`net`] (virtio-net on a TAP), [`rng`] (virtio-rng).
 //!
 //! Register accesses exit to the vCPU thread; queue notifications do not: QueueNotify is an
 //! ioeventfd a device thread waits on, and the device interrupts through an irqfd. Guest mistakes
@@ -18,6 +18,7 @@ pub mod block;
 pub mod device;
 pub mod manager;
 pub mod mmio;
+pub mod net;
 pub mod rng;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod test_utils;

@@ -1,0 +1,334 @@
+//! A polling virtio-net driver (virtio 1.2 §5.1) at CPL3.
+//!
+//! One queue pair (receiveq1, transmitq1) plus the control queue when offered. Every buffer is one
+//! descriptor: 12-byte `virtio_net_hdr_v1` followed by the frame. Receive buffers are 2 KiB; with
+//! MRG_RXBUF a larger frame spans several and is reassembled in a scratch buffer (`num_buffers`
+//! says how many). Checksum offload both ways when negotiated: on transmit the driver leaves the
+//! pseudo-header sum and sets NEEDS_CSUM (the host completes it); on receive NEEDS_CSUM frames are
+//! completed here and DATA_VALID ones are trusted, the rest verified here. Notifications are
+//! batched: [`Net::flush`] kicks each queue once after a round of work, and not at all while the
+//! device suppresses kicks (VIRTQ_USED_F_NO_NOTIFY).
+
+use super::queue::{self, SplitQueue, D_WRITE, RING_BYTES};
+use super::Transport;
+use crate::io::mmio_read32;
+use domus_probe::inet;
+
+/// Virtio device type of a NIC.
+pub const DEVICE_NET: u32 = 1;
+/// The virtio-net header with VERSION_1.
+pub const HDR: usize = 12;
+/// Entries per queue.
+pub const QSIZE: u16 = 256;
+/// Bytes per receive or transmit buffer.
+pub const BUF: u64 = 2048;
+/// Physical memory of the driver (rings, buffers, scratch): 16 MiB .. 20 MiB.
+pub const REGION: u64 = 0x100_0000;
+
+/// Feature bits (virtio 1.2 §5.1.3).
+pub mod f {
+    /// CSUM.
+    pub const CSUM: u64 = 1 << 0;
+    /// GUEST_CSUM.
+    pub const GUEST_CSUM: u64 = 1 << 1;
+    /// MTU.
+    pub const MTU: u64 = 1 << 3;
+    /// MAC.
+    pub const MAC: u64 = 1 << 5;
+    /// MRG_RXBUF.
+    pub const MRG_RXBUF: u64 = 1 << 15;
+    /// STATUS.
+    pub const STATUS: u64 = 1 << 16;
+    /// CTRL_VQ.
+    pub const CTRL_VQ: u64 = 1 << 17;
+    /// CTRL_RX.
+    pub const CTRL_RX: u64 = 1 << 18;
+}
+
+const RX_RING: u64 = REGION;
+const TX_RING: u64 = REGION + RING_BYTES;
+const CTRL_RING: u64 = REGION + 2 * RING_BYTES;
+const CTRL_BUF: u64 = REGION + 3 * RING_BYTES;
+const RX_BUFS: u64 = REGION + 0x1_0000;
+const TX_BUFS: u64 = RX_BUFS + QSIZE as u64 * BUF;
+/// Reassembly buffer for frames spanning several receive buffers (64 KiB + header).
+const SCRATCH: u64 = TX_BUFS + QSIZE as u64 * BUF;
+const SCRATCH_BYTES: usize = 0x1_1000;
+
+const NEEDS_CSUM: u8 = 1;
+const DATA_VALID: u8 = 2;
+
+fn mem(addr: u64, len: usize) -> &'static mut [u8] {
+    // SAFETY: every address used here lies in the driver's identity-mapped region of RAM, which
+    // only this driver touches; the device writes a buffer only while it is posted, and the driver
+    // reads it only after the device returned it.
+    unsafe { core::slice::from_raw_parts_mut(addr as usize as *mut u8, len) }
+}
+
+/// Receive half.
+pub struct RxPart {
+    q: SplitQueue,
+    features: u64,
+    kick: bool,
+    /// Frames received.
+    pub frames: u64,
+    /// Frames dropped (bad checksum, malformed merge).
+    pub dropped: u64,
+}
+
+/// Transmit half.
+pub struct TxPart {
+    q: SplitQueue,
+    features: u64,
+    free: [u16; QSIZE as usize],
+    free_len: usize,
+    kick: bool,
+    /// Frames sent.
+    pub frames: u64,
+}
+
+/// An initialised NIC.
+pub struct Net {
+    /// The NIC's address (configuration space).
+    pub mac: [u8; 6],
+    /// Its MTU (configuration space, 1500 without VIRTIO_NET_F_MTU).
+    pub mtu: u16,
+    /// Negotiated features.
+    pub features: u64,
+    /// Receive half.
+    pub rx: RxPart,
+    /// Transmit half.
+    pub tx: TxPart,
+    ctrl: Option<SplitQueue>,
+}
+
+impl Net {
+    /// Resets the NIC, negotiates `wanted` (∩ offered), sets up the queues, posts every receive
+    /// buffer and sets DRIVER_OK.
+    pub fn init(t: &Transport, wanted: u64) -> Result<Self, &'static str> {
+        if t.device_id != DEVICE_NET {
+            return Err("not-a-virtio-net");
+        }
+        let features = queue::negotiate(t, wanted)?;
+        let cfg0 = mmio_read32(t.base + 0x100).to_le_bytes();
+        let cfg1 = mmio_read32(t.base + 0x104).to_le_bytes();
+        let cfg2 = mmio_read32(t.base + 0x108).to_le_bytes();
+        let mac = [cfg0[0], cfg0[1], cfg0[2], cfg0[3], cfg1[0], cfg1[1]];
+        let mtu = if features & f::MTU != 0 {
+            u16::from_le_bytes([cfg2[2], cfg2[3]])
+        } else {
+            1500
+        };
+        let rxq = SplitQueue::setup(t, 0, RX_RING, QSIZE)?;
+        let txq = SplitQueue::setup(t, 1, TX_RING, QSIZE)?;
+        let ctrl = if features & f::CTRL_VQ != 0 {
+            Some(SplitQueue::setup(t, 2, CTRL_RING, 16)?)
+        } else {
+            None
+        };
+        let mut free = [0u16; QSIZE as usize];
+        for (i, s) in free.iter_mut().enumerate() {
+            *s = i as u16;
+        }
+        let mut net = Self {
+            mac,
+            mtu,
+            features,
+            rx: RxPart {
+                q: rxq,
+                features,
+                kick: false,
+                frames: 0,
+                dropped: 0,
+            },
+            tx: TxPart {
+                q: txq,
+                features,
+                free,
+                free_len: QSIZE as usize,
+                kick: false,
+                frames: 0,
+            },
+            ctrl,
+        };
+        for id in 0..QSIZE {
+            net.rx.post(id);
+        }
+        queue::driver_ok(t)?;
+        net.flush();
+        Ok(net)
+    }
+
+    /// Kicks the queues that got new buffers since the last flush.
+    pub fn flush(&mut self) {
+        if core::mem::take(&mut self.rx.kick) && !self.rx.q.kicks_suppressed() {
+            self.rx.q.notify();
+        }
+        if core::mem::take(&mut self.tx.kick) && !self.tx.q.kicks_suppressed() {
+            self.tx.q.notify();
+        }
+    }
+
+    /// Sends one control command (`class`, `cmd`, `data`) and returns the device's ack byte
+    /// (`None` without a control queue or without an answer).
+    pub fn control(&mut self, class: u8, cmd: u8, data: &[u8]) -> Option<u8> {
+        let q = self.ctrl.as_mut()?;
+        let buf = mem(CTRL_BUF, 512);
+        let n = data.len().min(500);
+        buf[0] = class;
+        buf[1] = cmd;
+        buf[2..2 + n].copy_from_slice(&data[..n]);
+        buf[511] = 0xff;
+        // A chain of two descriptors: command (readable), ack (writable).
+        q.push_chain(&[(CTRL_BUF, (2 + n) as u32, 0), (CTRL_BUF + 511, 1, D_WRITE)]);
+        q.notify();
+        q.wait(2_000_000_000)?;
+        Some(mem(CTRL_BUF, 512)[511])
+    }
+
+    /// Copies the next received frame (header stripped) into `out` and posts its buffer again;
+    /// its length, `Some(0)` for a frame dropped here (bad checksum, malformed merge), `None` when
+    /// nothing arrived.
+    pub fn recv(&mut self, out: &mut [u8]) -> Option<usize> {
+        let frame = self.rx.next()?;
+        self.rx.frames += 1;
+        let n = match frame.data {
+            Some((addr, len)) => {
+                let n = len.min(out.len());
+                out[..n].copy_from_slice(mem(addr, n));
+                n
+            }
+            None => 0,
+        };
+        if let Some(id) = frame.repost {
+            self.rx.post(id);
+        }
+        Some(n)
+    }
+}
+
+impl RxPart {
+    fn post(&mut self, id: u16) {
+        self.q
+            .push_one(id, RX_BUFS + u64::from(id) * BUF, BUF as u32, D_WRITE);
+        self.kick = true;
+    }
+
+    /// The next received frame (header stripped), or `None` when nothing arrived.
+    fn next(&mut self) -> Option<Frame> {
+        let (id, len) = self.q.poll()?;
+        let id = (id as u16) % QSIZE;
+        let addr = RX_BUFS + u64::from(id) * BUF;
+        let len = (len as usize).min(BUF as usize);
+        let mut hdr = [0u8; HDR];
+        hdr.copy_from_slice(mem(addr, HDR));
+        let num = u16::from_le_bytes([hdr[10], hdr[11]]);
+        if self.features & f::MRG_RXBUF == 0 || num <= 1 {
+            let data = self.finish(addr, len, &hdr).map(|l| (addr + HDR as u64, l));
+            return Some(Frame {
+                data,
+                repost: Some(id),
+            });
+        }
+        // Reassemble: this buffer, then num-1 more, each posted again at once.
+        let scratch = mem(SCRATCH, SCRATCH_BYTES);
+        let mut at = len.min(SCRATCH_BYTES);
+        scratch[..at].copy_from_slice(mem(addr, at));
+        self.post(id);
+        for _ in 1..num {
+            let Some((id2, len2)) = self.q.wait(100_000_000) else {
+                self.dropped += 1;
+                return Some(Frame {
+                    data: None,
+                    repost: None,
+                });
+            };
+            let id2 = (id2 as u16) % QSIZE;
+            let a2 = RX_BUFS + u64::from(id2) * BUF;
+            let l2 = (len2 as usize).min(BUF as usize).min(SCRATCH_BYTES - at);
+            scratch[at..at + l2].copy_from_slice(mem(a2, l2));
+            at += l2;
+            self.post(id2);
+        }
+        let data = self
+            .finish(SCRATCH, at, &hdr)
+            .map(|l| (SCRATCH + HDR as u64, l));
+        Some(Frame { data, repost: None })
+    }
+
+    /// Checksum handling of a frame at `addr` (`len` with the header); its length, or `None` if
+    /// dropped.
+    fn finish(&mut self, addr: u64, len: usize, hdr: &[u8; HDR]) -> Option<usize> {
+        if len < HDR + 14 {
+            self.dropped += 1;
+            return None;
+        }
+        let frame = mem(addr + HDR as u64, len - HDR);
+        if self.features & f::GUEST_CSUM != 0 && hdr[0] & NEEDS_CSUM != 0 {
+            let start = usize::from(u16::from_le_bytes([hdr[6], hdr[7]]));
+            let off = usize::from(u16::from_le_bytes([hdr[8], hdr[9]]));
+            if !inet::complete_partial(frame, start, off) {
+                self.dropped += 1;
+                return None;
+            }
+        } else if hdr[0] & DATA_VALID == 0 && !inet::l4_checksum_ok(frame) {
+            self.dropped += 1;
+            return None;
+        }
+        Some(len - HDR)
+    }
+}
+
+impl TxPart {
+    fn reclaim(&mut self) {
+        while let Some((id, _)) = self.q.poll() {
+            if self.free_len < self.free.len() {
+                self.free[self.free_len] = (id as u16) % QSIZE;
+                self.free_len += 1;
+            }
+        }
+    }
+
+    /// Whether a transmit buffer is free (reclaiming finished ones first).
+    pub fn has_room(&mut self) -> bool {
+        if self.free_len == 0 {
+            self.reclaim();
+        }
+        self.free_len > 0
+    }
+
+    /// Queues one frame built by `build` into a free buffer (waiting for one); `build` returns the
+    /// frame's length, 0 to send nothing. Whether a frame was queued.
+    pub fn send(&mut self, build: impl FnOnce(&mut [u8]) -> usize) -> bool {
+        while !self.has_room() {
+            core::hint::spin_loop();
+        }
+        let id = self.free[self.free_len - 1];
+        let addr = TX_BUFS + u64::from(id) * BUF;
+        let buf = mem(addr, BUF as usize);
+        buf[..HDR].fill(0);
+        let len = build(&mut buf[HDR..]).min(BUF as usize - HDR);
+        if len == 0 {
+            return false;
+        }
+        self.free_len -= 1;
+        let buf = mem(addr, HDR + len);
+        if self.features & f::CSUM != 0 {
+            if let Some((start, off)) = inet::offload_tx(&mut buf[HDR..]) {
+                buf[0] = NEEDS_CSUM;
+                buf[6..8].copy_from_slice(&start.to_le_bytes());
+                buf[8..10].copy_from_slice(&off.to_le_bytes());
+            }
+        }
+        self.q.push_one(id, addr, (HDR + len) as u32, 0);
+        self.kick = true;
+        self.frames += 1;
+        true
+    }
+}
+
+/// One received frame: its bytes (`None` if dropped) and the buffer to post again after use.
+struct Frame {
+    data: Option<(u64, usize)>,
+    repost: Option<u16>,
+}

@@ -1,0 +1,221 @@
+#!/usr/bin/env python3
+"""virtio-net throughput and latency: domus-vmm vs QEMU microvm (virtio-net-device, tap, vhost=off) with the
+same probe ELF and the same namespace/TAP set-up, and the host's own ceiling (the same UDP stream over a veth
+pair between two namespaces).
+
+usage: guests/probe/tools/net-bench.py [-n ROUNDS] [--mb MB] [--vmm PATH] [--elf PATH]   (as root)
+
+Cases (UDP, 1472-byte payloads, MTU 1500; both VMMs negotiate checksum offload with the probe):
+  g->h   probe=net-tx to a host socket in the namespace; rate = bytes the host received / its receive span
+  h->g   a host sender to probe=net-rx; rate = bytes the guest received / its TSC span
+  g<->g  probe=net-tx in one guest to probe=net-rx in another, TAPs on one bridge (same VMM kind both)
+  rtt    probe=net-ping to the host, 200 echoes: average and minimum round trip
+Every namespace is created here and deleted at the end. TSC spans are converted with the TSC rate the
+domus-vmm run calibrated against the ACPI PM timer (QEMU microvm has none; its guest rate is only a guess).
+Prints medians over ROUNDS (runs interleaved domus, qemu, ...) and ratios.
+"""
+import argparse, os, re, statistics, subprocess, sys, tempfile, time
+
+RECV = r'''
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+s.bind((sys.argv[1], int(sys.argv[2])))
+print("ready", flush=True)
+want = int(sys.argv[3]); got = 0; first = last = None
+s.settimeout(20)
+buf = bytearray(65536)
+try:
+    while got < want:
+        n = s.recv_into(buf)
+        last = time.monotonic()
+        if first is None:
+            first = last; s.settimeout(2)
+        got += n
+except socket.timeout:
+    pass
+print(got, (last - first) if first else 0, flush=True)
+'''
+SEND = r'''
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
+dst = (sys.argv[1], int(sys.argv[2])); total = int(sys.argv[3]); secs = float(sys.argv[4])
+p = bytes(1472); sent = 0; t0 = time.monotonic()
+while sent < total and time.monotonic() - t0 < secs:
+    try:
+        s.sendto(p, dst); sent += 1472
+    except OSError:
+        pass
+print(sent, flush=True)
+'''
+
+def sh(*a, check=True):
+    return subprocess.run(a, check=check, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+class Ns:
+    n = 0
+    def __init__(self, tag):
+        Ns.n += 1
+        self.name = f"domus-nb-{tag}-{os.getpid()}-{Ns.n}"
+        sh("ip", "netns", "add", self.name)
+        self.ip("link", "set", "lo", "up")
+    def ip(self, *a):
+        sh("ip", "-n", self.name, *a)
+    def tap(self, name, addr=None, master=None):
+        self.ip("tuntap", "add", "dev", name, "mode", "tap")
+        if addr: self.ip("addr", "add", addr, "dev", name)
+        if master: self.ip("link", "set", name, "master", master)
+        self.ip("link", "set", name, "up")
+    def popen(self, argv, **kw):
+        return subprocess.Popen(["ip", "netns", "exec", self.name, *argv], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, **kw)
+    def close(self):
+        sh("ip", "netns", "del", self.name, check=False)
+
+def guest(ns, kind, a, tap, mac, args, tmp):
+    if kind == "domus":
+        cfg = os.path.join(tmp, f"{tap}.cfg")
+        with open(cfg, "w") as f:
+            f.write(f'name = "nb-{tap}"\nkernel = "{a.elf}"\nmemory = 64\nvcpus = 1\nrng = 0\n'
+                    f"vif = ['mac={mac},vifname={tap}']\nextra = \"{args}\"\n")
+        return ns.popen([a.vmm, "--config", cfg])
+    return ns.popen(["qemu-system-x86_64", "-M", "microvm", "-accel", "kvm", "-cpu", "qemu64", "-m", "64",
+                     "-nographic", "-nodefaults", "-serial", "stdio", "-no-reboot", "-kernel", a.elf,
+                     "-append", args, "-global", "virtio-mmio.force-legacy=false",
+                     "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no,vhost=off",
+                     "-device", f"virtio-net-device,netdev=n0,mac={mac}"])
+
+def read_until(p, pat, limit=120):
+    t0 = time.monotonic(); seen = []
+    while time.monotonic() - t0 < limit:
+        line = p.stdout.readline()
+        if not line:
+            break
+        seen.append(line.strip())
+        m = re.search(pat, line)
+        if m:
+            return m
+    p.kill()
+    raise SystemExit(f"no {pat!r}: {seen}")
+
+def finish(p):
+    try:
+        p.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill(); p.wait()
+
+def g2h(kind, a, tmp, hz):
+    ns = Ns("g2h")
+    try:
+        ns.tap("tap0", "10.9.0.1/24")
+        r = ns.popen([sys.executable, "-c", RECV, "10.9.0.1", "5001", str(a.mb * 10**6)])
+        r.stdout.readline()
+        g = guest(ns, kind, a, "tap0", "00:16:3e:09:00:02",
+                  f"probe=net-tx ip=10.9.0.2/24 target=10.9.0.1:5001 bytes={a.mb * 10**6}", tmp)
+        read_until(g, r"PROBE net-tx ")
+        got, span = r.stdout.readline().split()
+        finish(g); finish(r)
+        return int(got) / float(span) / 1e6 if float(span) > 0 else 0.0
+    finally:
+        ns.close()
+
+def h2g(kind, a, tmp, hz):
+    ns = Ns("h2g")
+    try:
+        ns.tap("tap0", "10.9.1.1/24")
+        g = guest(ns, kind, a, "tap0", "00:16:3e:09:01:02",
+                  f"probe=net-rx ip=10.9.1.2/24 port=5001 bytes={a.mb * 10**6}", tmp)
+        read_until(g, r"PROBE net-rx ready")
+        s = ns.popen([sys.executable, "-c", SEND, "10.9.1.2", "5001", str(a.mb * 2 * 10**6), "30"])
+        m = read_until(g, r"PROBE net-rx bytes=(\d+) frames=\d+ cycles=(\d+)")
+        s.kill(); finish(s); finish(g)
+        return int(m.group(1)) / (int(m.group(2)) / hz) / 1e6 if int(m.group(2)) else 0.0
+    finally:
+        ns.close()
+
+def g2g(kind, a, tmp, hz):
+    ns = Ns("g2g")
+    try:
+        ns.ip("link", "add", "br0", "type", "bridge"); ns.ip("link", "set", "br0", "up")
+        ns.tap("tapa", master="br0"); ns.tap("tapb", master="br0")
+        rx = guest(ns, kind, a, "tapa", "00:16:3e:09:02:0a", f"probe=net-rx ip=10.9.2.10/24 port=5001 bytes={a.mb * 10**6}", tmp)
+        read_until(rx, r"PROBE net-rx ready")
+        tx = guest(ns, kind, a, "tapb", "00:16:3e:09:02:0b",
+                   f"probe=net-tx ip=10.9.2.11/24 target=10.9.2.10:5001 bytes={a.mb * 10**6}", tmp)
+        m = read_until(rx, r"PROBE net-rx bytes=(\d+) frames=\d+ cycles=(\d+)")
+        finish(tx); finish(rx)
+        return int(m.group(1)) / (int(m.group(2)) / hz) / 1e6 if int(m.group(2)) else 0.0
+    finally:
+        ns.close()
+
+def rtt(kind, a, tmp, hz):
+    ns = Ns("rtt")
+    try:
+        ns.tap("tap0", "10.9.3.1/24")
+        g = guest(ns, kind, a, "tap0", "00:16:3e:09:03:02", "probe=net-ping ip=10.9.3.2/24 target=10.9.3.1 count=200", tmp)
+        link = read_until(g, r"PROBE net link .*tsc_hz=(\d+)")
+        ghz = int(link.group(1))
+        m = read_until(g, r"received=(\d+) rtt_us_min=(\d+) rtt_us_avg=(\d+)")
+        finish(g)
+        scale = ghz / hz  # the guest's microseconds were counted at its own TSC guess
+        return int(m.group(3)) * scale, int(m.group(2)) * scale
+    finally:
+        ns.close()
+
+def veth(a, rate_case):
+    x, y = Ns("vx"), Ns("vy")
+    try:
+        sh("ip", "link", "add", "vx0", "netns", x.name, "type", "veth", "peer", "name", "vy0", "netns", y.name)
+        x.ip("addr", "add", "10.9.4.1/24", "dev", "vx0"); x.ip("link", "set", "vx0", "up")
+        y.ip("addr", "add", "10.9.4.2/24", "dev", "vy0"); y.ip("link", "set", "vy0", "up")
+        r = y.popen([sys.executable, "-c", RECV, "10.9.4.2", "5001", str(a.mb * 10**6)])
+        r.stdout.readline()
+        s = x.popen([sys.executable, "-c", SEND, "10.9.4.2", "5001", str(a.mb * 10**6), "30"])
+        finish(s)
+        got, span = r.stdout.readline().split()
+        finish(r)
+        return int(got) / float(span) / 1e6 if float(span) > 0 else 0.0
+    finally:
+        x.close(); y.close()
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("-n", type=int, default=3)
+    ap.add_argument("--mb", type=int, default=200)
+    target = os.environ.get("CARGO_TARGET_DIR", "target")
+    ap.add_argument("--vmm", default=os.path.join(target, "release", "domus-vmm"))
+    ap.add_argument("--elf", default=os.path.join(target, "release", "domus-probe"))
+    a = ap.parse_args()
+    a.vmm, a.elf = os.path.abspath(a.vmm), os.path.abspath(a.elf)
+    tmp = tempfile.mkdtemp(prefix="net-bench-")
+    # The TSC rate as domus-vmm's guest calibrates it (ACPI PM timer).
+    ns = Ns("hz")
+    try:
+        ns.tap("tap0", "10.9.5.1/24")
+        g = guest(ns, "domus", a, "tap0", "00:16:3e:09:05:02", "probe=net-ping ip=10.9.5.2/24 target=10.9.5.1 count=1", tmp)
+        hz = int(read_until(g, r"tsc_hz=(\d+)").group(1)); finish(g)
+    finally:
+        ns.close()
+    res = {}
+    for case, fn in [("g->h", g2h), ("h->g", h2g), ("g<->g", g2g)]:
+        d, q = [], []
+        for _ in range(a.n):
+            d.append(fn("domus", a, tmp, hz)); q.append(fn("qemu", a, tmp, hz))
+        res[case] = (statistics.median(d), statistics.median(q))
+    ceiling = statistics.median([veth(a, None) for _ in range(a.n)])
+    dr, qr = [], []
+    for _ in range(a.n):
+        dr.append(rtt("domus", a, tmp, hz)); qr.append(rtt("qemu", a, tmp, hz))
+    print(f"tsc_hz={hz}  rounds={a.n}  stream={a.mb} MB of 1472-byte UDP payloads")
+    print(f"{'case':<8} {'domus MB/s':>10} {'qemu MB/s':>10} {'domus/qemu':>10}")
+    for case, (d, q) in res.items():
+        print(f"{case:<8} {d:>10.1f} {q:>10.1f} {d / q if q else float('nan'):>10.2f}")
+    print(f"{'veth':<8} {ceiling:>10.1f}   (host ceiling: the same sender/receiver over a veth pair)")
+    davg = statistics.median(x[0] for x in dr); qavg = statistics.median(x[0] for x in qr)
+    dmin = statistics.median(x[1] for x in dr); qmin = statistics.median(x[1] for x in qr)
+    print(f"rtt avg  domus {davg:.0f} us  qemu {qavg:.0f} us  ratio {davg / qavg:.2f}")
+    print(f"rtt min  domus {dmin:.0f} us  qemu {qmin:.0f} us  ratio {dmin / qmin:.2f}")
+
+if __name__ == "__main__":
+    main()
