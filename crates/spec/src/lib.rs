@@ -29,6 +29,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod affinity;
 pub mod host;
 pub mod image;
 mod prepare;
@@ -37,6 +38,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use affinity::Placement;
 pub use domus_config::{Action, DomainType};
 pub use host::HostLimits;
 pub use prepare::{
@@ -139,8 +141,14 @@ pub struct VmSpec {
     pub memory_mib: u64,
     /// Maximum memory, MiB (recorded; no ballooning).
     pub maxmem_mib: u64,
-    /// vCPUs.
+    /// vCPUs online at boot.
     pub vcpus: u32,
+    /// Possible vCPUs (`maxvcpus`, at least `vcpus`; recorded: no vCPU hotplug yet).
+    #[serde(default)]
+    pub maxvcpus: u32,
+    /// Where the vCPU threads run and their share of the host (applied by domusd).
+    #[serde(default)]
+    pub placement: Placement,
     /// The kernel image.
     pub kernel: Resource,
     /// How the kernel is entered (detected from the file).
