@@ -129,7 +129,7 @@ pub struct DomainInfo {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRequest {
-    /// The domain's configuration (as `domus create -N` prints it), with paths already absolute.
+    /// The domain's configuration (as `domus create -N --json` prints it), with paths already absolute.
     pub config: domus_config::DomainConfig,
     /// Leave the domain paused once created (`create -p`).
     #[serde(default)]
@@ -153,6 +153,33 @@ pub struct RebootRequest {
     /// powers off.
     #[serde(default)]
     pub force: bool,
+}
+
+/// `POST /v1/domains/DOM/sysrq`: a serial BREAK followed by `key` (xl sysrq).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SysrqRequest {
+    /// The SysRq key (printable ASCII).
+    pub key: char,
+}
+
+/// `POST /v1/domains/DOM/dump-core`: an ELF core of the guest (xl dump-core).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DumpCoreRequest {
+    /// Absolute path of the core file to write (on the host).
+    pub path: String,
+}
+
+/// `POST /v1/domains/DOM/trigger` (xl trigger, and xl button-press as `power`/`sleep`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerRequest {
+    /// `power`, `sleep`, `nmi`, `init`, `reset` or `s3resume`.
+    pub trigger: String,
+    /// The vCPU, for `nmi` and `init` (xl's optional VCPU argument; 0 when absent).
+    #[serde(default)]
+    pub vcpu: Option<u32>,
 }
 
 /// `POST /v1/domains/DOM/rename`.

@@ -6,8 +6,13 @@
 #![forbid(unsafe_code)]
 
 mod api;
+mod clock;
+mod cmdtable;
 mod commands;
+mod host;
+mod libxl_json;
 mod output;
+mod xentop;
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -20,7 +25,7 @@ use crate::commands::{Command, Ctx, Prog};
 
 /// Xen's toolstack rebuilt on Linux KVM: create, list and control domains as with xl.
 #[derive(Debug, Parser)]
-#[command(name = "domus", version, about, long_about = None, infer_subcommands = true)]
+#[command(name = "domus", version, about, long_about = None)]
 struct Cli {
     /// More logging on stderr (repeat for more: -v info, -vv debug, -vvv trace).
     #[arg(short = 'v', action = clap::ArgAction::Count)]
@@ -41,7 +46,41 @@ fn prog_from_argv0(argv0: Option<&OsString>) -> Prog {
     match name {
         "xl" => Prog::Xl,
         "xm" => Prog::Xm,
+        "xentop" => Prog::Xentop,
         _ => Prog::Domus,
+    }
+}
+
+/// Replaces the command word in `args` by the full command name it selects (xl's `cmdtable_lookup`:
+/// see `cmdtable`); `Err` carries xl's message for a word that selects nothing Domus runs. Under the
+/// name `xentop`, every argument belongs to `top`.
+fn resolve_command(prog: Prog, args: &mut Vec<OsString>) -> Result<(), String> {
+    if prog == Prog::Xentop {
+        args.insert(1.min(args.len()), OsString::from("top"));
+        return Ok(());
+    }
+    // The first argument that is not a global flag (-v, -N, -h, -V, --help, --version) is the command.
+    let Some(pos) = args
+        .iter()
+        .skip(1)
+        .position(|a| !a.to_string_lossy().starts_with('-'))
+        .map(|p| p + 1)
+    else {
+        return Ok(());
+    };
+    let word = args[pos].to_string_lossy().into_owned();
+    if word == "help" {
+        return Ok(());
+    }
+    match cmdtable::lookup(&word) {
+        cmdtable::Lookup::Command(name) => {
+            if Cli::command().find_subcommand(name).is_none() {
+                return Err(format!("command \"{name}\" not implemented"));
+            }
+            args[pos] = OsString::from(name);
+            Ok(())
+        }
+        cmdtable::Lookup::NotFound => Err("command not implemented".to_owned()),
     }
 }
 
@@ -62,8 +101,12 @@ fn init_logging(verbose: u8) {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<OsString> = std::env::args_os().collect();
+    let mut args: Vec<OsString> = std::env::args_os().collect();
     let prog = prog_from_argv0(args.first());
+    if let Err(msg) = resolve_command(prog, &mut args) {
+        eprintln!("{msg}");
+        return ExitCode::FAILURE;
+    }
     let matches = Cli::command()
         .name(prog.name())
         .bin_name(prog.name())
@@ -72,7 +115,12 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    init_logging(cli.verbose);
+    // `create -d` (xl's debug messages) is the global -vv.
+    let verbose = match &cli.command {
+        Command::Create(a) if a.debug => cli.verbose.max(2),
+        _ => cli.verbose,
+    };
+    init_logging(verbose);
     let ctx = Ctx {
         prog,
         dry_run: cli.dry_run,

@@ -1,5 +1,6 @@
-//! `domus create -N` (and xl's global `-N create`) run as the real binary, also invoked as `xl`: the
-//! resulting configuration is printed as JSON on stdout with generated values filled in, "Parsing config
+//! `domus create -N --json` (and xl's global `-N create --json`) run as the real binary, also invoked as
+//! `xl`: the resulting configuration is printed as Domus's JSON on stdout (plain `-N` prints libxl's JSON:
+//! `xl_parity.rs`) with generated values filled in, "Parsing config
 //! from FILE" and warnings go to stderr, bad configs exit 1 with a located error. No domusd is needed.
 //!
 //! The dry run also runs the host checks `domus create` gets from domusd (issue 9): the HOWTO's and Xen's
@@ -129,7 +130,7 @@ fn assert_foo(v: &Value) {
 fn howto_foo_dry_run_both_flag_forms() {
     let dir = scratch("foo");
     howto_foo(&dir);
-    let out = run(Path::new(DOMUS), &dir, &["create", "-N", "foo"]);
+    let out = run(Path::new(DOMUS), &dir, &["create", "-N", "--json", "foo"]);
     assert_foo(&json_refused(&out, &FOO_REFUSED));
     assert!(stderr(&out).starts_with("Parsing config from foo\n"));
     // xl's global-flag form, with overrides appended as config lines.
@@ -139,6 +140,7 @@ fn howto_foo_dry_run_both_flag_forms() {
         &[
             "-N",
             "create",
+            "--json",
             "foo",
             "vcpus=2",
             "memory=2048",
@@ -154,7 +156,11 @@ fn howto_foo_dry_run_both_flag_forms() {
     assert_eq!(v["memory_mib"], 2048);
     // -f FILE form.
     let v = json_refused(
-        &run(Path::new(DOMUS), &dir, &["create", "-N", "-f", "foo"]),
+        &run(
+            Path::new(DOMUS),
+            &dir,
+            &["create", "-N", "--json", "-f", "foo"],
+        ),
         &FOO_REFUSED,
     );
     assert_eq!(v["name"], "foo");
@@ -167,14 +173,14 @@ fn invoked_as_xl_through_a_link() {
     let xl = dir.join("xl");
     std::os::unix::fs::symlink(DOMUS, &xl).expect("symlink xl -> domus");
     assert_foo(&json_refused(
-        &run(&xl, &dir, &["-N", "create", "foo"]),
+        &run(&xl, &dir, &["-N", "create", "--json", "foo"]),
         &FOO_REFUSED,
     ));
     assert_foo(&json_refused(
-        &run(&xl, &dir, &["create", "-N", "foo"]),
+        &run(&xl, &dir, &["create", "-N", "--json", "foo"]),
         &FOO_REFUSED,
     ));
-    let bad = run(&xl, &dir, &["-N", "create", "foo", "vcpus=-1"]);
+    let bad = run(&xl, &dir, &["-N", "create", "--json", "foo", "vcpus=-1"]);
     assert_failed_with(
         &bad,
         "xl create: command line:1:7: vcpus: negative number `-1`",
@@ -194,7 +200,7 @@ fn xen_example_generates_macs_and_warns() {
     );
     let dir = scratch("xlexample");
     let path = example.to_str().expect("utf-8 path");
-    let out = run(Path::new(DOMUS), &dir, &["create", "-N", path]);
+    let out = run(Path::new(DOMUS), &dir, &["create", "-N", "--json", path]);
     let hvm = format!("{path}:9:8: type: type = \"hvm\" needs firmware");
     let v = json_refused(&out, &[&hvm]);
     assert_eq!(v["name"], "example.hvm");
@@ -225,7 +231,7 @@ fn xen_example_generates_macs_and_warns() {
     );
     // Two dry runs generate different uuids and MACs.
     let again = json_refused(
-        &run(Path::new(DOMUS), &dir, &["create", "-N", path]),
+        &run(Path::new(DOMUS), &dir, &["create", "-N", "--json", path]),
         &[&hvm],
     );
     assert_ne!(again["uuid"], v["uuid"]);
@@ -250,16 +256,24 @@ fn bad_configs_exit_1_with_located_errors() {
     ];
     for (text, want) in cases {
         std::fs::write(dir.join("bad.cfg"), text).expect("write bad.cfg");
-        let out = run(Path::new(DOMUS), &dir, &["create", "-N", "bad.cfg"]);
+        let out = run(
+            Path::new(DOMUS),
+            &dir,
+            &["create", "-N", "--json", "bad.cfg"],
+        );
         assert_failed_with(&out, want);
         assert!(stderr(&out).starts_with("Parsing config from bad.cfg\n"));
     }
-    let out = run(Path::new(DOMUS), &dir, &["create", "-N", "no-such.cfg"]);
+    let out = run(
+        Path::new(DOMUS),
+        &dir,
+        &["create", "-N", "--json", "no-such.cfg"],
+    );
     assert_failed_with(
         &out,
         "domus create: cannot read config file no-such.cfg: No such file or directory",
     );
-    let out = run(Path::new(DOMUS), &dir, &["create", "-N"]);
+    let out = run(Path::new(DOMUS), &dir, &["create", "-N", "--json"]);
     assert_failed_with(&out, "domus create: no config file given");
 }
 
@@ -274,7 +288,7 @@ fn bare_names_are_looked_up_in_the_config_dir() {
     )
     .expect("copy");
     let out = Command::new(DOMUS)
-        .args(["create", "-N", "nbsd"])
+        .args(["create", "-N", "--json", "nbsd"])
         .current_dir(&dir)
         .env("DOMUS_CONFIG_DIR", &etc)
         .output()
@@ -316,7 +330,7 @@ fn a_runnable_config_dry_runs_clean_and_names_its_boot_protocol() {
     let out = run(
         Path::new(DOMUS),
         &dir,
-        &["create", "-N", "hello", &kernel, "type=\"pv\""],
+        &["create", "-N", "--json", "hello", &kernel, "type=\"pv\""],
     );
     let v = json(&out);
     assert_eq!(v["name"], "hello");

@@ -50,9 +50,10 @@ fn store_has_xens_layout_for_xen_clients() {
     h.ok(&["rename", "stored", "renamed"]);
     assert_eq!(read(&format!("/local/domain/{id}/name")), "renamed");
     h.ok(&["destroy", "renamed"]);
+    // Only Domain-0's own nodes (issue 15: /local/domain/0/{name,domid}) remain.
     assert_eq!(
         h.xenstore("xenstore-ls", &["/local/domain"]).trim(),
-        "",
+        "0 = \"\"\n name = \"Domain-0\"\n domid = \"0\"",
         "nodes removed on destroy"
     );
 }

@@ -366,7 +366,13 @@ impl Builder {
                     s.key
                 )
             }
-            KeyClass::Unknown => format!("unknown key `{}`: kept but not used", s.key),
+            KeyClass::Unknown => match keys::suggest(&s.key) {
+                Some(near) => format!(
+                    "unknown key `{}`: kept but not used; did you mean `{near}`?",
+                    s.key
+                ),
+                None => format!("unknown key `{}`: kept but not used", s.key),
+            },
         };
         self.warn(&at, message);
         self.cfg

@@ -143,6 +143,48 @@ pub const NOT_IMPLEMENTED: &[&str] = &[
     "vmtrace_buf_kb",
 ];
 
+/// xl.cfg(5) keys Domus reads (each has a handler in the config builder).
+pub const IMPLEMENTED: &[&str] = &[
+    "name",
+    "uuid",
+    "type",
+    "builder",
+    "memory",
+    "maxmem",
+    "vcpus",
+    "maxvcpus",
+    "cpus",
+    "kernel",
+    "ramdisk",
+    "cmdline",
+    "root",
+    "extra",
+    "bootloader",
+    "bootloader_args",
+    "on_poweroff",
+    "on_reboot",
+    "on_crash",
+    "on_watchdog",
+    "disk",
+    "vif",
+    "pci",
+    "serial",
+];
+
+/// The known key (read by Domus, or an xl key it does not implement) nearest to a misspelt `key`, when
+/// close enough to be the likely intent: `memroy` -> `memory`, `vcpu` -> `vcpus`. Optimal string
+/// alignment distance (a transposition counts once), at most 1 for keys up to 4 characters, else 2.
+pub fn suggest(key: &str) -> Option<&'static str> {
+    let limit = if key.chars().count() <= 4 { 1 } else { 2 };
+    IMPLEMENTED
+        .iter()
+        .chain(NOT_IMPLEMENTED.iter())
+        .map(|k| (strsim::osa_distance(key, k), *k))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
 /// Classifies a key that no handler took.
 pub fn classify(key: &str) -> KeyClass {
     if NOT_IMPLEMENTED.contains(&key) {
@@ -161,5 +203,16 @@ mod tests {
         assert_eq!(classify("sdl"), KeyClass::NotImplemented);
         assert_eq!(classify("vnc"), KeyClass::NotImplemented);
         assert_eq!(classify("frobnicate"), KeyClass::Unknown);
+    }
+
+    #[test]
+    fn near_misses_get_a_suggestion() {
+        assert_eq!(suggest("memroy"), Some("memory"));
+        assert_eq!(suggest("vcpu"), Some("vcpus"));
+        assert_eq!(suggest("kernal"), Some("kernel"));
+        assert_eq!(suggest("on_poweof"), Some("on_poweroff"));
+        assert_eq!(suggest("vnclisen"), Some("vnclisten"));
+        assert_eq!(suggest("frobnicate"), None);
+        assert_eq!(suggest("xy"), None);
     }
 }

@@ -50,6 +50,10 @@ struct Args {
     /// Console log size (bytes) before rotation.
     #[arg(long, default_value_t = 1024 * 1024)]
     console_log_max_bytes: u64,
+    /// Restart-loop guard: at most RESTARTS on_*="restart" restarts of a domain within SECONDS; the next
+    /// stop leaves it shut down (crashed) with an error in the log. `off` disables the guard.
+    #[arg(long, value_name = "RESTARTS/SECONDS", default_value = "5/60")]
+    restart_limit: daemon::restart_guard::RestartLimitArg,
 }
 
 fn env(k: &str) -> Option<String> {
@@ -88,6 +92,7 @@ fn options(args: &Args) -> anyhow::Result<Options> {
         console_log_max_bytes: args.console_log_max_bytes.max(4096),
         start_timeout: Duration::from_secs(30),
         destroy_timeout: Duration::from_secs(5),
+        restart_limit: args.restart_limit.0,
     })
 }
 
@@ -128,8 +133,11 @@ fn run(args: &Args, ring: DmesgRing) -> anyhow::Result<()> {
         domus_store::server::spawn(domus_store::server::ServerConfig::new(store_state, sockets))
             .context("starting the store")?;
     info!(socket = %store_socket.display(), "store serving");
-    let daemon = Daemon::new(opts, Box::new(XenStore::new(store_socket)), ring)?;
+    let daemon = Daemon::new(opts, Box::new(XenStore::new(store_socket.clone())), ring)?;
+    daemon.publish_host();
     daemon.recover().context("re-adopting domains")?;
+    daemon::control_watch::spawn(daemon.clone(), store_socket)
+        .context("starting the control/shutdown watcher")?;
     // SIGTERM/SIGINT (systemctl stop/restart): stop the store cleanly (journal synced) and leave every
     // guest running; the next domusd re-adopts them.
     let mut signals = signal_hook::iterator::Signals::new([

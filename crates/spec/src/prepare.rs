@@ -36,6 +36,20 @@ pub enum SpecErrorKind {
     /// PCI passthrough.
     #[error("pci passthrough is not supported yet (remove the 'pci' entries)")]
     Pci,
+    /// A serial port other than the console.
+    #[error("serial = \"{0}\" is not supported: the serial port is the domain's console (serial = \"pty\", reached with `console` and logged under the console log directory); remove the setting or write \"pty\"")]
+    Serial(String),
+    /// More than one serial port.
+    #[error("{0} serial ports given, but a domain has one (COM1, its console): keep serial = \"pty\" only")]
+    SerialCount(usize),
+    /// A block hotplug script.
+    #[error("disk `{vdev}`: script={script} is not supported: Domus does not run block hotplug scripts yet; remove script= and give the image or device path as target=")]
+    DiskScript {
+        /// vdev.
+        vdev: String,
+        /// The script.
+        script: String,
+    },
     /// A coredump action.
     #[error("{key}=\"{action}\" is not supported: domus cannot dump guest memory yet (use \"destroy\", \"restart\" or \"preserve\")")]
     Coredump {
@@ -336,6 +350,14 @@ pub fn prepare(cfg: &DomainConfig, host: &HostLimits) -> Result<Prepared, SpecEr
     if !cfg.pci.is_empty() {
         c.fail(o.pci.as_ref(), "pci", SpecErrorKind::Pci);
     }
+    // The one serial port (COM1) is the console: xl's serial = "pty". Anything else is refused rather
+    // than accepted and ignored.
+    match cfg.serial.as_slice() {
+        [] => {}
+        [one] if one == "pty" => {}
+        [one] => c.fail(None, "serial", SpecErrorKind::Serial(one.clone())),
+        more => c.fail(None, "serial", SpecErrorKind::SerialCount(more.len())),
+    }
     for (key, action) in [
         ("on_poweroff", cfg.on_poweroff),
         ("on_reboot", cfg.on_reboot),
@@ -560,6 +582,17 @@ fn disks(c: &mut Check<'_>) -> Option<Vec<(DiskSpec, Option<File>)>> {
             continue;
         }
         seen.insert(d.devnum, i);
+        if let Some(script) = &d.script {
+            c.fail(
+                at,
+                "disk",
+                SpecErrorKind::DiskScript {
+                    vdev: d.vdev.clone(),
+                    script: script.clone(),
+                },
+            );
+            continue;
+        }
         let cdrom = d.devtype == DevType::Cdrom;
         let read_only = d.access == Access::Ro || cdrom;
         let target = d.target.as_deref().filter(|t| !t.is_empty());

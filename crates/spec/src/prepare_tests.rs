@@ -247,3 +247,31 @@ fn placement_and_maxmem_admission() {
         ["maxmem: maxmem = 8192 MiB is more than this host can give (4096 MiB of RAM + swap)"]
     );
 }
+
+#[test]
+fn serial_other_than_pty_and_disk_scripts_are_refused_not_ignored() {
+    let d = Dir::new();
+    let base = format!("name = 's'\nkernel = '{}'\nmemory = 64\n", d.p("pvh"));
+    let pty = format!("{base}serial = 'pty'\n");
+    assert!(prepare(&d.cfg(&pty), &HOST).is_ok(), "pty is the console");
+    let file = d.errors(&format!("{base}serial = 'file:/tmp/x'\n"));
+    assert!(
+        file.iter()
+            .any(|e| e.contains("serial = \"file:/tmp/x\" is not supported")),
+        "{file:?}"
+    );
+    let two = d.errors(&format!("{base}serial = ['pty', 'pty']\n"));
+    assert!(
+        two.iter().any(|e| e.contains("2 serial ports given")),
+        "{two:?}"
+    );
+    let script = d.errors(&format!(
+        "{base}disk = ['vdev=xvda, script=block-iscsi, target={}']\n",
+        d.p("disk.img")
+    ));
+    assert!(
+        script.iter().any(|e| e.contains("t.cfg:4:")
+            && e.contains("disk `xvda`: script=block-iscsi is not supported")),
+        "{script:?}"
+    );
+}

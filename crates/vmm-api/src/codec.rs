@@ -157,6 +157,11 @@ mod tests {
                 vcpu: 3,
                 cpus: vec![0, 1, 7],
             },
+            Request::Sysrq { key: 'h' },
+            Request::Nmi { vcpu: 1 },
+            Request::DumpCore {
+                path: "/var/lib/domus/dump/web.core".into(),
+            },
         ]
     }
 

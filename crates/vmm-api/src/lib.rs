@@ -21,6 +21,9 @@
 //! {"cmd":"outcome"}      -> {"ok":true,"outcome":null|{...}}                                   (OutcomeReply)
 //! {"cmd":"ack-outcome"}  -> {"ok":true}   the supervisor has the outcome: the VMM may exit now   (Done)
 //! {"cmd":"vcpu-pin","vcpu":K,"cpus":[...]} -> {"ok":true}   host CPU affinity of vCPU K's thread (Done)
+//! {"cmd":"sysrq","key":"h"} -> {"ok":true}   serial BREAK, then the key (SysRq for Linux)         (Done)
+//! {"cmd":"nmi","vcpu":K} -> {"ok":true}   KVM_NMI on vCPU K (delivered before its next guest entry)   (Done)
+//! {"cmd":"dump-core","path":"/abs/file"} -> {"ok":true}   ELF core of memory + vCPU registers     (Done)
 //! anything refused       -> {"ok":false,"error":"message"}
 //! ```
 //! Requests with fields deny unknown ones (serde ignores extra fields next to a field-less `cmd`); replies

@@ -35,6 +35,22 @@ pub enum Request {
         /// Host CPU numbers.
         cpus: Vec<u32>,
     },
+    /// Write an ELF core of the guest (memory and each vCPU's registers) to `path`; the vCPUs stop
+    /// while it is written and run on afterwards unless the domain was paused.
+    DumpCore {
+        /// Absolute path of the file to create.
+        path: String,
+    },
+    /// Inject a non-maskable interrupt into vCPU `vcpu` (xl trigger nmi).
+    Nmi {
+        /// vCPU index.
+        vcpu: u32,
+    },
+    /// A line BREAK on the serial console followed by `key`: Linux's 8250 console makes it SysRq-`key`.
+    Sysrq {
+        /// The SysRq key (printable ASCII).
+        key: char,
+    },
 }
 
 impl Request {
@@ -50,6 +66,9 @@ impl Request {
             Self::Outcome => "outcome",
             Self::AckOutcome => "ack-outcome",
             Self::VcpuPin { .. } => "vcpu-pin",
+            Self::Sysrq { .. } => "sysrq",
+            Self::DumpCore { .. } => "dump-core",
+            Self::Nmi { .. } => "nmi",
         }
     }
 }

@@ -11,6 +11,8 @@
 //!   them (which lowers a level-triggered SCI); on hardware-reduced machines read the Generic
 //!   Event Device's selector instead (`sci_ged_events`); EOI the local APIC.
 //! - other vectors: EOI and count; the spurious vector: nothing.
+//! - NMI (vector 2): count it (`take_nmi_count`); if it interrupted the wait syscall's `hlt`, return
+//!   past it so the waiting loop reports it at once.
 //!
 //! The IDT itself is plain memory (mapped user-accessible), so CPL3 fills the 256 gates natively
 //! (`install_idt`) instead of spending emulated ring-0 instructions on it.
@@ -45,6 +47,7 @@ core::arch::global_asm!(
     "    iretq",
     "sys_wait_irq:",
     "    sti",
+    "wait_irq_hlt:",
     "    hlt",
     "    cli",
     "    iretq",
@@ -168,6 +171,15 @@ core::arch::global_asm!(
     ".globl irq_spurious",
     "irq_spurious:",
     "    iretq",
+    // NMI: count it; an NMI that woke `sys_wait_irq`'s hlt (or came between its sti and hlt)
+    // returns past the hlt, so the waiting CPL3 loop sees the count at once.
+    ".globl irq_nmi",
+    "irq_nmi:",
+    "    incq nmi_count",
+    "    cmpq $wait_irq_hlt, (%rsp)",
+    "    jne 1f",
+    "    incq (%rsp)", // hlt is one byte
+    "1:  iretq",
     ".popsection",
     // ---- data ------------------------------------------------------------------------------------
     ".pushsection .rodata",
@@ -192,6 +204,8 @@ core::arch::global_asm!(
     "sci_count: .quad 0",
     ".globl irq_other_count",
     "irq_other_count: .quad 0",
+    ".globl nmi_count",
+    "nmi_count: .quad 0",
     ".globl lapic_base",
     "lapic_base: .quad 0xfee00000",
     ".globl sci_pm1_status",
@@ -225,7 +239,9 @@ extern "C" {
     static ged_esel_addr: AtomicU64;
     static sci_ged_events: AtomicU32;
     static lapic_base: AtomicU64;
+    static nmi_count: AtomicU64;
     fn trap_ud();
+    fn irq_nmi();
     fn irq_sci();
     fn irq_other();
     fn irq_spurious();
@@ -257,6 +273,7 @@ pub fn install_idt() {
         set_gate(vector, stub);
     }
     set_gate(6, trap_ud as *const () as usize as u64);
+    set_gate(2, irq_nmi as *const () as usize as u64);
     for vector in 32..256 {
         set_gate(vector, irq_other as *const () as usize as u64);
     }
@@ -268,6 +285,12 @@ pub fn install_idt() {
         usize::from(VECTOR_SPURIOUS),
         irq_spurious as *const () as usize as u64,
     );
+}
+
+/// NMIs taken since the last call; resets the count.
+pub fn take_nmi_count() -> u64 {
+    // SAFETY: a static AtomicU64 defined in the asm block above.
+    unsafe { &nmi_count }.swap(0, Ordering::SeqCst)
 }
 
 /// Tells the SCI handler where PM1_STS lives (0: SCI handler only EOIs).

@@ -81,9 +81,13 @@ pub fn force_unlock() {
     UART.force_unlock();
 }
 
-/// Returns a received byte, if one is waiting.
-pub fn try_read_byte() -> Option<u8> {
-    (inb(LSR) & LSR_DATA_READY != 0).then(|| inb(THR))
+/// LSR's Break Interrupt bit: the character at the top of the FIFO is a line BREAK's NUL.
+pub const LSR_BREAK: u8 = 0x10;
+
+/// Returns a received byte with the line status it arrived with, if one is waiting.
+pub fn try_read_with_status() -> Option<(u8, u8)> {
+    let lsr = inb(LSR);
+    (lsr & LSR_DATA_READY != 0).then(|| (inb(THR), lsr))
 }
 
 /// A fixed-size line buffer for `core::fmt` output (over-long lines are cut, never an error).

@@ -1,12 +1,14 @@
 //! `create [-N] CONFIG [KEY=VALUE ...]`: parse a domain config (plus overrides, appended as config lines
 //! as xl does) and have domusd create the domain (domusd checks it against the host first). With `-N`
-//! (or the global `-N`), print the resulting configuration as JSON on stdout instead, generated values
-//! (uuid, MACs) filled in, then run the same check domusd runs (`domus_spec::prepare`): a config domusd
-//! would refuse exits 1 with every problem, located.
+//! (or the global `-N`), print the resulting configuration on stdout instead, generated values (uuid,
+//! MACs) filled in — as libxl's JSON with `"domid": null`, as xl prints it (`--json`: Domus's own
+//! configuration JSON, what domusd is sent) — then run the same check domusd runs
+//! (`domus_spec::prepare`): a config domusd would refuse exits 1 with every problem, located.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use domus_api::messages::{DomainState, ShutdownReason};
 use domus_config::DomainConfig;
 
 use super::Ctx;
@@ -17,9 +19,12 @@ const CONFIG_DIRS: [&str; 2] = ["/etc/domus", "/etc/xen"];
 /// Arguments of `create`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Dry run: print the resulting configuration as JSON and create nothing.
+    /// Dry run: print the resulting configuration as libxl's JSON (as xl does) and create nothing.
     #[arg(short = 'N', short_alias = 'n', long = "dryrun")]
     pub dry_run: bool,
+    /// With -N: print Domus's own configuration JSON (what domusd is sent) instead of libxl's.
+    #[arg(long = "json")]
+    pub json: bool,
     /// Attach to the domain's console once it is created.
     #[arg(short = 'c')]
     pub console: bool,
@@ -29,9 +34,15 @@ pub struct Args {
     /// Quiet: no "Parsing config from ..." line.
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
-    /// Stay in the foreground until the domain is gone (xl's -F).
+    /// Stay in the foreground until the domain is gone, printing xl's monitor lines (xl's -F).
     #[arg(short = 'F')]
     pub foreground: bool,
+    /// Do not wait for the domain's death (xl's -e): the CLI never does; domusd supervises the domain.
+    #[arg(short = 'e')]
+    pub no_wait: bool,
+    /// Debug messages (xl's -d): as the global -vv.
+    #[arg(short = 'd')]
+    pub debug: bool,
     /// The config file (xl's -f form; then every positional argument is a KEY=VALUE override).
     #[arg(short = 'f', long = "defconfig", value_name = "FILE")]
     pub config_file: Option<PathBuf>,
@@ -45,10 +56,13 @@ impl Args {
     pub fn for_file(file: PathBuf) -> Self {
         Args {
             dry_run: false,
+            json: false,
             console: false,
             paused: false,
             quiet: true,
             foreground: false,
+            no_wait: false,
+            debug: false,
             config_file: Some(file),
             args: Vec::new(),
         }
@@ -108,9 +122,17 @@ pub fn load(args: &Args) -> anyhow::Result<DomainConfig> {
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     let config = load(&args)?;
     if args.dry_run || ctx.dry_run {
-        let json =
-            serde_json::to_string_pretty(&config).context("serialising the configuration")?;
-        println!("{json}");
+        if args.json {
+            let json =
+                serde_json::to_string_pretty(&config).context("serialising the configuration")?;
+            println!("{json}");
+        } else {
+            // xl's printf_info: one {"domid": null, "config": {...}} object.
+            println!(
+                "{}",
+                crate::libxl_json::to_string(&crate::libxl_json::domain(None, &config))
+            );
+        }
         let resolved = crate::api::prepare_config(config)?;
         let prepared = domus_spec::prepare(&resolved, &domus_spec::HostLimits::probe())
             .map_err(|e| refusal(&resolved.name, &e))?;
@@ -144,7 +166,43 @@ fn create_domain(args: &Args, config: DomainConfig) -> anyhow::Result<()> {
             super::console::attach(Path::new(path))?;
         }
     } else if args.foreground {
-        crate::api::wait_stopped(&client, &[d.domid], None)?;
+        follow(&client, d.domid, &d.name)?;
     }
     Ok(())
+}
+
+/// `-F`: stays until the domain is gone, printing xl's monitor lines; a restart (same name, new domid)
+/// is followed as xl follows it.
+fn follow(c: &domus_api::client::ApiClient, first: u32, name: &str) -> anyhow::Result<()> {
+    let mut domid = first;
+    loop {
+        eprintln!(
+            "Waiting for domain {name} (domid {domid}) to die [pid {}]",
+            std::process::id()
+        );
+        let next = loop {
+            match c.get(&domid.to_string()) {
+                Ok(d) if matches!(d.state, DomainState::Shutdown | DomainState::Crashed) => {
+                    let code = d.shutdown_reason.map_or(0, ShutdownReason::code);
+                    eprintln!("Domain {domid} has shut down, reason code {code} 0x{code:x}");
+                    eprintln!("Done. Exiting now");
+                    return Ok(());
+                }
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => break c.get(name).ok().filter(|d| d.domid != domid),
+                Err(e) => return Err(e.into()),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        match next {
+            Some(d) => {
+                eprintln!("Done. Rebooting now");
+                domid = d.domid;
+            }
+            None => {
+                eprintln!("Domain {domid} has been destroyed.");
+                return Ok(());
+            }
+        }
+    }
 }

@@ -1,22 +1,33 @@
-//! `xl list [-l] [-v] [DOMAIN...]`: the domains in xl's columns, Domain-0 first; `-l` prints JSON.
+//! `xl list [-l] [-v] [-Z] [-c] [-n] [DOMAIN...]`: the domains in xl's columns, Domain-0 first; `-l`
+//! prints libxl's JSON, `--json` Domus's own.
 
 use clap::Args as ClapArgs;
 
 use super::Ctx;
+use crate::output::ListColumns;
 use crate::{api, output};
 
 /// Options of `list`.
 #[derive(Debug, ClapArgs)]
 pub struct Args {
-    /// Long output: JSON with each domain's configuration.
+    /// Long output: libxl's JSON of each domain's configuration (as xl prints it).
     #[arg(short = 'l', long = "long")]
     pub long: bool,
-    /// Verbose: add UUID and shutdown reason code.
+    /// Domus's own JSON of each domain (state, times, pid, restarts, configuration).
+    #[arg(long = "json", conflicts_with = "long")]
+    pub json: bool,
+    /// Verbose: add UUID, shutdown reason code and security label.
     #[arg(short = 'v', long = "verbose")]
     pub verbose: bool,
-    /// Also show security labels (there are none: printed as "-").
-    #[arg(short = 'Z', long = "context")]
+    /// Add the security label column (there are none: "-"); xm's `--label` too.
+    #[arg(short = 'Z', long = "context", visible_alias = "label")]
     pub context: bool,
+    /// Add the cpupool column.
+    #[arg(short = 'c', long = "cpupool")]
+    pub cpupool: bool,
+    /// Add the NUMA node affinity column.
+    #[arg(short = 'n', long = "numa")]
+    pub numa: bool,
     /// Domains to list (names or domids); all when none.
     pub domains: Vec<String>,
 }
@@ -32,11 +43,20 @@ pub fn run(_ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         println!("{}", output::list_long(&all));
         return Ok(());
     }
-    let verbose = args.verbose || args.context;
-    let mut out = output::list_header(verbose);
+    if args.json {
+        println!("{}", output::list_json(&all));
+        return Ok(());
+    }
+    let cols = ListColumns {
+        verbose: args.verbose,
+        context: args.context,
+        cpupool: args.cpupool,
+        numa: args.numa,
+    };
+    let mut out = output::list_header(cols);
     out.push('\n');
     for d in &all {
-        out.push_str(&output::list_row(d, verbose));
+        out.push_str(&output::list_row(d, cols));
         out.push('\n');
     }
     print!("{out}");

@@ -11,6 +11,7 @@ pub mod disk;
 pub mod dmesg;
 pub mod domid;
 pub mod domname;
+pub mod dump_core;
 pub mod info;
 pub mod list;
 pub mod mem_max;
@@ -18,10 +19,14 @@ pub mod pause;
 pub mod reboot;
 pub mod rename;
 pub mod shutdown;
+pub mod sysrq;
+pub mod top;
+pub mod trigger;
 pub mod unpause;
 pub mod uptime;
 pub mod vcpu_list;
 pub mod vcpu_pin;
+pub mod vm_list;
 
 use clap::Subcommand;
 
@@ -34,6 +39,8 @@ pub enum Prog {
     Xl,
     /// `xm`
     Xm,
+    /// `xentop` (every argument belongs to `top`)
+    Xentop,
 }
 
 impl Prog {
@@ -43,6 +50,7 @@ impl Prog {
             Prog::Domus => "domus",
             Prog::Xl => "xl",
             Prog::Xm => "xm",
+            Prog::Xentop => "xentop",
         }
     }
 }
@@ -75,10 +83,14 @@ pub enum Command {
     BlockDetach(block::HotplugArgs),
     /// Disk images: `disk create PATH SIZE [--sparse] [--force]`.
     Disk(disk::Args),
+    /// Press a domain's ACPI power (or sleep) button (xl button-press).
+    ButtonPress(trigger::ButtonArgs),
     /// Terminate a domain immediately (xl destroy).
     Destroy(destroy::Args),
     /// Show domusd's recent log (xl dmesg).
     Dmesg(dmesg::Args),
+    /// Write an ELF core of a domain's memory and vCPUs (xl dump-core).
+    DumpCore(dump_core::Args),
     /// Print the domid of a domain name (xl domid).
     Domid(domid::Args),
     /// Print the name of a domid (xl domname).
@@ -97,6 +109,12 @@ pub enum Command {
     Rename(rename::Args),
     /// Shut a domain down through its ACPI power button (xl shutdown).
     Shutdown(shutdown::Args),
+    /// Send a serial BREAK and a SysRq letter to a domain's console (xl sysrq).
+    Sysrq(sysrq::Args),
+    /// Send a trigger (power, reset, init, ...) to a domain (xl trigger).
+    Trigger(trigger::Args),
+    /// Live view of the domains, as xentop (xl top); `-b` for batch output.
+    Top(top::Args),
     /// Unpause a domain (xl unpause).
     Unpause(unpause::Args),
     /// Show domains' uptime (xl uptime).
@@ -105,6 +123,8 @@ pub enum Command {
     VcpuList(vcpu_list::Args),
     /// Pin vCPUs to host CPUs (xl vcpu-pin).
     VcpuPin(vcpu_pin::Args),
+    /// List UUID, domid and name of every domain (xl vm-list).
+    VmList(vm_list::Args),
 }
 
 impl Command {
@@ -119,8 +139,10 @@ impl Command {
             Command::BlockAttach(_) => "block-attach",
             Command::BlockDetach(_) => "block-detach",
             Command::Disk(_) => "disk",
+            Command::ButtonPress(_) => "button-press",
             Command::Destroy(_) => "destroy",
             Command::Dmesg(_) => "dmesg",
+            Command::DumpCore(_) => "dump-core",
             Command::Domid(_) => "domid",
             Command::Domname(_) => "domname",
             Command::Info(_) => "info",
@@ -130,10 +152,14 @@ impl Command {
             Command::Reboot(_) => "reboot",
             Command::Rename(_) => "rename",
             Command::Shutdown(_) => "shutdown",
+            Command::Sysrq(_) => "sysrq",
+            Command::Trigger(_) => "trigger",
+            Command::Top(_) => "top",
             Command::Unpause(_) => "unpause",
             Command::Uptime(_) => "uptime",
             Command::VcpuList(_) => "vcpu-list",
             Command::VcpuPin(_) => "vcpu-pin",
+            Command::VmList(_) => "vm-list",
         }
     }
 }
@@ -152,8 +178,10 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
         Command::BlockAttach(args) => block::attach(ctx, args),
         Command::BlockDetach(args) => block::detach(ctx, args),
         Command::Disk(args) => disk::run(ctx, args),
+        Command::ButtonPress(args) => trigger::button_press(ctx, args),
         Command::Destroy(args) => destroy::run(ctx, args),
         Command::Dmesg(args) => dmesg::run(ctx, args),
+        Command::DumpCore(args) => dump_core::run(ctx, args),
         Command::Domid(args) => domid::run(ctx, args),
         Command::Domname(args) => domname::run(ctx, args),
         Command::Info(args) => info::run(ctx, args),
@@ -163,9 +191,13 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
         Command::Reboot(args) => reboot::run(ctx, args),
         Command::Rename(args) => rename::run(ctx, args),
         Command::Shutdown(args) => shutdown::run(ctx, args),
+        Command::Sysrq(args) => sysrq::run(ctx, args),
+        Command::Trigger(args) => trigger::run(ctx, args),
+        Command::Top(args) => top::run(ctx, args),
         Command::Unpause(args) => unpause::run(ctx, args),
         Command::Uptime(args) => uptime::run(ctx, args),
         Command::VcpuList(args) => vcpu_list::run(ctx, args),
         Command::VcpuPin(args) => vcpu_pin::run(ctx, args),
+        Command::VmList(args) => vm_list::run(ctx, args),
     }
 }

@@ -58,6 +58,7 @@ pub fn run(_ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     let targets = api::running_or_named(&c, "reboot", args.all, args.domain.as_deref())?;
     let req = RebootRequest { force: args.force };
     for (domid, _) in &targets {
+        eprintln!("Rebooting domain {domid}");
         c.action(&domid.to_string(), "reboot", Some(&req))?;
     }
     if args.wait && !targets.is_empty() {

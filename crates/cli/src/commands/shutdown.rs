@@ -1,12 +1,15 @@
 //! `xl shutdown [-w] [-a] [-F] [DOMAIN]`: press each guest's ACPI power button; with `-w` wait until they
 //! are down. `--timeout SECS` (default 120 with `-a -w`, as xendomains does) destroys what is still up.
+//!
+//! Invoked as `xm`, xm's `-H`/`--halt` (shut down and stay off: the default) and `-R`/`--reboot` (shut
+//! down and reboot: `reboot`) are accepted too; xl refuses them as xl does.
 
 use std::time::Duration;
 
 use clap::Args as ClapArgs;
 use domus_api::messages::ShutdownRequest;
 
-use super::Ctx;
+use super::{Ctx, Prog};
 use crate::api;
 
 /// Options of `shutdown`.
@@ -24,6 +27,12 @@ pub struct Args {
     /// With -w: seconds to wait before destroying domains still running (default: 120 with -a, else none).
     #[arg(long)]
     pub timeout: Option<u64>,
+    /// xm only: shut down and reboot (as `reboot`).
+    #[arg(short = 'R', long = "reboot", conflicts_with = "halt")]
+    pub reboot: bool,
+    /// xm only: shut down and halt (power off; the default).
+    #[arg(short = 'H', long = "halt")]
+    pub halt: bool,
     /// The domain (name or domid).
     pub domain: Option<String>,
 }
@@ -32,7 +41,24 @@ pub struct Args {
 ///
 /// # Errors
 /// When a domain does not exist or is not running.
-pub fn run(_ctx: &Ctx, args: Args) -> anyhow::Result<()> {
+pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
+    if (args.reboot || args.halt) && ctx.prog != Prog::Xm {
+        let flag = if args.reboot { "-R" } else { "-H" };
+        anyhow::bail!(
+            "{flag} is an xm option (xm shutdown {flag}); with {} use `reboot` to reboot, plain `shutdown` to power off",
+            ctx.prog.name()
+        );
+    }
+    if args.reboot {
+        let req = super::reboot::Args {
+            all: args.all,
+            wait: args.wait,
+            force: false,
+            timeout: args.timeout,
+            domain: args.domain,
+        };
+        return super::reboot::run(ctx, req);
+    }
     let c = api::client();
     let targets = api::running_or_named(&c, "shutdown", args.all, args.domain.as_deref())?;
     let req = ShutdownRequest { force: args.force };

@@ -1,4 +1,4 @@
-//! `xl uptime [-s] [DOMAIN...]`.
+//! `xl uptime [-s] [DOMAIN...]`: xl's table, or with `-s` one uptime(1)-like line per domain.
 
 use clap::Args as ClapArgs;
 
@@ -27,12 +27,7 @@ pub fn run(_ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     }
     for d in &all {
         if args.short {
-            println!(
-                "up {}, {} ({})",
-                output::uptime_string(d.uptime_s as u64, true),
-                d.name,
-                d.domid
-            );
+            println!("{}", output::uptime_short_row(&crate::clock::hms_now(), d));
         } else {
             println!("{}", output::uptime_row(d));
         }

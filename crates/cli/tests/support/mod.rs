@@ -204,9 +204,10 @@ impl Host {
         String::from_utf8(o.stdout).unwrap()
     }
 
-    /// `domus list -l DOM` as JSON (one domain).
+    /// `domus list --json DOM` (Domus's own view: domid, uuid, start_time, ...) of one domain.
     pub fn long(&self, dom: &str) -> serde_json::Value {
-        let v: serde_json::Value = serde_json::from_str(&self.ok(&["list", "-l", dom])).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&self.ok(&["list", "--json", dom])).unwrap();
         v[0].clone()
     }
 

@@ -12,8 +12,12 @@ use super::domain::{
     now_epoch, random_uuid, Action, Domain, DomainConfig, DomainRecord, Live, StopRecord,
     VmmRecord, HOT_PERIOD,
 };
+use super::restart_guard::Verdict;
 use super::vmm::{self, Control, VmmPaths};
 use super::{sys, watcher, ApiError, Daemon};
+
+/// Status of the internal error for a restart cancelled while pending (never sent to a client).
+const RESTART_CANCELLED: u16 = 410;
 
 /// The name a rename-restart gives the old domain: `NAME-YYYYMMDDTHHMM` (UTC), as xl's preserve does.
 fn preserved_name(name: &str, epoch: f64) -> String {
@@ -66,6 +70,10 @@ impl Daemon {
         config.uuid = config.uuid.to_lowercase();
         let prepared =
             domus_spec::prepare(&config, &domus_spec::HostLimits::probe()).map_err(|e| {
+                if restarts > 0 {
+                    // The restart ends here: nothing is pending any more.
+                    self.restart_guard.take_pending(&config.name);
+                }
                 let detail = match e.0.as_slice() {
                     [one] => format!(" {one}"),
                     many => many.iter().map(|m| format!("\n  {m}")).collect(),
@@ -78,6 +86,14 @@ impl Daemon {
         let vifs = config.vifs.len();
         let (domid, generation) = {
             let mut t = self.lock();
+            // A restart that `destroy`/`shutdown` cancelled while it was pending is not done (checked
+            // under the table lock, which those take too: they either find the domain or cancel).
+            if restarts > 0 && !self.restart_guard.take_pending(&name) {
+                return Err(ApiError {
+                    status: RESTART_CANCELLED,
+                    message: format!("restart of domain '{name}' cancelled"),
+                });
+            }
             if let Some(other) = t.iter().find(|d| d.rec.name == name) {
                 return Err(ApiError::conflict(format!(
                     "Domain with name '{}' already exists (domid {}): choose another name or destroy it first.",
@@ -351,7 +367,33 @@ impl Daemon {
                 self.save(d);
                 self.changed.notify_all();
             }
+            Action::Restart | Action::RenameRestart | Action::CoredumpRestart
+                if reason == ShutdownReason::Poweroff
+                    && self.restart_guard.take_stop_request(&name) =>
+            {
+                info!(domid, domname = %name, "powered off after `shutdown` while restarting in a loop: not restarted");
+                self.remove_locked(&mut t, domid);
+            }
             Action::Restart | Action::RenameRestart | Action::CoredumpRestart => {
+                if let Verdict::Loop { count, limit } =
+                    self.restart_guard.begin(&name, domid, Instant::now())
+                {
+                    error!(
+                        domid,
+                        domname = %name,
+                        restarts = count,
+                        limit = %limit,
+                        "restart loop: {count} restarts within {} s; domain left {} instead of restarted (domusd --restart-limit); `destroy` removes it",
+                        limit.window.as_secs(),
+                        if reason == ShutdownReason::Crash { "crashed" } else { "shut down" }
+                    );
+                    d.rec.vmm = None;
+                    d.rec.stopped = Some(stop);
+                    d.live = Live::default();
+                    self.save(d);
+                    self.changed.notify_all();
+                    return;
+                }
                 let config = d
                     .rec
                     .pending_config
@@ -385,10 +427,14 @@ impl Daemon {
                     // A guest that dies at once would otherwise spin; xl has the same pause.
                     std::thread::sleep(Duration::from_secs(1));
                 }
-                info!(domname = %name, restarts, "restarting domain");
+                info!(domid, domname = %name, restarts, ?reason, action = action.as_str(), "restarting domain");
                 let me = Arc::clone(self);
-                if let Err(e) = me.create_with(config, false, restarts) {
-                    error!(domname = %name, error = %e, "restart failed");
+                match me.create_with(config, false, restarts) {
+                    Ok(_) => {}
+                    Err(e) if e.status == RESTART_CANCELLED => {
+                        info!(domid, domname = %name, "restart cancelled by destroy/shutdown");
+                    }
+                    Err(e) => error!(domname = %name, error = %e, "restart failed"),
                 }
             }
         }

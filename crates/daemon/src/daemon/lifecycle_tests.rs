@@ -62,7 +62,7 @@ impl FakeInstance {
                     .map(|id| json!({"id": id, "state": "running", "cpu_time_ns": 1000}))
                     .collect();
                 json!({"ok": true, "state": state, "outcome": outcome, "vcpus": vcpus,
-                       "memory_mib": self.spec.memory_mib})
+                       "memory_mib": self.spec.memory_mib, "pid": self.pid, "uptime_ms": 1000})
             }
             "power-button" => {
                 self.stop("poweroff", Some("acpi-s5"));
@@ -243,6 +243,7 @@ impl Harness {
             console_log_max_bytes: 1 << 20,
             start_timeout: Duration::from_secs(10),
             destroy_timeout: Duration::from_secs(5),
+            restart_limit: None,
         };
         let vmm = Arc::new(FakeVmm::default());
         let store = Arc::new(FakeStore::default());

@@ -12,6 +12,7 @@
 //! thread holds the table lock while it waits on a process or a socket.
 
 pub mod console_log;
+pub mod control_watch;
 pub mod dmesg;
 pub mod domain;
 pub mod host;
@@ -20,6 +21,7 @@ mod lifecycle;
 mod lifecycle_tests;
 mod ops;
 pub mod records;
+pub mod restart_guard;
 pub mod server;
 pub mod store;
 mod sys;
@@ -59,6 +61,8 @@ pub struct Options {
     pub start_timeout: Duration,
     /// How long `destroy` waits for a VMM before killing it.
     pub destroy_timeout: Duration,
+    /// The restart-loop guard's limit (`None`: off); see [`restart_guard`].
+    pub restart_limit: Option<restart_guard::RestartLimit>,
 }
 
 /// An error for the API: an HTTP status and a message for the user.
@@ -121,6 +125,7 @@ pub struct Daemon {
     /// The log ring for `dmesg`.
     pub dmesg: DmesgRing,
     generations: AtomicU64,
+    restart_guard: restart_guard::RestartGuard,
 }
 
 impl Daemon {
@@ -151,7 +156,9 @@ impl Daemon {
     ) -> anyhow::Result<Arc<Self>> {
         let records = Records::open(&opts.paths.state_dir)?;
         let table = Table::new(records.load_next_domid());
+        let restart_guard = restart_guard::RestartGuard::new(opts.restart_limit);
         Ok(Arc::new(Self {
+            restart_guard,
             opts,
             table: Mutex::new(table),
             changed: Condvar::new(),
@@ -161,6 +168,11 @@ impl Daemon {
             dmesg,
             generations: AtomicU64::new(1),
         }))
+    }
+
+    /// Writes Domain-0's store nodes.
+    pub fn publish_host(&self) {
+        self.store.publish_host();
     }
 
     fn lock(&self) -> MutexGuard<'_, Table> {
@@ -195,6 +207,8 @@ impl Daemon {
             start_time: info.start_time,
             console: info.console_path,
             disks: d.rec.config.disks.clone(),
+            vmm_pid: info.pid,
+            domain_type: d.rec.config.domain_type.as_str().to_owned(),
         }
     }
 

@@ -81,9 +81,27 @@ impl Daemon {
     ///
     /// # Errors
     /// 404/409/500 as [`ApiError`].
-    pub fn shutdown(&self, spec: &str) -> Result<(), ApiError> {
-        let t = self.running_target(spec, "shut down")?;
+    pub fn shutdown(self: &Arc<Self>, spec: &str) -> Result<(), ApiError> {
+        if self.cancel_pending_restart(spec) {
+            return Ok(());
+        }
+        let t = match self.running_target(spec, "shut down") {
+            Ok(t) => t,
+            Err(e) if e.status == 409 && self.is_restarted_and_starting(spec) => {
+                // A restarted instance still starting cannot see a power button yet: in a restart
+                // loop, `shutdown` must win at once, so it stops the instance.
+                info!(
+                    spec,
+                    "shutdown of a restarted domain still starting: destroying it"
+                );
+                return self.destroy(spec);
+            }
+            Err(e) => return Err(e),
+        };
         self.set_reboot_requested(&t, false);
+        if let Ok((_, d)) = self.lock().lookup(spec) {
+            self.restart_guard.request_stop(&d.rec.name);
+        }
         info!(domid = t.domid, "power button");
         Self::send(&t, &Request::PowerButton)
     }
@@ -107,6 +125,111 @@ impl Daemon {
             self.set_reboot_requested(&t, false);
         }
         sent
+    }
+
+    /// Cancels the pending restart of the domain `spec` names when no domain answers to it now (see
+    /// `restart_guard`); true when one was cancelled.
+    fn cancel_pending_restart(&self, spec: &str) -> bool {
+        let t = self.lock();
+        if t.lookup(spec).is_ok() || !self.restart_guard.cancel(spec) {
+            return false;
+        }
+        drop(t);
+        info!(spec, "pending restart cancelled");
+        true
+    }
+
+    /// Whether `spec` is an instance created by a restart that is still starting.
+    fn is_restarted_and_starting(&self, spec: &str) -> bool {
+        self.lock()
+            .lookup(spec)
+            .is_ok_and(|(_, d)| d.starting && d.rec.restarts > 0)
+    }
+
+    /// Writes an ELF core of the guest to `path` (xl dump-core); the domain keeps running (or stays
+    /// paused). The VMM writes the file; the wait allows ~1 s per 50 MiB of guest memory, at least 30 s.
+    ///
+    /// # Errors
+    /// As [`Daemon::shutdown`]; 400 for a relative path; 500 when the VMM cannot write the core.
+    pub fn dump_core(&self, spec: &str, path: &str) -> Result<(), ApiError> {
+        if !std::path::Path::new(path).is_absolute() {
+            return Err(ApiError::bad_request(format!(
+                "dump-core: {path} is not an absolute path"
+            )));
+        }
+        let mib = self
+            .lock()
+            .lookup(spec)
+            .map(|(_, d)| d.info().memory_mib)
+            .unwrap_or(0);
+        let t = self.running_target(spec, "dump the core of")?;
+        info!(domid = t.domid, path, "dump-core");
+        let fail = |e: super::vmm::VmmError| {
+            ApiError::internal(format!("domain {}: {:#}", t.domid, anyhow::Error::from(e)))
+        };
+        let mut c = Control::connect(&t.control).map_err(fail)?;
+        c.set_reply_timeout(Duration::from_secs((mib / 50).max(30)))
+            .map_err(fail)?;
+        c.send(&Request::DumpCore {
+            path: path.to_owned(),
+        })
+        .map_err(fail)
+    }
+
+    /// A serial line BREAK then `key` on the domain's console (xl sysrq): SysRq for a Linux guest.
+    ///
+    /// # Errors
+    /// As [`Daemon::shutdown`]; 400 for a key that is not printable ASCII (the VMM's refusal).
+    pub fn sysrq(&self, spec: &str, key: char) -> Result<(), ApiError> {
+        if !key.is_ascii_graphic() {
+            return Err(ApiError::bad_request(format!(
+                "sysrq key {key:?} is not a printable ASCII character"
+            )));
+        }
+        let t = self.running_target(spec, "send sysrq to")?;
+        info!(domid = t.domid, key = %key, "sysrq");
+        Self::send(&t, &Request::Sysrq { key })
+    }
+
+    /// xl trigger (and button-press): `power` presses the ACPI power button; `reset` and `init` reset
+    /// the machine (without firmware an INIT restarts the guest, so the domain's reboot outcome
+    /// applies); `nmi` injects an NMI into the vCPU (0 by default); `sleep` and `s3resume` are refused
+    /// with the reason.
+    ///
+    /// # Errors
+    /// As [`Daemon::shutdown`]; 400 for a trigger Domus cannot deliver.
+    pub fn trigger(
+        self: &Arc<Self>,
+        spec: &str,
+        trigger: &str,
+        vcpu: Option<u32>,
+    ) -> Result<(), ApiError> {
+        match trigger {
+            "power" => self.shutdown(spec),
+            "reset" | "init" => {
+                if vcpu.is_some_and(|v| v != 0) {
+                    return Err(ApiError::bad_request(format!(
+                        "trigger {trigger} resets the whole machine: a vCPU other than 0 cannot be reset alone"
+                    )));
+                }
+                self.reboot(spec, true)
+            }
+            "sleep" => Err(ApiError::bad_request(
+                "the domain has no ACPI sleep button: Domus machines have no sleep states (S3)",
+            )),
+            "s3resume" => Err(ApiError::bad_request(
+                "there is nothing to resume: Domus machines have no S3 (suspend to RAM) state",
+            )),
+            "nmi" => {
+                let t = self.running_target(spec, "send an NMI to")?;
+                let vcpu = vcpu.unwrap_or(0);
+                info!(domid = t.domid, vcpu, "nmi");
+                Self::send(&t, &Request::Nmi { vcpu })
+            }
+            other => Err(ApiError::bad_request(format!(
+                "unknown trigger `{other}`: expected nmi, reset, init, power, sleep or s3resume"
+            ))),
+        }
     }
 
     /// Records (persistently) whether the instance's next poweroff is a reboot.
@@ -158,6 +281,9 @@ impl Daemon {
     /// 404 when there is no such domain.
     pub fn destroy(self: &Arc<Self>, spec: &str) -> Result<(), ApiError> {
         Self::refuse_domain0(spec, "destroy")?;
+        if self.cancel_pending_restart(spec) {
+            return Ok(());
+        }
         let target = {
             let mut t = self.lock();
             let (domid, d) = t.lookup_mut(spec)?;

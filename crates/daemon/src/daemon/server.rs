@@ -13,8 +13,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use domus_api::http::{self, Request};
 use domus_api::messages::{
-    self, ConfigUpdateRequest, CreateRequest, DmesgReply, ErrorReply, MemMaxRequest, RebootRequest,
-    RenameRequest, ShutdownRequest, VcpuPinRequest,
+    self, ConfigUpdateRequest, CreateRequest, DmesgReply, DumpCoreRequest, ErrorReply,
+    MemMaxRequest, RebootRequest, RenameRequest, ShutdownRequest, SysrqRequest, TriggerRequest,
+    VcpuPinRequest,
 };
 use serde::de::DeserializeOwned;
 use tracing::{debug, warn};
@@ -172,6 +173,18 @@ fn domain_route(
             d.reboot(dom, r.force).and_then(|()| ok())
         }
         ("POST", ["destroy"]) => d.destroy(dom).and_then(|()| ok()),
+        ("POST", ["dump-core"]) => {
+            let r: DumpCoreRequest = body(req)?;
+            d.dump_core(dom, &r.path).and_then(|()| ok())
+        }
+        ("POST", ["sysrq"]) => {
+            let r: SysrqRequest = body(req)?;
+            d.sysrq(dom, r.key).and_then(|()| ok())
+        }
+        ("POST", ["trigger"]) => {
+            let r: TriggerRequest = body(req)?;
+            d.trigger(dom, &r.trigger, r.vcpu).and_then(|()| ok())
+        }
         ("POST", ["pause"]) => d.set_paused(dom, true).and_then(|()| ok()),
         ("POST", ["unpause"]) => d.set_paused(dom, false).and_then(|()| ok()),
         ("POST", ["rename"]) => {

@@ -23,6 +23,10 @@ pub struct StoreDomain {
     pub console: Option<String>,
     /// The config's disks, for the vbd nodes (`vbd.rs`).
     pub disks: Vec<domus_config::DiskConfig>,
+    /// The domain's domus-vmm process (libxl's `image/device-model-pid`).
+    pub vmm_pid: Option<u32>,
+    /// `pv`, `pvh` or `hvm` (libxl's `/libxl/DOMID/type`).
+    pub domain_type: String,
 }
 
 /// Who may access a node: Xen's permission strings, owner first (`n0` = dom0 owns, others none).
@@ -71,17 +75,26 @@ pub fn layout(d: &StoreDomain) -> Vec<Node> {
             d.console.clone().unwrap_or_default(),
             &ro,
         ),
+        // Writes of poweroff/halt/reboot here act (`control_watch.rs`), so the features are on, as a
+        // guest's PV drivers would announce them.
         node(format!("{dom}/control/shutdown"), String::new(), &rw),
-        node(
-            format!("{dom}/control/feature-poweroff"),
-            String::new(),
-            &rw,
-        ),
-        node(format!("{dom}/control/feature-reboot"), String::new(), &rw),
+        node(format!("{dom}/control/feature-poweroff"), "1".into(), &rw),
+        node(format!("{dom}/control/feature-reboot"), "1".into(), &rw),
+        node(format!("{dom}/control/sysrq"), String::new(), &rw),
         node(
             format!("{dom}/control/platform-feature-multiprocessor-suspend"),
             "1".into(),
             &ro,
+        ),
+        node(
+            format!("{dom}/control/platform-feature-xs_reset_watches"),
+            "1".into(),
+            &ro,
+        ),
+        node(
+            format!("/libxl/{}/type", d.domid),
+            d.domain_type.clone(),
+            &vec!["n0".to_owned()],
         ),
         node(format!("{dom}/data"), String::new(), &rw),
         node(format!("{dom}/device"), String::new(), &ro),
@@ -94,6 +107,13 @@ pub fn layout(d: &StoreDomain) -> Vec<Node> {
             &ro,
         ),
     ];
+    if let Some(pid) = d.vmm_pid {
+        v.push(node(
+            format!("{dom}/image/device-model-pid"),
+            pid.to_string(),
+            &ro,
+        ));
+    }
     v.extend(super::vbd::nodes(d.domid, &d.disks));
     for k in 0..d.vcpus {
         v.push(node(
@@ -114,6 +134,25 @@ pub trait DomainStore: Send + Sync {
     fn update(&self, d: &StoreDomain);
     /// Removes the domain's nodes and releases it.
     fn release(&self, domid: u32, uuid: &str);
+    /// Writes Domain-0's own nodes (`/local/domain/0/{name,domid}`), once at start.
+    fn publish_host(&self) {}
+}
+
+/// Domain-0's nodes, as Xen's dom0 has them.
+pub fn host_layout() -> Vec<Node> {
+    let n0 = vec!["n0".to_owned()];
+    vec![
+        Node {
+            path: "/local/domain/0/name".into(),
+            value: domus_api::messages::DOMAIN0_NAME.into(),
+            perms: n0.clone(),
+        },
+        Node {
+            path: "/local/domain/0/domid".into(),
+            value: "0".into(),
+            perms: n0,
+        },
+    ]
 }
 
 /// The in-process domus-store, reached through its own client on its dom0 socket.
@@ -188,6 +227,11 @@ fn write_nodes(
 }
 
 impl DomainStore for XenStore {
+    fn publish_host(&self) {
+        let nodes = host_layout();
+        self.with_client("publish Domain-0", 0, |c| write_nodes(c, &nodes));
+    }
+
     fn publish(&self, d: &StoreDomain) {
         let nodes = layout(d);
         self.with_client("publish", d.domid, |c| {
@@ -222,6 +266,7 @@ impl DomainStore for XenStore {
             for p in [
                 format!("/local/domain/{domid}"),
                 format!("/vm/{uuid}"),
+                format!("/libxl/{domid}"),
                 super::vbd::backend_dir(domid),
             ] {
                 match c.rm(TxId::NONE, &p) {
@@ -253,6 +298,8 @@ mod tests {
             start_time: 1700000000.5,
             console: Some("/run/domus/domains/3/console.sock".into()),
             disks: Vec::new(),
+            vmm_pid: Some(4242),
+            domain_type: "pvh".into(),
         };
         let l = layout(&d);
         let get = |p: &str| l.iter().find(|n| n.path == p).map(|n| n.value.as_str());
@@ -277,5 +324,11 @@ mod tests {
         assert_eq!(shutdown.perms, vec!["n3"]);
         let name = l.iter().find(|n| n.path == "/local/domain/3/name").unwrap();
         assert_eq!(name.perms, vec!["n0", "r3"]);
+        assert_eq!(get("/local/domain/3/image/device-model-pid"), Some("4242"));
+        assert_eq!(get("/libxl/3/type"), Some("pvh"));
+        assert_eq!(get("/local/domain/3/control/feature-poweroff"), Some("1"));
+        let host = host_layout();
+        assert_eq!(host[0].path, "/local/domain/0/name");
+        assert_eq!(host[0].value, "Domain-0");
     }
 }

@@ -266,6 +266,20 @@ impl Control {
         })
     }
 
+    /// How long to wait for a reply (5 s unless changed; `dump-core` of a large guest takes longer).
+    ///
+    /// # Errors
+    /// [`VmmError::Control`] when the socket refuses the setting.
+    pub fn set_reply_timeout(&mut self, timeout: Duration) -> Result<(), VmmError> {
+        self.reader
+            .get_ref()
+            .set_read_timeout(Some(timeout))
+            .map_err(|source| VmmError::Control {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
     /// Sends one request and returns its reply body (`T` is what the request calls for: see
     /// `domus-vmm-api`).
     ///

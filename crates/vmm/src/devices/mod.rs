@@ -170,7 +170,15 @@ impl Devices {
         }
     }
 
-    /// Console input for the UART.
+    /// A serial line BREAK followed by `key` (`xl sysrq`).
+    ///
+    /// # Errors
+    /// The console input queue is full.
+    pub fn serial_break(&self, key: u8) -> Result<(), &'static str> {
+        lock(&self.serial).send_break(key)
+    }
+
+    /// Bytes typed on the console.
     pub fn console_input(&self, bytes: &[u8]) {
         lock(&self.serial).enqueue_input(bytes);
     }

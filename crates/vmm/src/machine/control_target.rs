@@ -9,11 +9,13 @@ use std::time::{Duration, Instant};
 use domus_vmm_api::{MachineState, OutcomeReply, StateReply, VcpuRunState, VcpuState};
 use vmm_sys_util::signal::Killable;
 
+use super::coredump::{self, CpuRegs};
 use super::shared::Shared;
 use super::vcpu_thread::kick_signal;
 use crate::control::{ControlTarget, Reply, Request};
 use crate::devices::Devices;
 use crate::outcome::{Outcome, Reason};
+use crate::vstate::memory::GuestMem;
 
 /// Control requests applied to the running machine.
 pub struct Ctl<'a> {
@@ -21,6 +23,7 @@ pub struct Ctl<'a> {
     devices: &'a Arc<Devices>,
     handles: &'a [JoinHandle<()>],
     memory_mib: u64,
+    mem: &'a GuestMem,
     acked: Cell<bool>,
 }
 
@@ -31,12 +34,14 @@ impl<'a> Ctl<'a> {
         devices: &'a Arc<Devices>,
         handles: &'a [JoinHandle<()>],
         memory_mib: u64,
+        mem: &'a GuestMem,
     ) -> Self {
         Self {
             shared,
             devices,
             handles,
             memory_mib,
+            mem,
             acked: Cell::new(false),
         }
     }
@@ -83,6 +88,67 @@ impl<'a> Ctl<'a> {
             memory_mib: self.memory_mib,
             uptime_ms: u64::try_from(self.shared.started.elapsed().as_millis()).unwrap_or(u64::MAX),
         }
+    }
+
+    /// `dump-core`: stops the vCPUs (unless paused already), writes the core, lets them run again.
+    fn dump_core(&self, path: &str) -> Result<Reply, String> {
+        let path = std::path::Path::new(path);
+        if !path.is_absolute() {
+            return Err(format!(
+                "dump-core: {} is not an absolute path",
+                path.display()
+            ));
+        }
+        let was_paused = self.shared.is_paused();
+        if !was_paused {
+            self.pause()?;
+        }
+        let cpus: Result<Vec<CpuRegs>, String> = self
+            .shared
+            .vcpus
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                s.parked_regs
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .ok_or_else(|| {
+                        format!("dump-core: the registers of vCPU {i} could not be read")
+                    })
+            })
+            .collect();
+        let written = cpus
+            .and_then(|cpus| coredump::write(path, &cpus, self.mem).map_err(|e| anyhow_chain(&e)));
+        if !was_paused {
+            self.shared.set_paused(false);
+        }
+        written.map(|()| Reply::Done)
+    }
+
+    /// Marks an NMI for vCPU `vcpu` and kicks its thread out of KVM_RUN until it took it (the thread
+    /// injects it with KVM_NMI before re-entering the guest).
+    fn nmi(&self, vcpu: u32) -> Result<Reply, String> {
+        if self.shared.outcome().is_some() {
+            return Err("the domain has stopped".into());
+        }
+        let i = usize::try_from(vcpu).map_err(|_| format!("no vCPU {vcpu}"))?;
+        let (Some(s), Some(h)) = (self.shared.vcpus.get(i), self.handles.get(i)) else {
+            return Err(format!("no vCPU {vcpu}"));
+        };
+        s.nmi_pending.store(true, Ordering::SeqCst);
+        if self.shared.is_paused() {
+            // Taken when the domain is unpaused.
+            return Ok(Reply::Done);
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while s.nmi_pending.load(Ordering::SeqCst) {
+            if Instant::now() >= deadline {
+                return Err(format!("vCPU {vcpu} did not take the NMI within 2 s"));
+            }
+            let _ignored = h.kill(kick_signal());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(Reply::Done)
     }
 
     fn pause(&self) -> Result<Reply, String> {
@@ -151,6 +217,26 @@ impl ControlTarget for Ctl<'_> {
                 self.acked.set(true);
                 Ok(Reply::Done)
             }
+            Request::DumpCore { path } => {
+                if self.shared.outcome().is_some() {
+                    return Err("the domain has stopped".into());
+                }
+                self.dump_core(path)
+            }
+            Request::Nmi { vcpu } => self.nmi(*vcpu),
+            Request::Sysrq { key } => {
+                let byte = u8::try_from(*key)
+                    .ok()
+                    .filter(|b| b.is_ascii_graphic())
+                    .ok_or_else(|| {
+                        format!("sysrq key {key:?} is not a printable ASCII character")
+                    })?;
+                if self.shared.outcome().is_some() {
+                    return Err("the domain has stopped".into());
+                }
+                self.devices.serial_break(byte)?;
+                Ok(Reply::Done)
+            }
             Request::VcpuPin { vcpu, cpus } => {
                 let s = usize::try_from(*vcpu)
                     .ok()
@@ -164,6 +250,18 @@ impl ControlTarget for Ctl<'_> {
             }
         }
     }
+}
+
+/// An error and its causes, `: `-separated.
+fn anyhow_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }
 
 /// Run time of a thread in ns (first field of /proc/self/task/TID/schedstat).

@@ -44,6 +44,8 @@ pub struct LoopContext<'a> {
     pub handles: &'a [JoinHandle<()>],
     /// Guest RAM for `state`.
     pub memory_mib: u64,
+    /// Guest memory (for `dump-core`).
+    pub mem: &'a crate::vstate::memory::GuestMem,
     /// Console listener.
     pub console_listener: Option<UnixListener>,
     /// Control listener.
@@ -94,7 +96,13 @@ pub fn run(mut ctx: LoopContext<'_>) -> io::Result<Outcome> {
         }
         None => None,
     };
-    let ctl = Ctl::new(ctx.shared, ctx.devices, ctx.handles, ctx.memory_mib);
+    let ctl = Ctl::new(
+        ctx.shared,
+        ctx.devices,
+        ctx.handles,
+        ctx.memory_mib,
+        ctx.mem,
+    );
     let mut console_clients: HashMap<u64, UnixStream> = HashMap::new();
     let mut events = vec![EpollEvent::default(); 32];
     let mut deadline: Option<Instant> = None;

@@ -5,6 +5,7 @@
 //! access, memory, kernel) is checked before any socket is created or thread started.
 
 mod control_target;
+pub mod coredump;
 mod event_loop;
 pub mod shared;
 pub mod sockets;
@@ -188,6 +189,7 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
         hub: &hub,
         handles: &handles,
         memory_mib: cfg.memory_mib,
+        mem: &mem,
         console_listener: console_sock
             .as_ref()
             .map(OwnedSocket::listener)

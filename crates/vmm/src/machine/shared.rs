@@ -18,6 +18,10 @@ pub struct VcpuStatus {
     pub parked: AtomicBool,
     /// The thread has left its loop.
     pub exited: AtomicBool,
+    /// An NMI is to be injected before the thread's next KVM_RUN.
+    pub nmi_pending: AtomicBool,
+    /// Its registers, saved each time it parks for a pause (for `dump-core`).
+    pub parked_regs: Mutex<Option<super::coredump::CpuRegs>>,
 }
 
 /// Shared machine state.

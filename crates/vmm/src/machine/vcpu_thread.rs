@@ -29,6 +29,20 @@ pub fn install_kick_handler() -> Result<(), vmm_sys_util::errno::Error> {
     vmm_sys_util::signal::register_signal_handler(kick_signal(), on_kick)
 }
 
+/// Saves the registers of a vCPU about to park, for `dump-core` (a failure leaves none: the dump says so).
+fn save_regs(id: usize, fd: &VcpuFd, shared: &Shared) {
+    let Some(s) = shared.vcpus.get(id) else {
+        return;
+    };
+    let regs = match (fd.get_regs(), fd.get_sregs()) {
+        (Ok(regs), Ok(sregs)) => Some(super::coredump::CpuRegs { regs, sregs }),
+        _ => None,
+    };
+    *s.parked_regs
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = regs;
+}
+
 /// Runs vCPU `id` until the machine stops.
 pub fn run(id: usize, mut fd: VcpuFd, devices: Arc<Devices>, shared: Arc<Shared>) {
     if let Some(s) = shared.vcpus.get(id) {
@@ -36,9 +50,21 @@ pub fn run(id: usize, mut fd: VcpuFd, devices: Arc<Devices>, shared: Arc<Shared>
     }
     let _span = tracing::info_span!("vcpu", vcpu = id).entered();
     while !shared.should_stop() {
+        if shared.is_paused() {
+            save_regs(id, &fd, &shared);
+        }
         shared.park_if_paused(id);
         if shared.should_stop() {
             break;
+        }
+        if shared
+            .vcpus
+            .get(id)
+            .is_some_and(|s| s.nmi_pending.swap(false, Ordering::SeqCst))
+        {
+            if let Err(e) = fd.nmi() {
+                tracing::warn!(error = %e, "KVM_NMI failed");
+            }
         }
         let stop = match fd.run() {
             Ok(exit) => handle_exit(id, exit, &devices),

@@ -1,6 +1,8 @@
 //! `probe=echo`: echo every byte received on COM1 back, forever.
 //!
-//! Output: `PROBE echo ready`, then the echoed bytes. Bytes are read by polling LSR.DR; between
+//! Output: `PROBE echo ready`, then the echoed bytes. A line BREAK (LSR.BI with its NUL character) is
+//! reported as `PROBE echo break`, and the byte after it, as Linux's 8250 console would take it for
+//! SysRq, as `PROBE echo sysrq key=K` instead of being echoed. Bytes are read by polling LSR.DR; between
 //! bursts the vCPU sleeps in `sti; hlt` (so a long-running echo domain costs no CPU) when the
 //! machine has an IOAPIC: COM1's receive interrupt (ISA IRQ 4, routed per the MADT) wakes it,
 //! and a periodic local-APIC timer (~16 ms at KVM's 1 GHz APIC bus) wakes it anyway, so a lost
@@ -10,7 +12,7 @@ use super::Scenario;
 use crate::apic::{mask_pic, IoApic, LocalApic, Route};
 use crate::cmdline::Args;
 use crate::layout::{VECTOR_COM1, VECTOR_TIMER};
-use crate::serial::{enable_rx_interrupt, try_read_byte, write_bytes};
+use crate::serial::{enable_rx_interrupt, try_read_with_status, write_bytes, LSR_BREAK};
 use crate::Machine;
 
 /// The scenario entry.
@@ -59,9 +61,18 @@ fn setup_wakeups(machine: &Machine) -> bool {
 fn run(machine: &Machine, _args: &Args<'_>) {
     let sleep = setup_wakeups(machine);
     crate::report!("echo ready");
+    let mut after_break = false;
     loop {
-        while let Some(byte) = try_read_byte() {
-            write_bytes(&[byte]);
+        while let Some((byte, lsr)) = try_read_with_status() {
+            if lsr & LSR_BREAK != 0 {
+                crate::report!("echo break");
+                after_break = true;
+            } else if after_break {
+                crate::report!("echo sysrq key={}", char::from(byte));
+                after_break = false;
+            } else {
+                write_bytes(&[byte]);
+            }
         }
         if sleep {
             crate::syscall::wait_for_interrupt();

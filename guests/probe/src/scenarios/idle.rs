@@ -13,6 +13,9 @@
 //!
 //! Waiting is a loop on the `sti; hlt` syscall. A press already pending at setup counts.
 //!
+//! An NMI (`xl trigger DOM nmi`) is reported while waiting: `PROBE idle nmi count=N` (N taken since the
+//! last report).
+//!
 //! Output: `PROBE idle ready`, then `PROBE idle power-button` (and the probe powers off), or
 //! `PROBE error idle reason=...` when the machine lacks what this needs.
 
@@ -66,6 +69,10 @@ fn run(machine: &Machine, _args: &Args<'_>) {
     crate::report!("idle ready");
     if !pending {
         while !button.pressed() {
+            let nmis = crate::cpl0::take_nmi_count();
+            if nmis > 0 {
+                crate::report!("idle nmi count={nmis}");
+            }
             crate::syscall::wait_for_interrupt();
         }
     }
