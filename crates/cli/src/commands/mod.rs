@@ -18,6 +18,7 @@ pub mod mem_max;
 pub mod pause;
 pub mod reboot;
 pub mod rename;
+pub mod sched;
 pub mod shutdown;
 pub mod sysrq;
 pub mod top;
@@ -107,6 +108,12 @@ pub enum Command {
     Reboot(reboot::Args),
     /// Rename a domain (xl rename).
     Rename(rename::Args),
+    /// Show or set domains' credit-scheduler weight and cap (xl sched-credit).
+    SchedCredit(sched::Args),
+    /// The same for credit2 (xl sched-credit2).
+    SchedCredit2(sched::Args),
+    /// Real-time (RTDS) scheduling: not supported (xl sched-rtds).
+    SchedRtds(sched::RtdsArgs),
     /// Shut a domain down through its ACPI power button (xl shutdown).
     Shutdown(shutdown::Args),
     /// Send a serial BREAK and a SysRq letter to a domain's console (xl sysrq).
@@ -151,6 +158,9 @@ impl Command {
             Command::Pause(_) => "pause",
             Command::Reboot(_) => "reboot",
             Command::Rename(_) => "rename",
+            Command::SchedCredit(_) => "sched-credit",
+            Command::SchedCredit2(_) => "sched-credit2",
+            Command::SchedRtds(_) => "sched-rtds",
             Command::Shutdown(_) => "shutdown",
             Command::Sysrq(_) => "sysrq",
             Command::Trigger(_) => "trigger",
@@ -190,6 +200,9 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
         Command::Pause(args) => pause::run(ctx, args),
         Command::Reboot(args) => reboot::run(ctx, args),
         Command::Rename(args) => rename::run(ctx, args),
+        Command::SchedCredit(args) => sched::run(ctx, args, false),
+        Command::SchedCredit2(args) => sched::run(ctx, args, true),
+        Command::SchedRtds(args) => sched::rtds(ctx, args),
         Command::Shutdown(args) => shutdown::run(ctx, args),
         Command::Sysrq(args) => sysrq::run(ctx, args),
         Command::Trigger(args) => trigger::run(ctx, args),

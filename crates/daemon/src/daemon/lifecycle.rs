@@ -1,7 +1,6 @@
 //! Creating domains, re-adopting them after a domusd restart, and applying on_poweroff / on_reboot /
 //! on_crash when a guest stops.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -84,6 +83,11 @@ impl Daemon {
         let uuid = config.uuid.clone();
         let maxmem_mib = config.maxmem_mib.max(config.memory_mib);
         let vifs = config.vifs.len();
+        let (affinity, soft_affinity) = Self::spec_affinity(&prepared.spec);
+        let sched = super::domain::SchedParams {
+            weight: prepared.spec.placement.weight,
+            cap: prepared.spec.placement.cap,
+        };
         let (domid, generation) = {
             let mut t = self.lock();
             // A restart that `destroy`/`shutdown` cancelled while it was pending is not done (checked
@@ -120,7 +124,9 @@ impl Daemon {
                     vmm: None,
                     stopped: None,
                     restarts,
-                    affinity: BTreeMap::new(),
+                    affinity,
+                    soft_affinity,
+                    sched,
                     pending_config: None,
                     reboot_requested: false,
                 },
@@ -189,8 +195,26 @@ impl Daemon {
                 pid,
                 control: vp.control.display().to_string(),
                 console: vp.console.display().to_string(),
+                cgroup: None,
             });
             self.save(d);
+        }
+        // Into its cgroup before it opens its control socket, so what the guest touches is charged there.
+        match self.attach_cgroup(domid, &spec, pid) {
+            Ok(leaf) => {
+                let mut t = self.lock();
+                if let Some(v) = t.get_mut(domid).and_then(|d| d.rec.vmm.as_mut()) {
+                    v.cgroup.clone_from(&leaf);
+                }
+                if let Some(d) = t.get_mut(domid) {
+                    self.save(d);
+                }
+            }
+            Err(e) => {
+                kill(&mut child);
+                self.release_cgroup(domid, &super::resources::cgroup_leaf(domid, &spec.uuid));
+                return Err(e);
+            }
         }
         let cancelled = || {
             !self
@@ -205,6 +229,10 @@ impl Daemon {
                 return Err(e.into());
             }
         };
+        if let Err(e) = Self::apply_hard_affinity(&mut ctl, &spec) {
+            kill(&mut child);
+            return Err(e.context(format!("domain {domid}")));
+        }
         let st = ctl.state().ok();
         let info = {
             let mut t = self.lock();
@@ -333,6 +361,9 @@ impl Daemon {
         let Some(d) = t.get_mut(domid).filter(|d| d.generation == generation) else {
             return;
         };
+        if let Some(leaf) = d.rec.vmm.as_mut().and_then(|v| v.cgroup.take()) {
+            self.release_cgroup(domid, &leaf);
+        }
         if d.dying {
             self.remove_locked(&mut t, domid);
             return;

@@ -244,6 +244,7 @@ impl Harness {
             start_timeout: Duration::from_secs(10),
             destroy_timeout: Duration::from_secs(5),
             restart_limit: None,
+            cgroup_parent: None,
         };
         let vmm = Arc::new(FakeVmm::default());
         let store = Arc::new(FakeStore::default());

@@ -21,6 +21,7 @@ mod lifecycle;
 mod lifecycle_tests;
 mod ops;
 pub mod records;
+pub mod resources;
 pub mod restart_guard;
 pub mod server;
 pub mod store;
@@ -61,6 +62,8 @@ pub struct Options {
     pub start_timeout: Duration,
     /// How long `destroy` waits for a VMM before killing it.
     pub destroy_timeout: Duration,
+    /// Name of the Domus parent cgroup (made inside domusd's own cgroup); `None`: no cgroups.
+    pub cgroup_parent: Option<String>,
     /// The restart-loop guard's limit (`None`: off); see [`restart_guard`].
     pub restart_limit: Option<restart_guard::RestartLimit>,
 }
@@ -126,6 +129,8 @@ pub struct Daemon {
     pub dmesg: DmesgRing,
     generations: AtomicU64,
     restart_guard: restart_guard::RestartGuard,
+    /// The Domus parent cgroup, when the host has usable cgroups.
+    cgroups: Option<domus_cgroup::Cgroups>,
 }
 
 impl Daemon {
@@ -157,7 +162,9 @@ impl Daemon {
         let records = Records::open(&opts.paths.state_dir)?;
         let table = Table::new(records.load_next_domid());
         let restart_guard = restart_guard::RestartGuard::new(opts.restart_limit);
+        let cgroups = Self::detect_cgroups(opts.cgroup_parent.as_deref());
         Ok(Arc::new(Self {
+            cgroups,
             restart_guard,
             opts,
             table: Mutex::new(table),
@@ -252,6 +259,7 @@ impl Daemon {
     fn update_live(&self, domid: u32, generation: u64, st: &StateReply) {
         let mut t = self.lock();
         if let Some(d) = t.get_mut(domid).filter(|d| d.generation == generation) {
+            let ran_on = resources::vcpu_host_cpus(st.pid);
             d.live = Live {
                 paused: st.state == MachineState::Paused,
                 vcpus: st
@@ -262,6 +270,8 @@ impl Daemon {
                         state: v.state,
                         cpu_time_ns: v.cpu_time_ns,
                         affinity: None,
+                        soft_affinity: None,
+                        cpu: ran_on.get(&v.id).copied(),
                     })
                     .collect(),
                 memory_mib: Some(st.memory_mib),
@@ -293,6 +303,7 @@ impl Daemon {
             pid: None,
             restarts: 0,
             config: None,
+            sched: domain::SchedParams::default().into(),
         }
     }
 

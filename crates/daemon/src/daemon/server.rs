@@ -14,8 +14,8 @@ use anyhow::{bail, Context};
 use domus_api::http::{self, Request};
 use domus_api::messages::{
     self, ConfigUpdateRequest, CreateRequest, DmesgReply, DumpCoreRequest, ErrorReply,
-    MemMaxRequest, RebootRequest, RenameRequest, ShutdownRequest, SysrqRequest, TriggerRequest,
-    VcpuPinRequest,
+    MemMaxRequest, RebootRequest, RenameRequest, SchedCreditRequest, ShutdownRequest, SysrqRequest,
+    TriggerRequest, VcpuPinRequest,
 };
 use serde::de::DeserializeOwned;
 use tracing::{debug, warn};
@@ -193,7 +193,13 @@ fn domain_route(
         }
         ("POST", ["vcpu-pin"]) => {
             let r: VcpuPinRequest = body(req)?;
-            d.vcpu_pin(dom, r.vcpu, &r.cpus).and_then(|()| ok())
+            let hard = (!r.hard_unchanged).then_some(r.cpus.as_slice());
+            d.vcpu_pin(dom, r.vcpu, hard, r.soft.as_deref())
+                .and_then(|()| ok())
+        }
+        ("POST", ["sched-credit"]) => {
+            let r: SchedCreditRequest = body(req)?;
+            d.sched_credit(dom, r.weight, r.cap).and_then(|()| ok())
         }
         ("POST", ["mem-max"]) => {
             let r: MemMaxRequest = body(req)?;
