@@ -244,6 +244,22 @@ pub struct SchedCreditRequest {
     pub cap: Option<u32>,
 }
 
+/// `POST /v1/domains/DOM/mem-set`: the balloon's target.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemSetRequest {
+    /// New target, MiB.
+    pub mib: u64,
+}
+
+/// `POST /v1/domains/DOM/vcpu-set`: how many vCPUs are online.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VcpuSetRequest {
+    /// vCPUs online (1 to maxvcpus).
+    pub vcpus: u32,
+}
+
 /// `POST /v1/domains/DOM/mem-max`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

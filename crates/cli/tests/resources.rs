@@ -232,3 +232,79 @@ fn cpus_forms_pin_the_vcpu_threads_and_vcpu_list_shows_both_masks() {
     h.ok(&["destroy", "pinned"]);
     h.ok(&["destroy", "noded"]);
 }
+
+#[test]
+fn mem_set_and_vcpu_set_are_checked_as_xl_checks_them() {
+    let h = Host::start();
+    h.probe_cfg(
+        "m.cfg",
+        "sized",
+        "idle",
+        "memory = 32\nmaxmem = 64\nvcpus = 1\nmaxvcpus = 2\n",
+    );
+    h.ok(&["create", "m.cfg"]);
+    let id = h.row("sized").unwrap().domid;
+    // One availability node per possible vCPU.
+    let read = |p: &str| h.xenstore("xenstore-read", &[p]).trim().to_owned();
+    assert_eq!(
+        read(&format!("/local/domain/{id}/cpu/0/availability")),
+        "online"
+    );
+    assert_eq!(
+        read(&format!("/local/domain/{id}/cpu/1/availability")),
+        "offline"
+    );
+
+    let err = h.fails(&["mem-set", "sized", "65"]);
+    assert!(
+        err.contains("memory_dynamic_max must be less than or equal to memory_static_max"),
+        "{err}"
+    );
+    assert!(
+        err.ends_with(&format!(
+            "cannot set domid {id} dynamic max memory to : 65\n"
+        )),
+        "{err}"
+    );
+    assert!(h
+        .fails(&["mem-set", "sized", "8"])
+        .contains("below the minimum threshold of 16 MiB"));
+    assert!(h
+        .fails(&["mem-set", "sized", "12q"])
+        .contains("invalid memory size: 12q"));
+    h.ok(&["mem-set", "sized", "32"]);
+    assert!(h
+        .fails(&["mem-set", "sized", "48"])
+        .contains("has no balloon device yet"));
+
+    let over = host_cpus() + 1;
+    let err = h.fails(&["vcpu-set", "sized", &over.to_string()]);
+    assert!(
+        err.contains(&format!(
+            "You are overcommmitting! You have {} physical CPUs and want {over} vCPUs!",
+            host_cpus()
+        )),
+        "{err}"
+    );
+    let err = h.fails(&["vcpu-set", "-i", "sized", "3"]);
+    assert!(
+        err.contains(&format!(
+            "Domain {id}:Requested 3 VCPUs, however maxcpus is 2!"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "libxl_set_vcpuonline failed domid={id} max_vcpus=3"
+        )),
+        "{err}"
+    );
+    assert!(h
+        .fails(&["vcpu-set", "sized", "x"])
+        .contains("Error: Invalid argument x as VCPU."));
+    h.ok(&["vcpu-set", "sized", "1"]);
+    assert!(h
+        .fails(&["vcpu-set", "sized", "2"])
+        .contains("has no CPU hotplug yet"));
+    h.ok(&["destroy", "sized"]);
+}

@@ -15,6 +15,7 @@ pub mod dump_core;
 pub mod info;
 pub mod list;
 pub mod mem_max;
+pub mod mem_set;
 pub mod pause;
 pub mod reboot;
 pub mod rename;
@@ -27,6 +28,7 @@ pub mod unpause;
 pub mod uptime;
 pub mod vcpu_list;
 pub mod vcpu_pin;
+pub mod vcpu_set;
 pub mod vm_list;
 
 use clap::Subcommand;
@@ -102,6 +104,8 @@ pub enum Command {
     List(list::Args),
     /// Set a domain's maximum memory (xl mem-max).
     MemMax(mem_max::Args),
+    /// Set a domain's memory target within its maxmem (xl mem-set).
+    MemSet(mem_set::Args),
     /// Pause a domain (xl pause).
     Pause(pause::Args),
     /// Reboot a domain (xl reboot).
@@ -130,6 +134,8 @@ pub enum Command {
     VcpuList(vcpu_list::Args),
     /// Pin vCPUs to host CPUs (xl vcpu-pin).
     VcpuPin(vcpu_pin::Args),
+    /// Set how many vCPUs are online (xl vcpu-set).
+    VcpuSet(vcpu_set::Args),
     /// List UUID, domid and name of every domain (xl vm-list).
     VmList(vm_list::Args),
 }
@@ -155,6 +161,7 @@ impl Command {
             Command::Info(_) => "info",
             Command::List(_) => "list",
             Command::MemMax(_) => "mem-max",
+            Command::MemSet(_) => "mem-set",
             Command::Pause(_) => "pause",
             Command::Reboot(_) => "reboot",
             Command::Rename(_) => "rename",
@@ -169,6 +176,7 @@ impl Command {
             Command::Uptime(_) => "uptime",
             Command::VcpuList(_) => "vcpu-list",
             Command::VcpuPin(_) => "vcpu-pin",
+            Command::VcpuSet(_) => "vcpu-set",
             Command::VmList(_) => "vm-list",
         }
     }
@@ -197,6 +205,7 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
         Command::Info(args) => info::run(ctx, args),
         Command::List(args) => list::run(ctx, args),
         Command::MemMax(args) => mem_max::run(ctx, args),
+        Command::MemSet(args) => mem_set::run(ctx, args),
         Command::Pause(args) => pause::run(ctx, args),
         Command::Reboot(args) => reboot::run(ctx, args),
         Command::Rename(args) => rename::run(ctx, args),
@@ -211,6 +220,7 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
         Command::Uptime(args) => uptime::run(ctx, args),
         Command::VcpuList(args) => vcpu_list::run(ctx, args),
         Command::VcpuPin(args) => vcpu_pin::run(ctx, args),
+        Command::VcpuSet(args) => vcpu_set::run(ctx, args),
         Command::VmList(args) => vm_list::run(ctx, args),
     }
 }

@@ -24,6 +24,7 @@ pub mod records;
 pub mod resources;
 pub mod restart_guard;
 pub mod server;
+pub mod sizing;
 pub mod store;
 mod sys;
 pub mod vbd;
@@ -211,6 +212,7 @@ impl Daemon {
             memory_mib: info.memory_mib,
             maxmem_mib: info.maxmem_mib,
             vcpus: info.vcpus,
+            maxvcpus: d.rec.config.maxvcpus,
             start_time: info.start_time,
             console: info.console_path,
             disks: d.rec.config.disks.clone(),

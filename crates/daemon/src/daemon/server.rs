@@ -14,8 +14,8 @@ use anyhow::{bail, Context};
 use domus_api::http::{self, Request};
 use domus_api::messages::{
     self, ConfigUpdateRequest, CreateRequest, DmesgReply, DumpCoreRequest, ErrorReply,
-    MemMaxRequest, RebootRequest, RenameRequest, SchedCreditRequest, ShutdownRequest, SysrqRequest,
-    TriggerRequest, VcpuPinRequest,
+    MemMaxRequest, MemSetRequest, RebootRequest, RenameRequest, SchedCreditRequest,
+    ShutdownRequest, SysrqRequest, TriggerRequest, VcpuPinRequest, VcpuSetRequest,
 };
 use serde::de::DeserializeOwned;
 use tracing::{debug, warn};
@@ -196,6 +196,14 @@ fn domain_route(
             let hard = (!r.hard_unchanged).then_some(r.cpus.as_slice());
             d.vcpu_pin(dom, r.vcpu, hard, r.soft.as_deref())
                 .and_then(|()| ok())
+        }
+        ("POST", ["mem-set"]) => {
+            let r: MemSetRequest = body(req)?;
+            d.mem_set(dom, r.mib).and_then(|()| ok())
+        }
+        ("POST", ["vcpu-set"]) => {
+            let r: VcpuSetRequest = body(req)?;
+            d.vcpu_set(dom, r.vcpus).and_then(|()| ok())
         }
         ("POST", ["sched-credit"]) => {
             let r: SchedCreditRequest = body(req)?;
