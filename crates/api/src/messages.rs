@@ -132,6 +132,10 @@ pub struct DomainInfo {
     /// Scheduler weight and cap (Domain-0: the defaults).
     #[serde(default = "default_sched")]
     pub sched: SchedInfo,
+    /// In the reply to a create with `bootloader = "pygrub"`: what it chose and its warnings, one line
+    /// each (empty otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub boot: Vec<String>,
 }
 
 fn default_sched() -> SchedInfo {

@@ -437,6 +437,7 @@ mod tests {
                 weight: 256,
                 cap: 0,
             },
+            boot: Vec::new(),
         }
     }
 

@@ -227,6 +227,7 @@ mod tests {
                 weight: 256,
                 cap: 0,
             },
+            boot: Vec::new(),
             config: Some(domus_config::DomainConfig {
                 disks: vec![
                     domus_config::DiskConfig::try_from(

@@ -78,10 +78,14 @@ fn xl_error_texts_and_unsupported_keys() {
     assert!(h
         .fails(&["create", "pci.cfg"])
         .contains("pci passthrough is not supported yet"));
-    h.probe_cfg("bl.cfg", "bl", "idle", "bootloader = \"pygrub\"\n");
+    h.probe_cfg("bl.cfg", "bl", "idle", "bootloader = \"pvgrub\"\n");
     assert!(h
         .fails(&["create", "bl.cfg"])
-        .contains("bootloader \"pygrub\" is not supported yet"));
+        .contains("bootloader \"pvgrub\" is not supported: use bootloader = \"pygrub\""));
+    h.probe_cfg("pg.cfg", "pg", "idle", "bootloader = \"pygrub\"\n");
+    assert!(h.fails(&["create", "pg.cfg"]).contains(
+        "bootloader = \"pygrub\" boots from the domain's first disk, but the config has no disk"
+    ));
     h.probe_cfg("cd.cfg", "cd", "idle", "on_crash = \"coredump-destroy\"\n");
     assert!(h
         .fails(&["create", "cd.cfg"])

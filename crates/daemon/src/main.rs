@@ -40,6 +40,9 @@ struct Args {
     /// The domus-vmm binary [env DOMUS_VMM, default: next to domusd].
     #[arg(long)]
     vmm: Option<PathBuf>,
+    /// The domus-bootloader helper (pygrub) [env DOMUS_BOOTLOADER, default: next to domusd].
+    #[arg(long)]
+    bootloader: Option<PathBuf>,
     /// Milliseconds between state polls of a VMM while its domain is changing (created, shut down, ...).
     #[arg(long, default_value_t = 100)]
     poll_ms: u64,
@@ -94,6 +97,10 @@ fn options(args: &Args) -> anyhow::Result<Options> {
     Ok(Options {
         paths,
         vmm_exe,
+        bootloader_exe: args
+            .bootloader
+            .clone()
+            .or_else(|| env("DOMUS_BOOTLOADER").map(PathBuf::from)),
         poll_interval: Duration::from_millis(args.poll_ms.max(1)),
         idle_poll_interval: Duration::from_millis(args.idle_poll_ms.max(args.poll_ms).max(1)),
         console_log_max_bytes: args.console_log_max_bytes.max(4096),

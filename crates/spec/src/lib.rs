@@ -9,6 +9,7 @@
 //! - [`image`]: what a kernel file is (PVH ELF note, Linux ELF or bzImage, gzip-wrapped or not);
 //! - [`host`]: what the host can give (memory, KVM's vCPU limit);
 //! - `prepare`: the checks and the opening of files;
+//! - `boot`: `bootloader = "pygrub"`, whose kernel, ramdisk and command line become the spec's;
 //! - this module: the specification's types.
 //!
 //! # Resources and their hand-off
@@ -30,6 +31,7 @@
 #![forbid(unsafe_code)]
 
 pub mod affinity;
+mod boot;
 pub mod host;
 pub mod image;
 mod prepare;
@@ -39,11 +41,12 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use affinity::Placement;
+pub use boot::BootloaderOptions;
 pub use domus_config::{Action, DomainType};
 pub use host::HostLimits;
 pub use prepare::{
-    is_valid_name, prepare, resolve_paths, Prepared, PreparedFiles, SpecError, SpecErrorKind,
-    SpecErrors,
+    is_valid_name, prepare, prepare_with, resolve_paths, Prepared, PreparedFiles, SpecError,
+    SpecErrorKind, SpecErrors,
 };
 
 /// How many virtio devices the machine model can wire to interrupts: one GSI each, 10 to 23 (the

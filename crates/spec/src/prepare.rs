@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use domus_config::{Access, Action, DevType, DiskFormat, DomainConfig, DomainType};
 
+use crate::boot::BootloaderOptions;
 use crate::host::HostLimits;
 use crate::image::{self, ImageError};
 use crate::{
@@ -27,9 +28,9 @@ pub enum SpecErrorKind {
     /// HVM needs firmware.
     #[error("type = \"hvm\" needs firmware this VMM does not have: boot the kernel directly with type = \"pvh\" (or \"pv\") and kernel = \"...\"")]
     Hvm,
-    /// A bootloader instead of a kernel.
-    #[error("bootloader \"{0}\" is not supported yet: give the kernel directly with 'kernel' (and 'ramdisk', 'cmdline')")]
-    Bootloader(String),
+    /// The bootloader is not pygrub, or pygrub found nothing to boot (its explanation).
+    #[error(transparent)]
+    Bootloader(domus_bootloader::domain::DomainBootError),
     /// No kernel at all.
     #[error("no kernel given: set `kernel = \"PATH\"` to a PVH or Linux kernel image")]
     NoKernel,
@@ -207,6 +208,7 @@ impl fmt::Display for SpecError {
         write!(f, "{}: {}", self.key, self.kind)?;
         let mut cause = match &self.kind {
             SpecErrorKind::Kernel(e) => std::error::Error::source(e),
+            SpecErrorKind::Bootloader(e) => std::error::Error::source(e),
             SpecErrorKind::Ramdisk { source, .. } | SpecErrorKind::DiskOpen { source, .. } => {
                 Some(source as &(dyn std::error::Error + 'static))
             }
@@ -261,6 +263,8 @@ pub struct Prepared {
     pub spec: VmSpec,
     /// The open files.
     pub files: PreparedFiles,
+    /// With `bootloader = "pygrub"`: what it chose and its warnings, one line each, for the user.
+    pub boot: Vec<String>,
 }
 
 impl Prepared {
@@ -270,7 +274,9 @@ impl Prepared {
     /// exec (see the crate docs).
     pub fn hand_over(self) -> (VmSpec, Vec<File>) {
         use std::os::fd::AsRawFd;
-        let Prepared { mut spec, files } = self;
+        let Prepared {
+            mut spec, files, ..
+        } = self;
         drop(files.kernel_image);
         let mut ordered: Vec<File> = vec![files.kernel];
         ordered.extend(files.ramdisk);
@@ -299,8 +305,11 @@ pub fn resolve_paths(cfg: &mut DomainConfig, cwd: &Path) {
             *s = crate::absolute(s, cwd).to_string_lossy().into_owned();
         }
     };
-    abs(&mut cfg.kernel);
-    abs(&mut cfg.ramdisk);
+    // With a bootloader, kernel and ramdisk name files on the guest's own disk: left as written.
+    if cfg.bootloader.is_none() {
+        abs(&mut cfg.kernel);
+        abs(&mut cfg.ramdisk);
+    }
     for d in &mut cfg.disks {
         abs(&mut d.target);
     }
@@ -329,10 +338,44 @@ impl Check<'_> {
 /// Every problem found (not just the first), each located when the config says where the value came
 /// from (see `domus_config::Origins`).
 pub fn prepare(cfg: &DomainConfig, host: &HostLimits) -> Result<Prepared, SpecErrors> {
+    prepare_with(cfg, host, &BootloaderOptions::default())
+}
+
+/// [`prepare`], with `bootloader = "pygrub"` run as `boot` says: its kernel, ramdisk and command line
+/// become the spec's (opened here, then its work directory is removed), and [`Prepared::boot`] says
+/// what it chose.
+///
+/// # Errors
+/// As [`prepare`]; a bootloader that is not pygrub or that finds nothing to boot is one more problem
+/// (located at `bootloader`), reported with the others.
+pub fn prepare_with(
+    cfg: &DomainConfig,
+    host: &HostLimits,
+    boot: &BootloaderOptions,
+) -> Result<Prepared, SpecErrors> {
+    let (booted, boot_error) = match cfg.bootloader.as_deref().filter(|b| !b.is_empty()) {
+        None => (None, None),
+        Some(_) => match crate::boot::run(cfg, boot) {
+            Ok(b) => (b, None),
+            Err(e) => (None, Some(e)),
+        },
+    };
+    // The config the checks see: pygrub's result in place of kernel/ramdisk/cmdline; after a failed
+    // pygrub, no kernel or ramdisk (they name files on the guest's disk, not the host's).
+    let effective = match (&booted, &boot_error) {
+        (Some(b), _) => b.apply(cfg),
+        (None, Some(_)) => DomainConfig {
+            kernel: None,
+            ramdisk: None,
+            ..cfg.clone()
+        },
+        (None, None) => cfg.clone(),
+    };
     let mut c = Check {
-        cfg,
+        cfg: &effective,
         errors: Vec::new(),
     };
+    let cfg = &effective;
     let o = &cfg.origins;
     if !is_valid_name(&cfg.name) {
         c.fail(None, "name", SpecErrorKind::InvalidName(cfg.name.clone()));
@@ -340,11 +383,11 @@ pub fn prepare(cfg: &DomainConfig, host: &HostLimits) -> Result<Prepared, SpecEr
     if cfg.domain_type == DomainType::Hvm {
         c.fail(o.domain_type.as_ref(), "type", SpecErrorKind::Hvm);
     }
-    if let Some(b) = &cfg.bootloader {
+    if let Some(e) = boot_error {
         c.fail(
             o.bootloader.as_ref(),
             "bootloader",
-            SpecErrorKind::Bootloader(b.clone()),
+            SpecErrorKind::Bootloader(e),
         );
     }
     if !cfg.pci.is_empty() {
@@ -405,6 +448,8 @@ pub fn prepare(cfg: &DomainConfig, host: &HostLimits) -> Result<Prepared, SpecEr
             ramdisk: ramdisk_file,
             disks: disk_files,
         },
+        // The files are open: pygrub's work directory goes when `booted` drops here.
+        boot: booted.map(|b| b.lines()).unwrap_or_default(),
     })
 }
 

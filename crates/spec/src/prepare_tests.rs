@@ -189,7 +189,7 @@ fn json_configs_are_checked_too() {
     cfg.disks.pop();
     cfg.name = "123".into();
     cfg.on_crash = Action::CoredumpDestroy;
-    cfg.bootloader = Some("pygrub".into());
+    cfg.bootloader = Some("/usr/bin/pvgrub".into());
     let e = prepare(&cfg, &HOST).unwrap_err().to_string();
     assert!(e.contains("invalid domain name \"123\""), "{e}");
     assert!(
@@ -197,7 +197,7 @@ fn json_configs_are_checked_too() {
         "{e}"
     );
     assert!(
-        e.contains("bootloader \"pygrub\" is not supported yet"),
+        e.contains("bootloader: bootloader \"/usr/bin/pvgrub\" is not supported: use bootloader = \"pygrub\""),
         "{e}"
     );
 }

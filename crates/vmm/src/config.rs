@@ -231,7 +231,7 @@ pub enum LoadError {
 impl VmConfig {
     /// From a prepared spec (files opened by the conversion).
     pub fn from_prepared(p: domus_spec::Prepared) -> Self {
-        let domus_spec::Prepared { spec, files } = p;
+        let domus_spec::Prepared { spec, files, .. } = p;
         let disks = spec
             .disks
             .iter()
@@ -363,6 +363,10 @@ impl VmConfig {
             tracing::warn!(domname = %d.name, "{w}");
         }
         let p = domus_spec::prepare(d, &HostLimits::probe())?;
+        // `bootloader = "pygrub"` ran inside the conversion: say what it chose.
+        for line in &p.boot {
+            eprintln!("domus-vmm: {line}");
+        }
         say_boot_protocol(&p.spec);
         Ok(Self::from_prepared(p))
     }

@@ -25,6 +25,8 @@ Runs one Domus domain on KVM in the foreground until the guest stops.
 Exit status: 0 powered off, 2 rebooted, 3 crashed, 1 VMM or configuration error.
 
   --config FILE         xl.cfg domain configuration; KEY=VALUE arguments are appended as lines
+                        (bootloader = \"pygrub\" runs the sandboxed domus-bootloader over the first disk;
+                        needs root)
   --config-json FILE    domain configuration as JSON (`domus create -N` output)
   --spec-json FILE      resolved VM specification as domusd writes it (resources may be inherited fds)
   --console MODE        stdio (default), pty, or unix:PATH (any number of clients, with backlog)

@@ -136,6 +136,10 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         let resolved = crate::api::prepare_config(config)?;
         let prepared = domus_spec::prepare(&resolved, &domus_spec::HostLimits::probe())
             .map_err(|e| refusal(&resolved.name, &e))?;
+        // With `bootloader = "pygrub"`, the conversion ran it (sandboxed): what it chose.
+        for line in &prepared.boot {
+            eprintln!("{line}");
+        }
         eprintln!("{}", prepared.spec.boot_line());
         return Ok(());
     }
@@ -160,6 +164,9 @@ fn create_domain(args: &Args, config: DomainConfig) -> anyhow::Result<()> {
         config,
         paused: args.paused,
     })?;
+    for line in &d.boot {
+        eprintln!("{line}");
+    }
     tracing::info!(domid = d.domid, domname = %d.name, "domain created");
     if args.console {
         if let Some(path) = &d.console_path {

@@ -207,6 +207,7 @@ impl Domain {
             restarts: self.rec.restarts,
             config: Some(self.rec.config.clone()),
             sched: self.rec.sched.into(),
+            boot: Vec::new(),
         }
     }
 }

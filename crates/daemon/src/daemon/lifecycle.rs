@@ -67,18 +67,25 @@ impl Daemon {
             config.uuid = random_uuid();
         }
         config.uuid = config.uuid.to_lowercase();
+        // `bootloader = "pygrub"` runs here, inside the conversion; the record keeps the config with
+        // its bootloader, so every restart runs it again (as Xen does on reboot).
+        let boot_opts = domus_spec::BootloaderOptions {
+            work_base: self.opts.paths.runtime_dir.join("bootloader"),
+            helper: self.opts.bootloader_exe.clone(),
+        };
         let prepared =
-            domus_spec::prepare(&config, &domus_spec::HostLimits::probe()).map_err(|e| {
-                if restarts > 0 {
-                    // The restart ends here: nothing is pending any more.
-                    self.restart_guard.take_pending(&config.name);
-                }
-                let detail = match e.0.as_slice() {
-                    [one] => format!(" {one}"),
-                    many => many.iter().map(|m| format!("\n  {m}")).collect(),
-                };
-                ApiError::bad_request(format!("cannot start domain '{}':{detail}", config.name))
-            })?;
+            domus_spec::prepare_with(&config, &domus_spec::HostLimits::probe(), &boot_opts)
+                .map_err(|e| {
+                    if restarts > 0 {
+                        // The restart ends here: nothing is pending any more.
+                        self.restart_guard.take_pending(&config.name);
+                    }
+                    let detail = match e.0.as_slice() {
+                        [one] => format!(" {one}"),
+                        many => many.iter().map(|m| format!("\n  {m}")).collect(),
+                    };
+                    ApiError::bad_request(format!("cannot start domain '{}':{detail}", config.name))
+                })?;
         let name = config.name.clone();
         let uuid = config.uuid.clone();
         let maxmem_mib = config.maxmem_mib.max(config.memory_mib);
@@ -146,8 +153,15 @@ impl Daemon {
         if vifs > 0 {
             warn!(domid, domname = %name, vifs, "vif entries accepted, but the domain boots without network (networking is not built yet)");
         }
+        let boot = prepared.boot.clone();
+        for line in &boot {
+            info!(domid, domname = %name, "{line}");
+        }
         match self.launch(domid, generation, &name, prepared, paused) {
-            Ok(info) => Ok(info),
+            Ok(mut info) => {
+                info.boot = boot;
+                Ok(info)
+            }
             Err(e) => {
                 let mut t = self.lock();
                 self.remove_locked(&mut t, domid);

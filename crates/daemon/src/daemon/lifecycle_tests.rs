@@ -238,6 +238,7 @@ impl Harness {
         let opts = Options {
             paths,
             vmm_exe: PathBuf::from("/nonexistent/domus-vmm"),
+            bootloader_exe: None,
             poll_interval: Duration::from_millis(5),
             idle_poll_interval: Duration::from_millis(50),
             console_log_max_bytes: 1 << 20,

@@ -53,6 +53,8 @@ pub struct Options {
     pub paths: Paths,
     /// The domus-vmm binary.
     pub vmm_exe: PathBuf,
+    /// The domus-bootloader helper (pygrub); `None`: next to the running domusd.
+    pub bootloader_exe: Option<PathBuf>,
     /// How often each watcher asks its VMM for its state while the domain is "hot".
     pub poll_interval: Duration,
     /// How often otherwise.
@@ -306,6 +308,7 @@ impl Daemon {
             restarts: 0,
             config: None,
             sched: domain::SchedParams::default().into(),
+            boot: Vec::new(),
         }
     }
 

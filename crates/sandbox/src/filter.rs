@@ -1,0 +1,78 @@
+//! Seccomp filters: an allow-list of system calls; anything else kills the whole process (SIGSYS).
+
+use std::collections::BTreeMap;
+
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
+};
+
+/// What a single-threaded Rust program needs to compute on descriptors it was given: memory management,
+/// reading, seeking and writing existing descriptors, signal return, exit. No `open`, no `socket`, no
+/// `execve`, no `clone`, no `ptrace`.
+pub const BASE_SYSCALLS: &[i64] = &[
+    libc::SYS_read,
+    libc::SYS_pread64,
+    libc::SYS_readv,
+    libc::SYS_write,
+    libc::SYS_writev,
+    libc::SYS_pwrite64,
+    libc::SYS_lseek,
+    libc::SYS_close,
+    libc::SYS_fstat,
+    libc::SYS_statx,
+    libc::SYS_newfstatat,
+    libc::SYS_ftruncate,
+    libc::SYS_mmap,
+    libc::SYS_munmap,
+    libc::SYS_mremap,
+    libc::SYS_mprotect,
+    libc::SYS_brk,
+    libc::SYS_madvise,
+    libc::SYS_rt_sigreturn,
+    libc::SYS_rt_sigprocmask,
+    libc::SYS_rt_sigaction,
+    libc::SYS_sigaltstack,
+    libc::SYS_futex,
+    libc::SYS_getrandom,
+    libc::SYS_clock_gettime,
+    libc::SYS_sched_yield,
+    libc::SYS_getpid,
+    libc::SYS_gettid,
+    libc::SYS_exit,
+    libc::SYS_exit_group,
+];
+
+/// Building the filter failed (an invalid syscall number).
+#[derive(Debug, thiserror::Error)]
+#[error("building the seccomp filter")]
+pub struct FilterError(#[source] seccompiler::BackendError);
+
+/// Compiles an allow-list filter for x86-64 whose default action kills the process. Besides `syscalls`,
+/// `fcntl(fd, F_GETFD)` is always allowed: Rust's standard library checks descriptors with it when it
+/// closes them in debug builds.
+///
+/// # Errors
+/// [`FilterError`] for a list seccompiler rejects.
+pub fn allow_list(syscalls: &[i64]) -> Result<BpfProgram, FilterError> {
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
+        syscalls.iter().map(|s| (*s, Vec::new())).collect();
+    if let std::collections::btree_map::Entry::Vacant(slot) = rules.entry(libc::SYS_fcntl) {
+        let getfd = SeccompCondition::new(
+            1,
+            SeccompCmpArgLen::Dword,
+            SeccompCmpOp::Eq,
+            libc::F_GETFD as u64,
+        )
+        .map_err(FilterError)?;
+        slot.insert(vec![SeccompRule::new(vec![getfd]).map_err(FilterError)?]);
+    }
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::KillProcess,
+        SeccompAction::Allow,
+        TargetArch::x86_64,
+    )
+    .map_err(FilterError)?;
+    filter.try_into().map_err(FilterError)
+}
