@@ -165,9 +165,9 @@ impl Daemon {
             Err(e) => {
                 let mut t = self.lock();
                 self.remove_locked(&mut t, domid);
-                error!(domid, domname = %name, error = %e, "domain creation failed");
+                error!(domid, domname = %name, error = format!("{e:#}"), "domain creation failed");
                 Err(ApiError::internal(format!(
-                    "cannot start domain '{name}': {e}"
+                    "cannot start domain '{name}': {e:#}"
                 )))
             }
         }
