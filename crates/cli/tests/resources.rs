@@ -24,7 +24,7 @@ fn cgroup_dir(pid: u32, ctrl: &str) -> PathBuf {
     PathBuf::from(format!("/sys/fs/cgroup/{ctrl}{path}"))
 }
 
-fn read(p: &PathBuf, file: &str) -> String {
+fn read(p: &std::path::Path, file: &str) -> String {
     fs::read_to_string(p.join(file)).unwrap().trim().to_owned()
 }
 
