@@ -156,13 +156,49 @@ impl Cgroups {
     /// [`CgroupError::Io`].
     pub fn domain(&self, leaf: &str) -> Result<DomainCgroup, CgroupError> {
         let dirs = self.parent.join(leaf);
-        for d in dirs.all() {
-            mkdir(d)?;
+        // Another daemon may remove the (empty) parent between our mkdirs: try again.
+        let mut attempt = 0;
+        loop {
+            match self.make(&dirs) {
+                Ok(()) => break,
+                Err(e) if attempt >= 2 => return Err(e),
+                Err(_) => attempt += 1,
+            }
         }
         Ok(DomainCgroup {
             version: self.version,
             dirs,
         })
+    }
+
+    fn make(&self, dirs: &Dirs) -> Result<(), CgroupError> {
+        if let Dirs::V2(parent) = &self.parent {
+            if !parent.exists() {
+                mkdir(parent)?;
+                write(&parent.join("cgroup.subtree_control"), V2_CONTROLLERS)?;
+            }
+        }
+        for d in dirs.all() {
+            mkdir(d)?;
+        }
+        Ok(())
+    }
+
+    /// The cgroup `leaf` under the parent as a handle, without touching the filesystem (to remove
+    /// one that may or may not exist).
+    pub fn existing(&self, leaf: &str) -> DomainCgroup {
+        DomainCgroup {
+            version: self.version,
+            dirs: self.parent.join(leaf),
+        }
+    }
+
+    /// Removes the parent if no domain cgroup is left in it (best effort: a parent still in use
+    /// cannot be removed, and [`Cgroups::domain`] makes it again when needed).
+    pub fn remove_parent_if_unused(&self) {
+        for d in self.parent.all() {
+            let _ = fs::remove_dir(d);
+        }
     }
 }
 

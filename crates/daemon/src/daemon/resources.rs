@@ -133,9 +133,11 @@ impl Daemon {
     /// Removes a stopped domain's cgroup (logged, not fatal, when it cannot be removed).
     pub(super) fn release_cgroup(&self, domid: u32, leaf: &str) {
         let Some(cg) = &self.cgroups else { return };
-        if let Err(e) = cg.domain(leaf).and_then(|d| d.remove()) {
+        if let Err(e) = cg.existing(leaf).remove() {
             warn!(domid, error = %e, "cannot remove the domain's cgroup");
         }
+        // An empty Domus parent is not left behind (it is made again for the next domain).
+        cg.remove_parent_if_unused();
     }
 
     /// Pins the running vCPUs of a just-started domain as its `cpus` says.
@@ -263,8 +265,8 @@ impl Daemon {
         domus_cgroup::check_sched(new.weight, new.cap)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         if let Some(leaf) = d.rec.vmm.as_ref().and_then(|v| v.cgroup.as_deref()) {
-            cg.domain(leaf)
-                .and_then(|g| g.set_cpu(new.weight, new.cap))
+            cg.existing(leaf)
+                .set_cpu(new.weight, new.cap)
                 .map_err(|e| ApiError::internal(format!("domain {domid}: {e:#}")))?;
         }
         info!(
