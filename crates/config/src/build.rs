@@ -360,21 +360,22 @@ impl Builder {
     fn other(&mut self, s: &Setting) {
         let at = s.key_location.clone();
         let message = match keys::classify(&s.key) {
-            KeyClass::NotImplemented => {
-                format!(
-                    "key `{}` is an xl setting Domus does not implement: ignored",
-                    s.key
-                )
-            }
-            KeyClass::Unknown => match keys::suggest(&s.key) {
+            KeyClass::Domus => None,
+            KeyClass::NotImplemented => Some(format!(
+                "key `{}` is an xl setting Domus does not implement: ignored",
+                s.key
+            )),
+            KeyClass::Unknown => Some(match keys::suggest(&s.key) {
                 Some(near) => format!(
                     "unknown key `{}`: kept but not used; did you mean `{near}`?",
                     s.key
                 ),
                 None => format!("unknown key `{}`: kept but not used", s.key),
-            },
+            }),
         };
-        self.warn(&at, message);
+        if let Some(message) = message {
+            self.warn(&at, message);
+        }
         self.cfg
             .other_keys
             .insert(s.key.clone(), s.value.value.to_plain());

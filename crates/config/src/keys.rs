@@ -7,11 +7,18 @@
 /// How a key Domus does not use is classified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyClass {
+    /// A Domus key that is not an xl.cfg(5) key, kept in `other_keys` for the layer that reads it
+    /// (`domus-spec`): no warning.
+    Domus,
     /// An xl.cfg(5) key Domus does not implement.
     NotImplemented,
     /// Not an xl.cfg(5) key at all (a typo, or another tool's).
     Unknown,
 }
+
+/// Domus's own keys without a typed field here: the entropy device (`rng = 0|1`, `rng_rate = BYTES`),
+/// read by `domus-spec`.
+pub const DOMUS_KEYS: &[&str] = &["rng", "rng_rate"];
 
 /// xl.cfg(5) keys that Domus accepts and ignores.
 pub const NOT_IMPLEMENTED: &[&str] = &[
@@ -179,6 +186,7 @@ pub fn suggest(key: &str) -> Option<&'static str> {
     IMPLEMENTED
         .iter()
         .chain(NOT_IMPLEMENTED.iter())
+        .chain(DOMUS_KEYS.iter())
         .map(|k| (strsim::osa_distance(key, k), *k))
         .filter(|(d, _)| *d <= limit)
         .min_by_key(|(d, _)| *d)
@@ -187,7 +195,9 @@ pub fn suggest(key: &str) -> Option<&'static str> {
 
 /// Classifies a key that no handler took.
 pub fn classify(key: &str) -> KeyClass {
-    if NOT_IMPLEMENTED.contains(&key) {
+    if DOMUS_KEYS.contains(&key) {
+        KeyClass::Domus
+    } else if NOT_IMPLEMENTED.contains(&key) {
         KeyClass::NotImplemented
     } else {
         KeyClass::Unknown

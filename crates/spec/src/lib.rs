@@ -108,6 +108,31 @@ impl BootProtocol {
     }
 }
 
+/// Default entropy rate limit per domain, bytes per second (1 MiB/s; burst: one second's worth).
+pub const DEFAULT_RNG_RATE_BYTES_PER_SEC: u64 = 1 << 20;
+
+/// The entropy device (virtio-rng), in the virtio-mmio slot after the disks. xl.cfg keys (Domus's
+/// own; xl has none): `rng = 0|1` (default 1) and `rng_rate = BYTES_PER_SECOND` (0 = no limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RngSpec {
+    /// Bytes per second the guest may draw from the host's entropy source (0 = no limit).
+    pub rate_bytes_per_sec: u64,
+}
+
+impl Default for RngSpec {
+    fn default() -> Self {
+        Self {
+            rate_bytes_per_sec: DEFAULT_RNG_RATE_BYTES_PER_SEC,
+        }
+    }
+}
+
+/// What a spec without an `rng` field gets: the entropy device is on by default.
+fn default_rng() -> Option<RngSpec> {
+    Some(RngSpec::default())
+}
+
 /// One disk as the machine has it: virtio-mmio slot i is disk i.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -162,6 +187,9 @@ pub struct VmSpec {
     pub cmdline: String,
     /// Disks in config order.
     pub disks: Vec<DiskSpec>,
+    /// The entropy device (`null`: none; absent: the default device).
+    #[serde(default = "default_rng")]
+    pub rng: Option<RngSpec>,
 }
 
 impl VmSpec {

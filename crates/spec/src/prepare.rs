@@ -14,8 +14,8 @@ use crate::boot::BootloaderOptions;
 use crate::host::HostLimits;
 use crate::image::{self, ImageError};
 use crate::{
-    BootProtocol, DiskSpec, Resource, VmSpec, DOMAIN0_NAME, MAX_MACHINE_VCPUS, MAX_MEMORY_MIB,
-    MAX_VIRTIO_DEVICES, MIN_MEMORY_MIB,
+    BootProtocol, DiskSpec, Resource, RngSpec, VmSpec, DOMAIN0_NAME, MAX_MACHINE_VCPUS,
+    MAX_MEMORY_MIB, MAX_VIRTIO_DEVICES, MIN_MEMORY_MIB,
 };
 
 /// Why a configuration cannot run on this host.
@@ -123,6 +123,26 @@ pub enum SpecErrorKind {
         count: usize,
         /// The limit.
         max: usize,
+    },
+    /// The disks leave no interrupt line for the entropy device.
+    #[error("{disks} disks and the entropy device need {needed} virtio devices, but the machine model has interrupt lines for at most {max} (GSIs 10-23): set `rng = 0` or use fewer disks")]
+    NoSlotForRng {
+        /// Disks.
+        disks: usize,
+        /// Disks + 1.
+        needed: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// `rng` or `rng_rate` has a value of the wrong kind.
+    #[error("{key} = {value}: expected {want}")]
+    RngValue {
+        /// The key.
+        key: &'static str,
+        /// What was given.
+        value: String,
+        /// What is expected.
+        want: &'static str,
     },
     /// memory below the machine's minimum.
     #[error("memory = {memory_mib} MiB is too small: the machine needs at least {min_mib} MiB")]
@@ -415,6 +435,7 @@ pub fn prepare_with(
     let kernel = kernel(&mut c);
     let ramdisk = ramdisk(&mut c);
     let disks = disks(&mut c);
+    let rng = rng(&mut c);
     if !c.errors.is_empty() {
         return Err(SpecErrors(c.errors));
     }
@@ -441,6 +462,7 @@ pub fn prepare_with(
             ramdisk,
             cmdline: cfg.cmdline.clone().unwrap_or_default(),
             disks,
+            rng,
         },
         files: PreparedFiles {
             kernel: kernel_file,
@@ -592,6 +614,59 @@ fn ramdisk(c: &mut Check<'_>) -> Option<Option<(Resource, File)>> {
             None
         }
     }
+}
+
+/// The entropy device from the `rng` / `rng_rate` keys (kept by domus-config among the keys it does
+/// not parse itself); on by default, and it needs a virtio slot of its own after the disks.
+fn rng(c: &mut Check<'_>) -> Option<RngSpec> {
+    use domus_config::PlainValue;
+    let keys = &c.cfg.other_keys;
+    let enabled = match keys.get("rng") {
+        None => true,
+        Some(PlainValue::Num(n)) => *n != 0,
+        Some(PlainValue::Str(s)) if s == "on" || s == "1" => true,
+        Some(PlainValue::Str(s)) if s == "off" || s == "0" => false,
+        Some(other) => {
+            c.fail(
+                None,
+                "rng",
+                SpecErrorKind::RngValue {
+                    key: "rng",
+                    value: format!("{other:?}"),
+                    want: "0 or 1",
+                },
+            );
+            false
+        }
+    };
+    let mut spec = RngSpec::default();
+    match keys.get("rng_rate") {
+        None => {}
+        Some(PlainValue::Num(n)) => spec.rate_bytes_per_sec = *n,
+        Some(other) => c.fail(
+            None,
+            "rng_rate",
+            SpecErrorKind::RngValue {
+                key: "rng_rate",
+                value: format!("{other:?}"),
+                want: "bytes per second (a number; 0 = no limit)",
+            },
+        ),
+    }
+    let disks = c.cfg.disks.len();
+    // More disks than slots is the disks' own error; exactly as many leaves none for the device.
+    if enabled && disks == MAX_VIRTIO_DEVICES {
+        c.fail(
+            c.cfg.origins.disk.as_ref(),
+            "rng",
+            SpecErrorKind::NoSlotForRng {
+                disks,
+                needed: disks + 1,
+                max: MAX_VIRTIO_DEVICES,
+            },
+        );
+    }
+    enabled.then_some(spec)
 }
 
 fn disks(c: &mut Check<'_>) -> Option<Vec<(DiskSpec, Option<File>)>> {

@@ -275,3 +275,47 @@ fn serial_other_than_pty_and_disk_scripts_are_refused_not_ignored() {
         "{script:?}"
     );
 }
+
+#[test]
+fn the_entropy_device_is_on_by_default_and_takes_a_slot() {
+    let d = Dir::new();
+    let kernel = format!("kernel = '{}'\n", d.p("pvh"));
+    let spec = |extra: &str| {
+        prepare(&d.cfg(&format!("{kernel}{extra}")), &HOST)
+            .unwrap()
+            .spec
+    };
+    assert_eq!(spec("").rng, Some(RngSpec::default()));
+    assert_eq!(spec("rng = 0\n").rng, None);
+    assert_eq!(
+        spec("rng_rate = 4096\n").rng,
+        Some(RngSpec {
+            rate_bytes_per_sec: 4096
+        })
+    );
+    // Domus's own keys are not "unknown" to the xl.cfg parser.
+    assert!(d.cfg("rng = 1\nrng_rate = 0\n").warnings.is_empty());
+    let e = d.errors(&format!("{kernel}rng_rate = 'fast'\n"));
+    assert_eq!(
+        e,
+        ["rng_rate: rng_rate = Str(\"fast\"): expected bytes per second (a number; 0 = no limit)"]
+    );
+    // 14 disks fill every slot: the entropy device must be turned off for them.
+    let disks: Vec<String> = (0..14)
+        .map(|i| format!("'{},raw,xvd{},ro'", d.p("disk.img"), char::from(b'a' + i)))
+        .collect();
+    let text = format!("{kernel}disk = [ {} ]\n", disks.join(", "));
+    let e = d.errors(&text);
+    assert_eq!(e, ["t.cfg:2:8: rng: 14 disks and the entropy device need 15 virtio devices, but the machine model has interrupt lines for at most 14 (GSIs 10-23): set `rng = 0` or use fewer disks"]);
+    assert_eq!(
+        spec(&format!("disk = [ {} ]\nrng = 0\n", disks.join(", ")))
+            .disks
+            .len(),
+        14
+    );
+    // A spec written before the entropy device existed (no `rng` field) gets the default device.
+    let mut json = serde_json::to_value(spec("")).unwrap();
+    json.as_object_mut().unwrap().remove("rng");
+    let back: VmSpec = serde_json::from_value(json).unwrap();
+    assert_eq!(back.rng, Some(RngSpec::default()));
+}

@@ -106,6 +106,8 @@ pub struct VmConfig {
     pub vcpus: u32,
     /// Disks in config order (virtio-mmio slot i = disk i).
     pub disks: Vec<VmDisk>,
+    /// The entropy device (virtio-rng, in the slot after the disks); `None`: the domain has none.
+    pub rng: Option<domus_spec::RngSpec>,
 }
 
 /// A configuration value the VMM cannot run with.
@@ -144,6 +146,18 @@ pub enum ConfigError {
     /// No kernel in the config.
     #[error("no kernel given: set `kernel = \"PATH\"` in the domain config")]
     NoKernel,
+    /// More virtio devices than the machine has slots for.
+    #[error("{disks} disks + {rng} entropy device = {total} virtio devices: the machine has room for {max}")]
+    TooManyDevices {
+        /// Disks.
+        disks: usize,
+        /// Entropy devices (0 or 1).
+        rng: usize,
+        /// Sum.
+        total: usize,
+        /// [`crate::devices::virtio::MAX_DEVICES`].
+        max: usize,
+    },
 }
 
 impl VmConfig {
@@ -175,6 +189,17 @@ impl VmConfig {
         if self.vcpus > max {
             return Err(ConfigError::VcpusTooMany {
                 vcpus: self.vcpus,
+                max,
+            });
+        }
+        let rng = usize::from(self.rng.is_some());
+        let total = self.disks.len() + rng;
+        let max = crate::devices::virtio::MAX_DEVICES;
+        if total > max {
+            return Err(ConfigError::TooManyDevices {
+                disks: self.disks.len(),
+                rng,
+                total,
                 max,
             });
         }
@@ -259,6 +284,7 @@ impl VmConfig {
             memory_mib: spec.memory_mib,
             vcpus: spec.vcpus,
             disks,
+            rng: spec.rng,
         }
     }
 
@@ -303,6 +329,7 @@ impl VmConfig {
             memory_mib: spec.memory_mib,
             vcpus: spec.vcpus,
             disks,
+            rng: spec.rng,
         })
     }
 
@@ -417,11 +444,6 @@ fn open_disk(path: &Path, d: &domus_spec::DiskSpec) -> Result<File, LoadError> {
     })
 }
 
-/// Host RAM + swap in MiB from `/proc/meminfo` (what an overcommitting host could at most give).
-pub fn host_memory_mib() -> u64 {
-    domus_spec::host::host_memory_mib()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -435,6 +457,7 @@ mod tests {
             memory_mib: 64,
             vcpus: 1,
             disks: Vec::new(),
+            rng: Some(domus_spec::RngSpec::default()),
         }
     }
 
@@ -457,6 +480,39 @@ mod tests {
             c.validate(1024, 8),
             Err(ConfigError::VcpusTooMany { max: 8, .. })
         ));
+    }
+
+    #[test]
+    fn device_limit_counts_disks_and_rng() {
+        let disk = VmDisk {
+            spec: domus_spec::DiskSpec {
+                vdev: "xvda".into(),
+                devnum: 51712,
+                media: None,
+                read_only: true,
+                cdrom: true,
+                discard: false,
+                direct: false,
+            },
+            file: None,
+        };
+        let mut c = cfg();
+        c.disks = (0..crate::devices::virtio::MAX_DEVICES)
+            .map(|_| VmDisk {
+                spec: disk.spec.clone(),
+                file: None,
+            })
+            .collect();
+        assert!(matches!(
+            c.validate(1024, 8),
+            Err(ConfigError::TooManyDevices {
+                total: 15,
+                max: 14,
+                ..
+            })
+        ));
+        c.rng = None;
+        assert!(c.validate(1024, 8).is_ok());
     }
 
     #[test]

@@ -10,10 +10,16 @@
 //! - [`vstate`]: KVM itself (system, VM, vCPUs, guest memory). The only place with `unsafe` code.
 //! - [`boot`]: kernel loading (PVH ELF, Linux bzImage / ELF vmlinux, gzip; recognition shared with the
 //!   spec conversion as `domus_spec::image`), zero page / `hvm_start_info`, ACPI tables and the MP table.
-//! - [`devices`]: the port-I/O devices of the machine model (16550, i8042, CMOS RTC, pvpanic, ACPI PM).
+//! - [`devices`]: the port-I/O devices of the machine model (16550, i8042, CMOS RTC, pvpanic, ACPI PM)
+//!   and the virtio devices (virtio-blk, virtio-rng) behind the device manager.
 //! - [`console`]: where the UART's output goes (stdio, pty, unix socket with a bounded backlog).
 //! - [`control`]: serves the control socket (state, pause/resume, power button, reset, destroy, outcome).
 //! - [`machine`]: ties them together and runs the domain until it stops.
+//! - [`threads`]: the one spawn point per kind of thread, and the pause/resume/stop/save-state events
+//!   with acknowledgements every vCPU and device thread is controlled through.
+//!
+//! The library reads neither `/proc` nor the environment: host facts come from system calls
+//! ([`sys`]), options from the binary.
 //!
 //! # Machine model (what a guest sees)
 //! - PVH boot (`hvm_start_info`: command line, e820 memmap, RSDP) for ELF kernels with
@@ -25,7 +31,8 @@
 //!   PM1a control 0x604, PM timer 0x608, SCI 9 (pulsed), fixed power button, reset register 0xcf9 = 6.
 //! - MP table (MP spec 1.4) at 0xf0000. In-kernel LAPIC/IOAPIC/PIC and PIT; APs wait for INIT-SIPI-SIPI.
 //! - 16550 at 0x3f8 / IRQ 4 (the console), i8042 (0xfe to 0x64 resets), CMOS RTC at 0x70/0x71, pvpanic
-//!   at 0x505. The virtio-mmio window at 0xd0000000 is reserved (nothing there yet: reads return ones).
+//!   at 0x505. The virtio-mmio window at 0xd0000000: slot i (4 KiB) on GSI 10 + i, the disks in config
+//!   order, then the entropy device (on by default); empty slots read as ones.
 //!
 //! # Outcomes
 //! Guest stops become an [`outcome::Outcome`]: poweroff (ACPI S5, `destroy`, SIGTERM/SIGINT: exit 0),
@@ -37,6 +44,12 @@
 //! and vCPU states, outcomes, exit statuses); [`control`] serves it.
 
 #![warn(missing_docs)]
+// STYLE.md §6: no silent truncation, wrap or sign loss in `as` casts.
+#![deny(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 
 pub mod boot;
 pub mod config;
@@ -46,4 +59,5 @@ pub mod devices;
 pub mod machine;
 pub mod outcome;
 pub mod sys;
+pub mod threads;
 pub mod vstate;

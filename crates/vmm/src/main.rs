@@ -9,6 +9,12 @@
 //! Exit status: 0 guest powered off, 2 rebooted, 3 crashed, 1 VMM or configuration error; the last stderr
 //! line names the reason. See the library docs (`domus_vmm`) for the machine and the control protocol.
 
+#![deny(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -142,6 +148,7 @@ fn load_config(args: &Args) -> anyhow::Result<VmConfig> {
             memory_mib: args.memory.unwrap_or(128),
             vcpus: args.vcpus.unwrap_or(1),
             disks: Vec::new(),
+            rng: Some(domus_spec::RngSpec::default()),
         });
     }
     bail!("no domain given: use --config FILE, --config-json FILE or --spec-json FILE")
@@ -160,6 +167,8 @@ fn run(args: &Args) -> anyhow::Result<u8> {
         kvm_path,
         outcome_linger: Duration::from_secs(args.outcome_linger_s.unwrap_or(60)),
         start_paused: args.paused,
+        // The binary, not the library, reads the environment.
+        io_uring: std::env::var_os("DOMUS_VMM_NO_IO_URING").is_none(),
     };
     let _span = tracing::info_span!("domain", domname = %cfg.name).entered();
     let outcome =

@@ -1,4 +1,6 @@
-//! Thin wrappers over the few libc calls that vmm-sys-util does not cover (pseudo-terminals, isatty).
+//! Thin wrappers over the few libc calls that vmm-sys-util does not cover: pseudo-terminals, thread ids
+//! and CPU time, affinity, signals, poll(2), getrandom(2) and the host's memory size. None of them
+//! reads `/proc` or the environment, so they keep working inside a sandbox.
 
 use std::fs::File;
 use std::io;
@@ -38,16 +40,90 @@ pub fn open_pty() -> io::Result<(File, PathBuf)> {
     Ok((master, path))
 }
 
-/// The kernel thread id of the calling thread (for `/proc/self/task/<tid>` run-time figures).
+/// The kernel thread id of the calling thread.
 pub fn current_tid() -> i32 {
-    std::fs::read_link("/proc/thread-self")
-        .ok()
-        .and_then(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|s| s.parse().ok())
-        })
-        .unwrap_or(0)
+    // SAFETY: gettid takes no arguments and cannot fail.
+    unsafe { libc::gettid() }
+}
+
+/// CPU time consumed so far by the thread behind `thread` (a pthread of this process), in ns.
+pub fn thread_cpu_ns(thread: libc::pthread_t) -> u64 {
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: `thread` is a live pthread of this process (the caller holds its JoinHandle) and
+    // `clock` is writable.
+    if unsafe { libc::pthread_getcpuclockid(thread, &mut clock) } != 0 {
+        return 0;
+    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `clock` is a valid clock id and `ts` is writable.
+    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+        return 0;
+    }
+    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
+    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
+}
+
+/// Host RAM + swap in MiB (what an overcommitting host could at most give), from sysinfo(2);
+/// `u64::MAX` if the call fails.
+pub fn host_memory_mib() -> u64 {
+    // SAFETY: `sysinfo` is plain data; all-zero is a valid value for the call to overwrite.
+    let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is a writable sysinfo struct.
+    if unsafe { libc::sysinfo(&mut info) } != 0 {
+        return u64::MAX;
+    }
+    let unit = u64::from(info.mem_unit.max(1));
+    let total = info.totalram.saturating_add(info.totalswap);
+    total.saturating_mul(unit) >> 20
+}
+
+/// poll(2) on `fds` without a timeout, retrying EINTR.
+///
+/// # Errors
+/// poll failing for another reason.
+pub fn poll(fds: &mut [libc::pollfd]) -> io::Result<()> {
+    let n = libc::nfds_t::try_from(fds.len())
+        .map_err(|_too_many| io::Error::from_raw_os_error(libc::EINVAL))?;
+    loop {
+        // SAFETY: `fds` is a live, writable array of `n` pollfds for the duration of the call.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), n, -1) };
+        if rc >= 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Fills `buf` from the kernel's CSPRNG (getrandom(2), no file descriptor needed).
+///
+/// # Errors
+/// getrandom failing (other than EINTR).
+pub fn fill_random(buf: &mut [u8]) -> io::Result<()> {
+    let mut done = 0usize;
+    while done < buf.len() {
+        let Some(rest) = buf.get_mut(done..) else {
+            break;
+        };
+        // SAFETY: `rest` is writable for `rest.len()` bytes.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        match usize::try_from(n) {
+            Ok(k) => done += k,
+            Err(_negative) => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Restricts thread `tid` to the host CPUs in `cpus`.
@@ -70,7 +146,7 @@ pub fn set_affinity(tid: i32, cpus: &[usize]) -> io::Result<()> {
     // SAFETY: cpu_set_t is a plain bit array; all-zero is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     for &c in cpus {
-        if c >= libc::CPU_SETSIZE as usize {
+        if c >= usize::try_from(libc::CPU_SETSIZE).unwrap_or(0) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("CPU {c} out of range"),
@@ -136,4 +212,28 @@ pub fn fd_is_open(fd: RawFd) -> bool {
     // SAFETY: F_SETFD only changes the flags of `fd`, which is open (checked above).
     unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) };
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_facts_without_proc() {
+        assert!(current_tid() > 0);
+        assert!(host_memory_mib() > 0);
+        let mut a = [0u8; 64];
+        let mut b = [0u8; 64];
+        fill_random(&mut a).unwrap();
+        fill_random(&mut b).unwrap();
+        assert_ne!(a, b);
+        use std::os::unix::thread::JoinHandleExt;
+        let h = std::thread::spawn(|| (0..1_000_000u64).sum::<u64>());
+        let pt = h.as_pthread_t();
+        let _ = thread_cpu_ns(pt);
+        h.join().unwrap();
+        // SAFETY: pthread_self is always valid for the calling thread.
+        let me = unsafe { libc::pthread_self() };
+        assert!(thread_cpu_ns(me) > 0);
+    }
 }

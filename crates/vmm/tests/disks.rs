@@ -520,13 +520,22 @@ fn dsdt_announces_each_disk_in_order() {
     let b = dir.join("b.img");
     make_image(&a, 1 << 20, 7);
     make_image(&b, 1 << 20, 8);
-    let r = run(
+    // Disks only: the entropy device (on by default) would be a third `LNRO0005` device.
+    let cfg = write_cfg(
         &dir,
         &[
             format!("{},raw,xvda,rw", a.display()),
             format!("{},raw,xvdb,rw", b.display()),
         ],
         "probe=virtio-scan",
+    );
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("rng = 0\n");
+    std::fs::write(&cfg, text).unwrap();
+    let r = wait_bounded(
+        spawn_cfg(&cfg, &[]).take(),
+        Duration::from_secs(120),
+        "virtio-scan",
     );
     assert_eq!(r.code, 0, "{r:?}");
     for (i, addr, irq) in [(0, "0xd0000000", "10"), (1, "0xd0001000", "11")] {
@@ -536,6 +545,28 @@ fn dsdt_announces_each_disk_in_order() {
         assert_eq!(field(l, "version"), Some("2"), "{l}");
         assert_eq!(field(l, "device_id"), Some("2"), "{l}");
     }
+    assert!(r.stdout.contains("PROBE virtio-scan devices=2"), "{r:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The entropy device (on by default) takes the slot after the disks: device type 4 (virtio-rng).
+#[test]
+fn rng_follows_the_disks() {
+    let dir = temp_dir("blk-rng-slot");
+    let a = dir.join("a.img");
+    make_image(&a, 1 << 20, 7);
+    let r = run(
+        &dir,
+        &[format!("{},raw,xvda,rw", a.display())],
+        "probe=virtio-scan",
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let disk = line_with(&r, "PROBE virtio-scan dev=0 ");
+    assert_eq!(field(disk, "device_id"), Some("2"), "{disk}");
+    let rng = line_with(&r, "PROBE virtio-scan dev=1 ");
+    assert_eq!(field(rng, "addr"), Some("0xd0001000"), "{rng}");
+    assert_eq!(field(rng, "irq"), Some("11"), "{rng}");
+    assert_eq!(field(rng, "device_id"), Some("4"), "{rng}");
     assert!(r.stdout.contains("PROBE virtio-scan devices=2"), "{r:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

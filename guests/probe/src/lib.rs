@@ -1,5 +1,6 @@
 //! Pure parsers for what the probe guest reads at boot: ACPI tables (FADT, MADT, AML patterns),
-//! the command line and the memory map. They take byte slices and strings, never touch
+//! the command line and the memory map; and the pure bookkeeping of its drivers: the device
+//! registry (`registry`) and the event loop's hook table (`hooks`). They take byte slices and strings, never touch
 //! hardware, and run on the host in unit tests and fuzz targets; the `domus-probe` binary
 //! (`main.rs`) applies them to guest memory.
 //!
@@ -12,6 +13,8 @@ pub mod aml;
 pub mod bytes;
 pub mod cmdline;
 pub mod fadt;
+pub mod hooks;
 pub mod madt;
 pub mod memmap;
+pub mod registry;
 pub mod sha256;

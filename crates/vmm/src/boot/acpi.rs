@@ -51,9 +51,9 @@ fn gas_io(port: u16, bit_width: u8, access_size: u8) -> [u8; 12] {
     g
 }
 
-/// The DSDT: `\_S5_` (SLP_TYP 5 for PM1a_CNT), the COM1 UART and `virtio_slots` virtio-mmio
-/// devices (`LNRO0005`, 4 KiB of registers and an edge GSI each; see `crate::devices::virtio`).
-fn dsdt(virtio_slots: usize) -> Sdt {
+/// The DSDT: `\_S5_` (SLP_TYP 5 for PM1a_CNT), the COM1 UART and the virtio-mmio devices the device
+/// manager describes (`LNRO0005`, 4 KiB of registers and an edge GSI each, contract 3).
+fn dsdt(devices: &dyn Aml) -> Sdt {
     let mut t = Sdt::new(*b"DSDT", 36, 2, OEM_ID, OEM_TABLE, 1);
     let s5 = aml::Name::new(
         "_S5_".into(),
@@ -67,11 +67,7 @@ fn dsdt(virtio_slots: usize) -> Sdt {
     let uid = aml::Name::new("_UID".into(), &aml::ZERO);
     let crs = aml::Name::new("_CRS".into(), &com1_crs);
     let com1 = aml::Device::new("COM1".into(), vec![&hid, &uid, &crs]);
-    let virtio = crate::devices::virtio::dsdt_devices(virtio_slots);
-    let mut children: Vec<&dyn Aml> = vec![&com1];
-    if let Some(v) = &virtio {
-        children.push(v);
-    }
+    let children: Vec<&dyn Aml> = vec![&com1, devices];
     aml::Scope::new("\\_SB_".into(), children).to_aml_bytes(&mut t);
     t
 }
@@ -165,7 +161,7 @@ pub fn checksum(bytes: &[u8]) -> u8 {
 ///
 /// # Errors
 /// [`AcpiError`] if guest memory is too small or a write fails.
-pub fn write_tables(mem: &GuestMem, vcpus: u8, virtio_slots: usize) -> Result<u64, AcpiError> {
+pub fn write_tables(mem: &GuestMem, vcpus: u8, devices: &dyn Aml) -> Result<u64, AcpiError> {
     let mut next = RSDP_ADDR + 64;
     let mut place = |len: usize, align: u64| -> Result<u64, AcpiError> {
         let at = next.checked_add(align - 1).ok_or(AcpiError::NoRoom)? & !(align - 1);
@@ -186,7 +182,7 @@ pub fn write_tables(mem: &GuestMem, vcpus: u8, virtio_slots: usize) -> Result<u6
     let facs_bytes = facs();
     let facs_at = place(facs_bytes.len(), 64)?;
     write("FACS", facs_at, &facs_bytes)?;
-    let dsdt = dsdt(virtio_slots);
+    let dsdt = dsdt(devices);
     let dsdt_at = place(dsdt.len(), 16)?;
     write("DSDT", dsdt_at, dsdt.as_slice())?;
     let fadt = fadt(facs_at, dsdt_at);
@@ -216,7 +212,8 @@ mod tests {
     #[test]
     fn tables_checksum_and_point_at_each_other() {
         let mem = crate::vstate::memory::create_guest_memory(16 << 20).unwrap();
-        let rsdp_at = write_tables(&mem, 2, 0).unwrap();
+        let none = crate::devices::virtio::manager::dsdt_devices(0);
+        let rsdp_at = write_tables(&mem, 2, &none).unwrap();
         let mut r = [0u8; 36];
         mem.read_slice(&mut r, GuestAddress(rsdp_at)).unwrap();
         assert_eq!(&r[..8], b"RSD PTR ");
@@ -255,9 +252,10 @@ mod tests {
 
     #[test]
     fn dsdt_has_s5() {
-        let d = dsdt(2);
+        let d = dsdt(&crate::devices::virtio::manager::dsdt_devices(2));
         let bytes = d.as_slice();
         assert!(bytes.windows(4).any(|w| w == b"_S5_"));
+        assert_eq!(bytes.windows(8).filter(|w| *w == b"LNRO0005").count(), 2);
         assert_eq!(sum(bytes), 0);
     }
 }

@@ -133,11 +133,16 @@ pub struct Ramdisk {
     pub size: u64,
 }
 
-/// Loads everything for `cfg` into `mem` and returns vCPU 0's entry.
+/// Loads everything for `cfg` into `mem` and returns vCPU 0's entry; `devices` are the DSDT entries
+/// of the virtio devices (the device manager's).
 ///
 /// # Errors
 /// [`BootError`] naming the file or structure at fault.
-pub fn load(mem: &GuestMem, cfg: &VmConfig) -> Result<EntryPoint, BootError> {
+pub fn load(
+    mem: &GuestMem,
+    cfg: &VmConfig,
+    devices: &dyn acpi_tables::Aml,
+) -> Result<EntryPoint, BootError> {
     let vcpus = u8::try_from(cfg.vcpus)
         .ok()
         .filter(|v| *v < 255)
@@ -146,7 +151,7 @@ pub fn load(mem: &GuestMem, cfg: &VmConfig) -> Result<EntryPoint, BootError> {
     let kind = image::classify(&bytes, &cfg.kernel.path)?;
     let mem_bytes = cfg.memory_mib << 20;
     let low_end = mem_bytes.min(MEM_32BIT_GAP_START);
-    let rsdp = acpi::write_tables(mem, vcpus, cfg.disks.len())?;
+    let rsdp = acpi::write_tables(mem, vcpus, devices)?;
     mptable::write(mem, vcpus).map_err(|source| BootError::Write {
         what: "MP table",
         source,
@@ -325,9 +330,15 @@ mod tests {
             memory_mib: 32,
             vcpus: 2,
             disks: Vec::new(),
+            rng: None,
         };
         let mem = crate::vstate::memory::create_guest_memory(32 << 20).unwrap();
-        let entry = load(&mem, &cfg).unwrap();
+        let entry = load(
+            &mem,
+            &cfg,
+            &crate::devices::virtio::manager::dsdt_devices(0),
+        )
+        .unwrap();
         assert_eq!(
             entry,
             EntryPoint::Pvh {
@@ -373,9 +384,15 @@ mod tests {
             memory_mib: 32,
             vcpus: 1,
             disks: Vec::new(),
+            rng: None,
         };
         let mem = crate::vstate::memory::create_guest_memory(32 << 20).unwrap();
-        let entry = load(&mem, &cfg).unwrap();
+        let entry = load(
+            &mem,
+            &cfg,
+            &crate::devices::virtio::manager::dsdt_devices(0),
+        )
+        .unwrap();
         assert_eq!(
             entry,
             EntryPoint::Linux64 {
@@ -384,12 +401,21 @@ mod tests {
             }
         );
         cfg.ramdisk = Some(Source::path(PathBuf::from("/nonexistent/initrd")));
-        let err = load(&mem, &cfg).unwrap_err();
+        let err = load(
+            &mem,
+            &cfg,
+            &crate::devices::virtio::manager::dsdt_devices(0),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("/nonexistent/initrd"), "{err}");
         cfg.ramdisk = None;
         cfg.cmdline = "x".repeat(5000);
         assert!(matches!(
-            load(&mem, &cfg),
+            load(
+                &mem,
+                &cfg,
+                &crate::devices::virtio::manager::dsdt_devices(0)
+            ),
             Err(BootError::CmdlineTooLong { .. })
         ));
         std::fs::remove_file(kernel).unwrap();

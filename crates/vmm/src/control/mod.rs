@@ -2,6 +2,11 @@
 //! request line -> one reply line, any number of clients). The protocol itself, its requests, replies and
 //! outcomes, is defined in the `domus-vmm-api` crate, shared with domusd; this module serves it.
 //!
+//! How this VMM answers: `pause` returns once every vCPU and device thread acknowledged its pause
+//! (vCPUs outside KVM_RUN, devices with no I/O in flight); `resume` once devices, then vCPUs,
+//! acknowledged. A vCPU's `state` is running when its thread used more than half of the wall time since
+//! the previous `state` request (CPU time from the thread's CPU clock, not `/proc`), else blocked.
+//!
 //! After the guest stops, the VMM keeps this socket open until a client sends `ack-outcome` or a bounded
 //! time passes (60 s by default), so a supervisor that re-attaches still learns the outcome; then it exits
 //! with the outcome's status and removes the socket.

@@ -53,6 +53,7 @@ pub struct AcpiPm {
     en: u16,
     cnt: u16,
     start: Instant,
+    log: super::guest_log::GuestLog,
 }
 
 impl Default for AcpiPm {
@@ -69,6 +70,7 @@ impl AcpiPm {
             en: 0,
             cnt: SCI_EN,
             start: Instant::now(),
+            log: super::guest_log::GuestLog::new("acpi-pm"),
         }
     }
 
@@ -174,10 +176,9 @@ impl AcpiPm {
                     if slp_typ == SLP_TYP_S5 {
                         return PmAction::PowerOff;
                     }
-                    tracing::warn!(
-                        slp_typ,
-                        "guest asked for an unsupported sleep state; ignored"
-                    );
+                    self.log.guest_error(&format_args!(
+                        "unsupported sleep state SLP_TYP={slp_typ} ignored"
+                    ));
                 }
                 PmAction::None
             }

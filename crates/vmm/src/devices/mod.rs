@@ -6,6 +6,7 @@
 //! [`PioAction::Stop`] with the outcome.
 
 pub mod acpi_pm;
+pub mod guest_log;
 pub mod legacy;
 pub mod virtio;
 

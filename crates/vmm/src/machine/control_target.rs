@@ -1,30 +1,37 @@
 //! The machine side of the control protocol (see [`crate::control`]).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use domus_vmm_api::{MachineState, OutcomeReply, StateReply, VcpuRunState, VcpuState};
-use vmm_sys_util::signal::Killable;
 
 use super::coredump::{self, CpuRegs};
 use super::shared::Shared;
-use super::vcpu_thread::kick_signal;
+use super::vcpus::Vcpus;
 use crate::control::{ControlTarget, Reply, Request};
+use crate::devices::virtio::manager::DeviceManager;
 use crate::devices::Devices;
 use crate::outcome::{Outcome, Reason};
+use crate::threads::ThreadEvent;
 use crate::vstate::memory::GuestMem;
+
+/// A vCPU counts as running when it used more than this share of the wall time since the previous
+/// `state` (else it is blocked: halted, waiting for an interrupt).
+const RUNNING_PERCENT: u128 = 50;
 
 /// Control requests applied to the running machine.
 pub struct Ctl<'a> {
     shared: &'a Arc<Shared>,
     devices: &'a Arc<Devices>,
-    handles: &'a [JoinHandle<()>],
+    vcpus: &'a RefCell<Vcpus>,
+    virtio: &'a RefCell<DeviceManager>,
     memory_mib: u64,
     mem: &'a GuestMem,
     acked: Cell<bool>,
+    /// (when, CPU ns) per vCPU at the previous `state`.
+    samples: RefCell<Vec<(Instant, u64)>>,
 }
 
 impl<'a> Ctl<'a> {
@@ -32,17 +39,20 @@ impl<'a> Ctl<'a> {
     pub fn new(
         shared: &'a Arc<Shared>,
         devices: &'a Arc<Devices>,
-        handles: &'a [JoinHandle<()>],
+        vcpus: &'a RefCell<Vcpus>,
+        virtio: &'a RefCell<DeviceManager>,
         memory_mib: u64,
         mem: &'a GuestMem,
     ) -> Self {
         Self {
             shared,
             devices,
-            handles,
+            vcpus,
+            virtio,
             memory_mib,
             mem,
             acked: Cell::new(false),
+            samples: RefCell::new(Vec::new()),
         }
     }
 
@@ -59,23 +69,34 @@ impl<'a> Ctl<'a> {
         } else {
             MachineState::Running
         };
-        let vcpus = self
+        let now = Instant::now();
+        let vcpus = self.vcpus.borrow();
+        let mut samples = self.samples.borrow_mut();
+        let started = self.shared.started;
+        samples.resize(vcpus.len(), (started, 0));
+        let list = self
             .shared
             .vcpus
             .iter()
             .enumerate()
             .map(|(id, s)| {
-                let tid = s.tid.load(Ordering::SeqCst);
+                let cpu_ns = vcpus.cpu_time_ns(id);
+                let (then, then_ns) = samples.get(id).copied().unwrap_or((started, 0));
+                let wall = now.saturating_duration_since(then).as_nanos().max(1);
+                let busy = u128::from(cpu_ns.saturating_sub(then_ns));
+                if let Some(slot) = samples.get_mut(id) {
+                    *slot = (now, cpu_ns);
+                }
                 let state = if s.parked.load(Ordering::SeqCst) {
                     VcpuRunState::Paused
-                } else if thread_is_running(tid) {
+                } else if busy * 100 > wall * RUNNING_PERCENT {
                     VcpuRunState::Running
                 } else {
                     VcpuRunState::Blocked
                 };
                 VcpuState {
                     id: u32::try_from(id).unwrap_or(u32::MAX),
-                    cpu_time_ns: thread_cpu_ns(tid),
+                    cpu_time_ns: cpu_ns,
                     state,
                 }
             })
@@ -84,7 +105,7 @@ impl<'a> Ctl<'a> {
             state,
             outcome: self.shared.outcome(),
             pid: std::process::id(),
-            vcpus,
+            vcpus: list,
             memory_mib: self.memory_mib,
             uptime_ms: u64::try_from(self.shared.started.elapsed().as_millis()).unwrap_or(u64::MAX),
         }
@@ -120,7 +141,7 @@ impl<'a> Ctl<'a> {
         let written = cpus
             .and_then(|cpus| coredump::write(path, &cpus, self.mem).map_err(|e| anyhow_chain(&e)));
         if !was_paused {
-            self.shared.set_paused(false);
+            self.resume()?;
         }
         written.map(|()| Reply::Done)
     }
@@ -132,7 +153,7 @@ impl<'a> Ctl<'a> {
             return Err("the domain has stopped".into());
         }
         let i = usize::try_from(vcpu).map_err(|_| format!("no vCPU {vcpu}"))?;
-        let (Some(s), Some(h)) = (self.shared.vcpus.get(i), self.handles.get(i)) else {
+        let Some(s) = self.shared.vcpus.get(i) else {
             return Err(format!("no vCPU {vcpu}"));
         };
         s.nmi_pending.store(true, Ordering::SeqCst);
@@ -145,34 +166,47 @@ impl<'a> Ctl<'a> {
             if Instant::now() >= deadline {
                 return Err(format!("vCPU {vcpu} did not take the NMI within 2 s"));
             }
-            let _ignored = h.kill(kick_signal());
+            self.vcpus.borrow().kick(i);
             std::thread::sleep(Duration::from_millis(1));
         }
         Ok(Reply::Done)
     }
 
+    /// Pauses the vCPUs, then the device threads; returns once every one acknowledged.
     fn pause(&self) -> Result<Reply, String> {
         if self.shared.should_stop() {
             return Err("the domain has stopped".into());
         }
-        self.shared.set_paused(true);
-        let deadline = Instant::now() + Duration::from_secs(2);
-        loop {
-            let mut all = true;
-            for (h, s) in self.handles.iter().zip(&self.shared.vcpus) {
-                if !s.parked.load(Ordering::SeqCst) && !s.exited.load(Ordering::SeqCst) {
-                    all = false;
-                    let _ignored = h.kill(kick_signal());
-                }
-            }
-            if all {
-                return Ok(Reply::Done);
-            }
-            if Instant::now() >= deadline {
-                return Err("vCPUs did not pause within 2 s".into());
-            }
-            std::thread::sleep(Duration::from_millis(1));
+        if self.shared.is_paused() {
+            return Ok(Reply::Done);
         }
+        self.vcpus
+            .borrow_mut()
+            .broadcast(ThreadEvent::Pause)
+            .map_err(|e| format!("vCPUs did not pause: {e}"))?;
+        self.virtio
+            .borrow_mut()
+            .broadcast(ThreadEvent::Pause)
+            .map_err(|e| format!("devices did not pause: {e}"))?;
+        self.shared.set_paused(true);
+        Ok(Reply::Done)
+    }
+
+    /// Resumes the device threads, then the vCPUs.
+    fn resume(&self) -> Result<Reply, String> {
+        if !self.shared.is_paused() {
+            return Ok(Reply::Done);
+        }
+        self.virtio
+            .borrow_mut()
+            .broadcast(ThreadEvent::Resume)
+            .map_err(|e| format!("devices did not resume: {e}"))?;
+        self.vcpus
+            .borrow_mut()
+            .broadcast(ThreadEvent::Resume)
+            .map_err(|e| format!("vCPUs did not resume: {e}"))?;
+        self.shared.set_paused(false);
+        Ok(Reply::Done)
     }
 }
 
@@ -181,10 +215,7 @@ impl ControlTarget for Ctl<'_> {
         match req {
             Request::State => Ok(Reply::State(self.state())),
             Request::Pause => self.pause(),
-            Request::Resume => {
-                self.shared.set_paused(false);
-                Ok(Reply::Done)
-            }
+            Request::Resume => self.resume(),
             Request::PowerButton => {
                 if self.shared.is_paused() {
                     return Err("the domain is paused: resume it first".into());
@@ -262,23 +293,4 @@ fn anyhow_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
-}
-
-/// Run time of a thread in ns (first field of /proc/self/task/TID/schedstat).
-fn thread_cpu_ns(tid: i32) -> u64 {
-    std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
-}
-
-/// Whether the thread is on a CPU or runnable (state R in /proc/self/task/TID/stat).
-fn thread_is_running(tid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/self/task/{tid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().starts_with('R'))
-        })
-        .unwrap_or(false)
 }

@@ -1,24 +1,23 @@
 //! The main thread's loop: console input (stdin, pty, unix clients), console client flushing, the control
 //! socket, and the wake-up when the guest stops; then the bounded linger for `ack-outcome`.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
-use vmm_sys_util::signal::Killable;
 
 use super::control_target::Ctl;
 use super::shared::Shared;
-use super::vcpu_thread::kick_signal;
+use super::vcpus::Vcpus;
 use crate::console::ConsoleHub;
 use crate::control::ControlServer;
+use crate::devices::virtio::manager::DeviceManager;
 use crate::devices::Devices;
 use crate::outcome::Outcome;
 
@@ -40,8 +39,10 @@ pub struct LoopContext<'a> {
     pub devices: &'a Arc<Devices>,
     /// Console hub.
     pub hub: &'a ConsoleHub,
-    /// vCPU threads (for kicks).
-    pub handles: &'a [JoinHandle<()>],
+    /// vCPU threads (pause, resume, CPU time).
+    pub vcpus: &'a RefCell<Vcpus>,
+    /// Virtio devices (their threads pause and resume with the vCPUs).
+    pub virtio: &'a RefCell<DeviceManager>,
     /// Guest RAM for `state`.
     pub memory_mib: u64,
     /// Guest memory (for `dump-core`).
@@ -99,7 +100,8 @@ pub fn run(mut ctx: LoopContext<'_>) -> io::Result<Outcome> {
     let ctl = Ctl::new(
         ctx.shared,
         ctx.devices,
-        ctx.handles,
+        ctx.vcpus,
+        ctx.virtio,
         ctx.memory_mib,
         ctx.mem,
     );
@@ -216,29 +218,4 @@ pub fn run(mut ctx: LoopContext<'_>) -> io::Result<Outcome> {
             "vCPUs stopped without an outcome",
         )
     }))
-}
-
-/// Kicks every vCPU out of KVM_RUN until it has left its loop (bounded), then joins those that did.
-pub fn stop_vcpus(shared: &Shared, handles: Vec<JoinHandle<()>>) {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        let mut all = true;
-        for (h, s) in handles.iter().zip(&shared.vcpus) {
-            if !s.exited.load(Ordering::SeqCst) {
-                all = false;
-                let _ignored = h.kill(kick_signal());
-            }
-        }
-        if all || Instant::now() >= deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    for (h, s) in handles.into_iter().zip(&shared.vcpus) {
-        if s.exited.load(Ordering::SeqCst) {
-            let _ignored = h.join();
-        } else {
-            tracing::warn!("a vCPU thread did not stop in time; exiting without it");
-        }
-    }
 }

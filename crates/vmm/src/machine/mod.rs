@@ -10,7 +10,9 @@ mod event_loop;
 pub mod shared;
 pub mod sockets;
 pub mod vcpu_thread;
+pub mod vcpus;
 
+use std::cell::RefCell;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,14 +20,15 @@ use std::time::Duration;
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::boot::{self, BootError};
-use crate::config::{host_memory_mib, ConfigError, VmConfig};
+use crate::config::{ConfigError, VmConfig};
 use crate::console::{ConsoleHub, ConsoleMode, ConsoleSink};
 use crate::devices::acpi_pm::SCI_IRQ;
 use crate::devices::legacy::serial::{IrqTrigger, SerialDevice, COM1_IRQ};
+use crate::devices::virtio::manager::DeviceManager;
 use crate::devices::Devices;
 use crate::outcome::Outcome;
 use crate::vstate::kvm::{KvmError, KvmSystem};
-use crate::vstate::memory::create_guest_memory;
+use crate::vstate::memory::{GuestRam, RamBacking, RamError};
 use crate::vstate::vcpu::VcpuError;
 use crate::vstate::vm::{Vm, VmError};
 use shared::Shared;
@@ -44,6 +47,9 @@ pub struct MachineOptions {
     pub outcome_linger: Duration,
     /// Start with every vCPU paused before its first instruction (`xl create -p`); `resume` starts them.
     pub start_paused: bool,
+    /// Disk I/O through io_uring where the host allows it (false: the thread pool; the binary maps
+    /// `DOMUS_VMM_NO_IO_URING` to false).
+    pub io_uring: bool,
 }
 
 /// The domain could not be built or run.
@@ -62,7 +68,7 @@ pub enum MachineError {
         memory_mib: u64,
         /// Cause.
         #[source]
-        source: vm_memory::mmap::FromRangesError,
+        source: RamError,
     },
     /// VM creation.
     #[error(transparent)]
@@ -79,6 +85,9 @@ pub enum MachineError {
     /// Disks.
     #[error(transparent)]
     Disk(#[from] crate::devices::virtio::block::DiskError),
+    /// The entropy device.
+    #[error(transparent)]
+    Rng(#[from] crate::devices::virtio::rng::RngError),
     /// Host resources (eventfd, epoll, pty, threads).
     #[error("{what}")]
     Host {
@@ -101,14 +110,30 @@ fn host(what: &'static str) -> impl FnOnce(std::io::Error) -> MachineError {
 /// [`Outcome`].
 pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineError> {
     let kvm = KvmSystem::open(&opts.kvm_path)?;
-    cfg.validate(host_memory_mib(), kvm.max_vcpus)?;
-    let mem = create_guest_memory(cfg.memory_mib << 20).map_err(|source| MachineError::Memory {
-        memory_mib: cfg.memory_mib,
-        source,
+    cfg.validate(crate::sys::host_memory_mib(), kvm.max_vcpus)?;
+    let host_is_pvm = crate::vstate::kvm::is_pvm();
+    let ram = GuestRam::new(cfg.memory_mib << 20, RamBacking::Anonymous).map_err(|source| {
+        MachineError::Memory {
+            memory_mib: cfg.memory_mib,
+            source,
+        }
     })?;
-    let vm = Arc::new(Vm::new(&kvm, &mem)?);
-    let entry = boot::load(&mem, cfg)?;
-    let disks = crate::devices::virtio::block::DiskSet::create(&vm, &mem, &cfg.disks)?;
+    let vm = Arc::new(Vm::new(&kvm, ram.mmap())?);
+    // Before any thread starts (device threads come next), so every thread inherits the blocked mask
+    // and SIGTERM/SIGINT/SIGHUP reach only the signalfd.
+    let signals =
+        crate::sys::termination_signalfd().map_err(host("cannot set up signal handling"))?;
+    let mut virtio = DeviceManager::new();
+    if !cfg.disks.is_empty() {
+        ram.advise_huge_pages();
+    }
+    for d in &cfg.disks {
+        crate::devices::virtio::block::attach(&mut virtio, vm.fd(), &ram, d, opts.io_uring)?;
+    }
+    if let Some(rng) = &cfg.rng {
+        crate::devices::virtio::rng::attach(&mut virtio, vm.fd(), &ram, rng)?;
+    }
+    let entry = boot::load(ram.mmap(), cfg, &virtio.dsdt_devices())?;
     let supported = kvm.supported_cpuid()?;
 
     let serial_irq =
@@ -127,7 +152,7 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
             serial,
             Box::new(move || sci_vm.pulse_irq_line(u32::from(SCI_IRQ))),
         )
-        .with_virtio(disks.transports()),
+        .with_virtio(virtio.transports()),
     );
 
     let mut vcpu_fds = Vec::new();
@@ -163,33 +188,28 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
         None => None,
     };
 
-    let shared = Arc::new(Shared::new(cfg.vcpus).map_err(host("cannot create an eventfd"))?);
-    // Set before any vCPU thread exists, so no guest instruction runs until `resume`.
-    shared.set_paused(opts.start_paused);
-    // Before any thread starts, so every thread inherits the blocked mask.
-    let signals =
-        crate::sys::termination_signalfd().map_err(host("cannot set up signal handling"))?;
-    vcpu_thread::install_kick_handler().map_err(|e| MachineError::Host {
+    let shared =
+        Arc::new(Shared::new(cfg.vcpus, host_is_pvm).map_err(host("cannot create an eventfd"))?);
+    crate::vstate::vcpu::install_kick_handler().map_err(|e| MachineError::Host {
         what: "cannot install the vCPU kick signal handler",
         source: std::io::Error::from_raw_os_error(e.errno()),
     })?;
-    let mut handles = Vec::new();
-    for (id, fd) in vcpu_fds.into_iter().enumerate() {
-        let (d, s) = (Arc::clone(&devices), Arc::clone(&shared));
-        let h = std::thread::Builder::new()
-            .name(format!("vcpu{id}"))
-            .spawn(move || vcpu_thread::run(id, fd, d, s))
-            .map_err(host("cannot start a vCPU thread"))?;
-        handles.push(h);
-    }
+    // With `start_paused`, every vCPU acknowledged its pause before running a guest instruction.
+    let vcpus = vcpus::Vcpus::start(vcpu_fds, &devices, &shared, opts.start_paused)
+        .map_err(host("cannot start the vCPU threads"))?;
+    shared.set_paused(opts.start_paused);
+    let started = virtio.start_threads();
+    let vcpus = RefCell::new(vcpus);
+    let virtio = RefCell::new(virtio);
 
     let ctx = event_loop::LoopContext {
         shared: &shared,
         devices: &devices,
         hub: &hub,
-        handles: &handles,
+        vcpus: &vcpus,
+        virtio: &virtio,
         memory_mib: cfg.memory_mib,
-        mem: &mem,
+        mem: ram.mmap(),
         console_listener: console_sock
             .as_ref()
             .map(OwnedSocket::listener)
@@ -205,14 +225,21 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
         signals,
         linger: opts.outcome_linger,
     };
-    let outcome = event_loop::run(ctx).map_err(host("main event loop failed"))?;
-    event_loop::stop_vcpus(&shared, handles);
+    let outcome = match started {
+        Ok(()) => event_loop::run(ctx),
+        Err(e) => Err(e),
+    };
+    vcpus.borrow_mut().stop();
+    virtio.borrow_mut().stop();
+    let outcome = outcome.map_err(host(
+        "cannot start a device thread, or the main loop failed",
+    ))?;
     drop(console_sock);
     drop(control_sock);
-    // `vm` (and with it the vCPU and VM fds) is dropped before `mem`, which backs its memory slots.
+    // The VM (and with it the vCPU and VM fds) is dropped before the RAM that backs its memory slots.
     drop(devices);
-    drop(disks);
+    drop(virtio);
     drop(vm);
-    drop(mem);
+    drop(ram);
     Ok(outcome)
 }

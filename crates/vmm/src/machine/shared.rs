@@ -1,8 +1,8 @@
-//! State shared between the vCPU threads and the main loop: the outcome (first one wins), the stop and
-//! pause flags, and per-vCPU thread ids for run-time figures.
+//! State shared between the vCPU threads and the main loop: the outcome (first one wins), the stop
+//! flag, the wake-up eventfd, whether the domain is paused, and per-vCPU status for `state`.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use vmm_sys_util::eventfd::EventFd;
@@ -28,14 +28,15 @@ pub struct VcpuStatus {
 pub struct Shared {
     outcome: Mutex<Option<Outcome>>,
     stop: AtomicBool,
-    paused: Mutex<bool>,
-    pause_cv: Condvar,
+    paused: AtomicBool,
     /// Per vCPU.
     pub vcpus: Vec<VcpuStatus>,
     /// Written when the machine stops (wakes the main loop).
     pub wake: EventFd,
     /// When the machine was built.
     pub started: Instant,
+    /// The host's KVM is PVM (found once at setup; only used to explain crashes).
+    pub host_is_pvm: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -47,15 +48,15 @@ impl Shared {
     ///
     /// # Errors
     /// eventfd creation failed.
-    pub fn new(vcpus: u32) -> std::io::Result<Self> {
+    pub fn new(vcpus: u32, host_is_pvm: bool) -> std::io::Result<Self> {
         Ok(Self {
             outcome: Mutex::new(None),
             stop: AtomicBool::new(false),
-            paused: Mutex::new(false),
-            pause_cv: Condvar::new(),
+            paused: AtomicBool::new(false),
             vcpus: (0..vcpus).map(|_| VcpuStatus::default()).collect(),
             wake: EventFd::new(libc::EFD_NONBLOCK)?,
             started: Instant::now(),
+            host_is_pvm,
         })
     }
 
@@ -69,7 +70,6 @@ impl Shared {
             }
         }
         self.stop.store(true, Ordering::SeqCst);
-        self.pause_cv.notify_all();
         let _ignored = self.wake.write(1);
     }
 
@@ -83,31 +83,13 @@ impl Shared {
         self.stop.load(Ordering::SeqCst)
     }
 
-    /// Sets or clears the pause flag.
+    /// Records whether the domain is paused (every vCPU and device thread acknowledged).
     pub fn set_paused(&self, paused: bool) {
-        *lock(&self.paused) = paused;
-        self.pause_cv.notify_all();
+        self.paused.store(paused, Ordering::SeqCst);
     }
 
-    /// Whether a pause is requested.
+    /// Whether the domain is paused.
     pub fn is_paused(&self) -> bool {
-        *lock(&self.paused)
-    }
-
-    /// Called by vCPU `id` between runs: blocks while paused (and not stopping).
-    pub fn park_if_paused(&self, id: usize) {
-        let mut p = lock(&self.paused);
-        while *p && !self.should_stop() {
-            if let Some(s) = self.vcpus.get(id) {
-                s.parked.store(true, Ordering::SeqCst);
-            }
-            p = self
-                .pause_cv
-                .wait(p)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
-        if let Some(s) = self.vcpus.get(id) {
-            s.parked.store(false, Ordering::SeqCst);
-        }
+        self.paused.load(Ordering::SeqCst)
     }
 }

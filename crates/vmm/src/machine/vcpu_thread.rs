@@ -1,8 +1,9 @@
-//! The vCPU thread: KVM_RUN in a loop, exits dispatched to the devices, fatal exits turned into outcomes.
+//! The vCPU thread: KVM_RUN in a loop, exits dispatched to the devices, fatal exits turned into
+//! outcomes, control events (pause, resume, stop, save state) served between runs and acknowledged.
 //!
 //! Application processors block inside KVM_RUN until the guest's INIT-SIPI-SIPI; under PVM their first
 //! KVM_RUN after INIT returns EAGAIN once (`smp-acpi/p1_sipi`), so EAGAIN is retried. EINTR is our own
-//! kick signal (pause, stop).
+//! kick signal (an event is waiting) or a spurious one; either way the loop looks at its events.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -13,21 +14,8 @@ use kvm_ioctls::{VcpuExit, VcpuFd};
 use super::shared::Shared;
 use crate::devices::{Devices, PioAction};
 use crate::outcome::{Outcome, Reason};
-
-/// Signal used to kick a vCPU thread out of KVM_RUN.
-pub fn kick_signal() -> libc::c_int {
-    vmm_sys_util::signal::SIGRTMIN()
-}
-
-extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
-
-/// Installs the (empty) kick handler so the signal interrupts KVM_RUN instead of killing us.
-///
-/// # Errors
-/// sigaction failed.
-pub fn install_kick_handler() -> Result<(), vmm_sys_util::errno::Error> {
-    vmm_sys_util::signal::register_signal_handler(kick_signal(), on_kick)
-}
+use crate::threads::{ThreadAck, ThreadEvent, ThreadMailbox};
+use crate::vstate::vcpu::KickableVcpu;
 
 /// Saves the registers of a vCPU about to park, for `dump-core` (a failure leaves none: the dump says so).
 fn save_regs(id: usize, fd: &VcpuFd, shared: &Shared) {
@@ -43,34 +31,52 @@ fn save_regs(id: usize, fd: &VcpuFd, shared: &Shared) {
         .unwrap_or_else(std::sync::PoisonError::into_inner) = regs;
 }
 
-/// Runs vCPU `id` until the machine stops.
-pub fn run(id: usize, mut fd: VcpuFd, devices: Arc<Devices>, shared: Arc<Shared>) {
-    if let Some(s) = shared.vcpus.get(id) {
+/// Runs vCPU `id` until a `Stop` event or the machine stopping; acknowledges `Stopped` last.
+pub fn run(
+    id: usize,
+    fd: VcpuFd,
+    devices: Arc<Devices>,
+    shared: Arc<Shared>,
+    events: ThreadMailbox,
+) {
+    let status = shared.vcpus.get(id);
+    if let Some(s) = status {
         s.tid.store(crate::sys::current_tid(), Ordering::SeqCst);
     }
     let _span = tracing::info_span!("vcpu", vcpu = id).entered();
+    let mut vcpu = KickableVcpu::new(fd);
     while !shared.should_stop() {
-        if shared.is_paused() {
-            save_regs(id, &fd, &shared);
+        match events.try_recv() {
+            Some(ThreadEvent::Pause) => {
+                save_regs(id, vcpu.fd(), &shared);
+                if let Some(s) = status {
+                    s.parked.store(true, Ordering::SeqCst);
+                }
+                events.ack(ThreadAck::Paused);
+                let resumed = events.stay_paused(|| save_state(vcpu.fd()));
+                if let Some(s) = status {
+                    s.parked.store(false, Ordering::SeqCst);
+                }
+                if !resumed {
+                    break;
+                }
+                continue;
+            }
+            Some(ThreadEvent::Resume) => events.ack(ThreadAck::Resumed),
+            Some(ThreadEvent::SaveState) => events.ack(ThreadAck::State(save_state(vcpu.fd()))),
+            Some(ThreadEvent::Stop) => break,
+            None => {}
         }
-        shared.park_if_paused(id);
-        if shared.should_stop() {
-            break;
-        }
-        if shared
-            .vcpus
-            .get(id)
-            .is_some_and(|s| s.nmi_pending.swap(false, Ordering::SeqCst))
-        {
-            if let Err(e) = fd.nmi() {
+        if status.is_some_and(|s| s.nmi_pending.swap(false, Ordering::SeqCst)) {
+            if let Err(e) = vcpu.fd().nmi() {
                 tracing::warn!(error = %e, "KVM_NMI failed");
             }
         }
-        let stop = match fd.run() {
+        let stop = match vcpu.fd().run() {
             Ok(exit) => handle_exit(id, exit, &devices),
             Err(e) => match e.errno() {
                 libc::EINTR => {
-                    fd.set_kvm_immediate_exit(0);
+                    vcpu.clear_kick();
                     None
                 }
                 libc::EAGAIN => None,
@@ -82,15 +88,36 @@ pub fn run(id: usize, mut fd: VcpuFd, devices: Arc<Devices>, shared: Arc<Shared>
         };
         if let Some(outcome) = stop {
             let outcome = if outcome.reason == Reason::Crash {
-                describe_crash(id, &fd, outcome)
+                describe_crash(id, vcpu.fd(), outcome, shared.host_is_pvm)
             } else {
                 outcome
             };
             shared.finish(outcome);
         }
     }
-    if let Some(s) = shared.vcpus.get(id) {
+    drop(vcpu);
+    if let Some(s) = status {
         s.exited.store(true, Ordering::SeqCst);
+    }
+    events.ack(ThreadAck::Stopped);
+}
+
+/// The save-state hook: the general-purpose and segment registers for now (the migration issue adds
+/// the rest: FPU, XSAVE, MSRs, LAPIC, events).
+fn save_state(fd: &VcpuFd) -> Vec<u8> {
+    match (fd.get_regs(), fd.get_sregs()) {
+        (Ok(regs), Ok(sregs)) => {
+            let mut out = Vec::new();
+            out.extend_from_slice(&regs.rip.to_le_bytes());
+            out.extend_from_slice(&regs.rsp.to_le_bytes());
+            out.extend_from_slice(&regs.rflags.to_le_bytes());
+            out.extend_from_slice(&sregs.cr0.to_le_bytes());
+            out.extend_from_slice(&sregs.cr3.to_le_bytes());
+            out.extend_from_slice(&sregs.cr4.to_le_bytes());
+            out.extend_from_slice(&sregs.efer.to_le_bytes());
+            out
+        }
+        _ => Vec::new(),
     }
 }
 
@@ -148,11 +175,11 @@ fn handle_exit(id: usize, exit: VcpuExit<'_>, devices: &Devices) -> Option<Outco
 }
 
 /// Adds the guest's instruction pointer to a crash detail (helps tell a guest bug from a PVM limit).
-fn describe_crash(id: usize, fd: &VcpuFd, mut outcome: Outcome) -> Outcome {
+fn describe_crash(id: usize, fd: &VcpuFd, mut outcome: Outcome, pvm: bool) -> Outcome {
     if let (Ok(regs), Ok(sregs)) = (fd.get_regs(), fd.get_sregs()) {
         let cpl = sregs.cs.dpl;
         outcome.detail = format!("{} at rip {:#x} (cpl {cpl})", outcome.detail, regs.rip);
-        if cpl == 0 && crate::vstate::kvm::is_pvm() {
+        if cpl == 0 && pvm {
             outcome.detail.push_str(
                 "; note: this host's KVM is PVM, which cannot emulate some ring-0 instructions",
             );

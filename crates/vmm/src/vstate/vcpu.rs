@@ -1,9 +1,75 @@
 //! One vCPU: CPUID, boot MSRs, LAPIC LINT pins and, for vCPU 0, the entry register state of the boot
 //! protocol. Application processors stay in the reset state KVM gives them (wait-for-SIPI under the
 //! in-kernel LAPIC); the guest starts them with INIT-SIPI-SIPI.
+//!
+//! Kicks ([`KickableVcpu`]): the kick signal's handler sets `immediate_exit` in the running thread's
+//! `kvm_run` (as Firecracker does), so a kick that lands just before KVM_RUN still makes it return
+//! at once instead of being lost while the guest sleeps in `hlt`.
 
-use kvm_bindings::{kvm_fpu, kvm_msr_entry, kvm_regs, kvm_segment, CpuId, Msrs};
+use std::cell::Cell;
+
+use kvm_bindings::{kvm_fpu, kvm_msr_entry, kvm_regs, kvm_run, kvm_segment, CpuId, Msrs};
 use kvm_ioctls::{VcpuFd, VmFd};
+
+thread_local! {
+    /// The `kvm_run` of the vCPU this thread runs (null on other threads).
+    static KVM_RUN: Cell<*mut kvm_run> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+/// Signal used to kick a vCPU thread out of KVM_RUN.
+pub fn kick_signal() -> libc::c_int {
+    vmm_sys_util::signal::SIGRTMIN()
+}
+
+extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    let run = KVM_RUN.with(Cell::get);
+    if !run.is_null() {
+        // SAFETY: `run` is this thread's vCPU `kvm_run` mapping, registered by `KickableVcpu::new`
+        // on this thread and cleared before the vCPU fd (which owns the mapping) is dropped; a
+        // one-byte volatile store is what KVM expects of `immediate_exit`.
+        let flag = unsafe { std::ptr::addr_of_mut!((*run).immediate_exit) };
+        // SAFETY: `flag` points at the `immediate_exit` byte of that live mapping (above).
+        unsafe { flag.write_volatile(1) };
+    }
+}
+
+/// Installs the kick handler so the signal interrupts KVM_RUN instead of killing us.
+///
+/// # Errors
+/// sigaction failed.
+pub fn install_kick_handler() -> Result<(), vmm_sys_util::errno::Error> {
+    vmm_sys_util::signal::register_signal_handler(kick_signal(), on_kick)
+}
+
+/// A vCPU fd owned by the thread that runs it, reachable by the kick signal.
+pub struct KickableVcpu {
+    fd: VcpuFd,
+}
+
+impl KickableVcpu {
+    /// Takes `fd` on the calling thread (which must be the one that runs it).
+    pub fn new(mut fd: VcpuFd) -> Self {
+        let run: *mut kvm_run = fd.get_kvm_run();
+        KVM_RUN.with(|c| c.set(run));
+        Self { fd }
+    }
+
+    /// The vCPU fd.
+    pub fn fd(&mut self) -> &mut VcpuFd {
+        &mut self.fd
+    }
+
+    /// Clears `immediate_exit` after a kick made KVM_RUN return.
+    pub fn clear_kick(&mut self) {
+        self.fd.set_kvm_immediate_exit(0);
+    }
+}
+
+impl Drop for KickableVcpu {
+    fn drop(&mut self) {
+        KVM_RUN.with(|c| c.set(std::ptr::null_mut()));
+    }
+}
 
 use crate::boot::linux::{BOOT_GDT, PML4_ADDR};
 use crate::boot::pvh::PVH_GDT;

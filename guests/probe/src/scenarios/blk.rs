@@ -60,12 +60,7 @@ pub const BENCH: Scenario = Scenario {
 pub fn disks(machine: &Machine, mut each: impl FnMut(usize, Blk)) -> usize {
     let devices = crate::virtio::discover(machine.acpi.as_ref());
     let mut n = 0;
-    for (i, t) in devices
-        .transports()
-        .iter()
-        .filter(|t| t.device_id == 2)
-        .enumerate()
-    {
+    for (i, t) in devices.of_type(crate::virtio::DEVICE_BLOCK).enumerate() {
         match Blk::init(t, i) {
             Ok(b) => each(i, b),
             Err(e) => crate::report!("error blk-init disk={i} addr={:#x} reason={e}", t.base),

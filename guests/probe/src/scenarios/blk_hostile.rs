@@ -197,12 +197,7 @@ fn cases(i: usize, t: &crate::virtio::Transport, mut b: Blk) {
 fn run(machine: &Machine, _args: &Args<'_>) {
     let devices = crate::virtio::discover(machine.acpi.as_ref());
     let mut n = 0;
-    for (i, t) in devices
-        .transports()
-        .iter()
-        .filter(|t| t.device_id == 2)
-        .enumerate()
-    {
+    for (i, t) in devices.of_type(crate::virtio::DEVICE_BLOCK).enumerate() {
         match Blk::init(t, i) {
             Ok(b) => cases(i, t, b),
             Err(e) => crate::report!("hostile disk={i} init-failed={e}"),

@@ -15,6 +15,7 @@ mod loop_;
 mod panic;
 mod poweroff;
 mod reboot;
+mod rng;
 mod smp;
 mod syscall;
 mod triple_fault;
@@ -53,6 +54,7 @@ pub const SCENARIOS: &[Scenario] = &[
     blk::ZERO,
     blk::BENCH,
     blk_hostile::SCENARIO,
+    rng::SCENARIO,
 ];
 
 /// Runs the scenario the command line names, or reports that it does not exist.

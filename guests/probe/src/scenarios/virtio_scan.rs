@@ -15,7 +15,7 @@ pub const SCENARIO: Scenario = Scenario {
 
 fn run(machine: &Machine, _args: &Args<'_>) {
     let devices = crate::virtio::discover(machine.acpi.as_ref());
-    for (i, t) in devices.transports().iter().enumerate() {
+    for (i, t) in devices.all().iter().enumerate() {
         crate::report!(
             "virtio-scan dev={i} addr={:#x} irq={} version={} device_id={}",
             t.base,
@@ -24,5 +24,5 @@ fn run(machine: &Machine, _args: &Args<'_>) {
             t.device_id
         );
     }
-    crate::report!("virtio-scan devices={}", devices.transports().len());
+    crate::report!("virtio-scan devices={}", devices.all().len());
 }

@@ -1,16 +1,22 @@
-//! Finding virtio-mmio devices (virtio 1.2 §4.2). Drivers (virtio-blk, issue 6) build on this.
+//! Finding virtio-mmio devices (virtio 1.2 §4.2) and the probe's virtio drivers.
 //!
 //! Devices come from the DSDT's `LNRO0005` entries (how domus-vmm and QEMU microvm announce
 //! them); without any, the probe scans domus-vmm's fixed window (0xd000_0000, 4 KiB slots, 32
 //! slots) for the magic value "virt". Every register page is identity mapped, uncached and
-//! user-accessible, so drivers run entirely at CPL3 and poll their used rings.
+//! user-accessible, so drivers run entirely at CPL3 and poll their used rings. What is found goes
+//! into the library's [`Registry`], where drivers look their devices up by type
+//! ([`DEVICE_BLOCK`], [`DEVICE_RNG`], ...). The generic parts of a driver (feature negotiation,
+//! one split queue) are in [`queue`]; each driver is one file.
 
 pub mod blk;
+pub mod queue;
+pub mod rng;
 
 use crate::acpi::aml::{find_mmio_devices, MmioDevice};
 use crate::acpi::Acpi;
 use crate::io::mmio_read32;
 use domus_probe::bytes::HEADER_LEN;
+pub use domus_probe::registry::{Device as Transport, Registry};
 
 /// "virt" in little endian: the MagicValue register.
 pub const MAGIC: u32 = 0x7472_6976;
@@ -20,8 +26,11 @@ pub const WINDOW_BASE: u64 = 0xd000_0000;
 pub const WINDOW_SLOT: u64 = 0x1000;
 /// Slots in the window.
 pub const WINDOW_SLOTS: u64 = 32;
-/// Most devices the probe tracks.
-pub const MAX_DEVICES: usize = 32;
+
+/// Virtio device type of a block device.
+pub const DEVICE_BLOCK: u32 = 2;
+/// Virtio device type of an entropy source.
+pub const DEVICE_RNG: u32 = 4;
 
 /// Register offsets (virtio 1.2 §4.2.2).
 pub mod reg {
@@ -33,71 +42,40 @@ pub mod reg {
     pub const DEVICE_ID: u64 = 0x008;
 }
 
-/// A virtio-mmio transport that answered with the magic value.
-#[derive(Clone, Copy, Default)]
-pub struct Transport {
-    /// Register base.
-    pub base: u64,
-    /// Interrupt (GSI) from ACPI, 0 if unknown.
-    pub irq: u32,
-    /// Transport version (1 legacy, 2 modern).
-    pub version: u32,
-    /// Virtio device type (2 = block, 1 = net, ...).
-    pub device_id: u32,
-}
-
-/// The transports found, in ascending address order (domus-vmm: slot order = config order;
-/// QEMU microvm fills its transports from the top, so there its first `-device` comes last).
-pub struct Devices {
-    list: [Transport; MAX_DEVICES],
-    len: usize,
-}
-
-impl Devices {
-    /// The transports with a device behind them (DeviceID != 0).
-    pub fn transports(&self) -> &[Transport] {
-        &self.list[..self.len]
+/// Reads a transport's identity into `registry` (skipped: no magic, DeviceID 0, outside 4 GiB).
+fn probe(registry: &mut Registry, dev: MmioDevice) {
+    if registry.contains(dev.base) {
+        return;
     }
-
-    fn probe(&mut self, dev: MmioDevice) {
-        if self.len == MAX_DEVICES || self.list[..self.len].iter().any(|t| t.base == dev.base) {
-            return;
-        }
-        if dev.base == 0 || dev.base >= 0x1_0000_0000 || mmio_read32(dev.base + reg::MAGIC) != MAGIC
-        {
-            return;
-        }
-        let device_id = mmio_read32(dev.base + reg::DEVICE_ID);
-        if device_id == 0 {
-            return;
-        }
-        let version = mmio_read32(dev.base + reg::VERSION);
-        self.list[self.len] = Transport {
-            base: dev.base,
-            irq: dev.irq,
-            version,
-            device_id,
-        };
-        self.len += 1;
+    if dev.base == 0 || dev.base >= 0x1_0000_0000 || mmio_read32(dev.base + reg::MAGIC) != MAGIC {
+        return;
     }
-}
-
-/// Finds the virtio-mmio devices of this machine.
-pub fn discover(acpi: Option<&Acpi>) -> Devices {
-    let mut devices = Devices {
-        list: [Transport::default(); MAX_DEVICES],
-        len: 0,
+    let t = Transport {
+        base: dev.base,
+        irq: dev.irq,
+        version: mmio_read32(dev.base + reg::VERSION),
+        device_id: mmio_read32(dev.base + reg::DEVICE_ID),
     };
+    // A full registry or an empty transport just is not listed.
+    let _ignored = registry.add(t);
+}
+
+/// Finds the virtio-mmio devices of this machine, ascending address (domus-vmm: slot order =
+/// config order; QEMU microvm fills its transports from the top, so there its first `-device`
+/// comes last).
+pub fn discover(acpi: Option<&Acpi>) -> Registry {
+    let mut registry = Registry::new();
     let dsdt = acpi.and_then(|a| a.dsdt);
     if let Some(dsdt) = dsdt {
-        find_mmio_devices(&dsdt[HEADER_LEN..], b"LNRO0005", |d| devices.probe(d));
+        find_mmio_devices(&dsdt[HEADER_LEN..], b"LNRO0005", |d| {
+            probe(&mut registry, d)
+        });
     }
-    if devices.len == 0 {
+    if registry.all().is_empty() {
         for slot in 0..WINDOW_SLOTS {
             let base = WINDOW_BASE + slot * WINDOW_SLOT;
-            devices.probe(MmioDevice { base, irq: 0 });
+            probe(&mut registry, MmioDevice { base, irq: 0 });
         }
     }
-    devices.list[..devices.len].sort_unstable_by_key(|t| t.base);
-    devices
+    registry
 }

@@ -1,12 +1,13 @@
 //! virtio-blk (virtio 1.2 §5.2): the machine's disks, one virtio-mmio slot each, in the order of the
 //! config's `disk` list.
 //!
-//! [`DiskSet::create`] opens every backend (so a bad disk is a configuration error before the guest
-//! starts), builds the transports, registers each slot's QueueNotify ioeventfd and irqfd with KVM and
-//! starts one device thread per disk. Dropping the set stops and joins the threads.
+//! [`attach`] serves a disk whose image or device the spec conversion already opened (so a bad disk
+//! is a configuration error before the guest starts), puts a [`device::BlockDevice`] in the next slot
+//! of the [`DeviceManager`] and hands it its device thread ([`event_handler`]), which the manager
+//! starts, pauses, resumes and stops.
 //!
 //! Reads and writes go through io_uring from the device thread (`uring.rs`); where io_uring is
-//! unavailable, or `DOMUS_VMM_NO_IO_URING` is set, through a thread pool (`pool.rs`).
+//! unavailable, or the machine options turn it off, through a thread pool (`pool.rs`).
 //!
 //! Offered features: SEG_MAX, SIZE_MAX, BLK_SIZE, FLUSH, RO (for `access=ro` and cdroms), DISCARD and
 //! WRITE_ZEROES (writable disks with `discard` enabled). Formats other than raw (qcow, qcow2, vhd, qed)
@@ -15,25 +16,22 @@
 
 pub mod backend;
 pub mod device;
+pub mod event_handler;
 pub mod pool;
 pub mod request;
 pub mod uring;
 
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
+use kvm_ioctls::VmFd;
+use virtio_bindings::virtio_blk as vb;
+
+use super::manager::{registrar_for, DeviceManager, DeviceManagerError};
 use crate::config::VmDisk;
-use kvm_ioctls::{IoEventAddress, NoDatamatch};
-use vmm_sys_util::eventfd::EventFd;
-
-use super::mmio::{reg, MmioTransport};
-use super::{slot_base, slot_gsi, MAX_DEVICES};
-use crate::vstate::memory::GuestMem;
-use crate::vstate::vm::Vm;
+use crate::threads;
+use crate::vstate::memory::GuestRam;
 use backend::{Backend, BackendError};
 
-/// Virtio device id of a block device.
-pub const DEVICE_ID: u32 = 2;
 /// Queue size.
 pub const QUEUE_SIZE: u16 = 256;
 /// Data descriptors per request.
@@ -41,19 +39,26 @@ pub const SEG_MAX: u32 = QUEUE_SIZE as u32 - 2;
 /// Largest single data descriptor (1 MiB).
 pub const SIZE_MAX: u32 = 1 << 20;
 
-const F_SIZE_MAX: u64 = 1 << 1;
-const F_SEG_MAX: u64 = 1 << 2;
-const F_RO: u64 = 1 << 5;
-const F_BLK_SIZE: u64 = 1 << 6;
-const F_FLUSH: u64 = 1 << 9;
-const F_DISCARD: u64 = 1 << 13;
-const F_WRITE_ZEROES: u64 = 1 << 14;
+/// VIRTIO_BLK_S_OK.
+pub const S_OK: u8 = 0;
+/// VIRTIO_BLK_S_IOERR.
+pub const S_IOERR: u8 = 1;
+/// VIRTIO_BLK_S_UNSUPP.
+pub const S_UNSUPP: u8 = 2;
 
-/// The disks cannot be set up.
+const F_SIZE_MAX: u64 = 1 << vb::VIRTIO_BLK_F_SIZE_MAX;
+const F_SEG_MAX: u64 = 1 << vb::VIRTIO_BLK_F_SEG_MAX;
+const F_RO: u64 = 1 << vb::VIRTIO_BLK_F_RO;
+const F_BLK_SIZE: u64 = 1 << vb::VIRTIO_BLK_F_BLK_SIZE;
+const F_FLUSH: u64 = 1 << vb::VIRTIO_BLK_F_FLUSH;
+const F_DISCARD: u64 = 1 << vb::VIRTIO_BLK_F_DISCARD;
+const F_WRITE_ZEROES: u64 = 1 << vb::VIRTIO_BLK_F_WRITE_ZEROES;
+
+/// A disk cannot be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum DiskError {
     /// Backend.
-    #[error("disk {vdev}: {source}")]
+    #[error("disk {vdev}")]
     Backend {
         /// vdev.
         vdev: String,
@@ -69,39 +74,20 @@ pub enum DiskError {
         /// Format name.
         format: String,
     },
-    /// Too many disks.
-    #[error("{0} disks: at most {MAX_DEVICES} virtio devices fit the machine's interrupt lines")]
-    TooMany(usize),
-    /// KVM or host resources.
+    /// No slot, or KVM wiring.
+    #[error(transparent)]
+    Slot(#[from] DeviceManagerError),
+    /// Host resources (eventfd, thread).
     #[error("disk {vdev}: {what}")]
     Host {
         /// vdev.
         vdev: String,
         /// What failed.
-        what: String,
+        what: &'static str,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
     },
-}
-
-/// The running disks.
-pub struct DiskSet {
-    transports: Vec<Arc<MmioTransport>>,
-    threads: Vec<(EventFd, JoinHandle<()>)>,
-}
-
-fn config_space(sectors: u64) -> Vec<u8> {
-    let mut c = vec![0u8; 60];
-    c[0..8].copy_from_slice(&sectors.to_le_bytes());
-    c[8..12].copy_from_slice(&SIZE_MAX.to_le_bytes());
-    c[12..16].copy_from_slice(&SEG_MAX.to_le_bytes());
-    c[20..24].copy_from_slice(&512u32.to_le_bytes());
-    c[34..36].copy_from_slice(&1u16.to_le_bytes()); // num_queues
-    c[36..40].copy_from_slice(&(u32::MAX >> 9).to_le_bytes()); // max_discard_sectors
-    c[40..44].copy_from_slice(&1u32.to_le_bytes()); // max_discard_seg
-    c[44..48].copy_from_slice(&8u32.to_le_bytes()); // discard_sector_alignment (4 KiB)
-    c[48..52].copy_from_slice(&(u32::MAX >> 9).to_le_bytes()); // max_write_zeroes_sectors
-    c[52..56].copy_from_slice(&1u32.to_le_bytes()); // max_write_zeroes_seg
-    c[56] = 1; // write_zeroes_may_unmap
-    c
 }
 
 fn id_bytes(vdev: &str) -> [u8; request::ID_BYTES] {
@@ -112,157 +98,71 @@ fn id_bytes(vdev: &str) -> [u8; request::ID_BYTES] {
     id
 }
 
-impl DiskSet {
-    /// Serves `disks` (their media already open, see `crate::config`) and starts their devices.
-    ///
-    /// # Errors
-    /// [`DiskError`] naming the disk.
-    pub fn create(vm: &Vm, mem: &GuestMem, disks: &[VmDisk]) -> Result<Self, DiskError> {
-        if disks.len() > MAX_DEVICES {
-            return Err(DiskError::TooMany(disks.len()));
+/// Serves `disk` (its media already open, see `crate::config`): adds it to `manager` with its device
+/// thread (started by [`DeviceManager::start_threads`]); `io_uring` false forces the thread pool.
+///
+/// # Errors
+/// [`DiskError`] naming the disk.
+pub fn attach(
+    manager: &mut DeviceManager,
+    vm: &VmFd,
+    ram: &GuestRam,
+    disk: &VmDisk,
+    io_uring: bool,
+) -> Result<(), DiskError> {
+    let d = &disk.spec;
+    let vdev = d.vdev.clone();
+    let read_only = d.read_only;
+    let backend = match (&disk.file, &d.media) {
+        (Some(f), Some(media)) => {
+            let backend_err = |source| DiskError::Backend {
+                vdev: vdev.clone(),
+                source,
+            };
+            let file = f.try_clone().map_err(|source| {
+                backend_err(BackendError::Open {
+                    path: media.path.clone(),
+                    mode: if read_only { "read-only" } else { "read-write" },
+                    source,
+                })
+            })?;
+            Some(Backend::from_file(file, &media.path, read_only, d.direct).map_err(backend_err)?)
         }
-        let mut set = Self {
-            transports: Vec::new(),
-            threads: Vec::new(),
-        };
-        if !disks.is_empty() {
-            huge_pages(mem);
-        }
-        for (i, disk) in disks.iter().enumerate() {
-            let d = &disk.spec;
-            let vdev = d.vdev.clone();
-            let host = |what: &str| {
-                let vdev = vdev.clone();
-                let what = what.to_owned();
-                move |e: &dyn std::fmt::Display| DiskError::Host {
-                    vdev,
-                    what: format!("{what}: {e}"),
-                }
-            };
-            let read_only = d.read_only;
-            let backend = match (&disk.file, &d.media) {
-                (Some(f), Some(media)) => {
-                    let backend_err = |source| DiskError::Backend {
-                        vdev: vdev.clone(),
-                        source,
-                    };
-                    let file = f.try_clone().map_err(|source| {
-                        backend_err(BackendError::Open {
-                            path: media.path.clone(),
-                            mode: if read_only { "read-only" } else { "read-write" },
-                            source,
-                        })
-                    })?;
-                    Some(
-                        Backend::from_file(file, &media.path, read_only, d.direct)
-                            .map_err(backend_err)?,
-                    )
-                }
-                _ => None,
-            };
-            let sectors = backend.as_ref().map_or(0, Backend::sectors);
-            let mut features = F_SIZE_MAX | F_SEG_MAX | F_BLK_SIZE | F_FLUSH;
-            if read_only {
-                features |= F_RO;
-            } else if d.discard {
-                features |= F_DISCARD | F_WRITE_ZEROES;
-            }
-            let irq = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| host("eventfd")(&e))?;
-            vm.fd()
-                .register_irqfd(&irq, slot_gsi(i))
-                .map_err(|e| host("cannot register the irqfd")(&e))?;
-            let notify = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| host("eventfd")(&e))?;
-            vm.fd()
-                .register_ioevent(
-                    &notify,
-                    &IoEventAddress::Mmio(slot_base(i) + reg::QUEUE_NOTIFY),
-                    NoDatamatch,
-                )
-                .map_err(|e| host("cannot register the ioeventfd")(&e))?;
-            let transport = Arc::new(
-                MmioTransport::new(
-                    format!("virtio-blk {vdev}"),
-                    DEVICE_ID,
-                    features,
-                    config_space(sectors),
-                    QUEUE_SIZE,
-                    mem.clone(),
-                    irq,
-                )
-                .map_err(|e| host("queue")(&e))?,
-            );
-            let stop = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| host("eventfd")(&e))?;
-            let backend = backend.map(Arc::new);
-            let uring = match &backend {
-                Some(_) if std::env::var_os("DOMUS_VMM_NO_IO_URING").is_some() => None,
-                Some(_) => match uring::Uring::new(u32::from(QUEUE_SIZE)) {
-                    Ok(u) => Some(u),
-                    Err(e) => {
-                        tracing::info!(vdev = %vdev, error = %e, "io_uring unavailable: using I/O threads");
-                        None
-                    }
-                },
-                None => None,
-            };
-            let pool = match &backend {
-                Some(b) if uring.is_none() => Some(
-                    pool::Pool::new(&format!("blk-{vdev}"), b, &transport)
-                        .map_err(|e| host("cannot start the I/O threads")(&e))?,
-                ),
-                _ => None,
-            };
-            let worker = device::Worker {
-                transport: Arc::clone(&transport),
-                backend,
-                pool,
-                uring,
-                id: id_bytes(&vdev),
-                seg_max: SEG_MAX,
-                notify,
-                stop: stop.try_clone().map_err(|e| host("eventfd")(&e))?,
-            };
-            let h = std::thread::Builder::new()
-                .name(format!("blk-{vdev}"))
-                .spawn(move || worker.run())
-                .map_err(|e| host("cannot start the device thread")(&e))?;
-            tracing::info!(vdev = %vdev, slot = i, sectors, read_only, "virtio-blk disk ready");
-            set.transports.push(transport);
-            set.threads.push((stop, h));
-        }
-        Ok(set)
+        _ => None,
+    };
+    let sectors = backend.as_ref().map_or(0, Backend::sectors);
+    let mut features = F_SIZE_MAX | F_SEG_MAX | F_BLK_SIZE | F_FLUSH;
+    if read_only {
+        features |= F_RO;
+    } else if d.discard {
+        features |= F_DISCARD | F_WRITE_ZEROES;
     }
-
-    /// The transports, slot order.
-    pub fn transports(&self) -> Vec<Arc<MmioTransport>> {
-        self.transports.clone()
-    }
-}
-
-/// Asks for transparent huge pages on guest RAM: O_DIRECT transfers pin the guest's buffers page
-/// by page, and 2 MiB pages make a 1 MiB transfer one pin instead of 256 (QEMU does the same).
-fn huge_pages(mem: &GuestMem) {
-    use vm_memory::{GuestMemoryBackend, GuestMemoryRegion, MemoryRegionAddress};
-    for r in mem.iter() {
-        let Ok(host) = r.get_host_address(MemoryRegionAddress(0)) else {
-            continue;
-        };
-        let len = usize::try_from(r.len()).unwrap_or(0);
-        // SAFETY: `host`/`len` is exactly one live guest RAM mapping; MADV_HUGEPAGE only changes how
-        // the kernel backs it, never its contents or validity.
-        let rc = unsafe { libc::madvise(host.cast(), len, libc::MADV_HUGEPAGE) };
-        if rc != 0 {
-            tracing::debug!(error = %std::io::Error::last_os_error(), "MADV_HUGEPAGE refused");
-        }
-    }
-}
-
-impl Drop for DiskSet {
-    fn drop(&mut self) {
-        for (stop, _) in &self.threads {
-            let _ignored = stop.write(1);
-        }
-        for (_, h) in self.threads.drain(..) {
-            let _ignored = h.join();
-        }
-    }
+    let model = device::BlockDevice::new(features, sectors);
+    let name = format!("virtio-blk {vdev}");
+    let registrar = registrar_for(vm, 1);
+    let mut attached = manager.add(&*registrar, ram, name.clone(), Box::new(model))?;
+    let host = |what: &'static str| {
+        let vdev = vdev.clone();
+        move |source| DiskError::Host { vdev, what, source }
+    };
+    let (control, mailbox) =
+        threads::control_channel(&name).map_err(host("cannot create an eventfd"))?;
+    let notify = attached.notify.remove(0);
+    let worker = event_handler::Worker {
+        transport: Arc::clone(&attached.transport),
+        backend: backend.map(Arc::new),
+        use_uring: io_uring,
+        id: id_bytes(&vdev),
+        seg_max: SEG_MAX,
+        notify,
+        events: mailbox,
+        thread_name: format!("blk-{vdev}"),
+    };
+    manager.add_thread(
+        format!("blk-{vdev}"),
+        control,
+        Box::new(move || worker.run()),
+    );
+    tracing::info!(dev = %vdev, slot = attached.slot, sectors, read_only, "virtio-blk disk ready");
+    Ok(())
 }

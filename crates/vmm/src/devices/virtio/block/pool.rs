@@ -8,11 +8,13 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-use vm_memory::{Bytes, GuestAddress};
+use vm_memory::GuestAddress;
 
 use super::backend::Backend;
-use super::device::{S_IOERR, S_OK};
-use crate::devices::virtio::mmio::{MmioTransport, INT_VRING};
+use super::{S_IOERR, S_OK};
+use crate::devices::virtio::mmio::MmioTransport;
+use crate::threads::{self, ThreadKind};
+use crate::vstate::memory::GuestIoVec;
 
 /// Worker threads per disk.
 pub const WORKERS: usize = 32;
@@ -34,16 +36,11 @@ pub struct Pending {
 }
 
 struct Io {
-    iov: Vec<libc::iovec>,
+    iov: Vec<GuestIoVec>,
     offset: u64,
     write: bool,
     req: Arc<Pending>,
 }
-
-// SAFETY: the iovecs point into the guest RAM mapping, which the transport's `GuestMem` clone keeps
-// mapped for as long as any worker runs (workers are joined before the transport is dropped); they
-// are only used by the one worker that receives the job.
-unsafe impl Send for Io {}
 
 type Inflight = Arc<(Mutex<usize>, Condvar)>;
 
@@ -52,28 +49,6 @@ pub struct Pool {
     tx: Option<Sender<Io>>,
     threads: Vec<JoinHandle<()>>,
     inflight: Inflight,
-}
-
-/// Publishes a used entry (unless the device was reset since the chain was popped) and interrupts
-/// unless the driver asked for none.
-pub fn complete(t: &MmioTransport, head: u16, generation: u64, len: u32) {
-    use virtio_queue::QueueT;
-    let mem = t.mem();
-    let mut st = t.lock();
-    if st.generation != generation || !st.live() {
-        return;
-    }
-    if let Err(e) = st.queue.add_used(mem, head, len) {
-        t.needs_reset(&mut st, &format_args!("used ring unusable: {e}"));
-        return;
-    }
-    // VIRTQ_AVAIL_F_NO_INTERRUPT (virtio-queue leaves this flag to the device).
-    let flags: u16 = mem
-        .read_obj(GuestAddress(st.queue.avail_ring()))
-        .unwrap_or(0);
-    if flags & 1 == 0 && st.queue.needs_notification(mem).unwrap_or(true) {
-        t.interrupt(&mut st, INT_VRING);
-    }
 }
 
 fn worker(
@@ -87,21 +62,23 @@ fn worker(
             let r = rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             r.recv()
         };
-        let Ok(mut job) = job else { return };
-        // SAFETY: see `impl Send for Io`: the iovecs are resolved guest RAM (checked by
-        // `Request::parse`), valid while the worker runs.
-        if let Err(e) = unsafe { backend.transfer(job.write, &mut job.iov, job.offset) } {
-            tracing::warn!(device = %t.name(), error = %e, "disk I/O failed");
+        let Ok(job) = job else { return };
+        let mut iov: Vec<libc::iovec> = job.iov.iter().map(GuestIoVec::as_libc).collect();
+        // SAFETY: the iovecs were borrowed from guest RAM by `Request::parse` (checked to lie in one
+        // RAM region), which the transport's GuestRam clone keeps mapped while the worker runs.
+        if let Err(e) = unsafe { backend.transfer(job.write, &mut iov, job.offset) } {
+            t.log().host_error("disk I/O", &e);
             job.req.failed.store(true, Ordering::SeqCst);
         }
         if job.req.left.fetch_sub(1, Ordering::AcqRel) == 1 {
             let ok = !job.req.failed.load(Ordering::SeqCst);
             let status = if ok { S_OK } else { S_IOERR };
             let len = if ok { job.req.used_len } else { 1 };
-            if t.mem().write_obj(status, job.req.status).is_ok() {
-                complete(&t, job.req.head, job.req.generation, len);
+            let (head, generation) = (job.req.head, job.req.generation);
+            if t.ram().write_obj(status, job.req.status).is_ok() {
+                t.add_used(0, head, generation, len);
             } else {
-                complete(&t, job.req.head, job.req.generation, 0);
+                t.add_used(0, head, generation, 0);
             }
             let (m, cv) = &*inflight;
             let mut n = m.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -132,11 +109,11 @@ impl Pool {
                 Arc::clone(t),
                 Arc::clone(&inflight),
             );
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("{name}-io{i}"))
-                    .spawn(move || worker(rx, b, t, f))?,
-            );
+            threads.push(threads::spawn(
+                ThreadKind::Io,
+                format!("{name}-io{i}"),
+                move || worker(rx, b, t, f),
+            )?);
         }
         Ok(Self {
             tx: Some(tx),
@@ -145,22 +122,23 @@ impl Pool {
         })
     }
 
-    /// Queues a read or write of `segs` (host pointer, length) at byte `offset`, split into chunks.
-    pub fn submit(&self, segs: &[(*mut u8, usize)], offset: u64, write: bool, req: Pending) {
-        let total: usize = segs.iter().map(|s| s.1).sum();
-        let mut jobs: Vec<Vec<libc::iovec>> = Vec::new();
-        let mut cur: Vec<libc::iovec> = Vec::new();
+    /// Queues a read or write of `segs` at byte `offset`, split into chunks of at most [`CHUNK`].
+    pub fn submit(&self, segs: &[GuestIoVec], offset: u64, write: bool, req: Pending) {
+        let total: usize = segs.iter().map(GuestIoVec::len).sum();
+        let mut jobs: Vec<Vec<GuestIoVec>> = Vec::new();
+        let mut cur: Vec<GuestIoVec> = Vec::new();
         let mut cur_len = 0usize;
-        for &(mut p, mut len) in segs {
-            while len > 0 {
-                let room = if total > CHUNK { CHUNK - cur_len } else { len };
-                let k = len.min(room);
-                cur.push(libc::iovec {
-                    iov_base: p.cast(),
-                    iov_len: k,
-                });
-                p = p.wrapping_add(k);
-                len -= k;
+        for seg in segs {
+            let mut rest = *seg;
+            while !rest.is_empty() {
+                let room = if total > CHUNK {
+                    CHUNK - cur_len
+                } else {
+                    rest.len()
+                };
+                let k = rest.len().min(room);
+                cur.push(rest.head(k));
+                rest = rest.tail(k);
                 cur_len += k;
                 if total > CHUNK && cur_len == CHUNK {
                     jobs.push(std::mem::take(&mut cur));
@@ -182,7 +160,7 @@ impl Pool {
         }
         let mut at = offset;
         for iov in jobs {
-            let n: usize = iov.iter().map(|v| v.iov_len).sum();
+            let n: usize = iov.iter().map(GuestIoVec::len).sum();
             let job = Io {
                 iov,
                 offset: at,

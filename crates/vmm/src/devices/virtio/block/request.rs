@@ -2,29 +2,17 @@
 //!
 //! Layout: a device-readable 16-byte header (type, reserved, sector), then data descriptors
 //! (device-writable for IN and GET_ID, device-readable otherwise), then a device-writable status
-//! descriptor whose first byte receives the status. Every guest range is resolved against guest RAM
-//! here (a range that leaves RAM, or crosses a region boundary, is an error), so execution only ever
-//! touches host memory that backs guest RAM. Chains are bounded: at most `seg_max` data descriptors,
+//! descriptor whose first byte receives the status. Every guest range is borrowed from guest RAM here
+//! as a checked [`GuestIoVec`] (a range that leaves RAM, or crosses a region boundary, is an error),
+//! so execution only ever touches host memory that backs guest RAM. Chains are bounded: at most `seg_max` data descriptors,
 //! and a chain that does not end (a loop, or a `next` outside the table) is rejected.
 
+use virtio_bindings::virtio_blk::{VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT};
 use virtio_queue::desc::split::Descriptor;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
+use vm_memory::GuestAddress;
 
 use super::backend::SECTOR;
-use crate::vstate::memory::GuestMem;
-
-/// VIRTIO_BLK_T_IN.
-pub const T_IN: u32 = 0;
-/// VIRTIO_BLK_T_OUT.
-pub const T_OUT: u32 = 1;
-/// VIRTIO_BLK_T_FLUSH.
-pub const T_FLUSH: u32 = 4;
-/// VIRTIO_BLK_T_GET_ID.
-pub const T_GET_ID: u32 = 8;
-/// VIRTIO_BLK_T_DISCARD.
-pub const T_DISCARD: u32 = 11;
-/// VIRTIO_BLK_T_WRITE_ZEROES.
-pub const T_WRITE_ZEROES: u32 = 13;
+use crate::vstate::memory::{Direction, GuestIoVec, GuestRam};
 /// Length of the GET_ID answer.
 pub const ID_BYTES: usize = 20;
 
@@ -64,17 +52,6 @@ pub enum RequestError {
     BadSegment,
 }
 
-/// One data segment: host address of guest RAM and length.
-#[derive(Debug, Clone, Copy)]
-pub struct Segment {
-    /// Host virtual address (inside the guest RAM mapping).
-    pub host: *mut u8,
-    /// Guest address (for DISCARD payload reads).
-    pub gpa: u64,
-    /// Length in bytes.
-    pub len: u32,
-}
-
 /// A parsed request.
 #[derive(Debug)]
 pub struct Request {
@@ -82,27 +59,18 @@ pub struct Request {
     pub kind: u32,
     /// First sector.
     pub sector: u64,
-    /// Data segments.
-    pub data: Vec<Segment>,
+    /// Data segments, borrowed from guest RAM.
+    pub data: Vec<GuestIoVec>,
     /// Total data bytes.
     pub data_len: u64,
     /// Guest address of the status byte.
     pub status: GuestAddress,
 }
 
-/// Resolves `[gpa, gpa+len)` to a host pointer if it lies inside one RAM region.
-pub fn host_range(mem: &GuestMem, gpa: u64, len: u32) -> Option<*mut u8> {
-    let len = usize::try_from(len).ok()?;
-    gpa.checked_add(len as u64)?;
-    let slice = mem.get_slice(GuestAddress(gpa), len.max(1)).ok()?;
-    Some(slice.ptr_guard_mut().as_ptr())
-}
-
 /// Finds the status descriptor of a chain that failed to parse, so the error can still be reported.
-pub fn status_of(descs: &[Descriptor], mem: &GuestMem) -> Option<GuestAddress> {
+pub fn status_of(descs: &[Descriptor], ram: &GuestRam) -> Option<GuestAddress> {
     let last = descs.last()?;
-    (last.is_write_only() && last.len() >= 1 && host_range(mem, last.addr().0, 1).is_some())
-        .then(|| last.addr())
+    (last.is_write_only() && last.len() >= 1 && ram.is_ram(last.addr(), 1)).then(|| last.addr())
 }
 
 impl Request {
@@ -114,7 +82,7 @@ impl Request {
     pub fn parse(
         descs: &[Descriptor],
         terminated: bool,
-        mem: &GuestMem,
+        ram: &GuestRam,
         sectors: u64,
         seg_max: u32,
     ) -> Result<Self, RequestError> {
@@ -128,7 +96,7 @@ impl Request {
             return Err(RequestError::BadHeader);
         }
         let mut hdr = [0u8; 16];
-        mem.read_slice(&mut hdr, head.addr())
+        ram.read_slice(&mut hdr, head.addr())
             .map_err(|_| RequestError::HeaderOutsideRam(head.addr().0))?;
         let word = |i: usize| {
             let mut b = [0u8; 4];
@@ -137,30 +105,33 @@ impl Request {
         };
         let kind = word(0);
         let sector = u64::from(word(8)) | (u64::from(word(12)) << 32);
-        if !last.is_write_only() || last.len() < 1 || host_range(mem, last.addr().0, 1).is_none() {
+        if !last.is_write_only() || last.len() < 1 || !ram.is_ram(last.addr(), 1) {
             return Err(RequestError::NoStatus);
         }
         let middle = descs.get(1..descs.len() - 1).unwrap_or_default();
-        if middle.len() > seg_max as usize {
+        if middle.len() > usize::try_from(seg_max).unwrap_or(usize::MAX) {
             return Err(RequestError::TooManySegments(middle.len(), seg_max));
         }
-        let device_writes = matches!(kind, T_IN | T_GET_ID);
+        let device_writes = matches!(kind, VIRTIO_BLK_T_IN | VIRTIO_BLK_T_GET_ID);
+        let dir = if device_writes {
+            Direction::DeviceWrites
+        } else {
+            Direction::DeviceReads
+        };
         let mut data = Vec::with_capacity(middle.len());
         let mut data_len: u64 = 0;
         for d in middle {
             if d.is_write_only() != device_writes {
                 return Err(RequestError::Direction(kind));
             }
-            let host = host_range(mem, d.addr().0, d.len())
-                .ok_or(RequestError::OutsideRam(d.addr().0, d.len()))?;
+            let len = usize::try_from(d.len()).unwrap_or(usize::MAX);
+            let iov = ram
+                .iovec(d.addr(), len, dir)
+                .map_err(|_outside| RequestError::OutsideRam(d.addr().0, d.len()))?;
             data_len += u64::from(d.len());
-            data.push(Segment {
-                host,
-                gpa: d.addr().0,
-                len: d.len(),
-            });
+            data.push(iov);
         }
-        if matches!(kind, T_IN | T_OUT) {
+        if matches!(kind, VIRTIO_BLK_T_IN | VIRTIO_BLK_T_OUT) {
             if data_len % SECTOR != 0 || data_len > (1 << 31) {
                 return Err(RequestError::BadLength(data_len));
             }
@@ -185,18 +156,18 @@ impl Request {
     /// Malformed payload or a range beyond the disk.
     pub fn ranges(
         &self,
-        mem: &GuestMem,
+        ram: &GuestRam,
         sectors: u64,
     ) -> Result<Vec<(u64, u64, bool)>, RequestError> {
         let mut out = Vec::new();
         for s in &self.data {
-            if s.len % 16 != 0 || s.len / 16 > 64 {
+            if s.len() % 16 != 0 || s.len() / 16 > 64 {
                 return Err(RequestError::BadSegment);
             }
-            for i in 0..u64::from(s.len / 16) {
+            for i in 0..s.len() / 16 {
                 let mut e = [0u8; 16];
-                mem.read_slice(&mut e, GuestAddress(s.gpa + i * 16))
-                    .map_err(|_| RequestError::BadSegment)?;
+                ram.read_slice(&mut e, GuestAddress(s.gpa().0 + i as u64 * 16))
+                    .map_err(|_outside| RequestError::BadSegment)?;
                 let mut q = [0u8; 8];
                 q.copy_from_slice(e.get(0..8).unwrap_or(&[0; 8]));
                 let start = u64::from_le_bytes(q);
@@ -225,11 +196,13 @@ mod tests {
     const F_NEXT: u16 = 1;
     const F_WRITE: u16 = 2;
 
-    fn mem() -> GuestMem {
-        crate::vstate::memory::create_guest_memory(1 << 20).unwrap()
+    const T_IN: u32 = VIRTIO_BLK_T_IN;
+
+    fn mem() -> GuestRam {
+        crate::devices::virtio::test_utils::test_ram(1 << 20)
     }
 
-    fn header(m: &GuestMem, kind: u32, sector: u64) -> Descriptor {
+    fn header(m: &GuestRam, kind: u32, sector: u64) -> Descriptor {
         let mut h = [0u8; 16];
         h[0..4].copy_from_slice(&kind.to_le_bytes());
         h[8..16].copy_from_slice(&sector.to_le_bytes());

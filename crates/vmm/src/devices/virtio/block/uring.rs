@@ -2,19 +2,25 @@
 //! other threads, every request in flight at once (up to the queue size), completions reaped when the
 //! ring's eventfd fires. [`Uring::drain`] waits for everything in flight (FLUSH does, before
 //! fdatasync). Used when the host allows io_uring; otherwise the thread pool (`pool.rs`) serves.
+//!
+//! The ring is created on the device thread and never leaves it (its slots hold the iovec arrays the
+//! kernel reads, so it is deliberately not `Send`).
 
 use std::os::fd::{AsRawFd, RawFd};
 
 use io_uring::{opcode, types, IoUring};
-use vm_memory::{Bytes, GuestAddress};
+use vm_memory::GuestAddress;
 use vmm_sys_util::eventfd::EventFd;
 
 use super::backend::Backend;
-use super::device::{S_IOERR, S_OK};
-use super::pool::complete;
+use super::{S_IOERR, S_OK};
 use crate::devices::virtio::mmio::MmioTransport;
+use crate::vstate::memory::GuestIoVec;
 
 struct Slot {
+    /// The borrowed guest ranges (kept so a short transfer can finish from them).
+    segs: Vec<GuestIoVec>,
+    /// What the kernel reads: `segs` as `struct iovec`s (this heap buffer does not move).
     iov: Vec<libc::iovec>,
     total: usize,
     offset: u64,
@@ -33,11 +39,6 @@ pub struct Uring {
     free: Vec<usize>,
     inflight: usize,
 }
-
-// SAFETY: the raw pointers in the slots point into guest RAM (mapped for the device's life) and into
-// the slots' own iovec arrays; the ring is moved to the device thread once, before any request, and
-// used only there.
-unsafe impl Send for Uring {}
 
 impl Uring {
     /// A ring of `entries` submission entries, completions signalled on an eventfd.
@@ -62,19 +63,20 @@ impl Uring {
         self.efd.as_raw_fd()
     }
 
-    /// Queues a readv/writev of `iov` at `offset` for the request `head`.
-    #[allow(clippy::too_many_arguments)]
+    /// Queues a readv/writev of `segs` at `offset` for the request `head`.
     pub fn push(
         &mut self,
         t: &MmioTransport,
         b: &Backend,
-        iov: Vec<libc::iovec>,
+        segs: Vec<GuestIoVec>,
         offset: u64,
         write: bool,
         (head, generation, status, used_len): (u16, u64, GuestAddress, u32),
     ) {
-        let total = iov.iter().map(|v| v.iov_len).sum();
+        let total = segs.iter().map(GuestIoVec::len).sum();
+        let iov = segs.iter().map(GuestIoVec::as_libc).collect();
         let slot = Slot {
+            segs,
             iov,
             total,
             offset,
@@ -101,25 +103,28 @@ impl Uring {
         } else {
             opcode::Readv::new(fd, ptr, n).offset(offset).build()
         }
-        .user_data(idx as u64);
+        .user_data(u64::try_from(idx).unwrap_or(u64::MAX));
         if let Some(s) = self.slots.get_mut(idx) {
             *s = Some(slot);
         }
         self.inflight += 1;
         for _ in 0..2 {
             // SAFETY: the iovec array lives in `self.slots[idx]` (its heap buffer does not move) until
-            // the completion is reaped; the iovecs point into guest RAM resolved by `Request::parse`,
-            // mapped for the life of the device.
+            // the completion is reaped; the iovecs are guest RAM borrowed by `Request::parse`, mapped
+            // while the transport's GuestRam lives.
             if unsafe { self.ring.submission().push(&entry) }.is_ok() {
                 return;
             }
             // Submission queue full: hand what is queued to the kernel and retry.
             self.reap(t, b);
             if let Err(e) = self.ring.submit() {
-                tracing::warn!(device = %t.name(), error = %e, "io_uring submit failed");
+                t.log().host_error("io_uring submit", &e);
             }
         }
-        tracing::warn!(device = %t.name(), "io_uring submission queue stuck; request fails");
+        t.log().host_error(
+            "io_uring submission",
+            &"submission queue stuck; request fails",
+        );
         if let Some(s) = self.slots.get_mut(idx).and_then(Option::take) {
             self.free.push(idx);
             self.inflight -= 1;
@@ -130,7 +135,7 @@ impl Uring {
     /// Hands queued entries to the kernel.
     pub fn submit(&mut self, t: &MmioTransport) {
         if let Err(e) = self.ring.submit() {
-            tracing::warn!(device = %t.name(), error = %e, "io_uring submit failed");
+            t.log().host_error("io_uring submit", &e);
         }
     }
 
@@ -144,17 +149,17 @@ impl Uring {
             .collect();
         for (data, res) in done {
             let idx = usize::try_from(data).unwrap_or(usize::MAX);
-            let Some(mut s) = self.slots.get_mut(idx).and_then(Option::take) else {
+            let Some(s) = self.slots.get_mut(idx).and_then(Option::take) else {
                 continue;
             };
             self.free.push(idx);
             self.inflight -= 1;
             let ok = match usize::try_from(res) {
                 Ok(n) if n == s.total => true,
-                Ok(n) if n > 0 => finish_short(b, &mut s, n),
+                Ok(n) if n > 0 => finish_short(b, &s, n),
                 _ => {
-                    let e = std::io::Error::from_raw_os_error(-res);
-                    tracing::warn!(device = %t.name(), error = %e, "disk I/O failed");
+                    let e = std::io::Error::from_raw_os_error(res.saturating_neg());
+                    t.log().host_error("disk I/O", &e);
                     false
                 }
             };
@@ -167,7 +172,7 @@ impl Uring {
         while self.inflight > 0 {
             if let Err(e) = self.ring.submit_and_wait(1) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
-                    tracing::warn!(device = %t.name(), error = %e, "io_uring wait failed");
+                    t.log().host_error("io_uring wait", &e);
                     return;
                 }
             }
@@ -177,30 +182,28 @@ impl Uring {
 }
 
 /// A short transfer: the rest synchronously.
-fn finish_short(b: &Backend, s: &mut Slot, mut n: usize) -> bool {
+fn finish_short(b: &Backend, s: &Slot, n: usize) -> bool {
+    let mut skip = n;
     let mut rest: Vec<libc::iovec> = Vec::new();
-    for v in &s.iov {
-        if n >= v.iov_len {
-            n -= v.iov_len;
+    for seg in &s.segs {
+        if skip >= seg.len() {
+            skip -= seg.len();
             continue;
         }
-        rest.push(libc::iovec {
-            iov_base: v.iov_base.cast::<u8>().wrapping_add(n).cast(),
-            iov_len: v.iov_len - n,
-        });
-        n = 0;
+        rest.push(seg.tail(skip).as_libc());
+        skip = 0;
     }
     let done = s.total - rest.iter().map(|v| v.iov_len).sum::<usize>();
-    // SAFETY: a tail of the request's own iovecs (resolved guest RAM, see `push`).
+    // SAFETY: tails of the request's own borrowed guest ranges (see `push`).
     unsafe { b.transfer(s.write, &mut rest, s.offset + done as u64) }.is_ok()
 }
 
 fn finish(t: &MmioTransport, s: &Slot, ok: bool) {
     let status = if ok { S_OK } else { S_IOERR };
     let len = if ok { s.used_len } else { 1 };
-    if t.mem().write_obj(status, s.status).is_ok() {
-        complete(t, s.head, s.generation, len);
+    if t.ram().write_obj(status, s.status).is_ok() {
+        t.add_used(0, s.head, s.generation, len);
     } else {
-        complete(t, s.head, s.generation, 0);
+        t.add_used(0, s.head, s.generation, 0);
     }
 }

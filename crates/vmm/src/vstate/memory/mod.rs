@@ -4,6 +4,13 @@
 //! holds the IOAPIC, LAPIC and the virtio-mmio window). The e820 map additionally reports
 //! `[0x9fc00, 0x100000)` as reserved (EBDA, VGA hole, BIOS area), as a PC does; the ACPI tables and the MP
 //! table live in that reserved area.
+//!
+//! Devices reach guest RAM only through [`ram::GuestRam`] (checked iovecs, copies, the dirty hook); this
+//! module tree is the only place that turns a guest address into a host pointer.
+
+pub mod ram;
+
+pub use ram::{Direction, GuestIoVec, GuestRam, RamBacking, RamError};
 
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 
@@ -87,7 +94,8 @@ pub fn e820_map(mem_bytes: u64) -> Vec<E820Entry> {
     map
 }
 
-/// Creates the guest RAM (anonymous, private, not yet touched: the host only backs pages the guest uses).
+/// Creates a plain guest RAM mapping (anonymous, private, not yet touched) for tests and tools; the
+/// machine uses [`GuestRam::new`].
 ///
 /// # Errors
 /// The mmap failed (e.g. the host refused the size).

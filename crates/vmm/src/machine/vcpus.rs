@@ -1,0 +1,141 @@
+//! The vCPU threads as a set: started through [`crate::threads::spawn`], controlled with events that
+//! each thread acknowledges. A kick (the vCPU signal) makes a thread in KVM_RUN look at its events.
+
+use std::os::unix::thread::JoinHandleExt;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use kvm_ioctls::VcpuFd;
+use vmm_sys_util::signal::Killable;
+
+use super::shared::Shared;
+use super::vcpu_thread;
+use crate::devices::Devices;
+use crate::threads::{self, AckError, ThreadAck, ThreadControl, ThreadEvent, ThreadKind};
+use crate::vstate::vcpu::kick_signal;
+
+/// How long vCPUs may take to acknowledge (they leave KVM_RUN within a kick).
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(2);
+
+struct VcpuThread {
+    control: ThreadControl,
+    handle: Option<JoinHandle<()>>,
+}
+
+/// Every vCPU thread of the machine.
+#[derive(Default)]
+pub struct Vcpus {
+    threads: Vec<VcpuThread>,
+}
+
+impl Vcpus {
+    /// Starts one thread per fd; with `paused`, every vCPU is paused before its first instruction
+    /// (and this returns once each acknowledged).
+    ///
+    /// # Errors
+    /// A thread could not be started, or did not acknowledge the initial pause.
+    pub fn start(
+        fds: Vec<VcpuFd>,
+        devices: &Arc<Devices>,
+        shared: &Arc<Shared>,
+        paused: bool,
+    ) -> std::io::Result<Self> {
+        let mut set = Self::default();
+        for (id, fd) in fds.into_iter().enumerate() {
+            let name = format!("vcpu{id}");
+            let (control, mailbox) = threads::control_channel(&name)?;
+            if paused {
+                control.send(ThreadEvent::Pause);
+            }
+            let (d, s) = (Arc::clone(devices), Arc::clone(shared));
+            let handle = threads::spawn(ThreadKind::Vcpu, name, move || {
+                vcpu_thread::run(id, fd, d, s, mailbox);
+            })?;
+            set.threads.push(VcpuThread {
+                control,
+                handle: Some(handle),
+            });
+        }
+        if paused {
+            let deadline = Instant::now() + ACK_TIMEOUT;
+            for t in &mut set.threads {
+                t.control
+                    .wait_ack(ThreadEvent::Pause, deadline)
+                    .map_err(std::io::Error::other)?;
+            }
+        }
+        Ok(set)
+    }
+
+    /// Number of vCPU threads.
+    pub fn len(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.threads.is_empty()
+    }
+
+    /// CPU time of vCPU `id` so far, in ns.
+    pub fn cpu_time_ns(&self, id: usize) -> u64 {
+        self.threads
+            .get(id)
+            .and_then(|t| t.handle.as_ref())
+            .map_or(0, |h| crate::sys::thread_cpu_ns(h.as_pthread_t()))
+    }
+
+    /// Kicks vCPU `id` out of KVM_RUN (it looks at its events and pending NMIs before re-entering).
+    pub fn kick(&self, id: usize) {
+        if let Some(h) = self.threads.get(id).and_then(|t| t.handle.as_ref()) {
+            let _ignored = h.kill(kick_signal());
+        }
+    }
+
+    /// Sends `event` to every running vCPU, kicks it out of KVM_RUN, and waits for every
+    /// acknowledgement.
+    ///
+    /// # Errors
+    /// The first vCPU that did not acknowledge in time (or had already stopped).
+    pub fn broadcast(&mut self, event: ThreadEvent) -> Result<Vec<ThreadAck>, AckError> {
+        for t in &self.threads {
+            if t.control.is_stopped() {
+                continue;
+            }
+            t.control.send(event);
+            if let Some(h) = &t.handle {
+                let _ignored = h.kill(kick_signal());
+            }
+        }
+        let deadline = Instant::now() + ACK_TIMEOUT;
+        let mut acks = Vec::with_capacity(self.threads.len());
+        let mut first_err = None;
+        for t in &mut self.threads {
+            if t.control.is_stopped() && event == ThreadEvent::Stop {
+                continue;
+            }
+            match t.control.wait_ack(event, deadline) {
+                Ok(a) => acks.push(a),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        first_err.map_or(Ok(acks), Err)
+    }
+
+    /// Stops every vCPU thread (bounded wait) and joins those that stopped.
+    pub fn stop(&mut self) {
+        if let Err(e) = self.broadcast(ThreadEvent::Stop) {
+            tracing::warn!(error = %e, "a vCPU thread did not stop in time; exiting without it");
+        }
+        for t in &mut self.threads {
+            if t.control.is_stopped() {
+                if let Some(h) = t.handle.take() {
+                    let _ignored = h.join();
+                }
+            }
+        }
+    }
+}
