@@ -19,6 +19,21 @@ use super::{sys, watcher, ApiError, Daemon};
 const RESTART_CANCELLED: u16 = 410;
 
 /// The name a rename-restart gives the old domain: `NAME-YYYYMMDDTHHMM` (UTC), as xl's preserve does.
+/// Removes a domain cgroup when a start fails after the VMM joined it.
+struct CgroupGuard<'a> {
+    daemon: &'a Daemon,
+    domid: u32,
+    leaf: Option<String>,
+}
+
+impl Drop for CgroupGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(leaf) = self.leaf.take() {
+            self.daemon.release_cgroup(self.domid, &leaf);
+        }
+    }
+}
+
 fn preserved_name(name: &str, epoch: f64) -> String {
     let secs = epoch.max(0.0) as i64;
     let days = secs.div_euclid(86_400);
@@ -214,8 +229,15 @@ impl Daemon {
             self.save(d);
         }
         // Into its cgroup before it opens its control socket, so what the guest touches is charged there.
+        // Released again if the start fails from here on (the VMM is killed first).
+        let mut cgroup_guard = CgroupGuard {
+            daemon: self,
+            domid,
+            leaf: None,
+        };
         match self.attach_cgroup(domid, &spec, pid) {
             Ok(leaf) => {
+                cgroup_guard.leaf.clone_from(&leaf);
                 let mut t = self.lock();
                 if let Some(v) = t.get_mut(domid).and_then(|d| d.rec.vmm.as_mut()) {
                     v.cgroup.clone_from(&leaf);
@@ -266,6 +288,7 @@ impl Daemon {
         if let Some(st) = st {
             self.update_live(domid, generation, &st);
         }
+        cgroup_guard.leaf = None;
         self.start_threads(domid, generation, pid, &vp, Some(child), false);
         info!(domid, domname = %name, pid, "domain running");
         self.get(&domid.to_string()).or(Ok(info))

@@ -227,6 +227,9 @@ impl Daemon {
     fn remove_locked(&self, t: &mut Table, domid: u32) {
         if let Some(d) = t.remove(domid) {
             info!(domid, domname = %d.rec.name, "domain destroyed");
+            if let Some(leaf) = d.rec.vmm.as_ref().and_then(|v| v.cgroup.as_deref()) {
+                self.release_cgroup(domid, leaf);
+            }
             if let Err(e) = self.records.remove(domid) {
                 warn!(domid, error = %anyhow::Error::from(e), "cannot remove domain record");
             }

@@ -22,6 +22,9 @@ use super::{host, ApiError, Daemon};
 /// page cache of the kernel image and disk reads charged to the VMM).
 pub const VMM_OVERHEAD_MIB: u64 = 128;
 
+/// How long a stopped domain's cgroup removal waits for its VMM process to exit.
+const RELEASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Tasks a VMM may have beyond two per vCPU (device threads, io_uring workers).
 pub const PIDS_BASE: u64 = 256;
 
@@ -133,11 +136,41 @@ impl Daemon {
     /// Removes a stopped domain's cgroup (logged, not fatal, when it cannot be removed).
     pub(super) fn release_cgroup(&self, domid: u32, leaf: &str) {
         let Some(cg) = &self.cgroups else { return };
-        if let Err(e) = cg.existing(leaf).remove() {
-            warn!(domid, error = %e, "cannot remove the domain's cgroup");
+        // The guest's outcome arrives before its VMM has exited (it waits for the acknowledgement),
+        // and a cgroup with a process in it cannot be removed: retry off the caller's thread.
+        let group = cg.existing(leaf);
+        // Usually the process and its io_uring workers are gone within a few milliseconds.
+        let quick = std::time::Instant::now() + std::time::Duration::from_millis(500);
+        while std::time::Instant::now() < quick {
+            if group.remove().is_ok() {
+                cg.remove_parent_if_unused();
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        // An empty Domus parent is not left behind (it is made again for the next domain).
-        cg.remove_parent_if_unused();
+        let cg = cg.clone();
+        let retry = move || {
+            let deadline = std::time::Instant::now() + RELEASE_TIMEOUT;
+            loop {
+                match group.remove() {
+                    Ok(()) => break,
+                    Err(e) if std::time::Instant::now() >= deadline => {
+                        warn!(domid, error = %e, "cannot remove the domain's cgroup");
+                        break;
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+                }
+            }
+            // An empty Domus parent is not left behind (it is made again for the next domain).
+            cg.remove_parent_if_unused();
+        };
+        if let Err(e) = std::thread::Builder::new()
+            .name(format!("cgroup-{domid}"))
+            .stack_size(64 * 1024)
+            .spawn(retry)
+        {
+            warn!(domid, error = %e, "cannot start the thread that removes the domain's cgroup");
+        }
     }
 
     /// Pins the running vCPUs of a just-started domain as its `cpus` says.
