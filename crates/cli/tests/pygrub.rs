@@ -84,8 +84,10 @@ fn dry_run_shows_the_choice() {
         stderr.contains("pygrub: entry 1 'Probe hello' of /boot/grub/grub.cfg, kernel /boot/domus-probe on the whole disk, args 'probe=hello console=ttyS0'"),
         "{stderr}"
     );
+    // libxl's JSON: the config still says pygrub (the choice is made again at every boot).
     let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(json["bootloader"], "pygrub");
+    assert_eq!(json["config"]["b_info"]["bootloader"], "pygrub", "{json}");
+    assert!(json["config"]["b_info"]["kernel"].is_null(), "{json}");
     assert_eq!(h.list().len(), 1, "a dry run creates nothing");
 }
 
