@@ -108,6 +108,9 @@ pub struct VmConfig {
     pub disks: Vec<VmDisk>,
     /// The entropy device (virtio-rng, in the slot after the disks); `None`: the domain has none.
     pub rng: Option<domus_spec::RngSpec>,
+    /// Host CPUs each vCPU thread is pinned to from its start (`cpus`; index = vCPU, an empty or
+    /// missing entry = any CPU).
+    pub vcpu_affinity: Vec<Vec<u32>>,
 }
 
 /// A configuration value the VMM cannot run with.
@@ -285,6 +288,7 @@ impl VmConfig {
             vcpus: spec.vcpus,
             disks,
             rng: spec.rng,
+            vcpu_affinity: spec.placement.hard,
         }
     }
 
@@ -330,6 +334,7 @@ impl VmConfig {
             vcpus: spec.vcpus,
             disks,
             rng: spec.rng,
+            vcpu_affinity: spec.placement.hard,
         })
     }
 
@@ -458,6 +463,7 @@ mod tests {
             vcpus: 1,
             disks: Vec::new(),
             rng: Some(domus_spec::RngSpec::default()),
+            vcpu_affinity: Vec::new(),
         }
     }
 

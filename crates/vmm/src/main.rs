@@ -149,6 +149,7 @@ fn load_config(args: &Args) -> anyhow::Result<VmConfig> {
             vcpus: args.vcpus.unwrap_or(1),
             disks: Vec::new(),
             rng: Some(domus_spec::RngSpec::default()),
+            vcpu_affinity: Vec::new(),
         });
     }
     bail!("no domain given: use --config FILE, --config-json FILE or --spec-json FILE")

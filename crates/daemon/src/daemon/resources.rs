@@ -3,8 +3,9 @@
 //! last ran on (read from `/proc/<vmm>/task/<tid>/stat`, so the VMM itself reads nothing at run time).
 //!
 //! The VMM joins its cgroup right after it is spawned, before it opens its control socket, so the
-//! memory its guest touches is charged there; the hard affinity from `cpus` is applied as soon as the
-//! control socket answers (the vCPU threads may have run a few milliseconds unpinned by then).
+//! memory its guest touches is charged there. The hard affinity from `cpus` is in the spec: the VMM
+//! pins each vCPU thread before its first guest instruction, and domusd sets it again through the
+//! control socket once that answers (so a failure there fails the create instead of going unnoticed).
 
 use std::collections::BTreeMap;
 

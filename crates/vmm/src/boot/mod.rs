@@ -331,6 +331,7 @@ mod tests {
             vcpus: 2,
             disks: Vec::new(),
             rng: None,
+            vcpu_affinity: Vec::new(),
         };
         let mem = crate::vstate::memory::create_guest_memory(32 << 20).unwrap();
         let entry = load(
@@ -385,6 +386,7 @@ mod tests {
             vcpus: 1,
             disks: Vec::new(),
             rng: None,
+            vcpu_affinity: Vec::new(),
         };
         let mem = crate::vstate::memory::create_guest_memory(32 << 20).unwrap();
         let entry = load(
