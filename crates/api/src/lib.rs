@@ -21,6 +21,9 @@
 //! | `POST /v1/domains/DOM/pause`, `/unpause` | - | `{}` |
 //! | `POST /v1/domains/DOM/rename` | [`messages::RenameRequest`] | `{}` |
 //! | `POST /v1/domains/DOM/vcpu-pin` | [`messages::VcpuPinRequest`] | `{}` |
+//! | `POST /v1/domains/DOM/sched-credit` | [`messages::SchedCreditRequest`] | `{}`: weight/cap set on the domain's cgroup |
+//! | `POST /v1/domains/DOM/mem-set` | [`messages::MemSetRequest`] | `{}`: the balloon's new target |
+//! | `POST /v1/domains/DOM/vcpu-set` | [`messages::VcpuSetRequest`] | `{}`: vCPUs plugged/unplugged |
 //! | `POST /v1/domains/DOM/mem-max` | [`messages::MemMaxRequest`] | `{}` |
 //! | `POST /v1/domains/DOM/config-update` | [`messages::ConfigUpdateRequest`] | `{}`: used from the next restart |
 //! | `GET /v1/host` | - | [`messages::HostInfo`] |

@@ -84,6 +84,12 @@ pub struct VcpuInfo {
     pub cpu_time_ns: u64,
     /// Host CPUs the vCPU thread is pinned to; `None` = all.
     pub affinity: Option<Vec<u32>>,
+    /// Soft affinity (stored and reported; Linux does not enforce it); `None` = all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soft_affinity: Option<Vec<u32>>,
+    /// The host CPU its thread last ran on, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<u32>,
 }
 
 /// Everything the CLI shows about one domain.
@@ -123,10 +129,20 @@ pub struct DomainInfo {
     pub restarts: u32,
     /// The domain's configuration; `null` for Domain-0.
     pub config: Option<domus_config::DomainConfig>,
+    /// Scheduler weight and cap (Domain-0: the defaults).
+    #[serde(default = "default_sched")]
+    pub sched: SchedInfo,
     /// In the reply to a create with `bootloader = "pygrub"`: what it chose and its warnings, one line
     /// each (empty otherwise).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub boot: Vec<String>,
+}
+
+fn default_sched() -> SchedInfo {
+    SchedInfo {
+        weight: 256,
+        cap: 0,
+    }
 }
 
 /// `POST /v1/domains`.
@@ -202,6 +218,50 @@ pub struct VcpuPinRequest {
     pub vcpu: Option<u32>,
     /// Host CPUs allowed; empty = all.
     pub cpus: Vec<u32>,
+    /// Leave the hard affinity as it is (xl's `-` for HARD); `cpus` is then ignored.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hard_unchanged: bool,
+    /// New soft affinity (empty = all); `None` leaves it as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soft: Option<Vec<u32>>,
+}
+
+/// A domain's scheduler parameters in xl's credit-scheduler terms (mapped onto its cgroup).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedInfo {
+    /// Weight (1-65535; 256 = the default share).
+    pub weight: u32,
+    /// Cap, percent of one CPU (0 = none).
+    pub cap: u32,
+}
+
+/// `POST /v1/domains/DOM/sched-credit`: change the weight, the cap or both.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedCreditRequest {
+    /// New weight (1-65535).
+    #[serde(default)]
+    pub weight: Option<u32>,
+    /// New cap (percent of one CPU, 0 = none).
+    #[serde(default)]
+    pub cap: Option<u32>,
+}
+
+/// `POST /v1/domains/DOM/mem-set`: the balloon's target.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemSetRequest {
+    /// New target, MiB.
+    pub mib: u64,
+}
+
+/// `POST /v1/domains/DOM/vcpu-set`: how many vCPUs are online.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VcpuSetRequest {
+    /// vCPUs online (1 to maxvcpus).
+    pub vcpus: u32,
 }
 
 /// `POST /v1/domains/DOM/mem-max`.

@@ -210,6 +210,18 @@ fn nic(v: &VifConfig) -> Nic {
     }
 }
 
+/// libxl_domain_sched_params as xl fills it from `cpu_weight`/`cpu_cap` (unset ones left out).
+fn sched_params(config: &DomainConfig) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    if let Some(w) = config.cpu_weight {
+        m.insert("weight".into(), w.into());
+    }
+    if let Some(c) = config.cpu_cap {
+        m.insert("cap".into(), c.into());
+    }
+    m
+}
+
 /// libxl's JSON for `config` running as `domid` (`None`: `create -N`).
 pub fn domain(domid: Option<u32>, config: &DomainConfig) -> DomainJson {
     let empty = serde_json::Map::new;
@@ -220,7 +232,7 @@ pub fn domain(domid: Option<u32>, config: &DomainConfig) -> DomainJson {
         numa_placement: defbool(config.cpus.is_none()),
         max_memkb: config.maxmem_mib.max(config.memory_mib) * 1024,
         target_memkb: config.memory_mib * 1024,
-        sched_params: empty(),
+        sched_params: sched_params(config),
         kernel: config.kernel.clone(),
         cmdline: config.cmdline.clone(),
         ramdisk: config.ramdisk.clone(),
@@ -281,6 +293,15 @@ mod tests {
         assert_eq!(c["b_info"]["max_memkb"], 512 * 1024);
         assert_eq!(c["b_info"]["target_memkb"], 256 * 1024);
         assert_eq!(c["b_info"]["avail_vcpus"], serde_json::json!([0, 1]));
+        assert_eq!(c["b_info"]["sched_params"], serde_json::json!({}));
+        let weighted =
+            DomainConfig::from_xl("w.cfg", "cpu_weight = 512\ncpu_cap = 25\n", &[]).unwrap();
+        let w: serde_json::Value =
+            serde_json::from_str(&to_string(&domain(None, &weighted))).unwrap();
+        assert_eq!(
+            w["config"]["b_info"]["sched_params"],
+            serde_json::json!({"weight": 512, "cap": 25})
+        );
         assert!(c["b_info"]["type.pvh"].is_object());
         assert_eq!(c["disks"][0]["pdev_path"], "/img/web.raw");
         assert_eq!(c["disks"][0]["backend"], "qdisk");

@@ -190,20 +190,16 @@ pub fn vcpu_rows(d: &DomainInfo, nr_cpus: u32) -> Vec<String> {
             } else {
                 '-'
             };
-            // The CPU the vCPU last ran on is not tracked: the first CPU of its affinity.
-            let cpu = v
-                .affinity
-                .as_ref()
-                .and_then(|a| a.iter().min().copied())
-                .unwrap_or(0);
+            // The host CPU the vCPU thread last ran on, as domusd read it; "-" when unknown.
+            let cpu = v.cpu.map_or_else(|| "-".to_owned(), |c| c.to_string());
             #[allow(clippy::cast_precision_loss)]
             let secs = v.cpu_time_ns as f64 / 1e9;
-            let aff = v
-                .affinity
-                .as_deref()
-                .map_or_else(|| "all".to_owned(), |a| cpu_ranges(a, nr_cpus));
+            let mask =
+                |m: Option<&[u32]>| m.map_or_else(|| "all".to_owned(), |a| cpu_ranges(a, nr_cpus));
+            let aff = mask(v.affinity.as_deref());
+            let soft = mask(v.soft_affinity.as_deref());
             format!(
-                "{:<32} {:>5} {:>5} {:>5} {:>3}{}{} {:>9.1}  {aff} / all",
+                "{:<32} {:>5} {:>5} {:>5} {:>3}{}{} {:>9.1}  {aff} / {soft}",
                 d.name, d.domid, v.id, cpu, running, blocked, paused, secs
             )
         })
@@ -430,11 +426,17 @@ mod tests {
                 state: VcpuRunState::Blocked,
                 cpu_time_ns: 1_250_000_000,
                 affinity: None,
+                soft_affinity: None,
+                cpu: Some(0),
             }],
             console_path: None,
             pid: None,
             restarts: 0,
             config: None,
+            sched: domus_api::messages::SchedInfo {
+                weight: 256,
+                cap: 0,
+            },
             boot: Vec::new(),
         }
     }
@@ -524,6 +526,15 @@ mod tests {
         );
         d.vcpu_info[0].affinity = Some(vec![1]);
         assert!(vcpu_rows(&d, 2)[0].ends_with("  1 / all"));
+        d.vcpu_info[0].soft_affinity = Some(vec![0]);
+        d.vcpu_info[0].cpu = Some(1);
+        assert_eq!(
+            vcpu_rows(&d, 2),
+            vec!["hello                                3     0     1   -b-       1.2  1 / 0"]
+        );
+        d.vcpu_info[0].cpu = None;
+        assert!(vcpu_rows(&d, 2)[0]
+            .starts_with("hello                                3     0     -   -b-"));
         assert_eq!(cpu_ranges(&[0, 1, 2, 5, 7, 8], 16), "0-2,5,7-8");
         assert_eq!(cpu_ranges(&[0, 1], 2), "all");
     }

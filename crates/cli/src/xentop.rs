@@ -223,6 +223,10 @@ mod tests {
             console_path: None,
             pid: None,
             restarts: 0,
+            sched: domus_api::messages::SchedInfo {
+                weight: 256,
+                cap: 0,
+            },
             boot: Vec::new(),
             config: Some(domus_config::DomainConfig {
                 disks: vec![

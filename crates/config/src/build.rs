@@ -275,17 +275,29 @@ impl Builder {
             }
             "vcpus" => self.cfg.vcpus = vcpu_count(s)?,
             "maxvcpus" => self.maxvcpus = Some((vcpu_count(s)?, at)),
-            "cpus" => {
-                let text = match &s.value.value {
-                    Value::List(_) => return Err(wrong_type(
-                        s,
-                        "a string such as \"0-3\" or \"all,^1\" (per-vCPU lists are not supported)",
-                    )),
-                    _ => string(s)?,
-                };
-                text.parse::<CpusSpec>()
-                    .map_err(|e| err(s, &at, ConfigErrorKind::Cpus(e)))?;
-                self.cfg.cpus = Some(text);
+            "cpus" => self.cfg.cpus = Some(cpus(s)?),
+            "cpus_soft" => self.cfg.cpus_soft = Some(cpus(s)?),
+            "cpu_weight" => {
+                let n = number(s)?;
+                let w = u32::try_from(n)
+                    .ok()
+                    .filter(|w| (1..=65535).contains(w))
+                    .ok_or_else(|| invalid(s, "a weight between 1 and 65535", &n.to_string()))?;
+                self.cfg.cpu_weight = Some(w);
+            }
+            "cpu_cap" => {
+                let n = number(s)?;
+                let c = u32::try_from(n)
+                    .ok()
+                    .filter(|c| *c <= 65535)
+                    .ok_or_else(|| {
+                        invalid(
+                            s,
+                            "a cap between 0 and 65535 (percent of one CPU)",
+                            &n.to_string(),
+                        )
+                    })?;
+                self.cfg.cpu_cap = Some(c);
             }
             "kernel" => self.cfg.kernel = Some(string(s)?),
             "ramdisk" => self.cfg.ramdisk = Some(string(s)?),
@@ -520,6 +532,29 @@ impl Builder {
             (None, Some((e, _))) => Some(e),
             (None, None) => None,
         };
+    }
+}
+
+/// `cpus`/`cpus_soft`: one spec, or a list with one spec per vCPU; each item checked where it is.
+fn cpus(s: &Setting) -> Result<crate::CpusConfig, ConfigError> {
+    match &s.value.value {
+        Value::List(_) => {
+            let items = strings(s)?;
+            for item in &items {
+                item.value
+                    .parse::<CpusSpec>()
+                    .map_err(|e| err(s, &item.location, ConfigErrorKind::Cpus(e)))?;
+            }
+            Ok(crate::CpusConfig::PerVcpu(
+                items.into_iter().map(|i| i.value).collect(),
+            ))
+        }
+        _ => {
+            let text = string(s)?;
+            text.parse::<CpusSpec>()
+                .map_err(|e| err(s, &s.value.location, ConfigErrorKind::Cpus(e)))?;
+            Ok(crate::CpusConfig::All(text))
+        }
     }
 }
 

@@ -113,8 +113,18 @@ pub struct DomainConfig {
     pub vcpus: u32,
     /// Maximum vCPUs (`maxvcpus`; default = vcpus).
     pub maxvcpus: u32,
-    /// Host CPUs the vCPUs may run on (`cpus`, validated, as written).
-    pub cpus: Option<String>,
+    /// Host CPUs the vCPUs may run on (`cpus`, validated, as written: one spec or one per vCPU).
+    pub cpus: Option<crate::CpusConfig>,
+    /// Host CPUs the vCPUs prefer (`cpus_soft`, same forms): stored and reported (Linux has no soft
+    /// affinity to enforce it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus_soft: Option<crate::CpusConfig>,
+    /// Scheduler weight (`cpu_weight`, xl's credit weight 1-65535; default 256).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_weight: Option<u32>,
+    /// Scheduler cap (`cpu_cap`, percent of one CPU; default 0 = none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_cap: Option<u32>,
     /// Kernel image path (as written).
     pub kernel: Option<String>,
     /// Initial ramdisk path (as written).
@@ -227,6 +237,9 @@ impl DomainConfig {
             vcpus: 1,
             maxvcpus: 1,
             cpus: None,
+            cpus_soft: None,
+            cpu_weight: None,
+            cpu_cap: None,
             kernel: None,
             ramdisk: None,
             cmdline: None,

@@ -33,7 +33,7 @@ pub mod vdev;
 pub mod vif;
 
 pub use build::OVERRIDE_SOURCE;
-pub use cpus::CpusSpec;
+pub use cpus::{CpusConfig, CpusError, CpusSpec};
 pub use disk::{Access, DevType, DiskConfig, DiskFormat, DiskSpec};
 pub use domain::{Action, DomainConfig, DomainType, Origins};
 pub use error::{ConfigError, ConfigErrorKind, Location};

@@ -30,8 +30,19 @@ impl DomainConfig {
         line("maxmem", self.maxmem_mib.to_string());
         line("vcpus", self.vcpus.to_string());
         line("maxvcpus", self.maxvcpus.to_string());
+        for (key, value) in [("cpus", &self.cpus), ("cpus_soft", &self.cpus_soft)] {
+            match value {
+                Some(crate::CpusConfig::All(v)) => line(key, quoted(v)),
+                Some(crate::CpusConfig::PerVcpu(v)) => line(key, list(v.iter().cloned())),
+                None => {}
+            }
+        }
+        for (key, value) in [("cpu_weight", self.cpu_weight), ("cpu_cap", self.cpu_cap)] {
+            if let Some(v) = value {
+                line(key, v.to_string());
+            }
+        }
         let optional = [
-            ("cpus", &self.cpus),
             ("kernel", &self.kernel),
             ("ramdisk", &self.ramdisk),
             ("cmdline", &self.cmdline),

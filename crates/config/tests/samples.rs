@@ -76,7 +76,10 @@ fn linux_pvh_values() {
     );
     assert_eq!((cfg.memory_mib, cfg.maxmem_mib), (1024, 2048));
     assert_eq!((cfg.vcpus, cfg.maxvcpus), (2, 4));
-    assert_eq!(cfg.cpus.as_deref(), Some("all,^0"));
+    assert_eq!(
+        cfg.cpus,
+        Some(domus_config::CpusConfig::All("all,^0".into()))
+    );
     assert_eq!(cfg.on_crash, Action::Preserve);
     assert_eq!(cfg.on_watchdog, Action::CoredumpRestart);
     let targets: Vec<_> = cfg.disks.iter().map(|d| d.target.as_deref()).collect();

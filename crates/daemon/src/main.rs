@@ -68,6 +68,13 @@ struct Args {
     /// stop leaves it shut down (crashed) with an error in the log. `off` disables the guard.
     #[arg(long, value_name = "RESTARTS/SECONDS", default_value = "5/60")]
     restart_limit: daemon::restart_guard::RestartLimitArg,
+    /// Name of the Domus parent cgroup, made inside domusd's own cgroup (v1 or v2, detected): each
+    /// domain's VMM runs in a cgroup of its own under it.
+    #[arg(long, default_value = "domus")]
+    cgroup_parent: String,
+    /// Run domains without cgroups (no CPU weight/cap, memory or task limits).
+    #[arg(long)]
+    no_cgroups: bool,
 }
 
 fn env(k: &str) -> Option<String> {
@@ -124,6 +131,7 @@ fn options(args: &Args) -> anyhow::Result<Options> {
         overcommit: args.overcommit_memory,
         host_memory_mib: args.host_memory_mib,
         restart_limit: args.restart_limit.0,
+        cgroup_parent: (!args.no_cgroups).then(|| args.cgroup_parent.clone()),
     })
 }
 

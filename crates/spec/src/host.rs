@@ -8,6 +8,8 @@ pub struct HostLimits {
     pub memory_mib: u64,
     /// KVM's vCPUs per VM (`KVM_CAP_MAX_VCPUS`), when KVM could be asked.
     pub kvm_max_vcpus: Option<u32>,
+    /// Online host CPUs (numbered from 0).
+    pub nr_cpus: u32,
 }
 
 impl HostLimits {
@@ -19,6 +21,8 @@ impl HostLimits {
         Self {
             memory_mib: host_memory_mib(),
             kvm_max_vcpus,
+            nr_cpus: std::thread::available_parallelism()
+                .map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX)),
         }
     }
 }

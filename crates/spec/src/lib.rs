@@ -32,6 +32,7 @@
 #![warn(missing_docs)]
 #![deny(unsafe_code)] // one exception: the OFD disk lock in `disk_lock.rs`
 
+pub mod affinity;
 mod boot;
 mod disk_lock;
 pub mod host;
@@ -43,6 +44,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use affinity::Placement;
 pub use boot::BootloaderOptions;
 pub use domus_config::{Action, DomainType};
 pub use host::HostLimits;
@@ -204,8 +206,14 @@ pub struct VmSpec {
     pub memory_mib: u64,
     /// Maximum memory, MiB (recorded; no ballooning).
     pub maxmem_mib: u64,
-    /// vCPUs.
+    /// vCPUs online at boot.
     pub vcpus: u32,
+    /// Possible vCPUs (`maxvcpus`, at least `vcpus`; recorded: no vCPU hotplug yet).
+    #[serde(default)]
+    pub maxvcpus: u32,
+    /// Where the vCPU threads run and their share of the host (applied by domusd).
+    #[serde(default)]
+    pub placement: Placement,
     /// The kernel image.
     pub kernel: Resource,
     /// How the kernel is entered (detected from the file).

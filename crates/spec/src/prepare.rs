@@ -191,6 +191,27 @@ pub enum SpecErrorKind {
         /// Host RAM + swap.
         available_mib: u64,
     },
+    /// A `cpus`/`cpus_soft` spec selects no host CPU for a vCPU.
+    #[error("`{spec}` selects no CPU of this host for vCPU {vcpu} (it has CPUs 0-{last})")]
+    CpusEmpty {
+        /// The spec.
+        spec: String,
+        /// The vCPU.
+        vcpu: u32,
+        /// The host's last CPU.
+        last: u32,
+    },
+    /// A malformed `cpus`/`cpus_soft` spec (hand-written JSON).
+    #[error("invalid CPU list")]
+    Cpus(#[source] domus_config::CpusError),
+    /// maxmem (what the guest may reach through the balloon) is more than the host can give.
+    #[error("maxmem = {maxmem_mib} MiB is more than this host can give ({available_mib} MiB of RAM + swap)")]
+    MaxmemTooLarge {
+        /// Requested.
+        maxmem_mib: u64,
+        /// Host RAM + swap.
+        available_mib: u64,
+    },
     /// vcpus = 0.
     #[error("vcpus must be at least 1 (got 0)")]
     VcpusZero,
@@ -429,6 +450,7 @@ pub fn prepare_with(
         }
     }
     memory_and_vcpus(&mut c, host);
+    let placement = placement(&mut c, host);
     let kernel = kernel(&mut c);
     let ramdisk = ramdisk(&mut c);
     let disks = disks(&mut c);
@@ -453,6 +475,8 @@ pub fn prepare_with(
             memory_mib: cfg.memory_mib,
             maxmem_mib: cfg.maxmem_mib.max(cfg.memory_mib),
             vcpus: cfg.vcpus,
+            maxvcpus: cfg.maxvcpus.max(cfg.vcpus),
+            placement,
             kernel,
             boot,
             ramdisk,
@@ -470,6 +494,34 @@ pub fn prepare_with(
         // The files are open: pygrub's work directory goes when `booted` drops here.
         boot: booted.map(|b| b.lines()).unwrap_or_default(),
     })
+}
+
+fn placement(c: &mut Check<'_>, host: &HostLimits) -> crate::Placement {
+    let cfg = c.cfg;
+    let n = cfg.maxvcpus.max(cfg.vcpus);
+    let nodes = |node| crate::affinity::host_node_cpus(node, host.nr_cpus);
+    let mut one = |key: &'static str, value| {
+        crate::affinity::resolve(value, n, host.nr_cpus, &nodes).unwrap_or_else(|e| {
+            let kind = match e {
+                crate::affinity::PlacementError::Malformed(e) => SpecErrorKind::Cpus(e),
+                crate::affinity::PlacementError::Empty(m) => SpecErrorKind::CpusEmpty {
+                    spec: m.spec,
+                    vcpu: m.vcpu,
+                    last: host.nr_cpus.saturating_sub(1),
+                },
+            };
+            c.fail(None, key, kind);
+            Vec::new()
+        })
+    };
+    let hard = one("cpus", cfg.cpus.as_ref());
+    let soft = one("cpus_soft", cfg.cpus_soft.as_ref());
+    crate::Placement {
+        hard,
+        soft,
+        weight: cfg.cpu_weight.unwrap_or(crate::affinity::DEFAULT_WEIGHT),
+        cap: cfg.cpu_cap.unwrap_or(0),
+    }
 }
 
 fn memory_and_vcpus(c: &mut Check<'_>, host: &HostLimits) {
@@ -493,6 +545,18 @@ fn memory_and_vcpus(c: &mut Check<'_>, host: &HostLimits) {
             "memory",
             SpecErrorKind::MemoryTooLarge {
                 memory_mib: mib,
+                available_mib: host.memory_mib,
+            },
+        );
+    }
+    let maxmem = cfg.maxmem_mib;
+    if maxmem > mib && maxmem > host.memory_mib.min(MAX_MEMORY_MIB) {
+        // Admission counts maxmem: a guest without a balloon driver may touch all of it.
+        c.fail(
+            None,
+            "maxmem",
+            SpecErrorKind::MaxmemTooLarge {
+                maxmem_mib: maxmem,
                 available_mib: host.memory_mib,
             },
         );

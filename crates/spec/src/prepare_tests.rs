@@ -3,6 +3,7 @@ use super::*;
 const HOST: HostLimits = HostLimits {
     memory_mib: 4096,
     kvm_max_vcpus: Some(8),
+    nr_cpus: 2,
 };
 
 struct Dir {
@@ -276,6 +277,38 @@ fn disks_are_locked_exclusive_when_writable_and_shared_when_read_only() {
     );
     drop(held);
     assert!(kind(open_disk(&img, false, false, Some(false))).is_ok());
+}
+
+#[test]
+fn placement_and_maxmem_admission() {
+    let d = Dir::new();
+    let text = format!(
+        "kernel = '{}'\nvcpus = 2\nmaxvcpus = 3\ncpus = ['1', '0-1']\ncpus_soft = 'all,^0'\n\
+         cpu_weight = 512\ncpu_cap = 25\n",
+        d.p("pvh")
+    );
+    let p = prepare(&d.cfg(&text), &HOST).unwrap();
+    assert_eq!((p.spec.vcpus, p.spec.maxvcpus), (2, 3));
+    // vCPU 1's "0-1" is every host CPU (HOST has 2), and vCPU 2 is past the list: both unpinned.
+    assert_eq!(p.spec.placement.hard, [vec![1], vec![], vec![]]);
+    assert_eq!(p.spec.placement.soft, [vec![1], vec![1], vec![1]]);
+    assert_eq!((p.spec.placement.weight, p.spec.placement.cap), (512, 25));
+    let p = prepare(&d.cfg(&format!("kernel = '{}'\n", d.p("pvh"))), &HOST).unwrap();
+    assert_eq!(p.spec.placement.weight, 256);
+    assert!(p.spec.placement.hard.is_empty());
+    let e = d.errors(&format!("kernel = '{}'\ncpus = '5-7'\n", d.p("pvh")));
+    assert_eq!(
+        e,
+        ["cpus: `5-7` selects no CPU of this host for vCPU 0 (it has CPUs 0-1)"]
+    );
+    let e = d.errors(&format!(
+        "kernel = '{}'\nmemory = 64\nmaxmem = 8192\n",
+        d.p("pvh")
+    ));
+    assert_eq!(
+        e,
+        ["maxmem: maxmem = 8192 MiB is more than this host can give (4096 MiB of RAM + swap)"]
+    );
 }
 
 #[test]

@@ -110,6 +110,9 @@ pub struct VmConfig {
     pub rng: Option<domus_spec::RngSpec>,
     /// NICs in `vif` order (the slots after the entropy device).
     pub nics: Vec<VmNic>,
+    /// Host CPUs each vCPU thread is pinned to from its start (`cpus`; index = vCPU, an empty or
+    /// missing entry = any CPU).
+    pub vcpu_affinity: Vec<Vec<u32>>,
 }
 
 /// One NIC of the machine: the spec's description and, when domusd handed the TAP over, its
@@ -305,6 +308,7 @@ impl VmConfig {
                 .into_iter()
                 .map(|spec| VmNic { spec, fd: None })
                 .collect(),
+            vcpu_affinity: spec.placement.hard,
         }
     }
 
@@ -362,6 +366,7 @@ impl VmConfig {
             disks,
             rng: spec.rng,
             nics,
+            vcpu_affinity: spec.placement.hard,
         })
     }
 
@@ -491,6 +496,7 @@ mod tests {
             disks: Vec::new(),
             rng: Some(domus_spec::RngSpec::default()),
             nics: Vec::new(),
+            vcpu_affinity: Vec::new(),
         }
     }
 

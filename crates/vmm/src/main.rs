@@ -153,6 +153,7 @@ fn load_config(args: &Args) -> anyhow::Result<VmConfig> {
             disks: Vec::new(),
             rng: Some(domus_spec::RngSpec::default()),
             nics: Vec::new(),
+            vcpu_affinity: Vec::new(),
         });
     }
     bail!("no domain given: use --config FILE, --config-json FILE or --spec-json FILE")

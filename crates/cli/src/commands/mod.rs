@@ -15,9 +15,11 @@ pub mod dump_core;
 pub mod info;
 pub mod list;
 pub mod mem_max;
+pub mod mem_set;
 pub mod pause;
 pub mod reboot;
 pub mod rename;
+pub mod sched;
 pub mod shutdown;
 pub mod sysrq;
 pub mod top;
@@ -26,6 +28,7 @@ pub mod unpause;
 pub mod uptime;
 pub mod vcpu_list;
 pub mod vcpu_pin;
+pub mod vcpu_set;
 pub mod vm_list;
 
 use clap::Subcommand;
@@ -101,12 +104,20 @@ pub enum Command {
     List(list::Args),
     /// Set a domain's maximum memory (xl mem-max).
     MemMax(mem_max::Args),
+    /// Set a domain's memory target within its maxmem (xl mem-set).
+    MemSet(mem_set::Args),
     /// Pause a domain (xl pause).
     Pause(pause::Args),
     /// Reboot a domain (xl reboot).
     Reboot(reboot::Args),
     /// Rename a domain (xl rename).
     Rename(rename::Args),
+    /// Show or set domains' credit-scheduler weight and cap (xl sched-credit).
+    SchedCredit(sched::Args),
+    /// The same for credit2 (xl sched-credit2).
+    SchedCredit2(sched::Args),
+    /// Real-time (RTDS) scheduling: not supported (xl sched-rtds).
+    SchedRtds(sched::RtdsArgs),
     /// Shut a domain down through its ACPI power button (xl shutdown).
     Shutdown(shutdown::Args),
     /// Send a serial BREAK and a SysRq letter to a domain's console (xl sysrq).
@@ -123,6 +134,8 @@ pub enum Command {
     VcpuList(vcpu_list::Args),
     /// Pin vCPUs to host CPUs (xl vcpu-pin).
     VcpuPin(vcpu_pin::Args),
+    /// Set how many vCPUs are online (xl vcpu-set).
+    VcpuSet(vcpu_set::Args),
     /// List UUID, domid and name of every domain (xl vm-list).
     VmList(vm_list::Args),
 }
@@ -148,9 +161,13 @@ impl Command {
             Command::Info(_) => "info",
             Command::List(_) => "list",
             Command::MemMax(_) => "mem-max",
+            Command::MemSet(_) => "mem-set",
             Command::Pause(_) => "pause",
             Command::Reboot(_) => "reboot",
             Command::Rename(_) => "rename",
+            Command::SchedCredit(_) => "sched-credit",
+            Command::SchedCredit2(_) => "sched-credit2",
+            Command::SchedRtds(_) => "sched-rtds",
             Command::Shutdown(_) => "shutdown",
             Command::Sysrq(_) => "sysrq",
             Command::Trigger(_) => "trigger",
@@ -159,6 +176,7 @@ impl Command {
             Command::Uptime(_) => "uptime",
             Command::VcpuList(_) => "vcpu-list",
             Command::VcpuPin(_) => "vcpu-pin",
+            Command::VcpuSet(_) => "vcpu-set",
             Command::VmList(_) => "vm-list",
         }
     }
@@ -187,9 +205,13 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
         Command::Info(args) => info::run(ctx, args),
         Command::List(args) => list::run(ctx, args),
         Command::MemMax(args) => mem_max::run(ctx, args),
+        Command::MemSet(args) => mem_set::run(ctx, args),
         Command::Pause(args) => pause::run(ctx, args),
         Command::Reboot(args) => reboot::run(ctx, args),
         Command::Rename(args) => rename::run(ctx, args),
+        Command::SchedCredit(args) => sched::run(ctx, args, false),
+        Command::SchedCredit2(args) => sched::run(ctx, args, true),
+        Command::SchedRtds(args) => sched::rtds(ctx, args),
         Command::Shutdown(args) => shutdown::run(ctx, args),
         Command::Sysrq(args) => sysrq::run(ctx, args),
         Command::Trigger(args) => trigger::run(ctx, args),
@@ -198,6 +220,7 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
         Command::Uptime(args) => uptime::run(ctx, args),
         Command::VcpuList(args) => vcpu_list::run(ctx, args),
         Command::VcpuPin(args) => vcpu_pin::run(ctx, args),
+        Command::VcpuSet(args) => vcpu_set::run(ctx, args),
         Command::VmList(args) => vm_list::run(ctx, args),
     }
 }

@@ -15,7 +15,8 @@ pub struct Args {
     pub vcpu: String,
     /// Hard affinity: `all`, ranges like `0-3,5`, exclusions like `^1`; `-` leaves it alone.
     pub cpus: String,
-    /// Soft affinity (accepted; not used: Linux has no soft affinity).
+    /// Soft affinity, same forms (stored and shown by vcpu-list; Linux does not enforce it); `-` or
+    /// absent leaves it alone.
     pub soft: Option<String>,
 }
 
@@ -66,7 +67,8 @@ pub fn parse_cpus(s: &str, nr: u32) -> anyhow::Result<Vec<u32>> {
 /// Bad arguments, or as the API reports.
 pub fn run(_ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     let c = api::client();
-    if args.cpus == "-" {
+    let soft_given = args.soft.as_deref().filter(|s| *s != "-");
+    if args.cpus == "-" && soft_given.is_none() {
         return Ok(());
     }
     let nr = c.host()?.nr_cpus;
@@ -79,15 +81,29 @@ pub fn run(_ctx: &Ctx, args: Args) -> anyhow::Result<()> {
                 .map_err(|_| anyhow::anyhow!("Error: Invalid argument {} as VCPU.", args.vcpu))?,
         )
     };
-    let cpus = if args.cpus == "all" {
+    let mask = |s: &str| -> anyhow::Result<Vec<u32>> {
+        if s == "all" {
+            Ok(Vec::new())
+        } else {
+            parse_cpus(s, nr)
+        }
+    };
+    let hard_unchanged = args.cpus == "-";
+    let cpus = if hard_unchanged {
         Vec::new()
     } else {
-        parse_cpus(&args.cpus, nr)?
+        mask(&args.cpus)?
     };
+    let soft = soft_given.map(mask).transpose()?;
     c.action(
         &args.domain,
         "vcpu-pin",
-        Some(&VcpuPinRequest { vcpu, cpus }),
+        Some(&VcpuPinRequest {
+            vcpu,
+            cpus,
+            hard_unchanged,
+            soft,
+        }),
     )?;
     Ok(())
 }

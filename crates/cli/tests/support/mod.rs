@@ -350,9 +350,16 @@ impl Drop for Host {
             let _ = c.kill();
             let _ = c.wait();
         }
-        for r in self.records() {
+        let records = self.records();
+        for r in &records {
             if let Some(pid) = r["vmm"]["pid"].as_u64() {
                 kill9(u32::try_from(pid).unwrap());
+            }
+        }
+        // The killed VMMs' cgroups (domusd removes a domain's cgroup only when it sees the VMM stop).
+        for r in &records {
+            if let Some(leaf) = r["vmm"]["cgroup"].as_str() {
+                remove_domain_cgroup(leaf);
             }
         }
         // Safety net: any process whose command line names this host's directory (a VMM we lost track of
@@ -372,5 +379,28 @@ impl Drop for Host {
                 }
             }
         }
+    }
+}
+
+/// Removes domain cgroup `leaf` (under the `domus` parent inside this process's own v1 cgroups, where
+/// a domusd started by the tests makes them), waiting briefly for killed processes to leave it, and
+/// the parent if it is then empty.
+pub fn remove_domain_cgroup(leaf: &str) {
+    let own = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    for ctrl in ["cpu", "memory", "pids"] {
+        let Some(path) = own.lines().find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+            ctrls.split(',').any(|c| c == ctrl).then(|| path.to_owned())
+        }) else {
+            continue;
+        };
+        let parent = PathBuf::from(format!("/sys/fs/cgroup/{ctrl}{path}")).join("domus");
+        let dir = parent.join(leaf);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while dir.exists() && fs::remove_dir(&dir).is_err() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = fs::remove_dir(&parent);
     }
 }

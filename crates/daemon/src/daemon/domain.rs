@@ -30,6 +30,27 @@ pub struct VmmRecord {
     pub control: String,
     /// Console socket.
     pub console: String,
+    /// Its cgroup's leaf name under domusd's cgroup parent, when cgroups are in use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+}
+
+/// A domain's scheduler parameters, in xl's credit-scheduler terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchedParams {
+    /// Weight (1-65535; 256 = the default share).
+    pub weight: u32,
+    /// Cap, percent of one CPU (0 = none).
+    pub cap: u32,
+}
+
+impl Default for SchedParams {
+    fn default() -> Self {
+        Self {
+            weight: domus_spec::affinity::DEFAULT_WEIGHT,
+            cap: 0,
+        }
+    }
 }
 
 /// How a domain's guest stopped.
@@ -80,6 +101,12 @@ pub struct DomainRecord {
     /// vCPU pinning, by vCPU.
     #[serde(default)]
     pub affinity: BTreeMap<u32, Vec<u32>>,
+    /// Soft affinity (`cpus_soft`, vcpu-pin's SOFT), by vCPU: stored and reported.
+    #[serde(default)]
+    pub soft_affinity: BTreeMap<u32, Vec<u32>>,
+    /// Scheduler weight and cap (sched-credit).
+    #[serde(default)]
+    pub sched: SchedParams,
     /// A configuration given by `config-update`, used from the next restart.
     #[serde(default)]
     pub pending_config: Option<DomainConfig>,
@@ -178,6 +205,7 @@ impl Domain {
         let mut vcpu_info = self.live.vcpus.clone();
         for v in &mut vcpu_info {
             v.affinity = self.rec.affinity.get(&v.id).cloned();
+            v.soft_affinity = self.rec.soft_affinity.get(&v.id).cloned();
         }
         DomainInfo {
             domid: self.rec.domid,
@@ -197,6 +225,7 @@ impl Domain {
             pid: self.rec.vmm.as_ref().map(|v| v.pid),
             restarts: self.rec.restarts,
             config: Some(self.rec.config.clone()),
+            sched: self.rec.sched.into(),
             boot: Vec::new(),
         }
     }
@@ -389,6 +418,8 @@ mod tests {
                 stopped: None,
                 restarts: 0,
                 affinity: BTreeMap::new(),
+                soft_affinity: BTreeMap::new(),
+                sched: SchedParams::default(),
                 pending_config: None,
                 reboot_requested: false,
                 phase: Phase::Running,
@@ -445,6 +476,8 @@ mod tests {
             state: VcpuRunState::Blocked,
             cpu_time_ns: 5,
             affinity: None,
+            soft_affinity: None,
+            cpu: None,
         }];
         assert_eq!(d.state(), DomainState::Blocked);
         d.live.paused = true;

@@ -1,7 +1,6 @@
 //! Creating domains, re-adopting them after a domusd restart, and applying on_poweroff / on_reboot /
 //! on_crash when a guest stops.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,6 +19,21 @@ use super::{watcher, ApiError, Daemon};
 const RESTART_CANCELLED: u16 = 410;
 
 /// The name a rename-restart gives the old domain: `NAME-YYYYMMDDTHHMM` (UTC), as xl's preserve does.
+/// Removes a domain cgroup when a start fails after the VMM joined it.
+struct CgroupGuard<'a> {
+    daemon: &'a Daemon,
+    domid: u32,
+    leaf: Option<String>,
+}
+
+impl Drop for CgroupGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(leaf) = self.leaf.take() {
+            self.daemon.release_cgroup(self.domid, &leaf);
+        }
+    }
+}
+
 fn preserved_name(name: &str, epoch: f64) -> String {
     let secs = epoch.max(0.0) as i64;
     let days = secs.div_euclid(86_400);
@@ -95,6 +109,11 @@ impl Daemon {
         let uuid = config.uuid.clone();
         let maxmem_mib = config.maxmem_mib.max(config.memory_mib);
         let vifs = config.vifs.iter().filter(|v| v.vifname.is_none()).count();
+        let (affinity, soft_affinity) = Self::spec_affinity(&prepared.spec);
+        let sched = super::domain::SchedParams {
+            weight: prepared.spec.placement.weight,
+            cap: prepared.spec.placement.cap,
+        };
         let (domid, generation) = {
             let mut t = self.lock();
             // A restart that `destroy`/`shutdown` cancelled while it was pending is not done (checked
@@ -133,7 +152,9 @@ impl Daemon {
                     vmm: None,
                     stopped: None,
                     restarts,
-                    affinity: BTreeMap::new(),
+                    affinity,
+                    soft_affinity,
+                    sched,
                     pending_config: None,
                     reboot_requested: false,
                     phase: Phase::Creating,
@@ -211,7 +232,7 @@ impl Daemon {
         retire: Option<(u32, bool)>,
     ) -> Result<DomainInfo, ApiError> {
         let failed =
-            |e: anyhow::Error| ApiError::internal(format!("cannot start domain '{name}': {e}"));
+            |e: anyhow::Error| ApiError::internal(format!("cannot start domain '{name}': {e:#}"));
         let paths = &self.opts.paths;
         let vp = VmmPaths::new(&paths.domain_runtime_dir(domid), paths.vmm_log(name));
         let (spec, files) = prepared.hand_over();
@@ -243,11 +264,36 @@ impl Daemon {
                 pid,
                 control: vp.control.display().to_string(),
                 console: vp.console.display().to_string(),
+                cgroup: None,
             });
             if let Err(e) = self.persist(d) {
                 drop(t);
                 kill(&mut child);
                 return Err(e);
+            }
+        }
+        // Into its cgroup before it opens its control socket, so what the guest touches is charged there.
+        // Released again if the start fails from here on (the VMM is killed first).
+        let mut cgroup_guard = CgroupGuard {
+            daemon: self,
+            domid,
+            leaf: None,
+        };
+        match self.attach_cgroup(domid, &spec, pid) {
+            Ok(leaf) => {
+                cgroup_guard.leaf.clone_from(&leaf);
+                let mut t = self.lock();
+                if let Some(v) = t.get_mut(domid).and_then(|d| d.rec.vmm.as_mut()) {
+                    v.cgroup.clone_from(&leaf);
+                }
+                if let Some(d) = t.get_mut(domid) {
+                    self.save(d);
+                }
+            }
+            Err(e) => {
+                kill(&mut child);
+                self.release_cgroup(domid, &super::resources::cgroup_leaf(domid, &spec.uuid));
+                return Err(failed(e));
             }
         }
         let cancelled = || {
@@ -263,6 +309,10 @@ impl Daemon {
                 return Err(failed(e.into()));
             }
         };
+        if let Err(e) = Self::apply_hard_affinity(&mut ctl, &spec) {
+            kill(&mut child);
+            return Err(failed(e.context(format!("domain {domid}"))));
+        }
         let st = ctl.state().ok();
         let info = {
             let mut t = self.lock();
@@ -294,6 +344,7 @@ impl Daemon {
         if let Some(st) = st {
             self.update_live(domid, generation, &st);
         }
+        cgroup_guard.leaf = None;
         self.start_threads(domid, generation, pid, &vp, Some(child), false);
         info!(domid, domname = %name, pid, "domain running");
         self.get(&domid.to_string()).or(Ok(info))
@@ -339,6 +390,9 @@ impl Daemon {
         let Some(d) = t.get_mut(domid).filter(|d| d.generation == generation) else {
             return;
         };
+        if let Some(leaf) = d.rec.vmm.as_mut().and_then(|v| v.cgroup.take()) {
+            self.release_cgroup(domid, &leaf);
+        }
         if d.dying {
             self.remove_locked(&mut t, domid);
             return;

@@ -250,6 +250,7 @@ impl Harness {
             overcommit: false,
             host_memory_mib: Some(1024),
             restart_limit: None,
+            cgroup_parent: None,
         };
         let vmm = Arc::new(FakeVmm::default());
         let store = Arc::new(FakeStore::default());
@@ -307,6 +308,8 @@ impl Harness {
             stopped: None,
             restarts: 0,
             affinity: std::collections::BTreeMap::new(),
+            soft_affinity: std::collections::BTreeMap::new(),
+            sched: super::domain::SchedParams::default(),
             pending_config: None,
             reboot_requested: false,
             phase: Phase::Running,
@@ -606,6 +609,7 @@ fn recovery_undoes_an_interrupted_create_and_sweeps_what_no_record_claims() {
             pid,
             control: control.display().to_string(),
             console: dir.join("console.sock").display().to_string(),
+            cgroup: None,
         });
     });
     // A VMM and a directory no record claims (a create killed before its VMM was recorded, or a
@@ -651,6 +655,7 @@ fn an_outcome_kept_while_domusd_was_away_is_applied_once() {
                 pid: dead_pid(),
                 control: dir.join("control.sock").display().to_string(),
                 console: dir.join("console.sock").display().to_string(),
+                cgroup: None,
             });
         },
     );

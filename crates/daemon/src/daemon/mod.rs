@@ -25,8 +25,10 @@ mod lifecycle_tests;
 mod ops;
 pub mod records;
 mod recovery;
+pub mod resources;
 pub mod restart_guard;
 pub mod server;
+pub mod sizing;
 pub mod store;
 mod sys;
 pub mod vbd;
@@ -73,6 +75,8 @@ pub struct Options {
     pub overcommit: bool,
     /// The host memory admission counts against (MiB); `None` reads /proc/meminfo (MemTotal).
     pub host_memory_mib: Option<u64>,
+    /// Name of the Domus parent cgroup (made inside domusd's own cgroup); `None`: no cgroups.
+    pub cgroup_parent: Option<String>,
     /// The restart-loop guard's limit (`None`: off); see [`restart_guard`].
     pub restart_limit: Option<restart_guard::RestartLimit>,
 }
@@ -147,6 +151,8 @@ pub struct Daemon {
     /// Why the state directory cannot be written, while it cannot (changes are refused meanwhile).
     degraded: Mutex<Option<String>>,
     restart_guard: restart_guard::RestartGuard,
+    /// The Domus parent cgroup, when the host has usable cgroups.
+    cgroups: Option<domus_cgroup::Cgroups>,
 }
 
 impl Daemon {
@@ -178,7 +184,9 @@ impl Daemon {
         let records = Records::open(&opts.paths.state_dir)?;
         let table = Table::new(records.load_next_domid());
         let restart_guard = restart_guard::RestartGuard::new(opts.restart_limit);
+        let cgroups = Self::detect_cgroups(opts.cgroup_parent.as_deref());
         Ok(Arc::new(Self {
+            cgroups,
             restart_guard,
             opts,
             table: Mutex::new(table),
@@ -286,6 +294,7 @@ impl Daemon {
             memory_mib: info.memory_mib,
             maxmem_mib: info.maxmem_mib,
             vcpus: info.vcpus,
+            maxvcpus: d.rec.config.maxvcpus,
             start_time: info.start_time,
             console: info.console_path,
             disks: d.rec.config.disks.clone(),
@@ -299,6 +308,9 @@ impl Daemon {
     fn remove_locked(&self, t: &mut Table, domid: u32) {
         if let Some(d) = t.remove(domid) {
             info!(domid, domname = %d.rec.name, "domain destroyed");
+            if let Some(leaf) = d.rec.vmm.as_ref().and_then(|v| v.cgroup.as_deref()) {
+                self.release_cgroup(domid, leaf);
+            }
             self.forget(domid, &d.rec.uuid);
         }
         self.changed.notify_all();
@@ -340,6 +352,7 @@ impl Daemon {
     fn update_live(&self, domid: u32, generation: u64, st: &StateReply) {
         let mut t = self.lock();
         if let Some(d) = t.get_mut(domid).filter(|d| d.generation == generation) {
+            let ran_on = resources::vcpu_host_cpus(st.pid);
             d.live = Live {
                 paused: st.state == MachineState::Paused,
                 vcpus: st
@@ -350,6 +363,8 @@ impl Daemon {
                         state: v.state,
                         cpu_time_ns: v.cpu_time_ns,
                         affinity: None,
+                        soft_affinity: None,
+                        cpu: ran_on.get(&v.id).copied(),
                     })
                     .collect(),
                 memory_mib: Some(st.memory_mib),
@@ -381,6 +396,7 @@ impl Daemon {
             pid: None,
             restarts: 0,
             config: None,
+            sched: domain::SchedParams::default().into(),
             boot: Vec::new(),
         }
     }

@@ -11,18 +11,18 @@ use tracing::{info, warn};
 
 use super::domain::{is_valid_name, DomainConfig, LookupError};
 use super::vmm::Control;
-use super::{host, sys, ApiError, Daemon};
+use super::{sys, ApiError, Daemon};
 
 /// A running domain's VMM, as resolved for one operation.
-struct Target {
-    domid: u32,
-    generation: u64,
-    pid: u32,
-    control: PathBuf,
+pub(super) struct Target {
+    pub(super) domid: u32,
+    pub(super) generation: u64,
+    pub(super) pid: u32,
+    pub(super) control: PathBuf,
 }
 
 impl Daemon {
-    fn refuse_domain0(spec: &str, what: &str) -> Result<(), ApiError> {
+    pub(super) fn refuse_domain0(spec: &str, what: &str) -> Result<(), ApiError> {
         if spec == "0" || spec == DOMAIN0_NAME {
             return Err(ApiError::bad_request(format!(
                 "cannot {what} Domain-0: it is the host itself"
@@ -31,7 +31,7 @@ impl Daemon {
         Ok(())
     }
 
-    fn running_target(&self, spec: &str, what: &str) -> Result<Target, ApiError> {
+    pub(super) fn running_target(&self, spec: &str, what: &str) -> Result<Target, ApiError> {
         Self::refuse_domain0(spec, what)?;
         let t = self.lock();
         let (domid, d) = t.lookup(spec)?;
@@ -59,7 +59,7 @@ impl Daemon {
         Ok(target)
     }
 
-    fn send(target: &Target, req: &Request) -> Result<(), ApiError> {
+    pub(super) fn send(target: &Target, req: &Request) -> Result<(), ApiError> {
         let mut c = Control::connect(&target.control).map_err(|e| {
             ApiError::internal(format!(
                 "domain {}: {:#}",
@@ -408,53 +408,6 @@ impl Daemon {
             return Err(e);
         }
         self.store.update(&Self::store_view(d));
-        Ok(())
-    }
-
-    /// Pins one vCPU (or all) to host CPUs (empty = all CPUs).
-    ///
-    /// # Errors
-    /// 400 for an unknown vCPU or CPU, else as [`Daemon::shutdown`].
-    pub fn vcpu_pin(&self, spec: &str, vcpu: Option<u32>, cpus: &[u32]) -> Result<(), ApiError> {
-        let t = self.running_target(spec, "pin vCPUs of")?;
-        self.writable()?;
-        let nr = host::nr_cpus();
-        if let Some(bad) = cpus.iter().find(|c| **c >= nr) {
-            return Err(ApiError::bad_request(format!(
-                "CPU {bad} does not exist: this host has CPUs 0-{}",
-                nr - 1
-            )));
-        }
-        let nvcpus = self.lock().get(t.domid).map_or(0, |d| d.info().vcpus);
-        let which: Vec<u32> = match vcpu {
-            Some(k) if k >= nvcpus => {
-                return Err(ApiError::bad_request(format!(
-                    "domain {} has no vCPU {k} (it has {nvcpus})",
-                    t.domid
-                )))
-            }
-            Some(k) => vec![k],
-            None => (0..nvcpus).collect(),
-        };
-        let all: Vec<u32> = (0..nr).collect();
-        let set = if cpus.is_empty() { &all } else { cpus };
-        for k in which {
-            Self::send(
-                &t,
-                &Request::VcpuPin {
-                    vcpu: k,
-                    cpus: set.to_vec(),
-                },
-            )?;
-            if let Some(d) = self.lock().get_mut(t.domid) {
-                if cpus.is_empty() {
-                    d.rec.affinity.remove(&k);
-                } else {
-                    d.rec.affinity.insert(k, cpus.to_vec());
-                }
-                self.save(d);
-            }
-        }
         Ok(())
     }
 

@@ -201,6 +201,11 @@ mod tests {
             stopped: None,
             restarts: 2,
             affinity: BTreeMap::from([(0, vec![1])]),
+            soft_affinity: BTreeMap::from([(0, vec![0])]),
+            sched: crate::daemon::domain::SchedParams {
+                weight: 512,
+                cap: 25,
+            },
             pending_config: None,
             reboot_requested: false,
             phase: super::super::domain::Phase::Running,

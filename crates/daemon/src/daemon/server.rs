@@ -11,8 +11,8 @@ use anyhow::{bail, Context};
 use domus_api::http::Request;
 use domus_api::messages::{
     self, ConfigUpdateRequest, CreateRequest, DmesgReply, DumpCoreRequest, ErrorReply,
-    MemMaxRequest, RebootRequest, RenameRequest, ShutdownRequest, SysrqRequest, TriggerRequest,
-    VcpuPinRequest,
+    MemMaxRequest, MemSetRequest, RebootRequest, RenameRequest, SchedCreditRequest,
+    ShutdownRequest, SysrqRequest, TriggerRequest, VcpuPinRequest, VcpuSetRequest,
 };
 use serde::de::DeserializeOwned;
 use tracing::debug;
@@ -166,7 +166,21 @@ fn domain_route(
         }
         ("POST", ["vcpu-pin"]) => {
             let r: VcpuPinRequest = body(req)?;
-            d.vcpu_pin(dom, r.vcpu, &r.cpus).and_then(|()| ok())
+            let hard = (!r.hard_unchanged).then_some(r.cpus.as_slice());
+            d.vcpu_pin(dom, r.vcpu, hard, r.soft.as_deref())
+                .and_then(|()| ok())
+        }
+        ("POST", ["mem-set"]) => {
+            let r: MemSetRequest = body(req)?;
+            d.mem_set(dom, r.mib).and_then(|()| ok())
+        }
+        ("POST", ["vcpu-set"]) => {
+            let r: VcpuSetRequest = body(req)?;
+            d.vcpu_set(dom, r.vcpus).and_then(|()| ok())
+        }
+        ("POST", ["sched-credit"]) => {
+            let r: SchedCreditRequest = body(req)?;
+            d.sched_credit(dom, r.weight, r.cap).and_then(|()| ok())
         }
         ("POST", ["mem-max"]) => {
             let r: MemMaxRequest = body(req)?;

@@ -15,8 +15,10 @@ pub struct StoreDomain {
     pub memory_mib: u64,
     /// Maximum memory, MiB.
     pub maxmem_mib: u64,
-    /// vCPUs.
+    /// vCPUs online.
     pub vcpus: u32,
+    /// Possible vCPUs (`maxvcpus`): each has a `cpu/N/availability` node, `online` or `offline`.
+    pub maxvcpus: u32,
     /// Start time, seconds since the epoch.
     pub start_time: f64,
     /// Console socket (written as console/tty: where a console client connects).
@@ -115,10 +117,11 @@ pub fn layout(d: &StoreDomain) -> Vec<Node> {
         ));
     }
     v.extend(super::vbd::nodes(d.domid, &d.disks));
-    for k in 0..d.vcpus {
+    for k in 0..d.maxvcpus.max(d.vcpus) {
+        let state = if k < d.vcpus { "online" } else { "offline" };
         v.push(node(
             format!("{dom}/cpu/{k}/availability"),
-            "online".into(),
+            state.into(),
             &ro,
         ));
     }
@@ -295,6 +298,7 @@ mod tests {
             memory_mib: 16,
             maxmem_mib: 32,
             vcpus: 2,
+            maxvcpus: 3,
             start_time: 1700000000.5,
             console: Some("/run/domus/domains/3/console.sock".into()),
             disks: Vec::new(),
@@ -312,7 +316,9 @@ mod tests {
         assert_eq!(get("/local/domain/3/memory/target"), Some("16384"));
         assert_eq!(get("/local/domain/3/memory/static-max"), Some("32768"));
         assert_eq!(get("/local/domain/3/cpu/1/availability"), Some("online"));
-        assert_eq!(get("/local/domain/3/cpu/2/availability"), None);
+        // One node per possible vCPU (maxvcpus 3): the third is offline.
+        assert_eq!(get("/local/domain/3/cpu/2/availability"), Some("offline"));
+        assert_eq!(get("/local/domain/3/cpu/3/availability"), None);
         assert_eq!(
             get("/vm/11111111-2222-4333-8444-555555555555/start_time"),
             Some("1700000000.50")

@@ -332,6 +332,7 @@ mod tests {
             disks: Vec::new(),
             rng: None,
             nics: Vec::new(),
+            vcpu_affinity: Vec::new(),
         };
         let mem = crate::vstate::memory::create_guest_memory(32 << 20).unwrap();
         let entry = load(
@@ -387,6 +388,7 @@ mod tests {
             disks: Vec::new(),
             rng: None,
             nics: Vec::new(),
+            vcpu_affinity: Vec::new(),
         };
         let mem = crate::vstate::memory::create_guest_memory(32 << 20).unwrap();
         let entry = load(

@@ -208,8 +208,14 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
         source: std::io::Error::from_raw_os_error(e.errno()),
     })?;
     // With `start_paused`, every vCPU acknowledged its pause before running a guest instruction.
-    let vcpus = vcpus::Vcpus::start(vcpu_fds, &devices, &shared, opts.start_paused)
-        .map_err(host("cannot start the vCPU threads"))?;
+    let vcpus = vcpus::Vcpus::start(
+        vcpu_fds,
+        &devices,
+        &shared,
+        opts.start_paused,
+        &cfg.vcpu_affinity,
+    )
+    .map_err(host("cannot start the vCPU threads"))?;
     shared.set_paused(opts.start_paused);
     let started = virtio.start_threads();
     let vcpus = RefCell::new(vcpus);

@@ -30,8 +30,9 @@ pub struct Vcpus {
 }
 
 impl Vcpus {
-    /// Starts one thread per fd; with `paused`, every vCPU is paused before its first instruction
-    /// (and this returns once each acknowledged).
+    /// Starts one thread per fd, each first restricted to its entry of `affinity` (when there is a
+    /// non-empty one); with `paused`, every vCPU is paused before its first instruction (and this
+    /// returns once each acknowledged).
     ///
     /// # Errors
     /// A thread could not be started, or did not acknowledge the initial pause.
@@ -40,6 +41,7 @@ impl Vcpus {
         devices: &Arc<Devices>,
         shared: &Arc<Shared>,
         paused: bool,
+        affinity: &[Vec<u32>],
     ) -> std::io::Result<Self> {
         let mut set = Self::default();
         for (id, fd) in fds.into_iter().enumerate() {
@@ -49,7 +51,19 @@ impl Vcpus {
                 control.send(ThreadEvent::Pause);
             }
             let (d, s) = (Arc::clone(devices), Arc::clone(shared));
+            let cpus: Vec<usize> = affinity
+                .get(id)
+                .into_iter()
+                .flatten()
+                .filter_map(|c| usize::try_from(*c).ok())
+                .collect();
             let handle = threads::spawn(ThreadKind::Vcpu, name, move || {
+                // Pinned before its first guest instruction (`cpus`), not after domusd's first poll.
+                if !cpus.is_empty() {
+                    if let Err(e) = crate::sys::set_affinity(crate::sys::current_tid(), &cpus) {
+                        tracing::warn!(vcpu = id, error = %e, "cannot pin the vCPU thread (cpus)");
+                    }
+                }
                 vcpu_thread::run(id, fd, d, s, mailbox);
             })?;
             set.threads.push(VcpuThread {
