@@ -77,7 +77,7 @@ fn dry_run_shows_the_choice() {
     let imgs = images::Images::new();
     let disk = boot_disk(&h, &imgs, "Probe hello");
     pygrub_cfg(&h, "dry", &disk, "extra = \"console=ttyS0\"\n");
-    let o = h.domus(&["create", "-N", "--json", "dry.cfg"]);
+    let o = h.domus(&["create", "-N", "dry.cfg"]);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
     assert!(
