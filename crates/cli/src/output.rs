@@ -436,6 +436,8 @@ mod tests {
             restarts: 0,
             config: None,
             boot: Vec::new(),
+            disk_stats: Vec::new(),
+            nic_stats: Vec::new(),
         }
     }
 

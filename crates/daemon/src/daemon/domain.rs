@@ -113,6 +113,10 @@ pub struct Live {
     pub vcpus: Vec<VcpuInfo>,
     /// Memory the VMM reported.
     pub memory_mib: Option<u64>,
+    /// Per-disk I/O counters the VMM reported, in the config's order.
+    pub disks: Vec<domus_api::messages::DiskStats>,
+    /// Per-NIC traffic counters the VMM reported, in the config's order.
+    pub nics: Vec<domus_api::messages::NicStats>,
 }
 
 /// One domain in the table.
@@ -198,6 +202,8 @@ impl Domain {
             restarts: self.rec.restarts,
             config: Some(self.rec.config.clone()),
             boot: Vec::new(),
+            disk_stats: self.live.disks.clone(),
+            nic_stats: self.live.nics.clone(),
         }
     }
 }

@@ -353,6 +353,8 @@ impl Daemon {
                     })
                     .collect(),
                 memory_mib: Some(st.memory_mib),
+                disks: st.disks.clone(),
+                nics: st.nics.clone(),
             };
         }
     }
@@ -382,6 +384,8 @@ impl Daemon {
             restarts: 0,
             config: None,
             boot: Vec::new(),
+            disk_stats: Vec::new(),
+            nic_stats: Vec::new(),
         }
     }
 
