@@ -82,12 +82,7 @@ fn disk0(ctl: &Path) -> (u64, u64, u64, u64) {
     let d = &v["disks"];
     assert_eq!(d.as_array().map(Vec::len), Some(1), "one disk: {v}");
     let n = |k: &str| d[0][k].as_u64().unwrap_or_else(|| panic!("no {k}: {v}"));
-    (
-        n("rd_reqs"),
-        n("rd_sectors"),
-        n("wr_reqs"),
-        n("wr_sectors"),
-    )
+    (n("rd_reqs"), n("rd_sectors"), n("wr_reqs"), n("wr_sectors"))
 }
 
 #[test]
