@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 
 /// What a vCPU is doing, as its VMM reports it.
 pub use domus_vmm_api::VcpuRunState;
+/// One disk's and one NIC's I/O counters, as the domain's VMM reports them.
+pub use domus_vmm_api::{DiskStats, NicStats};
 
 /// Name of the host's own row, as xl prints it.
 pub const DOMAIN0_NAME: &str = "Domain-0";
@@ -136,6 +138,13 @@ pub struct DomainInfo {
     /// each (empty otherwise).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub boot: Vec<String>,
+    /// Each disk's I/O counters, in the configuration's `disk` order, while a VMM runs (empty when
+    /// none runs or it does not count; xentop then prints `-`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disk_stats: Vec<DiskStats>,
+    /// Each NIC's traffic counters, in the configuration's `vif` order, while a VMM runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nic_stats: Vec<NicStats>,
 }
 
 fn default_sched() -> SchedInfo {

@@ -438,6 +438,8 @@ mod tests {
                 cap: 0,
             },
             boot: Vec::new(),
+            disk_stats: Vec::new(),
+            nic_stats: Vec::new(),
         }
     }
 

@@ -2,13 +2,14 @@
 //! column header and one row per domain, as `xentop -b` prints them for scripts. Pure functions from API
 //! replies (two samples, for CPU %) to text, checked by golden tests below.
 //!
-//! What Domus cannot measure is shown as xentop shows missing figures: network counters are 0 (guests
-//! boot without network until networking lands) and per-disk request counters are `-` (xentop's mark
-//! for statistics it could not read) — the VMM does not count block requests yet.
+//! The network and block counters come from the domain's VMM (its virtio-net and virtio-blk devices
+//! count frames, bytes, requests and sectors); NETTX is what the guest sent, as in xentop. While no
+//! VMM reports them (a stopped domain, a VMM that does not count) a domain with disks shows `-`, xentop's
+//! mark for statistics it could not read; VBD_OO is always 0 (requests never wait for a free slot).
 
 use std::fmt::Write as _;
 
-use domus_api::messages::{DomainInfo, DomainState};
+use domus_api::messages::{DiskStats, DomainInfo, DomainState};
 
 /// Columns in xentop's order: header text and default width.
 const FIELDS: [(&str, usize); 19] = [
@@ -101,12 +102,14 @@ pub fn row(s: &Sample<'_>, total_kib: u64) -> String {
     };
     let (disks, nets) = devices(d);
     let vbds = disks.len();
-    // Without per-disk counters xentop prints '-'; with no disk at all its totals are 0.
-    let vbd = |w: usize| {
-        if vbds == 0 {
-            format!("{:>w$}", 0)
-        } else {
+    let tx_kib: u64 = d.nic_stats.iter().map(|n| n.tx_bytes).sum::<u64>() / 1024;
+    let rx_kib: u64 = d.nic_stats.iter().map(|n| n.rx_bytes).sum::<u64>() / 1024;
+    // Totals over the disks; '-' when the VMM reported none for a domain that has disks.
+    let total = |f: fn(&DiskStats) -> u64, w: usize| {
+        if vbds != 0 && d.disk_stats.is_empty() {
             format!("{:>w$}", '-')
+        } else {
+            format!("{:>w$}", d.disk_stats.iter().map(f).sum::<u64>())
         }
     };
     let mut out = String::new();
@@ -123,14 +126,14 @@ pub fn row(s: &Sample<'_>, total_kib: u64) -> String {
         pct(max_kib),
         d.vcpus,
         nets,
-        0,
-        0,
+        tx_kib,
+        rx_kib,
         vbds,
-        vbd(8),
-        vbd(8),
-        vbd(8),
-        vbd(10),
-        vbd(10),
+        total(|_| 0, 8),
+        total(|s| s.rd_reqs, 8),
+        total(|s| s.wr_reqs, 8),
+        total(|s| s.rd_sectors, 10),
+        total(|s| s.wr_sectors, 10),
         0
     );
     out
@@ -176,21 +179,42 @@ pub fn vcpu_lines(d: &DomainInfo) -> String {
     s
 }
 
-/// `-x`: one line per virtual block device (xentop's `do_vbd`), its counters `-` (not measured yet).
+/// `-x`: one line per virtual block device (xentop's `do_vbd`); its counters `-` while the VMM
+/// reports none.
 pub fn vbd_lines(d: &DomainInfo) -> String {
     let mut s = String::new();
-    for disk in devices(d).0 {
+    for (i, disk) in devices(d).0.iter().enumerate() {
         let dev = disk.devnum;
+        let st = d.disk_stats.get(i);
+        let num = |f: fn(&DiskStats) -> u64, w: usize| {
+            st.map_or_else(|| format!("{:>w$}", '-'), |s| format!("{:>w$}", f(s)))
+        };
         let _ = writeln!(
             s,
-            "VBD BlkBack {dev:>4} [{:>2x}:{:>2x}]  OO: {:>8}   RD: {:>8}   WR: {:>8}   RSECT: {:>10}   WSECT: {:>10}",
+            "VBD BlkBack {dev:>4} [{:>2x}:{:>2x}]  OO: {}   RD: {}   WR: {}   RSECT: {}   WSECT: {}",
             dev >> 8,
             dev & 0xff,
-            '-',
-            '-',
-            '-',
-            '-',
-            '-'
+            num(|_| 0, 8),
+            num(|s| s.rd_reqs, 8),
+            num(|s| s.wr_reqs, 8),
+            num(|s| s.rd_sectors, 10),
+            num(|s| s.wr_sectors, 10)
+        );
+    }
+    s
+}
+
+/// `-n`: one line per network interface (xentop's `do_network`): what the guest received, then what it
+/// sent; errors and drops are not counted separately (0). Interfaces the VMM reports no counters for
+/// show 0.
+pub fn net_lines(d: &DomainInfo) -> String {
+    let mut s = String::new();
+    for i in 0..devices(d).1 {
+        let n = d.nic_stats.get(i).copied().unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "Net{i} RX: {:>8}bytes {:>8}pkts {:>8}err {:>8}drop  TX: {:>8}bytes {:>8}pkts {:>8}err {:>8}drop",
+            n.rx_bytes, n.rx_packets, 0, 0, n.tx_bytes, n.tx_packets, 0, 0
         );
     }
     s
@@ -228,6 +252,8 @@ mod tests {
                 cap: 0,
             },
             boot: Vec::new(),
+            disk_stats: Vec::new(),
+            nic_stats: Vec::new(),
             config: Some(domus_config::DomainConfig {
                 disks: vec![
                     domus_config::DiskConfig::try_from(
@@ -274,6 +300,62 @@ mod tests {
         let r = row(&first, 1_048_576);
         assert!(r.starts_with("         x -----r          7    0.0"), "{r}");
         assert!(r.ends_with("    0        0        0        0          0          0    0"));
+    }
+
+    #[test]
+    fn counters_from_the_vmm_fill_the_columns_and_detail_lines() {
+        let mut d = dom("io", DomainState::Running, 2);
+        d.disk_stats = vec![
+            DiskStats {
+                rd_reqs: 3,
+                wr_reqs: 2,
+                rd_sectors: 24,
+                wr_sectors: 2048,
+            },
+            DiskStats {
+                rd_reqs: 1,
+                wr_reqs: 0,
+                rd_sectors: 8,
+                wr_sectors: 0,
+            },
+        ];
+        let mut cfg = d.config.take().unwrap();
+        cfg.vifs = vec![domus_config::VifConfig::resolve(
+            &domus_config::VifSpec::default(),
+            0,
+        )];
+        d.config = Some(cfg);
+        d.nic_stats = vec![domus_api::messages::NicStats {
+            tx_bytes: 5 * 1024 + 100,
+            tx_packets: 4,
+            rx_bytes: 2048,
+            rx_packets: 2,
+        }];
+        let s = Sample {
+            dom: &d,
+            prev_cpu_ns: None,
+            elapsed_us: 0.0,
+        };
+        let r = row(&s, 1_048_576);
+        assert_eq!(r.len(), header().len(), "{r}");
+        assert!(
+            r.ends_with("    2    1        5        2    2        0        4        2         32       2048    0"),
+            "{r}"
+        );
+        assert_eq!(
+            vbd_lines(&d),
+            "VBD BlkBack 51712 [ca: 0]  OO:        0   RD:        3   WR:        2   RSECT:         24   WSECT:       2048\n\
+             VBD BlkBack 51712 [ca: 0]  OO:        0   RD:        1   WR:        0   RSECT:          8   WSECT:          0\n"
+        );
+        assert_eq!(
+            net_lines(&d),
+            "Net0 RX:     2048bytes        2pkts        0err        0drop  TX:     5220bytes        4pkts        0err        0drop\n"
+        );
+        // Without counters from a VMM: '-' per disk, 0 per interface.
+        d.disk_stats.clear();
+        d.nic_stats.clear();
+        assert!(vbd_lines(&d).contains("RD:        -"));
+        assert!(net_lines(&d).starts_with("Net0 RX:        0bytes"));
     }
 
     #[test]

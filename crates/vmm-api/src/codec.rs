@@ -141,7 +141,9 @@ pub fn decode_reply<T: ReplyBody>(line: &[u8]) -> Result<T, ReplyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{MachineState, Outcome, Reason, VcpuRunState, VcpuState};
+    use crate::types::{
+        DiskStats, MachineState, NicStats, Outcome, Reason, VcpuRunState, VcpuState,
+    };
 
     fn all_requests() -> Vec<Request> {
         vec![
@@ -242,6 +244,21 @@ mod tests {
             ],
             memory_mib: 64,
             uptime_ms: 1500,
+            disks: vec![
+                DiskStats {
+                    rd_reqs: 3,
+                    wr_reqs: 2,
+                    rd_sectors: 24,
+                    wr_sectors: 2048,
+                },
+                DiskStats::default(),
+            ],
+            nics: vec![NicStats {
+                tx_bytes: 1500,
+                tx_packets: 1,
+                rx_bytes: 42,
+                rx_packets: 1,
+            }],
         }
     }
 
@@ -303,6 +320,37 @@ mod tests {
         assert_eq!(st.state, MachineState::Paused);
         assert_eq!(st.vcpus[0].state, VcpuRunState::Paused);
         assert_eq!((st.pid, st.memory_mib, st.uptime_ms), (7, 32, 9));
+        // An older VMM sends no counters: none, not an error.
+        assert!(st.disks.is_empty() && st.nics.is_empty());
+        let line = br#"{"ok":true,"state":"running","pid":7,"memory_mib":32,"uptime_ms":9,
+            "disks":[{"rd_reqs":1,"wr_reqs":2,"rd_sectors":8,"wr_sectors":16,"oo":0}],
+            "nics":[{"tx_bytes":60,"tx_packets":1}]}"#;
+        let st: StateReply = decode_reply(line).unwrap();
+        assert_eq!(
+            st.disks,
+            [DiskStats {
+                rd_reqs: 1,
+                wr_reqs: 2,
+                rd_sectors: 8,
+                wr_sectors: 16
+            }]
+        );
+        assert_eq!(
+            st.nics,
+            [NicStats {
+                tx_bytes: 60,
+                tx_packets: 1,
+                ..NicStats::default()
+            }]
+        );
+        // Without counters the reply keeps its old form, so an older domusd reads it unchanged.
+        let line = Reply::State(StateReply {
+            disks: Vec::new(),
+            nics: Vec::new(),
+            ..st
+        })
+        .encode();
+        assert!(!line.contains("disks") && !line.contains("nics"), "{line}");
         let o: OutcomeReply =
             decode_reply(br#"{"ok":true,"outcome":{"reason":"crash","detail":"pvpanic"}}"#)
                 .unwrap();

@@ -12,7 +12,10 @@
 //! {"cmd":"state"}        -> {"ok":true,"state":"running"|"paused"|"shutdown",
 //!                            "outcome":null|{"reason":"poweroff"|"reboot"|"crash","detail":"..."},
 //!                            "pid":N,"vcpus":[{"id":0,"cpu_time_ns":N,"state":"running"|"blocked"|"paused"}],
-//!                            "memory_mib":M,"uptime_ms":N}                                  (StateReply)
+//!                            "memory_mib":M,"uptime_ms":N,
+//!                            "disks":[{"rd_reqs":N,"wr_reqs":N,"rd_sectors":N,"wr_sectors":N}],
+//!                            "nics":[{"tx_bytes":N,"tx_packets":N,"rx_bytes":N,"rx_packets":N}]}
+//!                            (StateReply; `disks`/`nics` left out when the machine has none)
 //! {"cmd":"pause"}        -> {"ok":true}   all vCPUs stopped outside KVM_RUN                   (Done)
 //! {"cmd":"resume"}       -> {"ok":true}                                                        (Done)
 //! {"cmd":"power-button"} -> {"ok":true}   ACPI fixed power button (PWRBTN_STS + SCI if enabled) (Done)
@@ -46,8 +49,8 @@ pub use codec::{
     ReplyError,
 };
 pub use types::{
-    Done, MachineState, Outcome, OutcomeReply, Reason, Request, StateReply, VcpuRunState,
-    VcpuState, EXIT_VMM_ERROR,
+    DiskStats, Done, MachineState, NicStats, Outcome, OutcomeReply, Reason, Request, StateReply,
+    VcpuRunState, VcpuState, EXIT_VMM_ERROR,
 };
 
 /// Longest request line a VMM accepts (without its newline).

@@ -198,6 +198,42 @@ pub struct StateReply {
     pub memory_mib: u64,
     /// Milliseconds since the machine started.
     pub uptime_ms: u64,
+    /// Each disk's I/O counters, in the config's `disk` order (absent from older VMMs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disks: Vec<DiskStats>,
+    /// Each NIC's traffic counters, in the config's `vif` order (absent from older VMMs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nics: Vec<NicStats>,
+}
+
+/// One disk's counters since the VMM started, as xentop shows a virtual block device: requests the
+/// guest submitted and the 512-byte sectors they carried.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DiskStats {
+    /// Read requests (xentop's VBD_RD).
+    pub rd_reqs: u64,
+    /// Write requests (VBD_WR).
+    pub wr_reqs: u64,
+    /// Sectors read (VBD_RSECT).
+    pub rd_sectors: u64,
+    /// Sectors written (VBD_WSECT).
+    pub wr_sectors: u64,
+}
+
+/// One NIC's counters since the VMM started, from the guest's point of view (xentop's NETTX is what
+/// the guest sent): frames and their bytes, virtio-net header excluded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NicStats {
+    /// Bytes the guest sent.
+    pub tx_bytes: u64,
+    /// Frames the guest sent.
+    pub tx_packets: u64,
+    /// Bytes the guest received.
+    pub rx_bytes: u64,
+    /// Frames the guest received.
+    pub rx_packets: u64,
 }
 
 /// The reply to [`Request::Outcome`].

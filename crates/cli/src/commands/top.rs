@@ -146,10 +146,12 @@ fn render(
         if args.vcpus {
             out.push_str(&xentop::vcpu_lines(d));
         }
+        if args.networks {
+            out.push_str(&xentop::net_lines(d));
+        }
         if args.vbds {
             out.push_str(&xentop::vbd_lines(d));
         }
-        // -n: one "NetN RX: ... TX: ..." line per interface; guests have none until networking lands.
     }
 }
 

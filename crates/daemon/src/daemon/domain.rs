@@ -140,6 +140,10 @@ pub struct Live {
     pub vcpus: Vec<VcpuInfo>,
     /// Memory the VMM reported.
     pub memory_mib: Option<u64>,
+    /// Per-disk I/O counters the VMM reported, in the config's order.
+    pub disks: Vec<domus_api::messages::DiskStats>,
+    /// Per-NIC traffic counters the VMM reported, in the config's order.
+    pub nics: Vec<domus_api::messages::NicStats>,
 }
 
 /// One domain in the table.
@@ -227,6 +231,8 @@ impl Domain {
             config: Some(self.rec.config.clone()),
             sched: self.rec.sched.into(),
             boot: Vec::new(),
+            disk_stats: self.live.disks.clone(),
+            nic_stats: self.live.nics.clone(),
         }
     }
 }

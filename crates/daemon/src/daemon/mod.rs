@@ -368,6 +368,8 @@ impl Daemon {
                     })
                     .collect(),
                 memory_mib: Some(st.memory_mib),
+                disks: st.disks.clone(),
+                nics: st.nics.clone(),
             };
         }
     }
@@ -398,6 +400,8 @@ impl Daemon {
             config: None,
             sched: domain::SchedParams::default().into(),
             boot: Vec::new(),
+            disk_stats: Vec::new(),
+            nic_stats: Vec::new(),
         }
     }
 

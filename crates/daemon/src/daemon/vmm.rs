@@ -443,6 +443,8 @@ mod tests {
             }],
             memory_mib: 16,
             uptime_ms: 3,
+            disks: Vec::new(),
+            nics: Vec::new(),
         };
         let pin = Request::VcpuPin {
             vcpu: 0,

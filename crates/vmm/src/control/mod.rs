@@ -158,6 +158,8 @@ mod tests {
                     vcpus: Vec::new(),
                     memory_mib: 16,
                     uptime_ms: 0,
+                    disks: Vec::new(),
+                    nics: Vec::new(),
                 })),
                 Request::VcpuPin { vcpu, .. } if *vcpu > 0 => Err(format!("no vCPU {vcpu}")),
                 _ => Ok(Reply::Done),

@@ -101,6 +101,7 @@ impl<'a> Ctl<'a> {
                 }
             })
             .collect();
+        let virtio = self.virtio.borrow();
         StateReply {
             state,
             outcome: self.shared.outcome(),
@@ -108,6 +109,8 @@ impl<'a> Ctl<'a> {
             vcpus: list,
             memory_mib: self.memory_mib,
             uptime_ms: u64::try_from(self.shared.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            disks: virtio.disk_stats(),
+            nics: virtio.nic_stats(),
         }
     }
 

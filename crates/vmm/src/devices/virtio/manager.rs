@@ -125,6 +125,8 @@ pub struct DeviceManager {
     slots: Vec<Arc<MmioTransport>>,
     pending: Vec<(String, ThreadControl, Body)>,
     threads: Vec<DeviceThread>,
+    disk_stats: Vec<Arc<super::block::BlockStats>>,
+    nic_stats: Vec<Arc<super::net::NetStats>>,
 }
 
 /// How long a device thread may take to acknowledge an event (it finishes in-flight I/O first).
@@ -178,6 +180,26 @@ impl DeviceManager {
             notify,
             slot,
         })
+    }
+
+    /// Registers the counters of the next disk (in the config's order) for [`DeviceManager::disk_stats`].
+    pub fn add_disk_stats(&mut self, stats: Arc<super::block::BlockStats>) {
+        self.disk_stats.push(stats);
+    }
+
+    /// Registers the counters of the next NIC (in the config's order) for [`DeviceManager::nic_stats`].
+    pub fn add_nic_stats(&mut self, stats: Arc<super::net::NetStats>) {
+        self.nic_stats.push(stats);
+    }
+
+    /// Every disk's counters now, in the config's order.
+    pub fn disk_stats(&self) -> Vec<domus_vmm_api::DiskStats> {
+        self.disk_stats.iter().map(|s| s.snapshot()).collect()
+    }
+
+    /// Every NIC's counters now, in the config's order.
+    pub fn nic_stats(&self) -> Vec<domus_vmm_api::NicStats> {
+        self.nic_stats.iter().map(|s| s.snapshot()).collect()
     }
 
     /// Hands the body of the device thread serving a slot to the manager, which starts it with

@@ -45,6 +45,8 @@ pub struct Worker {
     pub events: ThreadMailbox,
     /// Thread name (prefix of the I/O threads' names).
     pub thread_name: String,
+    /// Request counters (reported by the control socket).
+    pub stats: Arc<super::BlockStats>,
 }
 
 /// The running thread's state: the worker plus its I/O engine, made on the thread itself.
@@ -250,6 +252,9 @@ impl Runner {
         if let Some(b) = self.w.backend.clone() {
             let rw = matches!(req.kind, vb::VIRTIO_BLK_T_IN | vb::VIRTIO_BLK_T_OUT);
             let write = req.kind == vb::VIRTIO_BLK_T_OUT;
+            if rw {
+                self.w.stats.count(write, req.data_len);
+            }
             let aligned = req.data.iter().all(|s| s.is_aligned(512));
             if rw && !(write && b.read_only()) && (aligned || !b.direct()) {
                 let segs: Vec<GuestIoVec> =
@@ -466,6 +471,7 @@ mod tests {
                 notify: EventFd::new(libc::EFD_NONBLOCK).unwrap(),
                 events,
                 thread_name: "blk-test".into(),
+                stats: Arc::default(),
             },
             pool: None,
             uring: None,
@@ -529,6 +535,12 @@ mod tests {
         let mut status = [0u8; 4];
         ram.read_slice(&mut status, GuestAddress(0x4_0000)).unwrap();
         assert_eq!(status, [S_OK, S_OK, S_IOERR, S_UNSUPP]);
+        // Only the read that parsed counts (the one past the end never reached the disk).
+        let st = r.w.stats.snapshot();
+        assert_eq!(
+            (st.rd_reqs, st.rd_sectors, st.wr_reqs, st.wr_sectors),
+            (1, 2, 0, 0)
+        );
         let mut id = [0u8; 20];
         ram.read_slice(&mut id, GuestAddress(0x3_0000)).unwrap();
         assert_eq!(&id[..5], b"xvdz\0");

@@ -33,6 +33,8 @@ pub struct NetShared {
     pub tap: Tap,
     /// The NIC's MTU.
     pub mtu: u16,
+    /// Traffic counters.
+    pub stats: std::sync::Arc<super::NetStats>,
     offered: u64,
     features: AtomicU64,
     rx_offloads: AtomicU64,
@@ -48,6 +50,7 @@ impl NetShared {
         Self {
             tap,
             mtu,
+            stats: std::sync::Arc::default(),
             offered,
             features: AtomicU64::new(0),
             rx_offloads: AtomicU64::new(0),

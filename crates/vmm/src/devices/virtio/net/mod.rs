@@ -42,6 +42,7 @@ pub mod tap;
 mod tests;
 pub mod tx;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use domus_spec::NicSpec;
@@ -104,6 +105,41 @@ pub enum NetError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// A NIC's traffic counters (xentop's NETTX/NETRX), from the guest's point of view: bumped by the
+/// device thread per frame moved (virtio-net header excluded), read by the control socket's `state`.
+/// Relaxed atomics: no lock and no allocation on the frame path.
+#[derive(Debug, Default)]
+pub struct NetStats {
+    tx_bytes: AtomicU64,
+    tx_packets: AtomicU64,
+    rx_bytes: AtomicU64,
+    rx_packets: AtomicU64,
+}
+
+impl NetStats {
+    /// Counts a frame of `bytes` the guest sent.
+    pub fn sent(&self, bytes: u64) {
+        self.tx_packets.fetch_add(1, Ordering::Relaxed);
+        self.tx_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Counts a frame of `bytes` the guest received.
+    pub fn received(&self, bytes: u64) {
+        self.rx_packets.fetch_add(1, Ordering::Relaxed);
+        self.rx_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// The counters now.
+    pub fn snapshot(&self) -> domus_vmm_api::NicStats {
+        domus_vmm_api::NicStats {
+            tx_bytes: self.tx_bytes.load(Ordering::Relaxed),
+            tx_packets: self.tx_packets.load(Ordering::Relaxed),
+            rx_bytes: self.rx_bytes.load(Ordering::Relaxed),
+            rx_packets: self.rx_packets.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// Attaches the TAP of `nic` (before any KVM resource exists, so a missing TAP is a configuration
@@ -177,6 +213,7 @@ pub fn attach(
     let limiter = vif
         .rate
         .map(|r| rate::CreditLimiter::new(r.bytes_per_second, r.interval_us));
+    manager.add_nic_stats(Arc::clone(&shared.stats));
     let worker = event_handler::Worker {
         transport: Arc::clone(&attached.transport),
         shared: Arc::clone(&shared),

@@ -257,6 +257,7 @@ impl Rx {
             );
         }
         self.frames += 1;
+        net.stats.received((n - HDR_LEN) as u64);
         Ok(true)
     }
 }

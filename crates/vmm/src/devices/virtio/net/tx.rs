@@ -152,7 +152,10 @@ impl Tx {
             // SAFETY: every iovec was checked against guest RAM, which stays mapped while the
             // transport's GuestRam lives; writev only reads them.
             match unsafe { super::sys::writev(net.tap.as_fd(), self.iov.host()) } {
-                Ok(_) => self.frames += 1,
+                Ok(_) => {
+                    self.frames += 1;
+                    net.stats.sent(frame);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     Self::unpop(t, generation);
                     return TxPass::Blocked;
