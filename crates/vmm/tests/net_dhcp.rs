@@ -157,5 +157,6 @@ fn no_dhcp_server_is_a_clear_failure_not_a_hang() {
         "{:#?}",
         g.seen
     );
-    g.wait_exit(BOOT);
+    // The scenario ends there and the probe powers off.
+    assert_eq!(g.wait_exit(BOOT), 0);
 }
