@@ -8,6 +8,7 @@
 mod common;
 mod netns;
 
+use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -159,4 +160,63 @@ fn no_dhcp_server_is_a_clear_failure_not_a_hang() {
     );
     // The scenario ends there and the probe powers off.
     assert_eq!(g.wait_exit(BOOT), 0);
+}
+
+#[test]
+fn udp_streams_run_both_ways_on_leased_addresses() {
+    let ns = Netns::new("dhcp-stream");
+    ns.tap("tap0", Some("10.0.19.1/24"));
+    let dir = temp_dir("net-dhcp-stream");
+    let _dns = Dnsmasq::start(
+        &ns,
+        &dir,
+        &[
+            "--dhcp-range=10.0.19.0,static,255.255.255.0,1h",
+            "--dhcp-host=02:00:00:00:19:0a,10.0.19.10",
+            "--dhcp-host=02:00:00:00:19:0b,10.0.19.11",
+        ],
+    );
+    // Guest -> host.
+    let sock = ns.run(|| UdpSocket::bind("10.0.19.1:5001").unwrap());
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut tx = ns.guest(
+        &dir,
+        "tx",
+        "vif = ['mac=02:00:00:00:19:0a,vifname=tap0']\nextra = \"probe=net-tx ip=dhcp target=10.0.19.1:5001 bytes=100000 size=1000\"",
+    );
+    let lease = tx.wait_line("PROBE net-tx dhcp", BOOT);
+    assert_eq!(field(&lease, "ip"), "10.0.19.10/24", "{lease}");
+    let mut got = 0usize;
+    let mut buf = [0u8; 2000];
+    while got < 100_000 {
+        match sock.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                assert_eq!(from.to_string(), "10.0.19.10:40000", "sender");
+                got += n;
+            }
+            Err(e) => panic!("after {got} bytes: {e}"),
+        }
+    }
+    let done = tx.wait_line("PROBE net-tx bytes=", BOOT);
+    assert_eq!(field(&done, "bytes"), "100000", "{done}");
+    assert_eq!(tx.wait_exit(BOOT), 0);
+    // Host -> guest.
+    let mut rx = ns.guest(
+        &dir,
+        "rx",
+        "vif = ['mac=02:00:00:00:19:0b,vifname=tap0']\nextra = \"probe=net-rx ip=dhcp port=5001 bytes=50000\"",
+    );
+    let lease = rx.wait_line("PROBE net-rx dhcp", BOOT);
+    assert_eq!(field(&lease, "ip"), "10.0.19.11/24", "{lease}");
+    rx.wait_line("PROBE net-rx ready", BOOT);
+    ns.run(|| {
+        let s = UdpSocket::bind("10.0.19.1:0").unwrap();
+        for _ in 0..50 {
+            s.send_to(&[0x5a; 1000], "10.0.19.11:5001").unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+    let done = rx.wait_line("PROBE net-rx bytes=", BOOT);
+    assert_eq!(field(&done, "bytes"), "50000", "{done}");
+    assert_eq!(rx.wait_exit(BOOT), 0);
 }

@@ -33,14 +33,13 @@ pub fn lease(stack: &mut Stack, scenario: &str) -> Option<Lease> {
     let t0 = rdtsc();
     let xid = (t0 as u32) ^ u32::from_be_bytes([mac[2], mac[3], mac[4], mac[5]]);
     let offer = match exchange(stack, t0, xid, None) {
-        Ok(r) if r.kind == kind::OFFER => r,
-        Ok(_) => return failed(scenario, "nak", 1),
+        Ok((r, _)) => r,
         Err(tries) => return failed(scenario, "no-offer", tries),
     };
     let ack = match exchange(stack, t0, xid, Some(&offer)) {
-        Ok(r) if r.kind == kind::ACK && r.yiaddr == offer.yiaddr => r,
-        Ok(r) if r.kind == kind::ACK => return failed(scenario, "ack-for-other-address", 1),
-        Ok(_) => return failed(scenario, "nak", 1),
+        Ok((r, _)) if r.kind == kind::ACK && r.yiaddr == offer.yiaddr => r,
+        Ok((r, n)) if r.kind == kind::ACK => return failed(scenario, "ack-for-other-address", n),
+        Ok((_, n)) => return failed(scenario, "nak", n),
         Err(tries) => return failed(scenario, "no-ack", tries),
     };
     let l = Lease {
@@ -73,9 +72,14 @@ fn failed(scenario: &str, reason: &str, tries: u32) -> Option<Lease> {
     None
 }
 
-/// Sends DISCOVER (or REQUEST for `offer`) until a matching reply (OFFER, or ACK/NAK) arrives;
-/// `Err(tries)` after [`TRIES`] unanswered transmissions.
-fn exchange(stack: &mut Stack, t0: u64, xid: u32, offer: Option<&Reply>) -> Result<Reply, u32> {
+/// Sends DISCOVER (or REQUEST for `offer`) until a matching reply (OFFER, or ACK/NAK) arrives:
+/// it and the transmissions it took; `Err(tries)` after [`TRIES`] unanswered transmissions.
+fn exchange(
+    stack: &mut Stack,
+    t0: u64,
+    xid: u32,
+    offer: Option<&Reply>,
+) -> Result<(Reply, u32), u32> {
     let hz = stack.clock.hz;
     let mac = stack.net.mac;
     for attempt in 0..TRIES {
@@ -101,7 +105,7 @@ fn exchange(stack: &mut Stack, t0: u64, xid: u32, offer: Option<&Reply>) -> Resu
                 Some(o) => (r.kind == kind::ACK || r.kind == kind::NAK) && r.server == o.server,
             };
             if wanted {
-                return Ok(r);
+                return Ok((r, attempt + 1));
             }
         }
     }
