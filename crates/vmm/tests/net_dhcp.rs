@@ -208,7 +208,8 @@ fn udp_streams_run_both_ways_on_leased_addresses() {
     );
     let lease = rx.wait_line("PROBE net-rx dhcp", BOOT);
     assert_eq!(field(&lease, "ip"), "10.0.19.11/24", "{lease}");
-    rx.wait_line("PROBE net-rx ready", BOOT);
+    let ready = rx.wait_line("PROBE net-rx ready", BOOT);
+    assert_eq!(ready, "PROBE net-rx ready port=5001 ip=10.0.19.11");
     ns.run(|| {
         let s = UdpSocket::bind("10.0.19.1:0").unwrap();
         for _ in 0..50 {
