@@ -12,6 +12,7 @@
 pub mod aml;
 pub mod bytes;
 pub mod cmdline;
+pub mod dhcp;
 pub mod fadt;
 pub mod hooks;
 pub mod inet;

@@ -1,5 +1,6 @@
 //! `net-echo ip=A.B.C.D/NN [gw=A.B.C.D] [nic=K]`: prints
-//! `PROBE net-echo ready mac=XX:XX:XX:XX:XX:XX ip=A.B.C.D`, then answers ARP, ICMP echo and UDP echo
+//! `PROBE net-echo ready mac=XX:XX:XX:XX:XX:XX ip=A.B.C.D[ gw=A.B.C.D]` (the address given or
+//! leased with `ip=dhcp`; gw when there is one), then answers ARP, ICMP echo and UDP echo
 //! on port 7 until the ACPI power button, then prints `PROBE net-echo rx=<frames> tx=<frames>` and
 //! powers off.
 //!
@@ -68,12 +69,20 @@ fn run(machine: &Machine, args: &Args<'_>) {
     }
     let mut mac = [0u8; 17];
     inet::format_mac(stack.net.mac, &mut mac);
-    let ip = stack.ip;
+    let (ip, gw) = (stack.ip, stack.gw());
     STATE.with(|s| *s = Some(stack));
-    crate::report!(
-        "net-echo ready mac={} ip={}",
-        core::str::from_utf8(&mac).unwrap_or("?"),
-        Ip(ip)
-    );
+    match gw {
+        Some(g) => crate::report!(
+            "net-echo ready mac={} ip={} gw={}",
+            core::str::from_utf8(&mac).unwrap_or("?"),
+            Ip(ip),
+            Ip(g)
+        ),
+        None => crate::report!(
+            "net-echo ready mac={} ip={}",
+            core::str::from_utf8(&mac).unwrap_or("?"),
+            Ip(ip)
+        ),
+    }
     lp.run();
 }

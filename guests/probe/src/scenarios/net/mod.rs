@@ -1,7 +1,7 @@
 //! The network scenarios: a CPL3 virtio-net driver (`virtio/net.rs`) under the probe's own small
 //! IPv4 stack ([`Stack`] here, frames parsed and built by `domus_probe::ipv4`): ARP, ICMP echo and
 //! UDP, no allocator. Common arguments: `nic=K` picks the K-th NIC (default 0), `ip=A.B.C.D/NN` and
-//! `gw=A.B.C.D`. (`ip=dhcp` is refused: there is no DHCP client yet.)
+//! `gw=A.B.C.D`, or `ip=dhcp` to lease them with DHCPv4 first (`dhcp.rs`).
 //!
 //! - `net-echo`: answers ARP, ICMP echo and UDP echo on port 7 until the power button
 //!   (`echo.rs`).
@@ -15,6 +15,7 @@
 //! the control command that turns promiscuous mode off (`ok`, `refused`, `none` without a control
 //! queue), and the calibrated TSC rate.
 
+mod dhcp;
 mod echo;
 mod hostile;
 mod ping;
@@ -269,13 +270,18 @@ pub fn setup(machine: &Machine, args: &Args<'_>, scenario: &str) -> Option<Stack
         }
     };
     let ip = args.get("ip").unwrap_or("");
-    if ip == "dhcp" {
-        crate::report!("error {scenario} reason=dhcp-unsupported");
-        return None;
-    }
-    let Some(cidr) = inet::parse_cidr(ip) else {
-        crate::report!("error {scenario} reason=bad-ip value={ip}");
-        return None;
+    let use_dhcp = ip == "dhcp";
+    let cidr = match inet::parse_cidr(ip) {
+        Some(c) => c,
+        // The address comes from the lease below.
+        None if use_dhcp => inet::Cidr {
+            addr: [0; 4],
+            prefix: 32,
+        },
+        None => {
+            crate::report!("error {scenario} reason=bad-ip value={ip}");
+            return None;
+        }
     };
     let gw = match args.get("gw").map(|g| (g, inet::parse_ipv4(g))) {
         None => None,
@@ -314,7 +320,7 @@ pub fn setup(machine: &Machine, args: &Args<'_>, scenario: &str) -> Option<Stack
         netdev.features,
         clock.hz
     );
-    Some(Stack {
+    let mut stack = Stack {
         net: netdev,
         ip: cidr.addr,
         prefix: cidr.prefix,
@@ -326,7 +332,22 @@ pub fn setup(machine: &Machine, args: &Args<'_>, scenario: &str) -> Option<Stack
         clock,
         frame: [0; FRAME],
         payload: (0, 0),
-    })
+    };
+    if use_dhcp {
+        let lease = dhcp::lease(&mut stack, scenario)?;
+        stack.ip = lease.ip;
+        stack.prefix = lease.prefix;
+        // An explicit gw= wins over the lease's router.
+        stack.gw = stack.gw.or(lease.gw);
+    }
+    Some(stack)
+}
+
+impl Stack {
+    /// The default gateway, if any.
+    pub fn gw(&self) -> Option<[u8; 4]> {
+        self.gw
+    }
 }
 
 /// The NIC's frame counters.

@@ -2,8 +2,9 @@
 //!
 //! - `net-tx ip=.. target=A.B.C.D:PORT bytes=N [size=S]`: sends N bytes of S-byte datagrams
 //!   (default: as large as the MTU allows without fragmentation) as fast as the NIC takes them.
-//! - `net-rx ip=.. port=P bytes=N`: prints `PROBE net-rx ready port=P` once it listens, then counts
-//!   datagrams until N bytes arrived (or 2 s pass with nothing after the first).
+//! - `net-rx ip=.. port=P bytes=N`: prints `PROBE net-rx ready port=P ip=A.B.C.D` once it
+//!   listens, then counts datagrams until N bytes arrived (or 2 s pass with nothing after the
+//!   first).
 //!
 //! Both end with `PROBE net-tx|net-rx bytes=<payload bytes> frames=<datagrams> cycles=<TSC>
 //! tsc_hz=<f>` (timed from the first datagram to the last) and power off. Checksums are left to the
@@ -98,7 +99,7 @@ fn rx(machine: &Machine, args: &Args<'_>) {
     let Some(mut stack) = setup(machine, args, "net-rx") else {
         return;
     };
-    crate::report!("net-rx ready port={port}");
+    crate::report!("net-rx ready port={port} ip={}", super::Ip(stack.ip));
     let hz = stack.clock.hz;
     let (mut got, mut frames, mut first, mut last) = (0u64, 0u64, 0u64, 0u64);
     loop {
