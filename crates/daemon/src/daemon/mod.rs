@@ -22,6 +22,7 @@ mod intake;
 mod lifecycle;
 #[cfg(test)]
 mod lifecycle_tests;
+mod net;
 mod ops;
 pub mod records;
 mod recovery;
@@ -147,6 +148,7 @@ pub struct Daemon {
     /// Why the state directory cannot be written, while it cannot (changes are refused meanwhile).
     degraded: Mutex<Option<String>>,
     restart_guard: restart_guard::RestartGuard,
+    net: net::NetState,
 }
 
 impl Daemon {
@@ -189,6 +191,7 @@ impl Daemon {
             dmesg,
             generations: AtomicU64::new(1),
             degraded: Mutex::new(None),
+            net: net::NetState::default(),
         }))
     }
 
@@ -289,6 +292,7 @@ impl Daemon {
             start_time: info.start_time,
             console: info.console_path,
             disks: d.rec.config.disks.clone(),
+            vifs: d.rec.config.vifs.clone(),
             vmm_pid: info.pid,
             domain_type: d.rec.config.domain_type.as_str().to_owned(),
         }
@@ -299,16 +303,18 @@ impl Daemon {
     fn remove_locked(&self, t: &mut Table, domid: u32) {
         if let Some(d) = t.remove(domid) {
             info!(domid, domname = %d.rec.name, "domain destroyed");
-            self.forget(domid, &d.rec.uuid);
+            self.forget(domid, &d.rec.uuid, &d.rec.config.vifs);
+            self.net_reconcile(t, &d.rec.config.vifs);
         }
         self.changed.notify_all();
     }
 
-    /// Removes what a domain leaves outside the table: record, store nodes, runtime directory.
-    fn forget(&self, domid: u32, uuid: &str) {
+    /// Removes what a domain leaves outside the table: record, vifs, store nodes, runtime directory.
+    fn forget(&self, domid: u32, uuid: &str, vifs: &[domus_config::VifConfig]) {
         if let Err(e) = self.records.remove(domid) {
             warn!(domid, error = %anyhow::Error::from(e), "cannot remove domain record");
         }
+        self.net_teardown(domid, vifs);
         self.store.release(domid, uuid);
         let _ = std::fs::remove_dir_all(self.opts.paths.domain_runtime_dir(domid));
     }

@@ -91,7 +91,7 @@ impl Daemon {
                     }
                 }
                 info!(domid, domname = %rec.name, "undoing a create domusd did not finish");
-                self.forget(domid, &rec.uuid);
+                self.forget(domid, &rec.uuid, &rec.config.vifs);
                 continue;
             }
             if rec.restart.is_some() {
@@ -104,6 +104,8 @@ impl Daemon {
         {
             let t = self.lock();
             self.save_next_domid(&t);
+            // Rules and the NAT network as the re-adopted domains need them (never duplicated).
+            self.net_reconcile(&t, &[]);
         }
         for (domid, generation, reason, detail) in lost {
             self.vmm_stopped(domid, generation, reason, Some(detail));

@@ -1,0 +1,363 @@
+//! Host networking for domains, on top of `domus-net`: each `vif` gets a TAP `vifDOMID.DEVID` (or
+//! `vifname=`) wired by `script=` (defaults from the xl.conf-compatible global file), handed to the
+//! VMM as an inherited descriptor.
+//!
+//! - Before a domid is allocated, every vif is resolved ([`resolve_vifs`]): the config the record
+//!   keeps then names the script, bridge and gateway device actually used (what `list -l` shows),
+//!   so a restart, a domusd restart and the teardown use the same, whatever the global file says
+//!   later. The guest MAC is the config's (`mac=`, or the random `00:16:3e` one chosen when the
+//!   config was read, which the record keeps).
+//! - MACs are checked against the other domains under the table lock, with the domid allocation.
+//! - The vifs are set up after the `creating` record is written (a domusd killed from there on
+//!   undoes them in recovery) and torn down with the domain's record ([`Daemon::net_teardown`]),
+//!   idempotently: a TAP already gone is fine.
+//! - The `domus` nftables table (anti-spoofing for `ip=`, NAT masquerade) and the NAT network are
+//!   reconciled from the table after each change, so a restarted domusd never duplicates rules.
+
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::sync::{Mutex, PoisonError};
+
+use domus_config::VifConfig;
+use domus_net::domain::{DomainVif, Plumbed, ScriptEnv};
+use domus_net::globalconf::NetDefaults;
+use domus_net::hotplug::{Mode, DEFAULT_TIMEOUT, SCRIPT_DIRS};
+use domus_net::natnet::{NatNetwork, NatVif};
+use domus_net::netlink::Netlink;
+use domus_net::nft::AntiSpoof;
+use domus_net::vif::{VifPlan, VifRequest};
+use tracing::warn;
+
+use super::domain::{DomainConfig, Table};
+use super::store::Node;
+use super::{ApiError, Daemon};
+
+/// The NAT network, created on first use.
+#[derive(Default)]
+pub(super) struct NetState {
+    nat: Mutex<Option<NatNetwork>>,
+}
+
+fn request(v: &VifConfig) -> VifRequest<'_> {
+    VifRequest {
+        bridge: v.bridge.as_deref(),
+        ip: v.ip.as_deref(),
+        script: v.script.as_deref(),
+        vifname: v.vifname.as_deref(),
+        mtu: v.mtu,
+        gatewaydev: v.gatewaydev.as_deref(),
+    }
+}
+
+fn dirs() -> Vec<&'static Path> {
+    SCRIPT_DIRS.iter().map(Path::new).collect()
+}
+
+/// The global defaults (`/etc/domus/xl.conf`, then `/etc/xen/xl.conf`, else xl's).
+pub(super) fn defaults() -> Result<NetDefaults, ApiError> {
+    NetDefaults::load().map_err(|e| ApiError::bad_request(format!("global config: {e}")))
+}
+
+/// The plan of vif `v` of domain `domid` (its config already resolved).
+fn plan(domid: u32, v: &VifConfig, d: &NetDefaults) -> Option<VifPlan> {
+    VifPlan::resolve(domid, v.devid, &request(v), d, &dirs()).ok()
+}
+
+/// Resolves every vif against the defaults, writing the script, bridge and gateway device used
+/// into the config (see the module docs); 400 naming the vif when one cannot be set up.
+pub(super) fn resolve_vifs(config: &mut DomainConfig, d: &NetDefaults) -> Result<(), ApiError> {
+    for v in &mut config.vifs {
+        let p = VifPlan::resolve(0, v.devid, &request(v), d, &dirs()).map_err(|e| {
+            ApiError::bad_request(format!("cannot start domain '{}': {e}", config.name))
+        })?;
+        v.script = Some(p.script);
+        if p.mode != Mode::Route && p.mode != Mode::Nat {
+            v.bridge = Some(p.bridge);
+        }
+        v.gatewaydev = p.gatewaydev;
+    }
+    Ok(())
+}
+
+/// Refuses a multicast MAC or one another domain in `t` uses (409, naming it).
+pub(super) fn check_macs(t: &Table, config: &DomainConfig) -> Result<(), ApiError> {
+    let running: Vec<(String, [u8; 6])> = t
+        .iter()
+        .filter(|d| d.rec.stopped.is_none())
+        .flat_map(|d| {
+            d.rec
+                .config
+                .vifs
+                .iter()
+                .map(|v| (d.rec.name.clone(), v.mac.0))
+        })
+        .collect();
+    let new: Vec<(u32, [u8; 6])> = config.vifs.iter().map(|v| (v.devid, v.mac.0)).collect();
+    domus_net::nodes::check_macs(&config.name, &new, &running)
+        .map_err(|e| ApiError::conflict(format!("cannot start domain '{}': {e}", config.name)))
+}
+
+/// The vif store nodes of domain `domid` (libxl's layout and permissions).
+pub(super) fn store_nodes(domid: u32, vifs: &[VifConfig]) -> Vec<Node> {
+    let d = NetDefaults::load().unwrap_or_default();
+    let back = vec!["n0".to_owned(), format!("r{domid}")];
+    let front = vec![format!("n{domid}"), "r0".to_owned()];
+    let mut out = Vec::new();
+    for v in vifs {
+        let Some(p) = plan(domid, v, &d) else {
+            continue;
+        };
+        let rate = v.rate.map(|r| r.to_string());
+        let n = domus_net::nodes::vif_nodes(
+            &p,
+            v.mac.0,
+            rate.as_deref(),
+            v.mtu.unwrap_or(u32::from(domus_spec::DEFAULT_MTU)),
+        );
+        let scripted = matches!(p.mode, Mode::Script(_));
+        // No xenbus handshake under KVM: the device is served from the start, as the vbds.
+        let fix = |n: domus_net::nodes::Node| {
+            let value = if n.path.ends_with("/state") {
+                domus_net::nodes::STATE_CONNECTED.to_owned()
+            } else {
+                n.value
+            };
+            (n.path, value)
+        };
+        out.push(Node {
+            path: n.backend_dir.clone(),
+            value: String::new(),
+            perms: back.clone(),
+        });
+        out.extend(n.backend.into_iter().map(fix).map(|(path, value)| Node {
+            path,
+            value,
+            perms: back.clone(),
+        }));
+        if !scripted {
+            // A Xen script writes this itself once it has wired the vif.
+            out.push(Node {
+                path: format!("{}/hotplug-status", n.backend_dir),
+                value: "connected".into(),
+                perms: back.clone(),
+            });
+        }
+        out.push(Node {
+            path: n.frontend_dir.clone(),
+            value: String::new(),
+            perms: front.clone(),
+        });
+        out.extend(n.frontend.into_iter().map(fix).map(|(path, value)| Node {
+            path,
+            value,
+            perms: front.clone(),
+        }));
+    }
+    out
+}
+
+/// The backend directory of a domain's vifs.
+pub fn backend_dir(domid: u32) -> String {
+    format!("/local/domain/0/backend/vif/{domid}")
+}
+
+fn nat_or_ip(vifs: &[VifConfig]) -> bool {
+    vifs.iter()
+        .any(|v| v.ip.is_some() || v.script.as_deref() == Some("vif-nat"))
+}
+
+impl Daemon {
+    fn script_env<'a>(&'a self, dirs: &'a [&'a Path], sock: &'a Path) -> ScriptEnv<'a> {
+        ScriptEnv {
+            dirs,
+            xenstored_path: Some(sock),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// Sets up domain `domid`'s vifs (all or nothing); the NAT network first when a vif needs it.
+    pub(super) fn net_setup(
+        &self,
+        domid: u32,
+        config: &DomainConfig,
+    ) -> Result<Vec<Plumbed>, ApiError> {
+        if config.vifs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let fail = |e: String| {
+            ApiError::bad_request(format!("cannot start domain '{}': {e}", config.name))
+        };
+        let d = defaults()?;
+        let mut nl = Netlink::open().map_err(|e| fail(e.to_string()))?;
+        if config
+            .vifs
+            .iter()
+            .any(|v| v.script.as_deref() == Some("vif-nat"))
+        {
+            self.net_reconcile_with(&mut nl, Some((domid, &config.vifs)))
+                .map_err(fail)?;
+        }
+        let vifs: Vec<DomainVif<'_>> = config
+            .vifs
+            .iter()
+            .map(|v| DomainVif {
+                devid: v.devid,
+                mac: v.mac.0,
+                req: request(v),
+            })
+            .collect();
+        let dirs = dirs();
+        let sock = self.opts.paths.xenstored_socket();
+        let plumbed = domus_net::domain::setup(
+            &mut nl,
+            domid,
+            &config.name,
+            &vifs,
+            &[],
+            &d,
+            self.script_env(&dirs, &sock),
+        )
+        .map_err(|e| fail(e.to_string()))?;
+        if nat_or_ip(&config.vifs) {
+            if let Err(e) = self.net_reconcile_with(&mut nl, Some((domid, &config.vifs))) {
+                let plans: Vec<VifPlan> = plumbed.into_iter().map(|p| p.plan).collect();
+                domus_net::domain::teardown(&mut nl, &plans, self.script_env(&dirs, &sock));
+                return Err(fail(e));
+            }
+        }
+        Ok(plumbed)
+    }
+
+    /// Undoes domain `domid`'s vifs (idempotent); call with the domain out of the table, then
+    /// [`Daemon::net_reconcile`].
+    pub(super) fn net_teardown(&self, domid: u32, vifs: &[VifConfig]) {
+        if vifs.is_empty() {
+            return;
+        }
+        let d = NetDefaults::load().unwrap_or_default();
+        let plans: Vec<VifPlan> = vifs.iter().filter_map(|v| plan(domid, v, &d)).collect();
+        let mut nl = match Netlink::open() {
+            Ok(nl) => nl,
+            Err(e) => {
+                warn!(domid, error = %e, "cannot tear down the domain's vifs");
+                return;
+            }
+        };
+        let dirs = dirs();
+        let sock = self.opts.paths.xenstored_socket();
+        domus_net::domain::teardown(&mut nl, &plans, self.script_env(&dirs, &sock));
+    }
+
+    /// Makes the nftables table and the NAT network match the domains in the table, when `vifs`
+    /// (a removed domain's) or any domain needs them.
+    pub(super) fn net_reconcile(&self, t: &Table, vifs: &[VifConfig]) {
+        let any = nat_or_ip(vifs) || t.iter().any(|d| nat_or_ip(&d.rec.config.vifs));
+        if !any {
+            return;
+        }
+        let (nat, spoof) = Self::net_wanted(t, None);
+        let mut nl = match Netlink::open() {
+            Ok(nl) => nl,
+            Err(e) => {
+                warn!(error = %e, "cannot reconcile the host network");
+                return;
+            }
+        };
+        if let Err(e) = self.apply_net(&mut nl, &nat, &spoof) {
+            warn!(error = %e, "cannot reconcile the host network");
+        }
+    }
+
+    fn net_reconcile_with(
+        &self,
+        nl: &mut Netlink,
+        extra: Option<(u32, &[VifConfig])>,
+    ) -> Result<(), String> {
+        let (nat, spoof) = {
+            let t = self.lock();
+            Self::net_wanted(&t, extra)
+        };
+        self.apply_net(nl, &nat, &spoof)
+    }
+
+    fn apply_net(
+        &self,
+        nl: &mut Netlink,
+        nat: &[NatVif],
+        spoof: &[AntiSpoof],
+    ) -> Result<(), String> {
+        let mut g = self.net.nat.lock().unwrap_or_else(PoisonError::into_inner);
+        if g.is_none() {
+            let d = NetDefaults::load().unwrap_or_default();
+            *g = Some(NatNetwork::new(d, self.opts.paths.state_dir.join("nat")));
+        }
+        match g.as_mut() {
+            Some(n) => n.reconcile(nl, nat, spoof).map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+
+    /// NAT vifs and anti-spoofing rules of the domains in `t` (not stopped), plus `extra`.
+    fn net_wanted(t: &Table, extra: Option<(u32, &[VifConfig])>) -> (Vec<NatVif>, Vec<AntiSpoof>) {
+        let d = NetDefaults::load().unwrap_or_default();
+        let mut nat = Vec::new();
+        let mut spoof = Vec::new();
+        let doms = t
+            .iter()
+            .filter(|x| x.rec.stopped.is_none())
+            .map(|x| (x.rec.domid, x.rec.config.vifs.as_slice()));
+        for (domid, vifs) in doms.chain(extra) {
+            for v in vifs {
+                let Some(p) = plan(domid, v, &d) else {
+                    continue;
+                };
+                if p.mode == Mode::Nat {
+                    nat.push(NatVif {
+                        mac: v.mac.0,
+                        ips: p.ips.clone(),
+                    });
+                }
+                if !p.ips.is_empty() {
+                    spoof.push(AntiSpoof {
+                        ifname: p.ifname.clone(),
+                        addrs: p.ips.clone(),
+                    });
+                }
+            }
+        }
+        nat.dedup();
+        spoof.dedup();
+        (nat, spoof)
+    }
+}
+
+/// Puts the plumbed TAPs in the spec's NICs as inherited descriptors (after `files`, which take
+/// ownership of them until the VMM is spawned).
+pub(super) fn hand_over_taps(
+    spec: &mut domus_spec::VmSpec,
+    files: &mut Vec<std::fs::File>,
+    vifs: &[VifConfig],
+    plumbed: Vec<Plumbed>,
+) {
+    spec.nics.clear();
+    for p in plumbed {
+        let Some(v) = vifs.iter().find(|v| v.devid == p.plan.devid) else {
+            continue;
+        };
+        let file = std::fs::File::from(p.fd);
+        spec.nics.push(domus_spec::NicSpec {
+            devid: v.devid,
+            mac: v.mac,
+            mtu: v
+                .mtu
+                .and_then(|m| u16::try_from(m).ok())
+                .unwrap_or(domus_spec::DEFAULT_MTU),
+            rate: v.rate,
+            tap: domus_spec::TapSpec {
+                name: p.plan.ifname.clone(),
+                fd: Some(file.as_raw_fd()),
+            },
+        });
+        files.push(file);
+    }
+}
