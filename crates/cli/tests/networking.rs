@@ -155,3 +155,261 @@ fn howto_foo_and_nbsd_on_bridge0_answer_ping_and_reach_each_other() {
         "vif nodes removed: {ls}"
     );
 }
+
+/// Nothing of a refused create is left: no TAP, record, store node or extra domain.
+fn assert_nothing_left(h: &Host, ns: &Netns, keep: &[String]) {
+    assert_eq!(vifs(ns), keep, "only the expected TAPs exist");
+    let names: Vec<String> = h.list().into_iter().map(|r| r.name).collect();
+    assert_eq!(names.len(), 1 + keep.len(), "{names:?}");
+    assert_eq!(h.records().len(), keep.len(), "no record left");
+    let ls = h.xenstore("xenstore-ls", &["/local/domain"]);
+    assert!(
+        !ls.contains("bad"),
+        "no store node of the refused domain: {ls}"
+    );
+}
+
+#[test]
+fn bad_input_is_refused_clearly_and_leaves_nothing() {
+    let ns = bridged_ns("bad");
+    let h = host_in(&ns);
+    net_cfg(
+        &h,
+        "nobr.cfg",
+        "bad",
+        "net-echo ip=10.0.9.40/24",
+        "vif = ['bridge=nobridge7']\n",
+    );
+    let e = h.fails(&["create", "nobr.cfg"]);
+    assert!(
+        e.contains("cannot start domain 'bad'")
+            && e.contains("bridge `nobridge7` does not exist")
+            && e.contains("script=vif-nat"),
+        "{e}"
+    );
+    assert_nothing_left(&h, &ns, &[]);
+
+    let script = h.path("failing-hotplug");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho \"refusing $1 for $vif\" >&2\nexit 3\n",
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    net_cfg(
+        &h,
+        "fail.cfg",
+        "bad",
+        "net-echo ip=10.0.9.40/24",
+        &format!("vif = ['bridge=bridge0,script={}']\n", script.display()),
+    );
+    let e = h.fails(&["create", "fail.cfg"]);
+    assert!(
+        e.contains("refusing add for vif"),
+        "the script's stderr: {e}"
+    );
+    assert_nothing_left(&h, &ns, &[]);
+
+    net_cfg(&h, "foo.cfg", "foo", "net-echo ip=10.0.9.10/24", FOO_VIF);
+    h.ok(&["create", "foo.cfg"]);
+    let foo = format!("vif{}.0", h.row("foo").unwrap().domid);
+    net_cfg(&h, "dup.cfg", "bad", "net-echo ip=10.0.9.40/24", FOO_VIF);
+    let e = h.fails(&["create", "dup.cfg"]);
+    assert!(
+        e.contains("mac=aa:00:00:d1:00:09 is already used by domain 'foo'"),
+        "{e}"
+    );
+    assert_nothing_left(&h, &ns, std::slice::from_ref(&foo));
+    net_cfg(
+        &h,
+        "mc.cfg",
+        "bad",
+        "net-echo ip=10.0.9.40/24",
+        "vif = ['mac=01:00:5e:00:00:01,bridge=bridge0']\n",
+    );
+    let e = h.fails(&["create", "mc.cfg"]);
+    assert!(e.contains("multicast"), "{e}");
+    assert_nothing_left(&h, &ns, std::slice::from_ref(&foo));
+    assert!(ns.ping([10, 0, 9, 10], 5), "foo unaffected");
+    h.ok(&["destroy", "foo"]);
+    wait_for("no vif left", TIMEOUT, || {
+        vifs(&ns).is_empty().then_some(())
+    });
+}
+
+fn nft_rules(ns: &Netns) -> String {
+    ns.try_sh("nft list table inet domus").1
+}
+
+#[test]
+fn kill9_domusd_keeps_the_network_and_a_later_destroy_cleans_up() {
+    let ns = bridged_ns("k9");
+    let mut h = host_in(&ns);
+    net_cfg(
+        &h,
+        "foo.cfg",
+        "foo",
+        "net-echo ip=10.0.9.10/24",
+        "vif = ['mac=aa:00:00:d1:00:09,bridge=bridge0,ip=10.0.9.10']\n",
+    );
+    h.ok(&["create", "foo.cfg"]);
+    h.wait_console("foo", "PROBE net-echo ready");
+    let vif = format!("vif{}.0", h.row("foo").unwrap().domid);
+    assert!(ns.ping([10, 0, 9, 10], 5));
+    let rules = nft_rules(&ns);
+    assert!(rules.contains(&format!("\"{vif}\"")), "{rules}");
+    h.kill9_domusd();
+    assert!(ns.ping([10, 0, 9, 10], 5), "network works without domusd");
+    h.start_domusd();
+    assert!(h.domusd_log().contains("re-adopted running domain"));
+    assert!(ns.ping([10, 0, 9, 10], 5), "and after its restart");
+    assert_eq!(
+        nft_rules(&ns),
+        rules,
+        "the restarted domusd duplicated nothing"
+    );
+    assert_eq!(vifs(&ns), [vif.clone()]);
+    h.ok(&["destroy", "foo"]);
+    wait_for("no vif left", TIMEOUT, || {
+        vifs(&ns).is_empty().then_some(())
+    });
+    assert!(
+        !nft_rules(&ns).contains(&vif),
+        "rules removed: {}",
+        nft_rules(&ns)
+    );
+}
+
+#[test]
+fn ip_in_the_vif_line_drops_frames_from_other_source_addresses() {
+    let ns = bridged_ns("spoof");
+    let h = host_in(&ns);
+    net_cfg(
+        &h,
+        "ok.cfg",
+        "honest",
+        "net-echo ip=10.0.9.10/24",
+        "vif = ['mac=aa:00:00:00:00:10,bridge=bridge0,ip=10.0.9.10']\n",
+    );
+    net_cfg(
+        &h,
+        "spoof.cfg",
+        "spoofer",
+        "net-echo ip=10.0.9.22/24",
+        "vif = ['mac=aa:00:00:00:00:22,bridge=bridge0,ip=10.0.9.12']\n",
+    );
+    h.ok(&["create", "ok.cfg"]);
+    h.ok(&["create", "spoof.cfg"]);
+    h.wait_console("honest", "PROBE net-echo ready");
+    h.wait_console("spoofer", "PROBE net-echo ready");
+    assert!(ns.ping([10, 0, 9, 10], 5), "its own address passes");
+    assert!(
+        !ns.ping([10, 0, 9, 22], 3),
+        "replies from an address not in ip= are dropped"
+    );
+    h.ok(&["destroy", "spoofer"]);
+    h.ok(&["destroy", "honest"]);
+    wait_for("no vif left", TIMEOUT, || {
+        vifs(&ns).is_empty().then_some(())
+    });
+    assert_eq!(
+        nft_rules(&ns),
+        "",
+        "the domus table is gone with the last ip= vif"
+    );
+}
+
+#[test]
+fn routed_vif_answers_ping_through_a_host_route() {
+    let ns = Netns::new("route");
+    ns.sh(
+        "ip link add eth0 type veth peer name eth1 && ip addr add 10.0.8.1/24 dev eth0 \
+         && ip link set eth0 up && ip link set eth1 up",
+    );
+    let h = host_in(&ns);
+    net_cfg(
+        &h,
+        "r.cfg",
+        "routed",
+        "net-echo ip=10.0.8.30/24",
+        "vif = ['mac=aa:00:00:00:00:30,script=vif-route,ip=10.0.8.30,gatewaydev=eth0']\n",
+    );
+    h.ok(&["create", "r.cfg"]);
+    h.wait_console("routed", "PROBE net-echo ready");
+    let vif = format!("vif{}.0", h.row("routed").unwrap().domid);
+    let routes = ns.sh("ip -4 route show 10.0.8.30");
+    assert!(routes.contains(&format!("dev {vif}")), "{routes}");
+    assert!(ns.ping([10, 0, 8, 30], 5), "routed guest answers");
+    h.ok(&["destroy", "routed"]);
+    wait_for("no vif left", TIMEOUT, || {
+        vifs(&ns).is_empty().then_some(())
+    });
+    assert_eq!(ns.sh("ip -4 route show 10.0.8.30"), "", "route removed");
+}
+
+/// Debian's Xen scripts and clients (scripts/fetch-test-deps.sh).
+fn xen_deps() -> std::path::PathBuf {
+    let base = std::env::var_os("DOMUS_TESTDEPS").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/testdeps"),
+        std::path::PathBuf::from,
+    );
+    let xen = base.join("xen");
+    assert!(
+        xen.join("etc/xen/scripts/vif-bridge").exists(),
+        "Debian's Xen scripts are missing under {}: run scripts/fetch-test-deps.sh",
+        xen.display()
+    );
+    xen
+}
+
+#[test]
+fn debians_vif_bridge_as_script_bridges_the_guest() {
+    let xen = xen_deps();
+    let ns = bridged_ns("xs");
+    let h = host_in(&ns);
+    // Debian's script, unmodified, with Xen's clients on PATH and a private /var/log/xen (a Xen
+    // host has it from xen-utils-common; this machine's /var/log is not touched).
+    let wrapper = h.path("vif-bridge-debian");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexport PATH={x}/usr/bin:{x}/usr/sbin:$PATH LD_LIBRARY_PATH={x}/usr/lib/x86_64-linux-gnu\n\
+             exec unshare -m --propagation private sh -c 'mount -t tmpfs none /var/log && mkdir /var/log/xen && exec \"$0\" \"$@\"' \
+             {x}/etc/xen/scripts/vif-bridge \"$@\"\n",
+            x = xen.display()
+        ),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    net_cfg(
+        &h,
+        "x.cfg",
+        "xs",
+        "net-echo ip=10.0.9.50/24",
+        &format!(
+            "vif = ['mac=aa:00:00:00:00:50,bridge=bridge0,script={}']\n",
+            wrapper.display()
+        ),
+    );
+    h.ok(&["create", "x.cfg"]);
+    h.wait_console("xs", "PROBE net-echo ready");
+    let d = h.row("xs").unwrap().domid;
+    let vif = format!("vif{d}.0");
+    assert_eq!(ns.master(&vif).as_deref(), Some("bridge0"));
+    assert!(ns.ping([10, 0, 9, 50], 5));
+    let st = h.xenstore(
+        "xenstore-read",
+        &[&format!("/local/domain/0/backend/vif/{d}/0/hotplug-status")],
+    );
+    assert_eq!(st.trim(), "connected");
+    h.ok(&["destroy", "xs"]);
+    wait_for("no vif left", TIMEOUT, || {
+        vifs(&ns).is_empty().then_some(())
+    });
+}

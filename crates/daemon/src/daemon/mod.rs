@@ -293,6 +293,7 @@ impl Daemon {
             console: info.console_path,
             disks: d.rec.config.disks.clone(),
             vifs: d.rec.config.vifs.clone(),
+            vifs_wired: d.rec.phase != domain::Phase::Creating,
             vmm_pid: info.pid,
             domain_type: d.rec.config.domain_type.as_str().to_owned(),
         }

@@ -97,8 +97,10 @@ pub(super) fn check_macs(t: &Table, config: &DomainConfig) -> Result<(), ApiErro
         .map_err(|e| ApiError::conflict(format!("cannot start domain '{}': {e}", config.name)))
 }
 
-/// The vif store nodes of domain `domid` (libxl's layout and permissions).
-pub(super) fn store_nodes(domid: u32, vifs: &[VifConfig]) -> Vec<Node> {
+/// The vif store nodes of domain `domid` (libxl's layout and permissions); `wired`: the vifs are
+/// set up (`hotplug-status` is `connected`: domusd writes it for every mode, as Xen's scripts
+/// write it only for netback vifs, not for `type_if=tap`).
+pub(super) fn store_nodes(domid: u32, vifs: &[VifConfig], wired: bool) -> Vec<Node> {
     let d = NetDefaults::load().unwrap_or_default();
     let back = vec!["n0".to_owned(), format!("r{domid}")];
     let front = vec![format!("n{domid}"), "r0".to_owned()];
@@ -114,7 +116,6 @@ pub(super) fn store_nodes(domid: u32, vifs: &[VifConfig]) -> Vec<Node> {
             rate.as_deref(),
             v.mtu.unwrap_or(u32::from(domus_spec::DEFAULT_MTU)),
         );
-        let scripted = matches!(p.mode, Mode::Script(_));
         // No xenbus handshake under KVM: the device is served from the start, as the vbds.
         let fix = |n: domus_net::nodes::Node| {
             let value = if n.path.ends_with("/state") {
@@ -134,8 +135,7 @@ pub(super) fn store_nodes(domid: u32, vifs: &[VifConfig]) -> Vec<Node> {
             value,
             perms: back.clone(),
         }));
-        if !scripted {
-            // A Xen script writes this itself once it has wired the vif.
+        if wired {
             out.push(Node {
                 path: format!("{}/hotplug-status", n.backend_dir),
                 value: "connected".into(),

@@ -25,6 +25,8 @@ pub struct StoreDomain {
     pub disks: Vec<domus_config::DiskConfig>,
     /// The config's vifs (resolved), for the vif nodes (`net.rs`).
     pub vifs: Vec<domus_config::VifConfig>,
+    /// Whether the vifs are set up (the domain is past `creating`).
+    pub vifs_wired: bool,
     /// The domain's domus-vmm process (libxl's `image/device-model-pid`).
     pub vmm_pid: Option<u32>,
     /// `pv`, `pvh` or `hvm` (libxl's `/libxl/DOMID/type`).
@@ -117,7 +119,7 @@ pub fn layout(d: &StoreDomain) -> Vec<Node> {
         ));
     }
     v.extend(super::vbd::nodes(d.domid, &d.disks));
-    v.extend(super::net::store_nodes(d.domid, &d.vifs));
+    v.extend(super::net::store_nodes(d.domid, &d.vifs, d.vifs_wired));
     for k in 0..d.vcpus {
         v.push(node(
             format!("{dom}/cpu/{k}/availability"),
@@ -303,6 +305,7 @@ mod tests {
             console: Some("/run/domus/domains/3/console.sock".into()),
             disks: Vec::new(),
             vifs: Vec::new(),
+            vifs_wired: false,
             vmm_pid: Some(4242),
             domain_type: "pvh".into(),
         };
