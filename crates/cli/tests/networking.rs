@@ -413,3 +413,84 @@ fn debians_vif_bridge_as_script_bridges_the_guest() {
         vifs(&ns).is_empty().then_some(())
     });
 }
+
+/// Source addresses of the ICMP echo requests arriving in the calling thread's namespace within
+/// `limit` (a raw socket sees a copy of each).
+fn echo_request_sources(limit: std::time::Duration) -> Vec<[u8; 4]> {
+    // SAFETY: plain socket creation.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP) };
+    assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+    let start = std::time::Instant::now();
+    let mut out = Vec::new();
+    while start.elapsed() < limit {
+        let mut buf = [0u8; 256];
+        // SAFETY: `buf` is writable for its length.
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        if n > 28 {
+            let ihl = usize::from(buf[0] & 15) * 4;
+            if buf[ihl] == 8 {
+                out.push([buf[12], buf[13], buf[14], buf[15]]);
+            }
+        } else {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+    // SAFETY: closing the socket opened above.
+    unsafe { libc::close(fd) };
+    out
+}
+
+#[test]
+fn nat_vif_reaches_a_remote_host_through_masquerade_with_a_static_lease() {
+    let ns = Netns::new("nat");
+    let remote = Netns::new("remote");
+    ns.sh(&format!(
+        "ip link add up0 type veth peer name up1 && ip link set up1 netns {} \
+         && ip addr add 10.0.7.1/24 dev up0 && ip link set up0 up",
+        remote.name
+    ));
+    remote.sh("ip addr add 10.0.7.2/24 dev up1 && ip link set up1 up");
+    let h = host_in(&ns);
+    net_cfg(
+        &h,
+        "n.cfg",
+        "natted",
+        "net-ping ip=192.168.122.50/24 gw=192.168.122.1 target=10.0.7.2 count=3",
+        "vif = ['mac=aa:00:00:00:00:60,script=vif-nat,ip=192.168.122.50']\non_poweroff = \"preserve\"\n",
+    );
+    let sniff = {
+        let path = format!("/run/netns/{}", remote.name);
+        std::thread::spawn(move || {
+            use std::os::fd::AsRawFd;
+            let f = std::fs::File::open(path).unwrap();
+            // SAFETY: setns(2) on a namespace descriptor just opened; only this thread moves.
+            let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(r, 0);
+            echo_request_sources(std::time::Duration::from_secs(8))
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    h.ok(&["create", "n.cfg"]);
+    h.wait_console("natted", "PROBE net-ping target=10.0.7.2 sent=3 received=3");
+    let seen = sniff.join().unwrap();
+    assert!(
+        !seen.is_empty() && seen.iter().all(|s| *s == [10, 0, 7, 1]),
+        "the remote sees the host's address only: {seen:?}"
+    );
+    let hosts = std::fs::read_to_string(h.path("state/nat/dnsmasq.hosts")).unwrap();
+    assert_eq!(
+        hosts, "aa:00:00:00:00:60,192.168.122.50\n",
+        "ip= is a static lease"
+    );
+    let rules = nft_rules(&ns);
+    assert!(rules.contains("masquerade"), "{rules}");
+    h.ok(&["destroy", "natted"]);
+    wait_for("NAT network gone", TIMEOUT, || {
+        (!ns.links().iter().any(|l| l == "domusnat0") && vifs(&ns).is_empty()).then_some(())
+    });
+    assert_eq!(
+        nft_rules(&ns),
+        "",
+        "masquerade removed with the last NAT vif"
+    );
+}

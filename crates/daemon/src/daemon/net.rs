@@ -288,8 +288,17 @@ impl Daemon {
     ) -> Result<(), String> {
         let mut g = self.net.nat.lock().unwrap_or_else(PoisonError::into_inner);
         if g.is_none() {
-            let d = NetDefaults::load().unwrap_or_default();
-            *g = Some(NatNetwork::new(d, self.opts.paths.state_dir.join("nat")));
+            use std::os::unix::fs::DirBuilderExt;
+            let dir = self.opts.paths.state_dir.join("nat");
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .map_err(|e| format!("NAT network: creating {}: {e}", dir.display()))?;
+            *g = Some(NatNetwork::new(
+                NetDefaults::load().unwrap_or_default(),
+                dir,
+            ));
         }
         match g.as_mut() {
             Some(n) => n.reconcile(nl, nat, spoof).map_err(|e| e.to_string()),
