@@ -494,3 +494,51 @@ fn nat_vif_reaches_a_remote_host_through_masquerade_with_a_static_lease() {
         "masquerade removed with the last NAT vif"
     );
 }
+
+#[test]
+fn a_random_mac_survives_on_reboot_restart_and_the_vif_is_recreated() {
+    let ns = bridged_ns("rb");
+    let h = host_in(&ns);
+    net_cfg(
+        &h,
+        "r.cfg",
+        "rebooter",
+        "net-echo ip=10.0.9.70/24",
+        "vif = ['bridge=bridge0']\non_reboot = \"restart\"\n",
+    );
+    h.ok(&["create", "r.cfg"]);
+    h.wait_console("rebooter", "PROBE net-echo ready");
+    let first = h.row("rebooter").unwrap().domid;
+    let mac_of = |log: &str| -> Vec<String> {
+        log.lines()
+            .filter_map(|l| l.split("PROBE net-echo ready mac=").nth(1))
+            .map(|r| r.split_whitespace().next().unwrap_or("").to_owned())
+            .collect()
+    };
+    let macs = mac_of(&h.console_log("rebooter"));
+    assert!(macs[0].starts_with("00:16:3e:"), "{macs:?}");
+    assert!(ns.ping([10, 0, 9, 70], 5));
+    h.ok(&["reboot", "rebooter"]);
+    let second = wait_for("restarted", TIMEOUT, || {
+        h.row("rebooter").map(|r| r.domid).filter(|d| *d != first)
+    });
+    wait_for("second boot on the console", TIMEOUT, || {
+        (mac_of(&h.console_log("rebooter")).len() >= 2).then_some(())
+    });
+    let macs = mac_of(&h.console_log("rebooter"));
+    assert_eq!(macs[0], macs[1], "the same guest MAC after the restart");
+    assert_eq!(
+        vifs(&ns),
+        [format!("vif{second}.0")],
+        "old vif gone, new one made"
+    );
+    assert_eq!(
+        ns.master(&format!("vif{second}.0")).as_deref(),
+        Some("bridge0")
+    );
+    assert!(ns.ping([10, 0, 9, 70], 5));
+    h.ok(&["destroy", "rebooter"]);
+    wait_for("no vif left", TIMEOUT, || {
+        vifs(&ns).is_empty().then_some(())
+    });
+}
