@@ -5,6 +5,8 @@
 //! touched; dropping the host stops domusd and its VMMs, dropping the namespace removes what is
 //! left in it.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
 mod support;
 
 use support::netns::Netns;
@@ -271,7 +273,7 @@ fn kill9_domusd_keeps_the_network_and_a_later_destroy_cleans_up() {
         rules,
         "the restarted domusd duplicated nothing"
     );
-    assert_eq!(vifs(&ns), [vif.clone()]);
+    assert_eq!(vifs(&ns), std::slice::from_ref(&vif));
     h.ok(&["destroy", "foo"]);
     wait_for("no vif left", TIMEOUT, || {
         vifs(&ns).is_empty().then_some(())

@@ -190,8 +190,7 @@ impl Daemon {
             domid,
             generation,
             &name,
-            prepared,
-            (&vifs, plumbed),
+            (prepared, &vifs, plumbed),
             paused,
             retire,
         ) {
@@ -242,8 +241,11 @@ impl Daemon {
         domid: u32,
         generation: u64,
         name: &str,
-        prepared: domus_spec::Prepared,
-        (vifs, plumbed): (&[domus_config::VifConfig], Vec<domus_net::domain::Plumbed>),
+        (prepared, vifs, plumbed): (
+            domus_spec::Prepared,
+            &[domus_config::VifConfig],
+            Vec<domus_net::domain::Plumbed>,
+        ),
         paused: bool,
         retire: Option<(u32, bool)>,
     ) -> Result<DomainInfo, ApiError> {
