@@ -248,6 +248,33 @@ impl Daemon {
         domus_net::domain::teardown(&mut nl, &plans, self.script_env(&dirs, &sock));
     }
 
+    /// Deletes TAPs named `vifD.N` (with Xen's host-side MAC) whose domain `D` is in neither the
+    /// table nor the records: a domusd killed between a destroy's record removal and its teardown
+    /// leaves them. Call from recovery, after the table is loaded.
+    pub(super) fn net_sweep(&self, t: &Table) {
+        let Ok(mut nl) = Netlink::open() else { return };
+        let Ok(links) = nl.links() else { return };
+        for l in links {
+            let domid = l
+                .name
+                .strip_prefix("vif")
+                .and_then(|r| r.split_once('.'))
+                .filter(|(_, n)| n.parse::<u32>().is_ok())
+                .and_then(|(d, _)| d.parse::<u32>().ok());
+            let Some(domid) = domid else { continue };
+            if l.mac != Some(domus_net::tap::HOST_SIDE_MAC)
+                || t.get(domid).is_some()
+                || self.records.exists(domid)
+            {
+                continue;
+            }
+            tracing::info!(ifname = %l.name, "removing a vif no domain claims");
+            if let Err(e) = nl.delete_link_if_exists(&l.name) {
+                warn!(ifname = %l.name, error = %e, "cannot remove a stale vif");
+            }
+        }
+    }
+
     /// Makes the nftables table and the NAT network match the domains in the table, when `vifs`
     /// (a removed domain's) or any domain needs them.
     pub(super) fn net_reconcile(&self, t: &Table, vifs: &[VifConfig]) {
