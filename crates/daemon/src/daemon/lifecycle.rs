@@ -158,7 +158,12 @@ impl Daemon {
             };
             // Recorded before anything is started: a domusd killed from here on undoes this create.
             self.persist(&d)?;
-            if !vifs.is_empty() {
+            if vifs.iter().any(|v| {
+                !matches!(
+                    v.script.as_deref(),
+                    Some("vif-bridge" | "vif-route" | "vif-nat")
+                )
+            }) {
                 // Xen's hotplug scripts read the vif's nodes while they run.
                 self.store.publish(&Self::store_view(&d));
             }
