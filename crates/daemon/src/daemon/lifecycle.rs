@@ -421,6 +421,8 @@ impl Daemon {
                 d.rec.stopped = Some(stop);
                 d.live = Live::default();
                 self.save(d);
+                let vifs = d.rec.config.vifs.clone();
+                self.net_reconcile(&t, &vifs);
                 self.changed.notify_all();
             }
             Action::Restart | Action::RenameRestart | Action::CoredumpRestart

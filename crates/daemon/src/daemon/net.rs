@@ -333,14 +333,15 @@ impl Daemon {
         }
     }
 
-    /// NAT vifs and anti-spoofing rules of the domains in `t` (not stopped), plus `extra`.
+    /// NAT vifs and anti-spoofing rules of the domains in `t` with a VMM (or starting), plus `extra`.
     fn net_wanted(t: &Table, extra: Option<(u32, &[VifConfig])>) -> (Vec<NatVif>, Vec<AntiSpoof>) {
         let d = NetDefaults::load().unwrap_or_default();
         let mut nat = Vec::new();
         let mut spoof = Vec::new();
         let doms = t
             .iter()
-            .filter(|x| x.rec.stopped.is_none())
+            .filter(|x| x.rec.vmm.is_some() || x.starting)
+            .filter(|x| extra.is_none_or(|(id, _)| id != x.rec.domid))
             .map(|x| (x.rec.domid, x.rec.config.vifs.as_slice()));
         for (domid, vifs) in doms.chain(extra) {
             for v in vifs {
@@ -395,5 +396,69 @@ pub(super) fn hand_over_taps(
             },
         });
         files.push(file);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(vif: &str) -> DomainConfig {
+        domus_config::DomainConfig::from_xl(
+            "t.cfg",
+            &format!("name = \"t\"\nvif = [ {vif} ]\n"),
+            &[],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn resolved_vifs_name_what_is_used() {
+        let d = NetDefaults::default();
+        let mut c =
+            cfg("'mac=aa:00:00:d1:00:09', 'script=vif-route,ip=10.0.0.2', 'script=vif-nat'");
+        resolve_vifs(&mut c, &d).unwrap();
+        assert_eq!(c.vifs[0].script.as_deref(), Some("vif-bridge"));
+        assert_eq!(c.vifs[0].bridge.as_deref(), Some("xenbr0"));
+        assert_eq!(c.vifs[1].bridge, None, "no bridge for a routed vif");
+        assert_eq!(
+            c.vifs[2].bridge, None,
+            "the NAT bridge comes from the defaults"
+        );
+        let again = c.clone();
+        resolve_vifs(&mut c, &d).unwrap();
+        assert_eq!(c, again, "resolving a resolved config changes nothing");
+        let mut bad = cfg("'script=vif-route'");
+        let e = resolve_vifs(&mut bad, &d).unwrap_err();
+        assert_eq!(e.status, 400);
+        assert!(
+            e.message.contains("cannot start domain 't'") && e.message.contains("needs ip="),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn store_nodes_have_libxls_permissions_and_hotplug_status_once_wired() {
+        let mut c = cfg("'mac=aa:00:00:d1:00:09,bridge=bridge0'");
+        resolve_vifs(&mut c, &NetDefaults::default()).unwrap();
+        let n = store_nodes(4, &c.vifs, false);
+        let get = |n: &[Node], p: &str| n.iter().find(|x| x.path == p).cloned();
+        let be = "/local/domain/0/backend/vif/4/0";
+        let mac = get(&n, &format!("{be}/mac")).unwrap();
+        assert_eq!(mac.value, "aa:00:00:d1:00:09");
+        assert_eq!(mac.perms, ["n0", "r4"]);
+        let fe = get(&n, "/local/domain/4/device/vif/0/state").unwrap();
+        assert_eq!(
+            (fe.value.as_str(), fe.perms.clone()),
+            ("4", vec!["n4".to_owned(), "r0".to_owned()])
+        );
+        assert!(get(&n, &format!("{be}/hotplug-status")).is_none());
+        let n = store_nodes(4, &c.vifs, true);
+        assert_eq!(
+            get(&n, &format!("{be}/hotplug-status")).unwrap().value,
+            "connected"
+        );
+        assert!(n.iter().all(|x| !x.path.ends_with("/vifname")));
     }
 }
