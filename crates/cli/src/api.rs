@@ -109,8 +109,7 @@ pub fn running_or_named(
 }
 
 /// Prepares a parsed config for domusd: relative kernel, ramdisk and disk paths resolved against the
-/// current directory (as xl resolves them: domusd's directory is not the user's), and a warning for
-/// what is accepted but not built yet. Whether the domain can run is domusd's to say (it runs the same
+/// current directory (as xl resolves them: domusd's directory is not the user's). Whether the domain can run is domusd's to say (it runs the same
 /// `domus_spec` conversion `create -N` runs here).
 ///
 /// # Errors
@@ -118,13 +117,6 @@ pub fn running_or_named(
 pub fn prepare_config(
     mut config: domus_config::DomainConfig,
 ) -> anyhow::Result<domus_config::DomainConfig> {
-    let netless = config.vifs.iter().filter(|v| v.vifname.is_none()).count();
-    if netless > 0 {
-        eprintln!(
-            "warning: {netless} vif entries without vifname= accepted, but domain '{}' boots without network on them: bridges and TAP creation are not built yet (vifname=NAME attaches an existing TAP)",
-            config.name
-        );
-    }
     let cwd = std::env::current_dir()
         .map_err(|e| anyhow::anyhow!("cannot read the current directory: {e}"))?;
     domus_spec::resolve_paths(&mut config, &cwd);

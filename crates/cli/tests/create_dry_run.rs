@@ -115,6 +115,12 @@ fn assert_foo(v: &Value) {
     assert_eq!(v["vifs"][0]["mac"], "aa:00:00:d1:00:09");
     assert_eq!(v["vifs"][0]["bridge"], "bridge0");
     assert_eq!(v["vifs"][0]["devid"], 0);
+    // The script a create would use (xl's default without a global xl.conf on this host).
+    if !std::path::Path::new("/etc/domus/xl.conf").exists()
+        && !std::path::Path::new("/etc/xen/xl.conf").exists()
+    {
+        assert_eq!(v["vifs"][0]["script"], "vif-bridge");
+    }
     assert_eq!(v["disks"][0]["target"], "/n0/xen/foo-wd0");
     assert_eq!(v["disks"][0]["vdev"], "0x0");
     assert_eq!(v["disks"][0]["devnum"], 0);

@@ -518,7 +518,10 @@ fn assert_libxl_keys(v: &serde_json::Value, allowed: &[&str], what: &str) {
 
 #[test]
 fn list_l_prints_libxls_json() {
-    let h = Host::start();
+    // The vif needs its bridge (issue 14): domusd runs in a test namespace that has `br0`.
+    let ns = support::netns::Netns::new("xlj");
+    ns.sh("ip link add br0 type bridge && ip link set br0 up");
+    let h = Host::start_in(Some(&ns.name), Vec::new());
     let img = h.path("j.img");
     std::fs::write(&img, vec![0u8; 1 << 20]).unwrap();
     h.probe_cfg(
@@ -575,6 +578,8 @@ fn list_l_prints_libxls_json() {
     assert_eq!(c["disks"][0]["vdev"], "xvda");
     assert_eq!(c["disks"][0]["format"], "raw");
     assert_eq!(c["nics"][0]["mac"], "00:16:3e:00:00:07");
+    assert_eq!(c["nics"][0]["bridge"], "br0");
+    assert_eq!(c["nics"][0]["script"], "vif-bridge", "the resolved script");
     assert_eq!(c["on_crash"], "preserve");
     assert!(
         c.get("on_poweroff").is_none(),

@@ -237,7 +237,9 @@ fn main() -> ExitCode {
     let ring = DmesgRing::default();
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_env("DOMUS_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+            // netlink-packet-route warns about every kernel attribute newer than itself.
+            EnvFilter::try_from_env("DOMUS_LOG")
+                .unwrap_or_else(|_| EnvFilter::new("info,netlink_packet_route=error")),
         )
         .with_ansi(false)
         .with_writer(ring.clone())

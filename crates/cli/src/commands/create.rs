@@ -140,8 +140,9 @@ pub fn load(args: &Args) -> anyhow::Result<DomainConfig> {
 /// # Errors
 /// As [`load`]; without `-N`, that domain creation is not available yet.
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
-    let config = load(&args)?;
+    let mut config = load(&args)?;
     if args.dry_run || ctx.dry_run {
+        resolve_nics(&mut config);
         if args.json {
             let json =
                 serde_json::to_string_pretty(&config).context("serialising the configuration")?;
@@ -165,6 +166,22 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     }
     tracing::debug!(prog = ctx.prog.name(), domname = %config.name, console = args.console, paused = args.paused, "create requested");
     create_domain(&args, config)
+}
+
+/// Fills each vif's script, bridge and gateway device from the global defaults (`/etc/domus/xl.conf`,
+/// then `/etc/xen/xl.conf`, else xl's `vif-bridge` and `xenbr0`), as domusd records them, so `-N`
+/// shows the nics a create would get.
+fn resolve_nics(config: &mut domus_config::DomainConfig) {
+    let d = domus_net::globalconf::NetDefaults::load().unwrap_or_default();
+    for v in &mut config.vifs {
+        let script = v.script.get_or_insert_with(|| d.script.clone());
+        if !matches!(script.as_str(), "vif-route" | "vif-nat") && v.bridge.is_none() {
+            v.bridge = Some(d.bridge.clone());
+        }
+        if v.gatewaydev.is_none() {
+            v.gatewaydev.clone_from(&d.gatewaydev);
+        }
+    }
 }
 
 /// The error for a config the spec conversion refuses: every problem on its own line.

@@ -16,6 +16,7 @@ pub mod info;
 pub mod list;
 pub mod mem_max;
 pub mod mem_set;
+pub mod network;
 pub mod pause;
 pub mod reboot;
 pub mod rename;
@@ -84,6 +85,12 @@ pub enum Command {
     BlockAttach(block::HotplugArgs),
     /// Detach a disk at run time: not supported (virtio-mmio has no hotplug).
     BlockDetach(block::HotplugArgs),
+    /// List a domain's virtual NICs (xl network-list).
+    NetworkList(network::ListArgs),
+    /// Attach a NIC at run time: not supported (virtio-mmio has no hotplug).
+    NetworkAttach(network::HotplugArgs),
+    /// Detach a NIC at run time: not supported (virtio-mmio has no hotplug).
+    NetworkDetach(network::HotplugArgs),
     /// Disk images: `disk create PATH SIZE [--sparse] [--force]`.
     Disk(disk::Args),
     /// Press a domain's ACPI power (or sleep) button (xl button-press).
@@ -151,6 +158,9 @@ impl Command {
             Command::BlockList(_) => "block-list",
             Command::BlockAttach(_) => "block-attach",
             Command::BlockDetach(_) => "block-detach",
+            Command::NetworkList(_) => "network-list",
+            Command::NetworkAttach(_) => "network-attach",
+            Command::NetworkDetach(_) => "network-detach",
             Command::Disk(_) => "disk",
             Command::ButtonPress(_) => "button-press",
             Command::Destroy(_) => "destroy",
@@ -195,6 +205,9 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
         Command::BlockList(args) => block::list(ctx, args),
         Command::BlockAttach(args) => block::attach(ctx, args),
         Command::BlockDetach(args) => block::detach(ctx, args),
+        Command::NetworkList(args) => network::list(ctx, args),
+        Command::NetworkAttach(args) => network::attach(ctx, args),
+        Command::NetworkDetach(args) => network::detach(ctx, args),
         Command::Disk(args) => disk::run(ctx, args),
         Command::ButtonPress(args) => trigger::button_press(ctx, args),
         Command::Destroy(args) => destroy::run(ctx, args),

@@ -3,6 +3,7 @@
 //! helpers to run the real `domus` binary. Dropping the host kills domusd and every VMM it recorded.
 #![allow(dead_code, clippy::unwrap_used)] // shared by several test files; tests may unwrap
 
+pub mod netns;
 pub mod pty;
 
 use std::fs;
@@ -54,6 +55,10 @@ pub struct Host {
     pub dir: tempfile::TempDir,
     pub bins: Bins,
     domusd: Option<Child>,
+    /// The network namespace domusd runs in (`ip netns exec`), if any.
+    pub netns: Option<String>,
+    /// Extra environment for domusd.
+    pub domusd_env: Vec<(String, String)>,
 }
 
 pub const TIMEOUT: Duration = Duration::from_secs(30);
@@ -86,6 +91,11 @@ pub struct Row {
 impl Host {
     /// Creates the dirs and starts domusd.
     pub fn start() -> Self {
+        Self::start_in(None, Vec::new())
+    }
+
+    /// [`Host::start`] with domusd in network namespace `netns` and extra environment.
+    pub fn start_in(netns: Option<&str>, domusd_env: Vec<(String, String)>) -> Self {
         let bins = Bins::locate();
         let dir = tempfile::Builder::new()
             .prefix("domus-e2e-")
@@ -98,6 +108,8 @@ impl Host {
             dir,
             bins,
             domusd: None,
+            netns: netns.map(str::to_owned),
+            domusd_env,
         };
         h.start_domusd();
         h
@@ -136,9 +148,20 @@ impl Host {
                     .arg(&self.bins.domusd);
                 c
             }
-            None => Command::new(&self.bins.domusd),
+            None => match &self.netns {
+                Some(ns) => {
+                    // `ip netns exec` execs domusd itself: the child's pid is domusd's.
+                    let mut c = Command::new("ip");
+                    c.args(["netns", "exec", ns]).arg(&self.bins.domusd);
+                    c
+                }
+                None => Command::new(&self.bins.domusd),
+            },
         };
         self.env(&mut cmd);
+        for (k, v) in &self.domusd_env {
+            cmd.env(k, v);
+        }
         cmd.arg("--foreground")
             .args(extra)
             .stdin(Stdio::null())

@@ -13,7 +13,7 @@ use super::domain::{
 };
 use super::restart_guard::Verdict;
 use super::vmm::{self, VmmPaths};
-use super::{watcher, ApiError, Daemon};
+use super::{net, watcher, ApiError, Daemon};
 
 /// Status of the internal error for a restart cancelled while pending (never sent to a client).
 const RESTART_CANCELLED: u16 = 410;
@@ -85,6 +85,13 @@ impl Daemon {
             config.uuid = random_uuid();
         }
         config.uuid = config.uuid.to_lowercase();
+        // The vifs' script, bridge and gateway device as used, kept in the record (see `net.rs`).
+        if let Err(e) = net::defaults().and_then(|d| net::resolve_vifs(&mut config, &d)) {
+            if restarts > 0 {
+                self.restart_guard.take_pending(&config.name);
+            }
+            return Err(e);
+        }
         // `bootloader = "pygrub"` runs here, inside the conversion; the record keeps the config with
         // its bootloader, so every restart runs it again (as Xen does on reboot).
         let boot_opts = domus_spec::BootloaderOptions {
@@ -108,7 +115,7 @@ impl Daemon {
         let name = config.name.clone();
         let uuid = config.uuid.clone();
         let maxmem_mib = config.maxmem_mib.max(config.memory_mib);
-        let vifs = config.vifs.iter().filter(|v| v.vifname.is_none()).count();
+        let vifs = config.vifs.clone();
         let (affinity, soft_affinity) = Self::spec_affinity(&prepared.spec);
         let sched = super::domain::SchedParams {
             weight: prepared.spec.placement.weight,
@@ -137,6 +144,7 @@ impl Daemon {
             }
             self.writable()?;
             self.admit(&t, &name, config.memory_mib)?;
+            net::check_macs(&t, &config)?;
             let domid = t
                 .alloc_domid_where(|id| self.domid_unheld(id))
                 .ok_or_else(|| ApiError::internal("no free domid left"))?;
@@ -171,19 +179,47 @@ impl Daemon {
             };
             // Recorded before anything is started: a domusd killed from here on undoes this create.
             self.persist(&d)?;
+            if vifs.iter().any(|v| {
+                !matches!(
+                    v.script.as_deref(),
+                    Some("vif-bridge" | "vif-route" | "vif-nat")
+                )
+            }) {
+                // Xen's hotplug scripts read the vif's nodes while they run.
+                self.store.publish(&Self::store_view(&d));
+            }
             t.insert(d);
             self.save_next_domid(&t);
             (domid, generation)
         };
         info!(domid, domname = %name, "creating domain");
-        if vifs > 0 {
-            warn!(domid, domname = %name, vifs, "vif entries without vifname= accepted, but the domain boots without network on them (bridges and TAP creation are not built yet)");
-        }
+        let config = self.lock().get(domid).map(|d| d.rec.config.clone());
+        let plumbed = match config.map(|c| self.net_setup(domid, &c)) {
+            Some(Ok(p)) => p,
+            Some(Err(e)) => {
+                let mut t = self.lock();
+                self.remove_locked(&mut t, domid);
+                error!(domid, domname = %name, error = %e, "domain creation failed");
+                return Err(e);
+            }
+            None => {
+                return Err(ApiError::internal(format!(
+                    "cannot start domain '{name}': domain {domid} was destroyed while it started"
+                )))
+            }
+        };
         let boot = prepared.boot.clone();
         for line in &boot {
             info!(domid, domname = %name, "{line}");
         }
-        match self.launch(domid, generation, &name, prepared, paused, retire) {
+        match self.launch(
+            domid,
+            generation,
+            &name,
+            (prepared, &vifs, plumbed),
+            paused,
+            retire,
+        ) {
             Ok(mut info) => {
                 info.boot = boot;
                 Ok(info)
@@ -191,6 +227,10 @@ impl Daemon {
             Err(e) => {
                 let mut t = self.lock();
                 self.remove_locked(&mut t, domid);
+                drop(t);
+                // A destroy during the start removed the domain (and its vifs) already; vifs
+                // plumbed after that are removed here.
+                self.net_teardown(domid, &vifs);
                 error!(domid, domname = %name, error = %e, "domain creation failed");
                 Err(e)
             }
@@ -227,7 +267,11 @@ impl Daemon {
         domid: u32,
         generation: u64,
         name: &str,
-        prepared: domus_spec::Prepared,
+        (prepared, vifs, plumbed): (
+            domus_spec::Prepared,
+            &[domus_config::VifConfig],
+            Vec<domus_net::domain::Plumbed>,
+        ),
         paused: bool,
         retire: Option<(u32, bool)>,
     ) -> Result<DomainInfo, ApiError> {
@@ -235,7 +279,8 @@ impl Daemon {
             |e: anyhow::Error| ApiError::internal(format!("cannot start domain '{name}': {e:#}"));
         let paths = &self.opts.paths;
         let vp = VmmPaths::new(&paths.domain_runtime_dir(domid), paths.vmm_log(name));
-        let (spec, files) = prepared.hand_over();
+        let (mut spec, mut files) = prepared.hand_over();
+        net::hand_over_taps(&mut spec, &mut files, vifs, plumbed);
         let mut child = self
             .launcher
             .spawn(&spec, &files, &vp, paused)
@@ -413,6 +458,11 @@ impl Daemon {
         let name = d.rec.name.clone();
         info!(domid, domname = %name, ?reason, detail = detail.as_deref().unwrap_or(""), action = action.as_str(), "guest stopped");
         let uptime_s = (now_epoch() - d.rec.start_time).max(0.0);
+        if !matches!(action, Action::Destroy | Action::CoredumpDestroy) {
+            // The VMM is gone: so are the domain's vifs (a restart recreates them identically).
+            let vifs = d.rec.config.vifs.clone();
+            self.net_teardown(domid, &vifs);
+        }
         let stop = StopRecord {
             reason,
             detail,
@@ -425,6 +475,8 @@ impl Daemon {
                 d.rec.stopped = Some(stop);
                 d.live = Live::default();
                 self.save(d);
+                let vifs = d.rec.config.vifs.clone();
+                self.net_reconcile(&t, &vifs);
                 self.changed.notify_all();
             }
             Action::Restart | Action::RenameRestart | Action::CoredumpRestart

@@ -22,6 +22,7 @@ mod intake;
 mod lifecycle;
 #[cfg(test)]
 mod lifecycle_tests;
+mod net;
 mod ops;
 pub mod records;
 mod recovery;
@@ -153,6 +154,7 @@ pub struct Daemon {
     restart_guard: restart_guard::RestartGuard,
     /// The Domus parent cgroup, when the host has usable cgroups.
     cgroups: Option<domus_cgroup::Cgroups>,
+    net: net::NetState,
 }
 
 impl Daemon {
@@ -197,6 +199,7 @@ impl Daemon {
             dmesg,
             generations: AtomicU64::new(1),
             degraded: Mutex::new(None),
+            net: net::NetState::default(),
         }))
     }
 
@@ -298,6 +301,8 @@ impl Daemon {
             start_time: info.start_time,
             console: info.console_path,
             disks: d.rec.config.disks.clone(),
+            vifs: d.rec.config.vifs.clone(),
+            vifs_wired: d.rec.phase != domain::Phase::Creating,
             vmm_pid: info.pid,
             domain_type: d.rec.config.domain_type.as_str().to_owned(),
         }
@@ -311,16 +316,18 @@ impl Daemon {
             if let Some(leaf) = d.rec.vmm.as_ref().and_then(|v| v.cgroup.as_deref()) {
                 self.release_cgroup(domid, leaf);
             }
-            self.forget(domid, &d.rec.uuid);
+            self.forget(domid, &d.rec.uuid, &d.rec.config.vifs);
+            self.net_reconcile(t, &d.rec.config.vifs);
         }
         self.changed.notify_all();
     }
 
-    /// Removes what a domain leaves outside the table: record, store nodes, runtime directory.
-    fn forget(&self, domid: u32, uuid: &str) {
+    /// Removes what a domain leaves outside the table: record, vifs, store nodes, runtime directory.
+    fn forget(&self, domid: u32, uuid: &str, vifs: &[domus_config::VifConfig]) {
         if let Err(e) = self.records.remove(domid) {
             warn!(domid, error = %anyhow::Error::from(e), "cannot remove domain record");
         }
+        self.net_teardown(domid, vifs);
         self.store.release(domid, uuid);
         let _ = std::fs::remove_dir_all(self.opts.paths.domain_runtime_dir(domid));
     }

@@ -6,7 +6,9 @@
 //!   kept on disk (`outcome.json`) is applied — a crash only when it kept none;
 //! - a restart recorded as decided (`restart` in the old record) is finished once;
 //! - every domus-vmm process started for this runtime directory that no record claims is killed, and
-//!   every runtime directory no domain claims is removed.
+//!   every runtime directory no domain claims is removed;
+//! - every `vifD.N` TAP no domain claims is deleted, and the nftables table and NAT network are made
+//!   to match the domains (see `net.rs`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -91,7 +93,7 @@ impl Daemon {
                     }
                 }
                 info!(domid, domname = %rec.name, "undoing a create domusd did not finish");
-                self.forget(domid, &rec.uuid);
+                self.forget(domid, &rec.uuid, &rec.config.vifs);
                 continue;
             }
             if rec.restart.is_some() {
@@ -104,6 +106,9 @@ impl Daemon {
         {
             let t = self.lock();
             self.save_next_domid(&t);
+            // Rules and the NAT network as the re-adopted domains need them (never duplicated).
+            self.net_sweep(&t);
+            self.net_reconcile(&t, &[]);
         }
         for (domid, generation, reason, detail) in lost {
             self.vmm_stopped(domid, generation, reason, Some(detail));

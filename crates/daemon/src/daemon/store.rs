@@ -25,6 +25,10 @@ pub struct StoreDomain {
     pub console: Option<String>,
     /// The config's disks, for the vbd nodes (`vbd.rs`).
     pub disks: Vec<domus_config::DiskConfig>,
+    /// The config's vifs (resolved), for the vif nodes (`net.rs`).
+    pub vifs: Vec<domus_config::VifConfig>,
+    /// Whether the vifs are set up (the domain is past `creating`).
+    pub vifs_wired: bool,
     /// The domain's domus-vmm process (libxl's `image/device-model-pid`).
     pub vmm_pid: Option<u32>,
     /// `pv`, `pvh` or `hvm` (libxl's `/libxl/DOMID/type`).
@@ -117,6 +121,7 @@ pub fn layout(d: &StoreDomain) -> Vec<Node> {
         ));
     }
     v.extend(super::vbd::nodes(d.domid, &d.disks));
+    v.extend(super::net::store_nodes(d.domid, &d.vifs, d.vifs_wired));
     for k in 0..d.maxvcpus.max(d.vcpus) {
         let state = if k < d.vcpus { "online" } else { "offline" };
         v.push(node(
@@ -271,6 +276,7 @@ impl DomainStore for XenStore {
                 format!("/vm/{uuid}"),
                 format!("/libxl/{domid}"),
                 super::vbd::backend_dir(domid),
+                super::net::backend_dir(domid),
             ] {
                 match c.rm(TxId::NONE, &p) {
                     Err(e) if e.xs_error().is_none() => return Err(e),
@@ -302,6 +308,8 @@ mod tests {
             start_time: 1700000000.5,
             console: Some("/run/domus/domains/3/console.sock".into()),
             disks: Vec::new(),
+            vifs: Vec::new(),
+            vifs_wired: false,
             vmm_pid: Some(4242),
             domain_type: "pvh".into(),
         };
