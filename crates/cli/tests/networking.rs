@@ -554,3 +554,51 @@ fn a_random_mac_survives_on_reboot_restart_and_the_vif_is_recreated() {
         vifs(&ns).is_empty().then_some(())
     });
 }
+
+#[test]
+fn nat_vif_with_ip_dhcp_gets_a_lease_and_reaches_a_remote_host_masqueraded() {
+    let ns = Netns::new("natd");
+    let remote = Netns::new("remoted");
+    ns.sh(&format!(
+        "ip link add up0 type veth peer name up1 && ip link set up1 netns {} \
+         && ip addr add 10.0.8.1/24 dev up0 && ip link set up0 up",
+        remote.name
+    ));
+    remote.sh("ip addr add 10.0.8.2/24 dev up1 && ip link set up1 up");
+    let h = host_in(&ns);
+    net_cfg(
+        &h,
+        "d.cfg",
+        "leased",
+        "net-ping ip=dhcp target=10.0.8.2 count=3",
+        "vif = ['mac=aa:00:00:00:00:61,script=vif-nat']\n",
+    );
+    let sniff = {
+        let path = format!("/run/netns/{}", remote.name);
+        std::thread::spawn(move || {
+            use std::os::fd::AsRawFd;
+            let f = std::fs::File::open(path).unwrap();
+            // SAFETY: setns(2) on a namespace descriptor just opened; only this thread moves.
+            let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(r, 0);
+            echo_request_sources(std::time::Duration::from_secs(15))
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    h.ok(&["create", "d.cfg"]);
+    h.wait_console("leased", "PROBE net-ping target=10.0.8.2 sent=3 received=3");
+    let log = h.console_log("leased");
+    let lease = log
+        .lines()
+        .find_map(|l| l.split("PROBE net-ping dhcp ip=").nth(1))
+        .unwrap_or_else(|| panic!("no dhcp line: {log}"));
+    assert!(
+        lease.starts_with("192.168.122.") && lease.contains("gw=192.168.122.1"),
+        "a lease from the NAT network's dnsmasq, with the host as router: {lease}"
+    );
+    let seen = sniff.join().unwrap();
+    assert!(
+        !seen.is_empty() && seen.iter().all(|s| *s == [10, 0, 8, 1]),
+        "the remote sees the host's address only: {seen:?}"
+    );
+}
