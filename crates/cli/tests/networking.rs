@@ -452,6 +452,19 @@ fn echo_request_sources(limit: std::time::Duration) -> Vec<[u8; 4]> {
     out
 }
 
+/// Collects, in `remote`'s namespace for `secs` seconds, the source address of each ICMP echo request.
+fn sniff_echo_request_sources(remote: &Netns, secs: u64) -> std::thread::JoinHandle<Vec<[u8; 4]>> {
+    let path = format!("/run/netns/{}", remote.name);
+    std::thread::spawn(move || {
+        use std::os::fd::AsRawFd;
+        let f = std::fs::File::open(path).unwrap();
+        // SAFETY: setns(2) on a namespace descriptor just opened; only this thread moves.
+        let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(r, 0);
+        echo_request_sources(std::time::Duration::from_secs(secs))
+    })
+}
+
 #[test]
 fn nat_vif_reaches_a_remote_host_through_masquerade_with_a_static_lease() {
     let ns = Netns::new("nat");
@@ -470,17 +483,7 @@ fn nat_vif_reaches_a_remote_host_through_masquerade_with_a_static_lease() {
         "net-ping ip=192.168.122.50/24 gw=192.168.122.1 target=10.0.7.2 count=3",
         "vif = ['mac=aa:00:00:00:00:60,script=vif-nat,ip=192.168.122.50']\non_poweroff = \"preserve\"\n",
     );
-    let sniff = {
-        let path = format!("/run/netns/{}", remote.name);
-        std::thread::spawn(move || {
-            use std::os::fd::AsRawFd;
-            let f = std::fs::File::open(path).unwrap();
-            // SAFETY: setns(2) on a namespace descriptor just opened; only this thread moves.
-            let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(r, 0);
-            echo_request_sources(std::time::Duration::from_secs(8))
-        })
-    };
+    let sniff = sniff_echo_request_sources(&remote, 8);
     std::thread::sleep(std::time::Duration::from_millis(200));
     h.ok(&["create", "n.cfg"]);
     h.wait_console("natted", "PROBE net-ping target=10.0.7.2 sent=3 received=3");
@@ -573,17 +576,7 @@ fn nat_vif_with_ip_dhcp_gets_a_lease_and_reaches_a_remote_host_masqueraded() {
         "net-ping ip=dhcp target=10.0.8.2 count=3",
         "vif = ['mac=aa:00:00:00:00:61,script=vif-nat']\n",
     );
-    let sniff = {
-        let path = format!("/run/netns/{}", remote.name);
-        std::thread::spawn(move || {
-            use std::os::fd::AsRawFd;
-            let f = std::fs::File::open(path).unwrap();
-            // SAFETY: setns(2) on a namespace descriptor just opened; only this thread moves.
-            let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(r, 0);
-            echo_request_sources(std::time::Duration::from_secs(15))
-        })
-    };
+    let sniff = sniff_echo_request_sources(&remote, 15);
     std::thread::sleep(std::time::Duration::from_millis(200));
     h.ok(&["create", "d.cfg"]);
     h.wait_console("leased", "PROBE net-ping target=10.0.8.2 sent=3 received=3");

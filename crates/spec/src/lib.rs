@@ -35,6 +35,7 @@
 pub mod affinity;
 mod boot;
 mod disk_lock;
+mod error;
 pub mod host;
 pub mod image;
 mod names;
