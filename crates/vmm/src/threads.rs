@@ -357,6 +357,25 @@ impl ThreadMailbox {
         let _ignored = self.acks.push(ack);
     }
 
+    /// Serves every waiting event of a poll-based device thread without blocking (pausing blocks in
+    /// [`ThreadMailbox::stay_paused`]); `save` answers `SaveState`. `false` when the thread must end.
+    pub fn serve_waiting(&self, mut save: impl FnMut() -> Vec<u8>) -> bool {
+        while let Some(ev) = self.try_next() {
+            match ev {
+                ThreadEvent::Pause => {
+                    self.ack(ThreadAck::Paused);
+                    if !self.stay_paused(&mut save) {
+                        return false;
+                    }
+                }
+                ThreadEvent::Resume => self.ack(ThreadAck::Resumed),
+                ThreadEvent::SaveState => self.ack(ThreadAck::State(save())),
+                ThreadEvent::Stop => return false,
+            }
+        }
+        true
+    }
+
     /// Serves events while paused: blocks until `Resume` (returns `true`, acknowledged) or `Stop`
     /// (returns `false`, not yet acknowledged: the thread acknowledges when it has left its loop).
     /// `save` answers `SaveState` meanwhile.

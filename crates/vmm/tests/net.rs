@@ -68,13 +68,25 @@ fn host_and_guest_ping_each_other_and_udp_echo_returns_payloads_intact() {
     assert!(mismatches.is_empty(), "{mismatches:?}");
     // The NIC's counters in the control socket's state: at least the 3 pings and 50 datagrams each
     // way, each datagram a 1442-byte frame (14 Ethernet + 20 IPv4 + 8 UDP + 1400), none over 1514.
-    let st = control(&g.ctl, r#"{"cmd":"state"}"#);
-    let nic = &st["nics"][0];
-    let n = |k: &str| nic[k].as_u64().unwrap_or_else(|| panic!("no {k}: {st}"));
-    for (bytes, packets) in [("tx_bytes", "tx_packets"), ("rx_bytes", "rx_packets")] {
-        let (b, p) = (n(bytes), n(packets));
-        assert!(p >= 53 && b >= 50 * 1442 && b <= p * 1514, "{st}");
+    // The device thread counts a frame right after handing it to the TAP, so the host may see the
+    // last echo a moment before its count: poll briefly.
+    let counted = |st: &serde_json::Value| {
+        let nic = &st["nics"][0];
+        let n = |k: &str| nic[k].as_u64().unwrap_or_else(|| panic!("no {k}: {st}"));
+        [("tx_bytes", "tx_packets"), ("rx_bytes", "rx_packets")]
+            .iter()
+            .all(|(bytes, packets)| {
+                let (b, p) = (n(bytes), n(packets));
+                p >= 53 && b >= 50 * 1442 && b <= p * 1514
+            })
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut st = control(&g.ctl, r#"{"cmd":"state"}"#);
+    while !counted(&st) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        st = control(&g.ctl, r#"{"cmd":"state"}"#);
     }
+    assert!(counted(&st), "{st}");
     // The power button ends the scenario with its frame counters.
     assert_eq!(control(&g.ctl, r#"{"cmd":"power-button"}"#)["ok"], true);
     let done = g.wait_line("PROBE net-echo rx=", BOOT);

@@ -7,25 +7,7 @@ use core::sync::atomic::{fence, Ordering};
 use super::Transport;
 use crate::io::{mmio_read32, mmio_write32};
 
-/// Register offsets (virtio 1.2 §4.2.2).
-mod reg {
-    pub const DEVICE_FEATURES: u64 = 0x10;
-    pub const DEVICE_FEATURES_SEL: u64 = 0x14;
-    pub const DRIVER_FEATURES: u64 = 0x20;
-    pub const DRIVER_FEATURES_SEL: u64 = 0x24;
-    pub const QUEUE_SEL: u64 = 0x30;
-    pub const QUEUE_NUM_MAX: u64 = 0x34;
-    pub const QUEUE_NUM: u64 = 0x38;
-    pub const QUEUE_READY: u64 = 0x44;
-    pub const QUEUE_NOTIFY: u64 = 0x50;
-    pub const STATUS: u64 = 0x70;
-    pub const QUEUE_DESC_LOW: u64 = 0x80;
-    pub const QUEUE_DESC_HIGH: u64 = 0x84;
-    pub const QUEUE_AVAIL_LOW: u64 = 0x90;
-    pub const QUEUE_AVAIL_HIGH: u64 = 0x94;
-    pub const QUEUE_USED_LOW: u64 = 0xa0;
-    pub const QUEUE_USED_HIGH: u64 = 0xa4;
-}
+use super::blk::reg;
 
 const S_ACK: u32 = 1;
 const S_DRIVER: u32 = 2;

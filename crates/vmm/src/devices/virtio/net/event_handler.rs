@@ -20,7 +20,7 @@ use super::rx::{Rx, RxPass};
 use super::tx::{Tx, TxPass};
 use super::{NetShared, CTRL_QUEUE};
 use crate::devices::virtio::mmio::MmioTransport;
-use crate::threads::{ThreadAck, ThreadEvent, ThreadMailbox};
+use crate::threads::{ThreadAck, ThreadMailbox};
 use crate::vstate::memory::Direction;
 
 /// What the device thread needs (moved into it).
@@ -224,24 +224,7 @@ impl Worker {
 
     /// Serves the waiting control events; `false` when the thread must end.
     fn control(&self) -> bool {
-        while let Some(ev) = self.events.try_next() {
-            match ev {
-                ThreadEvent::Pause => {
-                    self.events.ack(ThreadAck::Paused);
-                    let t = Arc::clone(&self.transport);
-                    if !self.events.stay_paused(|| t.save_state()) {
-                        return false;
-                    }
-                }
-                ThreadEvent::Resume => self.events.ack(ThreadAck::Resumed),
-                ThreadEvent::SaveState => {
-                    self.events
-                        .ack(ThreadAck::State(self.transport.save_state()));
-                }
-                ThreadEvent::Stop => return false,
-            }
-        }
-        true
+        self.events.serve_waiting(|| self.transport.save_state())
     }
 }
 

@@ -17,7 +17,7 @@ use vmm_sys_util::timerfd::TimerFd;
 
 use super::rate::TokenBucket;
 use crate::devices::virtio::mmio::MmioTransport;
-use crate::threads::{ThreadAck, ThreadEvent, ThreadMailbox};
+use crate::threads::{ThreadAck, ThreadMailbox};
 
 /// Most bytes given to one request (bounds the work per chain).
 pub const MAX_REQUEST_BYTES: u64 = 64 << 10;
@@ -184,24 +184,7 @@ impl Worker {
 
     /// Serves the waiting control events; `false` when the thread must end.
     fn control(&self) -> bool {
-        while let Some(ev) = self.events.try_next() {
-            match ev {
-                ThreadEvent::Pause => {
-                    self.events.ack(ThreadAck::Paused);
-                    let t = Arc::clone(&self.transport);
-                    if !self.events.stay_paused(|| t.save_state()) {
-                        return false;
-                    }
-                }
-                ThreadEvent::Resume => self.events.ack(ThreadAck::Resumed),
-                ThreadEvent::SaveState => {
-                    self.events
-                        .ack(ThreadAck::State(self.transport.save_state()));
-                }
-                ThreadEvent::Stop => return false,
-            }
-        }
-        true
+        self.events.serve_waiting(|| self.transport.save_state())
     }
 }
 
