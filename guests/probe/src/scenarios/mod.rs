@@ -12,6 +12,7 @@ mod fault;
 mod hello;
 mod idle;
 mod loop_;
+mod mem_soak;
 mod net;
 mod panic;
 mod poweroff;
@@ -61,6 +62,7 @@ pub const SCENARIOS: &[Scenario] = &[
     net::TX,
     net::RX,
     net::HOSTILE,
+    mem_soak::SCENARIO,
 ];
 
 /// Runs the scenario the command line names, or reports that it does not exist.
