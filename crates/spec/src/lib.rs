@@ -231,6 +231,10 @@ pub struct VmSpec {
     /// NICs in `vif` order (only vifs with a TAP; absent: none).
     #[serde(default)]
     pub nics: Vec<NicSpec>,
+    /// Restore the machine from the snapshot stream on this inherited descriptor instead of booting
+    /// (`xl restore`, `migrate-receive`); the stream must describe this very machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_fd: Option<i32>,
 }
 
 impl VmSpec {

@@ -215,6 +215,7 @@ pub fn prepare_with(
             disks,
             rng,
             nics,
+            restore_fd: None,
         },
         files: PreparedFiles {
             kernel: kernel_file,

@@ -51,6 +51,14 @@ pub enum Request {
         /// The SysRq key (printable ASCII).
         key: char,
     },
+    /// Write the machine's snapshot (the VMM's image format) to the descriptor sent with this request
+    /// line (SCM_RIGHTS); the guest is paused for it and stays paused unless `resume` (and it was
+    /// running before).
+    Save {
+        /// Let the guest run again afterwards (`xl save -c`).
+        #[serde(default)]
+        resume: bool,
+    },
 }
 
 impl Request {
@@ -69,6 +77,7 @@ impl Request {
             Self::Sysrq { .. } => "sysrq",
             Self::DumpCore { .. } => "dump-core",
             Self::Nmi { .. } => "nmi",
+            Self::Save { .. } => "save",
         }
     }
 }

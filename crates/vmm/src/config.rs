@@ -113,6 +113,9 @@ pub struct VmConfig {
     /// Host CPUs each vCPU thread is pinned to from its start (`cpus`; index = vCPU, an empty or
     /// missing entry = any CPU).
     pub vcpu_affinity: Vec<Vec<u32>>,
+    /// Restore from the snapshot stream read from this descriptor instead of booting the kernel
+    /// (`restore_fd` of the spec; see [`crate::snapshot`]).
+    pub restore: Option<File>,
 }
 
 /// One NIC of the machine: the spec's description and, when domusd handed the TAP over, its
@@ -309,6 +312,7 @@ impl VmConfig {
                 .map(|spec| VmNic { spec, fd: None })
                 .collect(),
             vcpu_affinity: spec.placement.hard,
+            restore: None,
         }
     }
 
@@ -356,6 +360,10 @@ impl VmConfig {
             };
             nics.push(VmNic { spec: n, fd });
         }
+        let restore = match spec.restore_fd {
+            Some(fd) => Some(take_inherited(fd, Path::new("restore image"), &mut taken)?),
+            None => None,
+        };
         Ok(Self {
             name: spec.name,
             kernel,
@@ -367,6 +375,7 @@ impl VmConfig {
             rng: spec.rng,
             nics,
             vcpu_affinity: spec.placement.hard,
+            restore,
         })
     }
 
@@ -497,6 +506,7 @@ mod tests {
             rng: Some(domus_spec::RngSpec::default()),
             nics: Vec::new(),
             vcpu_affinity: Vec::new(),
+            restore: None,
         }
     }
 

@@ -59,6 +59,7 @@ pub mod control;
 pub mod devices;
 pub mod machine;
 pub mod outcome;
+pub mod snapshot;
 pub mod sys;
 pub mod threads;
 pub mod vstate;

@@ -66,6 +66,9 @@ struct Args {
     memory: Option<u64>,
     vcpus: Option<u32>,
     name: Option<String>,
+    /// Hidden: restore from this snapshot image instead of booting (domusd passes `restore_fd` in
+    /// the spec instead).
+    restore: Option<PathBuf>,
 }
 
 /// What `main` should do.
@@ -113,6 +116,7 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> anyhow::Result<Parsed> 
             "--memory" => a.memory = Some(value()?.parse().context("--memory takes MiB")?),
             "--vcpus" => a.vcpus = Some(value()?.parse().context("--vcpus takes a number")?),
             "--name" => a.name = Some(value()?),
+            "--restore" => a.restore = Some(value()?.into()),
             f if f.starts_with('-') => bail!("unknown option {f} (see --help)"),
             _ if a.config.is_some() && arg.contains('=') => a.overrides.push(arg),
             _ => bail!(
@@ -154,13 +158,19 @@ fn load_config(args: &Args) -> anyhow::Result<VmConfig> {
             rng: Some(domus_spec::RngSpec::default()),
             nics: Vec::new(),
             vcpu_affinity: Vec::new(),
+            restore: None,
         });
     }
     bail!("no domain given: use --config FILE, --config-json FILE or --spec-json FILE")
 }
 
 fn run(args: &Args) -> anyhow::Result<u8> {
-    let cfg = load_config(args)?;
+    let mut cfg = load_config(args)?;
+    if let Some(p) = &args.restore {
+        cfg.restore = Some(
+            std::fs::File::open(p).with_context(|| format!("cannot open image {}", p.display()))?,
+        );
+    }
     let kvm_path = args
         .kvm_device
         .clone()

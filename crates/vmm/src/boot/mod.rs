@@ -333,6 +333,7 @@ mod tests {
             rng: None,
             nics: Vec::new(),
             vcpu_affinity: Vec::new(),
+            restore: None,
         };
         let mem = crate::vstate::memory::create_guest_memory(32 << 20).unwrap();
         let entry = load(
@@ -389,6 +390,7 @@ mod tests {
             rng: None,
             nics: Vec::new(),
             vcpu_affinity: Vec::new(),
+            restore: None,
         };
         let mem = crate::vstate::memory::create_guest_memory(32 << 20).unwrap();
         let entry = load(

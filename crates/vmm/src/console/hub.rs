@@ -74,6 +74,18 @@ impl ConsoleHub {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The output backlog (what a newly attached client is sent first), for a snapshot.
+    pub fn backlog(&self) -> Vec<u8> {
+        self.lock().backlog.iter().copied().collect()
+    }
+
+    /// Puts a saved backlog back (restore): later clients see it first; nothing is written now.
+    pub fn restore_backlog(&self, bytes: &[u8]) {
+        let mut g = self.lock();
+        g.backlog.clear();
+        push_bounded(&mut g.backlog, bytes, BACKLOG_BYTES);
+    }
+
     /// Attaches a pty master for output.
     pub fn set_pty(&self, master: File) {
         self.lock().pty = Some(master);

@@ -14,7 +14,7 @@
 //! Request lines are capped at [`MAX_REQUEST_BYTES`]; a client exceeding it gets an error and is dropped.
 
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 
@@ -27,13 +27,27 @@ pub trait ControlTarget {
     /// # Errors
     /// A message for the refusal (`{"ok":false,"error":...}`).
     fn handle(&self, req: &Request) -> Result<Reply, String>;
+
+    /// Handles a request that came with a descriptor (SCM_RIGHTS): `save` writes its snapshot to it.
+    /// The default refuses requests that need one and ignores a descriptor sent with any other.
+    ///
+    /// # Errors
+    /// As [`ControlTarget::handle`].
+    fn handle_with_fd(&self, req: &Request, _fd: Option<std::fs::File>) -> Result<Reply, String> {
+        self.handle(req)
+    }
 }
 
 /// Parses a line and produces the reply line (without the newline).
 pub fn reply_to(line: &[u8], target: &dyn ControlTarget) -> String {
+    reply_with_fd(line, target, None)
+}
+
+/// [`reply_to`] for a line that came with a descriptor.
+pub fn reply_with_fd(line: &[u8], target: &dyn ControlTarget, fd: Option<std::fs::File>) -> String {
     match domus_vmm_api::decode_request(line) {
         Err(e) => domus_vmm_api::encode_refusal(&format!("bad request: {e}")),
-        Ok(req) => match target.handle(&req) {
+        Ok(req) => match target.handle_with_fd(&req, fd) {
             Ok(reply) => reply.encode(),
             Err(e) => domus_vmm_api::encode_refusal(&e),
         },
@@ -43,6 +57,8 @@ pub fn reply_to(line: &[u8], target: &dyn ControlTarget) -> String {
 struct Client {
     stream: UnixStream,
     buf: Vec<u8>,
+    /// Descriptors received with the bytes in `buf` (the next line takes them).
+    fds: Vec<std::fs::File>,
 }
 
 /// The listening socket and its clients (driven by the machine's main loop).
@@ -87,6 +103,7 @@ impl ControlServer {
                 Client {
                     stream,
                     buf: Vec::new(),
+                    fds: Vec::new(),
                 },
             );
         }
@@ -100,7 +117,7 @@ impl ControlServer {
         };
         let mut chunk = [0u8; 4096];
         let alive = loop {
-            match c.stream.read(&mut chunk) {
+            match recv_with_fd(&c.stream, &mut chunk, &mut c.fds) {
                 Ok(0) => break false,
                 Ok(n) => c.buf.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break true,
@@ -123,7 +140,8 @@ impl ControlServer {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let mut reply = reply_to(line, target);
+            let fd = (!c.fds.is_empty()).then(|| c.fds.remove(0));
+            let mut reply = reply_with_fd(line, target, fd);
             reply.push('\n');
             // Replies are small; a client that does not read them is dropped.
             if c.stream.set_nonblocking(false).is_err()
@@ -141,11 +159,26 @@ impl ControlServer {
     }
 }
 
+/// Reads from `stream` like `read`, collecting a descriptor sent with the bytes (SCM_RIGHTS).
+fn recv_with_fd(
+    stream: &UnixStream,
+    buf: &mut [u8],
+    fds: &mut Vec<std::fs::File>,
+) -> io::Result<usize> {
+    use vmm_sys_util::sock_ctrl_msg::ScmSocket;
+    let (n, fd) = stream
+        .recv_with_fd(buf)
+        .map_err(|e| io::Error::from_raw_os_error(e.errno()))?;
+    fds.extend(fd);
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use domus_vmm_api::{MachineState, StateReply};
     use serde_json::Value;
+    use std::io::Read;
 
     struct Echo;
     impl ControlTarget for Echo {

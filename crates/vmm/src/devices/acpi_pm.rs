@@ -74,6 +74,29 @@ impl AcpiPm {
         }
     }
 
+    /// PM1 status, enable, control and the timer's elapsed time in ns (save state).
+    pub fn snapshot(&self) -> [u64; 4] {
+        let ns = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        [
+            u64::from(self.sts),
+            u64::from(self.en),
+            u64::from(self.cnt),
+            ns,
+        ]
+    }
+
+    /// Restores what [`AcpiPm::snapshot`] returned; the PM timer continues from its saved value.
+    pub fn restore(&mut self, s: [u64; 4]) {
+        let reg = |v: u64| u16::try_from(v & 0xffff).unwrap_or(0);
+        let [sts, en, cnt, ns] = s;
+        self.sts = reg(sts);
+        self.en = reg(en);
+        self.cnt = reg(cnt);
+        self.start = Instant::now()
+            .checked_sub(std::time::Duration::from_nanos(ns))
+            .unwrap_or_else(Instant::now);
+    }
+
     /// Whether `port` belongs to this device.
     pub fn handles(port: u16) -> bool {
         (PM1A_EVT_PORT..PM_TMR_PORT + 4).contains(&port) || port == RESET_PORT

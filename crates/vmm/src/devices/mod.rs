@@ -29,6 +29,19 @@ pub enum PioAction {
     Stop(Outcome),
 }
 
+/// The port devices' saved state.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct LegacySnapshot {
+    /// The 16550.
+    pub serial: legacy::serial::SerialSnapshot,
+    /// CMOS index register.
+    pub cmos_index: u8,
+    /// CMOS RAM.
+    pub cmos_ram: Vec<u8>,
+    /// ACPI PM1 status, enable, control, timer ns.
+    pub acpi_pm: [u64; 4],
+}
+
 /// Pulses the SCI line (GSI 9).
 pub type SciLine = Box<dyn Fn() + Send + Sync>;
 
@@ -177,6 +190,29 @@ impl Devices {
     /// The console input queue is full.
     pub fn serial_break(&self, key: u8) -> Result<(), &'static str> {
         lock(&self.serial).send_break(key)
+    }
+
+    /// The port devices' save state (i8042 and pvpanic have none).
+    pub fn snapshot(&self) -> LegacySnapshot {
+        let (cmos_index, cmos_ram) = lock(&self.cmos).snapshot();
+        LegacySnapshot {
+            serial: lock(&self.serial).snapshot(),
+            cmos_index,
+            cmos_ram,
+            acpi_pm: lock(&self.pm).snapshot(),
+        }
+    }
+
+    /// Restores the CMOS and ACPI PM state (the UART is built from its state: see
+    /// [`SerialDevice::from_snapshot`]).
+    pub fn restore(&self, s: &LegacySnapshot) {
+        lock(&self.cmos).restore(s.cmos_index, &s.cmos_ram);
+        lock(&self.pm).restore(s.acpi_pm);
+    }
+
+    /// The virtio-mmio transports, slot order.
+    pub fn virtio(&self) -> &[Arc<virtio::mmio::MmioTransport>] {
+        &self.virtio
     }
 
     /// Bytes typed on the console.

@@ -30,6 +30,7 @@ pub struct Ctl<'a> {
     memory_mib: u64,
     mem: &'a GuestMem,
     acked: Cell<bool>,
+    save: Option<super::save::SaveSources<'a>>,
     /// (when, CPU ns) per vCPU at the previous `state`.
     samples: RefCell<Vec<(Instant, u64)>>,
 }
@@ -52,8 +53,39 @@ impl<'a> Ctl<'a> {
             memory_mib,
             mem,
             acked: Cell::new(false),
+            save: None,
             samples: RefCell::new(Vec::new()),
         }
+    }
+
+    /// Enables `save` (the VM and console the snapshot is taken from).
+    #[must_use]
+    pub fn with_save(mut self, src: super::save::SaveSources<'a>) -> Self {
+        self.save = Some(src);
+        self
+    }
+
+    /// `save`: pause, collect, write to `out`; resume afterwards only with `resume` and if the guest
+    /// was running. A failure resumes a guest that was running (the domain stays as it was).
+    fn save(&self, out: Option<std::fs::File>, resume: bool) -> Result<Reply, String> {
+        let out =
+            out.ok_or("save: no descriptor came with the request (send one with SCM_RIGHTS)")?;
+        let src = self
+            .save
+            .as_ref()
+            .ok_or("save: not supported by this machine")?;
+        if self.shared.should_stop() {
+            return Err("the domain has stopped".into());
+        }
+        let was_paused = self.shared.is_paused();
+        self.pause()?;
+        let result =
+            super::save::collect(src, self.vcpus, self.devices, self.memory_mib, was_paused)
+                .and_then(|snap| super::save::write(out, &snap, self.mem));
+        if !was_paused && (resume || result.is_err()) {
+            self.resume()?;
+        }
+        result.map(|_bytes| Reply::Done)
     }
 
     /// Whether a client acknowledged the outcome.
@@ -214,8 +246,16 @@ impl<'a> Ctl<'a> {
 }
 
 impl ControlTarget for Ctl<'_> {
+    fn handle_with_fd(&self, req: &Request, fd: Option<std::fs::File>) -> Result<Reply, String> {
+        match req {
+            Request::Save { resume } => self.save(fd, *resume),
+            other => self.handle(other),
+        }
+    }
+
     fn handle(&self, req: &Request) -> Result<Reply, String> {
         match req {
+            Request::Save { .. } => Err("save: no descriptor came with the request".into()),
             Request::State => Ok(Reply::State(self.state())),
             Request::Pause => self.pause(),
             Request::Resume => self.resume(),

@@ -7,6 +7,8 @@
 mod control_target;
 pub mod coredump;
 mod event_loop;
+mod restore;
+pub mod save;
 pub mod shared;
 pub mod sockets;
 pub mod vcpu_thread;
@@ -93,6 +95,9 @@ pub enum MachineError {
     /// A NIC.
     #[error(transparent)]
     Net(#[from] crate::devices::virtio::net::NetError),
+    /// The snapshot to restore from is unusable (nothing ran).
+    #[error("cannot restore the domain: {0}")]
+    Restore(String),
     /// Host resources (eventfd, epoll, pty, threads).
     #[error("{what}")]
     Host {
@@ -146,7 +151,19 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
     for (n, tap) in cfg.nics.iter().zip(taps) {
         crate::devices::virtio::net::attach(&mut virtio, vm.fd(), &ram, &n.spec, tap)?;
     }
-    let entry = boot::load(ram.mmap(), cfg, &virtio.dsdt_devices())?;
+    // A restore reads the image now (RAM straight into guest memory; refused as a whole on any
+    // damage), instead of loading a kernel; its state is applied below, before anything runs.
+    let restored = match &cfg.restore {
+        Some(f) => Some(restore::read_image(f, cfg, &ram, virtio.len())?),
+        None => None,
+    };
+    let entry = match &restored {
+        Some(_) => boot::EntryPoint::Pvh {
+            entry: 0,
+            start_info: 0,
+        },
+        None => boot::load(ram.mmap(), cfg, &virtio.dsdt_devices())?,
+    };
     let supported = kvm.supported_cpuid()?;
 
     let serial_irq =
@@ -158,7 +175,15 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
             source: std::io::Error::from_raw_os_error(e.errno()),
         })?;
     let hub = ConsoleHub::new(opts.console == ConsoleMode::Stdio);
-    let serial = SerialDevice::new(IrqTrigger(serial_irq), ConsoleSink(hub.clone()));
+    let serial = match &restored {
+        Some(snap) => SerialDevice::from_snapshot(
+            IrqTrigger(serial_irq),
+            ConsoleSink(hub.clone()),
+            &snap.legacy.serial,
+        )
+        .map_err(MachineError::Restore)?,
+        None => SerialDevice::new(IrqTrigger(serial_irq), ConsoleSink(hub.clone())),
+    };
     let sci_vm = Arc::clone(&vm);
     let devices = Arc::new(
         Devices::new(
@@ -177,6 +202,10 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
             cfg.vcpus,
             entry,
         )?);
+    }
+
+    if let Some(snap) = &restored {
+        restore::apply(snap, &vm, &vcpu_fds, &devices, &hub)?;
     }
 
     // From here on, resources outside the process exist: sockets (removed on drop) and threads.
@@ -201,8 +230,10 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
         None => None,
     };
 
-    let shared =
-        Arc::new(Shared::new(cfg.vcpus, host_is_pvm).map_err(host("cannot create an eventfd"))?);
+    let mut shared =
+        Shared::new(cfg.vcpus, host_is_pvm).map_err(host("cannot create an eventfd"))?;
+    shared.msr_list = kvm.msr_index_list();
+    let shared = Arc::new(shared);
     crate::vstate::vcpu::install_kick_handler().map_err(|e| MachineError::Host {
         what: "cannot install the vCPU kick signal handler",
         source: std::io::Error::from_raw_os_error(e.errno()),
@@ -218,6 +249,9 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
     .map_err(host("cannot start the vCPU threads"))?;
     shared.set_paused(opts.start_paused);
     let started = virtio.start_threads();
+    if restored.is_some() {
+        virtio.notify_all();
+    }
     let vcpus = RefCell::new(vcpus);
     let virtio = RefCell::new(virtio);
 
@@ -228,6 +262,7 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
         vcpus: &vcpus,
         virtio: &virtio,
         memory_mib: cfg.memory_mib,
+        vm: &vm,
         mem: ram.mmap(),
         console_listener: console_sock
             .as_ref()

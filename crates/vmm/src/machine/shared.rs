@@ -37,6 +37,8 @@ pub struct Shared {
     pub started: Instant,
     /// The host's KVM is PVM (found once at setup; only used to explain crashes).
     pub host_is_pvm: bool,
+    /// The MSRs a vCPU's saved state includes (KVM_GET_MSR_INDEX_LIST).
+    pub msr_list: Vec<u32>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -57,6 +59,7 @@ impl Shared {
             wake: EventFd::new(libc::EFD_NONBLOCK)?,
             started: Instant::now(),
             host_is_pvm,
+            msr_list: Vec::new(),
         })
     }
 

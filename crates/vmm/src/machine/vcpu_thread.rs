@@ -53,7 +53,7 @@ pub fn run(
                     s.parked.store(true, Ordering::SeqCst);
                 }
                 events.ack(ThreadAck::Paused);
-                let resumed = events.stay_paused(|| save_state(vcpu.fd()));
+                let resumed = events.stay_paused(|| save_state(id, vcpu.fd(), &shared));
                 if let Some(s) = status {
                     s.parked.store(false, Ordering::SeqCst);
                 }
@@ -63,7 +63,9 @@ pub fn run(
                 continue;
             }
             Some(ThreadEvent::Resume) => events.ack(ThreadAck::Resumed),
-            Some(ThreadEvent::SaveState) => events.ack(ThreadAck::State(save_state(vcpu.fd()))),
+            Some(ThreadEvent::SaveState) => {
+                events.ack(ThreadAck::State(save_state(id, vcpu.fd(), &shared)));
+            }
             Some(ThreadEvent::Stop) => break,
             None => {}
         }
@@ -102,22 +104,16 @@ pub fn run(
     events.ack(ThreadAck::Stopped);
 }
 
-/// The save-state hook: the general-purpose and segment registers for now (the migration issue adds
-/// the rest: FPU, XSAVE, MSRs, LAPIC, events).
-fn save_state(fd: &VcpuFd) -> Vec<u8> {
-    match (fd.get_regs(), fd.get_sregs()) {
-        (Ok(regs), Ok(sregs)) => {
-            let mut out = Vec::new();
-            out.extend_from_slice(&regs.rip.to_le_bytes());
-            out.extend_from_slice(&regs.rsp.to_le_bytes());
-            out.extend_from_slice(&regs.rflags.to_le_bytes());
-            out.extend_from_slice(&sregs.cr0.to_le_bytes());
-            out.extend_from_slice(&sregs.cr3.to_le_bytes());
-            out.extend_from_slice(&sregs.cr4.to_le_bytes());
-            out.extend_from_slice(&sregs.efer.to_le_bytes());
-            out
+/// The save-state hook: the whole architectural state ([`crate::vstate::state::VcpuState`]) as JSON;
+/// empty when an ioctl failed (the caller refuses the snapshot then).
+fn save_state(id: usize, fd: &VcpuFd, shared: &Shared) -> Vec<u8> {
+    let id = u32::try_from(id).unwrap_or(u32::MAX);
+    match crate::vstate::state::save_vcpu(fd, id, &shared.msr_list) {
+        Ok(st) => serde_json::to_vec(&st).unwrap_or_default(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the vCPU state");
+            Vec::new()
         }
-        _ => Vec::new(),
     }
 }
 

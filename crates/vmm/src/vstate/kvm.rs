@@ -59,6 +59,14 @@ pub struct KvmSystem {
 }
 
 impl KvmSystem {
+    /// The MSRs KVM wants saved and restored with a vCPU (KVM_GET_MSR_INDEX_LIST; empty if refused).
+    pub fn msr_index_list(&self) -> Vec<u32> {
+        self.kvm
+            .get_msr_index_list()
+            .map(|l| l.as_slice().to_vec())
+            .unwrap_or_default()
+    }
+
     /// Opens `path` (normally `/dev/kvm`) and checks what the machine model needs.
     ///
     /// # Errors

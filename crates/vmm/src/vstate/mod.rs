@@ -6,5 +6,6 @@
 pub mod cpuid;
 pub mod kvm;
 pub mod memory;
+pub mod state;
 pub mod vcpu;
 pub mod vm;

@@ -53,6 +53,23 @@ impl Cmos {
         }
     }
 
+    /// The index register and RAM (save state).
+    pub fn snapshot(&self) -> (u8, Vec<u8>) {
+        (self.index, self.ram.to_vec())
+    }
+
+    /// Restores what [`Cmos::snapshot`] returned (a RAM image of another size is cut or padded).
+    pub fn restore(&mut self, index: u8, ram: &[u8]) {
+        self.index = index;
+        for (d, s) in self
+            .ram
+            .iter_mut()
+            .zip(ram.iter().chain(std::iter::repeat(&0)))
+        {
+            *d = *s;
+        }
+    }
+
     /// Guest read.
     pub fn read(&self, port: u16) -> u8 {
         if port == INDEX_PORT {

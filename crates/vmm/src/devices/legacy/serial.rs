@@ -47,6 +47,17 @@ impl Trigger for IrqTrigger {
     }
 }
 
+/// A UART's saved state (vm-superio's `SerialState` plus the input queued behind its FIFO).
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SerialSnapshot {
+    /// DLL, DLM, IER, IIR, LCR, LSR, MCR, MSR, SCR.
+    pub regs: Vec<u8>,
+    /// Receive FIFO.
+    pub fifo: Vec<u8>,
+    /// Console input not yet in the FIFO.
+    pub pending: Vec<u8>,
+}
+
 /// The UART plus its pending input.
 pub struct SerialDevice<W: Write> {
     uart: Serial<IrqTrigger, NoEvents, W>,
@@ -65,6 +76,66 @@ impl<W: Write> SerialDevice<W> {
             dropped_input: 0,
             break_at_head: false,
         }
+    }
+
+    /// The registers, receive FIFO and queued input (a break in the queue is kept as a plain NUL).
+    pub fn snapshot(&self) -> SerialSnapshot {
+        let st = self.uart.state();
+        SerialSnapshot {
+            regs: vec![
+                st.baud_divisor_low,
+                st.baud_divisor_high,
+                st.interrupt_enable,
+                st.interrupt_identification,
+                st.line_control,
+                st.line_status,
+                st.modem_control,
+                st.modem_status,
+                st.scratch,
+            ],
+            fifo: st.in_buffer,
+            pending: self
+                .pending
+                .iter()
+                .map(|i| match i {
+                    Input::Byte(b) => *b,
+                    Input::Break => 0,
+                })
+                .collect(),
+        }
+    }
+
+    /// A UART in the state `snap` describes (restore), raising `irq` and writing to `out`.
+    ///
+    /// # Errors
+    /// The snapshot's register list or FIFO is malformed.
+    pub fn from_snapshot(irq: IrqTrigger, out: W, snap: &SerialSnapshot) -> Result<Self, String> {
+        let [bdl, bdh, ier, iir, lcr, lsr, mcr, msr, scr] = snap.regs[..] else {
+            return Err(format!(
+                "serial state has {} registers, not 9",
+                snap.regs.len()
+            ));
+        };
+        let st = vm_superio::serial::SerialState {
+            baud_divisor_low: bdl,
+            baud_divisor_high: bdh,
+            interrupt_enable: ier,
+            interrupt_identification: iir,
+            line_control: lcr,
+            line_status: lsr,
+            modem_control: mcr,
+            modem_status: msr,
+            scratch: scr,
+            in_buffer: snap.fifo.clone(),
+        };
+        let uart = Serial::from_state(&st, irq, NoEvents, out)
+            .map_err(|e| format!("serial state refused: {e:?}"))?;
+        Ok(Self {
+            uart,
+            pending: snap.pending.iter().map(|&b| Input::Byte(b)).collect(),
+            dropped_input: 0,
+            break_at_head: false,
+        })
     }
 
     /// Guest read of register `offset` (0-7).

@@ -61,6 +61,16 @@ pub trait VirtioDevice: Send {
     fn save_state(&self) -> Vec<u8> {
         Vec::new()
     }
+
+    /// The restore hook: takes what [`VirtioDevice::save_state`] returned, after the transport
+    /// re-activated the device with the saved features. `Ok(true)`: the configuration space changed
+    /// (the transport raises a configuration interrupt once the machine runs).
+    ///
+    /// # Errors
+    /// The state is malformed for this device.
+    fn restore_state(&mut self, _state: &[u8]) -> Result<bool, String> {
+        Ok(false)
+    }
 }
 
 /// Copies `data.len()` bytes of `space` from `offset` into `data` (zeros past the end): the usual

@@ -127,6 +127,8 @@ pub struct DeviceManager {
     threads: Vec<DeviceThread>,
     disk_stats: Vec<Arc<super::block::BlockStats>>,
     nic_stats: Vec<Arc<super::net::NetStats>>,
+    /// Copies of every slot's QueueNotify eventfds (see [`DeviceManager::notify_all`]).
+    notifies: Vec<Vec<EventFd>>,
 }
 
 /// How long a device thread may take to acknowledge an event (it finishes in-flight I/O first).
@@ -170,16 +172,35 @@ impl DeviceManager {
                 .map_err(host("cannot register the QueueNotify ioeventfd"))?;
             notify.push(fd);
         }
+        let copies = notify
+            .iter()
+            .map(EventFd::try_clone)
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(host("cannot duplicate an eventfd"))?;
         let transport = Arc::new(
             MmioTransport::new(name.clone(), device, ram.clone(), irq)
                 .map_err(|source| DeviceManagerError::Queue { dev: name, source })?,
         );
         self.slots.push(Arc::clone(&transport));
+        self.notifies.push(copies);
         Ok(Attached {
             transport,
             notify,
             slot,
         })
+    }
+
+    /// Signals every queue once, as a driver's QueueNotify would: after a restore, buffers the driver
+    /// made available before the snapshot (whose notifications the old process consumed) get served.
+    /// Only live devices (DRIVER_OK) are signalled.
+    pub fn notify_all(&self) {
+        for (t, fds) in self.slots.iter().zip(&self.notifies) {
+            if t.lock().live() {
+                for fd in fds {
+                    let _ignored = fd.write(1);
+                }
+            }
+        }
     }
 
     /// Registers the counters of the next disk (in the config's order) for [`DeviceManager::disk_stats`].

@@ -143,6 +143,8 @@ impl TransportState {
     }
 }
 
+pub use super::transport_state::{QueueSnapshot, TransportSnapshot};
+
 /// One virtio-mmio slot.
 pub struct MmioTransport {
     name: String,
@@ -279,6 +281,79 @@ impl MmioTransport {
     /// The device model's save-state hook.
     pub fn save_state(&self) -> Vec<u8> {
         self.lock().device.save_state()
+    }
+
+    /// The whole slot's state: transport registers, queues (virtio-queue's `QueueState`) and the
+    /// device's own ([`VirtioDevice::save_state`]). Taken with the device thread paused, i.e. with no
+    /// request in flight.
+    pub fn snapshot(&self) -> TransportSnapshot {
+        let st = self.lock();
+        TransportSnapshot {
+            device_type: self.device_type,
+            status: st.status,
+            device_features_sel: st.device_features_sel,
+            driver_features_sel: st.driver_features_sel,
+            driver_features: st.driver_features,
+            queue_sel: st.queue_sel,
+            interrupt_status: st.interrupt_status,
+            config_generation: st.config_generation,
+            queues: st
+                .queues
+                .iter()
+                .map(|q| QueueSnapshot::from(q.state()))
+                .collect(),
+            device: st.device.save_state(),
+        }
+    }
+
+    /// Puts the slot into the state `snap` describes (before any vCPU or device thread runs): the
+    /// queues, the registers, then a live device is re-activated with its negotiated features and
+    /// given its own state. Pending interrupt bits are signalled again.
+    ///
+    /// # Errors
+    /// The snapshot is for another device type or queue layout, or the device refused it.
+    pub fn restore(&self, snap: &TransportSnapshot) -> Result<(), String> {
+        if snap.device_type != self.device_type || snap.queues.len() != self.queue_max.len() {
+            return Err(format!(
+                "{}: saved device type {} with {} queues, this machine has type {} with {}",
+                self.name,
+                snap.device_type,
+                snap.queues.len(),
+                self.device_type,
+                self.queue_max.len()
+            ));
+        }
+        let mut st = self.lock();
+        let st = &mut *st;
+        st.queues = snap
+            .queues
+            .iter()
+            .map(|q| Queue::try_from(q.to_state()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("{}: saved queue refused: {e}", self.name))?;
+        st.status = snap.status;
+        st.device_features_sel = snap.device_features_sel;
+        st.driver_features_sel = snap.driver_features_sel;
+        st.driver_features = snap.driver_features;
+        st.queue_sel = snap.queue_sel;
+        st.config_generation = snap.config_generation;
+        if st.live() {
+            st.device
+                .activate(st.driver_features)
+                .map_err(|e| format!("{}: re-activation refused: {e}", self.name))?;
+        }
+        let changed = st
+            .device
+            .restore_state(&snap.device)
+            .map_err(|e| format!("{}: {e}", self.name))?;
+        if changed {
+            st.config_generation = st.config_generation.wrapping_add(1);
+        }
+        let pending = snap.interrupt_status | if changed { INT_CONFIG } else { 0 };
+        if pending != 0 && st.live() {
+            self.interrupt(st, pending);
+        }
+        Ok(())
     }
 
     /// A guest read of `data.len()` bytes at `offset` into the slot.

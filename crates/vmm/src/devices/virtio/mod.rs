@@ -22,5 +22,6 @@ pub mod net;
 pub mod rng;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod test_utils;
+pub mod transport_state;
 
 pub use manager::{slot_base, slot_gsi, FIRST_GSI, MAX_DEVICES, SLOT_SIZE, WINDOW_BASE};

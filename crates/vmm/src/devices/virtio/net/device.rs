@@ -165,6 +165,28 @@ impl VirtioDevice for NetDevice {
         Ok(())
     }
 
+    /// The driver's current MAC address (it may have set one through the control queue).
+    fn save_state(&self) -> Vec<u8> {
+        self.shared.filter().mac.to_vec()
+    }
+
+    /// Takes the MAC back and, after a restore or migration, asks the guest to announce itself
+    /// (VIRTIO_NET_S_ANNOUNCE) when it negotiated GUEST_ANNOUNCE.
+    fn restore_state(&mut self, state: &[u8]) -> Result<bool, String> {
+        let mac: [u8; 6] = state.try_into().map_err(|_| {
+            format!(
+                "virtio-net state is {} bytes, not a 6-byte MAC",
+                state.len()
+            )
+        })?;
+        self.shared.filter().mac = mac;
+        let announce = self.shared.features() & features::GUEST_ANNOUNCE != 0;
+        if announce {
+            self.shared.set_announce(true);
+        }
+        Ok(announce)
+    }
+
     fn reset(&mut self) {
         self.shared.features.store(0, Ordering::Release);
         // Best effort: with no offloads negotiated the TAP hands plain frames.

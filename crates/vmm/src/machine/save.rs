@@ -1,0 +1,76 @@
+//! The `save` control request: pauses the machine, collects every part's state (vCPU threads through
+//! their save-state event, KVM's VM-wide devices, the port devices, each virtio slot, the console
+//! backlog) and writes the snapshot stream ([`crate::snapshot`]) to the descriptor the client sent.
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::io::BufWriter;
+
+use super::vcpus::Vcpus;
+use crate::console::ConsoleHub;
+use crate::devices::Devices;
+use crate::snapshot::{self, MachineSnapshot};
+use crate::threads::{ThreadAck, ThreadEvent};
+use crate::vstate::memory::GuestMem;
+use crate::vstate::state::VcpuState;
+use crate::vstate::vm::Vm;
+
+/// What a snapshot is taken from.
+pub struct SaveSources<'a> {
+    /// The VM (irqchip, PIT, clock).
+    pub vm: &'a Vm,
+    /// Console backlog.
+    pub hub: &'a ConsoleHub,
+}
+
+/// Collects the machine's state; the vCPUs and device threads must be paused.
+///
+/// # Errors
+/// A message naming the part whose state could not be read.
+pub fn collect(
+    src: &SaveSources<'_>,
+    vcpus: &RefCell<Vcpus>,
+    devices: &Devices,
+    memory_mib: u64,
+    paused: bool,
+) -> Result<MachineSnapshot, String> {
+    let acks = vcpus
+        .borrow_mut()
+        .broadcast(ThreadEvent::SaveState)
+        .map_err(|e| format!("save: a vCPU did not report its state: {e}"))?;
+    let mut states = Vec::with_capacity(acks.len());
+    for (i, ack) in acks.into_iter().enumerate() {
+        let ThreadAck::State(bytes) = ack else {
+            return Err(format!("save: vCPU {i} answered {ack:?}"));
+        };
+        let st: VcpuState = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("save: the state of vCPU {i} could not be read ({e})"))?;
+        states.push(st);
+    }
+    let vm = crate::vstate::state::save_vm(src.vm.fd()).map_err(|e| format!("save: {e}"))?;
+    Ok(MachineSnapshot {
+        memory_mib,
+        vcpus: states,
+        vm,
+        legacy: devices.snapshot(),
+        virtio: devices.virtio().iter().map(|t| t.snapshot()).collect(),
+        console: src.hub.backlog(),
+        paused,
+    })
+}
+
+/// Writes `snap` and guest RAM to `out`; returns the bytes written.
+///
+/// # Errors
+/// A message with the stream error.
+pub fn write(out: File, snap: &MachineSnapshot, mem: &GuestMem) -> Result<u64, String> {
+    let started = std::time::Instant::now();
+    let bytes = snapshot::write(BufWriter::with_capacity(1 << 20, out), snap, mem)
+        .map_err(|e| format!("save: {e}"))?;
+    tracing::info!(
+        bytes,
+        ms = started.elapsed().as_millis(),
+        "snapshot written"
+    );
+    Ok(bytes)
+}

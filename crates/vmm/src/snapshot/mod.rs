@@ -1,0 +1,152 @@
+//! Save and restore of the whole machine through a byte stream ([`format`]): `xl save` / `xl restore`.
+//!
+//! What a snapshot holds ([`MachineSnapshot`]): every vCPU's state (registers, special registers,
+//! XSAVE, XCRs, debug registers, LAPIC, MSRs, pending events, MP state: [`crate::vstate::state`]), the
+//! in-kernel PICs, IOAPIC, PIT and KVM clock, the 16550 (vm-superio's `SerialState`), CMOS/RTC and
+//! ACPI PM registers, each virtio slot (transport registers, negotiated features, virtio-queue's
+//! `QueueState`, the device model's own state through [`crate::devices::virtio::device::VirtioDevice`]'s
+//! save/restore hooks: a new device gets saved by implementing them), the console backlog, and guest RAM
+//! (runs of non-zero 2 MiB chunks; the rest is zero).
+//!
+//! Taking one: the control socket's `save` request carries the descriptor to write to (SCM_RIGHTS),
+//! so the VMM never opens a path. vCPUs and device threads are paused first (a device thread
+//! acknowledges its pause only with no request in flight), each vCPU thread reports its state through
+//! the save-state event, and the VMM writes the stream.
+//!
+//! Restoring: domusd hands the stream over as an inherited descriptor (`restore_fd` in the spec); the
+//! machine is built as for a boot (same devices, from the same configuration), then, instead of loading
+//! a kernel, [`read`] fills RAM and returns the state, which the machine applies before any vCPU or
+//! device thread starts. A stream whose checksum, version or shape does not match is refused before
+//! anything runs.
+
+pub mod format;
+
+use std::io::{Read, Write};
+
+use serde::{Deserialize, Serialize};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
+
+use crate::devices::virtio::mmio::TransportSnapshot;
+use crate::devices::LegacySnapshot;
+use crate::vstate::memory::GuestMem;
+use crate::vstate::state::{VcpuState, VmState};
+use format::{FormatError, Section, StreamReader, StreamWriter, TAG_MACHINE, TAG_RAM};
+
+/// RAM is sent in chunks of this size; all-zero chunks are skipped.
+pub const RAM_CHUNK: usize = 2 << 20;
+
+/// Everything but RAM.
+#[derive(Serialize, Deserialize)]
+pub struct MachineSnapshot {
+    /// Guest RAM size, MiB (must match the restoring machine's).
+    pub memory_mib: u64,
+    /// Per vCPU, in order.
+    pub vcpus: Vec<VcpuState>,
+    /// PIC, IOAPIC, PIT, clock.
+    pub vm: VmState,
+    /// Port devices.
+    pub legacy: LegacySnapshot,
+    /// virtio slots, in slot order.
+    pub virtio: Vec<TransportSnapshot>,
+    /// The console backlog.
+    pub console: Vec<u8>,
+    /// Whether the guest was paused when saved (informational).
+    pub paused: bool,
+}
+
+/// Saving or restoring failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// The stream.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// The machine state could not be encoded or decoded.
+    #[error("machine state in the image is malformed: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The image is for another machine shape.
+    #[error("the image does not match this domain: {0}")]
+    Mismatch(String),
+    /// Guest memory access.
+    #[error("guest memory at {gpa:#x} ({len} bytes) is outside this domain's RAM")]
+    Ram {
+        /// Address.
+        gpa: u64,
+        /// Length.
+        len: u64,
+    },
+}
+
+/// Writes `snap` and all non-zero RAM to `out`; returns the bytes written.
+///
+/// # Errors
+/// [`SnapshotError`].
+pub fn write<W: Write>(
+    out: W,
+    snap: &MachineSnapshot,
+    mem: &GuestMem,
+) -> Result<u64, SnapshotError> {
+    let mut w = StreamWriter::new(out)?;
+    let json = serde_json::to_vec(snap)?;
+    w.section(TAG_MACHINE, &[&json])?;
+    let mut buf = vec![0u8; RAM_CHUNK];
+    for region in mem.iter() {
+        let start = region.start_addr().0;
+        let len = region.len();
+        let mut off = 0u64;
+        while off < len {
+            let n = usize::try_from((len - off).min(RAM_CHUNK as u64)).unwrap_or(RAM_CHUNK);
+            let chunk = buf.get_mut(..n).unwrap_or_default();
+            let gpa = start + off;
+            mem.read_slice(chunk, GuestAddress(gpa))
+                .map_err(|_| SnapshotError::Ram { gpa, len: n as u64 })?;
+            if chunk.iter().any(|&b| b != 0) {
+                w.section(TAG_RAM, &[&gpa.to_le_bytes(), chunk])?;
+            }
+            off += n as u64;
+        }
+    }
+    let total = w.bytes();
+    w.finish()?;
+    Ok(total + 16)
+}
+
+/// Reads a stream: RAM runs go straight into `mem` (which must be fresh, i.e. zero), the machine
+/// state is returned once the trailer's checksum matched.
+///
+/// # Errors
+/// [`SnapshotError`]; on error `mem` may hold part of the image (the machine must not run).
+pub fn read<R: Read>(input: R, mem: &GuestMem) -> Result<MachineSnapshot, SnapshotError> {
+    let ram_bytes: u64 = mem.iter().map(GuestMemoryRegion::len).sum();
+    let mut r = StreamReader::new(input, ram_bytes)?;
+    let mut machine = None;
+    let mut buf = vec![0u8; RAM_CHUNK];
+    loop {
+        match r.next_section()? {
+            Section::Machine(json) => {
+                if machine.is_some() {
+                    return Err(SnapshotError::Mismatch(
+                        "the image has two machine-state sections".into(),
+                    ));
+                }
+                machine = Some(json);
+            }
+            Section::Ram { gpa, len } => {
+                let mut done = 0u64;
+                while done < len {
+                    let n =
+                        usize::try_from((len - done).min(RAM_CHUNK as u64)).unwrap_or(RAM_CHUNK);
+                    let chunk = buf.get_mut(..n).unwrap_or_default();
+                    r.read_payload(chunk)?;
+                    let at = gpa.saturating_add(done);
+                    mem.write_slice(chunk, GuestAddress(at))
+                        .map_err(|_| SnapshotError::Ram { gpa, len })?;
+                    done += n as u64;
+                }
+            }
+            Section::End => break,
+        }
+    }
+    let json = machine
+        .ok_or_else(|| SnapshotError::Mismatch("the image has no machine-state section".into()))?;
+    Ok(serde_json::from_slice(&json)?)
+}
