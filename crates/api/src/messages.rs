@@ -200,6 +200,38 @@ pub struct DumpCoreRequest {
     pub path: String,
 }
 
+/// `POST /v1/domains/DOM/save`: write the domain's image to `path` (xl save).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaveRequest {
+    /// Absolute path of the image to create (on the host); it appears only once complete.
+    pub path: String,
+    /// Leave the domain running afterwards (`-c`) instead of destroying it.
+    #[serde(default)]
+    pub keep: bool,
+    /// With `keep`: leave it paused (`-p`).
+    #[serde(default)]
+    pub paused: bool,
+    /// The configuration to embed instead of the domain's own (xl save's CONFIG argument).
+    #[serde(default)]
+    pub config: Option<domus_config::DomainConfig>,
+}
+
+/// `POST /v1/restore`: recreate a saved domain from the image at `path` (xl restore).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreRequest {
+    /// Absolute path of the image (on the host).
+    pub path: String,
+    /// Leave the domain paused (`-p`).
+    #[serde(default)]
+    pub paused: bool,
+    /// The configuration to use instead of the one embedded in the image (it must describe the same
+    /// machine: memory, vCPUs, devices).
+    #[serde(default)]
+    pub config: Option<domus_config::DomainConfig>,
+}
+
 /// `POST /v1/domains/DOM/trigger` (xl trigger, and xl button-press as `power`/`sleep`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -20,6 +20,8 @@ pub mod network;
 pub mod pause;
 pub mod reboot;
 pub mod rename;
+pub mod restore;
+pub mod save;
 pub mod sched;
 pub mod shutdown;
 pub mod sysrq;
@@ -113,6 +115,10 @@ pub enum Command {
     MemMax(mem_max::Args),
     /// Set a domain's memory target within its maxmem (xl mem-set).
     MemSet(mem_set::Args),
+    /// Save a domain's state to a file (xl save).
+    Save(save::Args),
+    /// Restore a domain from a saved file (xl restore).
+    Restore(restore::Args),
     /// Pause a domain (xl pause).
     Pause(pause::Args),
     /// Reboot a domain (xl reboot).
@@ -172,6 +178,8 @@ impl Command {
             Command::List(_) => "list",
             Command::MemMax(_) => "mem-max",
             Command::MemSet(_) => "mem-set",
+            Command::Save(_) => "save",
+            Command::Restore(_) => "restore",
             Command::Pause(_) => "pause",
             Command::Reboot(_) => "reboot",
             Command::Rename(_) => "rename",
@@ -219,6 +227,8 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
         Command::List(args) => list::run(ctx, args),
         Command::MemMax(args) => mem_max::run(ctx, args),
         Command::MemSet(args) => mem_set::run(ctx, args),
+        Command::Save(args) => save::run(ctx, args),
+        Command::Restore(args) => restore::run(ctx, args),
         Command::Pause(args) => pause::run(ctx, args),
         Command::Reboot(args) => reboot::run(ctx, args),
         Command::Rename(args) => rename::run(ctx, args),

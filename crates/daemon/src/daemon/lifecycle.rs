@@ -69,7 +69,22 @@ impl Daemon {
         config: DomainConfig,
         paused: bool,
     ) -> Result<DomainInfo, ApiError> {
-        self.create_with(config, paused, 0, None)
+        self.create_with(config, paused, 0, None, None)
+    }
+
+    /// [`Daemon::create`] of a domain restored from a saved image: the VMM reads the machine's
+    /// state from `image` (positioned at the VMM's stream) instead of booting its kernel.
+    ///
+    /// # Errors
+    /// As [`Daemon::create`]; a damaged stream makes the VMM fail to start (500), and the domain is
+    /// removed again.
+    pub fn create_restored(
+        self: &Arc<Self>,
+        config: DomainConfig,
+        paused: bool,
+        image: std::fs::File,
+    ) -> Result<DomainInfo, ApiError> {
+        self.create_with(config, paused, 0, None, Some(image))
     }
 
     /// [`Daemon::create`]; `retire` names the domain whose pending restart this create is (and whether
@@ -80,6 +95,7 @@ impl Daemon {
         paused: bool,
         restarts: u32,
         retire: Option<(u32, bool)>,
+        restore: Option<std::fs::File>,
     ) -> Result<DomainInfo, ApiError> {
         if config.uuid.is_empty() {
             config.uuid = random_uuid();
@@ -216,7 +232,7 @@ impl Daemon {
             domid,
             generation,
             &name,
-            (prepared, &vifs, plumbed),
+            (prepared, &vifs, plumbed, restore),
             paused,
             retire,
         ) {
@@ -267,10 +283,11 @@ impl Daemon {
         domid: u32,
         generation: u64,
         name: &str,
-        (prepared, vifs, plumbed): (
+        (prepared, vifs, plumbed, restore): (
             domus_spec::Prepared,
             &[domus_config::VifConfig],
             Vec<domus_net::domain::Plumbed>,
+            Option<std::fs::File>,
         ),
         paused: bool,
         retire: Option<(u32, bool)>,
@@ -281,6 +298,13 @@ impl Daemon {
         let vp = VmmPaths::new(&paths.domain_runtime_dir(domid), paths.vmm_log(name));
         let (mut spec, mut files) = prepared.hand_over();
         net::hand_over_taps(&mut spec, &mut files, vifs, plumbed);
+        // A restored VMM replays the saved console backlog: the logger skips what the log has.
+        let restored = restore.is_some();
+        if let Some(image) = restore {
+            use std::os::fd::AsRawFd;
+            spec.restore_fd = Some(image.as_raw_fd());
+            files.push(image);
+        }
         let mut child = self
             .launcher
             .spawn(&spec, &files, &vp, paused)
@@ -390,7 +414,7 @@ impl Daemon {
             self.update_live(domid, generation, &st);
         }
         cgroup_guard.leaf = None;
-        self.start_threads(domid, generation, pid, &vp, Some(child), false);
+        self.start_threads(domid, generation, pid, &vp, Some(child), restored);
         info!(domid, domname = %name, pid, "domain running");
         self.get(&domid.to_string()).or(Ok(info))
     }
@@ -568,7 +592,7 @@ impl Daemon {
     ) {
         let name = config.name.clone();
         let me = Arc::clone(self);
-        if let Err(e) = me.create_with(config, false, restarts, Some((old, keep_old))) {
+        if let Err(e) = me.create_with(config, false, restarts, Some((old, keep_old)), None) {
             if e.status == RESTART_CANCELLED {
                 info!(domid = old, domname = %name, "restart cancelled by destroy/shutdown");
             } else {

@@ -18,6 +18,7 @@ pub mod control_watch;
 pub mod dmesg;
 pub mod domain;
 pub mod host;
+mod image;
 mod intake;
 mod lifecycle;
 #[cfg(test)]
@@ -28,6 +29,7 @@ pub mod records;
 mod recovery;
 pub mod resources;
 pub mod restart_guard;
+mod save;
 pub mod server;
 pub mod sizing;
 pub mod store;

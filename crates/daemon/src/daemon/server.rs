@@ -11,8 +11,9 @@ use anyhow::{bail, Context};
 use domus_api::http::Request;
 use domus_api::messages::{
     self, ConfigUpdateRequest, CreateRequest, DmesgReply, DumpCoreRequest, ErrorReply,
-    MemMaxRequest, MemSetRequest, RebootRequest, RenameRequest, SchedCreditRequest,
-    ShutdownRequest, SysrqRequest, TriggerRequest, VcpuPinRequest, VcpuSetRequest,
+    MemMaxRequest, MemSetRequest, RebootRequest, RenameRequest, RestoreRequest, SaveRequest,
+    SchedCreditRequest, ShutdownRequest, SysrqRequest, TriggerRequest, VcpuPinRequest,
+    VcpuSetRequest,
 };
 use serde::de::DeserializeOwned;
 use tracing::debug;
@@ -109,6 +110,10 @@ fn route(d: &Arc<Daemon>, req: &Request) -> Result<serde_json::Value, ApiError> 
             let r: CreateRequest = body(req)?;
             json(d.create(r.config, r.paused)?)
         }
+        ("POST", ["v1", "restore"]) => {
+            let r: RestoreRequest = body(req)?;
+            json(d.restore_image(&r)?)
+        }
         ("GET", ["v1", "host"]) => json(d.host()),
         ("GET", ["v1", "dmesg"]) => json(DmesgReply {
             lines: d.dmesg.lines(false),
@@ -149,6 +154,10 @@ fn domain_route(
         ("POST", ["dump-core"]) => {
             let r: DumpCoreRequest = body(req)?;
             d.dump_core(dom, &r.path).and_then(|()| ok())
+        }
+        ("POST", ["save"]) => {
+            let r: SaveRequest = body(req)?;
+            d.save_image(dom, &r).and_then(|()| ok())
         }
         ("POST", ["sysrq"]) => {
             let r: SysrqRequest = body(req)?;

@@ -354,6 +354,60 @@ impl Control {
         })
     }
 
+    /// Sends `req` with the descriptor `fd` attached (SCM_RIGHTS: `save` writes to it); waits for
+    /// its data-less reply.
+    ///
+    /// # Errors
+    /// As [`Control::request`].
+    pub fn send_with_fd(&mut self, req: &Request, fd: &std::fs::File) -> Result<(), VmmError> {
+        use std::os::fd::AsRawFd;
+        use vmm_sys_util::sock_ctrl_msg::ScmSocket;
+        let mut line = domus_vmm_api::encode_request(req).into_bytes();
+        line.push(b'\n');
+        let (head, rest) = line.split_at(1);
+        // The descriptor rides on the first byte; the rest follows as plain bytes.
+        self.reader
+            .get_ref()
+            .send_with_fd(head, fd.as_raw_fd())
+            .map_err(|e| VmmError::Control {
+                path: self.path.clone(),
+                source: io::Error::from_raw_os_error(e.errno()),
+            })?;
+        self.reader
+            .get_mut()
+            .write_all(rest)
+            .map_err(|source| VmmError::Control {
+                path: self.path.clone(),
+                source,
+            })?;
+        let mut reply = Vec::new();
+        let limit = u64::try_from(MAX_REPLY_BYTES).unwrap_or(u64::MAX);
+        let n = Read::take(&mut self.reader, limit)
+            .read_until(b'\n', &mut reply)
+            .map_err(|source| VmmError::Control {
+                path: self.path.clone(),
+                source,
+            })?;
+        if n == 0 {
+            return Err(VmmError::Control {
+                path: self.path.clone(),
+                source: io::Error::new(io::ErrorKind::UnexpectedEof, "control socket closed"),
+            });
+        }
+        domus_vmm_api::decode_reply::<domus_vmm_api::Done>(&reply)
+            .map(drop)
+            .map_err(|e| match e {
+                ReplyError::Refused(message) => VmmError::Refused {
+                    cmd: req.name(),
+                    message,
+                },
+                ReplyError::Malformed(e) => VmmError::Control {
+                    path: self.path.clone(),
+                    source: io::Error::new(io::ErrorKind::InvalidData, e),
+                },
+            })
+    }
+
     /// Sends a request whose reply carries no data.
     ///
     /// # Errors
