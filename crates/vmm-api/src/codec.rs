@@ -7,7 +7,7 @@ use std::fmt;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::types::{Done, OutcomeReply, Request, StateReply};
+use crate::types::{Done, MigrateReply, OutcomeReply, Request, StateReply};
 
 /// A reply body: the data a successful reply carries next to `"ok": true`.
 pub trait ReplyBody: Serialize + DeserializeOwned + sealed::Sealed {}
@@ -17,11 +17,13 @@ mod sealed {
     impl Sealed for super::Done {}
     impl Sealed for super::StateReply {}
     impl Sealed for super::OutcomeReply {}
+    impl Sealed for super::MigrateReply {}
 }
 
 impl ReplyBody for Done {}
 impl ReplyBody for StateReply {}
 impl ReplyBody for OutcomeReply {}
+impl ReplyBody for MigrateReply {}
 
 /// Any successful reply, as a server produces it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +34,8 @@ pub enum Reply {
     State(StateReply),
     /// The reply to [`Request::Outcome`].
     Outcome(OutcomeReply),
+    /// The reply to [`Request::Migrate`].
+    Migrate(MigrateReply),
 }
 
 impl Reply {
@@ -41,6 +45,7 @@ impl Reply {
             Self::Done => encode_ok(&Done {}),
             Self::State(s) => encode_ok(s),
             Self::Outcome(o) => encode_ok(o),
+            Self::Migrate(m) => encode_ok(m),
         }
     }
 }

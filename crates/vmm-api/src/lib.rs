@@ -49,8 +49,8 @@ pub use codec::{
     ReplyError,
 };
 pub use types::{
-    DiskStats, Done, MachineState, NicStats, Outcome, OutcomeReply, Reason, Request, StateReply,
-    VcpuRunState, VcpuState, EXIT_VMM_ERROR,
+    DiskStats, Done, MachineState, MigrateReply, NicStats, Outcome, OutcomeReply, Reason, Request,
+    StateReply, VcpuRunState, VcpuState, EXIT_VMM_ERROR,
 };
 
 /// Longest request line a VMM accepts (without its newline).

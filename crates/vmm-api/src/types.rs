@@ -59,6 +59,36 @@ pub enum Request {
         #[serde(default)]
         resume: bool,
     },
+    /// Live migration, sending side: stream the machine to the descriptor sent with this request line
+    /// (SCM_RIGHTS) — guest RAM pre-copied while the guest runs, with KVM's dirty logging, until what is
+    /// left fits `downtime_ms`, then the guest is paused and the rest sent with every device's state.
+    /// The guest stays paused afterwards (the caller destroys or resumes it); on a failure before the
+    /// end it runs on. Replies with [`MigrateReply`].
+    Migrate {
+        /// Downtime target for the final stop-and-copy, ms (default 300).
+        #[serde(default)]
+        downtime_ms: Option<u64>,
+        /// Use the dirty bitmap even where KVM offers the dirty ring.
+        #[serde(default)]
+        force_bitmap: bool,
+    },
+}
+
+/// What a live migration's sending side did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrateReply {
+    /// Bytes written to the stream.
+    pub bytes: u64,
+    /// Pre-copy rounds (the first sends all of RAM).
+    pub iterations: u32,
+    /// Dirty pages found after each round, in order (the last is what the stop-and-copy sent).
+    pub dirty_pages: Vec<u64>,
+    /// Dirty tracking used: `bitmap` or `ring`.
+    pub tracking: String,
+    /// From the start to the end of the stream, ms.
+    pub total_ms: u64,
+    /// From pausing the guest to the end of the stream, ms (the source's part of the downtime).
+    pub stop_copy_ms: u64,
 }
 
 impl Request {
@@ -78,6 +108,7 @@ impl Request {
             Self::DumpCore { .. } => "dump-core",
             Self::Nmi { .. } => "nmi",
             Self::Save { .. } => "save",
+            Self::Migrate { .. } => "migrate",
         }
     }
 }

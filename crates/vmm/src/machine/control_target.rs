@@ -88,6 +88,44 @@ impl<'a> Ctl<'a> {
         result.map(|_bytes| Reply::Done)
     }
 
+    /// `migrate`: the live stream into `out`; the guest is left paused on success, running (if it
+    /// was) on failure.
+    fn migrate(
+        &self,
+        out: Option<std::fs::File>,
+        downtime_ms: Option<u64>,
+    ) -> Result<Reply, String> {
+        let out =
+            out.ok_or("migrate: no descriptor came with the request (send one with SCM_RIGHTS)")?;
+        let src = self
+            .save
+            .as_ref()
+            .ok_or("migrate: not supported by this machine")?;
+        if self.shared.should_stop() {
+            return Err("the domain has stopped".into());
+        }
+        if self.shared.is_paused() {
+            return Err("migrate: the domain is paused: unpause it first".into());
+        }
+        let pause = || self.pause().map(drop);
+        let result = super::migrate::send(
+            src,
+            self.vcpus,
+            self.devices,
+            self.memory_mib,
+            out,
+            downtime_ms.unwrap_or(super::migrate::DEFAULT_DOWNTIME_MS),
+            &pause,
+        );
+        match result {
+            Ok(r) => Ok(Reply::Migrate(r)),
+            Err(e) => {
+                self.resume()?;
+                Err(e)
+            }
+        }
+    }
+
     /// Whether a client acknowledged the outcome.
     pub fn is_acked(&self) -> bool {
         self.acked.get()
@@ -249,13 +287,17 @@ impl ControlTarget for Ctl<'_> {
     fn handle_with_fd(&self, req: &Request, fd: Option<std::fs::File>) -> Result<Reply, String> {
         match req {
             Request::Save { resume } => self.save(fd, *resume),
+            Request::Migrate { downtime_ms, .. } => self.migrate(fd, *downtime_ms),
             other => self.handle(other),
         }
     }
 
     fn handle(&self, req: &Request) -> Result<Reply, String> {
         match req {
-            Request::Save { .. } => Err("save: no descriptor came with the request".into()),
+            Request::Save { .. } | Request::Migrate { .. } => Err(format!(
+                "{}: no descriptor came with the request",
+                req.name()
+            )),
             Request::State => Ok(Reply::State(self.state())),
             Request::Pause => self.pause(),
             Request::Resume => self.resume(),

@@ -47,6 +47,8 @@ pub struct LoopContext<'a> {
     pub memory_mib: u64,
     /// The VM (for `save`).
     pub vm: &'a crate::vstate::vm::Vm,
+    /// Guest RAM (for `migrate`'s dirty tracking).
+    pub ram: &'a crate::vstate::memory::GuestRam,
     /// Guest memory (for `dump-core`).
     pub mem: &'a crate::vstate::memory::GuestMem,
     /// Console listener.
@@ -134,6 +136,7 @@ pub fn run(mut ctx: LoopContext<'_>) -> io::Result<Outcome> {
     .with_save(super::save::SaveSources {
         vm: ctx.vm,
         hub: ctx.hub,
+        ram: ctx.ram,
     });
     let mut console_clients: HashMap<u64, UnixStream> = HashMap::new();
     let mut events = vec![EpollEvent::default(); 32];

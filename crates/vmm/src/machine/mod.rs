@@ -7,6 +7,7 @@
 mod control_target;
 pub mod coredump;
 mod event_loop;
+pub mod migrate;
 mod restore;
 pub mod save;
 pub mod shared;
@@ -263,6 +264,7 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
         virtio: &virtio,
         memory_mib: cfg.memory_mib,
         vm: &vm,
+        ram: &ram,
         mem: ram.mmap(),
         console_listener: console_sock
             .as_ref()

@@ -21,6 +21,8 @@ pub struct SaveSources<'a> {
     pub vm: &'a Vm,
     /// Console backlog.
     pub hub: &'a ConsoleHub,
+    /// Guest RAM (dirty tracking of device writes, for live migration).
+    pub ram: &'a crate::vstate::memory::GuestRam,
 }
 
 /// Collects the machine's state; the vCPUs and device threads must be paused.

@@ -88,6 +88,17 @@ pub fn write<W: Write>(
     let mut w = StreamWriter::new(out)?;
     let json = serde_json::to_vec(snap)?;
     w.section(TAG_MACHINE, &[&json])?;
+    write_ram(&mut w, mem)?;
+    let total = w.bytes();
+    w.finish()?;
+    Ok(total + 16)
+}
+
+/// Appends every non-zero 2 MiB chunk of guest RAM to `w` (a fresh restore target is zero).
+///
+/// # Errors
+/// [`SnapshotError`].
+pub fn write_ram<W: Write>(w: &mut StreamWriter<W>, mem: &GuestMem) -> Result<(), SnapshotError> {
     let mut buf = vec![0u8; RAM_CHUNK];
     for region in mem.iter() {
         let start = region.start_addr().0;
@@ -105,9 +116,41 @@ pub fn write<W: Write>(
             off += n as u64;
         }
     }
-    let total = w.bytes();
-    w.finish()?;
-    Ok(total + 16)
+    Ok(())
+}
+
+/// Appends the 4 KiB pages at `pages` (sorted, deduplicated guest addresses), whatever they hold
+/// (a page zeroed since it was sent must be sent again), contiguous pages as one run of at most
+/// [`RAM_CHUNK`] bytes. Returns the bytes of guest memory sent.
+///
+/// # Errors
+/// [`SnapshotError`].
+pub fn write_pages<W: Write>(
+    w: &mut StreamWriter<W>,
+    mem: &GuestMem,
+    pages: &[u64],
+) -> Result<u64, SnapshotError> {
+    const PAGE: u64 = 4096;
+    let mut buf = vec![0u8; RAM_CHUNK];
+    let mut sent = 0u64;
+    let mut i = 0;
+    while let Some(&start) = pages.get(i) {
+        let mut end = start + PAGE;
+        i += 1;
+        while pages.get(i) == Some(&end) && end - start < RAM_CHUNK as u64 {
+            end += PAGE;
+            i += 1;
+        }
+        let len = end - start;
+        let chunk = buf
+            .get_mut(..usize::try_from(len).unwrap_or(RAM_CHUNK))
+            .unwrap_or_default();
+        mem.read_slice(chunk, GuestAddress(start))
+            .map_err(|_| SnapshotError::Ram { gpa: start, len })?;
+        w.section(TAG_RAM, &[&start.to_le_bytes(), chunk])?;
+        sent += len;
+    }
+    Ok(sent)
 }
 
 /// Reads a stream: RAM runs go straight into `mem` (which must be fresh, i.e. zero), the machine

@@ -1,6 +1,8 @@
 //! The KVM VM: guest memory slots, in-kernel irqchip (PIC + IOAPIC + LAPICs) and PIT.
 
-use kvm_bindings::{kvm_pit_config, kvm_userspace_memory_region, KVM_PIT_SPEAKER_DUMMY};
+use kvm_bindings::{
+    kvm_pit_config, kvm_userspace_memory_region, KVM_MEM_LOG_DIRTY_PAGES, KVM_PIT_SPEAKER_DUMMY,
+};
 use kvm_ioctls::VmFd;
 use vm_memory::{Address, GuestMemoryBackend, GuestMemoryRegion, MemoryRegionAddress};
 
@@ -46,6 +48,35 @@ pub enum VmError {
     Pit(#[source] kvm_ioctls::Error),
 }
 
+/// Registers (or re-registers, to change `flags`) every region of `mem` as a KVM memory slot.
+fn register_slots(fd: &VmFd, mem: &GuestMem, flags: u32) -> Result<(), VmError> {
+    for (slot, region) in mem.iter().enumerate() {
+        let gpa = region.start_addr().raw_value();
+        let host = region
+            .get_host_address(MemoryRegionAddress(0))
+            .map_err(|source| VmError::HostAddress { gpa, source })?;
+        let slot = u32::try_from(slot).unwrap_or(u32::MAX);
+        let desc = kvm_userspace_memory_region {
+            slot,
+            flags,
+            guest_phys_addr: gpa,
+            memory_size: region.len(),
+            userspace_addr: host as u64,
+        };
+        // SAFETY: `host` is the start of a live mmap of exactly `region.len()` bytes owned by `mem`,
+        // and the caller keeps `mem` alive as long as the VM (the machine owns both and drops the VM
+        // first); slots do not overlap because the regions of a GuestMemoryMmap do not. Re-registering
+        // the same slot with the same range only changes its flags.
+        unsafe { fd.set_user_memory_region(desc) }.map_err(|source| VmError::MemorySlot {
+            slot,
+            gpa,
+            size: region.len(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
 /// The VM file descriptor with its memory registered and interrupt controllers created.
 pub struct Vm {
     fd: VmFd,
@@ -61,29 +92,7 @@ impl Vm {
         if let Err(e) = fd.set_tss_address(KVM_TSS_ADDRESS) {
             tracing::debug!(error = %e, "KVM_SET_TSS_ADDR failed (not needed on every KVM)");
         }
-        for (slot, region) in mem.iter().enumerate() {
-            let gpa = region.start_addr().raw_value();
-            let host = region
-                .get_host_address(MemoryRegionAddress(0))
-                .map_err(|source| VmError::HostAddress { gpa, source })?;
-            let slot = u32::try_from(slot).unwrap_or(u32::MAX);
-            let desc = kvm_userspace_memory_region {
-                slot,
-                flags: 0,
-                guest_phys_addr: gpa,
-                memory_size: region.len(),
-                userspace_addr: host as u64,
-            };
-            // SAFETY: `host` is the start of a live mmap of exactly `region.len()` bytes owned by `mem`,
-            // and the caller keeps `mem` alive as long as the VM (the machine owns both and drops the VM
-            // first); slots do not overlap because the regions of a GuestMemoryMmap do not.
-            unsafe { fd.set_user_memory_region(desc) }.map_err(|source| VmError::MemorySlot {
-                slot,
-                gpa,
-                size: region.len(),
-                source,
-            })?;
-        }
+        register_slots(&fd, mem, 0)?;
         fd.create_irq_chip().map_err(VmError::Irqchip)?;
         let pit = kvm_pit_config {
             flags: KVM_PIT_SPEAKER_DUMMY,
@@ -96,6 +105,39 @@ impl Vm {
     /// The VM fd (for vCPU creation and irqfds).
     pub fn fd(&self) -> &VmFd {
         &self.fd
+    }
+
+    /// Turns KVM's dirty-page logging (the bitmap: KVM_MEM_LOG_DIRTY_PAGES) on or off for every slot.
+    ///
+    /// # Errors
+    /// [`VmError::MemorySlot`].
+    pub fn set_dirty_logging(&self, mem: &GuestMem, on: bool) -> Result<(), VmError> {
+        let flags = if on { KVM_MEM_LOG_DIRTY_PAGES } else { 0 };
+        register_slots(&self.fd, mem, flags)
+    }
+
+    /// The guest-physical addresses of the 4 KiB pages the vCPUs wrote since the previous call (or
+    /// since logging was turned on); KVM clears its bitmap as it hands it over.
+    ///
+    /// # Errors
+    /// KVM_GET_DIRTY_LOG failed.
+    pub fn take_dirty_pages(&self, mem: &GuestMem) -> Result<Vec<u64>, kvm_ioctls::Error> {
+        let mut pages = Vec::new();
+        for (slot, region) in mem.iter().enumerate() {
+            let slot = u32::try_from(slot).unwrap_or(u32::MAX);
+            let len = usize::try_from(region.len()).unwrap_or(usize::MAX);
+            let bitmap = self.fd.get_dirty_log(slot, len)?;
+            let base = region.start_addr().raw_value();
+            for (i, word) in bitmap.iter().enumerate() {
+                let mut w = *word;
+                while w != 0 {
+                    let bit = u64::from(w.trailing_zeros());
+                    w &= w - 1;
+                    pages.push(base + ((i as u64) * 64 + bit) * 4096);
+                }
+            }
+        }
+        Ok(pages)
     }
 
     /// Drives an IOAPIC/PIC input line.

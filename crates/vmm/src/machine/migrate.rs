@@ -1,0 +1,133 @@
+//! Live migration, sending side (`migrate` control request): the snapshot stream
+//! ([`crate::snapshot::format`]) written while the guest runs.
+//!
+//! 1. KVM's dirty logging goes on (the bitmap, KVM_MEM_LOG_DIRTY_PAGES, for every memory slot) and so
+//!    does the device model's dirty hook ([`crate::vstate::memory::GuestRam::mark_dirty`]: device
+//!    writes to guest memory, which KVM does not see).
+//! 2. Round 1 sends all non-zero RAM; each later round sends the pages dirtied meanwhile (vCPU and
+//!    device writes), measuring the stream's rate.
+//! 3. When the dirty set fits the downtime target at that rate (or after [`MAX_ROUNDS`], or when it
+//!    stops shrinking), the guest is paused (devices drain their in-flight requests, whose writes are
+//!    marked dirty), the last dirty pages and the machine state ([`super::save::collect`]) are sent,
+//!    and the trailer ends the stream. The guest stays paused: the caller destroys it once the target
+//!    runs, or resumes it.
+//!
+//! The receiving side needs nothing special: a restore reads RAM runs in order (later ones overwrite
+//! earlier ones) and the machine state, whichever comes first.
+//!
+//! Dirty tracking: the bitmap on every host. The dirty ring (KVM_CAP_DIRTY_LOG_RING, present on the
+//! PVM development host, `pvm-experiments/e14_dirty_ring`) must be enabled before vCPUs are created
+//! and is not used yet: `force_bitmap` is accepted and the reply says which tracking ran.
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::io::BufWriter;
+use std::time::Instant;
+
+use domus_vmm_api::MigrateReply;
+
+use super::save::SaveSources;
+use super::vcpus::Vcpus;
+use crate::devices::Devices;
+use crate::snapshot::format::{StreamWriter, TAG_MACHINE};
+use crate::snapshot::{write_pages, write_ram};
+
+/// Most pre-copy rounds before the stop-and-copy regardless of the dirty set.
+pub const MAX_ROUNDS: u32 = 30;
+/// Default downtime target, ms.
+pub const DEFAULT_DOWNTIME_MS: u64 = 300;
+
+/// The pages dirtied since the previous call: KVM's bitmap plus device writes, sorted, unique.
+fn dirty(src: &SaveSources<'_>) -> Result<Vec<u64>, String> {
+    let mut pages = src
+        .vm
+        .take_dirty_pages(src.ram.mmap())
+        .map_err(|e| format!("migrate: KVM_GET_DIRTY_LOG failed: {e}"))?;
+    pages.extend(src.ram.take_dirty_pages().into_iter().map(|a| a.0));
+    pages.sort_unstable();
+    pages.dedup();
+    Ok(pages)
+}
+
+/// Runs the pre-copy and the stop-and-copy into `out`. `pause` stops vCPUs and device threads.
+///
+/// # Errors
+/// A message; the caller then resumes the guest (the stream is incomplete: the target refuses it).
+pub fn send(
+    src: &SaveSources<'_>,
+    vcpus: &RefCell<Vcpus>,
+    devices: &Devices,
+    memory_mib: u64,
+    out: File,
+    downtime_ms: u64,
+    pause: &dyn Fn() -> Result<(), String>,
+) -> Result<MigrateReply, String> {
+    let started = Instant::now();
+    let fail = |e: &dyn std::fmt::Display| format!("migrate: {e}");
+    src.vm
+        .set_dirty_logging(src.ram.mmap(), true)
+        .map_err(|e| fail(&e))?;
+    src.ram.enable_dirty_log();
+    let result = (|| {
+        // Start clean: what was dirty before logging began is sent by round 1 anyway.
+        dirty(src)?;
+        let mut w =
+            StreamWriter::new(BufWriter::with_capacity(1 << 20, out)).map_err(|e| fail(&e))?;
+        let mut reply = MigrateReply {
+            tracking: "bitmap".into(),
+            ..MigrateReply::default()
+        };
+        let t = Instant::now();
+        write_ram(&mut w, src.ram.mmap()).map_err(|e| fail(&e))?;
+        let mut rate = w.bytes() as f64 / t.elapsed().as_secs_f64().max(1e-3);
+        reply.iterations = 1;
+        let mut last = u64::MAX;
+        let mut pages = dirty(src)?;
+        loop {
+            let n = pages.len() as u64;
+            reply.dirty_pages.push(n);
+            let fits = (n * 4096) as f64 <= rate * downtime_ms as f64 / 1000.0;
+            let stalled = n >= last && reply.iterations >= 5;
+            if fits || stalled || reply.iterations >= MAX_ROUNDS {
+                break;
+            }
+            last = n;
+            let t = Instant::now();
+            let before = w.bytes();
+            write_pages(&mut w, src.ram.mmap(), &pages).map_err(|e| fail(&e))?;
+            let secs = t.elapsed().as_secs_f64().max(1e-3);
+            rate = (w.bytes() - before) as f64 / secs;
+            reply.iterations += 1;
+            tracing::info!(
+                round = reply.iterations,
+                pages = n,
+                bytes = w.bytes(),
+                "pre-copy round"
+            );
+            pages = dirty(src)?;
+        }
+        // Stop-and-copy.
+        let stop = Instant::now();
+        pause()?;
+        let snap = super::save::collect(src, vcpus, devices, memory_mib, false)?;
+        let mut tail = dirty(src)?;
+        tail.extend(pages);
+        tail.sort_unstable();
+        tail.dedup();
+        if let Some(l) = reply.dirty_pages.last_mut() {
+            *l = tail.len() as u64;
+        }
+        write_pages(&mut w, src.ram.mmap(), &tail).map_err(|e| fail(&e))?;
+        let json = serde_json::to_vec(&snap).map_err(|e| fail(&e))?;
+        w.section(TAG_MACHINE, &[&json]).map_err(|e| fail(&e))?;
+        reply.bytes = w.bytes() + 16;
+        w.finish().map_err(|e| fail(&e))?;
+        reply.stop_copy_ms = u64::try_from(stop.elapsed().as_millis()).unwrap_or(u64::MAX);
+        reply.total_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Ok(reply)
+    })();
+    if let Err(e) = src.vm.set_dirty_logging(src.ram.mmap(), false) {
+        tracing::warn!(error = %e, "cannot turn dirty logging off");
+    }
+    result
+}
