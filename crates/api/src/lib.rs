@@ -33,5 +33,6 @@
 
 pub mod client;
 pub mod http;
+pub mod image;
 pub mod messages;
 pub mod paths;

@@ -16,6 +16,8 @@ pub mod info;
 pub mod list;
 pub mod mem_max;
 pub mod mem_set;
+pub mod migrate;
+pub mod migrate_receive;
 pub mod network;
 pub mod pause;
 pub mod reboot;
@@ -115,6 +117,10 @@ pub enum Command {
     MemMax(mem_max::Args),
     /// Set a domain's memory target within its maxmem (xl mem-set).
     MemSet(mem_set::Args),
+    /// Move a running domain to another host (xl migrate).
+    Migrate(migrate::Args),
+    /// Receive a domain sent by `migrate` (xl migrate-receive; started by `migrate` over ssh).
+    MigrateReceive(migrate_receive::Args),
     /// Save a domain's state to a file (xl save).
     Save(save::Args),
     /// Restore a domain from a saved file (xl restore).
@@ -178,6 +184,8 @@ impl Command {
             Command::List(_) => "list",
             Command::MemMax(_) => "mem-max",
             Command::MemSet(_) => "mem-set",
+            Command::Migrate(_) => "migrate",
+            Command::MigrateReceive(_) => "migrate-receive",
             Command::Save(_) => "save",
             Command::Restore(_) => "restore",
             Command::Pause(_) => "pause",
@@ -227,6 +235,8 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
         Command::List(args) => list::run(ctx, args),
         Command::MemMax(args) => mem_max::run(ctx, args),
         Command::MemSet(args) => mem_set::run(ctx, args),
+        Command::Migrate(args) => migrate::run(ctx, args),
+        Command::MigrateReceive(args) => migrate_receive::run(ctx, args),
         Command::Save(args) => save::run(ctx, args),
         Command::Restore(args) => restore::run(ctx, args),
         Command::Pause(args) => pause::run(ctx, args),

@@ -18,7 +18,6 @@ pub mod control_watch;
 pub mod dmesg;
 pub mod domain;
 pub mod host;
-mod image;
 mod intake;
 mod lifecycle;
 #[cfg(test)]

@@ -25,7 +25,8 @@ use domus_vmm_api::Request;
 use tracing::info;
 
 use super::vmm::Control;
-use super::{image, ApiError, Daemon};
+use super::{ApiError, Daemon};
+use domus_api::image;
 
 /// Removes the temporary image unless disarmed.
 struct TempImage(Option<PathBuf>);

@@ -1,4 +1,4 @@
-//! The saved-domain image as domusd writes it (`xl save`): a header carrying the domain's
+//! The saved-domain image as domusd writes it (`xl save`) and `xl migrate` streams it: a header carrying the domain's
 //! configuration, as xl embeds it, followed by the VMM's own snapshot stream (`domus_vmm::snapshot`,
 //! versioned and checksummed itself).
 //!

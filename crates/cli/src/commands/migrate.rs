@@ -1,0 +1,277 @@
+//! `xl migrate [-s SSHCOMMAND] [-C CONFIG] [--debug] DOMAIN HOST`: live migration to another Domus host.
+//!
+//! As xl does, this runs `SSHCOMMAND HOST <prog> migrate-receive` through `/bin/sh -c` (default
+//! SSHCOMMAND `ssh`; `<prog>` is how this CLI was invoked, `xl` or `domus`) and streams the domain
+//! through that pipe: the image header with the configuration (the domain's own, or CONFIG), then
+//! the domain's VMM writes its live stream (pre-copy with dirty logging, then stop-and-copy: see
+//! `domus_vmm::machine::migrate`) into a pipe this command relays to the receiver, counting bytes for
+//! the progress line. `migrate-receive` on the other side restores it through its domusd and answers
+//! one line once the domain runs there; only then is the source destroyed. Any failure before that
+//! leaves the source running (the VMM resumes it itself if the stream broke; this command unpauses it
+//! if the target failed after the stream was complete); the target removes a domain it could not
+//! start.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use clap::Args as ClapArgs;
+use domus_vmm_api::{MigrateReply, Request};
+
+use super::Ctx;
+use crate::api;
+
+/// The line `migrate-receive` prints once the domain runs on the target.
+pub const READY_PREFIX: &str = "migrate-receive: running as domid ";
+
+/// Arguments of `migrate`.
+#[derive(Debug, ClapArgs)]
+pub struct Args {
+    /// The command that reaches HOST (run through /bin/sh as `SSHCOMMAND HOST <prog> migrate-receive`).
+    #[arg(short = 's', value_name = "SSHCOMMAND", default_value = "ssh")]
+    pub ssh: String,
+    /// An xl config file to send instead of the domain's own.
+    #[arg(short = 'C', value_name = "CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Statistics at the end (total time, downtime, bytes, rounds).
+    #[arg(long = "debug")]
+    pub debug: bool,
+    /// Do not wait in the background for the domain's death on the target (xl's -e): accepted.
+    #[arg(short = 'e')]
+    pub no_wait: bool,
+    /// Force KVM's dirty bitmap even where the dirty ring is available (also DOMUS_MIGRATE_BITMAP=1).
+    #[arg(long = "bitmap")]
+    pub force_bitmap: bool,
+    /// The domain (name or domid).
+    pub domain: String,
+    /// The target host.
+    pub host: String,
+}
+
+/// Runs `migrate`.
+///
+/// # Errors
+/// Any failure; the domain then runs on here.
+pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
+    let client = api::client();
+    let d = client.get(&args.domain)?;
+    let config = match &args.config {
+        Some(f) => api::prepare_config(super::create::load(&super::create::Args::for_file(
+            f.clone(),
+        ))?)?,
+        None => d
+            .config
+            .clone()
+            .ok_or_else(|| anyhow!("domain {} has no recorded configuration", d.name))?,
+    };
+    // The VMM's control socket sits next to its console socket (domusd's per-domain directory).
+    let control = d
+        .console_path
+        .as_deref()
+        .map(|c| PathBuf::from(c).with_file_name("control.sock"))
+        .ok_or_else(|| anyhow!("domain {} is not running", d.name))?;
+    let rune = format!(
+        "exec {} {} {} migrate-receive",
+        args.ssh,
+        args.host,
+        ctx.prog.name()
+    );
+    tracing::debug!(%rune, "starting the receiver");
+    let mut child = Command::new("/bin/sh")
+        .args(["-c", &rune])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {rune:?}"))?;
+    let result = send(&args, &d.name, &config, &control, &mut child);
+    match result {
+        Ok(Sent::Running(stats)) => {
+            client
+                .action(&d.domid.to_string(), "destroy", None::<&()>)
+                .context("the domain runs on the target, but destroying it here failed")?;
+            let _ = child.wait();
+            if args.debug {
+                print_stats(&stats);
+            }
+            eprintln!("migration successful: {} now runs on {}", d.name, args.host);
+            Ok(())
+        }
+        Ok(Sent::TargetFailed(e)) => {
+            // The stream was complete, so the VMM left the guest paused: let it run again here.
+            let _ = child.kill();
+            let _ = child.wait();
+            client
+                .action(&d.domid.to_string(), "unpause", None::<&()>)
+                .context("the target failed and resuming the domain here failed too")?;
+            bail!("migration failed, {} runs on here: {e}", d.name)
+        }
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(e.context(format!("migration failed, {} runs on here", d.name)))
+        }
+    }
+}
+
+/// What the sending side achieved.
+enum Sent {
+    /// The target runs the domain.
+    Running(Stats),
+    /// The stream was sent completely (the source is paused) but the target did not confirm.
+    TargetFailed(String),
+}
+
+struct Stats {
+    reply: MigrateReply,
+    total: Duration,
+    downtime: Duration,
+}
+
+fn send(
+    args: &Args,
+    name: &str,
+    config: &domus_config::DomainConfig,
+    control: &std::path::Path,
+    child: &mut Child,
+) -> anyhow::Result<Sent> {
+    let started = Instant::now();
+    let mut to_target = child
+        .stdin
+        .take()
+        .ok_or_else(|| anyhow!("no pipe to the receiver"))?;
+    let from_target = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow!("no pipe from the receiver"))?;
+    domus_api::image::write_header(&mut to_target, config)
+        .context("cannot send the domain's configuration to the receiver")?;
+    // The VMM writes into `w`; a thread relays `r` to the receiver and counts.
+    let (r, w) = rustix::pipe::pipe().context("cannot create a pipe")?;
+    let bytes = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let relay = {
+        let (bytes, done) = (Arc::clone(&bytes), Arc::clone(&done));
+        std::thread::spawn(move || relay_stream(r, to_target, &bytes, &done))
+    };
+    let progress = {
+        let (bytes, done) = (Arc::clone(&bytes), Arc::clone(&done));
+        let name = name.to_owned();
+        std::thread::spawn(move || show_progress(&name, &bytes, &done))
+    };
+    let force_bitmap =
+        args.force_bitmap || std::env::var_os("DOMUS_MIGRATE_BITMAP").is_some_and(|v| v == "1");
+    let reply = migrate_request(control, &w, force_bitmap);
+    drop(w);
+    let relayed = relay
+        .join()
+        .map_err(|_| anyhow!("the relay thread panicked"))?;
+    done.store(true, Ordering::SeqCst);
+    let _ = progress.join();
+    let reply = reply?;
+    let source_done = Instant::now();
+    if let Err(e) = relayed {
+        return Ok(Sent::TargetFailed(format!(
+            "the receiver stopped reading: {e}"
+        )));
+    }
+    // The receiver answers one line once the domain runs there (or closes on failure).
+    let mut line = String::new();
+    let mut reader = BufReader::new(from_target);
+    let _ = reader.read_line(&mut line);
+    if !line.starts_with(READY_PREFIX) {
+        return Ok(Sent::TargetFailed(
+            "the receiver did not confirm that the domain runs (see its messages above)".into(),
+        ));
+    }
+    let downtime = Duration::from_millis(reply.stop_copy_ms) + source_done.elapsed();
+    Ok(Sent::Running(Stats {
+        reply,
+        total: started.elapsed(),
+        downtime,
+    }))
+}
+
+/// Sends the `migrate` request with `w` attached and waits for the VMM's statistics.
+fn migrate_request(
+    control: &std::path::Path,
+    w: &OwnedFd,
+    force_bitmap: bool,
+) -> anyhow::Result<MigrateReply> {
+    use vmm_sys_util::sock_ctrl_msg::ScmSocket;
+    let s = UnixStream::connect(control)
+        .with_context(|| format!("cannot reach the domain's VMM at {}", control.display()))?;
+    let mut line = domus_vmm_api::encode_request(&Request::Migrate {
+        downtime_ms: std::env::var("DOMUS_MIGRATE_DOWNTIME_MS")
+            .ok()
+            .and_then(|v| v.parse().ok()),
+        force_bitmap,
+    });
+    line.push('\n');
+    s.send_with_fd(line.as_bytes(), w.as_raw_fd())
+        .map_err(|e| anyhow!("cannot send the migrate request: {e}"))?;
+    let mut reply = String::new();
+    BufReader::new(&s)
+        .read_line(&mut reply)
+        .context("no answer from the domain's VMM")?;
+    domus_vmm_api::decode_reply::<MigrateReply>(reply.as_bytes())
+        .map_err(|e| anyhow!("the VMM did not send the domain: {e}"))
+}
+
+fn relay_stream(
+    r: OwnedFd,
+    mut to: std::process::ChildStdin,
+    bytes: &AtomicU64,
+    done: &AtomicBool,
+) -> std::io::Result<()> {
+    let mut from = std::fs::File::from(r);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(buf.get(..n).unwrap_or_default())?;
+        bytes.fetch_add(n as u64, Ordering::SeqCst);
+    }
+    to.flush()?;
+    done.store(true, Ordering::SeqCst);
+    Ok(())
+}
+
+fn show_progress(name: &str, bytes: &AtomicU64, done: &AtomicBool) {
+    let start = Instant::now();
+    let mut last = Instant::now();
+    while !done.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(50));
+        if last.elapsed() >= Duration::from_secs(1) {
+            last = Instant::now();
+            let b = bytes.load(Ordering::SeqCst);
+            let secs = start.elapsed().as_secs_f64().max(1e-3);
+            eprintln!(
+                "migration progress: {name}: {} MiB sent, {:.0} MiB/s",
+                b >> 20,
+                b as f64 / f64::from(1 << 20) / secs
+            );
+        }
+    }
+}
+
+fn print_stats(s: &Stats) {
+    let r = &s.reply;
+    eprintln!("migration statistics:");
+    eprintln!("  total time:      {:.3} s", s.total.as_secs_f64());
+    eprintln!("  downtime:        {:.3} s", s.downtime.as_secs_f64());
+    eprintln!("  bytes sent:      {} ({} MiB)", r.bytes, r.bytes >> 20);
+    eprintln!("  pre-copy rounds: {}", r.iterations);
+    eprintln!("  dirty pages:     {:?}", r.dirty_pages);
+    eprintln!("  dirty tracking:  {}", r.tracking);
+    eprintln!("  stop-and-copy:   {} ms", r.stop_copy_ms);
+}

@@ -1,0 +1,84 @@
+//! `xl migrate-receive`: the receiving end of `migrate`, normally started by it over ssh. Reads the
+//! migration stream on stdin and has the local domusd restore it (the stream reaches domusd through a
+//! private FIFO, and from there the new VMM, which reads it as it arrives); once the domain runs,
+//! prints `migrate-receive: running as domid N` on stdout, which the sender waits for. On any failure
+//! domusd removes what it started and this exits 1.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{anyhow, Context};
+use clap::Args as ClapArgs;
+use domus_api::messages::{DomainInfo, RestoreRequest};
+
+use super::Ctx;
+use crate::api;
+
+/// Arguments of `migrate-receive`.
+#[derive(Debug, ClapArgs)]
+pub struct Args {
+    /// Debug messages (xl's -d).
+    #[arg(short = 'd')]
+    pub debug: bool,
+    /// Leave the domain paused on arrival.
+    #[arg(short = 'p')]
+    pub paused: bool,
+}
+
+/// Removes the FIFO and its directory.
+struct FifoDir(PathBuf);
+
+impl Drop for FifoDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs `migrate-receive`.
+///
+/// # Errors
+/// The stream broken or refused, or the local domusd unable to start the domain.
+pub fn run(_ctx: &Ctx, args: Args) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("domus-migrate-{}", std::process::id()));
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let _cleanup = FifoDir(dir.clone());
+    let fifo = dir.join("stream");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .with_context(|| format!("cannot create the FIFO {}", fifo.display()))?;
+    let writer_path = fifo.clone();
+    // Opening the FIFO for writing waits until domusd opens it to read.
+    std::thread::spawn(move || -> std::io::Result<u64> {
+        let mut out = std::fs::OpenOptions::new().write(true).open(writer_path)?;
+        std::io::copy(&mut std::io::stdin().lock(), &mut out)
+    });
+    let req = RestoreRequest {
+        path: fifo.display().to_string(),
+        paused: args.paused,
+        config: None,
+    };
+    let d: DomainInfo = api::client()
+        .call("POST", "/v1/restore", Some(&req))
+        .map_err(|e| anyhow!("the incoming domain could not be started here: {e}"))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{}{} ({})",
+        super::migrate::READY_PREFIX,
+        d.domid,
+        d.name
+    )?;
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,186 @@
+//! Live migration end to end (issue 18): two Domus "hosts" on this machine, each a domusd in its own
+//! network namespace with its own Domus directories; the "ssh" of `migrate -s` is a script that runs
+//! `domus migrate-receive` inside the other host's namespace and environment. A mem-soak domain moves
+//! while it runs (epochs continue, no corruption, `list` right on both sides at each step) and moves
+//! back; a migration cut off midway leaves the domain running on the source and nothing on the target.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use support::netns::Netns;
+use support::{wait_for, Host, TIMEOUT};
+
+/// The last `PROBE mem-soak epoch=E ok` in `text`.
+fn last_epoch(text: &str) -> Option<u64> {
+    text.lines()
+        .rev()
+        .filter_map(|l| l.trim().strip_prefix("PROBE mem-soak epoch="))
+        .filter_map(|l| l.strip_suffix(" ok"))
+        .find_map(|n| n.parse().ok())
+}
+
+fn wait_epoch_above(h: &Host, name: &str, above: u64) -> u64 {
+    wait_for(
+        &format!("{name}: mem-soak epoch above {above}"),
+        Duration::from_secs(60),
+        || last_epoch(&h.console_log(name)).filter(|&e| e > above),
+    )
+}
+
+/// A host in its own namespace; the target side runs without cgroups (both domusd instances share
+/// this machine's cgroup tree, and a migrating domain exists on both for a moment).
+fn host(tag: &str, cgroups: bool) -> (Netns, Host) {
+    let ns = Netns::new(tag);
+    let mut h = Host::start_in(Some(&ns.name), Vec::new());
+    if !cgroups {
+        h.term_domusd();
+        h.start_domusd_with(None, &["--no-cgroups"]);
+    }
+    (ns, h)
+}
+
+/// An "ssh" to `to`: drops HOST and the program name, runs `domus` there. `filter` goes in front of
+/// it (e.g. `head -c N |` to cut the stream).
+fn ssh_script(from: &Host, to: &Host, ns: &Netns, name: &str, filter: &str) -> PathBuf {
+    let p = from.path(name);
+    let env = |k: &str, d: &str| format!("{k}={}", to.path(d).display());
+    std::fs::write(
+        &p,
+        format!(
+            "#!/bin/sh\n# args: HOST PROG migrate-receive ...\nshift 2\n{filter} exec ip netns exec {} env {} {} {} {} {} \"$@\"\n",
+            ns.name,
+            env("DOMUS_RUNTIME_DIR", "run"),
+            env("DOMUS_STATE_DIR", "state"),
+            env("DOMUS_LOG_DIR", "log"),
+            env("DOMUS_CONFIG_DIR", "cfg"),
+            to.bins.domus.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+fn soak_cfg(h: &Host, name: &str, mib: u32, memory: u32) {
+    std::fs::write(
+        h.path(&format!("cfg/{name}.cfg")),
+        format!(
+            "name = \"{name}\"\ntype = \"pvh\"\nkernel = \"{}\"\nextra = \"probe=mem-soak mib={mib}\"\nmemory = {memory}\nvcpus = 1\n",
+            h.bins.probe.display()
+        ),
+    )
+    .unwrap();
+}
+
+fn names(h: &Host) -> Vec<String> {
+    h.list().into_iter().map(|r| r.name).collect()
+}
+
+#[test]
+fn a_running_domain_moves_to_the_other_host_and_back() {
+    let (_nsa, a) = host("mga", true);
+    let (nsb, b) = host("mgb", false);
+    soak_cfg(&a, "soak", 48, 96);
+    a.ok(&["create", "soak.cfg"]);
+    let uuid = a.long("soak")["uuid"].as_str().unwrap().to_owned();
+    let e = wait_epoch_above(&a, "soak", 1);
+    let to_b = ssh_script(&a, &b, &nsb, "ssh-b", "");
+    let out = a.domus(&[
+        "migrate",
+        "-s",
+        to_b.to_str().unwrap(),
+        "--debug",
+        "soak",
+        "hostb",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}\n{}", b.domusd_log());
+    assert!(err.contains("migration successful"), "{err}");
+    for want in [
+        "total time:",
+        "downtime:",
+        "bytes sent:",
+        "pre-copy rounds:",
+        "dirty tracking:  bitmap",
+    ] {
+        assert!(err.contains(want), "{want}: {err}");
+    }
+    // Gone here, running there with the same UUID; the epochs go on with no corruption.
+    assert_eq!(names(&a), ["Domain-0"]);
+    assert_eq!(names(&b), ["Domain-0", "soak"]);
+    assert_eq!(b.long("soak")["uuid"], uuid.as_str());
+    let at_source = last_epoch(&a.console_log("soak")).unwrap();
+    assert!(at_source >= e);
+    let moved = wait_epoch_above(&b, "soak", at_source + 1);
+    assert!(!b.console_log("soak").contains("corrupt"));
+    assert!(!a.console_log("soak").contains("corrupt"));
+
+    // And back, forcing the bitmap path explicitly (this build has no other).
+    let to_a = ssh_script(&b, &a, &_nsa, "ssh-a", "");
+    let out = b.domus(&[
+        "migrate",
+        "--bitmap",
+        "-s",
+        to_a.to_str().unwrap(),
+        "soak",
+        "hosta",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(names(&b), ["Domain-0"]);
+    assert_eq!(names(&a), ["Domain-0", "soak"]);
+    wait_epoch_above(&a, "soak", moved + 1);
+    assert!(!a.console_log("soak").contains("corrupt"));
+    a.ok(&["destroy", "soak"]);
+    wait_for("no VMM left on either host", TIMEOUT, || {
+        (a.records().is_empty() && b.records().is_empty()).then_some(())
+    });
+}
+
+#[test]
+fn a_migration_cut_off_midway_leaves_the_domain_on_the_source_and_nothing_on_the_target() {
+    let (_nsa, a) = host("mca", true);
+    let (nsb, b) = host("mcb", false);
+    soak_cfg(&a, "stay", 64, 128);
+    a.ok(&["create", "stay.cfg"]);
+    let e = wait_epoch_above(&a, "stay", 1);
+    let domid = a.row("stay").unwrap().domid;
+    // The connection drops after 16 MiB of the stream.
+    let cut = ssh_script(&a, &b, &nsb, "ssh-cut", "head -c 16777216 |");
+    let out = a.domus(&["migrate", "-s", cut.to_str().unwrap(), "stay", "hostb"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("migration failed, stay runs on here"), "{err}");
+    // The source runs on (same domid, not paused), epochs continue without corruption.
+    let r = a.row("stay").unwrap();
+    assert_eq!(r.domid, domid);
+    assert!(!r.state.contains('p'), "{r:?}");
+    let later = last_epoch(&a.console_log("stay")).unwrap();
+    wait_epoch_above(&a, "stay", later.max(e) + 1);
+    assert!(!a.console_log("stay").contains("corrupt"));
+    // Nothing on the target.
+    wait_for("the target to clean up", TIMEOUT, || {
+        (names(&b) == ["Domain-0"] && b.records().is_empty()).then_some(())
+    });
+    // The receiver on a host where the name is taken refuses, and the source runs on too.
+    soak_cfg(&b, "stay", 8, 32);
+    b.ok(&["create", "stay.cfg"]);
+    let to_b = ssh_script(&a, &b, &nsb, "ssh-b", "");
+    let out = a.domus(&["migrate", "-s", to_b.to_str().unwrap(), "stay", "hostb"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("already exists"), "{err}");
+    assert_eq!(a.row("stay").unwrap().domid, domid);
+    assert!(!a.row("stay").unwrap().state.contains('p'));
+    let now = last_epoch(&a.console_log("stay")).unwrap();
+    wait_epoch_above(&a, "stay", now + 1);
+    a.ok(&["destroy", "stay"]);
+    b.ok(&["destroy", "stay"]);
+}
