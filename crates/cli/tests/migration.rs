@@ -33,9 +33,14 @@ fn wait_epoch_above(h: &Host, name: &str, above: u64) -> u64 {
 
 /// A host in its own namespace; the target side runs without cgroups (both domusd instances share
 /// this machine's cgroup tree, and a migrating domain exists on both for a moment).
-fn host(tag: &str, cgroups: bool) -> (Netns, Host) {
+fn host(tag: &str, cgroups: bool, bitmap: bool) -> (Netns, Host) {
     let ns = Netns::new(tag);
-    let mut h = Host::start_in(Some(&ns.name), Vec::new());
+    let env = if bitmap {
+        vec![("DOMUS_VMM_DIRTY_BITMAP".to_owned(), "1".to_owned())]
+    } else {
+        Vec::new()
+    };
+    let mut h = Host::start_in(Some(&ns.name), env);
     if !cgroups {
         h.term_domusd();
         h.start_domusd_with(None, &["--no-cgroups"]);
@@ -82,8 +87,9 @@ fn names(h: &Host) -> Vec<String> {
 
 #[test]
 fn a_running_domain_moves_to_the_other_host_and_back() {
-    let (_nsa, a) = host("mga", true);
-    let (nsb, b) = host("mgb", false);
+    // Host A's VMMs track dirty pages with the bitmap (forced), host B's with the dirty ring.
+    let (nsa, a) = host("mga", true, true);
+    let (nsb, b) = host("mgb", false, false);
     soak_cfg(&a, "soak", 48, 96);
     a.ok(&["create", "soak.cfg"]);
     let uuid = a.long("soak")["uuid"].as_str().unwrap().to_owned();
@@ -119,21 +125,19 @@ fn a_running_domain_moves_to_the_other_host_and_back() {
     assert!(!b.console_log("soak").contains("corrupt"));
     assert!(!a.console_log("soak").contains("corrupt"));
 
-    // And back, forcing the bitmap path explicitly (this build has no other).
-    let to_a = ssh_script(&b, &a, &_nsa, "ssh-a", "");
+    // And back: B's VMM tracks with the dirty ring.
+    let to_a = ssh_script(&b, &a, &nsa, "ssh-a", "");
     let out = b.domus(&[
         "migrate",
-        "--bitmap",
+        "--debug",
         "-s",
         to_a.to_str().unwrap(),
         "soak",
         "hosta",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("dirty tracking:  ring"), "{err}");
     assert_eq!(names(&b), ["Domain-0"]);
     assert_eq!(names(&a), ["Domain-0", "soak"]);
     wait_epoch_above(&a, "soak", moved + 1);
@@ -146,8 +150,8 @@ fn a_running_domain_moves_to_the_other_host_and_back() {
 
 #[test]
 fn a_migration_cut_off_midway_leaves_the_domain_on_the_source_and_nothing_on_the_target() {
-    let (_nsa, a) = host("mca", true);
-    let (nsb, b) = host("mcb", false);
+    let (_nsa, a) = host("mca", true, false);
+    let (nsb, b) = host("mcb", false, false);
     soak_cfg(&a, "stay", 64, 128);
     a.ok(&["create", "stay.cfg"]);
     let e = wait_epoch_above(&a, "stay", 1);

@@ -68,9 +68,6 @@ pub enum Request {
         /// Downtime target for the final stop-and-copy, ms (default 300).
         #[serde(default)]
         downtime_ms: Option<u64>,
-        /// Use the dirty bitmap even where KVM offers the dirty ring.
-        #[serde(default)]
-        force_bitmap: bool,
     },
 }
 
@@ -83,7 +80,8 @@ pub struct MigrateReply {
     pub iterations: u32,
     /// Dirty pages found after each round, in order (the last is what the stop-and-copy sent).
     pub dirty_pages: Vec<u64>,
-    /// Dirty tracking used: `bitmap` or `ring`.
+    /// Dirty tracking used: `ring` (KVM's dirty ring) or `bitmap` (chosen when the VMM was started:
+    /// `DOMUS_VMM_DIRTY_BITMAP=1` in its environment forces the bitmap).
     pub tracking: String,
     /// From the start to the end of the stream, ms.
     pub total_ms: u64,

@@ -185,6 +185,7 @@ fn run(args: &Args) -> anyhow::Result<u8> {
         outcome_file: args.outcome_file.clone(),
         // The binary, not the library, reads the environment.
         io_uring: std::env::var_os("DOMUS_VMM_NO_IO_URING").is_none(),
+        dirty_ring: std::env::var_os("DOMUS_VMM_DIRTY_BITMAP").is_none_or(|v| v != "1"),
     };
     let _span = tracing::info_span!("domain", domname = %cfg.name).entered();
     let outcome =

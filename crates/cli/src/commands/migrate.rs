@@ -10,6 +10,10 @@
 //! leaves the source running (the VMM resumes it itself if the stream broke; this command unpauses it
 //! if the target failed after the stream was complete); the target removes a domain it could not
 //! start.
+//!
+//! Dirty tracking is KVM's dirty ring where KVM offers it, else the bitmap; the choice is the source
+//! VMM's, made when it started (`DOMUS_VMM_DIRTY_BITMAP=1` in domusd's environment forces the bitmap).
+//! `DOMUS_MIGRATE_DOWNTIME_MS` sets the downtime target (default 300 ms).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -45,9 +49,6 @@ pub struct Args {
     /// Do not wait in the background for the domain's death on the target (xl's -e): accepted.
     #[arg(short = 'e')]
     pub no_wait: bool,
-    /// Force KVM's dirty bitmap even where the dirty ring is available (also DOMUS_MIGRATE_BITMAP=1).
-    #[arg(long = "bitmap")]
-    pub force_bitmap: bool,
     /// The domain (name or domid).
     pub domain: String,
     /// The target host.
@@ -89,7 +90,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         .stdout(Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot run {rune:?}"))?;
-    let result = send(&args, &d.name, &config, &control, &mut child);
+    let result = send(&d.name, &config, &control, &mut child);
     match result {
         Ok(Sent::Running(stats)) => {
             client
@@ -134,7 +135,6 @@ struct Stats {
 }
 
 fn send(
-    args: &Args,
     name: &str,
     config: &domus_config::DomainConfig,
     control: &std::path::Path,
@@ -164,9 +164,7 @@ fn send(
         let name = name.to_owned();
         std::thread::spawn(move || show_progress(&name, &bytes, &done))
     };
-    let force_bitmap =
-        args.force_bitmap || std::env::var_os("DOMUS_MIGRATE_BITMAP").is_some_and(|v| v == "1");
-    let reply = migrate_request(control, &w, force_bitmap);
+    let reply = migrate_request(control, &w);
     drop(w);
     let relayed = relay
         .join()
@@ -198,11 +196,7 @@ fn send(
 }
 
 /// Sends the `migrate` request with `w` attached and waits for the VMM's statistics.
-fn migrate_request(
-    control: &std::path::Path,
-    w: &OwnedFd,
-    force_bitmap: bool,
-) -> anyhow::Result<MigrateReply> {
+fn migrate_request(control: &std::path::Path, w: &OwnedFd) -> anyhow::Result<MigrateReply> {
     use vmm_sys_util::sock_ctrl_msg::ScmSocket;
     let s = UnixStream::connect(control)
         .with_context(|| format!("cannot reach the domain's VMM at {}", control.display()))?;
@@ -210,7 +204,6 @@ fn migrate_request(
         downtime_ms: std::env::var("DOMUS_MIGRATE_DOWNTIME_MS")
             .ok()
             .and_then(|v| v.parse().ok()),
-        force_bitmap,
     });
     line.push('\n');
     s.send_with_fd(line.as_bytes(), w.as_raw_fd())

@@ -15,9 +15,8 @@
 //! The receiving side needs nothing special: a restore reads RAM runs in order (later ones overwrite
 //! earlier ones) and the machine state, whichever comes first.
 //!
-//! Dirty tracking: the bitmap on every host. The dirty ring (KVM_CAP_DIRTY_LOG_RING, present on the
-//! PVM development host, `pvm-experiments/e14_dirty_ring`) must be enabled before vCPUs are created
-//! and is not used yet: `force_bitmap` is accepted and the reply says which tracking ran.
+//! Dirty tracking: KVM's dirty ring where the machine was built with it
+//! ([`crate::vstate::dirty_ring`]), else the bitmap; the reply says which ran.
 
 use std::cell::RefCell;
 use std::fs::File;
@@ -74,7 +73,7 @@ pub fn send(
         let mut w =
             StreamWriter::new(BufWriter::with_capacity(1 << 20, out)).map_err(|e| fail(&e))?;
         let mut reply = MigrateReply {
-            tracking: "bitmap".into(),
+            tracking: src.vm.dirty_tracking().into(),
             ..MigrateReply::default()
         };
         let t = Instant::now();
@@ -128,6 +127,10 @@ pub fn send(
     })();
     if let Err(e) = src.vm.set_dirty_logging(src.ram.mmap(), false) {
         tracing::warn!(error = %e, "cannot turn dirty logging off");
+    }
+    // Empty the rings: a vCPU whose ring stayed full would never run again.
+    if let Err(e) = dirty(src) {
+        tracing::warn!(error = %e, "cannot reset the dirty rings");
     }
     result
 }

@@ -52,6 +52,9 @@ pub struct MachineOptions {
     pub start_paused: bool,
     /// Where to keep the outcome (JSON) once the guest stopped, for a supervisor that was away.
     pub outcome_file: Option<PathBuf>,
+    /// Dirty tracking for live migration through KVM's dirty ring where KVM offers it (false: the
+    /// dirty bitmap; the binary maps `DOMUS_VMM_DIRTY_BITMAP=1` to false).
+    pub dirty_ring: bool,
     /// Disk I/O through io_uring where the host allows it (false: the thread pool; the binary maps
     /// `DOMUS_VMM_NO_IO_URING` to false).
     pub io_uring: bool,
@@ -134,7 +137,11 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
             source,
         }
     })?;
-    let vm = Arc::new(Vm::new(&kvm, ram.mmap())?);
+    let mut vm = Vm::new(&kvm, ram.mmap())?;
+    if opts.dirty_ring {
+        vm.enable_dirty_ring(&kvm);
+    }
+    let vm = Arc::new(vm);
     // Before any thread starts (device threads come next), so every thread inherits the blocked mask
     // and SIGTERM/SIGINT/SIGHUP reach only the signalfd.
     let signals =
@@ -196,13 +203,10 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
 
     let mut vcpu_fds = Vec::new();
     for id in 0..cfg.vcpus {
-        vcpu_fds.push(crate::vstate::vcpu::create(
-            vm.fd(),
-            &supported,
-            id,
-            cfg.vcpus,
-            entry,
-        )?);
+        let fd = crate::vstate::vcpu::create(vm.fd(), &supported, id, cfg.vcpus, entry)?;
+        vm.map_dirty_ring(&fd)
+            .map_err(host("cannot map a vCPU's dirty ring"))?;
+        vcpu_fds.push(fd);
     }
 
     if let Some(snap) = &restored {

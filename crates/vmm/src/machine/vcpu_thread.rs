@@ -8,7 +8,10 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use kvm_bindings::{KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN};
+use kvm_bindings::{
+    KVM_EXIT_DIRTY_RING_FULL, KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET,
+    KVM_SYSTEM_EVENT_SHUTDOWN,
+};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
 use super::shared::Shared;
@@ -137,6 +140,11 @@ fn handle_exit(id: usize, exit: VcpuExit<'_>, devices: &Devices) -> Option<Outco
             None
         }
         VcpuExit::IrqWindowOpen | VcpuExit::Intr => None,
+        // The dirty ring is full: a live migration harvests it between its rounds; wait a little.
+        VcpuExit::Unsupported(KVM_EXIT_DIRTY_RING_FULL) => {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            None
+        }
         VcpuExit::Shutdown => Some(Outcome::new(
             Reason::Reboot,
             format!("triple fault on vCPU {id} (KVM_EXIT_SHUTDOWN)"),

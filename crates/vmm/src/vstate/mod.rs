@@ -4,6 +4,7 @@
 //! KVM and the vCPU kick signal); every block carries a `// SAFETY:` comment.
 
 pub mod cpuid;
+pub mod dirty_ring;
 pub mod kvm;
 pub mod memory;
 pub mod state;

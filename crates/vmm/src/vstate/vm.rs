@@ -80,6 +80,8 @@ fn register_slots(fd: &VmFd, mem: &GuestMem, flags: u32) -> Result<(), VmError> 
 /// The VM file descriptor with its memory registered and interrupt controllers created.
 pub struct Vm {
     fd: VmFd,
+    /// The dirty ring, when enabled ([`Vm::enable_dirty_ring`]); else dirty logging uses the bitmap.
+    ring: Option<super::dirty_ring::DirtyRings>,
 }
 
 impl Vm {
@@ -99,7 +101,34 @@ impl Vm {
             ..Default::default()
         };
         fd.create_pit2(pit).map_err(VmError::Pit)?;
-        Ok(Self { fd })
+        Ok(Self { fd, ring: None })
+    }
+
+    /// Enables KVM's dirty ring for live migration's dirty tracking where KVM offers it (before any
+    /// vCPU is created); returns whether it is on. Without it, the dirty bitmap is used.
+    pub fn enable_dirty_ring(&mut self, kvm: &KvmSystem) -> bool {
+        self.ring = super::dirty_ring::DirtyRings::enable(&kvm.kvm, &self.fd);
+        self.ring.is_some()
+    }
+
+    /// Maps vCPU `fd`'s dirty ring (when the ring is on); call once per vCPU after creating it.
+    ///
+    /// # Errors
+    /// mmap failed.
+    pub fn map_dirty_ring(&self, fd: &kvm_ioctls::VcpuFd) -> std::io::Result<()> {
+        match &self.ring {
+            Some(r) => r.map(fd),
+            None => Ok(()),
+        }
+    }
+
+    /// `ring` or `bitmap`: how dirty pages are tracked.
+    pub fn dirty_tracking(&self) -> &'static str {
+        if self.ring.is_some() {
+            "ring"
+        } else {
+            "bitmap"
+        }
     }
 
     /// The VM fd (for vCPU creation and irqfds).
@@ -117,12 +146,33 @@ impl Vm {
     }
 
     /// The guest-physical addresses of the 4 KiB pages the vCPUs wrote since the previous call (or
-    /// since logging was turned on); KVM clears its bitmap as it hands it over.
+    /// since logging was turned on): harvested from the dirty rings when they are on, else from
+    /// KVM's bitmap (which KVM clears as it hands it over).
     ///
     /// # Errors
     /// KVM_GET_DIRTY_LOG failed.
     pub fn take_dirty_pages(&self, mem: &GuestMem) -> Result<Vec<u64>, kvm_ioctls::Error> {
         let mut pages = Vec::new();
+        if let Some(ring) = &self.ring {
+            let bases: Vec<(u64, u64)> = mem
+                .iter()
+                .map(|r| (r.start_addr().raw_value(), r.len()))
+                .collect();
+            let entries = ring
+                .harvest(&self.fd)
+                .map_err(|e| kvm_ioctls::Error::new(e.raw_os_error().unwrap_or(libc::EIO)))?;
+            for (slot, page) in entries {
+                let Some(&(base, len)) = usize::try_from(slot).ok().and_then(|s| bases.get(s))
+                else {
+                    continue;
+                };
+                let off = page.saturating_mul(4096);
+                if off < len {
+                    pages.push(base + off);
+                }
+            }
+            return Ok(pages);
+        }
         for (slot, region) in mem.iter().enumerate() {
             let slot = u32::try_from(slot).unwrap_or(u32::MAX);
             let len = usize::try_from(region.len()).unwrap_or(usize::MAX);
