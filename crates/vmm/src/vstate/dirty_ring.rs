@@ -23,6 +23,10 @@ use vmm_sys_util::ioctl::ioctl;
 
 /// Entries per vCPU ring (16 bytes each): 64 MiB of dirty pages between two harvests.
 pub const RING_ENTRIES: u32 = 16384;
+/// `size_of::<kvm_dirty_gfn>()` (flags u32, slot u32, offset u64).
+const GFN_BYTES: u32 = 16;
+const _: () = assert!(std::mem::size_of::<kvm_dirty_gfn>() == GFN_BYTES as usize);
+const _: () = assert!(std::mem::offset_of!(kvm_dirty_gfn, flags) == 0);
 const F_DIRTY: u32 = 1;
 const F_RESET: u32 = 2;
 
@@ -58,7 +62,7 @@ impl DirtyRings {
     /// Enables the ring on `vm` (no vCPU may exist yet); `None` if KVM does not offer it (or refused).
     pub fn enable(kvm: &Kvm, vm: &VmFd) -> Option<Self> {
         let max = kvm.check_extension_int(Cap::DirtyLogRing);
-        let bytes = RING_ENTRIES * std::mem::size_of::<kvm_dirty_gfn>() as u32;
+        let bytes = RING_ENTRIES * GFN_BYTES;
         if max <= 0 || u32::try_from(max).unwrap_or(0) < bytes {
             return None;
         }
@@ -87,7 +91,7 @@ impl DirtyRings {
     /// mmap failed.
     pub fn map(&self, fd: &VcpuFd) -> std::io::Result<()> {
         use std::os::fd::AsRawFd;
-        let bytes = RING_ENTRIES as usize * std::mem::size_of::<kvm_dirty_gfn>();
+        let bytes = RING_ENTRIES as usize * GFN_BYTES as usize;
         // SAFETY: page size query, no memory involved.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
         let offset = libc::off_t::from(KVM_DIRTY_LOG_PAGE_OFFSET) * page;
@@ -131,17 +135,19 @@ impl DirtyRings {
         for r in rings.iter_mut() {
             loop {
                 let i = (r.next % RING_ENTRIES) as usize;
-                // SAFETY: `i < RING_ENTRIES`, so the entry lies inside the live mapping; its flags word
-                // is shared with KVM and accessed atomically (acquire/release, KVM's protocol), the
-                // other fields are read only after DIRTY was seen.
-                let (flags, slot, offset) = unsafe {
-                    let g = r.base.add(i);
-                    let flags = AtomicU32::from_ptr(std::ptr::addr_of_mut!((*g).flags));
-                    if flags.load(Ordering::Acquire) & F_DIRTY == 0 {
-                        break;
-                    }
-                    (flags, (*g).slot, (*g).offset)
-                };
+                // SAFETY: `i < RING_ENTRIES`, so the entry lies inside the live mapping.
+                let g = unsafe { r.base.add(i) };
+                // SAFETY: the flags word of a live, aligned entry, shared with KVM and accessed only
+                // atomically (acquire/release: KVM's protocol) for as long as the mapping lives.
+                // (`flags` is the struct's first field: the entry's address is the word's.)
+                let flags = unsafe { AtomicU32::from_ptr(g.cast::<u32>()) };
+                if flags.load(Ordering::Acquire) & F_DIRTY == 0 {
+                    break;
+                }
+                // SAFETY: KVM wrote slot and offset before publishing DIRTY (acquire above); it does not
+                // touch the entry again until we set RESET.
+                let entry = unsafe { g.read() };
+                let (slot, offset) = (entry.slot, entry.offset);
                 out.push((slot, offset));
                 flags.store(F_RESET, Ordering::Release);
                 r.next = r.next.wrapping_add(1);
