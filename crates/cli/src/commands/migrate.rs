@@ -165,6 +165,9 @@ fn send(
         std::thread::spawn(move || show_progress(&name, &bytes, &done))
     };
     let reply = migrate_request(control, &w);
+    // The guest was paused `stop_copy_ms` before this reply: the downtime runs until the target
+    // confirms.
+    let replied = Instant::now();
     drop(w);
     let relayed = relay
         .join()
@@ -172,7 +175,6 @@ fn send(
     done.store(true, Ordering::SeqCst);
     let _ = progress.join();
     let reply = reply?;
-    let source_done = Instant::now();
     if let Err(e) = relayed {
         return Ok(Sent::TargetFailed(format!(
             "the receiver stopped reading: {e}"
@@ -187,7 +189,7 @@ fn send(
             "the receiver did not confirm that the domain runs (see its messages above)".into(),
         ));
     }
-    let downtime = Duration::from_millis(reply.stop_copy_ms) + source_done.elapsed();
+    let downtime = Duration::from_millis(reply.stop_copy_ms) + replied.elapsed();
     Ok(Sent::Running(Stats {
         reply,
         total: started.elapsed(),

@@ -108,6 +108,7 @@ pub fn send(
         // Stop-and-copy.
         let stop = Instant::now();
         pause()?;
+        tracing::info!("migration: guest paused for the stop-and-copy");
         let snap = super::save::collect(src, vcpus, devices, memory_mib, false)?;
         let mut tail = dirty(src)?;
         tail.extend(pages);

@@ -256,6 +256,7 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
     let started = virtio.start_threads();
     if restored.is_some() {
         virtio.notify_all();
+        tracing::info!(paused = opts.start_paused, "restored guest running");
     }
     let vcpus = RefCell::new(vcpus);
     let virtio = RefCell::new(virtio);
