@@ -1,4 +1,4 @@
-//! Save and restore of the whole machine through a byte stream ([`format`]): `xl save` / `xl restore`.
+//! Save and restore of the whole machine through a byte stream ([`mod@format`]): `xl save` / `xl restore`.
 //!
 //! What a snapshot holds ([`MachineSnapshot`]): every vCPU's state (registers, special registers,
 //! XSAVE, XCRs, debug registers, LAPIC, MSRs, pending events, MP state: [`crate::vstate::state`]), the

@@ -1,4 +1,4 @@
-//! KVM's dirty ring (KVM_CAP_DIRTY_LOG_RING[_ACQ_REL]): per vCPU, a shared ring of
+//! KVM's dirty ring (`KVM_CAP_DIRTY_LOG_RING[_ACQ_REL]`): per vCPU, a shared ring of
 //! `struct kvm_dirty_gfn` (slot, page offset, flags) that KVM fills as the vCPU dirties pages of
 //! slots with KVM_MEM_LOG_DIRTY_PAGES. The VMM harvests entries flagged DIRTY (acquire), flags them
 //! RESET (release), and KVM_RESET_DIRTY_RINGS gives the slots back to KVM. Measured on the PVM host
