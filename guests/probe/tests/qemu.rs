@@ -620,3 +620,15 @@ fn net_ping_through_qemu_virtio_net() {
         "{text}"
     );
 }
+
+#[test]
+fn mem_soak_rewrites_and_verifies_until_the_power_button() {
+    let mut session = Session::start("microvm", &["-m", "96"], "probe=mem-soak mib=32");
+    session.wait_for("PROBE mem-soak epoch=2 ok\r\n", Duration::from_secs(60));
+    session.qmp_command("system_powerdown");
+    let (text, reasons) = session.finish(RUN_TIMEOUT);
+    assert!(text.contains("PROBE mem-soak ready mib=32"), "{text}");
+    assert!(text.contains("PROBE mem-soak power-button"), "{text}");
+    assert!(!text.contains("corrupt"), "{text}");
+    assert_end(&reasons, "guest-shutdown", &text);
+}
