@@ -27,8 +27,14 @@
 //! {"cmd":"sysrq","key":"h"} -> {"ok":true}   serial BREAK, then the key (SysRq for Linux)         (Done)
 //! {"cmd":"nmi","vcpu":K} -> {"ok":true}   KVM_NMI on vCPU K (delivered before its next guest entry)   (Done)
 //! {"cmd":"dump-core","path":"/abs/file"} -> {"ok":true}   ELF core of memory + vCPU registers     (Done)
+//! {"cmd":"save","resume":B} + descriptor -> {"ok":true}   snapshot stream written to it (xl save)  (Done)
+//! {"cmd":"migrate","downtime_ms":N} + descriptor -> {"ok":true,"bytes":N,"iterations":N,
+//!                            "dirty_pages":[...],"tracking":"ring"|"bitmap","total_ms":N,"stop_copy_ms":N}
+//!                            live stream (pre-copy, then stop-and-copy); guest left paused (MigrateReply)
 //! anything refused       -> {"ok":false,"error":"message"}
 //! ```
+//! `save` and `migrate` need the descriptor to write to sent with the request line (SCM_RIGHTS): the VMM
+//! never opens a path for them.
 //! Requests with fields deny unknown ones (serde ignores extra fields next to a field-less `cmd`); replies
 //! tolerate unknown fields, so a newer VMM may add some. Request lines are
 //! capped at [`MAX_REQUEST_BYTES`], reply lines at [`MAX_REPLY_BYTES`].

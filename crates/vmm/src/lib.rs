@@ -14,7 +14,9 @@
 //!   and the virtio devices (virtio-blk, virtio-rng, virtio-net) behind the device manager.
 //! - [`console`]: where the UART's output goes (stdio, pty, unix socket with a bounded backlog).
 //! - [`control`]: serves the control socket (state, pause/resume, power button, reset, destroy, outcome).
-//! - [`machine`]: ties them together and runs the domain until it stops.
+//! - [`machine`]: ties them together and runs the domain until it stops (or restores it from a
+//!   snapshot instead of booting; `save`, and `migrate`'s pre-copy, in `machine::save`/`machine::migrate`).
+//! - [`snapshot`]: the versioned, checksummed snapshot stream and what it holds.
 //! - [`threads`]: the one spawn point per kind of thread, and the pause/resume/stop/save-state events
 //!   with acknowledgements every vCPU and device thread is controlled through.
 //!
