@@ -188,3 +188,49 @@ fn a_migration_cut_off_midway_leaves_the_domain_on_the_source_and_nothing_on_the
     a.ok(&["destroy", "stay"]);
     b.ok(&["destroy", "stay"]);
 }
+
+#[test]
+fn a_nic_answers_ping_on_the_target_after_migration() {
+    let (nsa, a) = host("mna", true, false);
+    let (nsb, b) = host("mnb", false, false);
+    for ns in [&nsa, &nsb] {
+        ns.sh("ip link add bridge0 type bridge && ip addr add 10.0.7.1/24 dev bridge0 && ip link set bridge0 up");
+    }
+    std::fs::write(
+        a.path("cfg/echo.cfg"),
+        format!(
+            "name = \"echo\"\ntype = \"pvh\"\nkernel = \"{}\"\nextra = \"probe=net-echo ip=10.0.7.10/24\"\nmemory = 64\nvcpus = 1\nvif = ['mac=aa:00:00:07:00:0b,bridge=bridge0']\n",
+            a.bins.probe.display()
+        ),
+    )
+    .unwrap();
+    a.ok(&["create", "echo.cfg"]);
+    let src = a.row("echo").unwrap().domid;
+    a.wait_console("echo", "PROBE net-echo ready mac=aa:00:00:07:00:0b");
+    assert!(nsa.ping([10, 0, 7, 10], 5), "answers on the source host");
+    let to_b = ssh_script(&a, &b, &nsb, "ssh-b", "");
+    let out = a.domus(&["migrate", "-s", to_b.to_str().unwrap(), "echo", "hostb"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The source's vif is gone with the domain; the target made one for its domid on its bridge.
+    wait_for("the source vif gone", TIMEOUT, || {
+        (!nsa.links().contains(&format!("vif{src}.0"))).then_some(())
+    });
+    let dst = b.row("echo").unwrap().domid;
+    let vif = format!("vif{dst}.0");
+    wait_for("the target vif on bridge0", TIMEOUT, || {
+        (nsb.master(&vif).as_deref() == Some("bridge0")).then_some(())
+    });
+    assert!(nsb.ping([10, 0, 7, 10], 10), "answers on the target host");
+    assert!(
+        !nsa.ping([10, 0, 7, 10], 1),
+        "nothing answers on the source"
+    );
+    b.ok(&["destroy", "echo"]);
+    wait_for("no vif left", TIMEOUT, || {
+        (!nsb.links().iter().any(|l| l.starts_with("vif"))).then_some(())
+    });
+}
