@@ -150,6 +150,7 @@ fn load_config(args: &Args) -> anyhow::Result<VmConfig> {
             cmdline: args.cmdline.clone().unwrap_or_default(),
             memory_mib: args.memory.unwrap_or(128),
             vcpus: args.vcpus.unwrap_or(1),
+            max_vcpus: args.vcpus.unwrap_or(1),
             disks: Vec::new(),
             rng: Some(domus_spec::RngSpec::default()),
             nics: Vec::new(),
