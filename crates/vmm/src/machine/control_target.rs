@@ -300,6 +300,15 @@ impl ControlTarget for Ctl<'_> {
                     .ok()
                     .and_then(|i| self.shared.vcpus.get(i))
                     .ok_or_else(|| format!("no vCPU {vcpu}"))?;
+                // The control socket exists a moment before the vCPU threads record their ids:
+                // a pin that comes that early waits for its thread (an offline vCPU has none).
+                let deadline = Instant::now() + Duration::from_secs(2);
+                while s.tid.load(Ordering::SeqCst) == 0
+                    && !s.offline.load(Ordering::SeqCst)
+                    && Instant::now() < deadline
+                {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
                 let tid = s.tid.load(Ordering::SeqCst);
                 let cpus: Vec<usize> = cpus.iter().map(|&c| c as usize).collect();
                 crate::sys::set_affinity(tid, &cpus)
