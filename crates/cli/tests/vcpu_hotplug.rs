@@ -61,9 +61,11 @@ fn availability(h: &Host, id: u32) -> Vec<String> {
 }
 
 fn wait_vcpus_column(h: &Host, dom: &str, n: u32) {
-    wait_for(&format!("list to show {n} VCPUs for {dom}"), TIMEOUT, || {
-        (h.row(dom)?.vcpus == n).then_some(())
-    });
+    wait_for(
+        &format!("list to show {n} VCPUs for {dom}"),
+        TIMEOUT,
+        || (h.row(dom)?.vcpus == n).then_some(()),
+    );
 }
 
 fn count(h: &Host, dom: &str, line: &str) -> usize {
@@ -71,9 +73,11 @@ fn count(h: &Host, dom: &str, line: &str) -> usize {
 }
 
 fn wait_count(h: &Host, dom: &str, line: &str, n: usize) {
-    wait_for(&format!("{n} x {line:?} on {dom}'s console"), TIMEOUT, || {
-        (count(h, dom, line) >= n).then_some(())
-    });
+    wait_for(
+        &format!("{n} x {line:?} on {dom}'s console"),
+        TIMEOUT,
+        || (count(h, dom, line) >= n).then_some(()),
+    );
 }
 
 #[test]
@@ -119,7 +123,11 @@ fn vcpu_set_plugs_and_unplugs_vcpus_through_acpi_hotplug() {
     assert!(vcpu_rows(&h, "hot").iter().all(|r| r.2 != "--p"));
     assert_eq!(
         vcpu_masks(pid),
-        [(0, "1".to_owned()), (1, "0".to_owned()), (2, "1".to_owned())]
+        [
+            (0, "1".to_owned()),
+            (1, "0".to_owned()),
+            (2, "1".to_owned())
+        ]
     );
 
     // Down: the guest takes vCPU 2 down and ejects it; its thread stays (parked).
@@ -131,7 +139,11 @@ fn vcpu_set_plugs_and_unplugs_vcpus_through_acpi_hotplug() {
         let r = vcpu_rows(&h, "hot");
         (r[2].1 == "-" && r[2].2 == "--p").then_some(())
     });
-    assert_eq!(vcpu_masks(pid).len(), 3, "the ejected vCPU's thread is parked");
+    assert_eq!(
+        vcpu_masks(pid).len(),
+        3,
+        "the ejected vCPU's thread is parked"
+    );
 
     // Up again: the parked vCPU is reused (no new thread), the guest starts it again.
     h.ok(&["vcpu-set", "-i", "hot", "3"]);

@@ -161,7 +161,9 @@ pub enum ConfigError {
         max: u32,
     },
     /// maxvcpus below vcpus.
-    #[error("maxvcpus = {max_vcpus} is below vcpus = {vcpus}: the domain could not start its vCPUs")]
+    #[error(
+        "maxvcpus = {max_vcpus} is below vcpus = {vcpus}: the domain could not start its vCPUs"
+    )]
     MaxVcpusBelowVcpus {
         /// Requested possible vCPUs.
         max_vcpus: u32,

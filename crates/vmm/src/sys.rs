@@ -52,8 +52,10 @@ pub fn signal_thread(tid: i32, signal: libc::c_int) {
     if tid <= 0 {
         return;
     }
+    // SAFETY: getpid takes no arguments and cannot fail.
+    let pid = unsafe { libc::getpid() };
     // SAFETY: tgkill only sends a signal to a thread of our own process; no memory is touched.
-    let _ignored = unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, signal) };
+    let _ignored = unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, signal) };
 }
 
 /// CPU time consumed so far by the thread behind `thread` (a pthread of this process), in ns.

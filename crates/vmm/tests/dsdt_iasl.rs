@@ -4,6 +4,8 @@
 //! check that a Linux guest's interpreter would accept the methods. Needs Debian's `acpica-tools`
 //! (`.ci/run` installs it); without `iasl` the test fails and says so.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use std::path::Path;
 use std::process::Command;
 
@@ -48,7 +50,11 @@ fn method<'a>(dsl: &'a str, name: &str) -> &'a str {
 fn dsdt_disassembles_recompiles_and_its_hotplug_methods_use_the_registers() {
     let dir = std::env::temp_dir().join(format!("domus-dsdt-iasl-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("dsdt.aml"), domus_vmm::boot::acpi::dsdt_table(2, 4)).unwrap();
+    std::fs::write(
+        dir.join("dsdt.aml"),
+        domus_vmm::boot::acpi::dsdt_table(2, 4),
+    )
+    .unwrap();
     run(&dir, &["-d", "dsdt.aml"]);
     let dsl = std::fs::read_to_string(dir.join("dsdt.dsl")).unwrap();
     // Recompiling the disassembly is iasl's full syntax and semantic check (undefined names,
@@ -58,12 +64,21 @@ fn dsdt_disassembles_recompiles_and_its_hotplug_methods_use_the_registers() {
     std::fs::remove_dir_all(&dir).unwrap();
 
     for d in ["C000", "C001", "C002", "C003"] {
-        assert!(dsl.contains(&format!("Device ({d})")), "{d} missing:\n{dsl}");
+        assert!(
+            dsl.contains(&format!("Device ({d})")),
+            "{d} missing:\n{dsl}"
+        );
     }
     assert!(!dsl.contains("Device (C004)"));
     assert_eq!(dsl.matches("\"ACPI0007\"").count(), 4, "{dsl}");
-    assert!(dsl.contains("OperationRegion (PRST, SystemMemory, 0xFEB01000, 0x10)"), "{dsl}");
-    assert!(dsl.contains("OperationRegion (GDST, SystemMemory, 0xFEB00000, 0x04)"), "{dsl}");
+    assert!(
+        dsl.contains("OperationRegion (PRST, SystemMemory, 0xFEB01000, 0x10)"),
+        "{dsl}"
+    );
+    assert!(
+        dsl.contains("OperationRegion (GDST, SystemMemory, 0xFEB00000, 0x04)"),
+        "{dsl}"
+    );
     assert!(dsl.contains("\"ACPI0013\""), "{dsl}");
 
     let csta = method(&dsl, "CSTA");

@@ -159,8 +159,7 @@ mod tests {
     const PC: &[u8] = include_bytes!("../tests/data/acpi/qemu-pc/DSDT.bin");
     const DOMUS: &[u8] = include_bytes!("../tests/data/acpi/domus-vmm/DSDT.bin");
     /// domus-vmm's DSDT with CPU hotplug for 3 possible CPUs (`acpi::dsdt_table(1, 3)`).
-    const DOMUS_HOTPLUG: &[u8] =
-        include_bytes!("../tests/data/acpi/domus-vmm-hotplug/DSDT.bin");
+    const DOMUS_HOTPLUG: &[u8] = include_bytes!("../tests/data/acpi/domus-vmm-hotplug/DSDT.bin");
 
     fn body(t: &[u8]) -> &[u8] {
         &t[HEADER_LEN..]
@@ -232,7 +231,10 @@ mod tests {
         assert_eq!(find_memory_region(b, b"PRST"), Some(0xfeb0_1000));
         assert_eq!(find_memory_region(b, b"NONE"), None);
         let ged = find_ged(b).unwrap();
-        assert_eq!((ged.esel, ged.irq, ged.edge, ged.active_low), (0xfeb0_0000, 5, true, false));
+        assert_eq!(
+            (ged.esel, ged.irq, ged.edge, ged.active_low),
+            (0xfeb0_0000, 5, true, false)
+        );
         assert_eq!(find_s5(b), Some((5, 5)));
         for t in [MICROVM, PC, DOMUS] {
             assert_eq!(find_memory_region(body(t), b"PRST"), None);

@@ -28,15 +28,15 @@ const CEJ0: u32 = 1 << 3;
 /// An online AP's wake-up period (APIC timer count, divide 16; ~16 ms at KVM's 1 GHz bus).
 const AP_TIMER_COUNT: u32 = 1 << 20;
 
-const FALSE: AtomicBool = AtomicBool::new(false);
 /// Per CPU slot: asked to leave.
-static LEAVE: [AtomicBool; MAX_CPUS] = [FALSE; MAX_CPUS];
+static LEAVE: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 /// Per CPU slot: running the probe's AP loop (set by the AP, cleared when it leaves).
-static RUNNING: [AtomicBool; MAX_CPUS] = [FALSE; MAX_CPUS];
+static RUNNING: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 /// Local APIC base for the APs.
 static LAPIC: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 /// APIC id per CPU slot (the MADT's possible list), for APs to find their slot.
-static IDS: crate::sync::SpinLock<[u32; MAX_CPUS]> = crate::sync::SpinLock::new([u32::MAX; MAX_CPUS]);
+static IDS: crate::sync::SpinLock<[u32; MAX_CPUS]> =
+    crate::sync::SpinLock::new([u32::MAX; MAX_CPUS]);
 
 fn slot_of(apic_id: u32) -> Option<usize> {
     IDS.with(|ids| ids.iter().position(|&i| i == apic_id))

@@ -66,10 +66,7 @@ impl Daemon {
         drop(t);
         let target = self.running_target(spec, "set the vCPUs of")?;
         self.writable()?;
-        Self::send(
-            &target,
-            &domus_vmm_api::Request::SetVcpus { online: vcpus },
-        )?;
+        Self::send(&target, &domus_vmm_api::Request::SetVcpus { online: vcpus })?;
         if let Some(d) = self.lock().get(domid) {
             let mut view = Self::store_view(d);
             view.vcpus = vcpus;

@@ -111,8 +111,13 @@ fn cej0() -> Vec<u8> {
     let select = aml::Store::new(&csel, &aml::Arg(0));
     let eject = aml::Store::new(&cej0_field, &aml::ONE);
     let release = aml::Release::new("\\_SB_.PRES.CPLK".into());
-    aml::Method::new("CEJ0".into(), 1, true, vec![&acquire, &select, &eject, &release])
-        .to_aml_bytes(&mut out);
+    aml::Method::new(
+        "CEJ0".into(),
+        1,
+        true,
+        vec![&acquire, &select, &eject, &release],
+    )
+    .to_aml_bytes(&mut out);
     out
 }
 
@@ -165,8 +170,13 @@ fn cscn(possible: u8) -> Vec<u8> {
     let next = aml::Add::new(&aml::Local(0), &aml::Local(0), &aml::ONE);
     let each = aml::While::new(&more, vec![&select, &on_insert, &on_remove, &next]);
     let release = aml::Release::new("\\_SB_.PRES.CPLK".into());
-    aml::Method::new("CSCN".into(), 0, true, vec![&acquire, &start, &each, &release])
-        .to_aml_bytes(&mut out);
+    aml::Method::new(
+        "CSCN".into(),
+        0,
+        true,
+        vec![&acquire, &start, &each, &release],
+    )
+    .to_aml_bytes(&mut out);
     out
 }
 
@@ -269,7 +279,9 @@ mod tests {
         let mut b = Vec::new();
         CpuHotplugAml { possible: 3 }.to_aml_bytes(&mut b);
         assert_eq!(b.windows(9).filter(|w| w == b"\x0dACPI0007").count(), 3);
-        for name in [b"C000", b"C001", b"C002", b"CSCN", b"CTFY", b"PRST", b"GDST"] {
+        for name in [
+            b"C000", b"C001", b"C002", b"CSCN", b"CTFY", b"PRST", b"GDST",
+        ] {
             assert!(b.windows(4).any(|w| w == name), "{name:?}");
         }
         assert!(!b.windows(4).any(|w| w == b"C003"));

@@ -187,7 +187,8 @@ impl CpuHotplug {
 
     fn status(&self) -> u8 {
         self.slot(self.selected).map_or(0, |s| {
-            u8::from(s.enabled) * CPEN | u8::from(s.inserting) * CINS | u8::from(s.removing) * CRMV
+            let bit = |on: bool, b: u8| if on { b } else { 0 };
+            bit(s.enabled, CPEN) | bit(s.inserting, CINS) | bit(s.removing, CRMV)
         })
     }
 

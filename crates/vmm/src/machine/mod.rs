@@ -177,7 +177,11 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
     let possible = cfg.max_vcpus.max(cfg.vcpus);
     let shared =
         Arc::new(Shared::new(possible, host_is_pvm).map_err(host("cannot create an eventfd"))?);
-    for s in shared.vcpus.iter().skip(cfg.vcpus as usize) {
+    for s in shared
+        .vcpus
+        .iter()
+        .skip(usize::try_from(cfg.vcpus).unwrap_or(usize::MAX))
+    {
         s.offline.store(true, std::sync::atomic::Ordering::SeqCst);
     }
     let sci_vm = Arc::clone(&vm);
