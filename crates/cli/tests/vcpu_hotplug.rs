@@ -85,12 +85,12 @@ fn vcpu_set_plugs_and_unplugs_vcpus_through_acpi_hotplug() {
     let h = Host::start();
     let ncpus = std::thread::available_parallelism().unwrap().get();
     assert!(ncpus >= 2, "this test needs two host CPUs");
-    // vCPU 0 and 2 on CPU 1, vCPU 1 on CPU 0: the hot-plugged threads must honour it too.
+    // vCPU 0 on CPU 1, vCPUs 1 and 2 on CPU 0: the hot-plugged threads must honour it too.
     h.probe_cfg(
         "hp.cfg",
         "hot",
         "idle",
-        "maxvcpus = 3\ncpus = [\"1\", \"0\", \"1\"]\n",
+        "maxvcpus = 3\ncpus = [\"1\", \"0\", \"0\"]\n",
     );
     h.ok(&["create", "hp.cfg"]);
     h.wait_console("hot", "PROBE idle ready");
@@ -110,6 +110,9 @@ fn vcpu_set_plugs_and_unplugs_vcpus_through_acpi_hotplug() {
     assert_eq!((rows[1].1.as_str(), rows[1].2.as_str()), ("-", "--p"));
     assert_eq!((rows[2].1.as_str(), rows[2].2.as_str()), ("-", "--p"));
     assert_eq!(vcpu_masks(pid), [(0, "1".to_owned())]);
+    // A vCPU that was never plugged in can be pinned (xl: any vCPU below maxvcpus); its thread
+    // takes the pin when it starts.
+    h.ok(&["vcpu-pin", "hot", "1", "1"]);
 
     // Up: two new vCPUs, each brought up by the guest (more than this host's 2 CPUs: xl wants -i).
     assert!(h
@@ -125,10 +128,14 @@ fn vcpu_set_plugs_and_unplugs_vcpus_through_acpi_hotplug() {
         vcpu_masks(pid),
         [
             (0, "1".to_owned()),
-            (1, "0".to_owned()),
-            (2, "1".to_owned())
+            (1, "1".to_owned()),
+            (2, "0".to_owned())
         ]
     );
+    // vcpu-list shows the pin of vCPU 1 as its hard affinity.
+    let list = h.ok(&["vcpu-list", "hot"]);
+    let row1: Vec<&str> = list.lines().nth(2).unwrap().split_whitespace().collect();
+    assert_eq!(&row1[6..], ["1", "/", "all"], "{list}");
 
     // Down: the guest takes vCPU 2 down and ejects it; its thread stays (parked).
     h.ok(&["vcpu-set", "hot", "2"]);

@@ -311,6 +311,13 @@ impl ControlTarget for Ctl<'_> {
                 }
                 let tid = s.tid.load(Ordering::SeqCst);
                 let cpus: Vec<usize> = cpus.iter().map(|&c| c as usize).collect();
+                if tid == 0 && s.offline.load(Ordering::SeqCst) {
+                    // Never plugged in: its thread takes the pin when it starts.
+                    *s.pending_pin
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(cpus);
+                    return Ok(Reply::Done);
+                }
                 crate::sys::set_affinity(tid, &cpus)
                     .map_err(|e| format!("cannot pin vCPU {vcpu}: {e}"))?;
                 Ok(Reply::Done)

@@ -23,6 +23,9 @@ pub struct VcpuStatus {
     /// The vCPU is not online (never plugged in, or ejected by the guest): its thread, if it has
     /// one, stays out of KVM_RUN until it is plugged in again.
     pub offline: AtomicBool,
+    /// A `vcpu-pin` for a vCPU whose thread does not exist yet (never plugged in): applied when the
+    /// thread starts, after the `cpus` pinning.
+    pub pending_pin: Mutex<Option<Vec<usize>>>,
     /// Its registers, saved each time it parks for a pause (for `dump-core`).
     pub parked_regs: Mutex<Option<super::coredump::CpuRegs>>,
 }

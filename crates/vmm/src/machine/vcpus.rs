@@ -86,6 +86,17 @@ impl Vcpus {
                     tracing::warn!(vcpu = id, error = %e, "cannot pin the vCPU thread (cpus)");
                 }
             }
+            let pending = s.vcpus.get(id).and_then(|st| {
+                st.pending_pin
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take()
+            });
+            if let Some(pin) = pending {
+                if let Err(e) = crate::sys::set_affinity(crate::sys::current_tid(), &pin) {
+                    tracing::warn!(vcpu = id, error = %e, "cannot pin the vCPU thread (vcpu-pin)");
+                }
+            }
             vcpu_thread::run(id, fd, d, s, mailbox);
         })?;
         self.threads.push(VcpuThread {
