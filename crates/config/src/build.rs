@@ -212,6 +212,7 @@ impl Builder {
             "ramdisk" => o.ramdisk = origin,
             "memory" => o.memory = origin,
             "vcpus" => o.vcpus = origin,
+            "maxvcpus" => o.maxvcpus = origin,
             "bootloader" => o.bootloader = origin,
             "pci" => o.pci = origin,
             "disk" => {

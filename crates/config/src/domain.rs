@@ -188,6 +188,9 @@ pub struct Origins {
     /// `vcpus`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vcpus: Option<String>,
+    /// `maxvcpus`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maxvcpus: Option<String>,
     /// `bootloader`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootloader: Option<String>,
@@ -210,6 +213,7 @@ impl Origins {
             && self.ramdisk.is_none()
             && self.memory.is_none()
             && self.vcpus.is_none()
+            && self.maxvcpus.is_none()
             && self.bootloader.is_none()
             && self.pci.is_none()
             && self.disk.is_none()

@@ -203,6 +203,14 @@ pub enum SpecErrorKind {
     /// vcpus = 0.
     #[error("vcpus must be at least 1 (got 0)")]
     VcpusZero,
+    /// maxvcpus over KVM's (or the machine model's) limit.
+    #[error("maxvcpus = {maxvcpus} is over the limit of {max} vCPUs per VM on this host (KVM and the machine's 254 APIC ids)")]
+    MaxvcpusOverLimit {
+        /// Requested.
+        maxvcpus: u32,
+        /// The limit.
+        max: u32,
+    },
     /// Over KVM's limit.
     #[error("vcpus = {vcpus} is over KVM's limit of {max} vCPUs per VM on this host")]
     VcpusOverKvm {

@@ -311,6 +311,19 @@ fn memory_and_vcpus(c: &mut Check<'_>, host: &HostLimits) {
             },
         );
     }
+    // maxvcpus >= vcpus is the config crate's rule; here its ceiling: every possible vCPU is in the
+    // MADT and may be hot-plugged, so it must fit KVM and the machine as vcpus must.
+    let maxvcpus = cfg.maxvcpus;
+    let max = host
+        .kvm_max_vcpus
+        .map_or(MAX_MACHINE_VCPUS, |k| k.min(MAX_MACHINE_VCPUS));
+    if vcpus <= max && maxvcpus > max {
+        c.fail(
+            cfg.origins.maxvcpus.as_ref(),
+            "maxvcpus",
+            SpecErrorKind::MaxvcpusOverLimit { maxvcpus, max },
+        );
+    }
 }
 
 fn absolute(p: &str) -> PathBuf {

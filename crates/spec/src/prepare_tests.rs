@@ -144,6 +144,14 @@ fn every_refusal_is_located() {
         e,
         ["t.cfg:2:9: vcpus: vcpus = 9 is over KVM's limit of 8 vCPUs per VM on this host"]
     );
+    let e = d.errors(&format!(
+        "kernel = '{}'\nvcpus = 2\nmaxvcpus = 9\n",
+        d.p("pvh")
+    ));
+    assert_eq!(
+        e,
+        ["t.cfg:3:12: maxvcpus: maxvcpus = 9 is over the limit of 8 vCPUs per VM on this host (KVM and the machine's 254 APIC ids)"]
+    );
     let disks: Vec<String> = (0..15)
         .map(|i| format!("'{},raw,xvd{},ro'", d.p("disk.img"), char::from(b'a' + i)))
         .collect();

@@ -161,6 +161,7 @@ mod tests {
             },
             Request::Sysrq { key: 'h' },
             Request::Nmi { vcpu: 1 },
+            Request::SetVcpus { online: 3 },
             Request::DumpCore {
                 path: "/var/lib/domus/dump/web.core".into(),
             },

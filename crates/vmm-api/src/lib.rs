@@ -11,7 +11,7 @@
 //! ```text
 //! {"cmd":"state"}        -> {"ok":true,"state":"running"|"paused"|"shutdown",
 //!                            "outcome":null|{"reason":"poweroff"|"reboot"|"crash","detail":"..."},
-//!                            "pid":N,"vcpus":[{"id":0,"cpu_time_ns":N,"state":"running"|"blocked"|"paused"}],
+//!                            "pid":N,"vcpus":[{"id":0,"cpu_time_ns":N,"state":"running"|"blocked"|"paused"|"offline"}],
 //!                            "memory_mib":M,"uptime_ms":N,
 //!                            "disks":[{"rd_reqs":N,"wr_reqs":N,"rd_sectors":N,"wr_sectors":N}],
 //!                            "nics":[{"tx_bytes":N,"tx_packets":N,"rx_bytes":N,"rx_packets":N}]}
@@ -27,6 +27,8 @@
 //! {"cmd":"sysrq","key":"h"} -> {"ok":true}   serial BREAK, then the key (SysRq for Linux)         (Done)
 //! {"cmd":"nmi","vcpu":K} -> {"ok":true}   KVM_NMI on vCPU K (delivered before its next guest entry)   (Done)
 //! {"cmd":"dump-core","path":"/abs/file"} -> {"ok":true}   ELF core of memory + vCPU registers     (Done)
+//! {"cmd":"set-vcpus","online":N} -> {"ok":true}   vCPUs 0..N online via ACPI CPU hotplug (removals
+//!                            complete when the guest ejects)                                    (Done)
 //! anything refused       -> {"ok":false,"error":"message"}
 //! ```
 //! Requests with fields deny unknown ones (serde ignores extra fields next to a field-less `cmd`); replies

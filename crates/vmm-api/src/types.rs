@@ -51,6 +51,12 @@ pub enum Request {
         /// The SysRq key (printable ASCII).
         key: char,
     },
+    /// Make vCPUs `0..online` the online ones (xl vcpu-set) through ACPI CPU hotplug: new ones are
+    /// inserted at once, removals are asked of the guest (done when it ejects them).
+    SetVcpus {
+        /// How many vCPUs should be online (1 to the possible count).
+        online: u32,
+    },
 }
 
 impl Request {
@@ -67,6 +73,7 @@ impl Request {
             Self::AckOutcome => "ack-outcome",
             Self::VcpuPin { .. } => "vcpu-pin",
             Self::Sysrq { .. } => "sysrq",
+            Self::SetVcpus { .. } => "set-vcpus",
             Self::DumpCore { .. } => "dump-core",
             Self::Nmi { .. } => "nmi",
         }
@@ -99,6 +106,8 @@ pub enum VcpuRunState {
     Blocked,
     /// Parked by a pause.
     Paused,
+    /// Not online: never plugged in, or ejected by the guest (its thread is parked).
+    Offline,
 }
 
 /// One vCPU in a [`StateReply`].

@@ -102,8 +102,10 @@ pub struct VmConfig {
     pub cmdline: String,
     /// Guest RAM in MiB.
     pub memory_mib: u64,
-    /// Number of vCPUs.
+    /// Number of vCPUs online at boot.
     pub vcpus: u32,
+    /// Possible vCPUs (`maxvcpus`, at least `vcpus`): the MADT lists them all, `vcpu-set` plugs them.
+    pub max_vcpus: u32,
     /// Disks in config order (virtio-mmio slot i = disk i).
     pub disks: Vec<VmDisk>,
     /// The entropy device (virtio-rng, in the slot after the disks); `None`: the domain has none.
@@ -158,6 +160,24 @@ pub enum ConfigError {
         /// KVM_CAP_MAX_VCPUS (also bounded by the 254 APIC ids the MADT/MP table can describe).
         max: u32,
     },
+    /// maxvcpus below vcpus.
+    #[error(
+        "maxvcpus = {max_vcpus} is below vcpus = {vcpus}: the domain could not start its vCPUs"
+    )]
+    MaxVcpusBelowVcpus {
+        /// Requested possible vCPUs.
+        max_vcpus: u32,
+        /// Boot vCPUs.
+        vcpus: u32,
+    },
+    /// maxvcpus over KVM's limit.
+    #[error("maxvcpus = {max_vcpus} is over KVM's limit of {max} vCPUs per VM on this host")]
+    MaxVcpusTooMany {
+        /// Requested.
+        max_vcpus: u32,
+        /// The limit.
+        max: u32,
+    },
     /// No kernel in the config.
     #[error("no kernel given: set `kernel = \"PATH\"` in the domain config")]
     NoKernel,
@@ -206,6 +226,18 @@ impl VmConfig {
         if self.vcpus > max {
             return Err(ConfigError::VcpusTooMany {
                 vcpus: self.vcpus,
+                max,
+            });
+        }
+        if self.max_vcpus < self.vcpus {
+            return Err(ConfigError::MaxVcpusBelowVcpus {
+                max_vcpus: self.max_vcpus,
+                vcpus: self.vcpus,
+            });
+        }
+        if self.max_vcpus > max {
+            return Err(ConfigError::MaxVcpusTooMany {
+                max_vcpus: self.max_vcpus,
                 max,
             });
         }
@@ -301,6 +333,7 @@ impl VmConfig {
             cmdline: spec.cmdline,
             memory_mib: spec.memory_mib,
             vcpus: spec.vcpus,
+            max_vcpus: spec.maxvcpus.max(spec.vcpus),
             disks,
             rng: spec.rng,
             nics: spec
@@ -363,6 +396,7 @@ impl VmConfig {
             cmdline: spec.cmdline,
             memory_mib: spec.memory_mib,
             vcpus: spec.vcpus,
+            max_vcpus: spec.maxvcpus.max(spec.vcpus),
             disks,
             rng: spec.rng,
             nics,
@@ -493,6 +527,7 @@ mod tests {
             cmdline: String::new(),
             memory_mib: 64,
             vcpus: 1,
+            max_vcpus: 1,
             disks: Vec::new(),
             rng: Some(domus_spec::RngSpec::default()),
             nics: Vec::new(),
@@ -519,6 +554,20 @@ mod tests {
             c.validate(1024, 8),
             Err(ConfigError::VcpusTooMany { max: 8, .. })
         ));
+        let mut c = cfg();
+        c.vcpus = 2;
+        assert!(matches!(
+            c.validate(1024, 8),
+            Err(ConfigError::MaxVcpusBelowVcpus { .. })
+        ));
+        c.max_vcpus = 9;
+        let e = c.validate(1024, 8).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "maxvcpus = 9 is over KVM's limit of 8 vCPUs per VM on this host"
+        );
+        c.max_vcpus = 8;
+        assert!(c.validate(1024, 8).is_ok());
     }
 
     #[test]

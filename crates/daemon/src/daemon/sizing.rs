@@ -1,9 +1,11 @@
 //! `mem-set` and `vcpu-set`: a running domain's memory target (within `maxmem`, through its balloon)
 //! and its online vCPUs (within `maxvcpus`, through ACPI CPU hotplug).
 //!
-//! The requests are checked as xl checks them, with libxl's wording where libxl has words. The VMM
-//! side (the virtio-balloon device and the CPU hotplug register block) is not built yet: a valid
-//! request that would change the domain is refused with a conflict saying so, never accepted silently.
+//! The requests are checked as xl checks them, with libxl's wording where libxl has words. `vcpu-set`
+//! asks the VMM (`set-vcpus`: ACPI CPU hotplug) and writes the store's `cpu/N/availability` nodes at
+//! once, as libxl does; the VCPUs column follows what the VMM reports (a removal counts once the
+//! guest ejected the CPU). The balloon side of `mem-set` is not built yet: a valid request that would
+//! change the domain is refused with a conflict saying so, never accepted silently.
 
 use super::{ApiError, Daemon};
 
@@ -44,13 +46,13 @@ impl Daemon {
     /// Sets how many vCPUs of a domain are online.
     ///
     /// # Errors
-    /// 400 for 0 or more than `maxvcpus` (libxl's words); 409 while the machine has no CPU hotplug.
+    /// 400 for 0 or more than `maxvcpus` (libxl's words); 409 for a domain not running; 500 when
+    /// the VMM refuses (e.g. a paused domain).
     pub fn vcpu_set(&self, spec: &str, vcpus: u32) -> Result<(), ApiError> {
         Self::refuse_domain0(spec, "set the vCPUs of")?;
         let t = self.lock();
         let (domid, d) = t.lookup(spec)?;
         let max = d.rec.config.maxvcpus.max(d.rec.config.vcpus);
-        let current = d.info().vcpus;
         if vcpus == 0 {
             return Err(ApiError::bad_request(format!(
                 "Domain {domid}:Requested 0 VCPUs: a domain keeps at least one"
@@ -61,11 +63,15 @@ impl Daemon {
                 "Domain {domid}:Requested {vcpus} VCPUs, however maxcpus is {max}!"
             )));
         }
-        if vcpus == current {
-            return Ok(());
+        drop(t);
+        let target = self.running_target(spec, "set the vCPUs of")?;
+        self.writable()?;
+        Self::send(&target, &domus_vmm_api::Request::SetVcpus { online: vcpus })?;
+        if let Some(d) = self.lock().get(domid) {
+            let mut view = Self::store_view(d);
+            view.vcpus = vcpus;
+            self.store.update(&view);
         }
-        Err(ApiError::conflict(format!(
-            "domain {domid} has no CPU hotplug yet: it keeps {current} vCPUs online"
-        )))
+        Ok(())
     }
 }

@@ -32,6 +32,8 @@ pub struct Ctl<'a> {
     acked: Cell<bool>,
     /// (when, CPU ns) per vCPU at the previous `state`.
     samples: RefCell<Vec<(Instant, u64)>>,
+    /// How to create vCPUs for `set-vcpus`.
+    factory: Option<&'a super::hotplug::VcpuFactory<'a>>,
 }
 
 impl<'a> Ctl<'a> {
@@ -53,7 +55,15 @@ impl<'a> Ctl<'a> {
             mem,
             acked: Cell::new(false),
             samples: RefCell::new(Vec::new()),
+            factory: None,
         }
+    }
+
+    /// With `set-vcpus` (ACPI CPU hotplug).
+    #[must_use]
+    pub fn with_hotplug(mut self, factory: &'a super::hotplug::VcpuFactory<'a>) -> Self {
+        self.factory = Some(factory);
+        self
     }
 
     /// Whether a client acknowledged the outcome.
@@ -87,7 +97,9 @@ impl<'a> Ctl<'a> {
                 if let Some(slot) = samples.get_mut(id) {
                     *slot = (now, cpu_ns);
                 }
-                let state = if s.parked.load(Ordering::SeqCst) {
+                let state = if s.offline.load(Ordering::SeqCst) {
+                    VcpuRunState::Offline
+                } else if s.parked.load(Ordering::SeqCst) {
                     VcpuRunState::Paused
                 } else if busy * 100 > wall * RUNNING_PERCENT {
                     VcpuRunState::Running
@@ -132,6 +144,7 @@ impl<'a> Ctl<'a> {
             .vcpus
             .iter()
             .enumerate()
+            .filter(|(_, s)| !s.offline.load(Ordering::SeqCst))
             .map(|(i, s)| {
                 s.parked_regs
                     .lock()
@@ -271,13 +284,40 @@ impl ControlTarget for Ctl<'_> {
                 self.devices.serial_break(byte)?;
                 Ok(Reply::Done)
             }
+            Request::SetVcpus { online } => {
+                if self.shared.should_stop() {
+                    return Err("the domain has stopped".into());
+                }
+                if self.shared.is_paused() {
+                    return Err("the domain is paused: unpause it before changing its vCPUs".into());
+                }
+                let f = self.factory.ok_or("this machine has no CPU hotplug")?;
+                super::hotplug::set_online(f, self.devices, self.shared, self.vcpus, *online)?;
+                Ok(Reply::Done)
+            }
             Request::VcpuPin { vcpu, cpus } => {
                 let s = usize::try_from(*vcpu)
                     .ok()
                     .and_then(|i| self.shared.vcpus.get(i))
                     .ok_or_else(|| format!("no vCPU {vcpu}"))?;
+                // The control socket exists a moment before the vCPU threads record their ids:
+                // a pin that comes that early waits for its thread (an offline vCPU has none).
+                let deadline = Instant::now() + Duration::from_secs(2);
+                while s.tid.load(Ordering::SeqCst) == 0
+                    && !s.offline.load(Ordering::SeqCst)
+                    && Instant::now() < deadline
+                {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
                 let tid = s.tid.load(Ordering::SeqCst);
                 let cpus: Vec<usize> = cpus.iter().map(|&c| c as usize).collect();
+                if tid == 0 && s.offline.load(Ordering::SeqCst) {
+                    // Never plugged in: its thread takes the pin when it starts.
+                    *s.pending_pin
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(cpus);
+                    return Ok(Reply::Done);
+                }
                 crate::sys::set_affinity(tid, &cpus)
                     .map_err(|e| format!("cannot pin vCPU {vcpu}: {e}"))?;
                 Ok(Reply::Done)

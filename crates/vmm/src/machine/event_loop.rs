@@ -45,6 +45,8 @@ pub struct LoopContext<'a> {
     pub virtio: &'a RefCell<DeviceManager>,
     /// Guest RAM for `state`.
     pub memory_mib: u64,
+    /// vCPU creation for `set-vcpus`.
+    pub hotplug: &'a super::hotplug::VcpuFactory<'a>,
     /// Guest memory (for `dump-core`).
     pub mem: &'a crate::vstate::memory::GuestMem,
     /// Console listener.
@@ -128,7 +130,8 @@ pub fn run(mut ctx: LoopContext<'_>) -> io::Result<Outcome> {
         ctx.virtio,
         ctx.memory_mib,
         ctx.mem,
-    );
+    )
+    .with_hotplug(ctx.hotplug);
     let mut console_clients: HashMap<u64, UnixStream> = HashMap::new();
     let mut events = vec![EpollEvent::default(); 32];
     let mut deadline: Option<Instant> = None;

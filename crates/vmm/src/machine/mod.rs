@@ -7,6 +7,7 @@
 mod control_target;
 pub mod coredump;
 mod event_loop;
+pub mod hotplug;
 pub mod shared;
 pub mod sockets;
 pub mod vcpu_thread;
@@ -23,6 +24,7 @@ use crate::boot::{self, BootError};
 use crate::config::{ConfigError, VmConfig};
 use crate::console::{ConsoleHub, ConsoleMode, ConsoleSink};
 use crate::devices::acpi_pm::SCI_IRQ;
+use crate::devices::cpu_hotplug::{CpuHotplug, GED_GSI};
 use crate::devices::legacy::serial::{IrqTrigger, SerialDevice, COM1_IRQ};
 use crate::devices::virtio::manager::DeviceManager;
 use crate::devices::Devices;
@@ -108,6 +110,19 @@ fn host(what: &'static str) -> impl FnOnce(std::io::Error) -> MachineError {
     move |source| MachineError::Host { what, source }
 }
 
+/// The guest ejected vCPU `id`: its thread leaves KVM_RUN (a kick) and parks until plugged in again.
+fn park_ejected(shared: &Shared, id: u32) {
+    let Some(s) = usize::try_from(id).ok().and_then(|i| shared.vcpus.get(i)) else {
+        return;
+    };
+    s.offline.store(true, std::sync::atomic::Ordering::SeqCst);
+    crate::sys::signal_thread(
+        s.tid.load(std::sync::atomic::Ordering::SeqCst),
+        crate::vstate::vcpu::kick_signal(),
+    );
+    tracing::info!(vcpu = id, "vCPU ejected by the guest: parked");
+}
+
 /// Builds the machine for `cfg` and runs it to its outcome.
 ///
 /// # Errors
@@ -159,13 +174,30 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
         })?;
     let hub = ConsoleHub::new(opts.console == ConsoleMode::Stdio);
     let serial = SerialDevice::new(IrqTrigger(serial_irq), ConsoleSink(hub.clone()));
+    let possible = cfg.max_vcpus.max(cfg.vcpus);
+    let shared =
+        Arc::new(Shared::new(possible, host_is_pvm).map_err(host("cannot create an eventfd"))?);
+    for s in shared
+        .vcpus
+        .iter()
+        .skip(usize::try_from(cfg.vcpus).unwrap_or(usize::MAX))
+    {
+        s.offline.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
     let sci_vm = Arc::clone(&vm);
+    let ged_vm = Arc::clone(&vm);
+    let eject_shared = Arc::clone(&shared);
     let devices = Arc::new(
         Devices::new(
             serial,
             Box::new(move || sci_vm.pulse_irq_line(u32::from(SCI_IRQ))),
         )
-        .with_virtio(virtio.transports()),
+        .with_virtio(virtio.transports())
+        .with_cpu_hotplug(
+            CpuHotplug::new(cfg.vcpus, possible),
+            Box::new(move || ged_vm.pulse_irq_line(GED_GSI)),
+            Box::new(move |id| park_ejected(&eject_shared, id)),
+        ),
     );
 
     let mut vcpu_fds = Vec::new();
@@ -174,7 +206,7 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
             vm.fd(),
             &supported,
             id,
-            cfg.vcpus,
+            possible,
             entry,
         )?);
     }
@@ -201,8 +233,6 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
         None => None,
     };
 
-    let shared =
-        Arc::new(Shared::new(cfg.vcpus, host_is_pvm).map_err(host("cannot create an eventfd"))?);
     crate::vstate::vcpu::install_kick_handler().map_err(|e| MachineError::Host {
         what: "cannot install the vCPU kick signal handler",
         source: std::io::Error::from_raw_os_error(e.errno()),
@@ -221,7 +251,15 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
     let vcpus = RefCell::new(vcpus);
     let virtio = RefCell::new(virtio);
 
+    let factory = hotplug::VcpuFactory {
+        vm: &vm,
+        supported: &supported,
+        entry,
+        possible,
+        affinity: &cfg.vcpu_affinity,
+    };
     let ctx = event_loop::LoopContext {
+        hotplug: &factory,
         shared: &shared,
         devices: &devices,
         hub: &hub,

@@ -40,6 +40,7 @@ fn echo(ev: &mut Events) -> Flow {
 fn run(machine: &Machine, _args: &Args<'_>) {
     let mut lp = EventLoop::new();
     lp.watch_console(machine);
+    lp.watch_cpu_hotplug(machine);
     if let Err(reason) = lp.hook("echo", echo) {
         crate::report!("error echo reason={reason}");
         return;

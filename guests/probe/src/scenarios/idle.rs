@@ -37,6 +37,7 @@ fn run(machine: &Machine, _args: &Args<'_>) {
         crate::report!("error idle reason={reason}");
         return;
     }
+    lp.watch_cpu_hotplug(machine);
     if let Err(reason) = lp.hook("idle", stop_on_power_button) {
         crate::report!("error idle reason={reason}");
         return;

@@ -64,6 +64,7 @@ fn run(machine: &Machine, args: &Args<'_>) {
         return crate::report!("error net-echo reason={reason}");
     }
     lp.poll_continuously(machine);
+    lp.watch_cpu_hotplug(machine);
     if let Err(reason) = lp.hook("net-echo", hook) {
         return crate::report!("error net-echo reason={reason}");
     }
