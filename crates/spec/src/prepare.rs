@@ -187,6 +187,7 @@ pub fn prepare_with(
     let disks = disks(&mut c);
     let rng = rng(&mut c);
     let nics = nics(&mut c, rng.is_some());
+    let balloon = balloon(&mut c, rng.is_some(), nics.len());
     if !c.errors.is_empty() {
         return Err(SpecErrors(c.errors));
     }
@@ -215,6 +216,7 @@ pub fn prepare_with(
             disks,
             rng,
             nics,
+            balloon,
         },
         files: PreparedFiles {
             kernel: kernel_file,
@@ -459,6 +461,30 @@ fn nics(c: &mut Check<'_>, rng: bool) -> Vec<NicSpec> {
         );
     }
     nics
+}
+
+/// Whether the machine gets a balloon (after the NICs): whenever a slot is left, so `mem-set` works
+/// on every domain, as xl's does (also with `maxmem` = `memory`: it can still shrink). `maxmem` above
+/// `memory` without a slot is refused (the guest would get `maxmem` of RAM nothing can take back).
+fn balloon(c: &mut Check<'_>, rng: bool, nics: usize) -> bool {
+    let cfg = c.cfg;
+    let used = cfg.disks.len() + usize::from(rng) + nics;
+    if used < MAX_VIRTIO_DEVICES {
+        return true;
+    }
+    if cfg.maxmem_mib > cfg.memory_mib && used == MAX_VIRTIO_DEVICES {
+        c.fail(
+            cfg.origins.maxmem.as_ref(),
+            "maxmem",
+            SpecErrorKind::NoSlotForBalloon {
+                maxmem_mib: cfg.maxmem_mib,
+                memory_mib: cfg.memory_mib,
+                used,
+                max: MAX_VIRTIO_DEVICES,
+            },
+        );
+    }
+    false
 }
 
 fn disks(c: &mut Check<'_>) -> Option<Vec<(DiskSpec, Option<File>)>> {

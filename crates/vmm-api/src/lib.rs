@@ -14,8 +14,10 @@
 //!                            "pid":N,"vcpus":[{"id":0,"cpu_time_ns":N,"state":"running"|"blocked"|"paused"}],
 //!                            "memory_mib":M,"uptime_ms":N,
 //!                            "disks":[{"rd_reqs":N,"wr_reqs":N,"rd_sectors":N,"wr_sectors":N}],
-//!                            "nics":[{"tx_bytes":N,"tx_packets":N,"rx_bytes":N,"rx_packets":N}]}
-//!                            (StateReply; `disks`/`nics` left out when the machine has none)
+//!                            "nics":[{"tx_bytes":N,"tx_packets":N,"rx_bytes":N,"rx_packets":N}],
+//!                            "balloon":{"ram_mib":R,"target_mib":T,"actual_mib":A}}
+//!                            (StateReply; `disks`/`nics`/`balloon` left out when the machine has none;
+//!                            with a balloon, memory_mib = actual_mib: what the guest keeps)
 //! {"cmd":"pause"}        -> {"ok":true}   all vCPUs stopped outside KVM_RUN                   (Done)
 //! {"cmd":"resume"}       -> {"ok":true}                                                        (Done)
 //! {"cmd":"power-button"} -> {"ok":true}   ACPI fixed power button (PWRBTN_STS + SCI if enabled) (Done)
@@ -27,6 +29,7 @@
 //! {"cmd":"sysrq","key":"h"} -> {"ok":true}   serial BREAK, then the key (SysRq for Linux)         (Done)
 //! {"cmd":"nmi","vcpu":K} -> {"ok":true}   KVM_NMI on vCPU K (delivered before its next guest entry)   (Done)
 //! {"cmd":"dump-core","path":"/abs/file"} -> {"ok":true}   ELF core of memory + vCPU registers     (Done)
+//! {"cmd":"balloon-set","target_mib":N} -> {"ok":true}   the balloon's new target (mem-set)          (Done)
 //! anything refused       -> {"ok":false,"error":"message"}
 //! ```
 //! Requests with fields deny unknown ones (serde ignores extra fields next to a field-less `cmd`); replies
@@ -49,7 +52,7 @@ pub use codec::{
     ReplyError,
 };
 pub use types::{
-    DiskStats, Done, MachineState, NicStats, Outcome, OutcomeReply, Reason, Request, StateReply,
+    BalloonState, DiskStats, Done, MachineState, NicStats, Outcome, OutcomeReply, Reason, Request, StateReply,
     VcpuRunState, VcpuState, EXIT_VMM_ERROR,
 };
 

@@ -331,6 +331,7 @@ mod tests {
             vcpus: 2,
             disks: Vec::new(),
             rng: None,
+            balloon: None,
             nics: Vec::new(),
             vcpu_affinity: Vec::new(),
         };
@@ -387,6 +388,7 @@ mod tests {
             vcpus: 1,
             disks: Vec::new(),
             rng: None,
+            balloon: None,
             nics: Vec::new(),
             vcpu_affinity: Vec::new(),
         };
