@@ -52,8 +52,8 @@ pub use codec::{
     ReplyError,
 };
 pub use types::{
-    BalloonState, DiskStats, Done, MachineState, NicStats, Outcome, OutcomeReply, Reason, Request, StateReply,
-    VcpuRunState, VcpuState, EXIT_VMM_ERROR,
+    BalloonState, DiskStats, Done, MachineState, NicStats, Outcome, OutcomeReply, Reason, Request,
+    StateReply, VcpuRunState, VcpuState, EXIT_VMM_ERROR,
 };
 
 /// Longest request line a VMM accepts (without its newline).

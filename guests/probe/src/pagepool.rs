@@ -103,7 +103,8 @@ impl<const W: usize> PagePool<W> {
 
     /// Whether `pfn` is held by the balloon.
     pub fn is_held(&self, pfn: Pfn) -> bool {
-        self.index(pfn).is_some_and(|(w, bit)| self.held[w] & bit != 0)
+        self.index(pfn)
+            .is_some_and(|(w, bit)| self.held[w] & bit != 0)
     }
 
     /// The lowest `n` free frames, ascending (what a working set uses).

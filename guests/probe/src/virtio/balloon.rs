@@ -6,7 +6,7 @@
 //! MiB figures are the e820 RAM (rounded as `hello` rounds it) minus the balloon.
 //!
 //! The pool is the RAM from [`POOL_BASE`] up to 3 GiB (the write-back identity map; below it live
-//! the image, the drivers' rings and the scenarios' buffers). `touch_mib=N` on the command line
+//! the image, the stacks and the drivers' rings), less the NIC's buffers at 16-20 MiB. `touch_mib=N` on the command line
 //! makes the probe a memory user: at start and after each catch-up it writes every page of the lowest N MiB of
 //! free frames (never a held one), so the VMM's resident memory shows what the guest uses and that
 //! inflated frames stay untouched. Frames are held lowest first, so inflating takes touched frames
@@ -33,11 +33,13 @@ pub const DEVICE_BALLOON: u32 = 5;
 pub const RING_BASE: u64 = 0x8a_0000;
 /// The PFN buffer of each queue (one request in flight per queue).
 const PFN_BUF: [u64; 2] = [RING_BASE + 0x6000, RING_BASE + 0x7000];
-/// First frame of the pool (32 MiB: the fixed buffers of every scenario lie below).
-pub const POOL_BASE: u64 = 0x200_0000;
+/// First frame of the pool (10 MiB: the image, the stacks and every driver's rings lie below).
+pub const POOL_BASE: u64 = 0xa0_0000;
+/// Left out of the pool: the NIC's rings and buffers (`net-echo`) at 16 MiB.
+const POOL_HOLE: (u64, u64) = (0x100_0000, 0x140_0000);
 /// End of the pool (the uncached top GiB of the identity map is MMIO).
 const POOL_END: u64 = 0xc000_0000;
-/// Bitmap words of the pool: (3 GiB - 32 MiB) / 4 KiB / 64.
+/// Bitmap words of the pool: (3 GiB - 10 MiB) / 4 KiB / 64.
 const POOL_WORDS: usize = ((POOL_END - POOL_BASE) / 4096 / 64) as usize;
 /// PFNs per request (Linux's VIRTIO_BALLOON_ARRAY_PFNS_MAX).
 const BATCH: u64 = 256;
@@ -129,7 +131,9 @@ impl Balloon {
                 let want = (held - target).min(BATCH);
                 let mut n = 0;
                 while n < want {
-                    let Some(pfn) = pool.release_highest() else { break };
+                    let Some(pfn) = pool.release_highest() else {
+                        break;
+                    };
                     pfns[n as usize] = pfn;
                     n += 1;
                 }
@@ -212,7 +216,11 @@ fn route(machine: &Machine, gsi: u32) -> bool {
 }
 
 /// Finds the first balloon and registers its hook on `lp`; `Ok(false)` when the machine has none.
-pub fn attach(lp: &mut EventLoop, machine: &Machine, args: &Args<'_>) -> Result<bool, &'static str> {
+pub fn attach(
+    lp: &mut EventLoop,
+    machine: &Machine,
+    args: &Args<'_>,
+) -> Result<bool, &'static str> {
     let touch_mib = args.get_u64("touch_mib", 0).map_err(|_| "bad-touch-mib")?;
     let devices = super::discover(machine.acpi.as_ref());
     let Some(t) = devices.nth_of_type(DEVICE_BALLOON, 0) else {
@@ -225,7 +233,9 @@ pub fn attach(lp: &mut EventLoop, machine: &Machine, args: &Args<'_>) -> Result<
         for r in boot.memmap.regions().iter().filter(|r| r.kind == E820_RAM) {
             let start = r.addr.div_ceil(4096);
             let end = r.addr.saturating_add(r.size) / 4096;
-            p.add_free(start, end);
+            let (hole_start, hole_end) = (POOL_HOLE.0 >> 12, POOL_HOLE.1 >> 12);
+            p.add_free(start, end.min(hole_start));
+            p.add_free(start.max(hole_end), end);
         }
     });
     let b = Balloon::init(t, boot.memmap.ram_mib(), touch_mib)?;

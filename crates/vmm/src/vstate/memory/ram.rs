@@ -272,7 +272,10 @@ impl GuestRam {
         gpa.checked_add(len as u64).ok_or_else(bad)?;
         let region = self.inner.mem.find_region(gpa).ok_or_else(bad)?;
         let offset = gpa.0 - region.start_addr().raw_value();
-        if offset.checked_add(len as u64).is_none_or(|end| end > region.len()) {
+        if offset
+            .checked_add(len as u64)
+            .is_none_or(|end| end > region.len())
+        {
             return Err(bad());
         }
         let host = region

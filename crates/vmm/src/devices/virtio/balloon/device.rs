@@ -10,9 +10,7 @@ use std::sync::Arc;
 use virtio_bindings::virtio_ids::VIRTIO_ID_BALLOON;
 
 use super::QUEUE_SIZE;
-use crate::devices::virtio::device::{
-    read_config_bytes, ActivateError, ConfigWrite, VirtioDevice,
-};
+use crate::devices::virtio::device::{read_config_bytes, ActivateError, ConfigWrite, VirtioDevice};
 
 /// Offset of `num_pages` in the configuration space.
 pub const CONFIG_NUM_PAGES: u64 = 0;

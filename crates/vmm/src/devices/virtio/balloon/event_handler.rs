@@ -79,11 +79,12 @@ fn apply(t: &MmioTransport, shared: &BalloonShared, queue: usize, pfns: &[u32], 
             };
         } else {
             // Saturating: a deflate of a page never inflated (or inflated before a reset) is harmless.
-            let _ignored = shared
-                .inflated_pages
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                    Some(v.saturating_sub(1))
-                });
+            let _ignored =
+                shared
+                    .inflated_pages
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                        Some(v.saturating_sub(1))
+                    });
         }
     }
     flush(run);
@@ -101,7 +102,8 @@ fn discard(t: &MmioTransport, ram: &GuestRam, first: u64, n: u64) {
         }
         let bytes = usize::try_from(len * PAGE).unwrap_or(0);
         if let Err(e) = ram.discard(GuestAddress(start * PAGE), bytes) {
-            t.log().host_error("returning balloon pages to the host", &e);
+            t.log()
+                .host_error("returning balloon pages to the host", &e);
         }
         start += len;
     }
@@ -200,9 +202,7 @@ impl Worker {
                 break;
             }
             if fds[control].revents != 0
-                && !self
-                    .events
-                    .serve_waiting(|| self.transport.save_state())
+                && !self.events.serve_waiting(|| self.transport.save_state())
             {
                 break;
             }
@@ -241,7 +241,10 @@ mod tests {
             .unwrap();
         let mut v = [0u8; 1];
         // SAFETY: test: mincore on one page of a live mapping.
-        assert_eq!(unsafe { libc::mincore(host.cast(), 4096, v.as_mut_ptr()) }, 0);
+        assert_eq!(
+            unsafe { libc::mincore(host.cast(), 4096, v.as_mut_ptr()) },
+            0
+        );
         v[0] & 1 != 0
     }
 
@@ -273,9 +276,7 @@ mod tests {
         assert!(resident(&ram, 0x20_0000));
         // Inflate 0x200, 0x201, 0x203 and two PFNs outside the 4 MiB of RAM (one far out).
         let n = pfn_list(&ram, 0x3_0000, &[0x200, 0x201, 0x203, 0x400, u32::MAX]);
-        inflate
-            .add_desc_chains(&[desc(0x3_0000, n, 0)], 0)
-            .unwrap();
+        inflate.add_desc_chains(&[desc(0x3_0000, n, 0)], 0).unwrap();
         let pass = process(&t, &shared, INFLATE);
         assert_eq!(
             pass,
@@ -297,10 +298,7 @@ mod tests {
         // Deflate two of them; a writable buffer and an odd length are guest mistakes, not fatal.
         let n = pfn_list(&ram, 0x3_1000, &[0x200, 0x201]);
         deflate
-            .add_desc_chains(
-                &[desc(0x3_1000, n + 2, 0), desc(0x3_2000, 8, WRITE)],
-                0,
-            )
+            .add_desc_chains(&[desc(0x3_1000, n + 2, 0), desc(0x3_2000, 8, WRITE)], 0)
             .unwrap();
         let pass = process(&t, &shared, DEFLATE);
         assert_eq!(pass.requests, 2);

@@ -167,7 +167,11 @@ pub fn attach(
         notify: attached.notify,
         events: mailbox,
     };
-    manager.add_thread("balloon".to_owned(), control, Box::new(move || worker.run()));
+    manager.add_thread(
+        "balloon".to_owned(),
+        control,
+        Box::new(move || worker.run()),
+    );
     tracing::info!(
         slot = attached.slot,
         ram_mib,
@@ -180,8 +184,8 @@ pub fn attach(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devices::virtio::test_utils::{test_ram, RecordingRegistrar};
     use crate::devices::virtio::mmio::{reg, INT_CONFIG};
+    use crate::devices::virtio::test_utils::{test_ram, RecordingRegistrar};
 
     fn handle(ram_mib: u64) -> BalloonHandle {
         let ram = test_ram(1 << 20);
