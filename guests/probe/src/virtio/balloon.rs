@@ -156,12 +156,12 @@ impl Balloon {
         let held = pool.held_pages();
         if held == target || short {
             self.caught_up = true;
-            touch(pool, self.touch_pages);
             crate::report!(
                 "balloon target_mib={} actual_mib={}",
                 self.mib(target),
                 self.mib(held)
             );
+            touch(pool, self.touch_pages);
         }
     }
 }
