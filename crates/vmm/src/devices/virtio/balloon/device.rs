@@ -1,7 +1,7 @@
 //! The virtio-balloon device model (virtio 1.2 §5.5): two queues (inflate, deflate), a configuration
 //! space of `num_pages` (the host's target, pages of 4 KiB the guest should give back) and `actual`
 //! (what the guest says it gave), no features. The target lives in a [`BalloonShared`] the control
-//! side changes ([`super::BalloonHandle::set_target_pages`]); the queue work is on the device thread
+//! side changes ([`super::BalloonHandle::set_target_mib`]); the queue work is on the device thread
 //! ([`super::event_handler`]).
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};

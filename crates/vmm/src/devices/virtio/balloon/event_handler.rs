@@ -28,6 +28,7 @@ use crate::vstate::memory::GuestRam;
 
 /// The balloon's page size (VIRTIO_BALLOON_PFN_SHIFT = 12, whatever the guest's page size).
 pub const PAGE: u64 = 4096;
+const PAGE_BYTES: usize = 4096;
 /// Inflate queue index.
 pub const INFLATE: usize = 0;
 /// Deflate queue index.
@@ -58,7 +59,7 @@ fn apply(t: &MmioTransport, shared: &BalloonShared, queue: usize, pfns: &[u32], 
     for &pfn in pfns {
         let pfn = u64::from(pfn);
         let gpa = GuestAddress(pfn * PAGE);
-        if !ram.is_ram(gpa, PAGE as usize) {
+        if !ram.is_ram(gpa, PAGE_BYTES) {
             pass.bad += 1;
             shared.bad_pfns.fetch_add(1, Ordering::Relaxed);
             t.log().guest_error(&format_args!(
@@ -97,7 +98,12 @@ fn discard(t: &MmioTransport, ram: &GuestRam, first: u64, n: u64) {
     while start < end {
         // The largest prefix inside one region: is_ram checks a single region.
         let mut len = end - start;
-        while len > 1 && !ram.is_ram(GuestAddress(start * PAGE), (len * PAGE) as usize) {
+        while len > 1
+            && !ram.is_ram(
+                GuestAddress(start * PAGE),
+                usize::try_from(len * PAGE).unwrap_or(usize::MAX),
+            )
+        {
             len /= 2;
         }
         let bytes = usize::try_from(len * PAGE).unwrap_or(0);
@@ -241,10 +247,8 @@ mod tests {
             .unwrap();
         let mut v = [0u8; 1];
         // SAFETY: test: mincore on one page of a live mapping.
-        assert_eq!(
-            unsafe { libc::mincore(host.cast(), 4096, v.as_mut_ptr()) },
-            0
-        );
+        let rc = unsafe { libc::mincore(host.cast(), 4096, v.as_mut_ptr()) };
+        assert_eq!(rc, 0);
         v[0] & 1 != 0
     }
 
