@@ -18,6 +18,8 @@ pub struct PagePool<const W: usize> {
     held_count: u64,
     /// No free frame in the words below this one.
     free_hint: usize,
+    /// No held frame in this word or above.
+    held_top: usize,
 }
 
 impl<const W: usize> PagePool<W> {
@@ -30,6 +32,7 @@ impl<const W: usize> PagePool<W> {
             free_count: 0,
             held_count: 0,
             free_hint: 0,
+            held_top: 0,
         }
     }
 
@@ -86,12 +89,18 @@ impl<const W: usize> PagePool<W> {
         self.held[w] |= 1 << bit;
         self.free_count -= 1;
         self.held_count += 1;
+        self.held_top = self.held_top.max(w + 1);
         Some(self.base_pfn + w as u64 * 64 + bit)
     }
 
     /// Gives the highest held frame back to the free frames.
     pub fn release_highest(&mut self) -> Option<Pfn> {
-        let w = (0..W).rev().find(|&w| self.held[w] != 0)?;
+        let top = self.held_top.min(W);
+        let Some(w) = (0..top).rev().find(|&w| self.held[w] != 0) else {
+            self.held_top = 0;
+            return None;
+        };
+        self.held_top = w + 1;
         let bit = 63 - self.held[w].leading_zeros() as u64;
         self.held[w] &= !(1 << bit);
         self.free[w] |= 1 << bit;

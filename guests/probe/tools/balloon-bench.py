@@ -4,7 +4,8 @@
 Each run boots `probe=idle touch_mib=4096` (the probe writes all its free RAM) with RAM MEM MiB and an
 empty balloon, waits for the guest to settle, then sets the balloon target to TARGET MiB (domus-vmm:
 the control socket's `balloon-set`, what `domus mem-set` sends; QEMU: QMP `balloon`) and measures
-  - the VMM's VmRSS before and after (after = once the console shows the probe caught up, plus 0.5 s),
+  - the VMM's VmRSS before and after (after a down: once the console shows the probe caught up, plus
+    0.5 s; after an up: once RSS stopped growing, the probe having written its returned pages),
   - the time from sending the request to `PROBE balloon target_mib=TARGET` on the console,
 then sets it back to MEM and measures the same (deflate: RSS grows as the probe writes its pages again).
 Runs alternate domus-vmm and QEMU so both see the same load. Not a test: prints a table.
@@ -44,6 +45,19 @@ class Console:
 def settle(pid, secs=0.5):
     time.sleep(secs)
     return rss_mib(pid)
+
+
+def stable(pid, timeout=30):
+    """RSS once it stopped changing for 0.5 s (the probe re-writing its pages after a deflate)."""
+    end = time.monotonic() + timeout
+    last = rss_mib(pid)
+    while time.monotonic() < end:
+        time.sleep(0.5)
+        now = rss_mib(pid)
+        if abs(now - last) < 1:
+            return now
+        last = now
+    return last
 
 
 def run_domus(vmm, elf, mem, target, tmp):
@@ -127,7 +141,7 @@ def one_cycle(pid, con, mem, target, set_target):
     t2 = time.monotonic()
     set_target(mem)
     t3 = con.wait(f"PROBE balloon target_mib={mem} ")
-    up = settle(pid)
+    up = stable(pid)
     return {"before": before, "down": down, "up": up, "down_ms": (t1 - t0) * 1e3, "up_ms": (t3 - t2) * 1e3}
 
 
