@@ -99,6 +99,9 @@ fn mem_set_moves_the_balloon_and_the_vmm_rss_follows() {
     mem_column(&h, "ballooned", 64);
     assert_eq!(read("memory/target"), "65536");
     assert_eq!(h.long("ballooned")["memory_mib"], 64);
+    let l: serde_json::Value = serde_json::from_str(&h.ok(&["list", "-l", "ballooned"])).unwrap();
+    assert_eq!(l[0]["config"]["b_info"]["target_memkb"], 65536, "{l}");
+    assert_eq!(l[0]["config"]["b_info"]["max_memkb"], 262144, "{l}");
     let down = rss_follows(pid, 64);
     assert!(down + 48 <= at_boot, "RSS {at_boot} -> {down} MiB");
     // The guest keeps writing its free memory but never an inflated page: RSS stays down.
