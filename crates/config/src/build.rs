@@ -211,6 +211,7 @@ impl Builder {
             "kernel" => o.kernel = origin,
             "ramdisk" => o.ramdisk = origin,
             "memory" => o.memory = origin,
+            "maxmem" => o.maxmem = origin,
             "vcpus" => o.vcpus = origin,
             "maxvcpus" => o.maxvcpus = origin,
             "bootloader" => o.bootloader = origin,

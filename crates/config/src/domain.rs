@@ -185,6 +185,9 @@ pub struct Origins {
     /// `memory`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
+    /// `maxmem`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maxmem: Option<String>,
     /// `vcpus`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vcpus: Option<String>,
@@ -212,6 +215,7 @@ impl Origins {
             && self.kernel.is_none()
             && self.ramdisk.is_none()
             && self.memory.is_none()
+            && self.maxmem.is_none()
             && self.vcpus.is_none()
             && self.maxvcpus.is_none()
             && self.bootloader.is_none()

@@ -136,6 +136,18 @@ pub enum SpecErrorKind {
         /// The limit.
         max: usize,
     },
+    /// `maxmem` above `memory` needs the balloon, which needs a slot the other devices took.
+    #[error("maxmem = {maxmem_mib} MiB above memory = {memory_mib} MiB needs the balloon device, but {used} virtio devices (disks, entropy device, NICs) already take all {max} interrupt lines: set maxmem = memory, `rng = 0`, or use fewer disks or vifs")]
+    NoSlotForBalloon {
+        /// `maxmem`.
+        maxmem_mib: u64,
+        /// `memory`.
+        memory_mib: u64,
+        /// Devices before the balloon.
+        used: usize,
+        /// The limit.
+        max: usize,
+    },
     /// Disks, the entropy device and the NICs need more slots than there are interrupt lines.
     #[error("{disks} disks, {rng} entropy device and {nics} NICs need {needed} virtio devices, but the machine model has interrupt lines for at most {max} (GSIs 10-23): set `rng = 0` or use fewer disks or vifs")]
     NoSlotForNics {

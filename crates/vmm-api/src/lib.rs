@@ -14,8 +14,10 @@
 //!                            "pid":N,"vcpus":[{"id":0,"cpu_time_ns":N,"state":"running"|"blocked"|"paused"|"offline"}],
 //!                            "memory_mib":M,"uptime_ms":N,
 //!                            "disks":[{"rd_reqs":N,"wr_reqs":N,"rd_sectors":N,"wr_sectors":N}],
-//!                            "nics":[{"tx_bytes":N,"tx_packets":N,"rx_bytes":N,"rx_packets":N}]}
-//!                            (StateReply; `disks`/`nics` left out when the machine has none)
+//!                            "nics":[{"tx_bytes":N,"tx_packets":N,"rx_bytes":N,"rx_packets":N}],
+//!                            "balloon":{"ram_mib":R,"target_mib":T,"actual_mib":A}}
+//!                            (StateReply; `disks`/`nics`/`balloon` left out when the machine has none;
+//!                            with a balloon, memory_mib = actual_mib: what the guest keeps)
 //! {"cmd":"pause"}        -> {"ok":true}   all vCPUs stopped outside KVM_RUN                   (Done)
 //! {"cmd":"resume"}       -> {"ok":true}                                                        (Done)
 //! {"cmd":"power-button"} -> {"ok":true}   ACPI fixed power button (PWRBTN_STS + SCI if enabled) (Done)
@@ -29,6 +31,7 @@
 //! {"cmd":"dump-core","path":"/abs/file"} -> {"ok":true}   ELF core of memory + vCPU registers     (Done)
 //! {"cmd":"set-vcpus","online":N} -> {"ok":true}   vCPUs 0..N online via ACPI CPU hotplug (removals
 //!                            complete when the guest ejects)                                    (Done)
+//! {"cmd":"balloon-set","target_mib":N} -> {"ok":true}   the balloon's new target (mem-set)          (Done)
 //! anything refused       -> {"ok":false,"error":"message"}
 //! ```
 //! Requests with fields deny unknown ones (serde ignores extra fields next to a field-less `cmd`); replies
@@ -51,8 +54,8 @@ pub use codec::{
     ReplyError,
 };
 pub use types::{
-    DiskStats, Done, MachineState, NicStats, Outcome, OutcomeReply, Reason, Request, StateReply,
-    VcpuRunState, VcpuState, EXIT_VMM_ERROR,
+    BalloonState, DiskStats, Done, MachineState, NicStats, Outcome, OutcomeReply, Reason, Request,
+    StateReply, VcpuRunState, VcpuState, EXIT_VMM_ERROR,
 };
 
 /// Longest request line a VMM accepts (without its newline).

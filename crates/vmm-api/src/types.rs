@@ -57,6 +57,12 @@ pub enum Request {
         /// How many vCPUs should be online (1 to the possible count).
         online: u32,
     },
+    /// Set the memory the guest should keep, MiB: the balloon's new target (`mem-set`). The guest's
+    /// driver follows; [`StateReply::balloon`] shows how far.
+    BalloonSet {
+        /// The guest's new memory, MiB (at most the machine's RAM).
+        target_mib: u64,
+    },
 }
 
 impl Request {
@@ -76,6 +82,7 @@ impl Request {
             Self::SetVcpus { .. } => "set-vcpus",
             Self::DumpCore { .. } => "dump-core",
             Self::Nmi { .. } => "nmi",
+            Self::BalloonSet { .. } => "balloon-set",
         }
     }
 }
@@ -213,6 +220,20 @@ pub struct StateReply {
     /// Each NIC's traffic counters, in the config's `vif` order (absent from older VMMs).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nics: Vec<NicStats>,
+    /// The balloon, when the machine has one (`memory_mib` is then the RAM the guest keeps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balloon: Option<BalloonState>,
+}
+
+/// The balloon in a [`StateReply`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BalloonState {
+    /// The machine's RAM (the domain's `maxmem` at boot), MiB.
+    pub ram_mib: u64,
+    /// The memory the guest should keep, MiB (the host's target).
+    pub target_mib: u64,
+    /// The memory the guest keeps by its driver's report, MiB.
+    pub actual_mib: u64,
 }
 
 /// One disk's counters since the VMM started, as xentop shows a virtual block device: requests the

@@ -100,8 +100,11 @@ pub struct VmConfig {
     pub ramdisk: Option<Source>,
     /// Kernel command line, already composed (xl's `cmdline`, or `root=` + `extra`).
     pub cmdline: String,
-    /// Guest RAM in MiB.
+    /// Guest RAM in MiB (with a balloon: the domain's `maxmem`).
     pub memory_mib: u64,
+    /// The virtio-balloon (in the slot after the NICs) and its first target, MiB: the memory the
+    /// guest keeps (`memory`); `None`: the machine has no balloon.
+    pub balloon: Option<u64>,
     /// Number of vCPUs online at boot.
     pub vcpus: u32,
     /// Possible vCPUs (`maxvcpus`, at least `vcpus`): the MADT lists them all, `vcpu-set` plugs them.
@@ -182,8 +185,10 @@ pub enum ConfigError {
     #[error("no kernel given: set `kernel = \"PATH\"` in the domain config")]
     NoKernel,
     /// More virtio devices than the machine has slots for.
-    #[error("{disks} disks + {rng} entropy device + {nics} NICs = {total} virtio devices: the machine has room for {max}")]
+    #[error("{disks} disks + {rng} entropy device + {nics} NICs + {balloon} balloon = {total} virtio devices: the machine has room for {max}")]
     TooManyDevices {
+        /// Balloons (0 or 1).
+        balloon: usize,
         /// Disks.
         disks: usize,
         /// Entropy devices (0 or 1).
@@ -242,10 +247,12 @@ impl VmConfig {
             });
         }
         let rng = usize::from(self.rng.is_some());
-        let total = self.disks.len() + rng + self.nics.len();
+        let balloon = usize::from(self.balloon.is_some());
+        let total = self.disks.len() + rng + self.nics.len() + balloon;
         let max = crate::devices::virtio::MAX_DEVICES;
         if total > max {
             return Err(ConfigError::TooManyDevices {
+                balloon,
                 disks: self.disks.len(),
                 rng,
                 nics: self.nics.len(),
@@ -307,6 +314,7 @@ impl VmConfig {
     /// From a prepared spec (files opened by the conversion).
     pub fn from_prepared(p: domus_spec::Prepared) -> Self {
         let domus_spec::Prepared { spec, files, .. } = p;
+        let (ram_mib, balloon) = (spec.ram_mib(), spec.balloon.then_some(spec.memory_mib));
         let disks = spec
             .disks
             .iter()
@@ -331,7 +339,8 @@ impl VmConfig {
                     image: std::sync::Mutex::new(None),
                 }),
             cmdline: spec.cmdline,
-            memory_mib: spec.memory_mib,
+            memory_mib: ram_mib,
+            balloon,
             vcpus: spec.vcpus,
             max_vcpus: spec.maxvcpus.max(spec.vcpus),
             disks,
@@ -351,6 +360,7 @@ impl VmConfig {
     /// # Errors
     /// [`LoadError::BadFd`] when a named descriptor is not open.
     pub fn from_spec(spec: VmSpec) -> Result<Self, LoadError> {
+        let (ram_mib, balloon) = (spec.ram_mib(), spec.balloon.then_some(spec.memory_mib));
         let mut taken = std::collections::HashSet::new();
         let mut take = |r: Resource| -> Result<Source, LoadError> {
             let file = match r.fd {
@@ -390,11 +400,12 @@ impl VmConfig {
             nics.push(VmNic { spec: n, fd });
         }
         Ok(Self {
+            memory_mib: ram_mib,
+            balloon,
             name: spec.name,
             kernel,
             ramdisk,
             cmdline: spec.cmdline,
-            memory_mib: spec.memory_mib,
             vcpus: spec.vcpus,
             max_vcpus: spec.maxvcpus.max(spec.vcpus),
             disks,
@@ -530,6 +541,7 @@ mod tests {
             max_vcpus: 1,
             disks: Vec::new(),
             rng: Some(domus_spec::RngSpec::default()),
+            balloon: None,
             nics: Vec::new(),
             vcpu_affinity: Vec::new(),
         }

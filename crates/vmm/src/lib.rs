@@ -11,9 +11,11 @@
 //! - [`boot`]: kernel loading (PVH ELF, Linux bzImage / ELF vmlinux, gzip; recognition shared with the
 //!   spec conversion as `domus_spec::image`), zero page / `hvm_start_info`, ACPI tables and the MP table.
 //! - [`devices`]: the port-I/O devices of the machine model (16550, i8042, CMOS RTC, pvpanic, ACPI PM)
-//!   and the virtio devices (virtio-blk, virtio-rng, virtio-net) behind the device manager.
+//!   and the virtio devices (virtio-blk, virtio-rng, virtio-net, virtio-balloon) behind the device
+//!   manager.
 //! - [`console`]: where the UART's output goes (stdio, pty, unix socket with a bounded backlog).
-//! - [`control`]: serves the control socket (state, pause/resume, power button, reset, destroy, outcome).
+//! - [`control`]: serves the control socket (state, pause/resume, power button, reset, destroy, outcome,
+//!   the balloon's target).
 //! - [`machine`]: ties them together and runs the domain until it stops.
 //! - [`threads`]: the one spawn point per kind of thread, and the pause/resume/stop/save-state events
 //!   with acknowledgements every vCPU and device thread is controlled through.
@@ -38,7 +40,10 @@
 //! - 16550 at 0x3f8 / IRQ 4 (the console), i8042 (0xfe to 0x64 resets), CMOS RTC at 0x70/0x71, pvpanic
 //!   at 0x505. The virtio-mmio window at 0xd0000000: slot i (4 KiB) on GSI 10 + i, the disks in config
 //!   order, then the entropy device (on by default), then the NICs (vifs with `vifname=`, each on a
-//!   TAP; see [`devices::virtio::net`]); empty slots read as ones.
+//!   TAP; see [`devices::virtio::net`]), then the balloon (on by default; see
+//!   [`devices::virtio::balloon`]); empty slots read as ones.
+//! - RAM: the domain's `maxmem` when it has a balloon, which starts with a target of `maxmem - memory`
+//!   (the guest's driver settles at `memory`; `mem-set` moves it); else `memory`.
 //!
 //! # Outcomes
 //! Guest stops become an [`outcome::Outcome`]: poweroff (ACPI S5, `destroy`, SIGTERM/SIGINT: exit 0),

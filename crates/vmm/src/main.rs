@@ -158,6 +158,7 @@ fn load_config(args: &Args) -> anyhow::Result<VmConfig> {
             disks: Vec::new(),
             rng: Some(domus_spec::RngSpec::default()),
             nics: Vec::new(),
+            balloon: None,
             vcpu_affinity: Vec::new(),
         });
     }

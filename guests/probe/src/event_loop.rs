@@ -128,8 +128,11 @@ impl EventLoop {
     }
 
     /// The local APIC's periodic timer (~16 ms) as a wake-up, so polling hooks run even when no
-    /// other interrupt comes.
+    /// other interrupt comes (a loop that polls continuously keeps its faster timer).
     pub fn watch_timer(&mut self, machine: &Machine) {
+        if self.busy {
+            return;
+        }
         if let Some(madt) = machine.acpi.as_ref().and_then(|a| a.madt) {
             let lapic = LocalApic::new(madt.lapic_addr);
             lapic.enable();
@@ -161,6 +164,14 @@ impl EventLoop {
             self.sleep = true;
         }
         self.busy = true;
+    }
+
+    /// The drivers every long-running scenario services (today the balloon, see
+    /// `virtio/balloon.rs`): registered as hooks; a failure is reported, never fatal.
+    pub fn attach_drivers(&mut self, machine: &Machine, args: &crate::cmdline::Args<'_>) {
+        if let Err(reason) = crate::virtio::balloon::attach(self, machine, args) {
+            crate::report!("error balloon reason={reason}");
+        }
     }
 
     /// Runs rounds until a hook says [`Flow::Stop`].

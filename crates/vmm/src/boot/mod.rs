@@ -337,6 +337,7 @@ mod tests {
             max_vcpus: 2,
             disks: Vec::new(),
             rng: None,
+            balloon: None,
             nics: Vec::new(),
             vcpu_affinity: Vec::new(),
         };
@@ -394,6 +395,7 @@ mod tests {
             max_vcpus: 1,
             disks: Vec::new(),
             rng: None,
+            balloon: None,
             nics: Vec::new(),
             vcpu_affinity: Vec::new(),
         };

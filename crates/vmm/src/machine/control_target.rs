@@ -114,12 +114,18 @@ impl<'a> Ctl<'a> {
             })
             .collect();
         let virtio = self.virtio.borrow();
+        let balloon = virtio.balloon().map(|b| domus_vmm_api::BalloonState {
+            ram_mib: b.ram_mib(),
+            target_mib: b.target_mib(),
+            actual_mib: b.actual_mib(),
+        });
         StateReply {
             state,
             outcome: self.shared.outcome(),
             pid: std::process::id(),
             vcpus: list,
-            memory_mib: self.memory_mib,
+            memory_mib: balloon.map_or(self.memory_mib, |b| b.actual_mib),
+            balloon,
             uptime_ms: u64::try_from(self.shared.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             disks: virtio.disk_stats(),
             nics: virtio.nic_stats(),
@@ -293,6 +299,18 @@ impl ControlTarget for Ctl<'_> {
                 }
                 let f = self.factory.ok_or("this machine has no CPU hotplug")?;
                 super::hotplug::set_online(f, self.devices, self.shared, self.vcpus, *online)?;
+                Ok(Reply::Done)
+            }
+            Request::BalloonSet { target_mib } => {
+                if self.shared.outcome().is_some() {
+                    return Err("the domain has stopped".into());
+                }
+                let virtio = self.virtio.borrow();
+                let b = virtio
+                    .balloon()
+                    .ok_or("this machine has no balloon device")?;
+                b.set_target_mib(*target_mib).map_err(|e| e.to_string())?;
+                tracing::info!(target_mib, "balloon target set");
                 Ok(Reply::Done)
             }
             Request::VcpuPin { vcpu, cpus } => {

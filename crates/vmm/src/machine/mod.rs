@@ -95,6 +95,9 @@ pub enum MachineError {
     /// A NIC.
     #[error(transparent)]
     Net(#[from] crate::devices::virtio::net::NetError),
+    /// The balloon.
+    #[error(transparent)]
+    Balloon(#[from] crate::devices::virtio::balloon::BalloonError),
     /// Host resources (eventfd, epoll, pty, threads).
     #[error("{what}")]
     Host {
@@ -160,6 +163,16 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
     }
     for (n, tap) in cfg.nics.iter().zip(taps) {
         crate::devices::virtio::net::attach(&mut virtio, vm.fd(), &ram, &n.spec, tap)?;
+    }
+    if let Some(target_mib) = cfg.balloon {
+        let b = crate::devices::virtio::balloon::attach(
+            &mut virtio,
+            vm.fd(),
+            &ram,
+            cfg.memory_mib,
+            target_mib,
+        )?;
+        virtio.set_balloon(b);
     }
     let entry = boot::load(ram.mmap(), cfg, &virtio.dsdt_devices())?;
     let supported = kvm.supported_cpuid()?;

@@ -37,7 +37,7 @@ fn echo(ev: &mut Events) -> Flow {
     Flow::Continue
 }
 
-fn run(machine: &Machine, _args: &Args<'_>) {
+fn run(machine: &Machine, args: &Args<'_>) {
     let mut lp = EventLoop::new();
     lp.watch_console(machine);
     lp.watch_cpu_hotplug(machine);
@@ -45,6 +45,7 @@ fn run(machine: &Machine, _args: &Args<'_>) {
         crate::report!("error echo reason={reason}");
         return;
     }
+    lp.attach_drivers(machine, args);
     crate::report!("echo ready");
     lp.run();
 }

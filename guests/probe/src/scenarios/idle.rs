@@ -31,7 +31,7 @@ fn stop_on_power_button(ev: &mut Events) -> Flow {
     }
 }
 
-fn run(machine: &Machine, _args: &Args<'_>) {
+fn run(machine: &Machine, args: &Args<'_>) {
     let mut lp = EventLoop::new();
     if let Err(reason) = lp.watch_power_button(machine) {
         crate::report!("error idle reason={reason}");
@@ -42,6 +42,7 @@ fn run(machine: &Machine, _args: &Args<'_>) {
         crate::report!("error idle reason={reason}");
         return;
     }
+    lp.attach_drivers(machine, args);
     crate::report!("idle ready");
     lp.run();
     crate::report!("idle power-button");
