@@ -104,6 +104,11 @@ fn vcpu_set_plugs_and_unplugs_vcpus_through_acpi_hotplug() {
     let id = h.row("hot").unwrap().domid;
     let pid = h.vmm_pid("hot").unwrap();
     assert_eq!(availability(&h, id), ["online", "offline", "offline"]);
+    // Recorded as libxl records avail_vcpus (list -l, the next reboot), the ceiling kept.
+    let long: serde_json::Value = serde_json::from_str(&h.ok(&["list", "-l", "hot"])).unwrap();
+    let b_info = &long[0]["config"]["b_info"];
+    assert_eq!(b_info["avail_vcpus"], serde_json::json!([0]), "{long}");
+    assert_eq!(b_info["max_vcpus"], 3, "{long}");
     wait_vcpus_column(&h, "hot", 1);
     let rows = vcpu_rows(&h, "hot");
     assert_eq!(rows.len(), 3, "{rows:?}");

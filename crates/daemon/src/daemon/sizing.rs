@@ -110,11 +110,24 @@ impl Daemon {
         let target = self.running_target(spec, "set the vCPUs of")?;
         self.writable()?;
         Self::send(&target, &domus_vmm_api::Request::SetVcpus { online: vcpus })?;
-        if let Some(d) = self.lock().get(domid) {
-            let mut view = Self::store_view(d);
-            view.vcpus = vcpus;
-            self.store.update(&view);
+        let mut t = self.lock();
+        let (_, d) = t.lookup_mut(spec)?;
+        if d.generation == target.generation {
+            // Recorded as libxl records avail_vcpus: `list -l` and the next reboot keep the
+            // count; maxvcpus is pinned so a lower count does not lower the ceiling.
+            let (old_vcpus, old_max) = (d.rec.config.vcpus, d.rec.config.maxvcpus);
+            d.rec.config.maxvcpus = max;
+            d.rec.config.vcpus = vcpus;
+            if let Err(e) = self.persist(d) {
+                d.rec.config.vcpus = old_vcpus;
+                d.rec.config.maxvcpus = old_max;
+                return Err(e);
+            }
+            tracing::info!(domid, domname = %d.rec.name, vcpus, "vCPUs online set");
         }
+        let mut view = Self::store_view(d);
+        view.vcpus = vcpus;
+        self.store.update(&view);
         Ok(())
     }
 }
