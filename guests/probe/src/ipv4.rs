@@ -262,17 +262,12 @@ pub fn build_udp(
     ident: u16,
     offload: bool,
 ) -> usize {
-    let len = ETH + IP + 8 + data.len();
-    if buf.len() < len || 8 + data.len() > usize::from(u16::MAX) - IP {
+    let len = udp_headers(buf, r, sport, dport, data.len(), ident);
+    if len == 0 {
         return 0;
     }
-    ipv4(buf, r, 17, 8 + data.len(), ident);
     let ulen = u16::try_from(8 + data.len()).unwrap_or(0);
     let u = &mut buf[ETH + IP..len];
-    u[0..2].copy_from_slice(&sport.to_be_bytes());
-    u[2..4].copy_from_slice(&dport.to_be_bytes());
-    u[4..6].copy_from_slice(&ulen.to_be_bytes());
-    u[6..8].fill(0);
     u[8..].copy_from_slice(data);
     if !offload {
         let mut s = sum(0, &r.src);
@@ -284,6 +279,31 @@ pub fn build_udp(
         }
         u[6..8].copy_from_slice(&c.to_be_bytes());
     }
+    len
+}
+
+/// Writes the Ethernet, IPv4 and UDP headers of a datagram with `payload` bytes into `buf`,
+/// leaving the payload bytes after them as they are and the UDP checksum 0; the frame's length
+/// (0 if `buf` is too small or the datagram too large for IPv4).
+pub fn udp_headers(
+    buf: &mut [u8],
+    r: &Route,
+    sport: u16,
+    dport: u16,
+    payload: usize,
+    ident: u16,
+) -> usize {
+    let len = ETH + IP + 8 + payload;
+    if buf.len() < len || 8 + payload > usize::from(u16::MAX) - IP {
+        return 0;
+    }
+    ipv4(buf, r, 17, 8 + payload, ident);
+    let ulen = u16::try_from(8 + payload).unwrap_or(0);
+    let u = &mut buf[ETH + IP..ETH + IP + 8];
+    u[0..2].copy_from_slice(&sport.to_be_bytes());
+    u[2..4].copy_from_slice(&dport.to_be_bytes());
+    u[4..6].copy_from_slice(&ulen.to_be_bytes());
+    u[6..8].fill(0);
     len
 }
 

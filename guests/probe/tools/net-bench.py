@@ -20,6 +20,8 @@ RECV = r'''
 import socket, sys, time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+# UDP_GRO: a segmentation offload frame arrives whole (one recv) instead of cut into datagrams.
+s.setsockopt(socket.IPPROTO_UDP, 104, 1)
 s.bind((sys.argv[1], int(sys.argv[2])))
 print("ready", flush=True)
 want = int(sys.argv[3]); got = 0; first = last = None
@@ -79,12 +81,17 @@ def guest(ns, kind, a, tap, mac, args, tmp):
         with open(cfg, "w") as f:
             f.write(f'name = "nb-{tap}"\nkernel = "{a.elf}"\nmemory = 64\nvcpus = 1\nrng = 0\n'
                     f"vif = ['mac={mac},vifname={tap}']\nextra = \"{args}\"\n")
-        return ns.popen([a.vmm, "--config", cfg])
-    return ns.popen(["qemu-system-x86_64", "-M", "microvm", "-accel", "kvm", "-cpu", "qemu64", "-m", "64",
+        p = ns.popen([a.vmm, "--config", cfg]); p.kind = kind
+        return p
+    p = ns.popen(["qemu-system-x86_64", "-M", "microvm", "-accel", "kvm", "-cpu", "qemu64", "-m", "64",
                      "-nographic", "-nodefaults", "-serial", "stdio", "-no-reboot", "-kernel", a.elf,
                      "-append", args, "-global", "virtio-mmio.force-legacy=false",
                      "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no,vhost=off",
                      "-device", f"virtio-net-device,netdev=n0,mac={mac}"])
+    p.kind = kind
+    return p
+
+FEATURES = {}
 
 def read_until(p, pat, limit=120):
     t0 = time.monotonic(); seen = []
@@ -93,6 +100,9 @@ def read_until(p, pat, limit=120):
         if not line:
             break
         seen.append(line.strip())
+        f = re.search(r"PROBE net link .*features=(0x[0-9a-f]+)", line)
+        if f:
+            FEATURES[getattr(p, "kind", "?")] = f.group(1)
         m = re.search(pat, line)
         if m:
             return m
@@ -183,6 +193,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("-n", type=int, default=3)
     ap.add_argument("--mb", type=int, default=200)
+    ap.add_argument("--cases", default="g->h,h->g,g<->g,veth,rtt",
+                    help="comma-separated subset of g->h,h->g,g<->g,veth,rtt")
     target = os.environ.get("CARGO_TARGET_DIR", "target")
     ap.add_argument("--vmm", default=os.path.join(target, "release", "domus-vmm"))
     ap.add_argument("--elf", default=os.path.join(target, "release", "domus-probe"))
@@ -197,25 +209,33 @@ def main():
         hz = int(read_until(g, r"tsc_hz=(\d+)").group(1)); finish(g)
     finally:
         ns.close()
+    cases = a.cases.split(",")
     res = {}
     for case, fn in [("g->h", g2h), ("h->g", h2g), ("g<->g", g2g)]:
+        if case not in cases:
+            continue
         d, q = [], []
         for _ in range(a.n):
             d.append(fn("domus", a, tmp, hz)); q.append(fn("qemu", a, tmp, hz))
-        res[case] = (statistics.median(d), statistics.median(q))
-    ceiling = statistics.median([veth(a, None) for _ in range(a.n)])
+        res[case] = (statistics.median(d), statistics.median(q), d, q)
+    ceiling = statistics.median([veth(a, None) for _ in range(a.n)]) if "veth" in cases else None
     dr, qr = [], []
-    for _ in range(a.n):
+    for _ in range(a.n if "rtt" in cases else 0):
         dr.append(rtt("domus", a, tmp, hz)); qr.append(rtt("qemu", a, tmp, hz))
     print(f"tsc_hz={hz}  rounds={a.n}  stream={a.mb} MB of 1472-byte UDP payloads")
-    print(f"{'case':<8} {'domus MB/s':>10} {'qemu MB/s':>10} {'domus/qemu':>10}")
-    for case, (d, q) in res.items():
-        print(f"{case:<8} {d:>10.1f} {q:>10.1f} {d / q if q else float('nan'):>10.2f}")
-    print(f"{'veth':<8} {ceiling:>10.1f}   (host ceiling: the same sender/receiver over a veth pair)")
-    davg = statistics.median(x[0] for x in dr); qavg = statistics.median(x[0] for x in qr)
-    dmin = statistics.median(x[1] for x in dr); qmin = statistics.median(x[1] for x in qr)
-    print(f"rtt avg  domus {davg:.0f} us  qemu {qavg:.0f} us  ratio {davg / qavg:.2f}")
-    print(f"rtt min  domus {dmin:.0f} us  qemu {qmin:.0f} us  ratio {dmin / qmin:.2f}")
+    for kind, feats in FEATURES.items():
+        print(f"{kind} negotiated features={feats}")
+    print(f"{'case':<8} {'domus MB/s':>10} {'qemu MB/s':>10} {'domus/qemu':>10}   rounds (domus | qemu)")
+    for case, (d, q, ds, qs) in res.items():
+        rounds = " ".join(f"{x:.0f}" for x in ds) + " | " + " ".join(f"{x:.0f}" for x in qs)
+        print(f"{case:<8} {d:>10.1f} {q:>10.1f} {d / q if q else float('nan'):>10.2f}   {rounds}")
+    if ceiling is not None:
+        print(f"{'veth':<8} {ceiling:>10.1f}   (host ceiling: the same sender/receiver over a veth pair)")
+    if dr:
+        davg = statistics.median(x[0] for x in dr); qavg = statistics.median(x[0] for x in qr)
+        dmin = statistics.median(x[1] for x in dr); qmin = statistics.median(x[1] for x in qr)
+        print(f"rtt avg  domus {davg:.0f} us  qemu {qavg:.0f} us  ratio {davg / qavg:.2f}")
+        print(f"rtt min  domus {dmin:.0f} us  qemu {qmin:.0f} us  ratio {dmin / qmin:.2f}")
 
 if __name__ == "__main__":
     main()

@@ -8,6 +8,12 @@
 //! completed here and DATA_VALID ones are trusted, the rest verified here. Notifications are
 //! batched: [`Net::flush`] kicks each queue once after a round of work, and not at all while the
 //! device suppresses kicks (VIRTQ_USED_F_NO_NOTIFY).
+//!
+//! UDP segmentation offload (VIRTIO_NET_F_HOST_USO, offered by a device whose host side can
+//! segment): [`TxPart::send_large`] queues one frame of up to 64 KiB with `gso_type`
+//! VIRTIO_NET_HDR_GSO_UDP_L4 and `gso_size` the payload bytes per datagram (virtio 1.2 §5.1.6.2);
+//! the device cuts it into datagrams. Those frames use the last [`BIG_SLOTS`] transmit
+//! descriptors, whose buffers are 64 KiB each.
 
 use super::queue::{self, SplitQueue, D_WRITE, RING_BYTES};
 use super::Transport;
@@ -43,7 +49,16 @@ pub mod f {
     pub const CTRL_VQ: u64 = 1 << 17;
     /// CTRL_RX.
     pub const CTRL_RX: u64 = 1 << 18;
+    /// HOST_USO.
+    pub const HOST_USO: u64 = 1 << 56;
 }
+
+/// Transmit descriptors whose buffers hold a whole segmentation-offload frame.
+pub const BIG_SLOTS: u16 = 8;
+/// Bytes per large transmit buffer (header + frame).
+pub const BIG_BUF: u64 = 0x1_0000;
+/// VIRTIO_NET_HDR_GSO_UDP_L4.
+const GSO_UDP_L4: u8 = 5;
 
 const RX_RING: u64 = REGION;
 const TX_RING: u64 = REGION + RING_BYTES;
@@ -54,6 +69,9 @@ const TX_BUFS: u64 = RX_BUFS + QSIZE as u64 * BUF;
 /// Reassembly buffer for frames spanning several receive buffers (64 KiB + header).
 const SCRATCH: u64 = TX_BUFS + QSIZE as u64 * BUF;
 const SCRATCH_BYTES: usize = 0x1_1000;
+/// Large transmit buffers, one per descriptor `QSIZE - BIG_SLOTS ..`.
+const BIG_BUFS: u64 = SCRATCH + 0x2_0000;
+const FIRST_BIG: u16 = QSIZE - BIG_SLOTS;
 
 const NEEDS_CSUM: u8 = 1;
 const DATA_VALID: u8 = 2;
@@ -82,6 +100,8 @@ pub struct TxPart {
     features: u64,
     free: [u16; QSIZE as usize],
     free_len: usize,
+    big: [u16; BIG_SLOTS as usize],
+    big_len: usize,
     kick: bool,
     /// Frames sent.
     pub frames: u64,
@@ -130,6 +150,10 @@ impl Net {
         for (i, s) in free.iter_mut().enumerate() {
             *s = i as u16;
         }
+        let mut big = [0u16; BIG_SLOTS as usize];
+        for (i, s) in big.iter_mut().enumerate() {
+            *s = FIRST_BIG + i as u16;
+        }
         let mut net = Self {
             mac,
             mtu,
@@ -145,7 +169,9 @@ impl Net {
                 q: txq,
                 features,
                 free,
-                free_len: QSIZE as usize,
+                free_len: usize::from(FIRST_BIG),
+                big,
+                big_len: usize::from(BIG_SLOTS),
                 kick: false,
                 frames: 0,
             },
@@ -282,11 +308,66 @@ impl RxPart {
 impl TxPart {
     fn reclaim(&mut self) {
         while let Some((id, _)) = self.q.poll() {
-            if self.free_len < self.free.len() {
-                self.free[self.free_len] = (id as u16) % QSIZE;
+            let id = (id as u16) % QSIZE;
+            if id >= FIRST_BIG {
+                if self.big_len < self.big.len() {
+                    self.big[self.big_len] = id;
+                    self.big_len += 1;
+                }
+            } else if self.free_len < self.free.len() {
+                self.free[self.free_len] = id;
                 self.free_len += 1;
             }
         }
+    }
+
+    /// Whether the device takes UDP segmentation offload frames ([`Self::send_large`]).
+    pub fn can_segment(&self) -> bool {
+        self.features & (f::HOST_USO | f::CSUM) == f::HOST_USO | f::CSUM
+    }
+
+    /// Queues one UDP segmentation offload frame (HOST_USO) built by `build` into a large buffer;
+    /// the device cuts it into datagrams of `seg` payload bytes. `build` returns the frame's length
+    /// (the IPv4 and UDP lengths those of the whole), 0 to send nothing. Whether a frame was
+    /// queued: `false` without HOST_USO, and while every large buffer is with the device (then
+    /// the queue is kicked if it has news, and the caller may wait).
+    pub fn send_large(&mut self, seg: u16, build: impl FnOnce(&mut [u8]) -> usize) -> bool {
+        if !self.can_segment() || seg == 0 {
+            return false;
+        }
+        if self.big_len == 0 {
+            self.reclaim();
+        }
+        if self.big_len == 0 {
+            if core::mem::take(&mut self.kick) && !self.q.kicks_suppressed() {
+                self.q.notify();
+            }
+            return false;
+        }
+        let id = self.big[self.big_len - 1];
+        let addr = BIG_BUFS + u64::from(id - FIRST_BIG) * BIG_BUF;
+        let buf = mem(addr, BIG_BUF as usize);
+        buf[..HDR].fill(0);
+        let len = build(&mut buf[HDR..]).min(BIG_BUF as usize - HDR);
+        if len == 0 {
+            return false;
+        }
+        let buf = mem(addr, HDR + len);
+        let Some((start, off)) = inet::offload_tx(&mut buf[HDR..]) else {
+            return false;
+        };
+        self.big_len -= 1;
+        buf[0] = NEEDS_CSUM;
+        buf[1] = GSO_UDP_L4;
+        // hdr_len: Ethernet + IPv4 + UDP headers (a hint without GUEST_HDRLEN).
+        buf[2..4].copy_from_slice(&(start + 8).to_le_bytes());
+        buf[4..6].copy_from_slice(&seg.to_le_bytes());
+        buf[6..8].copy_from_slice(&start.to_le_bytes());
+        buf[8..10].copy_from_slice(&off.to_le_bytes());
+        self.q.push_one(id, addr, (HDR + len) as u32, 0);
+        self.kick = true;
+        self.frames += 1;
+        true
     }
 
     /// Whether a transmit buffer is free (reclaiming finished ones first).

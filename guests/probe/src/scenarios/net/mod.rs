@@ -34,8 +34,15 @@ use domus_probe::inet;
 use domus_probe::ipv4::{self, Parsed, Route};
 
 /// What every network scenario asks of the NIC.
-pub const WANTED: u64 =
-    f::CSUM | f::GUEST_CSUM | f::MTU | f::MAC | f::MRG_RXBUF | f::STATUS | f::CTRL_VQ | f::CTRL_RX;
+pub const WANTED: u64 = f::CSUM
+    | f::GUEST_CSUM
+    | f::MTU
+    | f::MAC
+    | f::MRG_RXBUF
+    | f::STATUS
+    | f::CTRL_VQ
+    | f::CTRL_RX
+    | f::HOST_USO;
 
 /// Largest frame the stack handles (MTU 1500 plus Ethernet header; larger MTUs are cut to this).
 pub const FRAME: usize = 1514;
@@ -241,6 +248,30 @@ impl Stack {
             let cap = FRAME.min(b.len());
             ipv4::build_udp(&mut b[..cap], &r, sport, dport, data, ident, offload)
         })
+    }
+
+    /// Queues `segs` UDP datagrams of `seg` payload bytes each (the last may be shorter, `total`
+    /// bytes in all) as one segmentation offload frame (HOST_USO, see `virtio/net.rs`); the payload
+    /// bytes are whatever the large buffer holds. `false` without HOST_USO, while the next hop is
+    /// being resolved, or when `total` is larger than one frame holds.
+    pub fn send_udp_large(
+        &mut self,
+        dst: [u8; 4],
+        sport: u16,
+        dport: u16,
+        total: usize,
+        seg: u16,
+    ) -> bool {
+        if !self.net.tx.can_segment() {
+            return false;
+        }
+        let Some(r) = self.route(dst) else {
+            return false;
+        };
+        let ident = self.next_ident();
+        self.net
+            .tx
+            .send_large(seg, |b| ipv4::udp_headers(b, &r, sport, dport, total, ident))
     }
 
     /// Queues an ICMP echo request; `false` while the next hop is being resolved.
