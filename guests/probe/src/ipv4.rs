@@ -307,6 +307,33 @@ pub fn udp_headers(
     len
 }
 
+/// The addressing of a UDP/IPv4 frame of `full` bytes of which `head` holds the start (a
+/// segmentation offload frame, too large to copy whole): (source, destination, source port,
+/// destination port, payload bytes), when the headers are whole and agree with `full`.
+pub fn udp_head(head: &[u8], full: usize) -> Option<([u8; 4], [u8; 4], u16, u16, usize)> {
+    if be16(head, 12)? != 0x0800 {
+        return None;
+    }
+    let p = head.get(ETH..)?;
+    let ihl = usize::from(*p.first()? & 15) * 4;
+    let total = usize::from(be16(p, 2)?);
+    if *p.first()? >> 4 != 4 || ihl < IP || *p.get(9)? != 17 || ETH + total != full {
+        return None;
+    }
+    let u = p.get(ihl..ihl + 8)?;
+    let ulen = usize::from(be16(u, 4)?);
+    if ulen < 8 || ihl + ulen != total {
+        return None;
+    }
+    Some((
+        arr(p, 12)?,
+        arr(p, 16)?,
+        be16(u, 0)?,
+        be16(u, 2)?,
+        ulen - 8,
+    ))
+}
+
 /// Whether `ip` is in `net`/`prefix`.
 pub fn same_subnet(ip: [u8; 4], net: [u8; 4], prefix: u8) -> bool {
     let mask = if prefix == 0 {

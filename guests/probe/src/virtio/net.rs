@@ -13,7 +13,10 @@
 //! segment): [`TxPart::send_large`] queues one frame of up to 64 KiB with `gso_type`
 //! VIRTIO_NET_HDR_GSO_UDP_L4 and `gso_size` the payload bytes per datagram (virtio 1.2 §5.1.6.2);
 //! the device cuts it into datagrams. Those frames use the last [`BIG_SLOTS`] transmit
-//! descriptors, whose buffers are 64 KiB each.
+//! descriptors, whose buffers are 64 KiB each. On receive (VIRTIO_NET_F_GUEST_USO4 with GUEST_USO6, asked for by
+//! the scenarios that stream) the device may hand over such a frame whole, spread over several
+//! buffers (MRG_RXBUF); [`Net::recv_frame`] says so (`gso`) and gives its full length. Its
+//! checksum is the sender's partial one for the whole (NEEDS_CSUM): it is not completed here.
 
 use super::queue::{self, SplitQueue, D_WRITE, RING_BYTES};
 use super::Transport;
@@ -49,6 +52,10 @@ pub mod f {
     pub const CTRL_VQ: u64 = 1 << 17;
     /// CTRL_RX.
     pub const CTRL_RX: u64 = 1 << 18;
+    /// GUEST_USO4.
+    pub const GUEST_USO4: u64 = 1 << 54;
+    /// GUEST_USO6.
+    pub const GUEST_USO6: u64 = 1 << 55;
     /// HOST_USO.
     pub const HOST_USO: u64 = 1 << 56;
 }
@@ -216,20 +223,30 @@ impl Net {
     /// its length, `Some(0)` for a frame dropped here (bad checksum, malformed merge), `None` when
     /// nothing arrived.
     pub fn recv(&mut self, out: &mut [u8]) -> Option<usize> {
+        self.recv_frame(out).map(|r| r.copied)
+    }
+
+    /// As [`Self::recv`], with the frame's full length (more than `out` holds for a segmentation
+    /// offload frame) and its `gso_size` (0 for an ordinary frame).
+    pub fn recv_frame(&mut self, out: &mut [u8]) -> Option<Received> {
         let frame = self.rx.next()?;
         self.rx.frames += 1;
-        let n = match frame.data {
+        let (copied, len) = match frame.data {
             Some((addr, len)) => {
                 let n = len.min(out.len());
                 out[..n].copy_from_slice(mem(addr, n));
-                n
+                (n, len)
             }
-            None => 0,
+            None => (0, 0),
         };
         if let Some(id) = frame.repost {
             self.rx.post(id);
         }
-        Some(n)
+        Some(Received {
+            copied,
+            len,
+            gso: frame.gso,
+        })
     }
 }
 
@@ -249,11 +266,17 @@ impl RxPart {
         let mut hdr = [0u8; HDR];
         hdr.copy_from_slice(mem(addr, HDR));
         let num = u16::from_le_bytes([hdr[10], hdr[11]]);
+        let gso = if hdr[1] == 0 {
+            0
+        } else {
+            u16::from_le_bytes([hdr[4], hdr[5]]).max(1)
+        };
         if self.features & f::MRG_RXBUF == 0 || num <= 1 {
             let data = self.finish(addr, len, &hdr).map(|l| (addr + HDR as u64, l));
             return Some(Frame {
                 data,
                 repost: Some(id),
+                gso,
             });
         }
         // Reassemble: this buffer, then num-1 more, each posted again at once.
@@ -267,6 +290,7 @@ impl RxPart {
                 return Some(Frame {
                     data: None,
                     repost: None,
+                    gso,
                 });
             };
             let id2 = (id2 as u16) % QSIZE;
@@ -279,7 +303,11 @@ impl RxPart {
         let data = self
             .finish(SCRATCH, at, &hdr)
             .map(|l| (SCRATCH + HDR as u64, l));
-        Some(Frame { data, repost: None })
+        Some(Frame {
+            data,
+            repost: None,
+            gso,
+        })
     }
 
     /// Checksum handling of a frame at `addr` (`len` with the header); its length, or `None` if
@@ -290,6 +318,10 @@ impl RxPart {
             return None;
         }
         let frame = mem(addr + HDR as u64, len - HDR);
+        if hdr[1] != 0 {
+            // A segmentation offload frame: its checksum is a partial one for the whole.
+            return Some(len - HDR);
+        }
         if self.features & f::GUEST_CSUM != 0 && hdr[0] & NEEDS_CSUM != 0 {
             let start = usize::from(u16::from_le_bytes([hdr[6], hdr[7]]));
             let off = usize::from(u16::from_le_bytes([hdr[8], hdr[9]]));
@@ -408,8 +440,20 @@ impl TxPart {
     }
 }
 
-/// One received frame: its bytes (`None` if dropped) and the buffer to post again after use.
+/// One received frame: its bytes (`None` if dropped), the buffer to post again after use, its
+/// `gso_size` (0 without segmentation offload).
 struct Frame {
     data: Option<(u64, usize)>,
     repost: Option<u16>,
+    gso: u16,
+}
+
+/// What [`Net::recv_frame`] got.
+pub struct Received {
+    /// Bytes copied out (0 for a frame dropped here).
+    pub copied: usize,
+    /// The frame's length (header stripped).
+    pub len: usize,
+    /// Its `gso_size`: payload bytes per datagram of a segmentation offload frame, else 0.
+    pub gso: u16,
 }

@@ -9,14 +9,16 @@
 //! `net-tx` uses UDP segmentation offload when the device offers HOST_USO: up to 44 datagrams of
 //! 1472 bytes per frame, cut by the host (the kernel refuses a segmentation frame of one datagram: a remainder below two goes out
 //! alone).
-//! `frames=` counts datagrams either way.
+//! `frames=` counts datagrams either way. `net-rx` also asks for GUEST_USO4/6 (IPv6 frames are ignored), so such frames from
+//! another guest (through a bridge) or from a host sender using UDP_SEGMENT can arrive whole.
 //!
 //! Both end with `PROBE net-tx|net-rx bytes=<payload bytes> frames=<datagrams> cycles=<TSC>
 //! tsc_hz=<f>` (timed from the first datagram to the last) and power off. Checksums are left to the
 //! device when it offers CSUM/GUEST_CSUM (see `virtio/net.rs`): a payload a host socket received
 //! intact proves the host completed it.
 
-use super::{setup, Event};
+use super::{setup, setup_with, Event, WANTED};
+use crate::virtio::net::f;
 use crate::apic::LocalApic;
 use crate::cmdline::Args;
 use crate::event_loop::BUSY_TIMER_COUNT;
@@ -131,7 +133,8 @@ fn rx(machine: &Machine, args: &Args<'_>) {
         Ok(n) if n <= MAX_BYTES => n,
         _ => return crate::report!("error net-rx reason=bad-bytes"),
     };
-    let Some(mut stack) = setup(machine, args, "net-rx") else {
+    // Segmentation offload frames whole when the device offers it (fewer, larger frames).
+    let Some(mut stack) = setup_with(machine, args, "net-rx", WANTED | f::GUEST_USO4 | f::GUEST_USO6) else {
         return;
     };
     crate::report!("net-rx ready port={port} ip={}", super::Ip(stack.ip));
@@ -141,15 +144,22 @@ fn rx(machine: &Machine, args: &Args<'_>) {
         let mut idle = true;
         while let Some(e) = stack.poll() {
             idle = false;
-            if let Event::Udp { dport, len, .. } = e {
-                if dport == port {
-                    last = rdtsc();
-                    if frames == 0 {
-                        first = last;
-                    }
-                    got += len as u64;
-                    frames += 1;
+            let (dport, len, datagrams) = match e {
+                Event::Udp { dport, len, .. } => (dport, len, 1),
+                Event::UdpRun {
+                    dport,
+                    len,
+                    datagrams,
+                } => (dport, len, datagrams),
+                Event::EchoReply { .. } => continue,
+            };
+            if dport == port {
+                last = rdtsc();
+                if frames == 0 {
+                    first = last;
                 }
+                got += len as u64;
+                frames += datagrams;
             }
         }
         if got >= bytes || (frames > 0 && rdtsc().wrapping_sub(last) > 2 * hz) {
