@@ -307,10 +307,25 @@ pub fn udp_headers(
     len
 }
 
+/// The addressing of a UDP/IPv4 datagram whose payload is not at hand (see [`udp_head`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpHead {
+    /// Source address.
+    pub src: [u8; 4],
+    /// Destination address.
+    pub dst: [u8; 4],
+    /// Source port.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+    /// Payload bytes.
+    pub payload: usize,
+}
+
 /// The addressing of a UDP/IPv4 frame of `full` bytes of which `head` holds the start (a
-/// segmentation offload frame, too large to copy whole): (source, destination, source port,
-/// destination port, payload bytes), when the headers are whole and agree with `full`.
-pub fn udp_head(head: &[u8], full: usize) -> Option<([u8; 4], [u8; 4], u16, u16, usize)> {
+/// segmentation offload frame, too large to copy whole), when the headers are whole and agree
+/// with `full`.
+pub fn udp_head(head: &[u8], full: usize) -> Option<UdpHead> {
     if be16(head, 12)? != 0x0800 {
         return None;
     }
@@ -325,13 +340,13 @@ pub fn udp_head(head: &[u8], full: usize) -> Option<([u8; 4], [u8; 4], u16, u16,
     if ulen < 8 || ihl + ulen != total {
         return None;
     }
-    Some((
-        arr(p, 12)?,
-        arr(p, 16)?,
-        be16(u, 0)?,
-        be16(u, 2)?,
-        ulen - 8,
-    ))
+    Some(UdpHead {
+        src: arr(p, 12)?,
+        dst: arr(p, 16)?,
+        sport: be16(u, 0)?,
+        dport: be16(u, 2)?,
+        payload: ulen - 8,
+    })
 }
 
 /// Whether `ip` is in `net`/`prefix`.
@@ -450,5 +465,35 @@ mod tests {
         assert!(same_subnet([10, 0, 0, 9], [10, 0, 0, 1], 24));
         assert!(!same_subnet([10, 0, 1, 9], [10, 0, 0, 1], 24));
         assert!(same_subnet([1, 2, 3, 4], [9, 9, 9, 9], 0));
+    }
+
+    #[test]
+    fn a_segmentation_frame_is_addressed_from_its_headers_alone() {
+        let r = route();
+        let mut whole = [0u8; 3100];
+        // Headers of a 3000-byte datagram; udp_head sees only the first 200 bytes.
+        let n = udp_headers(&mut whole, &r, 40_000, 5001, 3000, 7);
+        let mut b = [0u8; 200];
+        b.copy_from_slice(&whole[..200]);
+        assert_eq!(n, ETH + IP + 8 + 3000);
+        assert_eq!(b[ETH + IP + 4..ETH + IP + 6], 3008u16.to_be_bytes());
+        let head = UdpHead {
+            src: r.src,
+            dst: r.dst,
+            sport: 40_000,
+            dport: 5001,
+            payload: 3000,
+        };
+        assert_eq!(udp_head(&b, n), Some(head));
+        assert_eq!(udp_head(&b, n - 1), None, "the lengths disagree");
+        assert_eq!(udp_head(&b[..ETH + IP + 4], n), None, "UDP header cut");
+        let mut tcp = b;
+        tcp[ETH + 9] = 6;
+        assert_eq!(udp_head(&tcp, n), None);
+        assert_eq!(
+            udp_headers(&mut b, &r, 1, 2, 3000, 0),
+            0,
+            "buffer too small"
+        );
     }
 }

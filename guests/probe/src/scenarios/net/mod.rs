@@ -131,12 +131,12 @@ impl Stack {
             };
             if got.len > got.copied {
                 match ipv4::udp_head(&frame[..got.copied], got.len) {
-                    Some((_, dst, _, dport, len)) if dst == self.ip && got.gso > 0 => {
+                    Some(h) if h.dst == self.ip && got.gso > 0 => {
                         self.net.flush();
                         return Some(Event::UdpRun {
-                            dport,
-                            len,
-                            datagrams: len.div_ceil(usize::from(got.gso)) as u64,
+                            dport: h.dport,
+                            len: h.payload,
+                            datagrams: h.payload.div_ceil(usize::from(got.gso)) as u64,
                         });
                     }
                     _ => continue,
@@ -293,9 +293,9 @@ impl Stack {
             return false;
         };
         let ident = self.next_ident();
-        self.net
-            .tx
-            .send_large(seg, |b| ipv4::udp_headers(b, &r, sport, dport, total, ident))
+        self.net.tx.send_large(seg, |b| {
+            ipv4::udp_headers(b, &r, sport, dport, total, ident)
+        })
     }
 
     /// Queues an ICMP echo request; `false` while the next hop is being resolved.

@@ -18,13 +18,13 @@
 //! intact proves the host completed it.
 
 use super::{setup, setup_with, Event, WANTED};
-use crate::virtio::net::f;
 use crate::apic::LocalApic;
 use crate::cmdline::Args;
 use crate::event_loop::BUSY_TIMER_COUNT;
-use crate::layout::VECTOR_TIMER;
 use crate::io::rdtsc;
+use crate::layout::VECTOR_TIMER;
 use crate::scenarios::Scenario;
+use crate::virtio::net::f;
 use crate::Machine;
 use domus_probe::inet;
 
@@ -137,7 +137,12 @@ fn rx(machine: &Machine, args: &Args<'_>) {
         _ => return crate::report!("error net-rx reason=bad-bytes"),
     };
     // Segmentation offload frames whole when the device offers it (fewer, larger frames).
-    let Some(mut stack) = setup_with(machine, args, "net-rx", WANTED | f::GUEST_USO4 | f::GUEST_USO6) else {
+    let Some(mut stack) = setup_with(
+        machine,
+        args,
+        "net-rx",
+        WANTED | f::GUEST_USO4 | f::GUEST_USO6,
+    ) else {
         return;
     };
     crate::report!("net-rx ready port={port} ip={}", super::Ip(stack.ip));

@@ -314,7 +314,11 @@ fn chains_a_frame_did_not_fill_are_held_for_the_next_and_released_before_a_pause
     rx.release(&r.t);
     assert_eq!(next_avail(&r.t), 2);
     rx.release(&r.t);
-    assert_eq!(next_avail(&r.t), 2, "releasing twice gives back nothing more");
+    assert_eq!(
+        next_avail(&r.t),
+        2,
+        "releasing twice gives back nothing more"
+    );
     r.peer.send(&frame(46)).unwrap();
     assert_eq!(rx.process(&r.t, &r.net), RxPass::Drained);
     let e = rxq.used().ring().ref_at(2).unwrap().load();
