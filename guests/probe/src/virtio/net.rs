@@ -60,6 +60,8 @@ pub mod f {
     pub const HOST_USO: u64 = 1 << 56;
 }
 
+/// Receive buffers posted again before [`Net::flush_batched`] kicks.
+pub const RX_KICK_BATCH: u16 = 32;
 /// Transmit descriptors whose buffers hold a whole segmentation-offload frame.
 pub const BIG_SLOTS: u16 = 8;
 /// Bytes per large transmit buffer (header + frame).
@@ -95,6 +97,7 @@ pub struct RxPart {
     q: SplitQueue,
     features: u64,
     kick: bool,
+    unkicked: u16,
     /// Frames received.
     pub frames: u64,
     /// Frames dropped (bad checksum, malformed merge).
@@ -169,6 +172,7 @@ impl Net {
                 q: rxq,
                 features,
                 kick: false,
+                unkicked: 0,
                 frames: 0,
                 dropped: 0,
             },
@@ -197,7 +201,21 @@ impl Net {
         if core::mem::take(&mut self.rx.kick) && !self.rx.q.kicks_suppressed() {
             self.rx.q.notify();
         }
+        self.rx.unkicked = 0;
         if core::mem::take(&mut self.tx.kick) && !self.tx.q.kicks_suppressed() {
+            self.tx.q.notify();
+        }
+    }
+
+    /// [`Self::flush`] while more received frames are waiting: the receive queue is kicked only
+    /// once [`RX_KICK_BATCH`] buffers were posted again since its last kick. A device that ran out
+    /// of buffers (and asked for kicks) then waits for a batch rather than taking each buffer as
+    /// it comes back, a guest exit per frame; the caller's final [`Self::flush`], when nothing more
+    /// is waiting, kicks for the rest.
+    pub fn flush_batched(&mut self) {
+        if self.rx.unkicked >= RX_KICK_BATCH {
+            self.flush();
+        } else if core::mem::take(&mut self.tx.kick) && !self.tx.q.kicks_suppressed() {
             self.tx.q.notify();
         }
     }
@@ -255,6 +273,7 @@ impl RxPart {
         self.q
             .push_one(id, RX_BUFS + u64::from(id) * BUF, BUF as u32, D_WRITE);
         self.kick = true;
+        self.unkicked = self.unkicked.saturating_add(1);
     }
 
     /// The next received frame (header stripped), or `None` when nothing arrived.

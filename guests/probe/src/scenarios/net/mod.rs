@@ -132,7 +132,7 @@ impl Stack {
             if got.len > got.copied {
                 match ipv4::udp_head(&frame[..got.copied], got.len) {
                     Some(h) if h.dst == self.ip && got.gso > 0 => {
-                        self.net.flush();
+                        self.net.flush_batched();
                         return Some(Event::UdpRun {
                             dport: h.dport,
                             len: h.payload,
@@ -145,7 +145,7 @@ impl Stack {
             let n = got.copied;
             self.frame = frame;
             if let Some(ev) = self.handle(n) {
-                self.net.flush();
+                self.net.flush_batched();
                 return Some(ev);
             }
         }
