@@ -13,10 +13,11 @@
 //! segment): [`TxPart::send_large`] queues one frame of up to 64 KiB with `gso_type`
 //! VIRTIO_NET_HDR_GSO_UDP_L4 and `gso_size` the payload bytes per datagram (virtio 1.2 §5.1.6.2);
 //! the device cuts it into datagrams. Those frames use the last [`BIG_SLOTS`] transmit
-//! descriptors, whose buffers are 64 KiB each. On receive (VIRTIO_NET_F_GUEST_USO4 with GUEST_USO6, asked for by
-//! the scenarios that stream) the device may hand over such a frame whole, spread over several
-//! buffers (MRG_RXBUF); [`Net::recv_frame`] says so (`gso`) and gives its full length. Its
-//! checksum is the sender's partial one for the whole (NEEDS_CSUM): it is not completed here.
+//! descriptors, whose buffers are 64 KiB each. On receive (VIRTIO_NET_F_GUEST_USO4 with
+//! GUEST_USO6, asked for by the scenarios that stream) the device may hand over such a frame
+//! whole, spread over several buffers (MRG_RXBUF); [`Net::recv_frame`] says so (`gso`) and gives
+//! its full length. Its checksum is the sender's partial one for the whole (NEEDS_CSUM): it is not
+//! completed here. Receive kicks are batched while frames are waiting ([`Net::flush_batched`]).
 
 use super::queue::{self, SplitQueue, D_WRITE, RING_BYTES};
 use super::Transport;

@@ -7,10 +7,11 @@
 //!   first).
 //!
 //! `net-tx` uses UDP segmentation offload when the device offers HOST_USO: up to 44 datagrams of
-//! 1472 bytes per frame, cut by the host (the kernel refuses a segmentation frame of one datagram: a remainder below two goes out
-//! alone).
-//! `frames=` counts datagrams either way. `net-rx` also asks for GUEST_USO4/6 (IPv6 frames are ignored), so such frames from
-//! another guest (through a bridge) or from a host sender using UDP_SEGMENT can arrive whole.
+//! 1472 bytes per frame, cut by the host (the kernel refuses a segmentation frame of one datagram:
+//! a remainder below two goes out alone); while every large buffer is with the device it waits in
+//! `hlt` for a fast timer tick. `frames=` counts datagrams either way. `net-rx` also asks for
+//! GUEST_USO4/6 (IPv6 frames are ignored), so such frames from another guest (through a bridge)
+//! or from a host sender using UDP_SEGMENT can arrive whole.
 //!
 //! Both end with `PROBE net-tx|net-rx bytes=<payload bytes> frames=<datagrams> cycles=<TSC>
 //! tsc_hz=<f>` (timed from the first datagram to the last) and power off. Checksums are left to the

@@ -5,8 +5,9 @@
 //! MRG_RXBUF several chains, else one) and reads one frame; the chains it did not fill stay held
 //! for the next frame (the device may keep available buffers as long as it likes, virtio 1.2
 //! §2.7.13), and go back to the available ring ([`Rx::release`]) before the thread answers a
-//! control event, so a paused or saved device holds none. A frame larger than the gathered buffers lands in a host scratch buffer
-//! behind them and is dropped (counted), as is a frame the receive filter refuses. With no buffers
+//! control event, so a paused or saved device holds none. A frame larger than the gathered
+//! buffers lands in a host scratch buffer behind them and is dropped (counted), as is a frame the
+//! receive filter refuses. With no buffers
 //! posted the worker stops reading the TAP until the driver posts some: the kernel's queue drops
 //! what does not fit, the VMM never queues.
 
