@@ -22,7 +22,7 @@ pub const MAX_HOOKS: usize = 8;
 /// Console bytes delivered per round.
 pub const CONSOLE_BURST: usize = 64;
 /// APIC timer period while polling continuously (~260 µs: above PVM's 200 µs floor).
-const BUSY_TIMER_COUNT: u32 = 1 << 14;
+pub const BUSY_TIMER_COUNT: u32 = 1 << 14;
 /// TSC cycles between interrupt windows while polling continuously (~10 ms at 2 GHz).
 pub const BUSY_CHECK_CYCLES: u64 = 20_000_000;
 /// COM1's ISA IRQ.
