@@ -185,13 +185,18 @@ pub fn vcpu_rows(d: &DomainInfo, nr_cpus: u32) -> Vec<String> {
             } else {
                 '-'
             };
-            let paused = if v.state == VcpuRunState::Paused {
+            // An offline vCPU (vcpu-set) shows as xl shows one: CPU "-", state "--p".
+            let offline = v.state == VcpuRunState::Offline;
+            let paused = if v.state == VcpuRunState::Paused || offline {
                 'p'
             } else {
                 '-'
             };
             // The host CPU the vCPU thread last ran on, as domusd read it; "-" when unknown.
-            let cpu = v.cpu.map_or_else(|| "-".to_owned(), |c| c.to_string());
+            let cpu = match v.cpu {
+                Some(c) if !offline => c.to_string(),
+                _ => "-".to_owned(),
+            };
             #[allow(clippy::cast_precision_loss)]
             let secs = v.cpu_time_ns as f64 / 1e9;
             let mask =
@@ -537,6 +542,10 @@ mod tests {
         d.vcpu_info[0].cpu = None;
         assert!(vcpu_rows(&d, 2)[0]
             .starts_with("hello                                3     0     -   -b-"));
+        d.vcpu_info[0].state = VcpuRunState::Offline;
+        d.vcpu_info[0].cpu = Some(1);
+        assert!(vcpu_rows(&d, 2)[0]
+            .starts_with("hello                                3     0     -   --p"));
         assert_eq!(cpu_ranges(&[0, 1, 2, 5, 7, 8], 16), "0-2,5,7-8");
         assert_eq!(cpu_ranges(&[0, 1], 2), "all");
     }

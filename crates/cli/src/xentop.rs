@@ -166,10 +166,14 @@ pub fn summary(
     )
 }
 
-/// `-v`: the vCPUs' CPU seconds, five per line (xentop's `do_vcpu`).
+/// `-v`: the online vCPUs' CPU seconds, five per line (xentop's `do_vcpu`).
 pub fn vcpu_lines(d: &DomainInfo) -> String {
     let mut s = String::from("VCPUs(sec): ");
-    for (i, v) in d.vcpu_info.iter().enumerate() {
+    let online = d
+        .vcpu_info
+        .iter()
+        .filter(|v| v.state != domus_api::messages::VcpuRunState::Offline);
+    for (i, v) in online.enumerate() {
         if i != 0 && i % 5 == 0 {
             s.push_str("\n        ");
         }

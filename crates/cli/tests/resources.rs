@@ -273,9 +273,8 @@ fn mem_set_and_vcpu_set_are_checked_as_xl_checks_them() {
         .fails(&["mem-set", "sized", "12q"])
         .contains("invalid memory size: 12q"));
     h.ok(&["mem-set", "sized", "32"]);
-    assert!(h
-        .fails(&["mem-set", "sized", "48"])
-        .contains("has no balloon device yet"));
+    // The balloon follows (issue 16's memory half: tests/balloon.rs covers it in depth).
+    h.ok(&["mem-set", "sized", "48"]);
 
     let over = host_cpus() + 1;
     let err = h.fails(&["vcpu-set", "sized", &over.to_string()]);
@@ -303,8 +302,7 @@ fn mem_set_and_vcpu_set_are_checked_as_xl_checks_them() {
         .fails(&["vcpu-set", "sized", "x"])
         .contains("Error: Invalid argument x as VCPU."));
     h.ok(&["vcpu-set", "sized", "1"]);
-    assert!(h
-        .fails(&["vcpu-set", "sized", "2"])
-        .contains("has no CPU hotplug yet"));
+    // ACPI CPU hotplug (tests/vcpu_hotplug.rs has the whole round trip).
+    h.ok(&["vcpu-set", "sized", "2"]);
     h.ok(&["destroy", "sized"]);
 }

@@ -211,7 +211,9 @@ impl Builder {
             "kernel" => o.kernel = origin,
             "ramdisk" => o.ramdisk = origin,
             "memory" => o.memory = origin,
+            "maxmem" => o.maxmem = origin,
             "vcpus" => o.vcpus = origin,
+            "maxvcpus" => o.maxvcpus = origin,
             "bootloader" => o.bootloader = origin,
             "pci" => o.pci = origin,
             "disk" => {

@@ -185,9 +185,15 @@ pub struct Origins {
     /// `memory`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
+    /// `maxmem`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maxmem: Option<String>,
     /// `vcpus`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vcpus: Option<String>,
+    /// `maxvcpus`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maxvcpus: Option<String>,
     /// `bootloader`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootloader: Option<String>,
@@ -209,7 +215,9 @@ impl Origins {
             && self.kernel.is_none()
             && self.ramdisk.is_none()
             && self.memory.is_none()
+            && self.maxmem.is_none()
             && self.vcpus.is_none()
+            && self.maxvcpus.is_none()
             && self.bootloader.is_none()
             && self.pci.is_none()
             && self.disk.is_none()

@@ -16,9 +16,9 @@ pub enum KeyClass {
     Unknown,
 }
 
-/// Domus's own keys without a typed field here: the entropy device (`rng = 0|1`, `rng_rate = BYTES`),
-/// read by `domus-spec`.
-pub const DOMUS_KEYS: &[&str] = &["rng", "rng_rate"];
+/// Domus's own keys without a typed field here: the entropy device (`rng = 0|1`, `rng_rate = BYTES`)
+/// and the memory balloon (`balloon = 0|1`), read by `domus-spec`.
+pub const DOMUS_KEYS: &[&str] = &["rng", "rng_rate", "balloon"];
 
 /// xl.cfg(5) keys that Domus accepts and ignores.
 pub const NOT_IMPLEMENTED: &[&str] = &[

@@ -136,6 +136,18 @@ pub enum SpecErrorKind {
         /// The limit.
         max: usize,
     },
+    /// `maxmem` above `memory` needs the balloon, which needs a slot the other devices took.
+    #[error("maxmem = {maxmem_mib} MiB above memory = {memory_mib} MiB needs the balloon device, but {used} virtio devices (disks, entropy device, NICs) already take all {max} interrupt lines: set maxmem = memory, `rng = 0`, or use fewer disks or vifs")]
+    NoSlotForBalloon {
+        /// `maxmem`.
+        maxmem_mib: u64,
+        /// `memory`.
+        memory_mib: u64,
+        /// Devices before the balloon.
+        used: usize,
+        /// The limit.
+        max: usize,
+    },
     /// Disks, the entropy device and the NICs need more slots than there are interrupt lines.
     #[error("{disks} disks, {rng} entropy device and {nics} NICs need {needed} virtio devices, but the machine model has interrupt lines for at most {max} (GSIs 10-23): set `rng = 0` or use fewer disks or vifs")]
     NoSlotForNics {
@@ -203,6 +215,14 @@ pub enum SpecErrorKind {
     /// vcpus = 0.
     #[error("vcpus must be at least 1 (got 0)")]
     VcpusZero,
+    /// maxvcpus over KVM's (or the machine model's) limit.
+    #[error("maxvcpus = {maxvcpus} is over the limit of {max} vCPUs per VM on this host (KVM and the machine's 254 APIC ids)")]
+    MaxvcpusOverLimit {
+        /// Requested.
+        maxvcpus: u32,
+        /// The limit.
+        max: u32,
+    },
     /// Over KVM's limit.
     #[error("vcpus = {vcpus} is over KVM's limit of {max} vCPUs per VM on this host")]
     VcpusOverKvm {

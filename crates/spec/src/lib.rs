@@ -203,9 +203,11 @@ pub struct VmSpec {
     pub uuid: String,
     /// The type as configured (`pv` or `pvh`; both boot what the kernel carries).
     pub domain_type: DomainType,
-    /// Guest RAM, MiB.
+    /// The memory the guest keeps at boot, MiB: the balloon's first target (without a balloon, the
+    /// guest's RAM).
     pub memory_mib: u64,
-    /// Maximum memory, MiB (recorded; no ballooning).
+    /// Maximum memory, MiB: with a balloon the guest's RAM (`mem-set` moves between the floor and
+    /// this, as Xen's populate-on-demand does), else recorded only.
     pub maxmem_mib: u64,
     /// vCPUs online at boot.
     pub vcpus: u32,
@@ -235,6 +237,20 @@ pub struct VmSpec {
     /// (`xl restore`, `migrate-receive`); the stream must describe this very machine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_fd: Option<i32>,
+    /// A virtio-balloon device after the NICs (absent: none, as in specs from before ballooning).
+    #[serde(default)]
+    pub balloon: bool,
+}
+
+impl VmSpec {
+    /// The guest's RAM, MiB: `maxmem` with a balloon, else `memory`.
+    pub fn ram_mib(&self) -> u64 {
+        if self.balloon {
+            self.maxmem_mib.max(self.memory_mib)
+        } else {
+            self.memory_mib
+        }
+    }
 }
 
 impl VmSpec {

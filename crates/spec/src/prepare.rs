@@ -187,6 +187,7 @@ pub fn prepare_with(
     let disks = disks(&mut c);
     let rng = rng(&mut c);
     let nics = nics(&mut c, rng.is_some());
+    let balloon = balloon(&mut c, rng.is_some(), nics.len());
     if !c.errors.is_empty() {
         return Err(SpecErrors(c.errors));
     }
@@ -216,6 +217,7 @@ pub fn prepare_with(
             rng,
             nics,
             restore_fd: None,
+            balloon,
         },
         files: PreparedFiles {
             kernel: kernel_file,
@@ -312,6 +314,19 @@ fn memory_and_vcpus(c: &mut Check<'_>, host: &HostLimits) {
             },
         );
     }
+    // maxvcpus >= vcpus is the config crate's rule; here its ceiling: every possible vCPU is in the
+    // MADT and may be hot-plugged, so it must fit KVM and the machine as vcpus must.
+    let maxvcpus = cfg.maxvcpus;
+    let max = host
+        .kvm_max_vcpus
+        .map_or(MAX_MACHINE_VCPUS, |k| k.min(MAX_MACHINE_VCPUS));
+    if vcpus <= max && maxvcpus > max {
+        c.fail(
+            cfg.origins.maxvcpus.as_ref(),
+            "maxvcpus",
+            SpecErrorKind::MaxvcpusOverLimit { maxvcpus, max },
+        );
+    }
 }
 
 fn absolute(p: &str) -> PathBuf {
@@ -371,10 +386,10 @@ fn ramdisk(c: &mut Check<'_>) -> Option<Option<(Resource, File)>> {
 
 /// The entropy device from the `rng` / `rng_rate` keys (kept by domus-config among the keys it does
 /// not parse itself); on by default, and it needs a virtio slot of its own after the disks.
-fn rng(c: &mut Check<'_>) -> Option<RngSpec> {
+/// A Domus on/off key (`rng`, `balloon`): absent = on.
+fn switch(c: &mut Check<'_>, key: &'static str) -> bool {
     use domus_config::PlainValue;
-    let keys = &c.cfg.other_keys;
-    let enabled = match keys.get("rng") {
+    match c.cfg.other_keys.get(key) {
         None => true,
         Some(PlainValue::Num(n)) => *n != 0,
         Some(PlainValue::Str(s)) if s == "on" || s == "1" => true,
@@ -382,16 +397,22 @@ fn rng(c: &mut Check<'_>) -> Option<RngSpec> {
         Some(other) => {
             c.fail(
                 None,
-                "rng",
+                key,
                 SpecErrorKind::RngValue {
-                    key: "rng",
+                    key,
                     value: format!("{other:?}"),
                     want: "0 or 1",
                 },
             );
             false
         }
-    };
+    }
+}
+
+fn rng(c: &mut Check<'_>) -> Option<RngSpec> {
+    use domus_config::PlainValue;
+    let enabled = switch(c, "rng");
+    let keys = &c.cfg.other_keys;
     let mut spec = RngSpec::default();
     match keys.get("rng_rate") {
         None => {}
@@ -460,6 +481,35 @@ fn nics(c: &mut Check<'_>, rng: bool) -> Vec<NicSpec> {
         );
     }
     nics
+}
+
+/// Whether the machine gets a balloon (after the NICs): whenever a slot is left, so `mem-set` works
+/// on every domain, as xl's does (also with `maxmem` = `memory`: it can still shrink). `maxmem` above
+/// `memory` without a slot is refused (the guest would get `maxmem` of RAM nothing can take back).
+/// Domus's own key `balloon = 0` leaves it out (the guest then gets `memory` of RAM, `maxmem` is only
+/// recorded, and `mem-set` cannot change it).
+fn balloon(c: &mut Check<'_>, rng: bool, nics: usize) -> bool {
+    if !switch(c, "balloon") {
+        return false;
+    }
+    let cfg = c.cfg;
+    let used = cfg.disks.len() + usize::from(rng) + nics;
+    if used < MAX_VIRTIO_DEVICES {
+        return true;
+    }
+    if cfg.maxmem_mib > cfg.memory_mib && used == MAX_VIRTIO_DEVICES {
+        c.fail(
+            cfg.origins.maxmem.as_ref(),
+            "maxmem",
+            SpecErrorKind::NoSlotForBalloon {
+                maxmem_mib: cfg.maxmem_mib,
+                memory_mib: cfg.memory_mib,
+                used,
+                max: MAX_VIRTIO_DEVICES,
+            },
+        );
+    }
+    false
 }
 
 fn disks(c: &mut Check<'_>) -> Option<Vec<(DiskSpec, Option<File>)>> {

@@ -144,6 +144,14 @@ fn every_refusal_is_located() {
         e,
         ["t.cfg:2:9: vcpus: vcpus = 9 is over KVM's limit of 8 vCPUs per VM on this host"]
     );
+    let e = d.errors(&format!(
+        "kernel = '{}'\nvcpus = 2\nmaxvcpus = 9\n",
+        d.p("pvh")
+    ));
+    assert_eq!(
+        e,
+        ["t.cfg:3:12: maxvcpus: maxvcpus = 9 is over the limit of 8 vCPUs per VM on this host (KVM and the machine's 254 APIC ids)"]
+    );
     let disks: Vec<String> = (0..15)
         .map(|i| format!("'{},raw,xvd{},ro'", d.p("disk.img"), char::from(b'a' + i)))
         .collect();
@@ -435,4 +443,48 @@ fn vifs_with_a_tap_become_nics_in_the_slots_after_the_entropy_device() {
         let text = format!("{kernel}vif = [ '{bad},vifname=t' ]\n");
         assert!(DomainConfig::from_xl("t.cfg", &text, &[]).is_err(), "{bad}");
     }
+}
+
+#[test]
+fn every_domain_gets_a_balloon_and_ram_is_maxmem() {
+    let d = Dir::new();
+    let kernel = format!("kernel = '{}'\n", d.p("pvh"));
+    let spec = |extra: &str| {
+        prepare(&d.cfg(&format!("{kernel}{extra}")), &HOST)
+            .unwrap()
+            .spec
+    };
+    // maxmem = memory (xl's default): a balloon all the same, RAM = memory.
+    let s = spec("memory = 64\n");
+    assert!(s.balloon);
+    assert_eq!((s.memory_mib, s.maxmem_mib, s.ram_mib()), (64, 64, 64));
+    // maxmem above memory: RAM = maxmem, the balloon starts at the difference.
+    let s = spec("memory = 64\nmaxmem = 256\n");
+    assert!(s.balloon);
+    assert_eq!((s.memory_mib, s.maxmem_mib, s.ram_mib()), (64, 256, 256));
+    // Turned off: RAM = memory, maxmem only recorded.
+    let s = spec("memory = 64\nmaxmem = 256\nballoon = 0\n");
+    assert!(!s.balloon);
+    assert_eq!(s.ram_mib(), 64);
+    assert!(d.cfg("balloon = 1\n").warnings.is_empty());
+    let e = d.errors(&format!("{kernel}balloon = 'maybe'\n"));
+    assert_eq!(e, ["balloon: balloon = Str(\"maybe\"): expected 0 or 1"]);
+    // All 14 slots taken: no balloon, and maxmem above memory is refused at maxmem's line.
+    let disks: Vec<String> = (0..13)
+        .map(|i| format!("'{},raw,xvd{},ro'", d.p("disk.img"), char::from(b'a' + i)))
+        .collect();
+    let full = format!("disk = [ {} ]\n", disks.join(", "));
+    assert!(!spec(&full).balloon);
+    assert!(
+        spec(&format!("{full}rng = 0\n")).balloon,
+        "13 disks leave one slot"
+    );
+    let e = d.errors(&format!("{kernel}{full}memory = 64\nmaxmem = 128\n"));
+    assert_eq!(e, ["t.cfg:4:10: maxmem: maxmem = 128 MiB above memory = 64 MiB needs the balloon device, but 14 virtio devices (disks, entropy device, NICs) already take all 14 interrupt lines: set maxmem = memory, `rng = 0`, or use fewer disks or vifs"]);
+    // A spec written before ballooning (no `balloon` field) has none: its RAM stays `memory`.
+    let mut json = serde_json::to_value(spec("memory = 64\nmaxmem = 128\n")).unwrap();
+    json.as_object_mut().unwrap().remove("balloon");
+    let back: VmSpec = serde_json::from_value(json).unwrap();
+    assert!(!back.balloon);
+    assert_eq!(back.ram_mib(), 64);
 }

@@ -166,6 +166,8 @@ mod tests {
             },
             Request::Sysrq { key: 'h' },
             Request::Nmi { vcpu: 1 },
+            Request::SetVcpus { online: 3 },
+            Request::BalloonSet { target_mib: 96 },
             Request::DumpCore {
                 path: "/var/lib/domus/dump/web.core".into(),
             },
@@ -264,6 +266,11 @@ mod tests {
                 rx_bytes: 42,
                 rx_packets: 1,
             }],
+            balloon: Some(crate::BalloonState {
+                ram_mib: 256,
+                target_mib: 64,
+                actual_mib: 70,
+            }),
         }
     }
 
@@ -352,10 +359,14 @@ mod tests {
         let line = Reply::State(StateReply {
             disks: Vec::new(),
             nics: Vec::new(),
+            balloon: None,
             ..st
         })
         .encode();
-        assert!(!line.contains("disks") && !line.contains("nics"), "{line}");
+        assert!(
+            !line.contains("disks") && !line.contains("nics") && !line.contains("balloon"),
+            "{line}"
+        );
         let o: OutcomeReply =
             decode_reply(br#"{"ok":true,"outcome":{"reason":"crash","detail":"pvpanic"}}"#)
                 .unwrap();

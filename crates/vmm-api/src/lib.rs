@@ -11,11 +11,13 @@
 //! ```text
 //! {"cmd":"state"}        -> {"ok":true,"state":"running"|"paused"|"shutdown",
 //!                            "outcome":null|{"reason":"poweroff"|"reboot"|"crash","detail":"..."},
-//!                            "pid":N,"vcpus":[{"id":0,"cpu_time_ns":N,"state":"running"|"blocked"|"paused"}],
+//!                            "pid":N,"vcpus":[{"id":0,"cpu_time_ns":N,"state":"running"|"blocked"|"paused"|"offline"}],
 //!                            "memory_mib":M,"uptime_ms":N,
 //!                            "disks":[{"rd_reqs":N,"wr_reqs":N,"rd_sectors":N,"wr_sectors":N}],
-//!                            "nics":[{"tx_bytes":N,"tx_packets":N,"rx_bytes":N,"rx_packets":N}]}
-//!                            (StateReply; `disks`/`nics` left out when the machine has none)
+//!                            "nics":[{"tx_bytes":N,"tx_packets":N,"rx_bytes":N,"rx_packets":N}],
+//!                            "balloon":{"ram_mib":R,"target_mib":T,"actual_mib":A}}
+//!                            (StateReply; `disks`/`nics`/`balloon` left out when the machine has none;
+//!                            with a balloon, memory_mib = actual_mib: what the guest keeps)
 //! {"cmd":"pause"}        -> {"ok":true}   all vCPUs stopped outside KVM_RUN                   (Done)
 //! {"cmd":"resume"}       -> {"ok":true}                                                        (Done)
 //! {"cmd":"power-button"} -> {"ok":true}   ACPI fixed power button (PWRBTN_STS + SCI if enabled) (Done)
@@ -31,6 +33,9 @@
 //! {"cmd":"migrate","downtime_ms":N} + descriptor -> {"ok":true,"bytes":N,"iterations":N,
 //!                            "dirty_pages":[...],"tracking":"ring"|"bitmap","total_ms":N,"stop_copy_ms":N}
 //!                            live stream (pre-copy, then stop-and-copy); guest left paused (MigrateReply)
+//! {"cmd":"set-vcpus","online":N} -> {"ok":true}   vCPUs 0..N online via ACPI CPU hotplug (removals
+//!                            complete when the guest ejects)                                    (Done)
+//! {"cmd":"balloon-set","target_mib":N} -> {"ok":true}   the balloon's new target (mem-set)          (Done)
 //! anything refused       -> {"ok":false,"error":"message"}
 //! ```
 //! `save` and `migrate` need the descriptor to write to sent with the request line (SCM_RIGHTS): the VMM
@@ -55,8 +60,8 @@ pub use codec::{
     ReplyError,
 };
 pub use types::{
-    DiskStats, Done, MachineState, MigrateReply, NicStats, Outcome, OutcomeReply, Reason, Request,
-    StateReply, VcpuRunState, VcpuState, EXIT_VMM_ERROR,
+    BalloonState, DiskStats, Done, MachineState, MigrateReply, NicStats, Outcome, OutcomeReply,
+    Reason, Request, StateReply, VcpuRunState, VcpuState, EXIT_VMM_ERROR,
 };
 
 /// Longest request line a VMM accepts (without its newline).

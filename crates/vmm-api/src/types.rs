@@ -51,6 +51,18 @@ pub enum Request {
         /// The SysRq key (printable ASCII).
         key: char,
     },
+    /// Make vCPUs `0..online` the online ones (xl vcpu-set) through ACPI CPU hotplug: new ones are
+    /// inserted at once, removals are asked of the guest (done when it ejects them).
+    SetVcpus {
+        /// How many vCPUs should be online (1 to the possible count).
+        online: u32,
+    },
+    /// Set the memory the guest should keep, MiB: the balloon's new target (`mem-set`). The guest's
+    /// driver follows; [`StateReply::balloon`] shows how far.
+    BalloonSet {
+        /// The guest's new memory, MiB (at most the machine's RAM).
+        target_mib: u64,
+    },
     /// Write the machine's snapshot (the VMM's image format) to the descriptor sent with this request
     /// line (SCM_RIGHTS); the guest is paused for it and stays paused unless `resume` (and it was
     /// running before).
@@ -103,10 +115,12 @@ impl Request {
             Self::AckOutcome => "ack-outcome",
             Self::VcpuPin { .. } => "vcpu-pin",
             Self::Sysrq { .. } => "sysrq",
+            Self::SetVcpus { .. } => "set-vcpus",
             Self::DumpCore { .. } => "dump-core",
             Self::Nmi { .. } => "nmi",
             Self::Save { .. } => "save",
             Self::Migrate { .. } => "migrate",
+            Self::BalloonSet { .. } => "balloon-set",
         }
     }
 }
@@ -137,6 +151,8 @@ pub enum VcpuRunState {
     Blocked,
     /// Parked by a pause.
     Paused,
+    /// Not online: never plugged in, or ejected by the guest (its thread is parked).
+    Offline,
 }
 
 /// One vCPU in a [`StateReply`].
@@ -242,6 +258,20 @@ pub struct StateReply {
     /// Each NIC's traffic counters, in the config's `vif` order (absent from older VMMs).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nics: Vec<NicStats>,
+    /// The balloon, when the machine has one (`memory_mib` is then the RAM the guest keeps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balloon: Option<BalloonState>,
+}
+
+/// The balloon in a [`StateReply`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BalloonState {
+    /// The machine's RAM (the domain's `maxmem` at boot), MiB.
+    pub ram_mib: u64,
+    /// The memory the guest should keep, MiB (the host's target).
+    pub target_mib: u64,
+    /// The memory the guest keeps by its driver's report, MiB.
+    pub actual_mib: u64,
 }
 
 /// One disk's counters since the VMM started, as xentop shows a virtual block device: requests the

@@ -100,10 +100,15 @@ pub struct VmConfig {
     pub ramdisk: Option<Source>,
     /// Kernel command line, already composed (xl's `cmdline`, or `root=` + `extra`).
     pub cmdline: String,
-    /// Guest RAM in MiB.
+    /// Guest RAM in MiB (with a balloon: the domain's `maxmem`).
     pub memory_mib: u64,
-    /// Number of vCPUs.
+    /// The virtio-balloon (in the slot after the NICs) and its first target, MiB: the memory the
+    /// guest keeps (`memory`); `None`: the machine has no balloon.
+    pub balloon: Option<u64>,
+    /// Number of vCPUs online at boot.
     pub vcpus: u32,
+    /// Possible vCPUs (`maxvcpus`, at least `vcpus`): the MADT lists them all, `vcpu-set` plugs them.
+    pub max_vcpus: u32,
     /// Disks in config order (virtio-mmio slot i = disk i).
     pub disks: Vec<VmDisk>,
     /// The entropy device (virtio-rng, in the slot after the disks); `None`: the domain has none.
@@ -161,12 +166,32 @@ pub enum ConfigError {
         /// KVM_CAP_MAX_VCPUS (also bounded by the 254 APIC ids the MADT/MP table can describe).
         max: u32,
     },
+    /// maxvcpus below vcpus.
+    #[error(
+        "maxvcpus = {max_vcpus} is below vcpus = {vcpus}: the domain could not start its vCPUs"
+    )]
+    MaxVcpusBelowVcpus {
+        /// Requested possible vCPUs.
+        max_vcpus: u32,
+        /// Boot vCPUs.
+        vcpus: u32,
+    },
+    /// maxvcpus over KVM's limit.
+    #[error("maxvcpus = {max_vcpus} is over KVM's limit of {max} vCPUs per VM on this host")]
+    MaxVcpusTooMany {
+        /// Requested.
+        max_vcpus: u32,
+        /// The limit.
+        max: u32,
+    },
     /// No kernel in the config.
     #[error("no kernel given: set `kernel = \"PATH\"` in the domain config")]
     NoKernel,
     /// More virtio devices than the machine has slots for.
-    #[error("{disks} disks + {rng} entropy device + {nics} NICs = {total} virtio devices: the machine has room for {max}")]
+    #[error("{disks} disks + {rng} entropy device + {nics} NICs + {balloon} balloon = {total} virtio devices: the machine has room for {max}")]
     TooManyDevices {
+        /// Balloons (0 or 1).
+        balloon: usize,
         /// Disks.
         disks: usize,
         /// Entropy devices (0 or 1).
@@ -212,11 +237,25 @@ impl VmConfig {
                 max,
             });
         }
+        if self.max_vcpus < self.vcpus {
+            return Err(ConfigError::MaxVcpusBelowVcpus {
+                max_vcpus: self.max_vcpus,
+                vcpus: self.vcpus,
+            });
+        }
+        if self.max_vcpus > max {
+            return Err(ConfigError::MaxVcpusTooMany {
+                max_vcpus: self.max_vcpus,
+                max,
+            });
+        }
         let rng = usize::from(self.rng.is_some());
-        let total = self.disks.len() + rng + self.nics.len();
+        let balloon = usize::from(self.balloon.is_some());
+        let total = self.disks.len() + rng + self.nics.len() + balloon;
         let max = crate::devices::virtio::MAX_DEVICES;
         if total > max {
             return Err(ConfigError::TooManyDevices {
+                balloon,
                 disks: self.disks.len(),
                 rng,
                 nics: self.nics.len(),
@@ -278,6 +317,7 @@ impl VmConfig {
     /// From a prepared spec (files opened by the conversion).
     pub fn from_prepared(p: domus_spec::Prepared) -> Self {
         let domus_spec::Prepared { spec, files, .. } = p;
+        let (ram_mib, balloon) = (spec.ram_mib(), spec.balloon.then_some(spec.memory_mib));
         let disks = spec
             .disks
             .iter()
@@ -302,8 +342,10 @@ impl VmConfig {
                     image: std::sync::Mutex::new(None),
                 }),
             cmdline: spec.cmdline,
-            memory_mib: spec.memory_mib,
+            memory_mib: ram_mib,
+            balloon,
             vcpus: spec.vcpus,
+            max_vcpus: spec.maxvcpus.max(spec.vcpus),
             disks,
             rng: spec.rng,
             nics: spec
@@ -322,6 +364,7 @@ impl VmConfig {
     /// # Errors
     /// [`LoadError::BadFd`] when a named descriptor is not open.
     pub fn from_spec(spec: VmSpec) -> Result<Self, LoadError> {
+        let (ram_mib, balloon) = (spec.ram_mib(), spec.balloon.then_some(spec.memory_mib));
         let mut taken = std::collections::HashSet::new();
         let mut take = |r: Resource| -> Result<Source, LoadError> {
             let file = match r.fd {
@@ -365,12 +408,14 @@ impl VmConfig {
             None => None,
         };
         Ok(Self {
+            memory_mib: ram_mib,
+            balloon,
             name: spec.name,
             kernel,
             ramdisk,
             cmdline: spec.cmdline,
-            memory_mib: spec.memory_mib,
             vcpus: spec.vcpus,
+            max_vcpus: spec.maxvcpus.max(spec.vcpus),
             disks,
             rng: spec.rng,
             nics,
@@ -502,8 +547,10 @@ mod tests {
             cmdline: String::new(),
             memory_mib: 64,
             vcpus: 1,
+            max_vcpus: 1,
             disks: Vec::new(),
             rng: Some(domus_spec::RngSpec::default()),
+            balloon: None,
             nics: Vec::new(),
             vcpu_affinity: Vec::new(),
             restore: None,
@@ -529,6 +576,20 @@ mod tests {
             c.validate(1024, 8),
             Err(ConfigError::VcpusTooMany { max: 8, .. })
         ));
+        let mut c = cfg();
+        c.vcpus = 2;
+        assert!(matches!(
+            c.validate(1024, 8),
+            Err(ConfigError::MaxVcpusBelowVcpus { .. })
+        ));
+        c.max_vcpus = 9;
+        let e = c.validate(1024, 8).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "maxvcpus = 9 is over KVM's limit of 8 vCPUs per VM on this host"
+        );
+        c.max_vcpus = 8;
+        assert!(c.validate(1024, 8).is_ok());
     }
 
     #[test]

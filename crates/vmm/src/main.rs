@@ -65,6 +65,7 @@ struct Args {
     cmdline: Option<String>,
     memory: Option<u64>,
     vcpus: Option<u32>,
+    maxvcpus: Option<u32>,
     name: Option<String>,
     /// Hidden: restore from this snapshot image instead of booting (domusd passes `restore_fd` in
     /// the spec instead).
@@ -115,6 +116,9 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> anyhow::Result<Parsed> 
             "--cmdline" => a.cmdline = Some(value()?),
             "--memory" => a.memory = Some(value()?.parse().context("--memory takes MiB")?),
             "--vcpus" => a.vcpus = Some(value()?.parse().context("--vcpus takes a number")?),
+            "--maxvcpus" => {
+                a.maxvcpus = Some(value()?.parse().context("--maxvcpus takes a number")?);
+            }
             "--name" => a.name = Some(value()?),
             "--restore" => a.restore = Some(value()?.into()),
             f if f.starts_with('-') => bail!("unknown option {f} (see --help)"),
@@ -154,9 +158,11 @@ fn load_config(args: &Args) -> anyhow::Result<VmConfig> {
             cmdline: args.cmdline.clone().unwrap_or_default(),
             memory_mib: args.memory.unwrap_or(128),
             vcpus: args.vcpus.unwrap_or(1),
+            max_vcpus: args.maxvcpus.or(args.vcpus).unwrap_or(1),
             disks: Vec::new(),
             rng: Some(domus_spec::RngSpec::default()),
             nics: Vec::new(),
+            balloon: None,
             vcpu_affinity: Vec::new(),
             restore: None,
         });

@@ -46,6 +46,18 @@ pub fn current_tid() -> i32 {
     unsafe { libc::gettid() }
 }
 
+/// Sends `signal` to thread `tid` of this process (a vCPU kick from another thread that has no
+/// handle of it). A thread that is gone is not an error worth reporting: ignored.
+pub fn signal_thread(tid: i32, signal: libc::c_int) {
+    if tid <= 0 {
+        return;
+    }
+    // SAFETY: getpid takes no arguments and cannot fail.
+    let pid = unsafe { libc::getpid() };
+    // SAFETY: tgkill only sends a signal to a thread of our own process; no memory is touched.
+    let _ignored = unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, signal) };
+}
+
 /// CPU time consumed so far by the thread behind `thread` (a pthread of this process), in ns.
 pub fn thread_cpu_ns(thread: libc::pthread_t) -> u64 {
     let mut clock: libc::clockid_t = 0;

@@ -520,7 +520,7 @@ fn dsdt_announces_each_disk_in_order() {
     let b = dir.join("b.img");
     make_image(&a, 1 << 20, 7);
     make_image(&b, 1 << 20, 8);
-    // Disks only: the entropy device (on by default) would be a third `LNRO0005` device.
+    // Disks only: the entropy device and the balloon (on by default) would be more `LNRO0005` devices.
     let cfg = write_cfg(
         &dir,
         &[
@@ -530,7 +530,7 @@ fn dsdt_announces_each_disk_in_order() {
         "probe=virtio-scan",
     );
     let mut text = std::fs::read_to_string(&cfg).unwrap();
-    text.push_str("rng = 0\n");
+    text.push_str("rng = 0\nballoon = 0\n");
     std::fs::write(&cfg, text).unwrap();
     let r = wait_bounded(
         spawn_cfg(&cfg, &[]).take(),
@@ -555,10 +555,19 @@ fn rng_follows_the_disks() {
     let dir = temp_dir("blk-rng-slot");
     let a = dir.join("a.img");
     make_image(&a, 1 << 20, 7);
-    let r = run(
+    // No balloon: it would take the slot after the entropy device.
+    let cfg = write_cfg(
         &dir,
         &[format!("{},raw,xvda,rw", a.display())],
         "probe=virtio-scan",
+    );
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("balloon = 0\n");
+    std::fs::write(&cfg, text).unwrap();
+    let r = wait_bounded(
+        spawn_cfg(&cfg, &[]).take(),
+        Duration::from_secs(120),
+        "virtio-scan",
     );
     assert_eq!(r.code, 0, "{r:?}");
     let disk = line_with(&r, "PROBE virtio-scan dev=0 ");

@@ -62,7 +62,7 @@ fn rng_can_be_turned_off() {
         r.stdout.contains("PROBE error rng reason=no-device"),
         "{r:?}"
     );
-    let r = run_cfg(&dir, "rng = 0\n", "probe=virtio-scan");
+    let r = run_cfg(&dir, "rng = 0\nballoon = 0\n", "probe=virtio-scan");
     assert!(r.stdout.contains("PROBE virtio-scan devices=0"), "{r:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

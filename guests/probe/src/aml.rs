@@ -138,6 +138,18 @@ pub fn find_ged(aml: &[u8]) -> Option<Ged> {
     })
 }
 
+/// The address of the SystemMemory OperationRegion called `name` (ExtOpPrefix 0x5B, OpRegionOp
+/// 0x80, NameSeg, RegionSpace 0, RegionOffset integer), e.g. the CPU hotplug register block `PRST`
+/// of domus-vmm's DSDT.
+pub fn find_memory_region(aml: &[u8], name: &[u8; 4]) -> Option<u64> {
+    let mut pattern = [0u8; 7];
+    pattern[..2].copy_from_slice(&[0x5b, 0x80]);
+    pattern[2..6].copy_from_slice(name);
+    // pattern[6] = 0: SystemMemory.
+    let at = aml.windows(pattern.len()).position(|w| w == pattern)?;
+    integer(aml.get(at + pattern.len()..)?).map(|(v, _)| v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +158,8 @@ mod tests {
     const MICROVM: &[u8] = include_bytes!("../tests/data/acpi/qemu-microvm/DSDT.bin");
     const PC: &[u8] = include_bytes!("../tests/data/acpi/qemu-pc/DSDT.bin");
     const DOMUS: &[u8] = include_bytes!("../tests/data/acpi/domus-vmm/DSDT.bin");
+    /// domus-vmm's DSDT with CPU hotplug for 3 possible CPUs (`acpi::dsdt_table(1, 3)`).
+    const DOMUS_HOTPLUG: &[u8] = include_bytes!("../tests/data/acpi/domus-vmm-hotplug/DSDT.bin");
 
     fn body(t: &[u8]) -> &[u8] {
         &t[HEADER_LEN..]
@@ -212,12 +226,29 @@ mod tests {
     }
 
     #[test]
-    fn every_truncation_and_corruption_is_handled() {
+    fn cpu_hotplug_registers_and_ged_of_domus_vmm() {
+        let b = body(DOMUS_HOTPLUG);
+        assert_eq!(find_memory_region(b, b"PRST"), Some(0xfeb0_1000));
+        assert_eq!(find_memory_region(b, b"NONE"), None);
+        let ged = find_ged(b).unwrap();
+        assert_eq!(
+            (ged.esel, ged.irq, ged.edge, ged.active_low),
+            (0xfeb0_0000, 5, true, false)
+        );
+        assert_eq!(find_s5(b), Some((5, 5)));
         for t in [MICROVM, PC, DOMUS] {
+            assert_eq!(find_memory_region(body(t), b"PRST"), None);
+        }
+    }
+
+    #[test]
+    fn every_truncation_and_corruption_is_handled() {
+        for t in [MICROVM, PC, DOMUS, DOMUS_HOTPLUG] {
             let b = body(t);
             for len in 0..=b.len() {
                 let cut = &b[..len];
                 let _ = find_s5(cut);
+                let _ = find_memory_region(cut, b"PRST");
                 let _ = find_ged(cut);
                 find_mmio_devices(cut, b"LNRO0005", |_| {});
             }
@@ -225,6 +256,7 @@ mod tests {
             for i in 0..flipped.len() {
                 flipped[i] ^= 0xff;
                 let _ = find_s5(&flipped);
+                let _ = find_memory_region(&flipped, b"PRST");
                 let _ = find_ged(&flipped);
                 find_mmio_devices(&flipped, b"LNRO0005", |_| {});
                 flipped[i] ^= 0xff;

@@ -54,6 +54,12 @@ impl LocalApic {
         mmio_write32(self.base + LAPIC_TIMER_INITIAL, count);
     }
 
+    /// Stops the APIC timer (a CPU about to halt for good).
+    pub fn stop_timer(&self) {
+        mmio_write32(self.base + LAPIC_TIMER_INITIAL, 0);
+        mmio_write32(self.base + LAPIC_LVT_TIMER, 1 << 16); // masked
+    }
+
     fn wait_icr_idle(&self) {
         for _ in 0..100_000 {
             if mmio_read32(self.base + LAPIC_ICR_LOW) & ICR_BUSY == 0 {

@@ -12,7 +12,12 @@ const TSC_GUESS_HZ: u64 = 4_000_000_000;
 
 /// Busy-waits about `us` microseconds (CPL3).
 pub fn delay_us(acpi: Option<&Acpi>, us: u64) {
-    match acpi.and_then(|a| a.fadt).map_or(0, |f| f.pm_tmr) {
+    delay_us_with(acpi.and_then(|a| a.fadt).map_or(0, |f| f.pm_tmr), us);
+}
+
+/// Busy-waits about `us` microseconds with the PM timer at port `pm_tmr` (0: the TSC guess).
+pub fn delay_us_with(pm_tmr: u32, us: u64) {
+    match pm_tmr {
         port @ 1..=0xffff => {
             // The timer is at least 24 bits wide; count elapsed ticks modulo 2^24.
             let ticks = us.saturating_mul(PM_TIMER_HZ) / 1_000_000;

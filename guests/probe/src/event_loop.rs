@@ -1,5 +1,6 @@
 //! The probe's one event loop for long-running scenarios: sources (console input with its line
-//! status, the ACPI power button, NMIs, interrupts and a safety-net timer) are turned into an
+//! status, the ACPI power button, ACPI CPU hotplug, NMIs, interrupts and a safety-net timer) are
+//! turned into an
 //! [`Events`] record each round, and
 //! every hook a scenario or driver registered (`domus_probe::hooks`) runs on it; any hook can end
 //! the loop. Between rounds the vCPU sleeps in `sti; hlt` when some interrupt can wake it (an
@@ -21,7 +22,7 @@ pub const MAX_HOOKS: usize = 8;
 /// Console bytes delivered per round.
 pub const CONSOLE_BURST: usize = 64;
 /// APIC timer period while polling continuously (~260 µs: above PVM's 200 µs floor).
-const BUSY_TIMER_COUNT: u32 = 1 << 14;
+pub const BUSY_TIMER_COUNT: u32 = 1 << 14;
 /// TSC cycles between interrupt windows while polling continuously (~10 ms at 2 GHz).
 pub const BUSY_CHECK_CYCLES: u64 = 20_000_000;
 /// COM1's ISA IRQ.
@@ -68,6 +69,7 @@ pub struct EventLoop {
     pending_press: bool,
     sleep: bool,
     busy: bool,
+    cpus: Option<crate::cpu_hotplug::Hotplug>,
 }
 
 impl Default for EventLoop {
@@ -86,6 +88,21 @@ impl EventLoop {
             pending_press: false,
             sleep: false,
             busy: false,
+            cpus: None,
+        }
+    }
+
+    /// ACPI CPU hotplug as a source (`cpu_hotplug.rs`): the GED interrupt makes the loop scan the
+    /// CPU register block and bring CPUs up or down. A machine without CPU hotplug is not an
+    /// error (nothing to watch); one whose hotplug cannot be used is reported once.
+    pub fn watch_cpu_hotplug(&mut self, machine: &Machine) {
+        match crate::cpu_hotplug::setup(machine) {
+            Ok(h) => {
+                self.cpus = Some(h);
+                self.sleep = true;
+            }
+            Err("no-cpu-hotplug") => {}
+            Err(reason) => crate::report!("error cpu-hotplug reason={reason}"),
         }
     }
 
@@ -111,8 +128,11 @@ impl EventLoop {
     }
 
     /// The local APIC's periodic timer (~16 ms) as a wake-up, so polling hooks run even when no
-    /// other interrupt comes.
+    /// other interrupt comes (a loop that polls continuously keeps its faster timer).
     pub fn watch_timer(&mut self, machine: &Machine) {
+        if self.busy {
+            return;
+        }
         if let Some(madt) = machine.acpi.as_ref().and_then(|a| a.madt) {
             let lapic = LocalApic::new(madt.lapic_addr);
             lapic.enable();
@@ -146,6 +166,14 @@ impl EventLoop {
         self.busy = true;
     }
 
+    /// The drivers every long-running scenario services (today the balloon, see
+    /// `virtio/balloon.rs`): registered as hooks; a failure is reported, never fatal.
+    pub fn attach_drivers(&mut self, machine: &Machine, args: &crate::cmdline::Args<'_>) {
+        if let Err(reason) = crate::virtio::balloon::attach(self, machine, args) {
+            crate::report!("error balloon reason={reason}");
+        }
+    }
+
     /// Runs rounds until a hook says [`Flow::Stop`].
     pub fn run(&mut self) {
         let mut ev = Events {
@@ -169,8 +197,14 @@ impl EventLoop {
                     ev.console_len += 1;
                 }
             }
+            let ged = crate::cpl0::take_sci_ged_events();
             ev.power_button = core::mem::take(&mut self.pending_press)
-                || self.button.is_some_and(Button::pressed);
+                || self.button.is_some_and(|b| b.pressed(ged));
+            if let Some(h) = &self.cpus {
+                if ged & crate::cpu_hotplug::GED_CPU_HOTPLUG != 0 || ev.round == 0 {
+                    h.scan();
+                }
+            }
             // The NMI handler also ends a pending `hlt`, so an NMI starts a round at once.
             ev.nmis = crate::cpl0::take_nmi_count();
             if self.hooks.dispatch(&mut ev) == Flow::Stop {

@@ -262,17 +262,12 @@ pub fn build_udp(
     ident: u16,
     offload: bool,
 ) -> usize {
-    let len = ETH + IP + 8 + data.len();
-    if buf.len() < len || 8 + data.len() > usize::from(u16::MAX) - IP {
+    let len = udp_headers(buf, r, sport, dport, data.len(), ident);
+    if len == 0 {
         return 0;
     }
-    ipv4(buf, r, 17, 8 + data.len(), ident);
     let ulen = u16::try_from(8 + data.len()).unwrap_or(0);
     let u = &mut buf[ETH + IP..len];
-    u[0..2].copy_from_slice(&sport.to_be_bytes());
-    u[2..4].copy_from_slice(&dport.to_be_bytes());
-    u[4..6].copy_from_slice(&ulen.to_be_bytes());
-    u[6..8].fill(0);
     u[8..].copy_from_slice(data);
     if !offload {
         let mut s = sum(0, &r.src);
@@ -285,6 +280,73 @@ pub fn build_udp(
         u[6..8].copy_from_slice(&c.to_be_bytes());
     }
     len
+}
+
+/// Writes the Ethernet, IPv4 and UDP headers of a datagram with `payload` bytes into `buf`,
+/// leaving the payload bytes after them as they are and the UDP checksum 0; the frame's length
+/// (0 if `buf` is too small or the datagram too large for IPv4).
+pub fn udp_headers(
+    buf: &mut [u8],
+    r: &Route,
+    sport: u16,
+    dport: u16,
+    payload: usize,
+    ident: u16,
+) -> usize {
+    let len = ETH + IP + 8 + payload;
+    if buf.len() < len || 8 + payload > usize::from(u16::MAX) - IP {
+        return 0;
+    }
+    ipv4(buf, r, 17, 8 + payload, ident);
+    let ulen = u16::try_from(8 + payload).unwrap_or(0);
+    let u = &mut buf[ETH + IP..ETH + IP + 8];
+    u[0..2].copy_from_slice(&sport.to_be_bytes());
+    u[2..4].copy_from_slice(&dport.to_be_bytes());
+    u[4..6].copy_from_slice(&ulen.to_be_bytes());
+    u[6..8].fill(0);
+    len
+}
+
+/// The addressing of a UDP/IPv4 datagram whose payload is not at hand (see [`udp_head`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpHead {
+    /// Source address.
+    pub src: [u8; 4],
+    /// Destination address.
+    pub dst: [u8; 4],
+    /// Source port.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+    /// Payload bytes.
+    pub payload: usize,
+}
+
+/// The addressing of a UDP/IPv4 frame of `full` bytes of which `head` holds the start (a
+/// segmentation offload frame, too large to copy whole), when the headers are whole and agree
+/// with `full`.
+pub fn udp_head(head: &[u8], full: usize) -> Option<UdpHead> {
+    if be16(head, 12)? != 0x0800 {
+        return None;
+    }
+    let p = head.get(ETH..)?;
+    let ihl = usize::from(*p.first()? & 15) * 4;
+    let total = usize::from(be16(p, 2)?);
+    if *p.first()? >> 4 != 4 || ihl < IP || *p.get(9)? != 17 || ETH + total != full {
+        return None;
+    }
+    let u = p.get(ihl..ihl + 8)?;
+    let ulen = usize::from(be16(u, 4)?);
+    if ulen < 8 || ihl + ulen != total {
+        return None;
+    }
+    Some(UdpHead {
+        src: arr(p, 12)?,
+        dst: arr(p, 16)?,
+        sport: be16(u, 0)?,
+        dport: be16(u, 2)?,
+        payload: ulen - 8,
+    })
 }
 
 /// Whether `ip` is in `net`/`prefix`.
@@ -403,5 +465,35 @@ mod tests {
         assert!(same_subnet([10, 0, 0, 9], [10, 0, 0, 1], 24));
         assert!(!same_subnet([10, 0, 1, 9], [10, 0, 0, 1], 24));
         assert!(same_subnet([1, 2, 3, 4], [9, 9, 9, 9], 0));
+    }
+
+    #[test]
+    fn a_segmentation_frame_is_addressed_from_its_headers_alone() {
+        let r = route();
+        let mut whole = [0u8; 3100];
+        // Headers of a 3000-byte datagram; udp_head sees only the first 200 bytes.
+        let n = udp_headers(&mut whole, &r, 40_000, 5001, 3000, 7);
+        let mut b = [0u8; 200];
+        b.copy_from_slice(&whole[..200]);
+        assert_eq!(n, ETH + IP + 8 + 3000);
+        assert_eq!(b[ETH + IP + 4..ETH + IP + 6], 3008u16.to_be_bytes());
+        let head = UdpHead {
+            src: r.src,
+            dst: r.dst,
+            sport: 40_000,
+            dport: 5001,
+            payload: 3000,
+        };
+        assert_eq!(udp_head(&b, n), Some(head));
+        assert_eq!(udp_head(&b, n - 1), None, "the lengths disagree");
+        assert_eq!(udp_head(&b[..ETH + IP + 4], n), None, "UDP header cut");
+        let mut tcp = b;
+        tcp[ETH + 9] = 6;
+        assert_eq!(udp_head(&tcp, n), None);
+        assert_eq!(
+            udp_headers(&mut b, &r, 1, 2, 3000, 0),
+            0,
+            "buffer too small"
+        );
     }
 }

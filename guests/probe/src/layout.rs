@@ -43,6 +43,9 @@ pub const VECTOR_SCI: u8 = 0x40;
 pub const VECTOR_COM1: u8 = 0x31;
 /// Vector of the local APIC timer (a periodic safety-net wake-up while waiting).
 pub const VECTOR_TIMER: u8 = 0x32;
+/// Vector of the virtio-balloon's configuration interrupt (wakes the event loop; the driver reads
+/// the new target in its hook).
+pub const VECTOR_BALLOON: u8 = 0x33;
 /// Spurious-interrupt vector of the local APIC.
 pub const VECTOR_SPURIOUS: u8 = 0xff;
 

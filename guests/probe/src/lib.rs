@@ -1,6 +1,6 @@
 //! Pure parsers for what the probe guest reads at boot: ACPI tables (FADT, MADT, AML patterns),
 //! the command line and the memory map; and the pure bookkeeping of its drivers: the device
-//! registry (`registry`) and the event loop's hook table (`hooks`). They take byte slices and strings, never touch
+//! registry (`registry`), the event loop's hook table (`hooks`) and the balloon's page pool (`pagepool`). They take byte slices and strings, never touch
 //! hardware, and run on the host in unit tests and fuzz targets; the `domus-probe` binary
 //! (`main.rs`) applies them to guest memory.
 //!
@@ -19,5 +19,6 @@ pub mod inet;
 pub mod ipv4;
 pub mod madt;
 pub mod memmap;
+pub mod pagepool;
 pub mod registry;
 pub mod sha256;

@@ -1,4 +1,6 @@
-//! The MADT (ACPI 6.5 §5.2.12): enabled processors, IOAPICs, interrupt source overrides.
+//! The MADT (ACPI 6.5 §5.2.12): enabled and possible processors, IOAPICs, interrupt source
+//! overrides. A processor entry with Enabled clear but Online Capable set (ACPI 6.3+) is a CPU that
+//! can be hot-plugged later: counted as possible, not started at boot.
 //!
 //! Input is untrusted firmware data: entries are walked with bounds checks, a zero-length or
 //! overlong entry ends the walk, and everything is stored in fixed-size arrays.
@@ -40,6 +42,8 @@ pub struct Madt {
     cpus: usize,
     /// Enabled processors found, including any beyond `MAX_CPUS`.
     pub enabled_cpus: usize,
+    possible_ids: [u32; MAX_CPUS],
+    possible: usize,
     ioapics: [IoApic; MAX_IOAPICS],
     ioapic_count: usize,
     overrides: [IrqOverride; MAX_OVERRIDES],
@@ -54,6 +58,8 @@ impl Madt {
             apic_ids: [0; MAX_CPUS],
             cpus: 0,
             enabled_cpus: 0,
+            possible_ids: [0; MAX_CPUS],
+            possible: 0,
             ioapics: [IoApic::default(); MAX_IOAPICS],
             ioapic_count: 0,
             overrides: [IrqOverride::default(); MAX_OVERRIDES],
@@ -67,8 +73,8 @@ impl Madt {
             }
             let e = &t[off..off + len];
             match kind {
-                0 if len >= 8 && le32(e, 4) & 1 != 0 => madt.add_cpu(u32::from(e[3])),
-                9 if len >= 16 && le32(e, 8) & 1 != 0 => madt.add_cpu(le32(e, 4)),
+                0 if len >= 8 => madt.add_cpu(u32::from(e[3]), le32(e, 4)),
+                9 if len >= 16 => madt.add_cpu(le32(e, 4), le32(e, 8)),
                 1 if len >= 12 && madt.ioapic_count < MAX_IOAPICS => {
                     madt.ioapics[madt.ioapic_count] = IoApic {
                         addr: u64::from(le32(e, 4)),
@@ -92,12 +98,29 @@ impl Madt {
         madt
     }
 
-    fn add_cpu(&mut self, apic_id: u32) {
+    /// A processor entry with its flags (bit 0 Enabled, bit 1 Online Capable).
+    fn add_cpu(&mut self, apic_id: u32, flags: u32) {
+        if flags & 3 == 0 {
+            return;
+        }
+        if let Some(slot) = self.possible_ids.get_mut(self.possible) {
+            *slot = apic_id;
+            self.possible += 1;
+        }
+        if flags & 1 == 0 {
+            return;
+        }
         if let Some(slot) = self.apic_ids.get_mut(self.cpus) {
             *slot = apic_id;
             self.cpus += 1;
         }
         self.enabled_cpus += 1;
+    }
+
+    /// APIC ids of every possible processor (enabled or online capable, at most `MAX_CPUS`), in
+    /// MADT order.
+    pub fn possible_ids(&self) -> &[u32] {
+        &self.possible_ids[..self.possible]
     }
 
     /// APIC ids of the enabled processors (at most `MAX_CPUS`), in MADT order.
@@ -175,6 +198,20 @@ mod tests {
         let m = Madt::parse(&t);
         assert_eq!(m.apic_ids(), &[0, 256]);
         assert_eq!(m.enabled_cpus, 2);
+    }
+
+    #[test]
+    fn online_capable_processors_are_possible_not_enabled() {
+        let t = madt_with(&[
+            &[0, 8, 0, 0, 1, 0, 0, 0],                                // enabled, id 0
+            &[0, 8, 1, 1, 2, 0, 0, 0],                                // online capable, id 1
+            &[0, 8, 2, 2, 0, 0, 0, 0],                                // neither: unusable
+            &[9, 16, 0, 0, 0x00, 0x01, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0], // x2APIC 256, online capable
+        ]);
+        let m = Madt::parse(&t);
+        assert_eq!(m.apic_ids(), &[0]);
+        assert_eq!(m.enabled_cpus, 1);
+        assert_eq!(m.possible_ids(), &[0, 1, 256]);
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod apic;
 mod boot;
 mod clock;
 mod cpl0;
+mod cpu_hotplug;
 mod event_loop;
 mod io;
 mod layout;

@@ -35,11 +35,13 @@ pub enum Button {
 }
 
 impl Button {
-    /// Whether a press was seen since the last call (the SCI handler records it).
-    pub fn pressed(self) -> bool {
+    /// Whether a press was seen since the last call (the SCI handler records it); `ged` are the
+    /// GED events the caller took this round (`cpl0::take_sci_ged_events`; other GED events, such
+    /// as CPU hotplug, are the caller's to dispatch).
+    pub fn pressed(self, ged: u32) -> bool {
         match self {
             Self::Fixed => crate::cpl0::take_sci_pm1_status() & PWRBTN != 0,
-            Self::Ged => crate::cpl0::take_sci_ged_events() & GED_PWR_DOWN != 0,
+            Self::Ged => ged & GED_PWR_DOWN != 0,
         }
     }
 }
@@ -93,7 +95,7 @@ fn setup_ged(acpi: &Acpi, madt: &Madt) -> Result<bool, &'static str> {
 }
 
 /// Routes `gsi` to `VECTOR_SCI` on the BSP (and enables the LAPIC, masks the 8259s).
-fn route_gsi(madt: &Madt, gsi: u32, level: bool, active_low: bool) -> Result<(), &'static str> {
+pub fn route_gsi(madt: &Madt, gsi: u32, level: bool, active_low: bool) -> Result<(), &'static str> {
     let ioapic = madt
         .ioapics()
         .iter()

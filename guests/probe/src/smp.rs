@@ -239,6 +239,39 @@ fn start_ap(
     Err(SmpError::Timeout(apic_id))
 }
 
+/// Starts (or starts again, after it halted for good) the AP with `apic_id` as CPU slot `cpu`
+/// (its TSS and stacks) running `job`: ACPI CPU hotplug. The trampoline page must be RAM (see
+/// [`trampoline_is_ram`]).
+///
+/// # Errors
+/// [`SmpError`] as for boot-time bring-up.
+pub fn start_one(
+    lapic_base: u64,
+    cpu: usize,
+    apic_id: u32,
+    wait: &dyn Fn(u64),
+    job: ApJob,
+) -> Result<(), SmpError> {
+    AP_JOB.with(|slot| *slot = Some(job));
+    LAPIC_BASE.store(lapic_base, Ordering::SeqCst);
+    let lapic = LocalApic::new(lapic_base);
+    lapic.enable();
+    let params = install_trampoline();
+    start_ap(&lapic, params, cpu, apic_id, wait)
+}
+
+/// Whether the AP trampoline page is RAM in the boot memory map.
+pub fn trampoline_is_ram(machine: &crate::Machine) -> bool {
+    let trampoline = TRAMPOLINE_BASE as u64;
+    machine.boot.as_ref().is_some_and(|b| {
+        b.memmap.regions().iter().any(|r| {
+            r.kind == crate::memmap::E820_RAM
+                && r.addr <= trampoline
+                && trampoline + 0x1000 <= r.addr.saturating_add(r.size)
+        })
+    })
+}
+
 /// Top of CPU `cpu`'s ring-0 stack (TSS.RSP0).
 fn kstack_top(cpu: usize) -> u64 {
     (addr_of_sym(core::ptr::addr_of!(kstacks)) + (cpu + 1) * KSTACK_SIZE) as u64
@@ -292,15 +325,7 @@ pub fn bring_up(machine: &crate::Machine, scenario: &str, job: ApJob) -> Option<
         crate::report!("error {scenario} reason=no-madt");
         return None;
     };
-    let trampoline = TRAMPOLINE_BASE as u64;
-    let trampoline_is_ram = machine.boot.as_ref().is_some_and(|b| {
-        b.memmap.regions().iter().any(|r| {
-            r.kind == crate::memmap::E820_RAM
-                && r.addr <= trampoline
-                && trampoline + 0x1000 <= r.addr.saturating_add(r.size)
-        })
-    });
-    if !trampoline_is_ram {
+    if !trampoline_is_ram(machine) {
         crate::report!("error {scenario} reason=trampoline-page-not-ram");
         return None;
     }

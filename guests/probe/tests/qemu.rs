@@ -121,17 +121,22 @@ impl Session {
     }
 
     fn qmp_command(&mut self, name: &str) {
+        self.qmp_json(&format!("{{\"execute\": \"{name}\"}}"));
+    }
+
+    /// Sends one QMP command line; returns its reply line (events seen meanwhile are kept).
+    fn qmp_json(&mut self, command: &str) -> String {
         let stream = self.qmp.get_mut();
-        writeln!(stream, "{{\"execute\": \"{name}\"}}").expect("QMP write");
+        writeln!(stream, "{command}").expect("QMP write");
         loop {
             let mut line = String::new();
             if self.qmp.read_line(&mut line).expect("QMP read") == 0 {
-                panic!("QMP closed while waiting for the reply to {name}");
+                panic!("QMP closed while waiting for the reply to {command}");
             }
             if line.contains("\"event\"") {
                 self.events.push(line);
             } else if line.contains("\"return\"") || line.contains("\"error\"") {
-                return;
+                return line;
             }
         }
     }
@@ -403,6 +408,48 @@ fn idle_waits_for_the_fixed_power_button() {
 #[test]
 fn idle_waits_for_the_ged_power_button() {
     idle_until_power_button("microvm");
+}
+
+/// The probe's balloon driver against QEMU's own virtio-balloon (the benchmark peer): it follows
+/// QMP `balloon` both ways and reports `actual` as QEMU expects it (`query-balloon`).
+#[test]
+fn balloon_follows_qemus_virtio_balloon() {
+    let mut session = Session::start(
+        "microvm",
+        &[
+            "-global",
+            "virtio-mmio.force-legacy=false",
+            "-device",
+            "virtio-balloon-device",
+        ],
+        "probe=idle",
+    );
+    session.wait_for("PROBE idle ready\r\n", LINE_TIMEOUT);
+    let r = session.qmp_json(r#"{"execute": "balloon", "arguments": {"value": 33554432}}"#);
+    assert!(r.contains("\"return\""), "{r}");
+    session.wait_for(
+        "PROBE balloon target_mib=32 actual_mib=32\r\n",
+        LINE_TIMEOUT,
+    );
+    let q = session.qmp_json(r#"{"execute": "query-balloon"}"#);
+    assert!(q.contains("\"actual\": 33554432"), "{q}");
+    session.qmp_json(r#"{"execute": "balloon", "arguments": {"value": 67108864}}"#);
+    session.wait_for(
+        "PROBE balloon target_mib=64 actual_mib=64\r\n",
+        LINE_TIMEOUT,
+    );
+    session.qmp_command("system_powerdown");
+    let (text, reasons) = session.finish(RUN_TIMEOUT);
+    assert_lines(
+        &text,
+        &[
+            "PROBE idle ready",
+            "PROBE balloon target_mib=32 actual_mib=32",
+            "PROBE balloon target_mib=64 actual_mib=64",
+            "PROBE idle power-button",
+        ],
+    );
+    assert_end(&reasons, "guest-shutdown", &text);
 }
 
 #[test]

@@ -8,8 +8,11 @@ usage: guests/probe/tools/net-bench.py [-n ROUNDS] [--mb MB] [--vmm PATH] [--elf
 Cases (UDP, 1472-byte payloads, MTU 1500; both VMMs negotiate checksum offload with the probe):
   g->h   probe=net-tx to a host socket in the namespace; rate = bytes the host received / its receive span
   h->g   a host sender to probe=net-rx; rate = bytes the guest received / its TSC span
+  h->g-gso  the same with UDP_SEGMENT sends (44 datagrams a send, cut by the kernel, or whole by a
+         device that negotiated UDP segmentation offload with the guest)
   g<->g  probe=net-tx in one guest to probe=net-rx in another, TAPs on one bridge (same VMM kind both)
   rtt    probe=net-ping to the host, 200 echoes: average and minimum round trip
+The host receiver sets UDP_GRO, so a segmentation offload frame from a guest arrives in one recv.
 Every namespace is created here and deleted at the end. TSC spans are converted with the TSC rate the
 domus-vmm run calibrated against the ACPI PM timer (QEMU microvm has none; its guest rate is only a guess).
 Prints medians over ROUNDS (runs interleaved domus, qemu, ...) and ratios.
@@ -20,6 +23,8 @@ RECV = r'''
 import socket, sys, time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+# UDP_GRO: a segmentation offload frame arrives whole (one recv) instead of cut into datagrams.
+s.setsockopt(socket.IPPROTO_UDP, 104, 1)
 s.bind((sys.argv[1], int(sys.argv[2])))
 print("ready", flush=True)
 want = int(sys.argv[3]); got = 0; first = last = None
@@ -42,9 +47,12 @@ s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
 dst = (sys.argv[1], int(sys.argv[2])); total = int(sys.argv[3]); secs = float(sys.argv[4])
 p = bytes(1472); sent = 0; t0 = time.monotonic()
+if len(sys.argv) > 5 and sys.argv[5] == "gso":
+    # UDP_SEGMENT: one send of 44 datagrams, cut by the kernel (or by the device it reaches).
+    s.setsockopt(socket.IPPROTO_UDP, 103, 1472); p = bytes(44 * 1472)
 while sent < total and time.monotonic() - t0 < secs:
     try:
-        s.sendto(p, dst); sent += 1472
+        s.sendto(p, dst); sent += len(p)
     except OSError:
         pass
 print(sent, flush=True)
@@ -79,12 +87,17 @@ def guest(ns, kind, a, tap, mac, args, tmp):
         with open(cfg, "w") as f:
             f.write(f'name = "nb-{tap}"\nkernel = "{a.elf}"\nmemory = 64\nvcpus = 1\nrng = 0\n'
                     f"vif = ['mac={mac},vifname={tap}']\nextra = \"{args}\"\n")
-        return ns.popen([a.vmm, "--config", cfg])
-    return ns.popen(["qemu-system-x86_64", "-M", "microvm", "-accel", "kvm", "-cpu", "qemu64", "-m", "64",
+        p = ns.popen([a.vmm, "--config", cfg]); p.kind = kind
+        return p
+    p = ns.popen(["qemu-system-x86_64", "-M", "microvm", "-accel", "kvm", "-cpu", "qemu64", "-m", "64",
                      "-nographic", "-nodefaults", "-serial", "stdio", "-no-reboot", "-kernel", a.elf,
                      "-append", args, "-global", "virtio-mmio.force-legacy=false",
                      "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no,vhost=off",
                      "-device", f"virtio-net-device,netdev=n0,mac={mac}"])
+    p.kind = kind
+    return p
+
+FEATURES = {}
 
 def read_until(p, pat, limit=120):
     t0 = time.monotonic(); seen = []
@@ -93,6 +106,9 @@ def read_until(p, pat, limit=120):
         if not line:
             break
         seen.append(line.strip())
+        f = re.search(r"PROBE net link .*features=(0x[0-9a-f]+)", line)
+        if f:
+            FEATURES[getattr(p, "kind", "?")] = f.group(1)
         m = re.search(pat, line)
         if m:
             return m
@@ -120,14 +136,17 @@ def g2h(kind, a, tmp, hz):
     finally:
         ns.close()
 
-def h2g(kind, a, tmp, hz):
+def h2g_gso(kind, a, tmp, hz):
+    return h2g(kind, a, tmp, hz, "gso")
+
+def h2g(kind, a, tmp, hz, mode="plain"):
     ns = Ns("h2g")
     try:
         ns.tap("tap0", "10.9.1.1/24")
         g = guest(ns, kind, a, "tap0", "00:16:3e:09:01:02",
                   f"probe=net-rx ip=10.9.1.2/24 port=5001 bytes={a.mb * 10**6}", tmp)
         read_until(g, r"PROBE net-rx ready")
-        s = ns.popen([sys.executable, "-c", SEND, "10.9.1.2", "5001", str(a.mb * 2 * 10**6), "30"])
+        s = ns.popen([sys.executable, "-c", SEND, "10.9.1.2", "5001", str(a.mb * 2 * 10**6), "30", mode])
         m = read_until(g, r"PROBE net-rx bytes=(\d+) frames=\d+ cycles=(\d+)")
         s.kill(); finish(s); finish(g)
         return int(m.group(1)) / (int(m.group(2)) / hz) / 1e6 if int(m.group(2)) else 0.0
@@ -163,7 +182,10 @@ def rtt(kind, a, tmp, hz):
     finally:
         ns.close()
 
-def veth(a, rate_case):
+def veth_gso(a):
+    return veth(a, "gso")
+
+def veth(a, mode="plain"):
     x, y = Ns("vx"), Ns("vy")
     try:
         sh("ip", "link", "add", "vx0", "netns", x.name, "type", "veth", "peer", "name", "vy0", "netns", y.name)
@@ -171,7 +193,7 @@ def veth(a, rate_case):
         y.ip("addr", "add", "10.9.4.2/24", "dev", "vy0"); y.ip("link", "set", "vy0", "up")
         r = y.popen([sys.executable, "-c", RECV, "10.9.4.2", "5001", str(a.mb * 10**6)])
         r.stdout.readline()
-        s = x.popen([sys.executable, "-c", SEND, "10.9.4.2", "5001", str(a.mb * 10**6), "30"])
+        s = x.popen([sys.executable, "-c", SEND, "10.9.4.2", "5001", str(a.mb * 10**6), "30", mode])
         finish(s)
         got, span = r.stdout.readline().split()
         finish(r)
@@ -183,6 +205,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("-n", type=int, default=3)
     ap.add_argument("--mb", type=int, default=200)
+    ap.add_argument("--cases", default="g->h,h->g,h->g-gso,g<->g,veth,veth-gso,rtt",
+                    help="comma-separated subset of g->h,h->g,h->g-gso,g<->g,veth,veth-gso,rtt")
     target = os.environ.get("CARGO_TARGET_DIR", "target")
     ap.add_argument("--vmm", default=os.path.join(target, "release", "domus-vmm"))
     ap.add_argument("--elf", default=os.path.join(target, "release", "domus-probe"))
@@ -197,25 +221,36 @@ def main():
         hz = int(read_until(g, r"tsc_hz=(\d+)").group(1)); finish(g)
     finally:
         ns.close()
+    cases = a.cases.split(",")
     res = {}
-    for case, fn in [("g->h", g2h), ("h->g", h2g), ("g<->g", g2g)]:
+    for case, fn in [("g->h", g2h), ("h->g", h2g), ("h->g-gso", h2g_gso), ("g<->g", g2g)]:
+        if case not in cases:
+            continue
         d, q = [], []
         for _ in range(a.n):
             d.append(fn("domus", a, tmp, hz)); q.append(fn("qemu", a, tmp, hz))
-        res[case] = (statistics.median(d), statistics.median(q))
-    ceiling = statistics.median([veth(a, None) for _ in range(a.n)])
+        res[case] = (statistics.median(d), statistics.median(q), d, q)
+    ceiling = statistics.median([veth(a) for _ in range(a.n)]) if "veth" in cases else None
+    ceiling_gso = statistics.median([veth(a, "gso") for _ in range(a.n)]) if "veth-gso" in cases else None
     dr, qr = [], []
-    for _ in range(a.n):
+    for _ in range(a.n if "rtt" in cases else 0):
         dr.append(rtt("domus", a, tmp, hz)); qr.append(rtt("qemu", a, tmp, hz))
     print(f"tsc_hz={hz}  rounds={a.n}  stream={a.mb} MB of 1472-byte UDP payloads")
-    print(f"{'case':<8} {'domus MB/s':>10} {'qemu MB/s':>10} {'domus/qemu':>10}")
-    for case, (d, q) in res.items():
-        print(f"{case:<8} {d:>10.1f} {q:>10.1f} {d / q if q else float('nan'):>10.2f}")
-    print(f"{'veth':<8} {ceiling:>10.1f}   (host ceiling: the same sender/receiver over a veth pair)")
-    davg = statistics.median(x[0] for x in dr); qavg = statistics.median(x[0] for x in qr)
-    dmin = statistics.median(x[1] for x in dr); qmin = statistics.median(x[1] for x in qr)
-    print(f"rtt avg  domus {davg:.0f} us  qemu {qavg:.0f} us  ratio {davg / qavg:.2f}")
-    print(f"rtt min  domus {dmin:.0f} us  qemu {qmin:.0f} us  ratio {dmin / qmin:.2f}")
+    for kind, feats in FEATURES.items():
+        print(f"{kind} negotiated features={feats}")
+    print(f"{'case':<8} {'domus MB/s':>10} {'qemu MB/s':>10} {'domus/qemu':>10}   rounds (domus | qemu)")
+    for case, (d, q, ds, qs) in res.items():
+        rounds = " ".join(f"{x:.0f}" for x in ds) + " | " + " ".join(f"{x:.0f}" for x in qs)
+        print(f"{case:<8} {d:>10.1f} {q:>10.1f} {d / q if q else float('nan'):>10.2f}   {rounds}")
+    if ceiling is not None:
+        print(f"{'veth':<8} {ceiling:>10.1f}   (host ceiling: the same sender/receiver over a veth pair)")
+    if ceiling_gso is not None:
+        print(f"{'veth-gso':<8} {ceiling_gso:>10.1f}   (host ceiling: the UDP_SEGMENT sender over a veth pair)")
+    if dr:
+        davg = statistics.median(x[0] for x in dr); qavg = statistics.median(x[0] for x in qr)
+        dmin = statistics.median(x[1] for x in dr); qmin = statistics.median(x[1] for x in qr)
+        print(f"rtt avg  domus {davg:.0f} us  qemu {qavg:.0f} us  ratio {davg / qavg:.2f}")
+        print(f"rtt min  domus {dmin:.0f} us  qemu {qmin:.0f} us  ratio {dmin / qmin:.2f}")
 
 if __name__ == "__main__":
     main()

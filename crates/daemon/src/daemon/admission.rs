@@ -9,7 +9,9 @@ use super::{host, ApiError, Daemon};
 
 impl Daemon {
     /// The memory (MiB) the table's domains hold: those whose VMM runs or is starting (a preserved,
-    /// stopped domain holds none). Counted at their configured memory; their maxmem once ballooning exists.
+    /// stopped domain holds none). Counted at their memory target, as Xen counts a populate-on-demand
+    /// domain (its VMM maps `maxmem` but the balloon keeps the guest at the target; the cgroup's
+    /// memory limit bounds a guest that ignores it).
     pub(super) fn committed_mib(t: &Table) -> u64 {
         t.iter()
             .filter(|d| d.rec.vmm.is_some() || d.starting)

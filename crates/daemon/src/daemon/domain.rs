@@ -191,6 +191,7 @@ impl Domain {
                 .live
                 .vcpus
                 .iter()
+                .filter(|v| v.state != VcpuRunState::Offline)
                 .all(|v| v.state == VcpuRunState::Blocked)
         {
             return DomainState::Blocked;
@@ -200,7 +201,17 @@ impl Domain {
 
     /// The API view.
     pub fn info(&self) -> DomainInfo {
-        let vcpus = self.rec.config.vcpus;
+        // Online vCPUs as the VMM last reported them (vcpu-set changes them), else the config's.
+        let online = self
+            .live
+            .vcpus
+            .iter()
+            .filter(|v| v.state != VcpuRunState::Offline)
+            .count();
+        let vcpus = match u32::try_from(online) {
+            Ok(n) if n > 0 => n,
+            _ => self.rec.config.vcpus,
+        };
         let memory_mib = self.live.memory_mib.unwrap_or(self.rec.config.memory_mib);
         let uptime_s = match &self.rec.stopped {
             Some(s) => s.uptime_s,

@@ -63,9 +63,15 @@ impl FakeInstance {
                 let vcpus: Vec<Value> = (0..self.spec.vcpus)
                     .map(|id| json!({"id": id, "state": "running", "cpu_time_ns": 1000}))
                     .collect();
+                let balloon = self.spec.balloon.then(|| {
+                    json!({"ram_mib": self.spec.ram_mib(), "target_mib": self.spec.memory_mib,
+                           "actual_mib": self.spec.memory_mib})
+                });
                 json!({"ok": true, "state": state, "outcome": outcome, "vcpus": vcpus,
-                       "memory_mib": self.spec.memory_mib, "pid": self.pid, "uptime_ms": 1000})
+                       "memory_mib": self.spec.memory_mib, "pid": self.pid, "uptime_ms": 1000,
+                       "balloon": balloon})
             }
+            "balloon-set" => json!({"ok": true}),
             "power-button" => {
                 self.stop("poweroff", Some("acpi-s5"));
                 json!({"ok": true})
@@ -551,6 +557,39 @@ fn destroy_stops_the_vmm_and_rename_keeps_the_config_in_step() {
     assert!(lock(&h.vmm.last("d").requests).contains(&"destroy".to_owned()));
     let e = h.daemon.get("e").unwrap_err();
     assert_eq!(e.status, 404);
+}
+
+#[test]
+fn mem_set_moves_the_balloon_and_records_the_target() {
+    let h = Harness::new();
+    h.daemon
+        .create(h.config("m", "memory = 32\nmaxmem = 64\n"), false)
+        .unwrap();
+    h.daemon.mem_set("m", 48).unwrap();
+    assert!(lock(&h.vmm.last("m").requests).contains(&"balloon-set".to_owned()));
+    let d = h.daemon.get("m").unwrap();
+    assert_eq!(d.config.map(|c| c.memory_mib), Some(48), "the target");
+    assert_eq!(h.daemon.mem_set("m", 65).unwrap_err().status, 400);
+    assert_eq!(h.daemon.mem_set("m", 8).unwrap_err().status, 400);
+    let e = h.daemon.mem_max("m", 40).unwrap_err();
+    assert!(
+        e.message
+            .contains("memory_static_max must be greater than or equal to memory_dynamic_max"),
+        "{}",
+        e.message
+    );
+    // A machine without a balloon cannot follow: a conflict that says so, nothing recorded.
+    h.daemon
+        .create(h.config("n", "memory = 32\nballoon = 0\n"), false)
+        .unwrap();
+    let e = h.daemon.mem_set("n", 24).unwrap_err();
+    assert_eq!(e.status, 409);
+    assert!(e.message.contains("has no balloon device"), "{}", e.message);
+    assert_eq!(
+        h.daemon.get("n").unwrap().config.map(|c| c.memory_mib),
+        Some(32)
+    );
+    assert!(!lock(&h.vmm.last("n").requests).contains(&"balloon-set".to_owned()));
 }
 
 #[test]

@@ -295,7 +295,8 @@ impl Daemon {
             domid: info.domid,
             name: info.name,
             uuid: info.uuid,
-            memory_mib: info.memory_mib,
+            // The target (libxl's memory/target), not what the guest holds right now.
+            memory_mib: d.rec.config.memory_mib,
             maxmem_mib: info.maxmem_mib,
             vcpus: info.vcpus,
             maxvcpus: d.rec.config.maxvcpus,

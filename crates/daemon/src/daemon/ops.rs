@@ -411,10 +411,13 @@ impl Daemon {
         Ok(())
     }
 
-    /// Sets the maximum memory (recorded and published; the guest keeps its current memory).
+    /// Sets the maximum memory: the ceiling of later `mem-set`s (recorded and published; the guest
+    /// keeps its current memory). The cgroup's memory limit stays what the VMM was started with: its
+    /// RAM cannot grow before the next boot, and the limit bounds that RAM.
     ///
     /// # Errors
-    /// 400 when below the current memory or above the largest guest memory (`domus_spec::MAX_MEMORY_MIB`).
+    /// 400 when below the current memory target (libxl's words) or above the largest guest memory
+    /// (`domus_spec::MAX_MEMORY_MIB`).
     pub fn mem_max(&self, spec: &str, mib: u64) -> Result<(), ApiError> {
         Self::refuse_domain0(spec, "change mem-max of")?;
         if mib > domus_spec::MAX_MEMORY_MIB {
@@ -426,10 +429,10 @@ impl Daemon {
         self.writable()?;
         let mut t = self.lock();
         let (_, d) = t.lookup_mut(spec)?;
-        let cur = d.info().memory_mib;
+        let cur = d.rec.config.memory_mib;
         if mib < cur {
             return Err(ApiError::bad_request(format!(
-                "mem-max {mib} MiB is below the domain's current memory of {cur} MiB (memory ballooning is not supported yet)"
+                "memory_static_max must be greater than or equal to memory_dynamic_max: mem-max {mib} MiB is below the domain's current memory target of {cur} MiB (lower it first with mem-set)"
             )));
         }
         let old = (d.rec.maxmem_mib, d.rec.config.maxmem_mib);

@@ -230,7 +230,11 @@ impl Daemon {
                 nr - 1
             )));
         }
-        let nvcpus = self.lock().get(t.domid).map_or(0, |d| d.info().vcpus);
+        // Every possible vCPU can be pinned (xl: up to max_vcpus), online or not.
+        let nvcpus = self
+            .lock()
+            .get(t.domid)
+            .map_or(0, |d| d.rec.config.maxvcpus.max(d.rec.config.vcpus));
         let which: Vec<u32> = match vcpu {
             Some(k) if k >= nvcpus => {
                 return Err(ApiError::bad_request(format!(

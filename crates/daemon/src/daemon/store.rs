@@ -260,6 +260,7 @@ impl DomainStore for XenStore {
             "/memory/static-max",
             "/memory/target",
             "/console/tty",
+            "/availability",
         ];
         let nodes: Vec<Node> = layout(d)
             .into_iter()

@@ -499,6 +499,7 @@ mod tests {
             uptime_ms: 3,
             disks: Vec::new(),
             nics: Vec::new(),
+            balloon: None,
         };
         let pin = Request::VcpuPin {
             vcpu: 0,

@@ -52,8 +52,9 @@ fn gas_io(port: u16, bit_width: u8, access_size: u8) -> [u8; 12] {
 }
 
 /// The DSDT: `\_S5_` (SLP_TYP 5 for PM1a_CNT), the COM1 UART and the virtio-mmio devices the device
-/// manager describes (`LNRO0005`, 4 KiB of registers and an edge GSI each, contract 3).
-fn dsdt(devices: &dyn Aml) -> Sdt {
+/// manager describes (`LNRO0005`, 4 KiB of registers and an edge GSI each, contract 3), and the CPU
+/// hotplug objects for `possible` CPUs (`acpi_cpus`).
+fn dsdt(devices: &dyn Aml, possible: u8) -> Sdt {
     let mut t = Sdt::new(*b"DSDT", 36, 2, OEM_ID, OEM_TABLE, 1);
     let s5 = aml::Name::new(
         "_S5_".into(),
@@ -69,7 +70,17 @@ fn dsdt(devices: &dyn Aml) -> Sdt {
     let com1 = aml::Device::new("COM1".into(), vec![&hid, &uid, &crs]);
     let children: Vec<&dyn Aml> = vec![&com1, devices];
     aml::Scope::new("\\_SB_".into(), children).to_aml_bytes(&mut t);
+    super::acpi_cpus::CpuHotplugAml { possible }.to_aml_bytes(&mut t);
     t
+}
+
+/// The DSDT as the guest gets it (checksummed), for `possible` CPUs and `virtio` devices: for tests
+/// that compile it with acpica's tools.
+pub fn dsdt_table(virtio: usize, possible: u8) -> Vec<u8> {
+    let devices = crate::devices::virtio::manager::dsdt_devices(virtio);
+    let mut t = dsdt(&devices, possible);
+    t.update_checksum();
+    t.as_slice().to_vec()
 }
 
 /// The FADT (revision 6, 276 bytes) pointing at `facs` and `dsdt`.
@@ -116,16 +127,19 @@ fn facs() -> [u8; 64] {
     f
 }
 
-/// The MADT: one enabled LAPIC per vCPU, the IOAPIC (id `vcpus`), the SCI override and LINT1 NMI.
-fn madt(vcpus: u8) -> Sdt {
+/// The MADT: one Processor Local APIC entry per possible vCPU (the first `vcpus` Enabled, the others
+/// Online Capable: ACPI 6.3+ §5.2.12.2, so an OS counts them as hot-pluggable), the IOAPIC (id
+/// `possible`, after every APIC id), the SCI override and LINT1 NMI.
+fn madt(vcpus: u8, possible: u8) -> Sdt {
     let mut t = Sdt::new(*b"APIC", 44, 5, OEM_ID, OEM_TABLE, 1);
     t.write_u32(36, u32::try_from(LAPIC_ADDR).unwrap_or(0));
     t.write_u32(40, 1); // PCAT_COMPAT: dual 8259s present
-    for id in 0..vcpus {
-        // Processor Local APIC: type 0, length 8, UID, APIC id, flags (enabled).
-        t.append_slice(&[0, 8, id, id, 1, 0, 0, 0]);
+    for id in 0..possible.max(vcpus) {
+        // Processor Local APIC: type 0, length 8, UID, APIC id, flags (bit 0 Enabled, bit 1 Online Capable).
+        let flags = if id < vcpus { 1 } else { 2 };
+        t.append_slice(&[0, 8, id, id, flags, 0, 0, 0]);
     }
-    let mut ioapic = [1u8, 12, vcpus, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let mut ioapic = [1u8, 12, possible.max(vcpus), 0, 0, 0, 0, 0, 0, 0, 0, 0];
     ioapic[4..8].copy_from_slice(&u32::try_from(IOAPIC_ADDR).unwrap_or(0).to_le_bytes());
     t.append_slice(&ioapic);
     // Interrupt source override: ISA IRQ 9 -> GSI 9, active high (01), level (11 << 2).
@@ -157,11 +171,17 @@ pub fn checksum(bytes: &[u8]) -> u8 {
     0u8.wrapping_sub(bytes.iter().fold(0u8, |a, b| a.wrapping_add(*b)))
 }
 
-/// Writes all tables to guest memory; returns the RSDP address.
+/// Writes all tables to guest memory for `vcpus` CPUs online at boot of `possible`; returns the RSDP
+/// address.
 ///
 /// # Errors
 /// [`AcpiError`] if guest memory is too small or a write fails.
-pub fn write_tables(mem: &GuestMem, vcpus: u8, devices: &dyn Aml) -> Result<u64, AcpiError> {
+pub fn write_tables(
+    mem: &GuestMem,
+    vcpus: u8,
+    possible: u8,
+    devices: &dyn Aml,
+) -> Result<u64, AcpiError> {
     let mut next = RSDP_ADDR + 64;
     let mut place = |len: usize, align: u64| -> Result<u64, AcpiError> {
         let at = next.checked_add(align - 1).ok_or(AcpiError::NoRoom)? & !(align - 1);
@@ -182,13 +202,13 @@ pub fn write_tables(mem: &GuestMem, vcpus: u8, devices: &dyn Aml) -> Result<u64,
     let facs_bytes = facs();
     let facs_at = place(facs_bytes.len(), 64)?;
     write("FACS", facs_at, &facs_bytes)?;
-    let dsdt = dsdt(devices);
+    let dsdt = dsdt(devices, possible);
     let dsdt_at = place(dsdt.len(), 16)?;
     write("DSDT", dsdt_at, dsdt.as_slice())?;
     let fadt = fadt(facs_at, dsdt_at);
     let fadt_at = place(fadt.len(), 16)?;
     write("FACP", fadt_at, fadt.as_slice())?;
-    let madt = madt(vcpus);
+    let madt = madt(vcpus, possible);
     let madt_at = place(madt.len(), 16)?;
     write("APIC", madt_at, madt.as_slice())?;
     let mut xsdt = Sdt::new(*b"XSDT", 36, 1, OEM_ID, OEM_TABLE, 1);
@@ -213,7 +233,7 @@ mod tests {
     fn tables_checksum_and_point_at_each_other() {
         let mem = crate::vstate::memory::create_guest_memory(16 << 20).unwrap();
         let none = crate::devices::virtio::manager::dsdt_devices(0);
-        let rsdp_at = write_tables(&mem, 2, &none).unwrap();
+        let rsdp_at = write_tables(&mem, 2, 2, &none).unwrap();
         let mut r = [0u8; 36];
         mem.read_slice(&mut r, GuestAddress(rsdp_at)).unwrap();
         assert_eq!(&r[..8], b"RSD PTR ");
@@ -252,10 +272,22 @@ mod tests {
 
     #[test]
     fn dsdt_has_s5() {
-        let d = dsdt(&crate::devices::virtio::manager::dsdt_devices(2));
+        let d = dsdt(&crate::devices::virtio::manager::dsdt_devices(2), 2);
         let bytes = d.as_slice();
         assert!(bytes.windows(4).any(|w| w == b"_S5_"));
         assert_eq!(bytes.windows(8).filter(|w| *w == b"LNRO0005").count(), 2);
         assert_eq!(sum(bytes), 0);
+    }
+
+    #[test]
+    fn possible_cpus_are_online_capable_in_the_madt() {
+        let m = madt(1, 3);
+        let b = m.as_slice();
+        assert_eq!(&b[44..52], &[0, 8, 0, 0, 1, 0, 0, 0]);
+        assert_eq!(&b[52..60], &[0, 8, 1, 1, 2, 0, 0, 0]);
+        assert_eq!(&b[60..68], &[0, 8, 2, 2, 2, 0, 0, 0]);
+        assert_eq!(b[68], 1, "the IOAPIC follows");
+        assert_eq!(b[70], 3, "IOAPIC id after every possible APIC id");
+        assert_eq!(sum(b), 0);
     }
 }

@@ -8,6 +8,7 @@
 //! ACPI 0xe0000, MP table 0xf0000.
 
 pub mod acpi;
+pub mod acpi_cpus;
 /// Kernel recognition, shared with the spec conversion (`domus_spec::image`).
 pub use domus_spec::image;
 pub mod linux;
@@ -147,11 +148,15 @@ pub fn load(
         .ok()
         .filter(|v| *v < 255)
         .ok_or(BootError::TooManyVcpus(cfg.vcpus))?;
+    let possible = u8::try_from(cfg.max_vcpus.max(cfg.vcpus))
+        .ok()
+        .filter(|v| *v < 255)
+        .ok_or(BootError::TooManyVcpus(cfg.max_vcpus))?;
     let bytes = cfg.kernel.read_kernel()?;
     let kind = image::classify(&bytes, &cfg.kernel.path)?;
     let mem_bytes = cfg.memory_mib << 20;
     let low_end = mem_bytes.min(MEM_32BIT_GAP_START);
-    let rsdp = acpi::write_tables(mem, vcpus, devices)?;
+    let rsdp = acpi::write_tables(mem, vcpus, possible, devices)?;
     mptable::write(mem, vcpus).map_err(|source| BootError::Write {
         what: "MP table",
         source,
@@ -329,8 +334,10 @@ mod tests {
             cmdline: "probe=hello x=1".into(),
             memory_mib: 32,
             vcpus: 2,
+            max_vcpus: 2,
             disks: Vec::new(),
             rng: None,
+            balloon: None,
             nics: Vec::new(),
             vcpu_affinity: Vec::new(),
             restore: None,
@@ -386,8 +393,10 @@ mod tests {
             cmdline: "console=ttyS0".into(),
             memory_mib: 32,
             vcpus: 1,
+            max_vcpus: 1,
             disks: Vec::new(),
             rng: None,
+            balloon: None,
             nics: Vec::new(),
             vcpu_affinity: Vec::new(),
             restore: None,

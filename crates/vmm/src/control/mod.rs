@@ -193,6 +193,7 @@ mod tests {
                     uptime_ms: 0,
                     disks: Vec::new(),
                     nics: Vec::new(),
+                    balloon: None,
                 })),
                 Request::VcpuPin { vcpu, .. } if *vcpu > 0 => Err(format!("no vCPU {vcpu}")),
                 _ => Ok(Reply::Done),

@@ -6,6 +6,7 @@
 //! [`PioAction::Stop`] with the outcome.
 
 pub mod acpi_pm;
+pub mod cpu_hotplug;
 pub mod guest_log;
 pub mod legacy;
 pub mod virtio;
@@ -45,13 +46,24 @@ pub struct LegacySnapshot {
 /// Pulses the SCI line (GSI 9).
 pub type SciLine = Box<dyn Fn() + Send + Sync>;
 
-/// All port-I/O devices.
+/// Parks the thread of a vCPU the guest ejected.
+pub type EjectHook = Box<dyn Fn(u32) + Send + Sync>;
+
+/// The CPU hotplug register block, the GED's interrupt line and what to do on an eject.
+struct Hotplug {
+    state: Mutex<cpu_hotplug::CpuHotplug>,
+    ged: SciLine,
+    on_eject: EjectHook,
+}
+
+/// All port-I/O devices (and the MMIO ones the vCPU threads serve: virtio, CPU hotplug).
 pub struct Devices {
     serial: Mutex<SerialDevice<ConsoleSink>>,
     cmos: Mutex<Cmos>,
     pm: Mutex<AcpiPm>,
     sci: SciLine,
     virtio: Vec<Arc<virtio::mmio::MmioTransport>>,
+    hotplug: Option<Hotplug>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -68,6 +80,50 @@ impl Devices {
             pm: Mutex::new(AcpiPm::new()),
             sci,
             virtio: Vec::new(),
+            hotplug: None,
+        }
+    }
+
+    /// Adds the CPU hotplug register block and GED: `ged` pulses the GED's GSI, `on_eject` parks
+    /// the thread of a vCPU the guest ejected.
+    #[must_use]
+    pub fn with_cpu_hotplug(
+        mut self,
+        state: cpu_hotplug::CpuHotplug,
+        ged: SciLine,
+        on_eject: EjectHook,
+    ) -> Self {
+        self.hotplug = Some(Hotplug {
+            state: Mutex::new(state),
+            ged,
+            on_eject,
+        });
+        self
+    }
+
+    /// The CPU hotplug state (to plan and mark insertions and removals), if the machine has it.
+    pub fn cpu_hotplug(&self) -> Option<MutexGuard<'_, cpu_hotplug::CpuHotplug>> {
+        self.hotplug.as_ref().map(|h| lock(&h.state))
+    }
+
+    /// Pulses the GED interrupt (after queuing an event in the register block).
+    pub fn raise_ged(&self) {
+        if let Some(h) = &self.hotplug {
+            (h.ged)();
+        }
+    }
+
+    /// The hotplug device and the offset inside it, for an MMIO address in one of its windows:
+    /// (`true` = GED window, else the CPU register block).
+    fn hotplug_window(&self, addr: u64) -> Option<(&Hotplug, bool, u64)> {
+        use cpu_hotplug::{CPU_HP_ADDR, CPU_HP_SIZE, GED_ADDR, GED_SIZE};
+        let h = self.hotplug.as_ref()?;
+        if (GED_ADDR..GED_ADDR + GED_SIZE).contains(&addr) {
+            Some((h, true, addr - GED_ADDR))
+        } else if (CPU_HP_ADDR..CPU_HP_ADDR + CPU_HP_SIZE).contains(&addr) {
+            Some((h, false, addr - CPU_HP_ADDR))
+        } else {
+            None
         }
     }
 
@@ -88,6 +144,15 @@ impl Devices {
 
     /// A guest MMIO read outside RAM and the in-kernel devices: a virtio slot, else open bus.
     pub fn mmio_read(&self, addr: u64, data: &mut [u8]) {
+        if let Some((h, ged, off)) = self.hotplug_window(addr) {
+            let mut st = lock(&h.state);
+            if ged {
+                st.ged_read(off, data);
+            } else {
+                st.read(off, data);
+            }
+            return;
+        }
         match self.virtio_slot(addr) {
             Some((t, off)) => t.read(off, data),
             None => data.fill(0xff),
@@ -96,6 +161,16 @@ impl Devices {
 
     /// A guest MMIO write outside RAM and the in-kernel devices.
     pub fn mmio_write(&self, addr: u64, data: &[u8]) {
+        if let Some((h, ged, off)) = self.hotplug_window(addr) {
+            if ged {
+                return;
+            }
+            let action = lock(&h.state).write(off, data);
+            if let cpu_hotplug::HotplugAction::Ejected(id) = action {
+                (h.on_eject)(id);
+            }
+            return;
+        }
         if let Some((t, off)) = self.virtio_slot(addr) {
             t.write(off, data);
         }

@@ -33,6 +33,8 @@ pub struct Ctl<'a> {
     save: Option<super::save::SaveSources<'a>>,
     /// (when, CPU ns) per vCPU at the previous `state`.
     samples: RefCell<Vec<(Instant, u64)>>,
+    /// How to create vCPUs for `set-vcpus`.
+    factory: Option<&'a super::hotplug::VcpuFactory<'a>>,
 }
 
 impl<'a> Ctl<'a> {
@@ -55,6 +57,7 @@ impl<'a> Ctl<'a> {
             acked: Cell::new(false),
             save: None,
             samples: RefCell::new(Vec::new()),
+            factory: None,
         }
     }
 
@@ -126,6 +129,13 @@ impl<'a> Ctl<'a> {
         }
     }
 
+    /// With `set-vcpus` (ACPI CPU hotplug).
+    #[must_use]
+    pub fn with_hotplug(mut self, factory: &'a super::hotplug::VcpuFactory<'a>) -> Self {
+        self.factory = Some(factory);
+        self
+    }
+
     /// Whether a client acknowledged the outcome.
     pub fn is_acked(&self) -> bool {
         self.acked.get()
@@ -157,7 +167,9 @@ impl<'a> Ctl<'a> {
                 if let Some(slot) = samples.get_mut(id) {
                     *slot = (now, cpu_ns);
                 }
-                let state = if s.parked.load(Ordering::SeqCst) {
+                let state = if s.offline.load(Ordering::SeqCst) {
+                    VcpuRunState::Offline
+                } else if s.parked.load(Ordering::SeqCst) {
                     VcpuRunState::Paused
                 } else if busy * 100 > wall * RUNNING_PERCENT {
                     VcpuRunState::Running
@@ -172,12 +184,18 @@ impl<'a> Ctl<'a> {
             })
             .collect();
         let virtio = self.virtio.borrow();
+        let balloon = virtio.balloon().map(|b| domus_vmm_api::BalloonState {
+            ram_mib: b.ram_mib(),
+            target_mib: b.target_mib(),
+            actual_mib: b.actual_mib(),
+        });
         StateReply {
             state,
             outcome: self.shared.outcome(),
             pid: std::process::id(),
             vcpus: list,
-            memory_mib: self.memory_mib,
+            memory_mib: balloon.map_or(self.memory_mib, |b| b.actual_mib),
+            balloon,
             uptime_ms: u64::try_from(self.shared.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             disks: virtio.disk_stats(),
             nics: virtio.nic_stats(),
@@ -202,6 +220,7 @@ impl<'a> Ctl<'a> {
             .vcpus
             .iter()
             .enumerate()
+            .filter(|(_, s)| !s.offline.load(Ordering::SeqCst))
             .map(|(i, s)| {
                 s.parked_regs
                     .lock()
@@ -353,13 +372,52 @@ impl ControlTarget for Ctl<'_> {
                 self.devices.serial_break(byte)?;
                 Ok(Reply::Done)
             }
+            Request::SetVcpus { online } => {
+                if self.shared.should_stop() {
+                    return Err("the domain has stopped".into());
+                }
+                if self.shared.is_paused() {
+                    return Err("the domain is paused: unpause it before changing its vCPUs".into());
+                }
+                let f = self.factory.ok_or("this machine has no CPU hotplug")?;
+                super::hotplug::set_online(f, self.devices, self.shared, self.vcpus, *online)?;
+                Ok(Reply::Done)
+            }
+            Request::BalloonSet { target_mib } => {
+                if self.shared.outcome().is_some() {
+                    return Err("the domain has stopped".into());
+                }
+                let virtio = self.virtio.borrow();
+                let b = virtio
+                    .balloon()
+                    .ok_or("this machine has no balloon device")?;
+                b.set_target_mib(*target_mib).map_err(|e| e.to_string())?;
+                tracing::info!(target_mib, "balloon target set");
+                Ok(Reply::Done)
+            }
             Request::VcpuPin { vcpu, cpus } => {
                 let s = usize::try_from(*vcpu)
                     .ok()
                     .and_then(|i| self.shared.vcpus.get(i))
                     .ok_or_else(|| format!("no vCPU {vcpu}"))?;
+                // The control socket exists a moment before the vCPU threads record their ids:
+                // a pin that comes that early waits for its thread (an offline vCPU has none).
+                let deadline = Instant::now() + Duration::from_secs(2);
+                while s.tid.load(Ordering::SeqCst) == 0
+                    && !s.offline.load(Ordering::SeqCst)
+                    && Instant::now() < deadline
+                {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
                 let tid = s.tid.load(Ordering::SeqCst);
                 let cpus: Vec<usize> = cpus.iter().map(|&c| c as usize).collect();
+                if tid == 0 && s.offline.load(Ordering::SeqCst) {
+                    // Never plugged in: its thread takes the pin when it starts.
+                    *s.pending_pin
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(cpus);
+                    return Ok(Reply::Done);
+                }
                 crate::sys::set_affinity(tid, &cpus)
                     .map_err(|e| format!("cannot pin vCPU {vcpu}: {e}"))?;
                 Ok(Reply::Done)

@@ -49,6 +49,8 @@ pub struct LoopContext<'a> {
     pub vm: &'a crate::vstate::vm::Vm,
     /// Guest RAM (for `migrate`'s dirty tracking).
     pub ram: &'a crate::vstate::memory::GuestRam,
+    /// vCPU creation for `set-vcpus`.
+    pub hotplug: &'a super::hotplug::VcpuFactory<'a>,
     /// Guest memory (for `dump-core`).
     pub mem: &'a crate::vstate::memory::GuestMem,
     /// Console listener.
@@ -137,7 +139,8 @@ pub fn run(mut ctx: LoopContext<'_>) -> io::Result<Outcome> {
         vm: ctx.vm,
         hub: ctx.hub,
         ram: ctx.ram,
-    });
+    })
+    .with_hotplug(ctx.hotplug);
     let mut console_clients: HashMap<u64, UnixStream> = HashMap::new();
     let mut events = vec![EpollEvent::default(); 32];
     let mut deadline: Option<Instant> = None;

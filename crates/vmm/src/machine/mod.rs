@@ -7,6 +7,7 @@
 mod control_target;
 pub mod coredump;
 mod event_loop;
+pub mod hotplug;
 pub mod migrate;
 mod restore;
 pub mod save;
@@ -26,6 +27,7 @@ use crate::boot::{self, BootError};
 use crate::config::{ConfigError, VmConfig};
 use crate::console::{ConsoleHub, ConsoleMode, ConsoleSink};
 use crate::devices::acpi_pm::SCI_IRQ;
+use crate::devices::cpu_hotplug::{CpuHotplug, GED_GSI};
 use crate::devices::legacy::serial::{IrqTrigger, SerialDevice, COM1_IRQ};
 use crate::devices::virtio::manager::DeviceManager;
 use crate::devices::Devices;
@@ -102,6 +104,9 @@ pub enum MachineError {
     /// The snapshot to restore from is unusable (nothing ran).
     #[error("cannot restore the domain: {0}")]
     Restore(String),
+    /// The balloon.
+    #[error(transparent)]
+    Balloon(#[from] crate::devices::virtio::balloon::BalloonError),
     /// Host resources (eventfd, epoll, pty, threads).
     #[error("{what}")]
     Host {
@@ -115,6 +120,19 @@ pub enum MachineError {
 
 fn host(what: &'static str) -> impl FnOnce(std::io::Error) -> MachineError {
     move |source| MachineError::Host { what, source }
+}
+
+/// The guest ejected vCPU `id`: its thread leaves KVM_RUN (a kick) and parks until plugged in again.
+fn park_ejected(shared: &Shared, id: u32) {
+    let Some(s) = usize::try_from(id).ok().and_then(|i| shared.vcpus.get(i)) else {
+        return;
+    };
+    s.offline.store(true, std::sync::atomic::Ordering::SeqCst);
+    crate::sys::signal_thread(
+        s.tid.load(std::sync::atomic::Ordering::SeqCst),
+        crate::vstate::vcpu::kick_signal(),
+    );
+    tracing::info!(vcpu = id, "vCPU ejected by the guest: parked");
 }
 
 /// Builds the machine for `cfg` and runs it to its outcome.
@@ -159,6 +177,16 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
     for (n, tap) in cfg.nics.iter().zip(taps) {
         crate::devices::virtio::net::attach(&mut virtio, vm.fd(), &ram, &n.spec, tap)?;
     }
+    if let Some(target_mib) = cfg.balloon {
+        let b = crate::devices::virtio::balloon::attach(
+            &mut virtio,
+            vm.fd(),
+            &ram,
+            cfg.memory_mib,
+            target_mib,
+        )?;
+        virtio.set_balloon(b);
+    }
     // A restore reads the image now (RAM straight into guest memory; refused as a whole on any
     // damage), instead of loading a kernel; its state is applied below, before anything runs.
     let restored = match &cfg.restore {
@@ -192,18 +220,37 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
         .map_err(MachineError::Restore)?,
         None => SerialDevice::new(IrqTrigger(serial_irq), ConsoleSink(hub.clone())),
     };
+    let possible = cfg.max_vcpus.max(cfg.vcpus);
+    let mut shared =
+        Shared::new(possible, host_is_pvm).map_err(host("cannot create an eventfd"))?;
+    shared.msr_list = kvm.msr_index_list();
+    let shared = Arc::new(shared);
+    for s in shared
+        .vcpus
+        .iter()
+        .skip(usize::try_from(cfg.vcpus).unwrap_or(usize::MAX))
+    {
+        s.offline.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
     let sci_vm = Arc::clone(&vm);
+    let ged_vm = Arc::clone(&vm);
+    let eject_shared = Arc::clone(&shared);
     let devices = Arc::new(
         Devices::new(
             serial,
             Box::new(move || sci_vm.pulse_irq_line(u32::from(SCI_IRQ))),
         )
-        .with_virtio(virtio.transports()),
+        .with_virtio(virtio.transports())
+        .with_cpu_hotplug(
+            CpuHotplug::new(cfg.vcpus, possible),
+            Box::new(move || ged_vm.pulse_irq_line(GED_GSI)),
+            Box::new(move |id| park_ejected(&eject_shared, id)),
+        ),
     );
 
     let mut vcpu_fds = Vec::new();
     for id in 0..cfg.vcpus {
-        let fd = crate::vstate::vcpu::create(vm.fd(), &supported, id, cfg.vcpus, entry)?;
+        let fd = crate::vstate::vcpu::create(vm.fd(), &supported, id, possible, entry)?;
         vm.map_dirty_ring(&fd)
             .map_err(host("cannot map a vCPU's dirty ring"))?;
         vcpu_fds.push(fd);
@@ -235,10 +282,6 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
         None => None,
     };
 
-    let mut shared =
-        Shared::new(cfg.vcpus, host_is_pvm).map_err(host("cannot create an eventfd"))?;
-    shared.msr_list = kvm.msr_index_list();
-    let shared = Arc::new(shared);
     crate::vstate::vcpu::install_kick_handler().map_err(|e| MachineError::Host {
         what: "cannot install the vCPU kick signal handler",
         source: std::io::Error::from_raw_os_error(e.errno()),
@@ -261,7 +304,15 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
     let vcpus = RefCell::new(vcpus);
     let virtio = RefCell::new(virtio);
 
+    let factory = hotplug::VcpuFactory {
+        vm: &vm,
+        supported: &supported,
+        entry,
+        possible,
+        affinity: &cfg.vcpu_affinity,
+    };
     let ctx = event_loop::LoopContext {
+        hotplug: &factory,
         shared: &shared,
         devices: &devices,
         hub: &hub,

@@ -20,6 +20,12 @@ pub struct VcpuStatus {
     pub exited: AtomicBool,
     /// An NMI is to be injected before the thread's next KVM_RUN.
     pub nmi_pending: AtomicBool,
+    /// The vCPU is not online (never plugged in, or ejected by the guest): its thread, if it has
+    /// one, stays out of KVM_RUN until it is plugged in again.
+    pub offline: AtomicBool,
+    /// A `vcpu-pin` for a vCPU whose thread does not exist yet (never plugged in): applied when the
+    /// thread starts, after the `cpus` pinning.
+    pub pending_pin: Mutex<Option<Vec<usize>>>,
     /// Its registers, saved each time it parks for a pause (for `dump-core`).
     pub parked_regs: Mutex<Option<super::coredump::CpuRegs>>,
 }
@@ -46,7 +52,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    /// State for `vcpus` vCPUs.
+    /// State for `vcpus` possible vCPUs (`maxvcpus`; those not online at boot are marked
+    /// [`VcpuStatus::offline`] by the caller).
     ///
     /// # Errors
     /// eventfd creation failed.

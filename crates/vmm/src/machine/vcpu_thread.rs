@@ -49,6 +49,11 @@ pub fn run(
     let _span = tracing::info_span!("vcpu", vcpu = id).entered();
     let mut vcpu = KickableVcpu::new(fd);
     while !shared.should_stop() {
+        if status.is_some_and(|s| s.offline.load(Ordering::SeqCst))
+            && !stay_offline(&events, status, || save_state(id, vcpu.fd(), &shared))
+        {
+            break;
+        }
         match events.try_recv() {
             Some(ThreadEvent::Pause) => {
                 save_regs(id, vcpu.fd(), &shared);
@@ -105,6 +110,32 @@ pub fn run(
         s.exited.store(true, Ordering::SeqCst);
     }
     events.ack(ThreadAck::Stopped);
+}
+
+/// Parks an offline vCPU (ejected by the guest; KVM cannot destroy a vCPU, so its thread waits here
+/// to be plugged in again): serves events without running the guest until a `Resume` finds it
+/// online again (returns `true`) or `Stop` (returns `false`). A domain-wide pause and resume are
+/// acknowledged and leave it parked.
+fn stay_offline(
+    events: &ThreadMailbox,
+    status: Option<&super::shared::VcpuStatus>,
+    mut save: impl FnMut() -> Vec<u8>,
+) -> bool {
+    tracing::debug!("vCPU offline: parked");
+    loop {
+        match events.next() {
+            ThreadEvent::Resume => {
+                events.ack(ThreadAck::Resumed);
+                if !status.is_some_and(|s| s.offline.load(Ordering::SeqCst)) {
+                    tracing::debug!("vCPU online again");
+                    return true;
+                }
+            }
+            ThreadEvent::Pause => events.ack(ThreadAck::Paused),
+            ThreadEvent::SaveState => events.ack(ThreadAck::State(save())),
+            ThreadEvent::Stop => return false,
+        }
+    }
 }
 
 /// The save-state hook: the whole architectural state ([`crate::vstate::state::VcpuState`]) as JSON;

@@ -45,31 +45,7 @@ impl Vcpus {
     ) -> std::io::Result<Self> {
         let mut set = Self::default();
         for (id, fd) in fds.into_iter().enumerate() {
-            let name = format!("vcpu{id}");
-            let (control, mailbox) = threads::control_channel(&name)?;
-            if paused {
-                control.send(ThreadEvent::Pause);
-            }
-            let (d, s) = (Arc::clone(devices), Arc::clone(shared));
-            let cpus: Vec<usize> = affinity
-                .get(id)
-                .into_iter()
-                .flatten()
-                .filter_map(|c| usize::try_from(*c).ok())
-                .collect();
-            let handle = threads::spawn(ThreadKind::Vcpu, name, move || {
-                // Pinned before its first guest instruction (`cpus`), not after domusd's first poll.
-                if !cpus.is_empty() {
-                    if let Err(e) = crate::sys::set_affinity(crate::sys::current_tid(), &cpus) {
-                        tracing::warn!(vcpu = id, error = %e, "cannot pin the vCPU thread (cpus)");
-                    }
-                }
-                vcpu_thread::run(id, fd, d, s, mailbox);
-            })?;
-            set.threads.push(VcpuThread {
-                control,
-                handle: Some(handle),
-            });
+            set.spawn_one(id, fd, devices, shared, paused, affinity)?;
         }
         if paused {
             let deadline = Instant::now() + ACK_TIMEOUT;
@@ -80,6 +56,94 @@ impl Vcpus {
             }
         }
         Ok(set)
+    }
+
+    fn spawn_one(
+        &mut self,
+        id: usize,
+        fd: VcpuFd,
+        devices: &Arc<Devices>,
+        shared: &Arc<Shared>,
+        paused: bool,
+        affinity: &[Vec<u32>],
+    ) -> std::io::Result<()> {
+        let name = format!("vcpu{id}");
+        let (control, mailbox) = threads::control_channel(&name)?;
+        if paused {
+            control.send(ThreadEvent::Pause);
+        }
+        let (d, s) = (Arc::clone(devices), Arc::clone(shared));
+        let cpus: Vec<usize> = affinity
+            .get(id)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| usize::try_from(*c).ok())
+            .collect();
+        let handle = threads::spawn(ThreadKind::Vcpu, name, move || {
+            // Pinned before its first guest instruction (`cpus`), not after domusd's first poll.
+            if !cpus.is_empty() {
+                if let Err(e) = crate::sys::set_affinity(crate::sys::current_tid(), &cpus) {
+                    tracing::warn!(vcpu = id, error = %e, "cannot pin the vCPU thread (cpus)");
+                }
+            }
+            let pending = s.vcpus.get(id).and_then(|st| {
+                st.pending_pin
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take()
+            });
+            if let Some(pin) = pending {
+                if let Err(e) = crate::sys::set_affinity(crate::sys::current_tid(), &pin) {
+                    tracing::warn!(vcpu = id, error = %e, "cannot pin the vCPU thread (vcpu-pin)");
+                }
+            }
+            vcpu_thread::run(id, fd, d, s, mailbox);
+        })?;
+        self.threads.push(VcpuThread {
+            control,
+            handle: Some(handle),
+        });
+        Ok(())
+    }
+
+    /// Starts the thread of hot-plugged vCPU `id`, which must be the next index ([`Vcpus::len`]),
+    /// pinned like the boot vCPUs (`affinity`).
+    ///
+    /// # Errors
+    /// `id` is not the next index, or the thread could not be started.
+    pub fn add(
+        &mut self,
+        id: usize,
+        fd: VcpuFd,
+        devices: &Arc<Devices>,
+        shared: &Arc<Shared>,
+        affinity: &[Vec<u32>],
+    ) -> std::io::Result<()> {
+        if id != self.threads.len() {
+            return Err(std::io::Error::other(format!(
+                "vCPU {id} cannot start before vCPU {}",
+                self.threads.len()
+            )));
+        }
+        self.spawn_one(id, fd, devices, shared, false, affinity)
+    }
+
+    /// Lets the parked thread of vCPU `id` run the guest again (the caller cleared its `offline`
+    /// flag): a `Resume` it acknowledges.
+    ///
+    /// # Errors
+    /// No such thread, or it did not acknowledge in time.
+    pub fn unpark(&mut self, id: usize) -> Result<(), AckError> {
+        let t = self.threads.get_mut(id).ok_or_else(|| AckError::Gone {
+            name: format!("vcpu{id}"),
+        })?;
+        t.control.send(ThreadEvent::Resume);
+        if let Some(h) = &t.handle {
+            let _ignored = h.kill(kick_signal());
+        }
+        t.control
+            .wait_ack(ThreadEvent::Resume, Instant::now() + ACK_TIMEOUT)
+            .map(|_| ())
     }
 
     /// Number of vCPU threads.

@@ -37,13 +37,15 @@ fn echo(ev: &mut Events) -> Flow {
     Flow::Continue
 }
 
-fn run(machine: &Machine, _args: &Args<'_>) {
+fn run(machine: &Machine, args: &Args<'_>) {
     let mut lp = EventLoop::new();
     lp.watch_console(machine);
+    lp.watch_cpu_hotplug(machine);
     if let Err(reason) = lp.hook("echo", echo) {
         crate::report!("error echo reason={reason}");
         return;
     }
+    lp.attach_drivers(machine, args);
     crate::report!("echo ready");
     lp.run();
 }

@@ -31,16 +31,18 @@ fn stop_on_power_button(ev: &mut Events) -> Flow {
     }
 }
 
-fn run(machine: &Machine, _args: &Args<'_>) {
+fn run(machine: &Machine, args: &Args<'_>) {
     let mut lp = EventLoop::new();
     if let Err(reason) = lp.watch_power_button(machine) {
         crate::report!("error idle reason={reason}");
         return;
     }
+    lp.watch_cpu_hotplug(machine);
     if let Err(reason) = lp.hook("idle", stop_on_power_button) {
         crate::report!("error idle reason={reason}");
         return;
     }
+    lp.attach_drivers(machine, args);
     crate::report!("idle ready");
     lp.run();
     crate::report!("idle power-button");

@@ -8,6 +8,7 @@
 //! ([`DEVICE_BLOCK`], [`DEVICE_RNG`], ...). The generic parts of a driver (feature negotiation,
 //! one split queue) are in [`queue`]; each driver is one file.
 
+pub mod balloon;
 pub mod blk;
 pub mod net;
 pub mod queue;

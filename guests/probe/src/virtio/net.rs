@@ -8,6 +8,16 @@
 //! completed here and DATA_VALID ones are trusted, the rest verified here. Notifications are
 //! batched: [`Net::flush`] kicks each queue once after a round of work, and not at all while the
 //! device suppresses kicks (VIRTQ_USED_F_NO_NOTIFY).
+//!
+//! UDP segmentation offload (VIRTIO_NET_F_HOST_USO, offered by a device whose host side can
+//! segment): [`TxPart::send_large`] queues one frame of up to 64 KiB with `gso_type`
+//! VIRTIO_NET_HDR_GSO_UDP_L4 and `gso_size` the payload bytes per datagram (virtio 1.2 §5.1.6.2);
+//! the device cuts it into datagrams. Those frames use the last [`BIG_SLOTS`] transmit
+//! descriptors, whose buffers are 64 KiB each. On receive (VIRTIO_NET_F_GUEST_USO4 with
+//! GUEST_USO6, asked for by the scenarios that stream) the device may hand over such a frame
+//! whole, spread over several buffers (MRG_RXBUF); [`Net::recv_frame`] says so (`gso`) and gives
+//! its full length. Its checksum is the sender's partial one for the whole (NEEDS_CSUM): it is not
+//! completed here. Receive kicks are batched while frames are waiting ([`Net::flush_batched`]).
 
 use super::queue::{self, SplitQueue, D_WRITE, RING_BYTES};
 use super::Transport;
@@ -43,7 +53,22 @@ pub mod f {
     pub const CTRL_VQ: u64 = 1 << 17;
     /// CTRL_RX.
     pub const CTRL_RX: u64 = 1 << 18;
+    /// GUEST_USO4.
+    pub const GUEST_USO4: u64 = 1 << 54;
+    /// GUEST_USO6.
+    pub const GUEST_USO6: u64 = 1 << 55;
+    /// HOST_USO.
+    pub const HOST_USO: u64 = 1 << 56;
 }
+
+/// Receive buffers posted again before [`Net::flush_batched`] kicks.
+pub const RX_KICK_BATCH: u16 = 32;
+/// Transmit descriptors whose buffers hold a whole segmentation-offload frame.
+pub const BIG_SLOTS: u16 = 8;
+/// Bytes per large transmit buffer (header + frame).
+pub const BIG_BUF: u64 = 0x1_0000;
+/// VIRTIO_NET_HDR_GSO_UDP_L4.
+const GSO_UDP_L4: u8 = 5;
 
 const RX_RING: u64 = REGION;
 const TX_RING: u64 = REGION + RING_BYTES;
@@ -54,6 +79,9 @@ const TX_BUFS: u64 = RX_BUFS + QSIZE as u64 * BUF;
 /// Reassembly buffer for frames spanning several receive buffers (64 KiB + header).
 const SCRATCH: u64 = TX_BUFS + QSIZE as u64 * BUF;
 const SCRATCH_BYTES: usize = 0x1_1000;
+/// Large transmit buffers, one per descriptor `QSIZE - BIG_SLOTS ..`.
+const BIG_BUFS: u64 = SCRATCH + 0x2_0000;
+const FIRST_BIG: u16 = QSIZE - BIG_SLOTS;
 
 const NEEDS_CSUM: u8 = 1;
 const DATA_VALID: u8 = 2;
@@ -70,6 +98,7 @@ pub struct RxPart {
     q: SplitQueue,
     features: u64,
     kick: bool,
+    unkicked: u16,
     /// Frames received.
     pub frames: u64,
     /// Frames dropped (bad checksum, malformed merge).
@@ -82,6 +111,8 @@ pub struct TxPart {
     features: u64,
     free: [u16; QSIZE as usize],
     free_len: usize,
+    big: [u16; BIG_SLOTS as usize],
+    big_len: usize,
     kick: bool,
     /// Frames sent.
     pub frames: u64,
@@ -130,6 +161,10 @@ impl Net {
         for (i, s) in free.iter_mut().enumerate() {
             *s = i as u16;
         }
+        let mut big = [0u16; BIG_SLOTS as usize];
+        for (i, s) in big.iter_mut().enumerate() {
+            *s = FIRST_BIG + i as u16;
+        }
         let mut net = Self {
             mac,
             mtu,
@@ -138,6 +173,7 @@ impl Net {
                 q: rxq,
                 features,
                 kick: false,
+                unkicked: 0,
                 frames: 0,
                 dropped: 0,
             },
@@ -145,7 +181,9 @@ impl Net {
                 q: txq,
                 features,
                 free,
-                free_len: QSIZE as usize,
+                free_len: usize::from(FIRST_BIG),
+                big,
+                big_len: usize::from(BIG_SLOTS),
                 kick: false,
                 frames: 0,
             },
@@ -164,7 +202,21 @@ impl Net {
         if core::mem::take(&mut self.rx.kick) && !self.rx.q.kicks_suppressed() {
             self.rx.q.notify();
         }
+        self.rx.unkicked = 0;
         if core::mem::take(&mut self.tx.kick) && !self.tx.q.kicks_suppressed() {
+            self.tx.q.notify();
+        }
+    }
+
+    /// [`Self::flush`] while more received frames are waiting: the receive queue is kicked only
+    /// once [`RX_KICK_BATCH`] buffers were posted again since its last kick. A device that ran out
+    /// of buffers (and asked for kicks) then waits for a batch rather than taking each buffer as
+    /// it comes back, a guest exit per frame; the caller's final [`Self::flush`], when nothing more
+    /// is waiting, kicks for the rest.
+    pub fn flush_batched(&mut self) {
+        if self.rx.unkicked >= RX_KICK_BATCH {
+            self.flush();
+        } else if core::mem::take(&mut self.tx.kick) && !self.tx.q.kicks_suppressed() {
             self.tx.q.notify();
         }
     }
@@ -190,20 +242,30 @@ impl Net {
     /// its length, `Some(0)` for a frame dropped here (bad checksum, malformed merge), `None` when
     /// nothing arrived.
     pub fn recv(&mut self, out: &mut [u8]) -> Option<usize> {
+        self.recv_frame(out).map(|r| r.copied)
+    }
+
+    /// As [`Self::recv`], with the frame's full length (more than `out` holds for a segmentation
+    /// offload frame) and its `gso_size` (0 for an ordinary frame).
+    pub fn recv_frame(&mut self, out: &mut [u8]) -> Option<Received> {
         let frame = self.rx.next()?;
         self.rx.frames += 1;
-        let n = match frame.data {
+        let (copied, len) = match frame.data {
             Some((addr, len)) => {
                 let n = len.min(out.len());
                 out[..n].copy_from_slice(mem(addr, n));
-                n
+                (n, len)
             }
-            None => 0,
+            None => (0, 0),
         };
         if let Some(id) = frame.repost {
             self.rx.post(id);
         }
-        Some(n)
+        Some(Received {
+            copied,
+            len,
+            gso: frame.gso,
+        })
     }
 }
 
@@ -212,6 +274,7 @@ impl RxPart {
         self.q
             .push_one(id, RX_BUFS + u64::from(id) * BUF, BUF as u32, D_WRITE);
         self.kick = true;
+        self.unkicked = self.unkicked.saturating_add(1);
     }
 
     /// The next received frame (header stripped), or `None` when nothing arrived.
@@ -223,11 +286,17 @@ impl RxPart {
         let mut hdr = [0u8; HDR];
         hdr.copy_from_slice(mem(addr, HDR));
         let num = u16::from_le_bytes([hdr[10], hdr[11]]);
+        let gso = if hdr[1] == 0 {
+            0
+        } else {
+            u16::from_le_bytes([hdr[4], hdr[5]]).max(1)
+        };
         if self.features & f::MRG_RXBUF == 0 || num <= 1 {
             let data = self.finish(addr, len, &hdr).map(|l| (addr + HDR as u64, l));
             return Some(Frame {
                 data,
                 repost: Some(id),
+                gso,
             });
         }
         // Reassemble: this buffer, then num-1 more, each posted again at once.
@@ -241,6 +310,7 @@ impl RxPart {
                 return Some(Frame {
                     data: None,
                     repost: None,
+                    gso,
                 });
             };
             let id2 = (id2 as u16) % QSIZE;
@@ -253,7 +323,11 @@ impl RxPart {
         let data = self
             .finish(SCRATCH, at, &hdr)
             .map(|l| (SCRATCH + HDR as u64, l));
-        Some(Frame { data, repost: None })
+        Some(Frame {
+            data,
+            repost: None,
+            gso,
+        })
     }
 
     /// Checksum handling of a frame at `addr` (`len` with the header); its length, or `None` if
@@ -264,6 +338,10 @@ impl RxPart {
             return None;
         }
         let frame = mem(addr + HDR as u64, len - HDR);
+        if hdr[1] != 0 {
+            // A segmentation offload frame: its checksum is a partial one for the whole.
+            return Some(len - HDR);
+        }
         if self.features & f::GUEST_CSUM != 0 && hdr[0] & NEEDS_CSUM != 0 {
             let start = usize::from(u16::from_le_bytes([hdr[6], hdr[7]]));
             let off = usize::from(u16::from_le_bytes([hdr[8], hdr[9]]));
@@ -282,11 +360,66 @@ impl RxPart {
 impl TxPart {
     fn reclaim(&mut self) {
         while let Some((id, _)) = self.q.poll() {
-            if self.free_len < self.free.len() {
-                self.free[self.free_len] = (id as u16) % QSIZE;
+            let id = (id as u16) % QSIZE;
+            if id >= FIRST_BIG {
+                if self.big_len < self.big.len() {
+                    self.big[self.big_len] = id;
+                    self.big_len += 1;
+                }
+            } else if self.free_len < self.free.len() {
+                self.free[self.free_len] = id;
                 self.free_len += 1;
             }
         }
+    }
+
+    /// Whether the device takes UDP segmentation offload frames ([`Self::send_large`]).
+    pub fn can_segment(&self) -> bool {
+        self.features & (f::HOST_USO | f::CSUM) == f::HOST_USO | f::CSUM
+    }
+
+    /// Queues one UDP segmentation offload frame (HOST_USO) built by `build` into a large buffer;
+    /// the device cuts it into datagrams of `seg` payload bytes. `build` returns the frame's length
+    /// (the IPv4 and UDP lengths those of the whole), 0 to send nothing. Whether a frame was
+    /// queued: `false` without HOST_USO, and while every large buffer is with the device (then
+    /// the queue is kicked if it has news, and the caller may wait).
+    pub fn send_large(&mut self, seg: u16, build: impl FnOnce(&mut [u8]) -> usize) -> bool {
+        if !self.can_segment() || seg == 0 {
+            return false;
+        }
+        if self.big_len == 0 {
+            self.reclaim();
+        }
+        if self.big_len == 0 {
+            if core::mem::take(&mut self.kick) && !self.q.kicks_suppressed() {
+                self.q.notify();
+            }
+            return false;
+        }
+        let id = self.big[self.big_len - 1];
+        let addr = BIG_BUFS + u64::from(id - FIRST_BIG) * BIG_BUF;
+        let buf = mem(addr, BIG_BUF as usize);
+        buf[..HDR].fill(0);
+        let len = build(&mut buf[HDR..]).min(BIG_BUF as usize - HDR);
+        if len == 0 {
+            return false;
+        }
+        let buf = mem(addr, HDR + len);
+        let Some((start, off)) = inet::offload_tx(&mut buf[HDR..]) else {
+            return false;
+        };
+        self.big_len -= 1;
+        buf[0] = NEEDS_CSUM;
+        buf[1] = GSO_UDP_L4;
+        // hdr_len: Ethernet + IPv4 + UDP headers (a hint without GUEST_HDRLEN).
+        buf[2..4].copy_from_slice(&(start + 8).to_le_bytes());
+        buf[4..6].copy_from_slice(&seg.to_le_bytes());
+        buf[6..8].copy_from_slice(&start.to_le_bytes());
+        buf[8..10].copy_from_slice(&off.to_le_bytes());
+        self.q.push_one(id, addr, (HDR + len) as u32, 0);
+        self.kick = true;
+        self.frames += 1;
+        true
     }
 
     /// Whether a transmit buffer is free (reclaiming finished ones first).
@@ -327,8 +460,20 @@ impl TxPart {
     }
 }
 
-/// One received frame: its bytes (`None` if dropped) and the buffer to post again after use.
+/// One received frame: its bytes (`None` if dropped), the buffer to post again after use, its
+/// `gso_size` (0 without segmentation offload).
 struct Frame {
     data: Option<(u64, usize)>,
     repost: Option<u16>,
+    gso: u16,
+}
+
+/// What [`Net::recv_frame`] got.
+pub struct Received {
+    /// Bytes copied out (0 for a frame dropped here).
+    pub copied: usize,
+    /// The frame's length (header stripped).
+    pub len: usize,
+    /// Its `gso_size`: payload bytes per datagram of a segmentation offload frame, else 0.
+    pub gso: u16,
 }

@@ -26,6 +26,9 @@ pub enum ConfigWrite {
     Ignored,
     /// The device took the write; the transport bumps the config generation.
     Applied,
+    /// The device took a write to a driver-owned field (the balloon's `actual`): nothing changed that
+    /// the driver must be told about, so no generation bump and no configuration interrupt.
+    Stored,
 }
 
 /// One virtio device model (virtio 1.2 §2, §4.2).

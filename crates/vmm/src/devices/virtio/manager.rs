@@ -129,6 +129,7 @@ pub struct DeviceManager {
     nic_stats: Vec<Arc<super::net::NetStats>>,
     /// Copies of every slot's QueueNotify eventfds (see [`DeviceManager::notify_all`]).
     notifies: Vec<Vec<EventFd>>,
+    balloon: Option<super::balloon::BalloonHandle>,
 }
 
 /// How long a device thread may take to acknowledge an event (it finishes in-flight I/O first).
@@ -211,6 +212,16 @@ impl DeviceManager {
     /// Registers the counters of the next NIC (in the config's order) for [`DeviceManager::nic_stats`].
     pub fn add_nic_stats(&mut self, stats: Arc<super::net::NetStats>) {
         self.nic_stats.push(stats);
+    }
+
+    /// Records the machine's balloon (for `balloon-set` and `state`).
+    pub fn set_balloon(&mut self, handle: super::balloon::BalloonHandle) {
+        self.balloon = Some(handle);
+    }
+
+    /// The machine's balloon, if it has one.
+    pub fn balloon(&self) -> Option<&super::balloon::BalloonHandle> {
+        self.balloon.as_ref()
     }
 
     /// Every disk's counters now, in the config's order.

@@ -392,6 +392,7 @@ impl MmioTransport {
             let mut st = self.lock();
             match st.device.write_config(offset - reg::CONFIG, data) {
                 ConfigWrite::Applied => self.config_changed(&mut st),
+                ConfigWrite::Stored => {}
                 ConfigWrite::Ignored => self.log.guest_error(&format_args!(
                     "write to read-only config space at {offset:#x}"
                 )),

@@ -6,7 +6,8 @@
 //! - [`manager`]: the [`manager::DeviceManager`] that owns the slots of the fixed window, their GSIs,
 //!   the KVM wiring (irqfd, one QueueNotify ioeventfd per queue), the DSDT entries and the device
 //!   threads. [`manager::MAX_DEVICES`] is the machine's limit.
-//! - Devices: [`block`] (virtio-blk), [`net`] (virtio-net on a TAP), [`rng`] (virtio-rng).
+//! - Devices: [`block`] (virtio-blk), [`net`] (virtio-net on a TAP), [`rng`] (virtio-rng),
+//!   [`balloon`] (virtio-balloon: `mem-set`).
 //!
 //! Register accesses exit to the vCPU thread; queue notifications do not: QueueNotify is an
 //! ioeventfd a device thread waits on, and the device interrupts through an irqfd. Guest mistakes
@@ -14,6 +15,7 @@
 //! completes with an error status, or the device sets DEVICE_NEEDS_RESET, and the warning goes through
 //! the device's [`crate::devices::guest_log::GuestLog`].
 
+pub mod balloon;
 pub mod block;
 pub mod device;
 pub mod manager;

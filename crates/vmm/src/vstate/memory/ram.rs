@@ -256,6 +256,65 @@ impl GuestRam {
         self.inner.mem.get_slice(gpa, len.max(1)).is_ok()
     }
 
+    /// Gives the pages of `[gpa, gpa + len)` back to the host (a balloon inflated them): anonymous
+    /// memory is dropped with `MADV_DONTNEED` (the guest reads zeros if it touches them again), a
+    /// memfd gets a hole punched (`fallocate(PUNCH_HOLE)`: dropping the mapping alone would keep the
+    /// shared file's pages). The range must lie inside one RAM region and be page-aligned; the pages
+    /// are marked dirty (their contents changed to zeros).
+    ///
+    /// # Errors
+    /// The range is not page-aligned RAM inside one region, or the host refused.
+    pub fn discard(&self, gpa: GuestAddress, len: usize) -> std::io::Result<()> {
+        let bad = || std::io::Error::from(std::io::ErrorKind::InvalidInput);
+        if gpa.0 % DIRTY_PAGE != 0 || len as u64 % DIRTY_PAGE != 0 || len == 0 {
+            return Err(bad());
+        }
+        gpa.checked_add(len as u64).ok_or_else(bad)?;
+        let region = self.inner.mem.find_region(gpa).ok_or_else(bad)?;
+        let offset = gpa.0 - region.start_addr().raw_value();
+        if offset
+            .checked_add(len as u64)
+            .is_none_or(|end| end > region.len())
+        {
+            return Err(bad());
+        }
+        let host = region
+            .get_host_address(MemoryRegionAddress(offset))
+            .map_err(|_| bad())?;
+        match region.file_offset() {
+            Some(fo) => {
+                use std::os::fd::AsRawFd;
+                let at = fo.start().checked_add(offset).ok_or_else(bad)?;
+                let at = libc::off_t::try_from(at).map_err(|_| bad())?;
+                let n = libc::off_t::try_from(len).map_err(|_| bad())?;
+                // SAFETY: plain syscall on the memfd that backs this region; the range is the part of
+                // the file behind the checked guest range, so no other mapping's data is affected.
+                let rc = unsafe {
+                    libc::fallocate(
+                        fo.file().as_raw_fd(),
+                        libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                        at,
+                        n,
+                    )
+                };
+                if rc != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            None => {
+                // SAFETY: `host`/`len` lies inside one live guest RAM mapping owned by `self`
+                // (checked above); MADV_DONTNEED on private anonymous memory only replaces its pages
+                // with zero-fill-on-demand ones: the mapping stays valid for every other user.
+                let rc = unsafe { libc::madvise(host.cast(), len, libc::MADV_DONTNEED) };
+                if rc != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+        }
+        self.mark_dirty(gpa, len);
+        Ok(())
+    }
+
     /// Borrows `[gpa, gpa + len)` for host I/O; the range must lie inside one RAM region. A range the
     /// device writes into is marked dirty now.
     ///
@@ -446,6 +505,39 @@ mod tests {
         ram.write_slice(b"abc", GuestAddress(0x2000)).unwrap();
         let iov = v.as_libc();
         assert_eq!(iov.iov_len, 1024);
+    }
+
+    fn resident_pages(ram: &GuestRam, gpa: u64, pages: usize) -> usize {
+        let r = ram.mmap().find_region(GuestAddress(gpa)).unwrap();
+        let off = gpa - r.start_addr().raw_value();
+        let host = r.get_host_address(MemoryRegionAddress(off)).unwrap();
+        let mut vec = vec![0u8; pages];
+        // SAFETY: test: mincore on a live mapping of `pages` pages.
+        let rc = unsafe { libc::mincore(host.cast(), pages * 4096, vec.as_mut_ptr()) };
+        assert_eq!(rc, 0);
+        vec.iter().filter(|b| **b & 1 != 0).count()
+    }
+
+    #[test]
+    fn discard_returns_pages_to_the_host() {
+        for backing in [RamBacking::Anonymous, RamBacking::Memfd] {
+            let ram = GuestRam::new(4 << 20, backing).unwrap();
+            ram.write_slice(&[7u8; 16 * 4096], GuestAddress(0x10_0000))
+                .unwrap();
+            assert_eq!(resident_pages(&ram, 0x10_0000, 16), 16, "{backing:?}");
+            ram.discard(GuestAddress(0x10_0000), 8 * 4096).unwrap();
+            assert_eq!(resident_pages(&ram, 0x10_0000, 16), 8, "{backing:?}");
+            // The guest reads zeros there afterwards; the rest is untouched.
+            assert_eq!(ram.read_obj::<u64>(GuestAddress(0x10_0000)).unwrap(), 0);
+            assert_eq!(ram.read_obj::<u8>(GuestAddress(0x10_8000)).unwrap(), 7);
+            // Unaligned, empty, outside RAM: refused.
+            assert!(ram.discard(GuestAddress(0x10_0001), 4096).is_err());
+            assert!(ram.discard(GuestAddress(0x10_0000), 100).is_err());
+            assert!(ram.discard(GuestAddress(0x10_0000), 0).is_err());
+            assert!(ram.discard(GuestAddress(4 << 20), 4096).is_err());
+            assert!(ram.discard(GuestAddress((4 << 20) - 4096), 8192).is_err());
+            assert!(ram.discard(GuestAddress(!4095), 4096).is_err());
+        }
     }
 
     #[test]

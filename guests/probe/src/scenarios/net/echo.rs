@@ -64,9 +64,11 @@ fn run(machine: &Machine, args: &Args<'_>) {
         return crate::report!("error net-echo reason={reason}");
     }
     lp.poll_continuously(machine);
+    lp.watch_cpu_hotplug(machine);
     if let Err(reason) = lp.hook("net-echo", hook) {
         return crate::report!("error net-echo reason={reason}");
     }
+    lp.attach_drivers(machine, args);
     let mut mac = [0u8; 17];
     inet::format_mac(stack.net.mac, &mut mac);
     let (ip, gw) = (stack.ip, stack.gw());

@@ -90,8 +90,12 @@ impl Worker {
                 tracing::error!(dev = %name, "poll failed; NIC stops");
                 break;
             }
-            if fds[EVENTS].revents != 0 && !self.control() {
-                break;
+            if fds[EVENTS].revents != 0 {
+                // Nothing in flight while paused or saved: held receive chains go back first.
+                rx.release(&self.transport);
+                if !self.control() {
+                    break;
+                }
             }
             if fds[RXQ].revents != 0 {
                 let _ignored = self.notify[0].read();

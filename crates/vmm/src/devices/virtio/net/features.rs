@@ -138,19 +138,21 @@ pub fn tap_offload(f: u64) -> u32 {
         if f & GUEST_ECN != 0 {
             t |= sys::TUN_F_TSO_ECN;
         }
-        if f & GUEST_USO4 != 0 {
-            t |= sys::TUN_F_USO4;
-        }
-        if f & GUEST_USO6 != 0 {
-            t |= sys::TUN_F_USO6;
+        // The TAP takes UDP segmentation for both IP versions or not at all (TUNSETOFFLOAD
+        // refuses one alone): a driver that accepts only one gets plain frames.
+        if f & (GUEST_USO4 | GUEST_USO6) == GUEST_USO4 | GUEST_USO6 {
+            t |= sys::TUN_F_USO4 | sys::TUN_F_USO6;
         }
     }
     t
 }
 
-/// Whether `f` lets the TAP hand us frames larger than the MTU (segmentation offloads).
+/// Whether `f` lets the TAP hand us frames larger than the MTU (segmentation offloads, as
+/// [`tap_offload`] mirrors them).
 pub fn has_guest_gso(f: u64) -> bool {
-    f & (GUEST_TSO4 | GUEST_TSO6 | GUEST_USO4 | GUEST_USO6) != 0
+    f & GUEST_CSUM != 0
+        && (f & (GUEST_TSO4 | GUEST_TSO6) != 0
+            || f & (GUEST_USO4 | GUEST_USO6) == GUEST_USO4 | GUEST_USO6)
 }
 
 #[cfg(test)]
@@ -182,8 +184,16 @@ mod tests {
         assert_eq!(tap_offload(GUEST_CSUM), sys::TUN_F_CSUM);
         assert_eq!(
             tap_offload(GUEST_CSUM | GUEST_TSO4 | GUEST_USO6),
-            sys::TUN_F_CSUM | sys::TUN_F_TSO4 | sys::TUN_F_USO6
+            sys::TUN_F_CSUM | sys::TUN_F_TSO4,
+            "USO only for both IP versions"
         );
+        assert_eq!(
+            tap_offload(GUEST_CSUM | GUEST_USO4 | GUEST_USO6),
+            sys::TUN_F_CSUM | sys::TUN_F_USO4 | sys::TUN_F_USO6
+        );
+        assert!(!has_guest_gso(GUEST_CSUM | GUEST_USO4));
+        assert!(has_guest_gso(GUEST_CSUM | GUEST_USO4 | GUEST_USO6));
+        assert!(has_guest_gso(GUEST_CSUM | GUEST_TSO4));
         assert!(!offered(false) & USO == USO);
         assert_eq!(offered(true) & USO, USO);
     }

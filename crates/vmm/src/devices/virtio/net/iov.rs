@@ -99,6 +99,15 @@ impl FrameIov {
         Ok(())
     }
 
+    /// Drops the first `n` ranges (the chains a frame consumed; the rest stay for the next one).
+    pub fn drain_front(&mut self, n: usize) {
+        let n = n.min(self.guest.len());
+        self.guest.drain(..n);
+        self.host.truncate(self.guest.len() + n);
+        self.host.drain(..n);
+        self.bytes = self.guest.iter().map(GuestIoVec::len).sum();
+    }
+
     /// Appends a host buffer (the receive path's overflow scratch) to the host iovecs only.
     pub fn push_host(&mut self, buf: &mut [u8]) {
         self.host.push(libc::iovec {

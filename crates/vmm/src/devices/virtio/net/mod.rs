@@ -13,7 +13,13 @@
 //!   GUEST_USO4/6 and HOST_USO where the host's TAP knows UDP segmentation (Linux 6.2+, detected at
 //!   run time). The dependencies of §5.1.3.1 are checked at DRIVER_OK (a broken set gets
 //!   DEVICE_NEEDS_RESET); the guest-receive offloads are mirrored on the TAP (TUNSETOFFLOAD), at
-//!   activation and on CTRL_GUEST_OFFLOADS_SET;
+//!   activation and on CTRL_GUEST_OFFLOADS_SET. The TAP takes UDP segmentation for both IP
+//!   versions or not at all, so a driver that accepts GUEST_USO4 without GUEST_USO6 (or the
+//!   reverse) is never handed a UDP segmentation frame (Linux accepts both);
+//! - HOST_USO: a transmitted frame with `gso_type` VIRTIO_NET_HDR_GSO_UDP_L4 (NEEDS_CSUM set,
+//!   `gso_size` the payload bytes per datagram, up to 64 KiB in all) goes to the TAP whole; the
+//!   host's stack cuts it into datagrams, or hands it whole to a UDP_GRO socket or to another
+//!   TAP whose guest accepts GUEST_USO;
 //! - configuration space: `mac` (the vif's `mac=`), `status` LINK_UP (ANNOUNCE when asked),
 //!   `max_virtqueue_pairs` 1, `mtu` (the vif's `mtu=`, default 1500);
 //! - the 12-byte `virtio_net_hdr_v1` on every buffer, with or without MRG_RXBUF (§5.1.6.1); on
@@ -22,6 +28,9 @@
 //!   length is 0. Without MRG_RXBUF and without guest segmentation a receive chain must hold
 //!   12 + 14 + 4 + MTU bytes (Linux posts 1526 for MTU 1500); a frame that does not fit the chain is
 //!   dropped, never truncated;
+//! - the device may hold receive chains it took from the available ring but did not fill (it
+//!   gathers enough for the largest frame the negotiated offloads allow, and keeps the rest for
+//!   the next frame); they go back to the ring before a pause or a state save ([`rx`]);
 //! - receive mode and MAC table from the control queue; the reset state is promiscuous, and a
 //!   control command the device does not know is answered VIRTIO_NET_ERR.
 //!

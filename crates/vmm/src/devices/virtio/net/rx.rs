@@ -2,9 +2,12 @@
 //! memory, no copy), virtio 1.2 §5.1.6.3–4.
 //!
 //! Each round gathers enough available chains for the largest frame the TAP may hand us (with
-//! MRG_RXBUF several chains, else one), reads one frame, and gives back to the available ring the
-//! chains it did not fill. A frame larger than the gathered buffers lands in a host scratch buffer
-//! behind them and is dropped (counted), as is a frame the receive filter refuses. With no buffers
+//! MRG_RXBUF several chains, else one) and reads one frame; the chains it did not fill stay held
+//! for the next frame (the device may keep available buffers as long as it likes, virtio 1.2
+//! §2.7.13), and go back to the available ring ([`Rx::release`]) before the thread answers a
+//! control event, so a paused or saved device holds none. A frame larger than the gathered
+//! buffers lands in a host scratch buffer behind them and is dropped (counted), as is a frame the
+//! receive filter refuses. With no buffers
 //! posted the worker stops reading the TAP until the driver posts some: the kernel's queue drops
 //! what does not fit, the VMM never queues.
 
@@ -35,8 +38,14 @@ pub const BATCH: usize = 256;
 
 /// Reusable receive state of one NIC.
 pub struct Rx {
+    /// The gathered chains' ranges, in order; after a frame, those of the chains it did not use.
     iov: FrameIov,
-    heads: Vec<(u16, usize)>,
+    /// The gathered chains: head, bytes, number of ranges in `iov`.
+    heads: Vec<(u16, usize, usize)>,
+    /// Device generation the chains in `heads` were taken in.
+    held_generation: u64,
+    /// Bad chains met while gathering, answered (used length 0) once the lock is dropped.
+    bad: Vec<(u16, String)>,
     scratch: Vec<u8>,
     /// Frames delivered.
     pub frames: u64,
@@ -51,9 +60,9 @@ impl Default for Rx {
 }
 
 enum Gather {
-    Ready(u64, u16),
+    /// Chains gathered; `true` when the unused ones must go back to the ring after the frame.
+    Ready(bool),
     Empty,
-    Bad(u16, u64, String),
 }
 
 impl Rx {
@@ -62,9 +71,30 @@ impl Rx {
         Self {
             iov: FrameIov::new(),
             heads: Vec::with_capacity(usize::from(super::QUEUE_SIZE)),
+            held_generation: 0,
+            bad: Vec::with_capacity(usize::from(super::QUEUE_SIZE)),
             scratch: vec![0; super::header::MAX_GSO_FRAME + HDR_LEN],
             frames: 0,
             dropped: 0,
+        }
+    }
+
+    /// Gives the chains held for the next frame back to the available ring (they are the last
+    /// ones taken from it, so rewinding `next_avail` returns exactly them): before the device's
+    /// state is saved or the thread pauses, so nothing is in flight.
+    pub fn release(&mut self, t: &MmioTransport) {
+        if self.heads.is_empty() {
+            return;
+        }
+        let held = u16::try_from(self.heads.len()).unwrap_or(u16::MAX);
+        self.heads.clear();
+        self.iov.clear();
+        let mut st = t.lock();
+        if st.generation != self.held_generation || !st.live() {
+            return;
+        }
+        if let Some(q) = st.queues.get_mut(RX_QUEUE) {
+            q.set_next_avail(q.next_avail().wrapping_sub(held));
         }
     }
 
@@ -112,7 +142,11 @@ impl Rx {
         RxPass::Drained
     }
 
-    /// Gathers chains for one frame (lock held by the caller).
+    /// Gathers chains for one frame (lock held by the caller) after those still held from the
+    /// previous one: enough for `need` bytes with MRG_RXBUF, else one. A bad chain met first is
+    /// queued in `bad` (answered by the caller); one met after good chains goes back to the ring
+    /// (answered once those are used) and so do the unused chains after this frame
+    /// (`Gather::Ready(true)`), which keeps the held chains the last ones taken from the ring.
     fn gather(
         &mut self,
         t: &MmioTransport,
@@ -120,14 +154,16 @@ impl Rx {
         need: usize,
         mrg: bool,
     ) -> Gather {
-        let generation = st.generation;
+        if st.generation != self.held_generation {
+            self.heads.clear();
+            self.iov.clear();
+            self.held_generation = st.generation;
+        }
         let Some(q) = st.queues.get_mut(RX_QUEUE) else {
             return Gather::Empty;
         };
-        let start = q.next_avail();
-        self.iov.clear();
-        self.heads.clear();
-        while self.iov.bytes() < need {
+        let mut put_back = false;
+        while self.iov.bytes() < need && (mrg || self.heads.is_empty()) {
             let Some(chain) = q.pop_descriptor_chain(t.ram().mmap()) else {
                 break;
             };
@@ -156,25 +192,35 @@ impl Rx {
             if let Some(why) = bad {
                 self.iov.truncate(before.0);
                 if self.heads.is_empty() {
-                    return Gather::Bad(head, generation, why);
+                    self.bad.push((head, why));
+                    continue;
                 }
-                // Seen again first next round, and answered then.
+                // Seen again first once the chains before it are used, and answered then.
                 q.set_next_avail(q.next_avail().wrapping_sub(1));
+                put_back = true;
                 break;
             }
-            self.heads.push((head, got));
-            if !mrg {
-                break;
-            }
+            self.heads.push((head, got, self.iov.len() - before.0));
         }
         if self.heads.is_empty() {
             Gather::Empty
         } else {
-            Gather::Ready(generation, start)
+            Gather::Ready(put_back)
         }
     }
 
-    /// One frame; `Ok(false)` when no buffers are posted.
+    /// Answers the bad chains `gather` met.
+    fn answer_bad(&mut self, t: &MmioTransport) {
+        for (head, why) in self.bad.drain(..) {
+            t.log().guest_error(&why);
+            t.add_used(RX_QUEUE, head, self.held_generation, 0);
+        }
+    }
+
+    /// One frame; `Ok(false)` when no buffers are posted. Chains gathered but not used by the
+    /// frame (or by a frame that was dropped, or when the TAP had nothing) stay held for the next
+    /// one: with segmentation offloads negotiated a frame may need ~33 small buffers, and taking
+    /// and giving them back for every MTU-sized frame would cost more than the frame.
     fn one(&mut self, t: &MmioTransport, net: &NetShared) -> io::Result<bool> {
         let negotiated = net.features();
         let mrg = negotiated & features::MRG_RXBUF != 0;
@@ -184,16 +230,18 @@ impl Rx {
             return Ok(false);
         }
         let st = &mut *guard;
-        let (generation, start) = match self.gather(t, st, need, mrg) {
-            Gather::Empty => return Ok(false),
-            Gather::Bad(head, generation, why) => {
+        let put_back = match self.gather(t, st, need, mrg) {
+            Gather::Empty => {
                 drop(guard);
-                t.log().guest_error(&why);
-                t.add_used(RX_QUEUE, head, generation, 0);
-                return Ok(true);
+                let answered = !self.bad.is_empty();
+                self.answer_bad(t);
+                return Ok(answered);
             }
-            Gather::Ready(g, s) => (g, s),
+            Gather::Ready(p) => p,
         };
+        drop(guard);
+        self.answer_bad(t);
+        let generation = self.held_generation;
         let cap = self.iov.bytes();
         let scratch = &mut self.scratch;
         self.iov.push_host(scratch);
@@ -201,14 +249,12 @@ impl Rx {
         // transport's GuestRam lives) and the last one is our scratch buffer; all are writable.
         let read = unsafe { super::sys::readv(net.tap.as_fd(), self.iov.host()) };
         self.iov.pop_host();
-        let q = st
-            .queues
-            .get_mut(RX_QUEUE)
-            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         let n = match read {
             Ok(n) => n,
             Err(e) => {
-                q.set_next_avail(start);
+                if put_back {
+                    self.release(t);
+                }
                 return Err(e);
             }
         };
@@ -218,8 +264,9 @@ impl Rx {
             && self.iov.read(t.ram(), HDR_LEN, &mut dst).is_some()
             && net.filter().accepts(&dst);
         if !deliver {
-            q.set_next_avail(start);
-            drop(guard);
+            if put_back {
+                self.release(t);
+            }
             self.dropped += 1;
             if n > cap {
                 t.log().guest_error(&format_args!(
@@ -228,7 +275,7 @@ impl Rx {
             }
             return Ok(true);
         }
-        // The chains the frame spans; the rest go back to the available ring.
+        // The chains the frame spans; the rest stay held (or go back, see `gather`).
         let mut used = 0usize;
         let mut left = n;
         while left > 0 && used < self.heads.len() {
@@ -236,8 +283,6 @@ impl Rx {
             used += 1;
         }
         let used16 = u16::try_from(used).unwrap_or(u16::MAX);
-        q.set_next_avail(start.wrapping_add(used16));
-        drop(guard);
         if self
             .iov
             .write(t.ram(), NUM_BUFFERS_OFFSET, &used16.to_le_bytes())
@@ -246,15 +291,22 @@ impl Rx {
             t.log().guest_error(&"receive header not writable");
         }
         let mut left = n;
-        for &(head, len) in self.heads.iter().take(used) {
-            let k = left.min(len);
-            left -= k;
+        let mut ranges = 0;
+        for &(head, len, k) in self.heads.iter().take(used) {
+            let chunk = left.min(len);
+            left -= chunk;
+            ranges += k;
             t.add_used(
                 RX_QUEUE,
                 head,
                 generation,
-                u32::try_from(k).unwrap_or(u32::MAX),
+                u32::try_from(chunk).unwrap_or(u32::MAX),
             );
+        }
+        self.heads.drain(..used);
+        self.iov.drain_front(ranges);
+        if put_back {
+            self.release(t);
         }
         self.frames += 1;
         net.stats.received((n - HDR_LEN) as u64);

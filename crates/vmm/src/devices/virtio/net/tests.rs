@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use virtio_queue::desc::{split::Descriptor as SplitDescriptor, RawDescriptor};
 use virtio_queue::mock::MockSplitQueue;
+use virtio_queue::QueueT;
 use vm_memory::GuestAddress;
 use vmm_sys_util::eventfd::EventFd;
 
@@ -271,4 +272,55 @@ fn rate_limit_holds_the_chain_on_the_ring() {
         TxPass::Idle
     );
     assert_eq!(txq.used().idx().load(), 2);
+}
+
+#[test]
+fn chains_a_frame_did_not_fill_are_held_for_the_next_and_released_before_a_pause() {
+    let r = rig();
+    let mem = r.ram.mmap();
+    let rxq = MockSplitQueue::create(mem, GuestAddress(0x1_0000), 16);
+    let txq = MockSplitQueue::create(mem, GuestAddress(0x2_0000), 16);
+    let ctl = MockSplitQueue::create(mem, GuestAddress(0x3_0000), 16);
+    activate_with(
+        &r.t,
+        features::MRG_RXBUF,
+        &[(0, &rxq), (1, &txq), (2, &ctl)],
+    );
+    rxq.add_desc_chains(
+        &[
+            desc(0x10_0000, 600, WRITE, 0),
+            desc(0x11_0000, 600, WRITE, 0),
+            desc(0x12_0000, 600, WRITE, 0),
+            desc(0x13_0000, 600, WRITE, 0),
+        ],
+        0,
+    )
+    .unwrap();
+    let next_avail = |t: &MmioTransport| t.lock().queues[0].next_avail();
+    // A small frame fills chain 0; chains 1 and 2 (gathered for a 1518-byte frame) and then 3
+    // (gathered while the TAP turned out empty) stay with the device.
+    r.peer.send(&frame(46)).unwrap();
+    let mut rx = Rx::new();
+    assert_eq!(rx.process(&r.t, &r.net), RxPass::Drained);
+    assert_eq!(rxq.used().idx().load(), 1);
+    assert_eq!(next_avail(&r.t), 4);
+    // The next frame takes the first held chain, in ring order.
+    r.peer.send(&frame(100)).unwrap();
+    assert_eq!(rx.process(&r.t, &r.net), RxPass::Drained);
+    let e = rxq.used().ring().ref_at(1).unwrap().load();
+    assert_eq!((e.id(), e.len()), (1, 12 + 14 + 100));
+    assert_eq!(next_avail(&r.t), 4);
+    // Released (as before a pause or a state save): the two unused chains are available again.
+    rx.release(&r.t);
+    assert_eq!(next_avail(&r.t), 2);
+    rx.release(&r.t);
+    assert_eq!(
+        next_avail(&r.t),
+        2,
+        "releasing twice gives back nothing more"
+    );
+    r.peer.send(&frame(46)).unwrap();
+    assert_eq!(rx.process(&r.t, &r.net), RxPass::Drained);
+    let e = rxq.used().ring().ref_at(2).unwrap().load();
+    assert_eq!(e.id(), 2);
 }
