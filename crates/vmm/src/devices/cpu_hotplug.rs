@@ -45,11 +45,26 @@ const REG_CSEL: u64 = 0;
 const REG_STATUS: u64 = 4;
 const REG_CCNT: u64 = 8;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Slot {
-    enabled: bool,
-    inserting: bool,
-    removing: bool,
+/// One CPU's bits in the register block.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Slot {
+    /// CPEN.
+    pub enabled: bool,
+    /// CINS.
+    pub inserting: bool,
+    /// CRMV.
+    pub removing: bool,
+}
+
+/// The register block and the GED's pending events in a snapshot (save/restore, migration).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CpuHotplugSnapshot {
+    /// Per possible CPU.
+    pub slots: Vec<Slot>,
+    /// CSEL.
+    pub selected: u32,
+    /// GED events not read by the guest yet.
+    pub ged_events: u32,
 }
 
 /// What a guest write asks the machine to do.
@@ -83,6 +98,33 @@ impl CpuHotplug {
             selected: 0,
             ged_events: 0,
         }
+    }
+
+    /// The state for a snapshot.
+    pub fn snapshot(&self) -> CpuHotplugSnapshot {
+        CpuHotplugSnapshot {
+            slots: self.slots.clone(),
+            selected: self.selected,
+            ged_events: self.ged_events,
+        }
+    }
+
+    /// Takes a snapshot's state.
+    ///
+    /// # Errors
+    /// The snapshot has another number of possible CPUs than this machine.
+    pub fn restore(&mut self, s: &CpuHotplugSnapshot) -> Result<(), String> {
+        if s.slots.len() != self.slots.len() {
+            return Err(format!(
+                "the image has {} possible vCPUs (maxvcpus), the configuration {}",
+                s.slots.len(),
+                self.slots.len()
+            ));
+        }
+        self.slots.clone_from(&s.slots);
+        self.selected = s.selected;
+        self.ged_events = s.ged_events;
+        Ok(())
     }
 
     /// Possible CPUs.

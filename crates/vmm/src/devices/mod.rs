@@ -41,6 +41,9 @@ pub struct LegacySnapshot {
     pub cmos_ram: Vec<u8>,
     /// ACPI PM1 status, enable, control, timer ns.
     pub acpi_pm: [u64; 4],
+    /// The CPU hotplug register block and GED (absent in images of machines without it).
+    #[serde(default)]
+    pub cpu_hotplug: Option<cpu_hotplug::CpuHotplugSnapshot>,
 }
 
 /// Pulses the SCI line (GSI 9).
@@ -275,14 +278,26 @@ impl Devices {
             cmos_index,
             cmos_ram,
             acpi_pm: lock(&self.pm).snapshot(),
+            cpu_hotplug: self.cpu_hotplug().map(|h| h.snapshot()),
         }
     }
 
-    /// Restores the CMOS and ACPI PM state (the UART is built from its state: see
+    /// Restores the CMOS, ACPI PM and CPU hotplug state (the UART is built from its state: see
     /// [`SerialDevice::from_snapshot`]).
-    pub fn restore(&self, s: &LegacySnapshot) {
+    ///
+    /// # Errors
+    /// The image's CPU hotplug block does not fit this machine (another `maxvcpus`, or one side
+    /// without it).
+    pub fn restore(&self, s: &LegacySnapshot) -> Result<(), String> {
         lock(&self.cmos).restore(s.cmos_index, &s.cmos_ram);
         lock(&self.pm).restore(s.acpi_pm);
+        match (s.cpu_hotplug.as_ref(), self.cpu_hotplug()) {
+            (Some(snap), Some(mut hp)) => hp.restore(snap),
+            (None, None) => Ok(()),
+            (Some(_), None) => Err("the image has CPU hotplug, this machine has not".into()),
+            // An image from before CPU hotplug: the boot CPUs stay as configured.
+            (None, Some(_)) => Ok(()),
+        }
     }
 
     /// The virtio-mmio transports, slot order.

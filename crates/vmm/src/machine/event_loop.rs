@@ -139,6 +139,7 @@ pub fn run(mut ctx: LoopContext<'_>) -> io::Result<Outcome> {
         vm: ctx.vm,
         hub: ctx.hub,
         ram: ctx.ram,
+        shared: ctx.shared,
     })
     .with_hotplug(ctx.hotplug);
     let mut console_clients: HashMap<u64, UnixStream> = HashMap::new();

@@ -73,6 +73,9 @@ pub fn set_online(
         } else {
             let fd = crate::vstate::vcpu::create(f.vm.fd(), f.supported, id, f.possible, f.entry)
                 .map_err(|e| format!("cannot create vCPU {id}: {e}"))?;
+            // Every vCPU of a VM with the dirty ring has one: a live migration harvests it.
+            f.vm.map_dirty_ring(&fd)
+                .map_err(|e| format!("cannot map the dirty ring of vCPU {id}: {e}"))?;
             status.offline.store(false, Ordering::SeqCst);
             vcpus
                 .borrow_mut()

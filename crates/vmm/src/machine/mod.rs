@@ -225,12 +225,19 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
         Shared::new(possible, host_is_pvm).map_err(host("cannot create an eventfd"))?;
     shared.msr_list = kvm.msr_index_list();
     let shared = Arc::new(shared);
-    for s in shared
-        .vcpus
-        .iter()
-        .skip(usize::try_from(cfg.vcpus).unwrap_or(usize::MAX))
-    {
-        s.offline.store(true, std::sync::atomic::Ordering::SeqCst);
+    // vCPUs beyond `vcpus` start offline (plugged in later by `set-vcpus`); a restore recreates
+    // every vCPU the image has, each online or offline as it was.
+    let created = match &restored {
+        Some(snap) => u32::try_from(snap.vcpus.len()).unwrap_or(u32::MAX),
+        None => cfg.vcpus,
+    };
+    for (i, s) in shared.vcpus.iter().enumerate() {
+        let offline = match &restored {
+            Some(snap) => restore::starts_offline(snap, i),
+            None => i >= usize::try_from(cfg.vcpus).unwrap_or(usize::MAX),
+        };
+        s.offline
+            .store(offline, std::sync::atomic::Ordering::SeqCst);
     }
     let sci_vm = Arc::clone(&vm);
     let ged_vm = Arc::clone(&vm);
@@ -249,7 +256,7 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
     );
 
     let mut vcpu_fds = Vec::new();
-    for id in 0..cfg.vcpus {
+    for id in 0..created {
         let fd = crate::vstate::vcpu::create(vm.fd(), &supported, id, possible, entry)?;
         vm.map_dirty_ring(&fd)
             .map_err(host("cannot map a vCPU's dirty ring"))?;

@@ -16,7 +16,7 @@ use crate::vstate::memory::GuestRam;
 use crate::vstate::vm::Vm;
 
 /// Reads the image on `f` into `ram` and checks that it describes this machine (memory size,
-/// vCPU count, virtio slots).
+/// vCPU count within `maxvcpus`, virtio slots).
 ///
 /// # Errors
 /// [`MachineError::Restore`] naming what is wrong.
@@ -38,12 +38,24 @@ pub fn read_image(
             snap.memory_mib, cfg.memory_mib
         )));
     }
-    if snap.vcpus.len() != usize::try_from(cfg.vcpus).unwrap_or(usize::MAX) {
+    // Every vCPU KVM had is recreated (CPU hotplug may have made more than `vcpus`, up to
+    // `maxvcpus`; which are online comes from the image, not from `vcpus`).
+    let possible = cfg.max_vcpus.max(cfg.vcpus);
+    if snap.vcpus.is_empty() || snap.vcpus.len() > usize::try_from(possible).unwrap_or(usize::MAX) {
         return Err(mismatch(format!(
-            "it has {} vCPUs, the configuration {}",
+            "it has {} vCPUs, the configuration 1 to {possible} (maxvcpus)",
             snap.vcpus.len(),
-            cfg.vcpus
         )));
+    }
+    if !snap.vcpu_offline.is_empty() && snap.vcpu_offline.len() != snap.vcpus.len() {
+        return Err(mismatch(format!(
+            "it has {} vCPU states but {} online flags",
+            snap.vcpus.len(),
+            snap.vcpu_offline.len()
+        )));
+    }
+    if snap.vcpu_offline.first() == Some(&true) {
+        return Err(mismatch("its vCPU 0 is offline".into()));
     }
     if snap.virtio.len() != virtio_slots {
         return Err(mismatch(format!(
@@ -71,10 +83,21 @@ pub fn apply(
     for (fd, st) in vcpus.iter().zip(&snap.vcpus) {
         crate::vstate::state::restore_vcpu(fd, st).map_err(|e| fail(&e))?;
     }
-    devices.restore(&snap.legacy);
+    devices
+        .restore(&snap.legacy)
+        .map_err(|e| MachineError::Restore(format!("the image does not match this domain: {e}")))?;
     for (t, s) in devices.virtio().iter().zip(&snap.virtio) {
         t.restore(s).map_err(|e| fail(&e))?;
     }
     hub.restore_backlog(&snap.console);
     Ok(())
+}
+
+/// Whether vCPU `id` starts offline: as recorded in the image for the vCPUs it has (online when
+/// the image predates CPU hotplug), offline beyond them.
+pub fn starts_offline(snap: &MachineSnapshot, id: usize) -> bool {
+    if id >= snap.vcpus.len() {
+        return true;
+    }
+    snap.vcpu_offline.get(id).copied().unwrap_or(false)
 }

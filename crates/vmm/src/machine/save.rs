@@ -23,6 +23,8 @@ pub struct SaveSources<'a> {
     pub hub: &'a ConsoleHub,
     /// Guest RAM (dirty tracking of device writes, for live migration).
     pub ram: &'a crate::vstate::memory::GuestRam,
+    /// Which vCPUs are offline.
+    pub shared: &'a super::shared::Shared,
 }
 
 /// Collects the machine's state; the vCPUs and device threads must be paused.
@@ -50,9 +52,18 @@ pub fn collect(
         states.push(st);
     }
     let vm = crate::vstate::state::save_vm(src.vm.fd()).map_err(|e| format!("save: {e}"))?;
+    let vcpu_offline = (0..states.len())
+        .map(|i| {
+            src.shared
+                .vcpus
+                .get(i)
+                .is_some_and(|s| s.offline.load(std::sync::atomic::Ordering::SeqCst))
+        })
+        .collect();
     Ok(MachineSnapshot {
         memory_mib,
         vcpus: states,
+        vcpu_offline,
         vm,
         legacy: devices.snapshot(),
         virtio: devices.virtio().iter().map(|t| t.snapshot()).collect(),

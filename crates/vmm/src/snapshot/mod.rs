@@ -1,9 +1,11 @@
 //! Save and restore of the whole machine through a byte stream ([`mod@format`]): `xl save` / `xl restore`.
 //!
 //! What a snapshot holds ([`MachineSnapshot`]): every vCPU's state (registers, special registers,
-//! XSAVE, XCRs, debug registers, LAPIC, MSRs, pending events, MP state: [`crate::vstate::state`]), the
-//! in-kernel PICs, IOAPIC, PIT and KVM clock, the 16550 (vm-superio's `SerialState`), CMOS/RTC and
-//! ACPI PM registers, each virtio slot (transport registers, negotiated features, virtio-queue's
+//! XSAVE, XCRs, debug registers, LAPIC, MSRs, pending events, MP state: [`crate::vstate::state`]) —
+//! every vCPU KVM has, i.e. the boot vCPUs and those created by CPU hotplug since, with whether each
+//! is offline (parked after the guest ejected it) — the in-kernel PICs, IOAPIC, PIT and KVM clock,
+//! the 16550 (vm-superio's `SerialState`), CMOS/RTC and ACPI PM registers, the CPU hotplug register
+//! block and GED, each virtio slot (transport registers, negotiated features, virtio-queue's
 //! `QueueState`, the device model's own state through [`crate::devices::virtio::device::VirtioDevice`]'s
 //! save/restore hooks: a new device gets saved by implementing them), the console backlog, and guest RAM
 //! (runs of non-zero 2 MiB chunks; the rest is zero).
@@ -40,8 +42,12 @@ pub const RAM_CHUNK: usize = 2 << 20;
 pub struct MachineSnapshot {
     /// Guest RAM size, MiB (must match the restoring machine's).
     pub memory_mib: u64,
-    /// Per vCPU, in order.
+    /// Per vCPU created (boot vCPUs and those plugged in since, online or parked), in order.
     pub vcpus: Vec<VcpuState>,
+    /// Per vCPU of [`MachineSnapshot::vcpus`]: offline (ejected by the guest, its thread parked).
+    /// Absent in images from before CPU hotplug: all online.
+    #[serde(default)]
+    pub vcpu_offline: Vec<bool>,
     /// PIC, IOAPIC, PIT, clock.
     pub vm: VmState,
     /// Port devices.

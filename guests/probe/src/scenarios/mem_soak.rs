@@ -9,7 +9,8 @@
 //! migrated guest carries on with the next epoch, and any page the VMM failed to carry shows up as a
 //! corrupt line. N MiB are written per second, which is the dirty rate a live migration must beat.
 //!
-//! Runs on the shared event loop (timer tick as a wake-up, ACPI power button to stop):
+//! Runs on the shared event loop (timer tick as a wake-up, ACPI power button to stop, ACPI CPU
+//! hotplug and the balloon driver serviced as in `idle`, the balloon never taking the soaked region):
 //! `PROBE mem-soak ready mib=N` first, `PROBE mem-soak power-button` last.
 
 use super::Scenario;
@@ -112,9 +113,14 @@ fn run(machine: &Machine, args: &Args<'_>) {
         return crate::report!("error mem-soak reason={reason}");
     }
     lp.watch_timer(machine);
+    // vcpu-set and mem-set work on a soaking guest too (their state must survive save/migrate):
+    // the balloon's pool leaves the soaked region out.
+    lp.watch_cpu_hotplug(machine);
+    crate::virtio::balloon::extend_hole(BASE + mib * MIB);
     if let Err(reason) = lp.hook("mem-soak", tick) {
         return crate::report!("error mem-soak reason={reason}");
     }
+    lp.attach_drivers(machine, args);
     crate::report!("mem-soak ready mib={mib}");
     lp.run();
     crate::report!("mem-soak power-button");

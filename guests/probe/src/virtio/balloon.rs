@@ -51,6 +51,15 @@ const WAIT_SPINS: u64 = 4_000_000_000;
 const INTERRUPT_STATUS: u64 = 0x60;
 const INTERRUPT_ACK: u64 = 0x64;
 
+/// End of the hole (`POOL_HOLE.1` unless a scenario keeps more out: [`extend_hole`]).
+static HOLE_END: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(POOL_HOLE.1);
+
+/// Keeps RAM from the hole's start (16 MiB) up to `end` out of the pool too (a scenario's own
+/// memory there, e.g. mem-soak's region); call before [`attach`].
+pub fn extend_hole(end: u64) {
+    HOLE_END.fetch_max(end, core::sync::atomic::Ordering::SeqCst);
+}
+
 static POOL: SpinLock<PagePool<POOL_WORDS>> = SpinLock::new(PagePool::new(POOL_BASE >> 12));
 static DRIVER: SpinLock<Option<Balloon>> = SpinLock::new(None);
 
@@ -233,7 +242,8 @@ pub fn attach(
         for r in boot.memmap.regions().iter().filter(|r| r.kind == E820_RAM) {
             let start = r.addr.div_ceil(4096);
             let end = r.addr.saturating_add(r.size) / 4096;
-            let (hole_start, hole_end) = (POOL_HOLE.0 >> 12, POOL_HOLE.1 >> 12);
+            let hole_end = HOLE_END.load(core::sync::atomic::Ordering::SeqCst);
+            let (hole_start, hole_end) = (POOL_HOLE.0 >> 12, hole_end.div_ceil(4096));
             p.add_free(start, end.min(hole_start));
             p.add_free(start.max(hole_end), end);
         }

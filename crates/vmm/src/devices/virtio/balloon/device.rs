@@ -100,6 +100,56 @@ impl VirtioDevice for BalloonDevice {
         self.shared.actual_pages.store(0, Ordering::SeqCst);
         self.shared.inflated_pages.store(0, Ordering::SeqCst);
     }
+
+    /// `num_pages`, `actual` and the device's counters ([`BalloonSnapshot`]), as JSON.
+    fn save_state(&self) -> Vec<u8> {
+        let s = BalloonSnapshot {
+            target_pages: self.shared.target_pages.load(Ordering::SeqCst),
+            actual_pages: self.shared.actual_pages.load(Ordering::SeqCst),
+            inflated_pages: self.shared.inflated_pages.load(Ordering::SeqCst),
+            bad_pfns: self.shared.bad_pfns.load(Ordering::SeqCst),
+        };
+        serde_json::to_vec(&s).unwrap_or_default()
+    }
+
+    /// Takes the saved target and `actual`: the restored guest's balloon holds what it held, and
+    /// the host keeps asking for the same target. A configuration interrupt follows when the target
+    /// differs from the one this machine was built with.
+    fn restore_state(&mut self, state: &[u8]) -> Result<bool, String> {
+        if state.is_empty() {
+            // An image from before the balloon kept state: the target set at attach stands.
+            return Ok(false);
+        }
+        let s: BalloonSnapshot = serde_json::from_slice(state)
+            .map_err(|e| format!("the balloon's state is malformed: {e}"))?;
+        let old = self
+            .shared
+            .target_pages
+            .swap(s.target_pages, Ordering::SeqCst);
+        self.shared
+            .actual_pages
+            .store(s.actual_pages, Ordering::SeqCst);
+        self.shared
+            .inflated_pages
+            .store(s.inflated_pages, Ordering::SeqCst);
+        self.shared.bad_pfns.store(s.bad_pfns, Ordering::SeqCst);
+        Ok(old != s.target_pages)
+    }
+}
+
+/// The balloon's state in a snapshot (save/restore, live migration). The pages in the balloon are
+/// zero in the image (they were handed back to the host), so the restored machine does not hold them
+/// either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BalloonSnapshot {
+    /// `num_pages`.
+    pub target_pages: u32,
+    /// `actual`.
+    pub actual_pages: u32,
+    /// [`BalloonShared::inflated_pages`].
+    pub inflated_pages: u64,
+    /// [`BalloonShared::bad_pfns`].
+    pub bad_pfns: u64,
 }
 
 #[cfg(test)]
@@ -129,6 +179,20 @@ mod tests {
         let mut a = [0u8; 4];
         d.read_config(CONFIG_ACTUAL, &mut a);
         assert_eq!(u32::from_le_bytes(a), 7);
+        shared.inflated_pages.store(5, Ordering::SeqCst);
+        let saved = d.save_state();
+        let other = Arc::new(BalloonShared::default());
+        let mut e = BalloonDevice::new(Arc::clone(&other));
+        assert_eq!(
+            e.restore_state(&saved),
+            Ok(true),
+            "target changed: config interrupt"
+        );
+        assert_eq!(other.target_pages.load(Ordering::SeqCst), 0x1234);
+        assert_eq!(other.actual_pages.load(Ordering::SeqCst), 7);
+        assert_eq!(other.inflated_pages.load(Ordering::SeqCst), 5);
+        assert_eq!(e.restore_state(&saved), Ok(false), "same target again");
+        assert!(e.restore_state(b"{").unwrap_err().contains("malformed"));
         d.reset();
         assert_eq!(shared.actual_pages.load(Ordering::SeqCst), 0);
         assert_eq!(d.device_type(), 5);
