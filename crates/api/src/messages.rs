@@ -230,6 +230,10 @@ pub struct RestoreRequest {
     /// machine: memory, vCPUs, devices).
     #[serde(default)]
     pub config: Option<domus_config::DomainConfig>,
+    /// The image is a live migration's stream (`migrate-receive`): the source still holds its
+    /// writable disks' locks, which the new VMM takes over once the stream is in.
+    #[serde(default)]
+    pub incoming: bool,
 }
 
 /// `POST /v1/domains/DOM/trigger` (xl trigger, and xl button-press as `power`/`sleep`).

@@ -41,10 +41,12 @@ fn disk_saved_mid_fill_is_complete_after_restore() {
     );
     assert!(h.row("fill").is_none());
     h.ok(&["restore", image.to_str().unwrap()]);
+    // The whole line (the UART prints it byte by byte: the end may still be on its way).
     wait_for("the fill to finish", Duration::from_secs(120), || {
         h.console_log("fill")
             .lines()
             .find_map(|l| l.trim().strip_prefix("PROBE blk-fill sha256="))
+            .filter(|l| l.contains(" flush="))
             .map(str::to_owned)
     });
     let line = h

@@ -9,11 +9,9 @@
 
 mod support;
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use support::netns::Netns;
+use support::migrate_hosts::{host, ssh_script};
 use support::{wait_for, Host, TIMEOUT};
 
 /// The last `PROBE mem-soak epoch=E ok` in `text`.
@@ -132,38 +130,6 @@ fn save_restore_keeps_the_balloon_and_hotplugged_vcpus() {
     wait_for("no VMM left", TIMEOUT, || {
         h.records().is_empty().then_some(())
     });
-}
-
-/// A host in its own namespace (the target without cgroups, as in `migration.rs`).
-fn host(tag: &str, cgroups: bool) -> (Netns, Host) {
-    let ns = Netns::new(tag);
-    let mut h = Host::start_in(Some(&ns.name), Vec::new());
-    if !cgroups {
-        h.term_domusd();
-        h.start_domusd_with(None, &["--no-cgroups"]);
-    }
-    (ns, h)
-}
-
-/// An "ssh" to `to` that runs `domus migrate-receive` in its namespace and environment.
-fn ssh_script(from: &Host, to: &Host, ns: &Netns, name: &str) -> PathBuf {
-    let p = from.path(name);
-    let env = |k: &str, d: &str| format!("{k}={}", to.path(d).display());
-    std::fs::write(
-        &p,
-        format!(
-            "#!/bin/sh\nshift 2\nexec ip netns exec {} env {} {} {} {} {} \"$@\"\n",
-            ns.name,
-            env("DOMUS_RUNTIME_DIR", "run"),
-            env("DOMUS_STATE_DIR", "state"),
-            env("DOMUS_LOG_DIR", "log"),
-            env("DOMUS_CONFIG_DIR", "cfg"),
-            to.bins.domus.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    p
 }
 
 #[test]

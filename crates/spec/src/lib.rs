@@ -50,8 +50,8 @@ pub use boot::BootloaderOptions;
 pub use domus_config::{Action, DomainType};
 pub use host::HostLimits;
 pub use prepare::{
-    is_hidden_char, is_valid_name, prepare, prepare_with, resolve_paths, Prepared, PreparedFiles,
-    SpecError, SpecErrorKind, SpecErrors,
+    is_hidden_char, is_valid_name, prepare, prepare_incoming, prepare_with, resolve_paths,
+    Prepared, PreparedFiles, SpecError, SpecErrorKind, SpecErrors,
 };
 
 /// How many virtio devices the machine model can wire to interrupts: one GSI each, 10 to 23 (the
@@ -237,6 +237,11 @@ pub struct VmSpec {
     /// (`xl restore`, `migrate-receive`); the stream must describe this very machine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_fd: Option<i32>,
+    /// Writable disks were opened without their lock (the receiving end of a live migration: the
+    /// source held it): the VMM takes each exclusive lock once the restore stream is in, and refuses
+    /// to run the guest when one is still held elsewhere.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lock_disks_at_start: bool,
     /// A virtio-balloon device after the NICs (absent: none, as in specs from before ballooning).
     #[serde(default)]
     pub balloon: bool,

@@ -89,6 +89,8 @@ pub fn resolve_paths(cfg: &mut DomainConfig, cwd: &Path) {
 struct Check<'a> {
     cfg: &'a DomainConfig,
     errors: Vec<SpecError>,
+    /// An incoming live migration: writable disks are opened without their lock (the VMM takes it).
+    incoming: bool,
 }
 
 impl Check<'_> {
@@ -123,6 +125,33 @@ pub fn prepare_with(
     host: &HostLimits,
     boot: &BootloaderOptions,
 ) -> Result<Prepared, SpecErrors> {
+    prepare_checked(cfg, host, boot, false)
+}
+
+/// [`prepare_with`] for the receiving end of a live migration: the source's VMM still holds the
+/// exclusive locks of the writable disks while the stream comes in, so they are opened without
+/// taking them, and the spec tells the VMM to take them itself once the whole stream is in (the
+/// source releases them when it pauses the guest for the stop-and-copy; see
+/// `domus_vmm::machine::disk_locks`). Read-only disks are locked (shared) as usual.
+///
+/// # Errors
+/// As [`prepare_with`].
+pub fn prepare_incoming(
+    cfg: &DomainConfig,
+    host: &HostLimits,
+    boot: &BootloaderOptions,
+) -> Result<Prepared, SpecErrors> {
+    let mut p = prepare_checked(cfg, host, boot, true)?;
+    p.spec.lock_disks_at_start = true;
+    Ok(p)
+}
+
+fn prepare_checked(
+    cfg: &DomainConfig,
+    host: &HostLimits,
+    boot: &BootloaderOptions,
+    incoming: bool,
+) -> Result<Prepared, SpecErrors> {
     let (booted, boot_error) = match cfg.bootloader.as_deref().filter(|b| !b.is_empty()) {
         None => (None, None),
         Some(_) => match crate::boot::run(cfg, boot) {
@@ -144,6 +173,7 @@ pub fn prepare_with(
     let mut c = Check {
         cfg: &effective,
         errors: Vec::new(),
+        incoming,
     };
     let cfg = &effective;
     let o = &cfg.origins;
@@ -217,6 +247,7 @@ pub fn prepare_with(
             rng,
             nics,
             restore_fd: None,
+            lock_disks_at_start: false,
             balloon,
         },
         files: PreparedFiles {
@@ -587,6 +618,12 @@ fn disks(c: &mut Check<'_>) -> Option<Vec<(DiskSpec, Option<File>)>> {
                     Some(id) if !locked.insert(id) => None,
                     Some(id) => Some(!writable_images.get(&id).copied().unwrap_or(!read_only)),
                     None => Some(read_only),
+                };
+                // Incoming migration: no exclusive lock now (the source holds it until it pauses).
+                let lock = if c.incoming {
+                    lock.filter(|&shared| shared)
+                } else {
+                    lock
                 };
                 match open_disk(&path, read_only, d.direct_io_safe, lock) {
                     Ok(f) => Some((Resource::path(path), f)),

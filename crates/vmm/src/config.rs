@@ -121,6 +121,9 @@ pub struct VmConfig {
     /// Restore from the snapshot stream read from this descriptor instead of booting the kernel
     /// (`restore_fd` of the spec; see [`crate::snapshot`]).
     pub restore: Option<File>,
+    /// Take the writable disks' locks before the guest runs (`lock_disks_at_start` of the spec: the
+    /// receiving end of a live migration; see `machine::disk_locks`).
+    pub lock_disks_at_start: bool,
 }
 
 /// One NIC of the machine: the spec's description and, when domusd handed the TAP over, its
@@ -355,6 +358,7 @@ impl VmConfig {
                 .collect(),
             vcpu_affinity: spec.placement.hard,
             restore: None,
+            lock_disks_at_start: spec.lock_disks_at_start,
         }
     }
 
@@ -421,6 +425,7 @@ impl VmConfig {
             nics,
             vcpu_affinity: spec.placement.hard,
             restore,
+            lock_disks_at_start: spec.lock_disks_at_start,
         })
     }
 
@@ -554,6 +559,7 @@ mod tests {
             nics: Vec::new(),
             vcpu_affinity: Vec::new(),
             restore: None,
+            lock_disks_at_start: false,
         }
     }
 

@@ -165,6 +165,7 @@ fn load_config(args: &Args) -> anyhow::Result<VmConfig> {
             balloon: None,
             vcpu_affinity: Vec::new(),
             restore: None,
+            lock_disks_at_start: false,
         });
     }
     bail!("no domain given: use --config FILE, --config-json FILE or --spec-json FILE")

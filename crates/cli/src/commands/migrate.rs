@@ -11,6 +11,11 @@
 //! if the target failed after the stream was complete); the target removes a domain it could not
 //! start.
 //!
+//! Writable disks: the target's domusd opens them without their lock (`RestoreRequest::incoming`);
+//! the source VMM releases its locks once the guest is paused for the stop-and-copy, the target VMM
+//! takes them once the stream is in, and an unpause of the source takes them back first (refused
+//! while the target holds them): see `domus_vmm::machine::disk_locks`.
+//!
 //! Dirty tracking is KVM's dirty ring where KVM offers it, else the bitmap; the choice is the source
 //! VMM's, made when it started (`DOMUS_VMM_DIRTY_BITMAP=1` in domusd's environment forces the bitmap).
 //! `DOMUS_MIGRATE_DOWNTIME_MS` sets the downtime target (default 300 ms).

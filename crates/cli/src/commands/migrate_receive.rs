@@ -67,6 +67,7 @@ pub fn run(_ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         path: fifo.display().to_string(),
         paused: args.paused,
         config: None,
+        incoming: true,
     };
     let d: DomainInfo = api::client()
         .call("POST", "/v1/restore", Some(&req))

@@ -49,6 +49,7 @@ pub fn run(_ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         path: path.display().to_string(),
         paused: args.paused,
         config,
+        incoming: false,
     };
     let started = std::time::Instant::now();
     let d: DomainInfo = api::client().call("POST", "/v1/restore", Some(&req))?;

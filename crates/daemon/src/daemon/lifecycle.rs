@@ -55,6 +55,9 @@ fn preserved_name(name: &str, epoch: f64) -> String {
     )
 }
 
+/// A restore's image (positioned at the VMM's stream) and whether it is an incoming live migration.
+type RestoreImage = (std::fs::File, bool);
+
 impl Daemon {
     /// Creates a domain from its configuration and starts its VMM; returns once the VMM answers.
     ///
@@ -73,7 +76,9 @@ impl Daemon {
     }
 
     /// [`Daemon::create`] of a domain restored from a saved image: the VMM reads the machine's
-    /// state from `image` (positioned at the VMM's stream) instead of booting its kernel.
+    /// state from `image` (positioned at the VMM's stream) instead of booting its kernel. With
+    /// `incoming` (the receiving end of a live migration), writable disks are opened without their
+    /// lock, which the VMM takes once the stream is in (`domus_spec::prepare_incoming`).
     ///
     /// # Errors
     /// As [`Daemon::create`]; a damaged stream makes the VMM fail to start (500), and the domain is
@@ -83,8 +88,9 @@ impl Daemon {
         config: DomainConfig,
         paused: bool,
         image: std::fs::File,
+        incoming: bool,
     ) -> Result<DomainInfo, ApiError> {
-        self.create_with(config, paused, 0, None, Some(image))
+        self.create_with(config, paused, 0, None, Some((image, incoming)))
     }
 
     /// [`Daemon::create`]; `retire` names the domain whose pending restart this create is (and whether
@@ -95,7 +101,7 @@ impl Daemon {
         paused: bool,
         restarts: u32,
         retire: Option<(u32, bool)>,
-        restore: Option<std::fs::File>,
+        restore: Option<RestoreImage>,
     ) -> Result<DomainInfo, ApiError> {
         if config.uuid.is_empty() {
             config.uuid = random_uuid();
@@ -114,20 +120,24 @@ impl Daemon {
             work_base: self.opts.paths.runtime_dir.join("bootloader"),
             helper: self.opts.bootloader_exe.clone(),
         };
-        let prepared =
-            domus_spec::prepare_with(&config, &domus_spec::HostLimits::probe(), &boot_opts)
-                .map_err(|e| self.name_lock_holders(e))
-                .map_err(|e| {
-                    if restarts > 0 {
-                        // The restart ends here: nothing is pending any more.
-                        self.restart_guard.take_pending(&config.name);
-                    }
-                    let detail = match e.0.as_slice() {
-                        [one] => format!(" {one}"),
-                        many => many.iter().map(|m| format!("\n  {m}")).collect(),
-                    };
-                    ApiError::bad_request(format!("cannot start domain '{}':{detail}", config.name))
-                })?;
+        let prepare = if restore.as_ref().is_some_and(|r| r.1) {
+            domus_spec::prepare_incoming
+        } else {
+            domus_spec::prepare_with
+        };
+        let prepared = prepare(&config, &domus_spec::HostLimits::probe(), &boot_opts)
+            .map_err(|e| self.name_lock_holders(e))
+            .map_err(|e| {
+                if restarts > 0 {
+                    // The restart ends here: nothing is pending any more.
+                    self.restart_guard.take_pending(&config.name);
+                }
+                let detail = match e.0.as_slice() {
+                    [one] => format!(" {one}"),
+                    many => many.iter().map(|m| format!("\n  {m}")).collect(),
+                };
+                ApiError::bad_request(format!("cannot start domain '{}':{detail}", config.name))
+            })?;
         let name = config.name.clone();
         let uuid = config.uuid.clone();
         let maxmem_mib = config.maxmem_mib.max(config.memory_mib);
@@ -287,7 +297,7 @@ impl Daemon {
             domus_spec::Prepared,
             &[domus_config::VifConfig],
             Vec<domus_net::domain::Plumbed>,
-            Option<std::fs::File>,
+            Option<RestoreImage>,
         ),
         paused: bool,
         retire: Option<(u32, bool)>,
@@ -300,7 +310,7 @@ impl Daemon {
         net::hand_over_taps(&mut spec, &mut files, vifs, plumbed);
         // A restored VMM replays the saved console backlog: the logger skips what the log has.
         let restored = restore.is_some();
-        if let Some(image) = restore {
+        if let Some((image, _)) = restore {
             use std::os::fd::AsRawFd;
             spec.restore_fd = Some(image.as_raw_fd());
             files.push(image);

@@ -151,6 +151,6 @@ impl Daemon {
             config.uuid.clone_from(&embedded.uuid);
         }
         info!(domname = %config.name, path = %path.display(), "restoring domain");
-        self.create_restored(config, req.paused, file)
+        self.create_restored(config, req.paused, file, req.incoming)
     }
 }

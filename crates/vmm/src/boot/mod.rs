@@ -341,6 +341,7 @@ mod tests {
             nics: Vec::new(),
             vcpu_affinity: Vec::new(),
             restore: None,
+            lock_disks_at_start: false,
         };
         let mem = crate::vstate::memory::create_guest_memory(32 << 20).unwrap();
         let entry = load(
@@ -400,6 +401,7 @@ mod tests {
             nics: Vec::new(),
             vcpu_affinity: Vec::new(),
             restore: None,
+            lock_disks_at_start: false,
         };
         let mem = crate::vstate::memory::create_guest_memory(32 << 20).unwrap();
         let entry = load(

@@ -31,6 +31,9 @@ pub struct Ctl<'a> {
     mem: &'a GuestMem,
     acked: Cell<bool>,
     save: Option<super::save::SaveSources<'a>>,
+    /// A live migration released the writable disks' locks ([`super::disk_locks`]): a resume
+    /// takes them back first.
+    locks_released: Cell<bool>,
     /// (when, CPU ns) per vCPU at the previous `state`.
     samples: RefCell<Vec<(Instant, u64)>>,
     /// How to create vCPUs for `set-vcpus`.
@@ -56,6 +59,7 @@ impl<'a> Ctl<'a> {
             mem,
             acked: Cell::new(false),
             save: None,
+            locks_released: Cell::new(false),
             samples: RefCell::new(Vec::new()),
             factory: None,
         }
@@ -110,7 +114,13 @@ impl<'a> Ctl<'a> {
         if self.shared.is_paused() {
             return Err("migrate: the domain is paused: unpause it first".into());
         }
-        let pause = || self.pause().map(drop);
+        // Once paused (in-flight disk requests drained), the writable disks' locks go to the target.
+        let pause = || {
+            self.pause()?;
+            super::disk_locks::release(src.disks);
+            self.locks_released.set(true);
+            Ok(())
+        };
         let result = super::migrate::send(
             src,
             self.vcpus,
@@ -284,10 +294,19 @@ impl<'a> Ctl<'a> {
         Ok(Reply::Done)
     }
 
-    /// Resumes the device threads, then the vCPUs.
+    /// Resumes the device threads, then the vCPUs (after taking back the disk locks a live
+    /// migration released: refused, the guest staying paused, when another VMM holds one).
     fn resume(&self) -> Result<Reply, String> {
         if !self.shared.is_paused() {
             return Ok(Reply::Done);
+        }
+        if self.locks_released.get() {
+            if let Some(src) = &self.save {
+                super::disk_locks::take(src.disks)
+                    .map_err(|e| format!("the guest stays paused: {e}"))?;
+            }
+            self.locks_released.set(false);
+            tracing::info!("disk locks taken back");
         }
         self.virtio
             .borrow_mut()

@@ -49,6 +49,8 @@ pub struct LoopContext<'a> {
     pub vm: &'a crate::vstate::vm::Vm,
     /// Guest RAM (for `migrate`'s dirty tracking).
     pub ram: &'a crate::vstate::memory::GuestRam,
+    /// The disks (for `migrate`'s lock hand-over).
+    pub disks: &'a [crate::config::VmDisk],
     /// vCPU creation for `set-vcpus`.
     pub hotplug: &'a super::hotplug::VcpuFactory<'a>,
     /// Guest memory (for `dump-core`).
@@ -140,6 +142,7 @@ pub fn run(mut ctx: LoopContext<'_>) -> io::Result<Outcome> {
         hub: ctx.hub,
         ram: ctx.ram,
         shared: ctx.shared,
+        disks: ctx.disks,
     })
     .with_hotplug(ctx.hotplug);
     let mut console_clients: HashMap<u64, UnixStream> = HashMap::new();

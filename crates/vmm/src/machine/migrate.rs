@@ -12,6 +12,9 @@
 //!    and the trailer ends the stream. The guest stays paused: the caller destroys it once the target
 //!    runs, or resumes it.
 //!
+//! Writable disks: their locks go from this VMM to the target's when the guest is paused for the
+//! stop-and-copy, and come back if the guest runs here again ([`super::disk_locks`]).
+//!
 //! The receiving side needs nothing special: a restore reads RAM runs in order (later ones overwrite
 //! earlier ones) and the machine state, whichever comes first.
 //!

@@ -6,6 +6,7 @@
 
 mod control_target;
 pub mod coredump;
+pub mod disk_locks;
 mod event_loop;
 pub mod hotplug;
 pub mod migrate;
@@ -265,6 +266,9 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
 
     if let Some(snap) = &restored {
         restore::apply(snap, &vm, &vcpu_fds, &devices, &hub)?;
+        if cfg.lock_disks_at_start {
+            disk_locks::take(&cfg.disks).map_err(MachineError::Restore)?;
+        }
     }
 
     // From here on, resources outside the process exist: sockets (removed on drop) and threads.
@@ -328,6 +332,7 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
         memory_mib: cfg.memory_mib,
         vm: &vm,
         ram: &ram,
+        disks: &cfg.disks,
         mem: ram.mmap(),
         console_listener: console_sock
             .as_ref()

@@ -25,6 +25,8 @@ pub struct SaveSources<'a> {
     pub ram: &'a crate::vstate::memory::GuestRam,
     /// Which vCPUs are offline.
     pub shared: &'a super::shared::Shared,
+    /// The disks (their locks are handed over in a live migration: [`super::disk_locks`]).
+    pub disks: &'a [crate::config::VmDisk],
 }
 
 /// Collects the machine's state; the vCPUs and device threads must be paused.
