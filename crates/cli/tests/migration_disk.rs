@@ -130,7 +130,7 @@ fn a_domain_mid_blk_fill_moves_with_its_writable_disk() {
     let line = wait_for(
         "the fill to finish on the target",
         Duration::from_secs(180),
-        || sha_line(&b, "fill"),
+        || full_sha_line(&b, "fill"),
     );
     let reported = line.split_whitespace().next().unwrap().to_owned();
     assert!(line.contains("flush=0"), "{line}");
