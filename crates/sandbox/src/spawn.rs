@@ -105,8 +105,11 @@ const STEPS: [&str; 5] = ["dup", "dup2", "close_range", "setrlimit", "execve"];
 pub struct Command {
     program: PathBuf,
     args: Vec<OsString>,
+    env: Vec<OsString>,
     fds: Vec<(OwnedFd, RawFd)>,
     limits: Limits,
+    core_bytes: u64,
+    die_with_parent: bool,
 }
 
 impl Command {
@@ -116,9 +119,35 @@ impl Command {
         Self {
             program: program.into(),
             args: Vec::new(),
+            env: Vec::new(),
             fds: Vec::new(),
             limits: Limits::default(),
+            core_bytes: 0,
+            die_with_parent: true,
         }
+    }
+
+    /// Sets one environment variable of the child (whose environment is otherwise empty).
+    pub fn env(&mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> &mut Self {
+        let mut kv = key.into();
+        kv.push("=");
+        kv.push(value.into());
+        self.env.push(kv);
+        self
+    }
+
+    /// RLIMIT_CORE: the largest core file the child may leave (default 0: none).
+    pub fn core_dump_bytes(&mut self, bytes: u64) -> &mut Self {
+        self.core_bytes = bytes;
+        self
+    }
+
+    /// Whether the child is killed (SIGKILL) when the thread that spawned it exits (default true). A
+    /// long-lived child that must survive its supervisor's restart (a VMM) turns this off; a
+    /// [`Child`] dropped without [`Child::wait`] or [`Child::detach`] is still killed.
+    pub fn die_with_parent(&mut self, yes: bool) -> &mut Self {
+        self.die_with_parent = yes;
+        self
     }
 
     /// Appends one argument.
@@ -173,7 +202,12 @@ impl Command {
         }
         let mut argv_ptrs: Vec<*const c_char> = argv.iter().map(|a| a.as_ptr()).collect();
         argv_ptrs.push(std::ptr::null());
-        let envp: [*const c_char; 1] = [std::ptr::null()];
+        let mut env = Vec::with_capacity(self.env.len());
+        for kv in &self.env {
+            env.push(cstr(kv)?);
+        }
+        let mut envp: Vec<*const c_char> = env.iter().map(|e| e.as_ptr()).collect();
+        envp.push(std::ptr::null());
 
         let devnull = File::options()
             .read(true)
@@ -210,7 +244,7 @@ impl Command {
             (libc::RLIMIT_AS, self.limits.address_space_bytes),
             (libc::RLIMIT_FSIZE, self.limits.file_size_bytes),
             (libc::RLIMIT_NOFILE, self.limits.open_files),
-            (libc::RLIMIT_CORE, 0),
+            (libc::RLIMIT_CORE, self.core_bytes),
         ]
         .map(|(res, value)| (res, value.min(sys::hard_limit(res))));
         let plan = ChildPlan {
@@ -222,6 +256,7 @@ impl Command {
             path: &path,
             argv: argv_ptrs.as_ptr(),
             envp: envp.as_ptr(),
+            die_with_parent: self.die_with_parent,
         };
 
         // SAFETY: the child branch only runs `child_main`, which makes async-signal-safe calls on data
@@ -271,6 +306,7 @@ struct ChildPlan<'a> {
     path: &'a CString,
     argv: *const *const c_char,
     envp: *const *const c_char,
+    die_with_parent: bool,
 }
 
 /// The child between clone and execve: async-signal-safe calls only.
@@ -282,7 +318,9 @@ fn child_main(plan: &ChildPlan<'_>) -> ! {
         sys::write_all_once(err_w, &msg);
         sys::exit_now(127)
     };
-    let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+    if plan.die_with_parent {
+        let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+    }
     sys::setsid();
     sys::reset_signals();
     // Move the error pipe and every source above all targets first, so no dup2 overwrites a source.
@@ -331,6 +369,52 @@ impl Child {
     /// The child's pid as seen from this process.
     pub fn id(&self) -> libc::pid_t {
         self.pid
+    }
+
+    /// A pidfd of the child (readable once it ended), if one could be opened.
+    pub fn pidfd(&self) -> Option<&OwnedFd> {
+        self.pidfd.as_ref()
+    }
+
+    /// The raw wait status if the child has ended (reaping it), `None` while it runs.
+    ///
+    /// # Errors
+    /// waitpid failed.
+    pub fn try_wait_status(&mut self) -> std::io::Result<Option<libc::c_int>> {
+        if self.reaped {
+            return Err(std::io::Error::from_raw_os_error(libc::ECHILD));
+        }
+        let status = sys::waitpid_nohang(self.pid)?;
+        if status.is_some() {
+            self.reaped = true;
+        }
+        Ok(status)
+    }
+
+    /// Waits for the child to end without any deadline; the raw wait status.
+    ///
+    /// # Errors
+    /// waitpid failed.
+    pub fn wait_status(&mut self) -> std::io::Result<libc::c_int> {
+        if self.reaped {
+            return Err(std::io::Error::from_raw_os_error(libc::ECHILD));
+        }
+        let status = sys::waitpid(self.pid)?;
+        self.reaped = true;
+        Ok(status)
+    }
+
+    /// Gives up the child: it keeps running after this handle is gone (whoever reaps it, e.g. a
+    /// pidfd watcher or init after this process exits, learns its end).
+    pub fn detach(mut self) {
+        self.reaped = true;
+    }
+
+    /// Sends SIGKILL (unless it was reaped already: its pid may have been reused).
+    pub fn kill(&mut self) {
+        if !self.reaped {
+            sys::kill(self.pid);
+        }
     }
 
     /// Waits for the child to end, killing it at the deadline.

@@ -110,6 +110,30 @@ pub fn waitpid(pid: libc::pid_t) -> io::Result<libc::c_int> {
     }
 }
 
+/// `waitpid(pid, WNOHANG)`: the raw wait status once the child ended, `None` while it runs.
+pub fn waitpid_nohang(pid: libc::pid_t) -> io::Result<Option<libc::c_int>> {
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a valid int to write to; pid is our own child.
+        let ret = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        match ret {
+            -1 if errno() == libc::EINTR => continue,
+            -1 => return Err(io::Error::last_os_error()),
+            0 => return Ok(None),
+            _ => return Ok(Some(status)),
+        }
+    }
+}
+
+/// `unshare(flags)`: this process leaves the namespaces named by `flags` for new ones.
+pub fn unshare(flags: libc::c_int) -> io::Result<()> {
+    // SAFETY: unshare takes an integer.
+    if unsafe { libc::unshare(flags) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// `fcntl(fd, F_DUPFD_CLOEXEC, min)` (async-signal-safe).
 pub fn dup_above(fd: RawFd, min: RawFd) -> Result<RawFd, i32> {
     // SAFETY: fcntl with F_DUPFD_CLOEXEC takes an int argument and touches no memory of ours.
