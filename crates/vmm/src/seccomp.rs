@@ -144,8 +144,15 @@ const MAIN: &[i64] = &[
     libc::SYS_set_tid_address,
 ];
 
-/// The vCPU thread beyond [`COMMON`]: its own affinity (vcpu-pin) and the kick handler's return.
-const VCPU: &[i64] = &[libc::SYS_sched_setaffinity, libc::SYS_rt_sigaction];
+/// The vCPU thread beyond [`COMMON`]: its own affinity (vcpu-pin), the kick handler, and the UART's
+/// output straight to connected console clients (`send` on sockets the main thread accepted).
+const VCPU: &[i64] = &[
+    libc::SYS_sched_setaffinity,
+    libc::SYS_rt_sigaction,
+    libc::SYS_sendto,
+    libc::SYS_sendmsg,
+    libc::SYS_poll,
+];
 
 impl Filters {
     /// Compiles every filter.

@@ -10,7 +10,9 @@ use std::fs::{self, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+pub use super::jail::VmmChild;
 use std::time::{Duration, Instant};
 
 use domus_vmm_api::{ReplyBody, ReplyError, Request, StateReply, MAX_REPLY_BYTES};
@@ -108,21 +110,22 @@ impl VmmPaths {
 
 /// How a VMM process is started: the real `domus-vmm`, or a fake in tests.
 pub trait Launcher: Send + Sync {
-    /// Starts the VMM for `spec` (its resources' descriptors are `files`, open in this process) at the
-    /// paths of `p`; with `paused`, its vCPUs wait for a `resume` (`xl create -p`).
+    /// Starts the VMM of domain `domid` for `spec` (its resources' descriptors are `files`, open in
+    /// this process) at the paths of `p`; with `paused`, its vCPUs wait for a `resume` (`xl create -p`).
     ///
     /// # Errors
     /// [`VmmError`].
     fn spawn(
         &self,
+        domid: u32,
         spec: &domus_spec::VmSpec,
         files: &[std::fs::File],
         p: &VmmPaths,
         paused: bool,
-    ) -> Result<Child, VmmError>;
+    ) -> Result<VmmChild, VmmError>;
 }
 
-/// The real VMM binary.
+/// The real VMM binary, unsandboxed (`domusd --no-sandbox`; [`super::jail::JailedVmm`] otherwise).
 #[derive(Debug, Clone)]
 pub struct DomusVmm {
     /// Path of `domus-vmm`.
@@ -132,11 +135,12 @@ pub struct DomusVmm {
 impl Launcher for DomusVmm {
     fn spawn(
         &self,
+        _domid: u32,
         spec: &domus_spec::VmSpec,
         files: &[std::fs::File],
         p: &VmmPaths,
         paused: bool,
-    ) -> Result<Child, VmmError> {
+    ) -> Result<VmmChild, VmmError> {
         let log = prepare_dirs(spec, p)?;
         let io = |what, path: &Path| {
             let path = path.to_path_buf();
@@ -158,7 +162,7 @@ impl Launcher for DomusVmm {
             .stderr(log2);
         sys::new_session(&mut cmd);
         sys::inherit_fds(&mut cmd, files);
-        cmd.spawn().map_err(|source| VmmError::Spawn {
+        cmd.spawn().map(VmmChild::from).map_err(|source| VmmError::Spawn {
             exe: self.exe.clone(),
             source,
         })
@@ -248,7 +252,7 @@ pub fn log_tail(path: &Path, n: usize) -> String {
 /// # Errors
 /// [`VmmError::EarlyExit`] with the VMM's last log lines, or [`VmmError::Timeout`].
 pub fn wait_ready(
-    child: &mut Child,
+    child: &mut VmmChild,
     p: &VmmPaths,
     timeout: Duration,
     cancelled: &dyn Fn() -> bool,
