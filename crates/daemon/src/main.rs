@@ -199,6 +199,28 @@ fn run(args: &Args, ring: DmesgRing) -> anyhow::Result<()> {
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode))
             .with_context(|| format!("restricting {}", d.display()))?;
     }
+    // The door (daemon/door.rs): members of the API group reach the API socket and read console logs.
+    let group_spec = args
+        .api_group
+        .clone()
+        .or_else(|| env("DOMUS_GROUP"))
+        .unwrap_or_else(|| "domus".to_owned());
+    let gid = daemon::door::resolve_group(&group_spec);
+    daemon::door::set_group(gid);
+    match gid {
+        Some(gid) => {
+            info!(group = %group_spec, gid, "API socket mode 0660 for group {group_spec}");
+            for d in [&opts.paths.runtime_dir, &opts.paths.log_dir, &console_dir] {
+                daemon::door::share(d, 0o750, 0o750)
+                    .with_context(|| format!("giving {} to group {group_spec}", d.display()))?;
+            }
+        }
+        None => tracing::warn!(
+            group = %group_spec,
+            "group {group_spec} does not exist: the API socket is root-only (0600); create the group \
+             (groupadd {group_spec}) or pass --api-group to let its members use domus"
+        ),
+    }
     if !opts.vmm_exe.exists() {
         anyhow::bail!(
             "domus-vmm not found at {} (build the workspace, or pass --vmm PATH)",

@@ -17,6 +17,7 @@ pub mod console_log;
 pub mod control_watch;
 pub mod dmesg;
 pub mod domain;
+pub mod door;
 pub mod host;
 mod intake;
 pub mod jail;

@@ -338,6 +338,15 @@ impl Control {
         let mut line = domus_vmm_api::encode_request(req).into_bytes();
         line.push(b'\n');
         self.reader.get_mut().write_all(&line).map_err(err)?;
+        self.read_reply(req)
+    }
+
+    /// Reads the reply to `req`.
+    fn read_reply<T: ReplyBody>(&mut self, req: &Request) -> Result<T, VmmError> {
+        let err = |source| VmmError::Control {
+            path: self.path.clone(),
+            source,
+        };
         let mut reply = Vec::new();
         let limit = u64::try_from(MAX_REPLY_BYTES).unwrap_or(u64::MAX);
         let n = Read::take(&mut self.reader, limit)
@@ -356,6 +365,42 @@ impl Control {
             },
             ReplyError::Malformed(e) => err(io::Error::new(io::ErrorKind::InvalidData, e)),
         })
+    }
+
+    /// Sends a request whose reply carries no data, passing `file` with it (SCM_RIGHTS): e.g. the
+    /// file `dump-core` writes, which domusd creates because a sandboxed VMM cannot.
+    ///
+    /// # Errors
+    /// As [`Control::request`].
+    pub fn send_with_file(&mut self, req: &Request, file: &fs::File) -> Result<(), VmmError> {
+        use std::os::fd::AsFd;
+        let err = |source| VmmError::Control {
+            path: self.path.clone(),
+            source,
+        };
+        let mut line = domus_vmm_api::encode_request(req).into_bytes();
+        line.push(b'\n');
+        let mut space = [std::mem::MaybeUninit::<u8>::uninit();
+            rustix::cmsg_space!(ScmRights(1))];
+        let mut anc = rustix::net::SendAncillaryBuffer::new(&mut space);
+        let fds = [file.as_fd()];
+        if !anc.push(rustix::net::SendAncillaryMessage::ScmRights(&fds)) {
+            return Err(err(io::Error::other("cannot attach the descriptor")));
+        }
+        let sent = rustix::net::sendmsg(
+            self.reader.get_ref(),
+            &[io::IoSlice::new(&line)],
+            &mut anc,
+            rustix::net::SendFlags::NOSIGNAL,
+        )
+        .map_err(|e| err(e.into()))?;
+        if sent < line.len() {
+            self.reader
+                .get_mut()
+                .write_all(&line[sent..])
+                .map_err(err)?;
+        }
+        self.read_reply::<domus_vmm_api::Done>(req).map(drop)
     }
 
     /// Sends a request whose reply carries no data.
