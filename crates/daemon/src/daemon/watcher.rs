@@ -316,7 +316,7 @@ pub fn run(daemon: &Arc<Daemon>, inst: Instance) {
                             (None, Some(st)) => outcome_of_exit(st),
                             (None, None) => (
                                 ShutdownReason::Crash,
-                                "domus-vmm exited without reporting an outcome".into(),
+                                "domus-vmm died without an outcome (a re-adopted VMM: its exit status, e.g. SIGSYS from its seccomp filter, is not visible to this domusd)".into(),
                             ),
                         };
                         daemon.vmm_stopped(domid, generation, reason, Some(detail));
