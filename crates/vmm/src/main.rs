@@ -85,6 +85,9 @@ struct Args {
     control_fd: Option<i32>,
     console_fd: Option<i32>,
     outcome_fd: Option<i32>,
+    /// Hidden test hook: this many ms after locking in, a thread makes a call every filter denies
+    /// (socket(AF_INET)), so tests see a real seccomp kill of a running VMM.
+    test_denied_call_after_ms: Option<u64>,
 }
 
 /// What `main` should do.
@@ -141,6 +144,9 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> anyhow::Result<Parsed> 
             "--control-fd" => a.control_fd = Some(value()?.parse().context("--control-fd")?),
             "--console-fd" => a.console_fd = Some(value()?.parse().context("--console-fd")?),
             "--outcome-fd" => a.outcome_fd = Some(value()?.parse().context("--outcome-fd")?),
+            "--test-denied-call-after-ms" => {
+                a.test_denied_call_after_ms = Some(value()?.parse().context("--test-denied-call-after-ms")?)
+            }
             f if f.starts_with('-') => bail!("unknown option {f} (see --help)"),
             _ if a.config.is_some() && arg.contains('=') => a.overrides.push(arg),
             _ => bail!(
@@ -289,6 +295,13 @@ fn run(args: &Args) -> anyhow::Result<u8> {
         }
         sb.lock_in().context("cannot lock the VMM in its sandbox")?;
         tracing::info!(root = %sb.root.display(), uid = sb.uid, gid = sb.gid, "sandboxed");
+        if let Some(ms) = args.test_denied_call_after_ms {
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(ms));
+                // Denied by every filter: the kernel kills the whole VMM with SIGSYS here.
+                let _ = std::net::TcpListener::bind("127.0.0.1:0");
+            });
+        }
     }
     let opts = MachineOptions {
         console: args.console.clone().unwrap_or(ConsoleMode::Stdio),
