@@ -243,7 +243,7 @@ fn sandbox_of(args: &Args) -> anyhow::Result<Option<Sandbox>> {
 }
 
 fn run(args: &Args) -> anyhow::Result<u8> {
-    let cfg = load_config(args)?;
+    let mut cfg = load_config(args)?;
     let kvm_path = args
         .kvm_device
         .clone()
@@ -266,6 +266,11 @@ fn run(args: &Args) -> anyhow::Result<u8> {
     if let Some(sb) = &sandbox {
         // Everything a locked-in VMM cannot open itself is opened now.
         opened.host_is_pvm = Some(domus_vmm::vstate::kvm::is_pvm());
+        for nic in &mut cfg.nics {
+            if nic.fd.is_none() {
+                nic.fd = Some(domus_vmm::devices::virtio::net::open_tap(nic)?.into_fd());
+            }
+        }
         if opened.kvm.is_none() {
             opened.kvm = Some(
                 std::fs::OpenOptions::new()

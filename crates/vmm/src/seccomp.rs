@@ -13,7 +13,7 @@
 //! threads or sets NoNewPrivs again; `seccomp` only adds filters. `clone3` returns ENOSYS
 //! (its flags are behind a pointer seccomp cannot read), so the C library falls back to `clone`, whose
 //! flags are checked. `ioctl` is limited to the KVM (0xAE) ioctl type, plus the TTY/TUN type (0x54,
-//! which holds FIONBIO) for the main and net threads. //!
+//! which holds FIONBIO) for the main and net threads, plus TUNSETOFFLOAD alone for vCPU threads. //!
 //! Syscalls for features being added in parallel: `madvise` (balloon: MADV_DONTNEED) and `fallocate`
 //! are in the main and device filters already; vCPU hotplug needs `KVM_CREATE_VCPU` (an 0xAE ioctl) and
 //! thread creation in the main filter (both present); save/restore writing state to a descriptor needs
@@ -55,6 +55,8 @@ pub type Error = FilterError;
 
 const KVMIO: u64 = 0xAE;
 const TTY_TUN: u64 = 0x54;
+/// `_IOW('T', 208, unsigned int)`.
+const TUNSETOFFLOAD: u64 = 0x4004_54d0;
 
 /// What every thread of a Rust program needs: memory, futexes, signals, its own exit, time, logging
 /// to stderr, thread-local start-up (`rseq`, robust futex list, its name).
@@ -287,6 +289,9 @@ pub fn rules(kind: FilterKind) -> Result<BTreeMap<i64, Vec<SeccompRule>>, Error>
         FilterKind::Vcpu => {
             allow(&mut m, VCPU);
             merge(&mut m, libc::SYS_ioctl, ioctl_types(&[KVMIO])?);
+            // A guest's virtio-net feature negotiation (an MMIO write, served on the vCPU thread)
+            // mirrors the offloads on the TAP: TUNSETOFFLOAD and nothing else of TUN's.
+            merge(&mut m, libc::SYS_ioctl, filter::arg_in(1, &[TUNSETOFFLOAD])?);
         }
         FilterKind::Block => {
             allow(&mut m, EVENTS);
