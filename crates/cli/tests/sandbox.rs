@@ -282,3 +282,29 @@ fn the_door_lets_the_group_use_the_api_and_keeps_everything_else_root_only() {
     );
     h.ok(&["destroy", "door"]);
 }
+
+#[test]
+fn a_sandboxed_disk_works_through_the_worker_pool_too() {
+    // Without io_uring the block device thread starts worker threads, each under its own filter.
+    let h = Host::start_in(None, vec![("DOMUS_VMM_NO_IO_URING".into(), "1".into())]);
+    let img = h.path("disk.img");
+    fs::File::create(&img)
+        .unwrap()
+        .set_len(16 << 20)
+        .unwrap();
+    h.probe_cfg(
+        "pool.cfg",
+        "pool",
+        "blk-fill seed=5",
+        // blk-fill needs room for its buffers: a later `memory` overrides the helper's 16 MiB.
+        &format!("memory = 96\ndisk = ['file:{},xvda,w']\n", img.display()),
+    );
+    h.ok(&["create", "pool.cfg"]);
+    h.wait_console("pool", "PROBE blk-fill sha256=");
+    wait_for("the guest to power off", TIMEOUT, || {
+        h.row("pool").is_none().then_some(())
+    });
+    let log = h.domusd_log();
+    assert!(!log.contains("SIGSYS"), "{log}");
+    assert!(log.contains("reason=Poweroff"), "{log}");
+}

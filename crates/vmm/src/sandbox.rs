@@ -84,6 +84,8 @@ impl Sandbox {
         }
         // After any namespace change: the filters name this process's pid (tgkill).
         let filters = Filters::new()?;
+        // glibc would open a /sys file to size its arenas when a later thread first allocates.
+        crate::sys::cap_malloc_arenas(8);
         domus_sandbox::Jail {
             root: self.root.clone(),
             uid: self.uid,

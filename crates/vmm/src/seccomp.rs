@@ -241,6 +241,15 @@ fn ioctl_types(types: &[u64]) -> Result<Vec<SeccompRule>, Error> {
     Ok(out)
 }
 
+/// Thread creation: `clone` with CLONE_THREAD set (no new processes); `clone3` is turned into ENOSYS by
+/// a second filter ([`Filters::install_process`]), so it must pass this one.
+fn allow_threads(m: &mut BTreeMap<i64, Vec<SeccompRule>>) -> Result<(), Error> {
+    let thread = u64::try_from(libc::CLONE_THREAD).unwrap_or(0);
+    merge(m, libc::SYS_clone, filter::arg_masked(0, thread, thread)?);
+    allow(m, &[libc::SYS_clone3]);
+    Ok(())
+}
+
 /// The rules of one kind.
 ///
 /// # Errors
@@ -276,15 +285,7 @@ pub fn rules(kind: FilterKind) -> Result<BTreeMap<i64, Vec<SeccompRule>>, Error>
             allow(&mut m, FILE_IO);
             allow(&mut m, MAIN);
             merge(&mut m, libc::SYS_ioctl, ioctl_types(&[KVMIO, TTY_TUN])?);
-            // Threads only: CLONE_THREAD must be set (no new processes). clone3 is turned into ENOSYS
-            // by a second filter, so it must pass this one.
-            let thread = u64::try_from(libc::CLONE_THREAD).unwrap_or(0);
-            merge(
-                &mut m,
-                libc::SYS_clone,
-                filter::arg_masked(0, thread, thread)?,
-            );
-            allow(&mut m, &[libc::SYS_clone3]);
+            allow_threads(&mut m)?;
         }
         FilterKind::Vcpu => {
             allow(&mut m, VCPU);
@@ -297,6 +298,8 @@ pub fn rules(kind: FilterKind) -> Result<BTreeMap<i64, Vec<SeccompRule>>, Error>
             allow(&mut m, EVENTS);
             allow(&mut m, FILE_IO);
             allow(&mut m, IO_URING);
+            // Without io_uring, the device thread starts its worker pool (ThreadKind::Io).
+            allow_threads(&mut m)?;
         }
         FilterKind::Io => {
             allow(&mut m, FILE_IO);
