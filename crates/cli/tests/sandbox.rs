@@ -197,10 +197,7 @@ fn connect_as_nobody(path: &Path, groups: &[u32]) -> Result<(), String> {
 /// `domus ARGS` run as nobody with supplementary groups `groups`.
 fn domus_as_nobody(h: &Host, groups: &[u32], args: &[&str]) -> std::process::Output {
     let domus = Path::new(env!("CARGO_BIN_EXE_domus"));
-    let mut pre = vec![
-        format!("--reuid={NOBODY}"),
-        format!("--regid={NOBODY}"),
-    ];
+    let mut pre = vec![format!("--reuid={NOBODY}"), format!("--regid={NOBODY}")];
     if groups.is_empty() {
         pre.push("--clear-groups".into());
     } else {
@@ -218,10 +215,7 @@ fn domus_as_nobody(h: &Host, groups: &[u32], args: &[&str]) -> std::process::Out
 
 #[test]
 fn the_door_lets_the_group_use_the_api_and_keeps_everything_else_root_only() {
-    let h = Host::start_in(
-        None,
-        vec![("DOMUS_GROUP".into(), TEST_GID.to_string())],
-    );
+    let h = Host::start_in(None, vec![("DOMUS_GROUP".into(), TEST_GID.to_string())]);
     // The test's own temp dir must be traversable for an unprivileged client to reach anything.
     fs::set_permissions(h.path(""), fs::Permissions::from_mode(0o755)).unwrap();
     h.probe_cfg("door.cfg", "door", "idle", "");
@@ -246,7 +240,10 @@ fn the_door_lets_the_group_use_the_api_and_keeps_everything_else_root_only() {
 
     // Outside the group: nothing.
     let out = domus_as_nobody(&h, &[], &["list"]);
-    assert!(!out.status.success(), "a user outside the group used the API");
+    assert!(
+        !out.status.success(),
+        "a user outside the group used the API"
+    );
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("ermission denied"),
         "{}",
@@ -288,10 +285,7 @@ fn a_sandboxed_disk_works_through_the_worker_pool_too() {
     // Without io_uring the block device thread starts worker threads, each under its own filter.
     let h = Host::start_in(None, vec![("DOMUS_VMM_NO_IO_URING".into(), "1".into())]);
     let img = h.path("disk.img");
-    fs::File::create(&img)
-        .unwrap()
-        .set_len(16 << 20)
-        .unwrap();
+    fs::File::create(&img).unwrap().set_len(16 << 20).unwrap();
     h.probe_cfg(
         "pool.cfg",
         "pool",

@@ -50,9 +50,6 @@ pub struct Filters {
     kinds: Vec<(FilterKind, BpfProgram)>,
 }
 
-/// Building a filter failed.
-pub type Error = FilterError;
-
 const KVMIO: u64 = 0xAE;
 const TTY_TUN: u64 = 0x54;
 /// `_IOW('T', 208, unsigned int)`.
@@ -160,8 +157,8 @@ impl Filters {
     /// Compiles every filter.
     ///
     /// # Errors
-    /// [`Error`] (a bug: the lists are fixed).
-    pub fn new() -> Result<Self, Error> {
+    /// [`FilterError`] (a bug: the lists are fixed).
+    pub fn new() -> Result<Self, FilterError> {
         let kinds = [
             FilterKind::Main,
             FilterKind::Vcpu,
@@ -233,7 +230,7 @@ fn allow(map: &mut BTreeMap<i64, Vec<SeccompRule>>, list: &[i64]) {
 }
 
 /// `ioctl(fd, req)` with `req`'s type byte (bits 8..16) one of `types`.
-fn ioctl_types(types: &[u64]) -> Result<Vec<SeccompRule>, Error> {
+fn ioctl_types(types: &[u64]) -> Result<Vec<SeccompRule>, FilterError> {
     let mut out = Vec::new();
     for t in types {
         out.extend(filter::arg_masked(1, 0xff00, t << 8)?);
@@ -243,7 +240,7 @@ fn ioctl_types(types: &[u64]) -> Result<Vec<SeccompRule>, Error> {
 
 /// Thread creation: `clone` with CLONE_THREAD set (no new processes); `clone3` is turned into ENOSYS by
 /// a second filter ([`Filters::install_process`]), so it must pass this one.
-fn allow_threads(m: &mut BTreeMap<i64, Vec<SeccompRule>>) -> Result<(), Error> {
+fn allow_threads(m: &mut BTreeMap<i64, Vec<SeccompRule>>) -> Result<(), FilterError> {
     let thread = u64::try_from(libc::CLONE_THREAD).unwrap_or(0);
     merge(m, libc::SYS_clone, filter::arg_masked(0, thread, thread)?);
     allow(m, &[libc::SYS_clone3]);
@@ -253,8 +250,8 @@ fn allow_threads(m: &mut BTreeMap<i64, Vec<SeccompRule>>) -> Result<(), Error> {
 /// The rules of one kind.
 ///
 /// # Errors
-/// [`Error`] (a bug).
-pub fn rules(kind: FilterKind) -> Result<BTreeMap<i64, Vec<SeccompRule>>, Error> {
+/// [`FilterError`] (a bug).
+pub fn rules(kind: FilterKind) -> Result<BTreeMap<i64, Vec<SeccompRule>>, FilterError> {
     let mut m = BTreeMap::new();
     allow(&mut m, COMMON);
     // fcntl: descriptor flags only (F_DUPFD_CLOEXEC for try_clone; no locks, leases or owners).
@@ -269,7 +266,8 @@ pub fn rules(kind: FilterKind) -> Result<BTreeMap<i64, Vec<SeccompRule>>, Error>
     merge(&mut m, libc::SYS_fcntl, filter::arg_in(1, &fcntl_cmds)?);
     // Naming the thread (std::thread::Builder::name), and a new thread narrowing itself: NoNewPrivs
     // (already set) and adding a filter (which can only take calls away).
-    let prctls = [libc::PR_SET_NAME, libc::PR_SET_NO_NEW_PRIVS].map(|c| u64::try_from(c).unwrap_or(0));
+    let prctls =
+        [libc::PR_SET_NAME, libc::PR_SET_NO_NEW_PRIVS].map(|c| u64::try_from(c).unwrap_or(0));
     merge(&mut m, libc::SYS_prctl, filter::arg_in(0, &prctls)?);
     merge(
         &mut m,
@@ -292,7 +290,11 @@ pub fn rules(kind: FilterKind) -> Result<BTreeMap<i64, Vec<SeccompRule>>, Error>
             merge(&mut m, libc::SYS_ioctl, ioctl_types(&[KVMIO])?);
             // A guest's virtio-net feature negotiation (an MMIO write, served on the vCPU thread)
             // mirrors the offloads on the TAP: TUNSETOFFLOAD and nothing else of TUN's.
-            merge(&mut m, libc::SYS_ioctl, filter::arg_in(1, &[TUNSETOFFLOAD])?);
+            merge(
+                &mut m,
+                libc::SYS_ioctl,
+                filter::arg_in(1, &[TUNSETOFFLOAD])?,
+            );
         }
         FilterKind::Block => {
             allow(&mut m, EVENTS);

@@ -28,26 +28,22 @@ fn allowed(kind: FilterKind, prepared: &Prepared) {
     let ok = match kind {
         // The main loop: a new eventfd and epoll set; KVM_GET_API_VERSION.
         FilterKind::Main => {
-            // SAFETY: plain system calls on integers / an open descriptor.
-            unsafe {
-                libc::eventfd(0, libc::EFD_CLOEXEC) >= 0
-                    && libc::epoll_create1(libc::EPOLL_CLOEXEC) >= 0
-                    && libc::ioctl(prepared.kvm.as_raw_fd(), 0xAE00, 0) == 12
-            }
+            // SAFETY: eventfd takes integers.
+            let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+            // SAFETY: epoll_create1 takes an integer.
+            let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+            efd >= 0 && ep >= 0 && kvm_api(prepared) == 12
         }
         // KVM_GET_API_VERSION is an ioctl of KVM's type, which a vCPU thread may make.
-        FilterKind::Vcpu => {
-            // SAFETY: an ioctl without argument on an open KVM descriptor.
-            unsafe { libc::ioctl(prepared.kvm.as_raw_fd(), 0xAE00, 0) == 12 }
-        }
+        FilterKind::Vcpu => kvm_api(prepared) == 12,
         // pread and fdatasync on a descriptor it was given.
         FilterKind::Block | FilterKind::Io => {
             let mut b = [0u8; 4];
             // SAFETY: `b` is writable for 4 bytes; the descriptor is open.
-            unsafe {
-                libc::pread(prepared.file.as_raw_fd(), b.as_mut_ptr().cast(), 4, 0) == 4
-                    && libc::fdatasync(prepared.file.as_raw_fd()) == 0
-            }
+            let n = unsafe { libc::pread(prepared.file.as_raw_fd(), b.as_mut_ptr().cast(), 4, 0) };
+            // SAFETY: fdatasync on an open descriptor.
+            let synced = unsafe { libc::fdatasync(prepared.file.as_raw_fd()) };
+            n == 4 && synced == 0
         }
         // Writes and reads on descriptors it was given (a TAP stand-in: a pipe), poll.
         FilterKind::Net | FilterKind::Device => {
@@ -57,12 +53,13 @@ fn allowed(kind: FilterKind, prepared: &Prepared) {
                 revents: 0,
             };
             let mut b = [0u8; 1];
-            // SAFETY: valid buffers and descriptors.
-            unsafe {
-                libc::write(prepared.pipe.1.as_raw_fd(), b"x".as_ptr().cast(), 1) == 1
-                    && libc::poll(&mut pfd, 1, 1000) == 1
-                    && libc::read(prepared.pipe.0.as_raw_fd(), b.as_mut_ptr().cast(), 1) == 1
-            }
+            // SAFETY: one readable byte, an open pipe.
+            let w = unsafe { libc::write(prepared.pipe.1.as_raw_fd(), b"x".as_ptr().cast(), 1) };
+            // SAFETY: one valid pollfd.
+            let p = unsafe { libc::poll(&mut pfd, 1, 1000) };
+            // SAFETY: one writable byte, an open pipe.
+            let r = unsafe { libc::read(prepared.pipe.0.as_raw_fd(), b.as_mut_ptr().cast(), 1) };
+            w == 1 && p == 1 && r == 1
         }
     };
     // The main thread starts threads (vCPUs, also at run time for hotplug), a block device thread its
@@ -75,43 +72,55 @@ fn allowed(kind: FilterKind, prepared: &Prepared) {
     let _ = out.flush();
 }
 
-/// A denied call; returns only if the filter let it through.
+/// KVM_GET_API_VERSION on the prepared KVM descriptor.
+fn kvm_api(prepared: &Prepared) -> i32 {
+    // SAFETY: an ioctl without argument on an open KVM descriptor.
+    unsafe { libc::ioctl(prepared.kvm.as_raw_fd(), 0xAE00, 0) }
+}
+
+/// A denied call; returns only if the filter let it through. Each makes one system call with valid
+/// (or null) pointers; the filter is expected to kill the process before the call does anything.
 fn denied(what: &str) {
-    // SAFETY: each branch makes one system call with valid (or null) pointers; the filter is expected to
-    // kill the process before the call does anything.
-    unsafe {
-        match what {
-            "execve" => {
-                let path = c"/bin/true";
-                let argv = [path.as_ptr(), std::ptr::null()];
-                let envp = [std::ptr::null()];
-                libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
-            }
-            "open" => {
-                libc::openat(libc::AT_FDCWD, c"/etc/passwd".as_ptr(), libc::O_RDONLY);
-            }
-            "socket" => {
-                libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
-            }
-            "ptrace" => {
-                libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0);
-            }
-            // A TUN ioctl (TUNSETIFF's type 'T' with a KVM-only filter) / a KVM ioctl in a net thread.
-            "ioctl-tty" => {
-                libc::ioctl(0, libc::TIOCGWINSZ, std::ptr::null_mut::<u8>());
-            }
-            "ioctl-kvm" => {
-                libc::ioctl(0, 0xAE00, 0);
-            }
-            // fork(): clone without CLONE_THREAD.
-            "fork" => {
-                libc::syscall(libc::SYS_clone, libc::SIGCHLD, 0, 0, 0, 0);
-            }
-            "kill" => {
-                libc::kill(1, 0);
-            }
-            other => panic!("unknown denied call {other}"),
+    match what {
+        "execve" => {
+            let path = c"/bin/true";
+            let argv = [path.as_ptr(), std::ptr::null()];
+            let envp = [std::ptr::null()];
+            // SAFETY: NUL-terminated path, null-terminated argv and envp.
+            unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
         }
+        "open" => {
+            // SAFETY: a NUL-terminated path.
+            unsafe { libc::openat(libc::AT_FDCWD, c"/etc/passwd".as_ptr(), libc::O_RDONLY) };
+        }
+        "socket" => {
+            // SAFETY: integers only.
+            unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+        }
+        "ptrace" => {
+            // SAFETY: PTRACE_TRACEME takes no pointers.
+            unsafe { libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) };
+        }
+        // A TTY ioctl where only KVM's are allowed / a KVM ioctl in a thread without KVM.
+        "ioctl-tty" => {
+            let mut ws = [0u16; 4];
+            // SAFETY: TIOCGWINSZ writes a struct winsize (4 u16) into `ws`.
+            unsafe { libc::ioctl(0, libc::TIOCGWINSZ, ws.as_mut_ptr()) };
+        }
+        "ioctl-kvm" => {
+            // SAFETY: an ioctl without argument.
+            unsafe { libc::ioctl(0, 0xAE00, 0) };
+        }
+        // fork(): clone without CLONE_THREAD.
+        "fork" => {
+            // SAFETY: a stackless clone with SIGCHLD is fork; the filter kills before it happens.
+            unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD, 0, 0, 0, 0) };
+        }
+        "kill" => {
+            // SAFETY: signal 0 only checks.
+            unsafe { libc::kill(1, 0) };
+        }
+        other => panic!("unknown denied call {other}"),
     }
 }
 
@@ -119,6 +128,13 @@ struct Prepared {
     kvm: std::fs::File,
     file: std::fs::File,
     pipe: (std::os::fd::OwnedFd, std::os::fd::OwnedFd),
+}
+
+/// Takes over a descriptor pipe2 just returned.
+fn owned(fd: i32) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pipe2 just returned `fd`; nothing else owns it.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
 }
 
 /// The child side (does nothing unless run by [`run_child`]).
@@ -146,14 +162,7 @@ fn child_entry() {
             .write(true)
             .open(&path)
             .unwrap(),
-        // SAFETY: pipe2 just returned these two descriptors; nothing else owns them.
-        pipe: unsafe {
-            use std::os::fd::FromRawFd;
-            (
-                std::os::fd::OwnedFd::from_raw_fd(fds[0]),
-                std::os::fd::OwnedFd::from_raw_fd(fds[1]),
-            )
-        },
+        pipe: (owned(fds[0]), owned(fds[1])),
     };
     let filters = Filters::new().unwrap();
     filters.install_process().unwrap();

@@ -183,10 +183,14 @@ impl Launcher for JailedVmm {
             .map_err(io_err("create", &p.outcome))?;
         let uid = self.settings.uid_base.saturating_add(domid);
         let dup = |f: &File, what: &'static str| -> Result<OwnedFd, VmmError> {
-            f.try_clone().map(OwnedFd::from).map_err(io_err(what, &p.spec))
+            f.try_clone()
+                .map(OwnedFd::from)
+                .map_err(io_err(what, &p.spec))
         };
         let sock = |l: &UnixListener, what: &'static str| -> Result<OwnedFd, VmmError> {
-            l.try_clone().map(OwnedFd::from).map_err(io_err(what, &p.spec))
+            l.try_clone()
+                .map(OwnedFd::from)
+                .map_err(io_err(what, &p.spec))
         };
         let mut cmd = domus_sandbox::Command::new(&self.exe);
         // The spec's resources keep their numbers; the rest follow them.
@@ -197,9 +201,18 @@ impl Launcher for JailedVmm {
         }
         let handed = [
             (dup(&kvm, "duplicate the KVM device for")?, "--kvm-fd"),
-            (sock(&control, "duplicate the control socket for")?, "--control-fd"),
-            (sock(&console, "duplicate the console socket for")?, "--console-fd"),
-            (dup(&outcome, "duplicate the outcome file for")?, "--outcome-fd"),
+            (
+                sock(&control, "duplicate the control socket for")?,
+                "--control-fd",
+            ),
+            (
+                sock(&console, "duplicate the console socket for")?,
+                "--console-fd",
+            ),
+            (
+                dup(&outcome, "duplicate the outcome file for")?,
+                "--outcome-fd",
+            ),
         ];
         let mut args = Vec::new();
         for (fd, flag) in handed {
@@ -208,11 +221,8 @@ impl Launcher for JailedVmm {
             args.push(next.to_string());
             next += 1;
         }
-        cmd.pass_fd(
-            log.try_clone().map_err(io_err("open", &p.log))?.into(),
-            1,
-        )
-        .pass_fd(log.into(), 2);
+        cmd.pass_fd(log.try_clone().map_err(io_err("open", &p.log))?.into(), 1)
+            .pass_fd(log.into(), 2);
         cmd.arg("--spec-json")
             .arg(&p.spec)
             .arg("--control")
@@ -245,7 +255,11 @@ impl Launcher for JailedVmm {
             open_files: 4096,
             deadline: Duration::from_secs(10 * 365 * 86400),
         })
-        .core_dump_bytes(if self.settings.core_dumps { u64::MAX } else { 0 })
+        .core_dump_bytes(if self.settings.core_dumps {
+            u64::MAX
+        } else {
+            0
+        })
         .die_with_parent(false);
         let child = cmd.spawn().map_err(|e| VmmError::Spawn {
             exe: self.exe.clone(),

@@ -162,10 +162,12 @@ impl Launcher for DomusVmm {
             .stderr(log2);
         sys::new_session(&mut cmd);
         sys::inherit_fds(&mut cmd, files);
-        cmd.spawn().map(VmmChild::from).map_err(|source| VmmError::Spawn {
-            exe: self.exe.clone(),
-            source,
-        })
+        cmd.spawn()
+            .map(VmmChild::from)
+            .map_err(|source| VmmError::Spawn {
+                exe: self.exe.clone(),
+                source,
+            })
     }
 }
 
@@ -380,8 +382,7 @@ impl Control {
         };
         let mut line = domus_vmm_api::encode_request(req).into_bytes();
         line.push(b'\n');
-        let mut space = [std::mem::MaybeUninit::<u8>::uninit();
-            rustix::cmsg_space!(ScmRights(1))];
+        let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
         let mut anc = rustix::net::SendAncillaryBuffer::new(&mut space);
         let fds = [file.as_fd()];
         if !anc.push(rustix::net::SendAncillaryMessage::ScmRights(&fds)) {

@@ -35,7 +35,11 @@ pub trait ControlTarget {
     ///
     /// # Errors
     /// As [`ControlTarget::handle`].
-    fn handle_with_file(&self, req: &Request, file: Option<std::fs::File>) -> Result<Reply, String> {
+    fn handle_with_file(
+        &self,
+        req: &Request,
+        file: Option<std::fs::File>,
+    ) -> Result<Reply, String> {
         drop(file);
         self.handle(req)
     }
@@ -173,9 +177,9 @@ impl ControlServer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
     use domus_vmm_api::{MachineState, StateReply};
     use serde_json::Value;
+    use std::io::Read;
 
     struct Echo;
     impl ControlTarget for Echo {

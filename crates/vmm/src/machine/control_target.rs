@@ -148,7 +148,9 @@ impl<'a> Ctl<'a> {
         let passed = self.passed.borrow_mut().take();
         let written = cpus.and_then(|cpus| {
             match passed {
-                Some(file) => coredump::write_to(file, &path.display().to_string(), &cpus, self.mem),
+                Some(file) => {
+                    coredump::write_to(file, &path.display().to_string(), &cpus, self.mem)
+                }
                 None => coredump::write(path, &cpus, self.mem),
             }
             .map_err(|e| anyhow_chain(&e))
@@ -224,7 +226,11 @@ impl<'a> Ctl<'a> {
 }
 
 impl ControlTarget for Ctl<'_> {
-    fn handle_with_file(&self, req: &Request, file: Option<std::fs::File>) -> Result<Reply, String> {
+    fn handle_with_file(
+        &self,
+        req: &Request,
+        file: Option<std::fs::File>,
+    ) -> Result<Reply, String> {
         *self.passed.borrow_mut() = file;
         let reply = self.handle(req);
         self.passed.borrow_mut().take();
