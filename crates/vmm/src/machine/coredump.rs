@@ -153,10 +153,10 @@ pub fn write(path: &Path, cpus: &[CpuRegs], mem: &GuestMem) -> Result<(), CoreDu
     write_to(file, &path.display().to_string(), cpus, mem)
 }
 
-/// As [`write`], into `file` (open for writing, empty; `name` names it in errors).
+/// As [`write()`], into `file` (open for writing, empty; `name` names it in errors).
 ///
 /// # Errors
-/// As [`write`].
+/// As [`write()`].
 pub fn write_to(
     file: File,
     name: &str,
