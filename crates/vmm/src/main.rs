@@ -266,6 +266,14 @@ fn run(args: &Args) -> anyhow::Result<u8> {
     if let Some(sb) = &sandbox {
         // Everything a locked-in VMM cannot open itself is opened now.
         opened.host_is_pvm = Some(domus_vmm::vstate::kvm::is_pvm());
+        for src in std::iter::once(&mut cfg.kernel).chain(cfg.ramdisk.as_mut()) {
+            if src.file.is_none() {
+                src.file = Some(
+                    std::fs::File::open(&src.path)
+                        .with_context(|| format!("opening {}", src.path.display()))?,
+                );
+            }
+        }
         for nic in &mut cfg.nics {
             if nic.fd.is_none() {
                 nic.fd = Some(domus_vmm::devices::virtio::net::open_tap(nic)?.into_fd());
