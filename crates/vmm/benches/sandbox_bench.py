@@ -48,8 +48,16 @@ def cmd(w, t, cmdline):
     return [w] + vb.vmm_cmd(t, cmdline)[1:]
 
 
+def order(i, arms):
+    """The arms in alternating order per round, so neither always runs on a warmer host."""
+    items = list(arms.items())
+    return items if i % 2 == 0 else items[::-1]
+
+
 def ratio_line(what, unit, plain, boxed):
     p, b = statistics.median(plain), statistics.median(boxed)
+    if os.environ.get("SANDBOX_BENCH_RAW"):
+        print(f"  raw {what}: plain {[round(x, 1) for x in plain]} sandboxed {[round(x, 1) for x in boxed]}")
     print(f"{what:<28} plain {p:>9.1f} {unit:<5} sandboxed {b:>9.1f} {unit:<5} sandboxed/plain {b / p:.3f}")
 
 
@@ -68,14 +76,14 @@ def main():
     print(f"{a.profile} build, {a.n} interleaved rounds per figure, medians")
     if "start" in a.what:
         r = {k: [] for k in arms}
-        for _ in range(a.n * 4):
-            for k, w in arms.items():
+        for i in range(a.n * 4):
+            for k, w in order(i, arms):
                 r[k].append(vb.first_byte_s(cmd(w, t, "probe=hello")) * 1000)
         ratio_line("start -> first console byte", "ms", r["plain"], r["sandboxed"])
     if "rss" in a.what:
         r = {k: [] for k in arms}
-        for _ in range(a.n):
-            for k, w in arms.items():
+        for i in range(a.n):
+            for k, w in order(i, arms):
                 rss, _pss, _anon, guest = vb.rss_of(cmd(w, t, "probe=echo"))
                 r[k].append((rss - guest) / 1024)
         ratio_line("RSS beyond guest RAM", "MiB", r["plain"], r["sandboxed"])
@@ -92,8 +100,8 @@ def main():
                 f.write(f'name = "bench"\nkernel = "{elf}"\nmemory = 96\nvcpus = 1\nextra = "{args}"\n'
                         f"disk = ['{image},raw,xvda,rw,direct-io-safe']\n")
             r = {k: [] for k in arms}
-            for _ in range(a.n):
-                for k, w in arms.items():
+            for i in range(a.n):
+                for k, w in order(i, arms):
                     ops, cyc, hz = bb.probe_run([w, "--config", cfg])
                     secs = cyc / hz
                     size = (1 << 20) if mode == "seq" else 4096
@@ -115,8 +123,8 @@ def main():
             ns.close()
         for case, fn in [("g->h", nb.g2h), ("h->g", nb.h2g)]:
             r = {k: [] for k in arms}
-            for _ in range(a.n):
-                for k, w in arms.items():
+            for i in range(a.n):
+                for k, w in order(i, arms):
                     arm = types.SimpleNamespace(vmm=w, elf=elf, mb=50)
                     r[k].append(fn("domus", arm, tmp, hz))
             ratio_line(f"virtio-net {case} UDP stream", "MB/s", r["plain"], r["sandboxed"])
