@@ -302,3 +302,17 @@ fn a_sandboxed_disk_works_through_the_worker_pool_too() {
     assert!(!log.contains("SIGSYS"), "{log}");
     assert!(log.contains("reason=Poweroff"), "{log}");
 }
+
+#[test]
+fn no_sandbox_is_an_explicit_loud_opt_out() {
+    let h = Host::start_in(None, vec![("DOMUS_NO_SANDBOX".into(), "1".into())]);
+    assert!(h.domusd_log().contains("VMM SANDBOX DISABLED"));
+    h.probe_cfg("o.cfg", "open", "idle", "");
+    h.ok(&["create", "o.cfg"]);
+    h.wait_console("open", "PROBE idle ready");
+    let pid = h.vmm_pid("open").unwrap();
+    assert_eq!(status_field(pid, "Seccomp"), "0");
+    assert!(status_field(pid, "Uid").starts_with("0\t"));
+    assert_eq!(ns(&pid.to_string(), "mnt"), ns("self", "mnt"));
+    h.ok(&["destroy", "open"]);
+}
