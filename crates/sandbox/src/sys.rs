@@ -237,6 +237,29 @@ pub fn write_all_once(fd: RawFd, bytes: &[u8]) {
     let _ = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
 }
 
+/// Blocks until one byte can be read from `fd`; false at end of file or on an error other than EINTR
+/// (async-signal-safe).
+pub fn read_byte(fd: RawFd) -> bool {
+    let mut b = [0u8; 1];
+    loop {
+        // SAFETY: `b` is writable for one byte.
+        let n = unsafe { libc::read(fd, b.as_mut_ptr().cast(), 1) };
+        if n == 1 {
+            return true;
+        }
+        if n == -1 && errno() == libc::EINTR {
+            continue;
+        }
+        return false;
+    }
+}
+
+/// `close(fd)`, ignoring the outcome (async-signal-safe).
+pub fn close_raw(fd: RawFd) {
+    // SAFETY: closing a descriptor number touches no memory; the caller no longer uses `fd`.
+    let _ = unsafe { libc::close(fd) };
+}
+
 /// `_exit(code)` (async-signal-safe): no atexit handlers, no stdio flushing of the parent's copied buffers.
 pub fn exit_now(code: libc::c_int) -> ! {
     // SAFETY: _exit never returns and runs no user code.

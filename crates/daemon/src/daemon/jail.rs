@@ -9,7 +9,9 @@
 //! It then clones the VMM into new mount, PID, IPC, UTS and network namespaces (`domus_sandbox`) with
 //! rlimits, and the VMM locks itself in: `pivot_root` into the domain's empty `jail/` directory, uid and
 //! gid `uid_base + domid` (one per domain, never 0), no capabilities, NoNewPrivs, per-thread seccomp.
-//! The VMM is PID 1 of its PID namespace; its pid here (the host's) is the one domusd records, watches
+//! The clone waits just before `execve` until domusd has moved it into the domain's cgroup
+//! ([`VmmChild::release`]), so everything the VMM does is charged there. The VMM is PID 1 of its PID
+//! namespace; its pid here (the host's) is the one domusd records, watches
 //! (pidfd) and publishes as `image/device-model-pid`.
 //!
 //! Limits: no core files unless [`SandboxSettings::core_dumps`]; files no larger than the largest disk
@@ -55,8 +57,9 @@ impl Default for SandboxSettings {
 pub enum VmmChild {
     /// Started with `std::process::Command`.
     Plain(std::process::Child),
-    /// Cloned into its own namespaces by `domus_sandbox`.
-    Jailed(domus_sandbox::Child),
+    /// Cloned into its own namespaces by `domus_sandbox`; until [`VmmChild::release`] it waits just
+    /// before `execve` (the gate), so domusd can put it into its cgroup first.
+    Jailed(domus_sandbox::Child, Option<domus_sandbox::Gate>),
 }
 
 impl From<std::process::Child> for VmmChild {
@@ -70,7 +73,7 @@ impl VmmChild {
     pub fn id(&self) -> u32 {
         match self {
             Self::Plain(c) => c.id(),
-            Self::Jailed(c) => u32::try_from(c.id()).unwrap_or(0),
+            Self::Jailed(c, _) => u32::try_from(c.id()).unwrap_or(0),
         }
     }
 
@@ -81,7 +84,7 @@ impl VmmChild {
     pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
         match self {
             Self::Plain(c) => c.try_wait(),
-            Self::Jailed(c) => Ok(c.try_wait_status()?.map(ExitStatus::from_raw)),
+            Self::Jailed(c, _) => Ok(c.try_wait_status()?.map(ExitStatus::from_raw)),
         }
     }
 
@@ -91,7 +94,7 @@ impl VmmChild {
             Self::Plain(c) => {
                 let _ = c.kill();
             }
-            Self::Jailed(c) => c.kill(),
+            Self::Jailed(c, _) => c.kill(),
         }
     }
 
@@ -102,7 +105,24 @@ impl VmmChild {
     pub fn wait(&mut self) -> io::Result<ExitStatus> {
         match self {
             Self::Plain(c) => c.wait(),
-            Self::Jailed(c) => c.wait_status().map(ExitStatus::from_raw),
+            Self::Jailed(c, _) => c.wait_status().map(ExitStatus::from_raw),
+        }
+    }
+
+    /// Lets a held VMM run its program (after domusd put it into its cgroup); a no-op otherwise.
+    ///
+    /// # Errors
+    /// [`VmmError::Spawn`] when the child could not exec the VMM (it is reaped).
+    pub fn release(&mut self, exe: &Path) -> Result<(), VmmError> {
+        match self {
+            Self::Plain(_) => Ok(()),
+            Self::Jailed(c, gate) => match gate.take() {
+                Some(g) => g.open(c).map_err(|e| VmmError::Spawn {
+                    exe: exe.to_path_buf(),
+                    source: io::Error::other(format!("{:#}", anyhow::Error::from(e))),
+                }),
+                None => Ok(()),
+            },
         }
     }
 }
@@ -261,10 +281,11 @@ impl Launcher for JailedVmm {
             0
         })
         .die_with_parent(false);
-        let child = cmd.spawn().map_err(|e| VmmError::Spawn {
+        // Held before execve until domusd has put it into the domain's cgroup (`VmmChild::release`).
+        let (child, gate) = cmd.spawn_held().map_err(|e| VmmError::Spawn {
             exe: self.exe.clone(),
             source: io::Error::other(format!("{:#}", anyhow::Error::from(e))),
         })?;
-        Ok(VmmChild::Jailed(child))
+        Ok(VmmChild::Jailed(child, Some(gate)))
     }
 }

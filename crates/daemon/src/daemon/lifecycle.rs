@@ -341,6 +341,11 @@ impl Daemon {
                 return Err(failed(e));
             }
         }
+        // A sandboxed VMM waited before exec until it was in its cgroup: let it run now.
+        if let Err(e) = child.release(&self.opts.vmm_exe) {
+            kill(&mut child);
+            return Err(failed(e.into()));
+        }
         let cancelled = || {
             !self
                 .lock()
