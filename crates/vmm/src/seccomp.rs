@@ -14,6 +14,10 @@
 //! (its flags are behind a pointer seccomp cannot read), so the C library falls back to `clone`, whose
 //! flags are checked. `ioctl` is limited to the KVM (0xAE) ioctl type, plus the TTY/TUN type (0x54,
 //! which holds FIONBIO) for the main and net threads, plus TUNSETOFFLOAD alone for vCPU threads. //!
+//! io_uring: the block thread may set up, enter and register its ring, but what a ring executes is not
+//! a system call and no filter sees it; the ring itself is therefore restricted to readv/writev and no
+//! further registration (IORING_REGISTER_RESTRICTIONS, `devices::virtio::block::uring`).
+//!
 //! Syscalls for features being added in parallel: `madvise` (balloon: MADV_DONTNEED) and `fallocate`
 //! are in the main and device filters already; vCPU hotplug needs `KVM_CREATE_VCPU` (an 0xAE ioctl) and
 //! thread creation in the main filter (both present); save/restore writing state to a descriptor needs
