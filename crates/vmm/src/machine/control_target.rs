@@ -299,7 +299,14 @@ impl ControlTarget for Ctl<'_> {
                     .ok()
                     .and_then(|i| self.shared.vcpus.get(i))
                     .ok_or_else(|| format!("no vCPU {vcpu}"))?;
-                let tid = s.tid.load(Ordering::SeqCst);
+                // A request right after start (domusd pins as soon as the control socket answers) may
+                // come before the vCPU thread published its tid: give it a moment.
+                let deadline = Instant::now() + Duration::from_secs(2);
+                let mut tid = s.tid.load(Ordering::SeqCst);
+                while tid <= 0 && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(1));
+                    tid = s.tid.load(Ordering::SeqCst);
+                }
                 let cpus: Vec<usize> = cpus.iter().map(|&c| c as usize).collect();
                 crate::sys::set_affinity(tid, &cpus)
                     .map_err(|e| format!("cannot pin vCPU {vcpu}: {e}"))?;
