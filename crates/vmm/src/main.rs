@@ -229,6 +229,9 @@ fn sandbox_of(args: &Args) -> anyhow::Result<Option<Sandbox>> {
         }));
     }
     if args.sandbox {
+        if domus_sandbox::sys::ids().0 != 0 {
+            bail!("--sandbox needs root (it unshares namespaces, pivots the root and changes uid); run without it as a non-root user");
+        }
         if matches!(args.console, Some(ConsoleMode::Pty)) {
             bail!("--console pty is not available with --sandbox (use stdio or unix:PATH)");
         }
