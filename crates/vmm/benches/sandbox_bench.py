@@ -16,6 +16,7 @@ Not a test: it never asserts, it prints figures.
 import argparse
 import importlib.util
 import os
+import shutil
 import statistics
 import stat
 import sys
@@ -72,6 +73,13 @@ def main():
     t = os.path.abspath(os.path.join(a.target_dir, a.profile))
     vmm, elf = os.path.join(t, "domus-vmm"), os.path.join(t, "domus-probe")
     tmp = tempfile.mkdtemp(prefix="sandbox-bench-")
+    try:
+        run(a, t, elf, vmm, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(a, t, elf, vmm, tmp):
     arms = {"plain": wrapper(tmp, vmm, ""), "sandboxed": wrapper(tmp, vmm, "--sandbox")}
     print(f"{a.profile} build, {a.n} interleaved rounds per figure, medians")
     if "start" in a.what:
