@@ -17,6 +17,8 @@
 //! - [`control`]: serves the control socket (state, pause/resume, power button, reset, destroy, outcome,
 //!   the balloon's target).
 //! - [`machine`]: ties them together and runs the domain until it stops.
+//! - [`sandbox`] and [`seccomp`]: the jail a VMM locks itself into (empty root, own namespaces,
+//!   non-root uid, no capabilities) and the per-thread seccomp filters.
 //! - [`threads`]: the one spawn point per kind of thread, and the pause/resume/stop/save-state events
 //!   with acknowledgements every vCPU and device thread is controlled through.
 //!
@@ -69,6 +71,8 @@ pub mod control;
 pub mod devices;
 pub mod machine;
 pub mod outcome;
+pub mod sandbox;
+pub mod seccomp;
 pub mod sys;
 pub mod threads;
 pub mod vstate;

@@ -226,6 +226,14 @@ pub fn fd_is_open(fd: RawFd) -> bool {
     true
 }
 
+/// Caps glibc's malloc arenas at `n` (mallopt M_ARENA_MAX). Without a cap, the first allocation of a
+/// new thread that needs an arena makes glibc count the host's CPUs by opening
+/// `/sys/devices/system/cpu/online`, which a sandboxed VMM may not do (its seccomp filter kills it).
+pub fn cap_malloc_arenas(n: i32) {
+    // SAFETY: mallopt only sets a malloc tunable; it touches no memory of ours.
+    let _ok = unsafe { libc::mallopt(libc::M_ARENA_MAX, n) };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

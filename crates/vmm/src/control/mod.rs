@@ -14,9 +14,11 @@
 //! Request lines are capped at [`MAX_REQUEST_BYTES`]; a client exceeding it gets an error and is dropped.
 
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
+
+use vmm_sys_util::sock_ctrl_msg::ScmSocket;
 
 pub use domus_vmm_api::{Reply, Request, MAX_REQUEST_BYTES};
 
@@ -27,13 +29,36 @@ pub trait ControlTarget {
     /// # Errors
     /// A message for the refusal (`{"ok":false,"error":...}`).
     fn handle(&self, req: &Request) -> Result<Reply, String>;
+
+    /// Handles one request that arrived with a file descriptor (SCM_RIGHTS; e.g. the file
+    /// `dump-core` writes). By default the file is closed unused.
+    ///
+    /// # Errors
+    /// As [`ControlTarget::handle`].
+    fn handle_with_file(
+        &self,
+        req: &Request,
+        file: Option<std::fs::File>,
+    ) -> Result<Reply, String> {
+        drop(file);
+        self.handle(req)
+    }
 }
 
 /// Parses a line and produces the reply line (without the newline).
 pub fn reply_to(line: &[u8], target: &dyn ControlTarget) -> String {
+    reply_with_file(line, target, None)
+}
+
+/// [`reply_to`] for a line that arrived with a descriptor.
+pub fn reply_with_file(
+    line: &[u8],
+    target: &dyn ControlTarget,
+    file: Option<std::fs::File>,
+) -> String {
     match domus_vmm_api::decode_request(line) {
         Err(e) => domus_vmm_api::encode_refusal(&format!("bad request: {e}")),
-        Ok(req) => match target.handle(&req) {
+        Ok(req) => match target.handle_with_file(&req, file) {
             Ok(reply) => reply.encode(),
             Err(e) => domus_vmm_api::encode_refusal(&e),
         },
@@ -43,6 +68,8 @@ pub fn reply_to(line: &[u8], target: &dyn ControlTarget) -> String {
 struct Client {
     stream: UnixStream,
     buf: Vec<u8>,
+    /// A descriptor that came with the bytes of the request line being read (SCM_RIGHTS).
+    file: Option<std::fs::File>,
 }
 
 /// The listening socket and its clients (driven by the machine's main loop).
@@ -87,6 +114,7 @@ impl ControlServer {
                 Client {
                     stream,
                     buf: Vec::new(),
+                    file: None,
                 },
             );
         }
@@ -100,11 +128,16 @@ impl ControlServer {
         };
         let mut chunk = [0u8; 4096];
         let alive = loop {
-            match c.stream.read(&mut chunk) {
-                Ok(0) => break false,
-                Ok(n) => c.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break true,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            match c.stream.recv_with_fd(&mut chunk) {
+                Ok((0, _)) => break false,
+                Ok((n, file)) => {
+                    c.buf.extend_from_slice(&chunk[..n]);
+                    if file.is_some() {
+                        c.file = file;
+                    }
+                }
+                Err(e) if e.errno() == libc::EAGAIN => break true,
+                Err(e) if e.errno() == libc::EINTR => {}
                 Err(_) => break false,
             }
             if c.buf.len() > MAX_REQUEST_BYTES && !c.buf.contains(&b'\n') {
@@ -123,7 +156,7 @@ impl ControlServer {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let mut reply = reply_to(line, target);
+            let mut reply = reply_with_file(line, target, c.file.take());
             reply.push('\n');
             // Replies are small; a client that does not read them is dropped.
             if c.stream.set_nonblocking(false).is_err()
@@ -146,6 +179,7 @@ mod tests {
     use super::*;
     use domus_vmm_api::{MachineState, StateReply};
     use serde_json::Value;
+    use std::io::Read;
 
     struct Echo;
     impl ControlTarget for Echo {

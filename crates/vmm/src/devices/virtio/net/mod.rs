@@ -230,7 +230,8 @@ pub fn attach(
         events: mailbox,
         limiter,
     };
-    manager.add_thread(
+    manager.add_thread_of(
+        crate::threads::ThreadKind::Net,
         format!("net-vif{devid}"),
         control,
         Box::new(move || worker.run()),
