@@ -11,7 +11,7 @@ Cases (UDP, 1472-byte payloads, MTU 1500; both VMMs negotiate checksum offload w
   h->g-gso  the same with UDP_SEGMENT sends (44 datagrams a send, cut by the kernel, or whole by a
          device that negotiated UDP segmentation offload with the guest)
   g<->g  probe=net-tx in one guest to probe=net-rx in another, TAPs on one bridge (same VMM kind both)
-  rtt    probe=net-ping to the host, 200 echoes: average and minimum round trip
+  rtt    probe=net-ping to the host, 1000 echoes: average, minimum and median round trip
 The host receiver sets UDP_GRO, so a segmentation offload frame from a guest arrives in one recv.
 Every namespace is created here and deleted at the end. TSC spans are converted with the TSC rate the
 domus-vmm run calibrated against the ACPI PM timer (QEMU microvm has none; its guest rate is only a guess).
@@ -172,13 +172,13 @@ def rtt(kind, a, tmp, hz):
     ns = Ns("rtt")
     try:
         ns.tap("tap0", "10.9.3.1/24")
-        g = guest(ns, kind, a, "tap0", "00:16:3e:09:03:02", "probe=net-ping ip=10.9.3.2/24 target=10.9.3.1 count=200", tmp)
+        g = guest(ns, kind, a, "tap0", "00:16:3e:09:03:02", "probe=net-ping ip=10.9.3.2/24 target=10.9.3.1 count=1000", tmp)
         link = read_until(g, r"PROBE net link .*tsc_hz=(\d+)")
         ghz = int(link.group(1))
-        m = read_until(g, r"received=(\d+) rtt_us_min=(\d+) rtt_us_avg=(\d+)")
+        m = read_until(g, r"received=(\d+) rtt_us_min=(\d+) rtt_us_avg=(\d+) rtt_us_max=\d+ rtt_us_median=(\d+)")
         finish(g)
         scale = ghz / hz  # the guest's microseconds were counted at its own TSC guess
-        return int(m.group(3)) * scale, int(m.group(2)) * scale
+        return int(m.group(3)) * scale, int(m.group(2)) * scale, int(m.group(4)) * scale
     finally:
         ns.close()
 
@@ -251,6 +251,8 @@ def main():
         dmin = statistics.median(x[1] for x in dr); qmin = statistics.median(x[1] for x in qr)
         print(f"rtt avg  domus {davg:.0f} us  qemu {qavg:.0f} us  ratio {davg / qavg:.2f}")
         print(f"rtt min  domus {dmin:.0f} us  qemu {qmin:.0f} us  ratio {dmin / qmin:.2f}")
+        dmed = statistics.median(x[2] for x in dr); qmed = statistics.median(x[2] for x in qr)
+        print(f"rtt median domus {dmed:.0f} us  qemu {qmed:.0f} us  ratio {dmed / qmed:.2f}")
 
 if __name__ == "__main__":
     main()
