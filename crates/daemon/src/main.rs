@@ -75,6 +75,54 @@ struct Args {
     /// Run domains without cgroups (no CPU weight/cap, memory or task limits).
     #[arg(long)]
     no_cgroups: bool,
+    /// Start every domus-vmm unsandboxed: as root, with all capabilities, in the host's namespaces,
+    /// without seccomp filters (debugging only; logged loudly) [env DOMUS_NO_SANDBOX=1].
+    #[arg(long)]
+    no_sandbox: bool,
+    /// First uid/gid of the VMM range: domain D's VMM runs as uid and gid BASE + D
+    /// [env DOMUS_VMM_UID_BASE, default 200000].
+    #[arg(long, value_name = "BASE")]
+    vmm_uid_base: Option<u32>,
+    /// Let sandboxed VMMs leave core files (they contain guest memory) [env DOMUS_VMM_CORE_DUMPS=1].
+    #[arg(long)]
+    vmm_core_dumps: bool,
+    /// Group (name or number) whose members may use the API socket (mode 0660) and read console logs
+    /// [env DOMUS_GROUP, default domus]; if it does not exist, the socket is root-only (0600).
+    #[arg(long, value_name = "GROUP")]
+    api_group: Option<String>,
+}
+
+/// `DOMUS_*` boolean variables: set and not "0"/"false"/empty.
+fn env_flag(k: &str) -> bool {
+    env(k).is_some_and(|v| !matches!(v.as_str(), "" | "0" | "false" | "no"))
+}
+
+/// How VMMs are sandboxed, from flags and environment.
+fn sandbox_settings(args: &Args) -> anyhow::Result<Option<daemon::jail::SandboxSettings>> {
+    if args.no_sandbox || env_flag("DOMUS_NO_SANDBOX") {
+        tracing::warn!(
+            "VMM SANDBOX DISABLED (--no-sandbox / DOMUS_NO_SANDBOX): every domus-vmm runs as root with \
+             all capabilities in the host's namespaces and without seccomp filters; a guest that \
+             escapes into its VMM owns this host. Use this for debugging only."
+        );
+        return Ok(None);
+    }
+    let uid_base = match args.vmm_uid_base {
+        Some(b) => b,
+        None => match env("DOMUS_VMM_UID_BASE") {
+            Some(v) => v
+                .parse()
+                .with_context(|| format!("DOMUS_VMM_UID_BASE={v:?} is not a uid"))?,
+            None => daemon::jail::DEFAULT_UID_BASE,
+        },
+    };
+    if uid_base == 0 {
+        anyhow::bail!("the VMM uid base must not be 0 (VMMs never run as root)");
+    }
+    Ok(Some(daemon::jail::SandboxSettings {
+        uid_base,
+        core_dumps: args.vmm_core_dumps || env_flag("DOMUS_VMM_CORE_DUMPS"),
+    }))
 }
 
 fn env(k: &str) -> Option<String> {
@@ -132,6 +180,7 @@ fn options(args: &Args) -> anyhow::Result<Options> {
         host_memory_mib: args.host_memory_mib,
         restart_limit: args.restart_limit.0,
         cgroup_parent: (!args.no_cgroups).then(|| args.cgroup_parent.clone()),
+        sandbox: sandbox_settings(args)?,
     })
 }
 
@@ -149,6 +198,28 @@ fn run(args: &Args, ring: DmesgRing) -> anyhow::Result<()> {
         std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode))
             .with_context(|| format!("restricting {}", d.display()))?;
+    }
+    // The door (daemon/door.rs): members of the API group reach the API socket and read console logs.
+    let group_spec = args
+        .api_group
+        .clone()
+        .or_else(|| env("DOMUS_GROUP"))
+        .unwrap_or_else(|| "domus".to_owned());
+    let gid = daemon::door::resolve_group(&group_spec);
+    daemon::door::set_group(gid);
+    match gid {
+        Some(gid) => {
+            info!(group = %group_spec, gid, "API socket mode 0660 for group {group_spec}");
+            for d in [&opts.paths.runtime_dir, &opts.paths.log_dir, &console_dir] {
+                daemon::door::share(d, 0o750, 0o750)
+                    .with_context(|| format!("giving {} to group {group_spec}", d.display()))?;
+            }
+        }
+        None => tracing::warn!(
+            group = %group_spec,
+            "group {group_spec} does not exist: the API socket is root-only (0600); create the group \
+             (groupadd {group_spec}) or pass --api-group to let its members use domus"
+        ),
     }
     if !opts.vmm_exe.exists() {
         anyhow::bail!(

@@ -66,6 +66,17 @@ impl Jail {
     /// # Errors
     /// [`JailError`]; the process must then exit rather than carry on unconfined.
     pub fn enter(&self, filter: &seccompiler::BpfProgram) -> Result<(), JailError> {
+        self.lock_in(true)?;
+        seccompiler::apply_filter(filter).map_err(JailError::Seccomp)
+    }
+
+    /// Steps 1 to 4 of the module documentation, without a seccomp filter: for a program that installs
+    /// its own filters (per thread, [`crate::filter::apply`]) right after. `die_with_parent`: set the
+    /// parent-death signal (SIGKILL) again; a child that must outlive its supervisor passes false.
+    ///
+    /// # Errors
+    /// [`JailError`]; the process must then exit rather than carry on unconfined.
+    pub fn lock_in(&self, die_with_parent: bool) -> Result<(), JailError> {
         if self.uid == 0 || self.gid == 0 {
             return Err(JailError::Root {
                 uid: self.uid,
@@ -99,10 +110,12 @@ impl Jail {
         }
         sys::become_user(self.uid, self.gid).map_err(step("dropping to the jail's uid/gid"))?;
         sys::clear_capabilities().map_err(step("clearing capabilities"))?;
-        sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
-            .map_err(|e| step("PR_SET_PDEATHSIG")(std::io::Error::from_raw_os_error(e)))?;
+        if die_with_parent {
+            sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
+                .map_err(|e| step("PR_SET_PDEATHSIG")(std::io::Error::from_raw_os_error(e)))?;
+        }
         sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1)
             .map_err(|e| step("PR_SET_NO_NEW_PRIVS")(std::io::Error::from_raw_os_error(e)))?;
-        seccompiler::apply_filter(filter).map_err(JailError::Seccomp)
+        Ok(())
     }
 }

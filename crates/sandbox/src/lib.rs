@@ -30,4 +30,4 @@ mod spawn;
 pub mod sys;
 
 pub use jail::{Jail, JailError};
-pub use spawn::{Child, Command, Limits, Outcome, SandboxError, NAMESPACES};
+pub use spawn::{Child, Command, Gate, Limits, Outcome, SandboxError, NAMESPACES};

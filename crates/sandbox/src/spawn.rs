@@ -105,8 +105,11 @@ const STEPS: [&str; 5] = ["dup", "dup2", "close_range", "setrlimit", "execve"];
 pub struct Command {
     program: PathBuf,
     args: Vec<OsString>,
+    env: Vec<OsString>,
     fds: Vec<(OwnedFd, RawFd)>,
     limits: Limits,
+    core_bytes: u64,
+    die_with_parent: bool,
 }
 
 impl Command {
@@ -116,9 +119,35 @@ impl Command {
         Self {
             program: program.into(),
             args: Vec::new(),
+            env: Vec::new(),
             fds: Vec::new(),
             limits: Limits::default(),
+            core_bytes: 0,
+            die_with_parent: true,
         }
+    }
+
+    /// Sets one environment variable of the child (whose environment is otherwise empty).
+    pub fn env(&mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> &mut Self {
+        let mut kv = key.into();
+        kv.push("=");
+        kv.push(value.into());
+        self.env.push(kv);
+        self
+    }
+
+    /// RLIMIT_CORE: the largest core file the child may leave (default 0: none).
+    pub fn core_dump_bytes(&mut self, bytes: u64) -> &mut Self {
+        self.core_bytes = bytes;
+        self
+    }
+
+    /// Whether the child is killed (SIGKILL) when the thread that spawned it exits (default true). A
+    /// long-lived child that must survive its supervisor's restart (a VMM) turns this off; a
+    /// [`Child`] dropped without [`Child::wait`] or [`Child::detach`] is still killed.
+    pub fn die_with_parent(&mut self, yes: bool) -> &mut Self {
+        self.die_with_parent = yes;
+        self
     }
 
     /// Appends one argument.
@@ -152,6 +181,24 @@ impl Command {
     /// [`SandboxError`]: a NUL in an argument, a failed clone (e.g. not root), or a failed setup or `execve`
     /// in the child (a missing program is reported here, not as an exit status).
     pub fn spawn(&self) -> Result<Child, SandboxError> {
+        let (mut child, gate) = self.start(false)?;
+        gate.finish(&mut child)?;
+        Ok(child)
+    }
+
+    /// As [`Command::spawn`], but the child waits just before `execve` (already in its namespaces,
+    /// with its descriptors and limits) until [`Gate::open`]: e.g. until the caller has put it into a
+    /// cgroup, so everything the program ever does is accounted there. Dropping the gate unopened
+    /// makes the child exit (127) without running the program.
+    ///
+    /// # Errors
+    /// As [`Command::spawn`], except that failures of the child's own set-up surface at
+    /// [`Gate::open`].
+    pub fn spawn_held(&self) -> Result<(Child, Gate), SandboxError> {
+        self.start(true)
+    }
+
+    fn start(&self, hold: bool) -> Result<(Child, Gate), SandboxError> {
         let sys_err = |call: &'static str| {
             let program = self.program.clone();
             move |source| SandboxError::Sys {
@@ -173,7 +220,12 @@ impl Command {
         }
         let mut argv_ptrs: Vec<*const c_char> = argv.iter().map(|a| a.as_ptr()).collect();
         argv_ptrs.push(std::ptr::null());
-        let envp: [*const c_char; 1] = [std::ptr::null()];
+        let mut env = Vec::with_capacity(self.env.len());
+        for kv in &self.env {
+            env.push(cstr(kv)?);
+        }
+        let mut envp: Vec<*const c_char> = env.iter().map(|e| e.as_ptr()).collect();
+        envp.push(std::ptr::null());
 
         let devnull = File::options()
             .read(true)
@@ -181,6 +233,13 @@ impl Command {
             .open("/dev/null")
             .map_err(sys_err("open /dev/null"))?;
         let (err_r, err_w) = sys::pipe_cloexec().map_err(sys_err("pipe2"))?;
+        let go = if hold {
+            Some(sys::pipe_cloexec().map_err(sys_err("pipe2"))?)
+        } else {
+            None
+        };
+        let go_r = go.as_ref().map_or(-1, |(r, _)| r.as_raw_fd());
+        let go_w = go.as_ref().map_or(-1, |(_, w)| w.as_raw_fd());
         let mut map: Vec<(RawFd, RawFd)> = self
             .fds
             .iter()
@@ -194,7 +253,7 @@ impl Command {
         let top = map
             .iter()
             .flat_map(|(s, t)| [*s, *t])
-            .chain([devnull.as_raw_fd(), err_w.as_raw_fd()])
+            .chain([devnull.as_raw_fd(), err_w.as_raw_fd(), go_r])
             .max()
             .unwrap_or(2)
             .saturating_add(1);
@@ -210,7 +269,7 @@ impl Command {
             (libc::RLIMIT_AS, self.limits.address_space_bytes),
             (libc::RLIMIT_FSIZE, self.limits.file_size_bytes),
             (libc::RLIMIT_NOFILE, self.limits.open_files),
-            (libc::RLIMIT_CORE, 0),
+            (libc::RLIMIT_CORE, self.core_bytes),
         ]
         .map(|(res, value)| (res, value.min(sys::hard_limit(res))));
         let plan = ChildPlan {
@@ -218,10 +277,13 @@ impl Command {
             top,
             first_unused,
             err_w: err_w.as_raw_fd(),
+            go_r,
+            go_w,
             rlimits: &rlimits,
             path: &path,
             argv: argv_ptrs.as_ptr(),
             envp: envp.as_ptr(),
+            die_with_parent: self.die_with_parent,
         };
 
         // SAFETY: the child branch only runs `child_main`, which makes async-signal-safe calls on data
@@ -230,12 +292,57 @@ impl Command {
         if pid == 0 {
             child_main(&plan);
         }
-        let started = Instant::now();
         drop(err_w);
+        let child = Child {
+            pid,
+            pidfd: None,
+            deadline: Instant::now() + self.limits.deadline,
+            reaped: false,
+        };
+        let gate = Gate {
+            program: self.program.clone(),
+            err_r,
+            go_w: go.map(|(_, w)| w),
+        };
+        Ok((child, gate))
+    }
+}
+
+/// The start signal of a child from [`Command::spawn_held`], and the pipe its set-up reports on.
+#[derive(Debug)]
+pub struct Gate {
+    program: PathBuf,
+    err_r: OwnedFd,
+    go_w: Option<OwnedFd>,
+}
+
+impl Gate {
+    /// Lets the child exec its program and waits until it did (or failed to).
+    ///
+    /// # Errors
+    /// [`SandboxError::Exec`] when the child's set-up or `execve` failed (the child is then reaped),
+    /// [`SandboxError::Sys`] for a failed pipe or pidfd.
+    pub fn open(mut self, child: &mut Child) -> Result<(), SandboxError> {
+        if let Some(w) = self.go_w.take() {
+            sys::write_all_once(w.as_raw_fd(), b"g");
+        }
+        self.finish(child)
+    }
+
+    fn finish(self, child: &mut Child) -> Result<(), SandboxError> {
+        let sys_err = |call: &'static str| {
+            let program = self.program.clone();
+            move |source| SandboxError::Sys {
+                program,
+                call,
+                source,
+            }
+        };
         let mut report = Vec::new();
-        let read = File::from(err_r).read_to_end(&mut report);
+        let read = File::from(self.err_r).read_to_end(&mut report);
         if report.len() >= 8 {
-            let _ = sys::waitpid(pid);
+            let _ = sys::waitpid(child.pid);
+            child.reaped = true;
             let step = u32::from_le_bytes([report[0], report[1], report[2], report[3]]);
             let errno = i32::from_le_bytes([report[4], report[5], report[6], report[7]]);
             let step = usize::try_from(step)
@@ -244,20 +351,14 @@ impl Command {
                 .copied()
                 .unwrap_or("setup");
             return Err(SandboxError::Exec {
-                program: self.program.clone(),
+                program: self.program,
                 step,
                 source: std::io::Error::from_raw_os_error(errno),
             });
         }
-        let mut child = Child {
-            pid,
-            pidfd: None,
-            deadline: started + self.limits.deadline,
-            reaped: false,
-        };
         read.map_err(sys_err("read exec status"))?;
-        child.pidfd = Some(sys::pidfd_open(pid).map_err(sys_err("pidfd_open"))?);
-        Ok(child)
+        child.pidfd = Some(sys::pidfd_open(child.pid).map_err(sys_err("pidfd_open"))?);
+        Ok(())
     }
 }
 
@@ -267,10 +368,15 @@ struct ChildPlan<'a> {
     top: RawFd,
     first_unused: RawFd,
     err_w: RawFd,
+    /// Read end of the start signal (-1: none).
+    go_r: RawFd,
+    /// The parent's write end, which the child closes so a dropped gate reads as end of file.
+    go_w: RawFd,
     rlimits: &'a [(libc::__rlimit_resource_t, u64)],
     path: &'a CString,
     argv: *const *const c_char,
     envp: *const *const c_char,
+    die_with_parent: bool,
 }
 
 /// The child between clone and execve: async-signal-safe calls only.
@@ -282,13 +388,28 @@ fn child_main(plan: &ChildPlan<'_>) -> ! {
         sys::write_all_once(err_w, &msg);
         sys::exit_now(127)
     };
-    let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+    if plan.die_with_parent {
+        let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+    }
     sys::setsid();
     sys::reset_signals();
+    // First, before any descriptor moves (its number may be a target): the parent's end of the start
+    // signal, so a dropped gate reads as end of file here.
+    if plan.go_w >= 0 {
+        sys::close_raw(plan.go_w);
+    }
     // Move the error pipe and every source above all targets first, so no dup2 overwrites a source.
     let err_w = match sys::dup_above(plan.err_w, plan.top) {
         Ok(fd) => fd,
         Err(e) => fail(0, e, plan.err_w),
+    };
+    let go_r = if plan.go_r >= 0 {
+        match sys::dup_above(plan.go_r, plan.top) {
+            Ok(fd) => fd,
+            Err(e) => fail(0, e, err_w),
+        }
+    } else {
+        -1
     };
     let mut moved = [(-1, -1); 64];
     if plan.map.len() > moved.len() {
@@ -313,6 +434,10 @@ fn child_main(plan: &ChildPlan<'_>) -> ! {
             fail(3, e, err_w);
         }
     }
+    if go_r >= 0 && !sys::read_byte(go_r) {
+        // The gate was dropped unopened: do not run the program.
+        sys::exit_now(127);
+    }
     // SAFETY: argv and envp are the null-terminated arrays built in `spawn`, alive in this copy.
     let errno = unsafe { sys::execve(plan.path, plan.argv, plan.envp) };
     fail(4, errno, err_w)
@@ -331,6 +456,52 @@ impl Child {
     /// The child's pid as seen from this process.
     pub fn id(&self) -> libc::pid_t {
         self.pid
+    }
+
+    /// A pidfd of the child (readable once it ended), if one could be opened.
+    pub fn pidfd(&self) -> Option<&OwnedFd> {
+        self.pidfd.as_ref()
+    }
+
+    /// The raw wait status if the child has ended (reaping it), `None` while it runs.
+    ///
+    /// # Errors
+    /// waitpid failed.
+    pub fn try_wait_status(&mut self) -> std::io::Result<Option<libc::c_int>> {
+        if self.reaped {
+            return Err(std::io::Error::from_raw_os_error(libc::ECHILD));
+        }
+        let status = sys::waitpid_nohang(self.pid)?;
+        if status.is_some() {
+            self.reaped = true;
+        }
+        Ok(status)
+    }
+
+    /// Waits for the child to end without any deadline; the raw wait status.
+    ///
+    /// # Errors
+    /// waitpid failed.
+    pub fn wait_status(&mut self) -> std::io::Result<libc::c_int> {
+        if self.reaped {
+            return Err(std::io::Error::from_raw_os_error(libc::ECHILD));
+        }
+        let status = sys::waitpid(self.pid)?;
+        self.reaped = true;
+        Ok(status)
+    }
+
+    /// Gives up the child: it keeps running after this handle is gone (whoever reaps it, e.g. a
+    /// pidfd watcher or init after this process exits, learns its end).
+    pub fn detach(mut self) {
+        self.reaped = true;
+    }
+
+    /// Sends SIGKILL (unless it was reaped already: its pid may have been reused).
+    pub fn kill(&mut self) {
+        if !self.reaped {
+            sys::kill(self.pid);
+        }
     }
 
     /// Waits for the child to end, killing it at the deadline.

@@ -110,6 +110,30 @@ pub fn waitpid(pid: libc::pid_t) -> io::Result<libc::c_int> {
     }
 }
 
+/// `waitpid(pid, WNOHANG)`: the raw wait status once the child ended, `None` while it runs.
+pub fn waitpid_nohang(pid: libc::pid_t) -> io::Result<Option<libc::c_int>> {
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a valid int to write to; pid is our own child.
+        let ret = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        match ret {
+            -1 if errno() == libc::EINTR => continue,
+            -1 => return Err(io::Error::last_os_error()),
+            0 => return Ok(None),
+            _ => return Ok(Some(status)),
+        }
+    }
+}
+
+/// `unshare(flags)`: this process leaves the namespaces named by `flags` for new ones.
+pub fn unshare(flags: libc::c_int) -> io::Result<()> {
+    // SAFETY: unshare takes an integer.
+    if unsafe { libc::unshare(flags) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// `fcntl(fd, F_DUPFD_CLOEXEC, min)` (async-signal-safe).
 pub fn dup_above(fd: RawFd, min: RawFd) -> Result<RawFd, i32> {
     // SAFETY: fcntl with F_DUPFD_CLOEXEC takes an int argument and touches no memory of ours.
@@ -211,6 +235,29 @@ pub unsafe fn execve(path: &CStr, argv: *const *const c_char, envp: *const *cons
 pub fn write_all_once(fd: RawFd, bytes: &[u8]) {
     // SAFETY: `bytes` is valid for `bytes.len()` bytes of reading.
     let _ = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+}
+
+/// Blocks until one byte can be read from `fd`; false at end of file or on an error other than EINTR
+/// (async-signal-safe).
+pub fn read_byte(fd: RawFd) -> bool {
+    let mut b = [0u8; 1];
+    loop {
+        // SAFETY: `b` is writable for one byte.
+        let n = unsafe { libc::read(fd, b.as_mut_ptr().cast(), 1) };
+        if n == 1 {
+            return true;
+        }
+        if n == -1 && errno() == libc::EINTR {
+            continue;
+        }
+        return false;
+    }
+}
+
+/// `close(fd)`, ignoring the outcome (async-signal-safe).
+pub fn close_raw(fd: RawFd) {
+    // SAFETY: closing a descriptor number touches no memory; the caller no longer uses `fd`.
+    let _ = unsafe { libc::close(fd) };
 }
 
 /// `_exit(code)` (async-signal-safe): no atexit handlers, no stdio flushing of the parent's copied buffers.

@@ -248,3 +248,30 @@ fn child_has_its_own_namespaces() {
         }
     );
 }
+
+#[test]
+fn a_held_child_runs_only_once_its_gate_opens() {
+    let root = tempfile::tempdir().unwrap();
+    let mut out = tempfile::tempfile().unwrap();
+    let mut cmd = command(&root, "status", "");
+    cmd.pass_fd(out.try_clone().unwrap().into(), 1);
+    let (mut child, gate) = cmd.spawn_held().unwrap();
+    // Held before execve: still this test binary's image, not the helper's.
+    std::thread::sleep(Duration::from_millis(200));
+    let exe = std::fs::read_link(format!("/proc/{}/exe", child.id())).unwrap();
+    assert_eq!(exe, std::env::current_exe().unwrap());
+    assert_eq!(child.try_wait_status().unwrap(), None);
+    gate.open(&mut child).unwrap();
+    let status = child.wait_status().unwrap();
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    let mut s = String::new();
+    out.rewind().unwrap();
+    out.read_to_string(&mut s).unwrap();
+    assert!(s.contains("uid=65534"), "{s}");
+
+    // A gate dropped unopened: the child leaves without running the program.
+    let (mut child, gate) = command(&root, "status", "").spawn_held().unwrap();
+    drop(gate);
+    let status = child.wait_status().unwrap();
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 127);
+}

@@ -19,6 +19,8 @@
 //! - [`machine`]: ties them together and runs the domain until it stops (or restores it from a
 //!   snapshot instead of booting; `save`, and `migrate`'s pre-copy, in `machine::save`/`machine::migrate`).
 //! - [`snapshot`]: the versioned, checksummed snapshot stream and what it holds.
+//! - [`sandbox`] and [`seccomp`]: the jail a VMM locks itself into (empty root, own namespaces,
+//!   non-root uid, no capabilities) and the per-thread seccomp filters.
 //! - [`threads`]: the one spawn point per kind of thread, and the pause/resume/stop/save-state events
 //!   with acknowledgements every vCPU and device thread is controlled through.
 //!
@@ -71,6 +73,8 @@ pub mod control;
 pub mod devices;
 pub mod machine;
 pub mod outcome;
+pub mod sandbox;
+pub mod seccomp;
 pub mod snapshot;
 pub mod sys;
 pub mod threads;

@@ -22,10 +22,12 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use domus_vmm::config::{Source, VmConfig};
 use domus_vmm::console::ConsoleMode;
-use domus_vmm::machine::{self, MachineOptions};
+use domus_vmm::machine::sockets::OwnedSocket as SocketPath;
+use domus_vmm::machine::{self, MachineOptions, Opened};
+use domus_vmm::sandbox::{self, Sandbox};
 
 const USAGE: &str = "usage: domus-vmm (--config FILE [KEY=VALUE ...] | --config-json FILE | --spec-json FILE) \
-[--console stdio|pty|unix:PATH] [--control PATH] [--paused]
+[--console stdio|pty|unix:PATH] [--control PATH] [--paused] [--sandbox | --no-sandbox]
 
 Runs one Domus domain on KVM in the foreground until the guest stops.
 Exit status: 0 powered off, 2 rebooted, 3 crashed, 1 VMM or configuration error.
@@ -38,6 +40,10 @@ Exit status: 0 powered off, 2 rebooted, 3 crashed, 1 VMM or configuration error.
   --console MODE        stdio (default), pty, or unix:PATH (any number of clients, with backlog)
   --control PATH        control socket (newline-delimited JSON; see the crate docs)
   --paused              build the domain but keep its vCPUs paused until the control socket's resume
+  --sandbox             lock the VMM in (root only): empty root, own mount/IPC/UTS/network
+                        namespaces, uid/gid 65534 (--jail-uid/--jail-gid N), no capabilities,
+                        NoNewPrivs, per-thread seccomp filters (console pty is not available)
+  --no-sandbox          run unconfined even when started sandboxed (debugging; logged loudly)
   -h, --help            this text
   -V, --version         version";
 
@@ -70,6 +76,22 @@ struct Args {
     /// Hidden: restore from this snapshot image instead of booting (domusd passes `restore_fd` in
     /// the spec instead).
     restore: Option<PathBuf>,
+    /// Standalone sandbox (`--sandbox`).
+    sandbox: bool,
+    /// Debug opt-out (`--no-sandbox`).
+    no_sandbox: bool,
+    /// domusd's form: the jail directory (the VMM is already in its own namespaces).
+    jail: Option<PathBuf>,
+    jail_uid: Option<u32>,
+    jail_gid: Option<u32>,
+    /// Descriptors domusd opened for the VMM.
+    kvm_fd: Option<i32>,
+    control_fd: Option<i32>,
+    console_fd: Option<i32>,
+    outcome_fd: Option<i32>,
+    /// Hidden test hook: this many ms after locking in, a thread makes a call every filter denies
+    /// (socket(AF_INET)), so tests see a real seccomp kill of a running VMM.
+    test_denied_call_after_ms: Option<u64>,
 }
 
 /// What `main` should do.
@@ -121,6 +143,18 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> anyhow::Result<Parsed> 
             }
             "--name" => a.name = Some(value()?),
             "--restore" => a.restore = Some(value()?.into()),
+            "--sandbox" => a.sandbox = true,
+            "--no-sandbox" => a.no_sandbox = true,
+            "--jail" => a.jail = Some(value()?.into()),
+            "--jail-uid" => a.jail_uid = Some(value()?.parse().context("--jail-uid")?),
+            "--jail-gid" => a.jail_gid = Some(value()?.parse().context("--jail-gid")?),
+            "--kvm-fd" => a.kvm_fd = Some(value()?.parse().context("--kvm-fd")?),
+            "--control-fd" => a.control_fd = Some(value()?.parse().context("--control-fd")?),
+            "--console-fd" => a.console_fd = Some(value()?.parse().context("--console-fd")?),
+            "--outcome-fd" => a.outcome_fd = Some(value()?.parse().context("--outcome-fd")?),
+            "--test-denied-call-after-ms" => {
+                a.test_denied_call_after_ms = Some(value()?.parse().context("--test-denied-call-after-ms")?)
+            }
             f if f.starts_with('-') => bail!("unknown option {f} (see --help)"),
             _ if a.config.is_some() && arg.contains('=') => a.overrides.push(arg),
             _ => bail!(
@@ -136,6 +170,9 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> anyhow::Result<Parsed> 
     ];
     if sources.iter().filter(|s| **s).count() > 1 {
         bail!("give only one of --config, --config-json and --spec-json (see --help)");
+    }
+    if a.sandbox && a.no_sandbox {
+        bail!("give only one of --sandbox and --no-sandbox");
     }
     Ok(Parsed::Run(Box::new(a)))
 }
@@ -171,6 +208,55 @@ fn load_config(args: &Args) -> anyhow::Result<VmConfig> {
     bail!("no domain given: use --config FILE, --config-json FILE or --spec-json FILE")
 }
 
+/// Takes over inherited descriptor `fd` named by `flag`.
+fn inherited(flag: &str, fd: i32) -> anyhow::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    if fd <= 2 || !domus_vmm::sys::fd_is_open(fd) {
+        bail!("{flag} {fd}: not an open inherited descriptor");
+    }
+    // SAFETY: `fd` is open (checked) and was handed to this process for this one use; nothing else in
+    // the process refers to it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// Whether and how this run is locked in.
+fn sandbox_of(args: &Args) -> anyhow::Result<Option<Sandbox>> {
+    let uid = args.jail_uid.unwrap_or(sandbox::STANDALONE_ID);
+    let gid = args.jail_gid.unwrap_or(sandbox::STANDALONE_ID);
+    if args.no_sandbox {
+        if args.jail.is_some() || args.sandbox {
+            tracing::warn!(
+                "SANDBOX DISABLED (--no-sandbox): this VMM runs with its launcher's privileges, \
+                 namespaces and files; a guest that escapes into it owns the host"
+            );
+        }
+        return Ok(None);
+    }
+    if let Some(root) = &args.jail {
+        return Ok(Some(Sandbox {
+            root: root.clone(),
+            uid,
+            gid,
+            unshare: false,
+        }));
+    }
+    if args.sandbox {
+        if domus_sandbox::sys::ids().0 != 0 {
+            bail!("--sandbox needs root (it unshares namespaces, pivots the root and changes uid); run without it as a non-root user");
+        }
+        if matches!(args.console, Some(ConsoleMode::Pty)) {
+            bail!("--console pty is not available with --sandbox (use stdio or unix:PATH)");
+        }
+        return Ok(Some(Sandbox {
+            root: PathBuf::from(sandbox::STANDALONE_JAIL),
+            uid,
+            gid,
+            unshare: true,
+        }));
+    }
+    Ok(None)
+}
+
 fn run(args: &Args) -> anyhow::Result<u8> {
     let mut cfg = load_config(args)?;
     if let Some(p) = &args.restore {
@@ -183,6 +269,73 @@ fn run(args: &Args) -> anyhow::Result<u8> {
         .clone()
         .or_else(|| std::env::var_os("DOMUS_KVM_DEVICE").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(domus_vmm::vstate::kvm::DEFAULT_KVM_PATH));
+    let sandbox = sandbox_of(args)?;
+    let mut opened = Opened::default();
+    if let Some(fd) = args.kvm_fd {
+        opened.kvm = Some(inherited("--kvm-fd", fd)?.into());
+    }
+    if let Some(fd) = args.control_fd {
+        opened.control = Some(inherited("--control-fd", fd)?.into());
+    }
+    if let Some(fd) = args.console_fd {
+        opened.console = Some(inherited("--console-fd", fd)?.into());
+    }
+    if let Some(fd) = args.outcome_fd {
+        opened.outcome = Some(inherited("--outcome-fd", fd)?.into());
+    }
+    if let Some(sb) = &sandbox {
+        // Everything a locked-in VMM cannot open itself is opened now.
+        opened.host_is_pvm = Some(domus_vmm::vstate::kvm::is_pvm());
+        for src in std::iter::once(&mut cfg.kernel).chain(cfg.ramdisk.as_mut()) {
+            if src.file.is_none() {
+                src.file = Some(
+                    std::fs::File::open(&src.path)
+                        .with_context(|| format!("opening {}", src.path.display()))?,
+                );
+            }
+        }
+        for nic in &mut cfg.nics {
+            if nic.fd.is_none() {
+                nic.fd = Some(domus_vmm::devices::virtio::net::open_tap(nic)?.into_fd());
+            }
+        }
+        if opened.kvm.is_none() {
+            opened.kvm = Some(
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&kvm_path)
+                    .with_context(|| format!("opening {}", kvm_path.display()))?,
+            );
+        }
+        if opened.control.is_none() {
+            if let Some(p) = &args.control {
+                opened.control = Some(SocketPath::bind(p, "control")?.keep_path()?);
+            }
+        }
+        if let (None, Some(ConsoleMode::Unix(p))) = (&opened.console, &args.console) {
+            opened.console = Some(SocketPath::bind(p, "console")?.keep_path()?);
+        }
+        if let (None, Some(p)) = (&opened.outcome, &args.outcome_file) {
+            opened.outcome = Some(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(p)
+                    .with_context(|| format!("opening {}", p.display()))?,
+            );
+        }
+        sb.lock_in().context("cannot lock the VMM in its sandbox")?;
+        tracing::info!(root = %sb.root.display(), uid = sb.uid, gid = sb.gid, "sandboxed");
+        if let Some(ms) = args.test_denied_call_after_ms {
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(ms));
+                // Denied by every filter: the kernel kills the whole VMM with SIGSYS here.
+                let _ = std::net::TcpListener::bind("127.0.0.1:0");
+            });
+        }
+    }
     let opts = MachineOptions {
         console: args.console.clone().unwrap_or(ConsoleMode::Stdio),
         control: args.control.clone(),
@@ -193,10 +346,11 @@ fn run(args: &Args) -> anyhow::Result<u8> {
         // The binary, not the library, reads the environment.
         io_uring: std::env::var_os("DOMUS_VMM_NO_IO_URING").is_none(),
         dirty_ring: std::env::var_os("DOMUS_VMM_DIRTY_BITMAP").is_none_or(|v| v != "1"),
+        opened,
     };
     let _span = tracing::info_span!("domain", domname = %cfg.name).entered();
     let outcome =
-        machine::run(&cfg, &opts).with_context(|| format!("cannot run domain {}", cfg.name))?;
+        machine::run(&cfg, opts).with_context(|| format!("cannot run domain {}", cfg.name))?;
     eprintln!("domus-vmm: domain {}: {outcome}", cfg.name);
     Ok(outcome.exit_code())
 }

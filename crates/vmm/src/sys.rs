@@ -98,13 +98,22 @@ pub fn host_memory_mib() -> u64 {
 /// # Errors
 /// poll failing for another reason.
 pub fn poll(fds: &mut [libc::pollfd]) -> io::Result<()> {
+    poll_timeout(fds, -1).map(|_ready| ())
+}
+
+/// [`poll`] with a timeout in milliseconds (0: just look, -1: wait); how many descriptors are
+/// ready (0 when the timeout passed).
+///
+/// # Errors
+/// poll failing for another reason than EINTR.
+pub fn poll_timeout(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
     let n = libc::nfds_t::try_from(fds.len())
         .map_err(|_too_many| io::Error::from_raw_os_error(libc::EINVAL))?;
     loop {
         // SAFETY: `fds` is a live, writable array of `n` pollfds for the duration of the call.
-        let rc = unsafe { libc::poll(fds.as_mut_ptr(), n, -1) };
-        if rc >= 0 {
-            return Ok(());
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), n, timeout_ms) };
+        if let Ok(ready) = usize::try_from(rc) {
+            return Ok(ready);
         }
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {
@@ -224,6 +233,14 @@ pub fn fd_is_open(fd: RawFd) -> bool {
     // SAFETY: F_SETFD only changes the flags of `fd`, which is open (checked above).
     unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) };
     true
+}
+
+/// Caps glibc's malloc arenas at `n` (mallopt M_ARENA_MAX). Without a cap, the first allocation of a
+/// new thread that needs an arena makes glibc count the host's CPUs by opening
+/// `/sys/devices/system/cpu/online`, which a sandboxed VMM may not do (its seccomp filter kills it).
+pub fn cap_malloc_arenas(n: i32) {
+    // SAFETY: mallopt only sets a malloc tunable; it touches no memory of ours.
+    let _ok = unsafe { libc::mallopt(libc::M_ARENA_MAX, n) };
 }
 
 #[cfg(test)]

@@ -20,15 +20,33 @@ use std::time::{Duration, Instant};
 
 use vmm_sys_util::eventfd::EventFd;
 
-/// What a thread does (names the thread and, later, its seccomp filter).
+/// What a thread does (names the thread and chooses its seccomp filter: [`crate::seccomp`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ThreadKind {
     /// Runs one vCPU.
     Vcpu,
-    /// Serves one virtio device's queues.
+    /// Serves one virtio device's queues (a device without a filter of its own).
     Device,
+    /// Serves a virtio-blk device's queues (io_uring or synchronous I/O on the image).
+    Block,
+    /// Serves a virtio-net device's queues (its TAP).
+    Net,
     /// Does blocking host I/O for a device.
     Io,
+}
+
+impl ThreadKind {
+    /// The seccomp filter this kind of thread runs under in a sandboxed VMM.
+    pub fn filter(self) -> crate::seccomp::FilterKind {
+        use crate::seccomp::FilterKind;
+        match self {
+            Self::Vcpu => FilterKind::Vcpu,
+            Self::Device => FilterKind::Device,
+            Self::Block => FilterKind::Block,
+            Self::Net => FilterKind::Net,
+            Self::Io => FilterKind::Io,
+        }
+    }
 }
 
 /// Starts a thread of `kind` named `name` running `f`.
@@ -41,7 +59,11 @@ where
     T: Send + 'static,
 {
     tracing::debug!(?kind, thread = %name, "starting thread");
-    std::thread::Builder::new().name(name).spawn(f)
+    // The thread narrows itself to its kind's filter before it runs anything else.
+    std::thread::Builder::new().name(name).spawn(move || {
+        crate::seccomp::enter(kind.filter());
+        f()
+    })
 }
 
 /// A control event for a vCPU or device thread.

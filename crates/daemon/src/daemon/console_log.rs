@@ -45,6 +45,8 @@ impl CappedLog {
             0o600,
         )
         .open(path)?;
+        // Readable by the door's group (users read their guests' consoles): see `door.rs`.
+        super::door::share(path, 0o640, 0o600)?;
         let size = file.metadata()?.len();
         Ok(Self {
             path: path.to_path_buf(),
@@ -73,6 +75,7 @@ impl CappedLog {
                 0o600,
             )
             .open(&self.path)?;
+            super::door::share(&self.path, 0o640, 0o600)?;
             self.size = 0;
         }
         // A single chunk larger than the cap keeps only its tail.

@@ -99,6 +99,7 @@ fn pool(name: &str, n: usize, rx: Receiver<Job>, handler: &Arc<Handler>, limits:
             .spawn(move || loop {
                 let job = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
                 let Ok((stream, req)) = job else { return };
+                super::door::log_request(&stream, &req.method, &req.path);
                 let (status, body) = handler(&req);
                 respond(&stream, status, &body, limits.write_deadline);
             });

@@ -317,13 +317,13 @@ impl Daemon {
         }
         let mut child = self
             .launcher
-            .spawn(&spec, &files, &vp, paused)
+            .spawn(domid, &spec, &files, &vp, paused)
             .map_err(|e| failed(e.into()))?;
         // The VMM has its copies; domusd's are closed now.
         drop(files);
         let pid = child.id();
-        let kill = |child: &mut std::process::Child| {
-            let _ = child.kill();
+        let kill = |child: &mut vmm::VmmChild| {
+            child.kill();
             let _ = child.wait();
         };
         // Record the VMM at once, so a destroy during start (or a domusd crash) can find and stop it.
@@ -374,6 +374,11 @@ impl Daemon {
                 self.release_cgroup(domid, &super::resources::cgroup_leaf(domid, &spec.uuid));
                 return Err(failed(e));
             }
+        }
+        // A sandboxed VMM waited before exec until it was in its cgroup: let it run now.
+        if let Err(e) = child.release(&self.opts.vmm_exe) {
+            kill(&mut child);
+            return Err(failed(e.into()));
         }
         let cancelled = || {
             !self
@@ -435,7 +440,7 @@ impl Daemon {
         generation: u64,
         pid: u32,
         vp: &VmmPaths,
-        child: Option<std::process::Child>,
+        child: Option<vmm::VmmChild>,
         reattached: bool,
     ) {
         let me = Arc::clone(self);

@@ -157,11 +157,12 @@ struct FakeVmm {
 impl vmm::Launcher for Arc<FakeVmm> {
     fn spawn(
         &self,
+        _domid: u32,
         spec: &domus_spec::VmSpec,
         files: &[std::fs::File],
         p: &VmmPaths,
         _paused: bool,
-    ) -> Result<Child, VmmError> {
+    ) -> Result<vmm::VmmChild, VmmError> {
         vmm::prepare_dirs(spec, p)?;
         // The hand-off: each resource names the descriptor domusd holds it at.
         assert_eq!(spec.kernel.fd, Some(files[0].as_raw_fd()));
@@ -185,7 +186,7 @@ impl vmm::Launcher for Arc<FakeVmm> {
         lock(&self.instances).push(Arc::clone(&inst));
         let (control, console) = (p.control.clone(), p.console.clone());
         std::thread::spawn(move || serve(inst, control, console));
-        Ok(child)
+        Ok(child.into())
     }
 }
 
@@ -257,6 +258,7 @@ impl Harness {
             host_memory_mib: Some(1024),
             restart_limit: None,
             cgroup_parent: None,
+            sandbox: None,
         };
         let vmm = Arc::new(FakeVmm::default());
         let store = Arc::new(FakeStore::default());

@@ -17,8 +17,10 @@ pub mod console_log;
 pub mod control_watch;
 pub mod dmesg;
 pub mod domain;
+pub mod door;
 pub mod host;
 mod intake;
+pub mod jail;
 mod lifecycle;
 #[cfg(test)]
 mod lifecycle_tests;
@@ -81,6 +83,8 @@ pub struct Options {
     pub cgroup_parent: Option<String>,
     /// The restart-loop guard's limit (`None`: off); see [`restart_guard`].
     pub restart_limit: Option<restart_guard::RestartLimit>,
+    /// How VMMs are sandboxed ([`jail`]); `None`: not at all (`--no-sandbox`, for debugging).
+    pub sandbox: Option<jail::SandboxSettings>,
 }
 
 /// An error for the API: an HTTP status and a message for the user.
@@ -168,9 +172,15 @@ impl Daemon {
         store: Box<dyn DomainStore>,
         dmesg: DmesgRing,
     ) -> anyhow::Result<Arc<Self>> {
-        let launcher = Box::new(vmm::DomusVmm {
-            exe: opts.vmm_exe.clone(),
-        });
+        let launcher: Box<dyn vmm::Launcher> = match &opts.sandbox {
+            Some(settings) => Box::new(jail::JailedVmm {
+                exe: opts.vmm_exe.clone(),
+                settings: settings.clone(),
+            }),
+            None => Box::new(vmm::DomusVmm {
+                exe: opts.vmm_exe.clone(),
+            }),
+        };
         Self::with_launcher(opts, store, dmesg, launcher)
     }
 
@@ -361,7 +371,9 @@ impl Daemon {
     fn update_live(&self, domid: u32, generation: u64, st: &StateReply) {
         let mut t = self.lock();
         if let Some(d) = t.get_mut(domid).filter(|d| d.generation == generation) {
-            let ran_on = resources::vcpu_host_cpus(st.pid);
+            // The pid domusd started (the host's); a sandboxed VMM reports its own namespace's (1).
+            let pid = d.rec.vmm.as_ref().map_or(st.pid, |v| v.pid);
+            let ran_on = resources::vcpu_host_cpus(pid);
             d.live = Live {
                 paused: st.state == MachineState::Paused,
                 vcpus: st

@@ -183,9 +183,23 @@ impl Daemon {
         let mut c = Control::connect(&t.control).map_err(fail)?;
         c.set_reply_timeout(Duration::from_secs((mib / 50).max(30)))
             .map_err(fail)?;
-        c.send(&Request::DumpCore {
-            path: path.to_owned(),
-        })
+        // domusd creates the file (as root, 0600) and hands it over: a sandboxed VMM cannot create files.
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| ApiError::internal(format!("dump-core: cannot create {path}: {e}")))?
+        };
+        c.send_with_file(
+            &Request::DumpCore {
+                path: path.to_owned(),
+            },
+            &file,
+        )
         .map_err(fail)
     }
 

@@ -105,7 +105,7 @@ impl Daemon {
         c.set_reply_timeout(Duration::from_secs((mib / 50).max(60)))
             .map_err(fail)?;
         let resume = req.keep && !req.paused;
-        c.send_with_fd(&Request::Save { resume }, &file)
+        c.send_with_file(&Request::Save { resume }, &file)
             .map_err(fail)?;
         // The VMM wrote through its copy of the descriptor: same file offset, so the size tells.
         file.seek(SeekFrom::End(0)).map_err(io_err)?;

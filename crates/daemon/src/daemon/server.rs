@@ -2,7 +2,6 @@
 //! pools), one request each, routed to [`Daemon`]. Routes and message types are documented in the `domus-api` crate.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::Arc;
@@ -36,7 +35,8 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
             .with_context(|| format!("removing stale socket {}", path.display()))?;
     }
     let l = UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+    // 0660 root:domus (0600 without the group): see `door.rs`.
+    super::door::share(path, 0o660, 0o600)
         .with_context(|| format!("restricting {}", path.display()))?;
     Ok(l)
 }

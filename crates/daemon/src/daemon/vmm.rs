@@ -10,7 +10,9 @@ use std::fs::{self, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+pub use super::jail::VmmChild;
 use std::time::{Duration, Instant};
 
 use domus_vmm_api::{ReplyBody, ReplyError, Request, StateReply, MAX_REPLY_BYTES};
@@ -108,21 +110,22 @@ impl VmmPaths {
 
 /// How a VMM process is started: the real `domus-vmm`, or a fake in tests.
 pub trait Launcher: Send + Sync {
-    /// Starts the VMM for `spec` (its resources' descriptors are `files`, open in this process) at the
-    /// paths of `p`; with `paused`, its vCPUs wait for a `resume` (`xl create -p`).
+    /// Starts the VMM of domain `domid` for `spec` (its resources' descriptors are `files`, open in
+    /// this process) at the paths of `p`; with `paused`, its vCPUs wait for a `resume` (`xl create -p`).
     ///
     /// # Errors
     /// [`VmmError`].
     fn spawn(
         &self,
+        domid: u32,
         spec: &domus_spec::VmSpec,
         files: &[std::fs::File],
         p: &VmmPaths,
         paused: bool,
-    ) -> Result<Child, VmmError>;
+    ) -> Result<VmmChild, VmmError>;
 }
 
-/// The real VMM binary.
+/// The real VMM binary, unsandboxed (`domusd --no-sandbox`; [`super::jail::JailedVmm`] otherwise).
 #[derive(Debug, Clone)]
 pub struct DomusVmm {
     /// Path of `domus-vmm`.
@@ -132,11 +135,12 @@ pub struct DomusVmm {
 impl Launcher for DomusVmm {
     fn spawn(
         &self,
+        _domid: u32,
         spec: &domus_spec::VmSpec,
         files: &[std::fs::File],
         p: &VmmPaths,
         paused: bool,
-    ) -> Result<Child, VmmError> {
+    ) -> Result<VmmChild, VmmError> {
         let log = prepare_dirs(spec, p)?;
         let io = |what, path: &Path| {
             let path = path.to_path_buf();
@@ -158,10 +162,12 @@ impl Launcher for DomusVmm {
             .stderr(log2);
         sys::new_session(&mut cmd);
         sys::inherit_fds(&mut cmd, files);
-        cmd.spawn().map_err(|source| VmmError::Spawn {
-            exe: self.exe.clone(),
-            source,
-        })
+        cmd.spawn()
+            .map(VmmChild::from)
+            .map_err(|source| VmmError::Spawn {
+                exe: self.exe.clone(),
+                source,
+            })
     }
 }
 
@@ -248,7 +254,7 @@ pub fn log_tail(path: &Path, n: usize) -> String {
 /// # Errors
 /// [`VmmError::EarlyExit`] with the VMM's last log lines, or [`VmmError::Timeout`].
 pub fn wait_ready(
-    child: &mut Child,
+    child: &mut VmmChild,
     p: &VmmPaths,
     timeout: Duration,
     cancelled: &dyn Fn() -> bool,
@@ -334,6 +340,15 @@ impl Control {
         let mut line = domus_vmm_api::encode_request(req).into_bytes();
         line.push(b'\n');
         self.reader.get_mut().write_all(&line).map_err(err)?;
+        self.read_reply(req)
+    }
+
+    /// Reads the reply to `req`.
+    fn read_reply<T: ReplyBody>(&mut self, req: &Request) -> Result<T, VmmError> {
+        let err = |source| VmmError::Control {
+            path: self.path.clone(),
+            source,
+        };
         let mut reply = Vec::new();
         let limit = u64::try_from(MAX_REPLY_BYTES).unwrap_or(u64::MAX);
         let n = Read::take(&mut self.reader, limit)
@@ -354,58 +369,39 @@ impl Control {
         })
     }
 
-    /// Sends `req` with the descriptor `fd` attached (SCM_RIGHTS: `save` writes to it); waits for
-    /// its data-less reply.
+    /// Sends a request whose reply carries no data, passing `file` with it (SCM_RIGHTS): e.g. the
+    /// file `dump-core` writes, which domusd creates because a sandboxed VMM cannot.
     ///
     /// # Errors
     /// As [`Control::request`].
-    pub fn send_with_fd(&mut self, req: &Request, fd: &std::fs::File) -> Result<(), VmmError> {
-        use std::os::fd::AsRawFd;
-        use vmm_sys_util::sock_ctrl_msg::ScmSocket;
+    pub fn send_with_file(&mut self, req: &Request, file: &fs::File) -> Result<(), VmmError> {
+        use std::os::fd::AsFd;
+        let err = |source| VmmError::Control {
+            path: self.path.clone(),
+            source,
+        };
         let mut line = domus_vmm_api::encode_request(req).into_bytes();
         line.push(b'\n');
-        let (head, rest) = line.split_at(1);
-        // The descriptor rides on the first byte; the rest follows as plain bytes.
-        self.reader
-            .get_ref()
-            .send_with_fd(head, fd.as_raw_fd())
-            .map_err(|e| VmmError::Control {
-                path: self.path.clone(),
-                source: io::Error::from_raw_os_error(e.errno()),
-            })?;
-        self.reader
-            .get_mut()
-            .write_all(rest)
-            .map_err(|source| VmmError::Control {
-                path: self.path.clone(),
-                source,
-            })?;
-        let mut reply = Vec::new();
-        let limit = u64::try_from(MAX_REPLY_BYTES).unwrap_or(u64::MAX);
-        let n = Read::take(&mut self.reader, limit)
-            .read_until(b'\n', &mut reply)
-            .map_err(|source| VmmError::Control {
-                path: self.path.clone(),
-                source,
-            })?;
-        if n == 0 {
-            return Err(VmmError::Control {
-                path: self.path.clone(),
-                source: io::Error::new(io::ErrorKind::UnexpectedEof, "control socket closed"),
-            });
+        let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut anc = rustix::net::SendAncillaryBuffer::new(&mut space);
+        let fds = [file.as_fd()];
+        if !anc.push(rustix::net::SendAncillaryMessage::ScmRights(&fds)) {
+            return Err(err(io::Error::other("cannot attach the descriptor")));
         }
-        domus_vmm_api::decode_reply::<domus_vmm_api::Done>(&reply)
-            .map(drop)
-            .map_err(|e| match e {
-                ReplyError::Refused(message) => VmmError::Refused {
-                    cmd: req.name(),
-                    message,
-                },
-                ReplyError::Malformed(e) => VmmError::Control {
-                    path: self.path.clone(),
-                    source: io::Error::new(io::ErrorKind::InvalidData, e),
-                },
-            })
+        let sent = rustix::net::sendmsg(
+            self.reader.get_ref(),
+            &[io::IoSlice::new(&line)],
+            &mut anc,
+            rustix::net::SendFlags::NOSIGNAL,
+        )
+        .map_err(|e| err(e.into()))?;
+        if sent < line.len() {
+            self.reader
+                .get_mut()
+                .write_all(&line[sent..])
+                .map_err(err)?;
+        }
+        self.read_reply::<domus_vmm_api::Done>(req).map(drop)
     }
 
     /// Sends a request whose reply carries no data.

@@ -15,7 +15,9 @@ use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::{Child, ExitStatus};
+use std::process::ExitStatus;
+
+use super::vmm::VmmChild as Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -52,6 +54,12 @@ pub fn outcome_of_exit(status: ExitStatus) -> (ShutdownReason, String) {
         (Some(c), _, None) => (
             ShutdownReason::Crash,
             format!("domus-vmm failed (exit status {c})"),
+        ),
+        (None, Some(sig), _) if sig == libc::SIGSYS => (
+            ShutdownReason::Crash,
+            format!(
+                "domus-vmm killed by signal {sig} (SIGSYS: a system call its seccomp filter denies)"
+            ),
         ),
         (None, Some(sig), _) => (
             ShutdownReason::Crash,
@@ -308,7 +316,7 @@ pub fn run(daemon: &Arc<Daemon>, inst: Instance) {
                             (None, Some(st)) => outcome_of_exit(st),
                             (None, None) => (
                                 ShutdownReason::Crash,
-                                "domus-vmm exited without reporting an outcome".into(),
+                                "domus-vmm died without an outcome (a re-adopted VMM: its exit status, e.g. SIGSYS from its seccomp filter, is not visible to this domusd)".into(),
                             ),
                         };
                         daemon.vmm_stopped(domid, generation, reason, Some(detail));

@@ -18,6 +18,8 @@ use std::io::{self, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 
+use vmm_sys_util::sock_ctrl_msg::ScmSocket;
+
 pub use domus_vmm_api::{Reply, Request, MAX_REQUEST_BYTES};
 
 /// What the control socket acts on (implemented by the machine).
@@ -28,26 +30,35 @@ pub trait ControlTarget {
     /// A message for the refusal (`{"ok":false,"error":...}`).
     fn handle(&self, req: &Request) -> Result<Reply, String>;
 
-    /// Handles a request that came with a descriptor (SCM_RIGHTS): `save` writes its snapshot to it.
-    /// The default refuses requests that need one and ignores a descriptor sent with any other.
+    /// Handles one request that arrived with a file descriptor (SCM_RIGHTS; e.g. the file
+    /// `dump-core` writes). By default the file is closed unused.
     ///
     /// # Errors
     /// As [`ControlTarget::handle`].
-    fn handle_with_fd(&self, req: &Request, _fd: Option<std::fs::File>) -> Result<Reply, String> {
+    fn handle_with_file(
+        &self,
+        req: &Request,
+        file: Option<std::fs::File>,
+    ) -> Result<Reply, String> {
+        drop(file);
         self.handle(req)
     }
 }
 
 /// Parses a line and produces the reply line (without the newline).
 pub fn reply_to(line: &[u8], target: &dyn ControlTarget) -> String {
-    reply_with_fd(line, target, None)
+    reply_with_file(line, target, None)
 }
 
-/// [`reply_to`] for a line that came with a descriptor.
-pub fn reply_with_fd(line: &[u8], target: &dyn ControlTarget, fd: Option<std::fs::File>) -> String {
+/// [`reply_to`] for a line that arrived with a descriptor.
+pub fn reply_with_file(
+    line: &[u8],
+    target: &dyn ControlTarget,
+    file: Option<std::fs::File>,
+) -> String {
     match domus_vmm_api::decode_request(line) {
         Err(e) => domus_vmm_api::encode_refusal(&format!("bad request: {e}")),
-        Ok(req) => match target.handle_with_fd(&req, fd) {
+        Ok(req) => match target.handle_with_file(&req, file) {
             Ok(reply) => reply.encode(),
             Err(e) => domus_vmm_api::encode_refusal(&e),
         },
@@ -57,8 +68,8 @@ pub fn reply_with_fd(line: &[u8], target: &dyn ControlTarget, fd: Option<std::fs
 struct Client {
     stream: UnixStream,
     buf: Vec<u8>,
-    /// Descriptors received with the bytes in `buf` (the next line takes them).
-    fds: Vec<std::fs::File>,
+    /// A descriptor that came with the bytes of the request line being read (SCM_RIGHTS).
+    file: Option<std::fs::File>,
 }
 
 /// The listening socket and its clients (driven by the machine's main loop).
@@ -103,7 +114,7 @@ impl ControlServer {
                 Client {
                     stream,
                     buf: Vec::new(),
-                    fds: Vec::new(),
+                    file: None,
                 },
             );
         }
@@ -117,11 +128,16 @@ impl ControlServer {
         };
         let mut chunk = [0u8; 4096];
         let alive = loop {
-            match recv_with_fd(&c.stream, &mut chunk, &mut c.fds) {
-                Ok(0) => break false,
-                Ok(n) => c.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break true,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            match c.stream.recv_with_fd(&mut chunk) {
+                Ok((0, _)) => break false,
+                Ok((n, file)) => {
+                    c.buf.extend_from_slice(&chunk[..n]);
+                    if file.is_some() {
+                        c.file = file;
+                    }
+                }
+                Err(e) if e.errno() == libc::EAGAIN => break true,
+                Err(e) if e.errno() == libc::EINTR => {}
                 Err(_) => break false,
             }
             if c.buf.len() > MAX_REQUEST_BYTES && !c.buf.contains(&b'\n') {
@@ -140,8 +156,7 @@ impl ControlServer {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let fd = (!c.fds.is_empty()).then(|| c.fds.remove(0));
-            let mut reply = reply_with_fd(line, target, fd);
+            let mut reply = reply_with_file(line, target, c.file.take());
             reply.push('\n');
             // Replies are small; a client that does not read them is dropped.
             if c.stream.set_nonblocking(false).is_err()
@@ -157,20 +172,6 @@ impl ControlServer {
         }
         alive
     }
-}
-
-/// Reads from `stream` like `read`, collecting a descriptor sent with the bytes (SCM_RIGHTS).
-fn recv_with_fd(
-    stream: &UnixStream,
-    buf: &mut [u8],
-    fds: &mut Vec<std::fs::File>,
-) -> io::Result<usize> {
-    use vmm_sys_util::sock_ctrl_msg::ScmSocket;
-    let (n, fd) = stream
-        .recv_with_fd(buf)
-        .map_err(|e| io::Error::from_raw_os_error(e.errno()))?;
-    fds.extend(fd);
-    Ok(n)
 }
 
 #[cfg(test)]

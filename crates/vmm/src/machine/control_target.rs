@@ -38,6 +38,9 @@ pub struct Ctl<'a> {
     samples: RefCell<Vec<(Instant, u64)>>,
     /// How to create vCPUs for `set-vcpus`.
     factory: Option<&'a super::hotplug::VcpuFactory<'a>>,
+    /// A file the client passed with the request being handled (SCM_RIGHTS): `dump-core` writes to
+    /// it instead of creating its path (a sandboxed VMM cannot create files).
+    passed: RefCell<Option<std::fs::File>>,
 }
 
 impl<'a> Ctl<'a> {
@@ -62,6 +65,7 @@ impl<'a> Ctl<'a> {
             locks_released: Cell::new(false),
             samples: RefCell::new(Vec::new()),
             factory: None,
+            passed: RefCell::new(None),
         }
     }
 
@@ -240,8 +244,16 @@ impl<'a> Ctl<'a> {
                     })
             })
             .collect();
-        let written = cpus
-            .and_then(|cpus| coredump::write(path, &cpus, self.mem).map_err(|e| anyhow_chain(&e)));
+        let passed = self.passed.borrow_mut().take();
+        let written = cpus.and_then(|cpus| {
+            match passed {
+                Some(file) => {
+                    coredump::write_to(file, &path.display().to_string(), &cpus, self.mem)
+                }
+                None => coredump::write(path, &cpus, self.mem),
+            }
+            .map_err(|e| anyhow_chain(&e))
+        });
         if !was_paused {
             self.resume()?;
         }
@@ -322,11 +334,20 @@ impl<'a> Ctl<'a> {
 }
 
 impl ControlTarget for Ctl<'_> {
-    fn handle_with_fd(&self, req: &Request, fd: Option<std::fs::File>) -> Result<Reply, String> {
+    fn handle_with_file(
+        &self,
+        req: &Request,
+        file: Option<std::fs::File>,
+    ) -> Result<Reply, String> {
         match req {
-            Request::Save { resume } => self.save(fd, *resume),
-            Request::Migrate { downtime_ms, .. } => self.migrate(fd, *downtime_ms),
-            other => self.handle(other),
+            Request::Save { resume } => self.save(file, *resume),
+            Request::Migrate { downtime_ms, .. } => self.migrate(file, *downtime_ms),
+            other => {
+                *self.passed.borrow_mut() = file;
+                let reply = self.handle(other);
+                self.passed.borrow_mut().take();
+                reply
+            }
         }
     }
 

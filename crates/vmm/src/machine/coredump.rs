@@ -146,8 +146,25 @@ fn phdr(kind: u32, flags: u32, offset: u64, addr: u64, size: u64, align: u64) ->
 /// # Errors
 /// The file cannot be written, or guest memory cannot be read.
 pub fn write(path: &Path, cpus: &[CpuRegs], mem: &GuestMem) -> Result<(), CoreDumpError> {
-    let io_err = |source| CoreDumpError::Io {
+    let file = File::create(path).map_err(|source| CoreDumpError::Io {
         path: path.display().to_string(),
+        source,
+    })?;
+    write_to(file, &path.display().to_string(), cpus, mem)
+}
+
+/// As [`write()`], into `file` (open for writing, empty; `name` names it in errors).
+///
+/// # Errors
+/// As [`write()`].
+pub fn write_to(
+    file: File,
+    name: &str,
+    cpus: &[CpuRegs],
+    mem: &GuestMem,
+) -> Result<(), CoreDumpError> {
+    let io_err = |source| CoreDumpError::Io {
+        path: name.to_owned(),
         source,
     };
     let regions: Vec<(u64, u64)> = mem
@@ -159,7 +176,6 @@ pub fn write(path: &Path, cpus: &[CpuRegs], mem: &GuestMem) -> Result<(), CoreDu
     let headers_end = EHDR_SIZE + PHDR_SIZE * u64::from(phnum);
     let notes_len = u64::try_from(notes.len()).unwrap_or(u64::MAX);
     let mut offset = (headers_end + notes_len).div_ceil(PAGE) * PAGE;
-    let file = File::create(path).map_err(io_err)?;
     let mut out = BufWriter::new(file);
     out.write_all(&ehdr(phnum)).map_err(io_err)?;
     out.write_all(&phdr(4, 4, headers_end, 0, notes_len, 4))

@@ -69,7 +69,38 @@ pub struct LoopContext<'a> {
     pub linger: Duration,
     /// Where to keep the outcome once the guest stopped, so a supervisor that was away when this VMM
     /// exited still learns it.
-    pub outcome_file: Option<&'a std::path::Path>,
+    pub outcome_file: Option<OutcomeFile>,
+}
+
+/// Where the outcome is kept.
+#[derive(Debug)]
+pub enum OutcomeFile {
+    /// A path this VMM writes (temporary file and rename).
+    Path(std::path::PathBuf),
+    /// A file its supervisor opened for it (a sandboxed VMM cannot create files).
+    Open(std::fs::File),
+}
+
+impl OutcomeFile {
+    fn keep(&self, outcome: &Outcome) -> io::Result<()> {
+        match self {
+            Self::Path(p) => keep_outcome(p, outcome),
+            Self::Open(f) => {
+                use std::os::unix::fs::FileExt;
+                let data = serde_json::to_vec(outcome).map_err(io::Error::other)?;
+                f.set_len(0)?;
+                f.write_all_at(&data, 0)?;
+                f.sync_all()
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::Path(p) => p.display().to_string(),
+            Self::Open(_) => "the outcome descriptor".into(),
+        }
+    }
 }
 
 /// Writes the outcome to `path` durably (temporary file, fsync, rename, directory fsync), mode 0600.
@@ -153,9 +184,9 @@ pub fn run(mut ctx: LoopContext<'_>) -> io::Result<Outcome> {
         if ctx.shared.should_stop() {
             let now = Instant::now();
             if deadline.is_none() {
-                if let (Some(path), Some(o)) = (ctx.outcome_file, ctx.shared.outcome()) {
-                    if let Err(e) = keep_outcome(path, &o) {
-                        tracing::warn!(path = %path.display(), error = %e, "cannot keep the outcome on disk");
+                if let (Some(file), Some(o)) = (&ctx.outcome_file, ctx.shared.outcome()) {
+                    if let Err(e) = file.keep(&o) {
+                        tracing::warn!(path = %file.describe(), error = %e, "cannot keep the outcome on disk");
                     }
                 }
             }

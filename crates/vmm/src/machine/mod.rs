@@ -41,7 +41,7 @@ use shared::Shared;
 use sockets::{OwnedSocket, SocketError};
 
 /// How to run (everything except the guest's own configuration).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct MachineOptions {
     /// Console destination.
     pub console: ConsoleMode,
@@ -61,8 +61,27 @@ pub struct MachineOptions {
     /// Disk I/O through io_uring where the host allows it (false: the thread pool; the binary maps
     /// `DOMUS_VMM_NO_IO_URING` to false).
     pub io_uring: bool,
+    /// Host resources opened before the VMM was sandboxed (by its supervisor, or by `main` before it
+    /// locked itself in); each replaces opening or binding the matching path.
+    pub opened: Opened,
 }
 
+/// Host resources a sandboxed VMM gets already open (it can open nothing itself).
+#[derive(Debug, Default)]
+pub struct Opened {
+    /// The KVM device (instead of opening [`MachineOptions::kvm_path`]).
+    pub kvm: Option<std::fs::File>,
+    /// The listening control socket (instead of binding [`MachineOptions::control`], which then only
+    /// names it in messages).
+    pub control: Option<std::os::unix::net::UnixListener>,
+    /// The listening console socket for `ConsoleMode::Unix` (instead of binding its path).
+    pub console: Option<std::os::unix::net::UnixListener>,
+    /// Where to keep the outcome (instead of [`MachineOptions::outcome_file`]): written from offset 0
+    /// and synced.
+    pub outcome: Option<std::fs::File>,
+    /// Whether the host's KVM is PVM (a sandboxed VMM cannot look at /sys).
+    pub host_is_pvm: Option<bool>,
+}
 /// The domain could not be built or run.
 #[derive(Debug, thiserror::Error)]
 pub enum MachineError {
@@ -141,10 +160,16 @@ fn park_ejected(shared: &Shared, id: u32) {
 /// # Errors
 /// [`MachineError`] for anything that prevents the guest from starting; once it runs, every stop is an
 /// [`Outcome`].
-pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineError> {
-    let kvm = KvmSystem::open(&opts.kvm_path)?;
+pub fn run(cfg: &VmConfig, mut opts: MachineOptions) -> Result<Outcome, MachineError> {
+    let kvm = match opts.opened.kvm.take() {
+        Some(f) => KvmSystem::from_file(f)?,
+        None => KvmSystem::open(&opts.kvm_path)?,
+    };
     cfg.validate(crate::sys::host_memory_mib(), kvm.max_vcpus)?;
-    let host_is_pvm = crate::vstate::kvm::is_pvm();
+    let host_is_pvm = opts
+        .opened
+        .host_is_pvm
+        .unwrap_or_else(crate::vstate::kvm::is_pvm);
     // TAPs first: a missing one is a configuration error before any KVM resource exists.
     let mut taps = Vec::with_capacity(cfg.nics.len());
     for n in &cfg.nics {
@@ -272,8 +297,9 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
     }
 
     // From here on, resources outside the process exist: sockets (removed on drop) and threads.
-    let console_sock = match &opts.console {
-        ConsoleMode::Unix(p) => Some(OwnedSocket::bind(p, "console")?),
+    let console_given = opts.opened.console.take();
+    let console_sock = match (&opts.console, &console_given) {
+        (ConsoleMode::Unix(p), None) => Some(OwnedSocket::bind(p, "console")?),
         _ => None,
     };
     let pty = match &opts.console {
@@ -288,9 +314,10 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
     if let Some(m) = &pty {
         hub.set_pty(m.try_clone().map_err(host("cannot duplicate the pty"))?);
     }
-    let control_sock = match &opts.control {
-        Some(p) => Some(OwnedSocket::bind(p, "control")?),
-        None => None,
+    let control_given = opts.opened.control.take();
+    let control_sock = match (&opts.control, &control_given) {
+        (Some(p), None) => Some(OwnedSocket::bind(p, "control")?),
+        _ => None,
     };
 
     crate::vstate::vcpu::install_kick_handler().map_err(|e| MachineError::Host {
@@ -334,22 +361,33 @@ pub fn run(cfg: &VmConfig, opts: &MachineOptions) -> Result<Outcome, MachineErro
         ram: &ram,
         disks: &cfg.disks,
         mem: ram.mmap(),
-        console_listener: console_sock
-            .as_ref()
-            .map(OwnedSocket::listener)
-            .transpose()
-            .map_err(host("cannot duplicate the console socket"))?,
-        control_listener: control_sock
-            .as_ref()
-            .map(OwnedSocket::listener)
-            .transpose()
-            .map_err(host("cannot duplicate the control socket"))?,
+        console_listener: match console_given {
+            Some(l) => Some(l),
+            None => console_sock
+                .as_ref()
+                .map(OwnedSocket::listener)
+                .transpose()
+                .map_err(host("cannot duplicate the console socket"))?,
+        },
+        control_listener: match control_given {
+            Some(l) => Some(l),
+            None => control_sock
+                .as_ref()
+                .map(OwnedSocket::listener)
+                .transpose()
+                .map_err(host("cannot duplicate the control socket"))?,
+        },
         pty,
         stdin: opts.console == ConsoleMode::Stdio,
         signals,
         linger: opts.outcome_linger,
-        outcome_file: opts.outcome_file.as_deref(),
+        outcome_file: match opts.opened.outcome.take() {
+            Some(f) => Some(event_loop::OutcomeFile::Open(f)),
+            None => opts.outcome_file.clone().map(event_loop::OutcomeFile::Path),
+        },
     };
+    // The main thread's own filter from here on (event loop, console and control, later vCPU threads).
+    crate::seccomp::enter(crate::seccomp::FilterKind::Main);
     let outcome = match started {
         Ok(()) => event_loop::run(ctx),
         Err(e) => Err(e),

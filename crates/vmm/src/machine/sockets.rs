@@ -83,6 +83,16 @@ impl OwnedSocket {
         })
     }
 
+    /// The listener, leaving the path in place (a sandboxed VMM cannot remove it later).
+    ///
+    /// # Errors
+    /// dup failed (the path is then removed).
+    pub fn keep_path(mut self) -> io::Result<UnixListener> {
+        let listener = self.listener.try_clone()?;
+        self.path = PathBuf::new();
+        Ok(listener)
+    }
+
     /// A clone of the listener.
     ///
     /// # Errors
@@ -94,7 +104,9 @@ impl OwnedSocket {
 
 impl Drop for OwnedSocket {
     fn drop(&mut self) {
-        let _ignored = std::fs::remove_file(&self.path);
+        if !self.path.as_os_str().is_empty() {
+            let _ignored = std::fs::remove_file(&self.path);
+        }
     }
 }
 

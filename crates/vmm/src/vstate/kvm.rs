@@ -89,6 +89,22 @@ impl KvmSystem {
                 source: std::io::Error::from_raw_os_error(n),
             },
         })?;
+        Self::check(kvm)
+    }
+
+    /// Takes an already open KVM device (a sandboxed VMM gets it from its supervisor) and checks it.
+    ///
+    /// # Errors
+    /// As [`KvmSystem::open`], except for opening.
+    pub fn from_file(file: std::fs::File) -> Result<Self, KvmError> {
+        use std::os::fd::IntoRawFd;
+        // SAFETY: `file` is an open descriptor we own; `Kvm` takes over its ownership (closing it on
+        // drop), and `into_raw_fd` gives up ours.
+        let kvm = unsafe { <Kvm as std::os::fd::FromRawFd>::from_raw_fd(file.into_raw_fd()) };
+        Self::check(kvm)
+    }
+
+    fn check(kvm: Kvm) -> Result<Self, KvmError> {
         let api = kvm.get_api_version();
         if api != 12 {
             return Err(KvmError::ApiVersion(api));

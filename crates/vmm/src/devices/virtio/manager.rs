@@ -123,7 +123,7 @@ type Body = Box<dyn FnOnce() + Send>;
 #[derive(Default)]
 pub struct DeviceManager {
     slots: Vec<Arc<MmioTransport>>,
-    pending: Vec<(String, ThreadControl, Body)>,
+    pending: Vec<(crate::threads::ThreadKind, String, ThreadControl, Body)>,
     threads: Vec<DeviceThread>,
     disk_stats: Vec<Arc<super::block::BlockStats>>,
     nic_stats: Vec<Arc<super::net::NetStats>>,
@@ -237,7 +237,18 @@ impl DeviceManager {
     /// Hands the body of the device thread serving a slot to the manager, which starts it with
     /// [`DeviceManager::start_threads`] and then pauses, resumes and stops it through `control`.
     pub fn add_thread(&mut self, name: String, control: ThreadControl, body: Body) {
-        self.pending.push((name, control, body));
+        self.add_thread_of(crate::threads::ThreadKind::Device, name, control, body);
+    }
+
+    /// As [`DeviceManager::add_thread`], for a thread of a kind with its own seccomp filter.
+    pub fn add_thread_of(
+        &mut self,
+        kind: crate::threads::ThreadKind,
+        name: String,
+        control: ThreadControl,
+        body: Body,
+    ) {
+        self.pending.push((kind, name, control, body));
     }
 
     /// Starts the device threads added so far. The machine does this after its vCPU threads
@@ -247,8 +258,8 @@ impl DeviceManager {
     /// # Errors
     /// The host refused a thread (the threads already started keep running and stop on drop).
     pub fn start_threads(&mut self) -> io::Result<()> {
-        for (name, control, body) in std::mem::take(&mut self.pending) {
-            let handle = crate::threads::spawn(crate::threads::ThreadKind::Device, name, body)?;
+        for (kind, name, control, body) in std::mem::take(&mut self.pending) {
+            let handle = crate::threads::spawn(kind, name, body)?;
             self.threads.push(DeviceThread {
                 control,
                 handle: Some(handle),

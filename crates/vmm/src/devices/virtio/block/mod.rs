@@ -196,7 +196,8 @@ pub fn attach(
         events: mailbox,
         thread_name: format!("blk-{vdev}"),
     };
-    manager.add_thread(
+    manager.add_thread_of(
+        crate::threads::ThreadKind::Block,
         format!("blk-{vdev}"),
         control,
         Box::new(move || worker.run()),

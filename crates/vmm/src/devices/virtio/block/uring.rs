@@ -46,9 +46,18 @@ impl Uring {
     /// # Errors
     /// io_uring unavailable (old kernel, seccomp, `io_uring_disabled`).
     pub fn new(entries: u32) -> std::io::Result<Self> {
-        let ring = IoUring::new(entries)?;
+        // io_uring submissions are not system calls, so no seccomp filter sees them: the ring is
+        // created disabled and restricted to the two operations this device submits (readv and
+        // writev, no SQE flags) and to no further io_uring_register calls, then enabled.
+        let ring = IoUring::builder().setup_r_disabled().build(entries)?;
         let efd = EventFd::new(libc::EFD_NONBLOCK)?;
         ring.submitter().register_eventfd(efd.as_raw_fd())?;
+        let mut allowed = [
+            io_uring::register::Restriction::sqe_op(opcode::Readv::CODE),
+            io_uring::register::Restriction::sqe_op(opcode::Writev::CODE),
+        ];
+        ring.submitter().register_restrictions(&mut allowed)?;
+        ring.submitter().register_enable_rings()?;
         Ok(Self {
             ring,
             efd,

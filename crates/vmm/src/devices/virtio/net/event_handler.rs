@@ -44,6 +44,23 @@ const CTRLQ: usize = 3;
 const EVENTS: usize = 4;
 const TIMER: usize = 5;
 
+/// How long the thread keeps looking (poll with no timeout) after the guest last sent a frame before
+/// it sleeps. A request/response exchange (ping, RPC) then finds the answer and the guest's next
+/// request without a thread wake-up, which on a virtualised host costs more than the frame itself;
+/// a quiet NIC spins once for this long and sleeps. Only transmits open the window: a host → guest
+/// stream keeps the thread busy by itself, and spinning there takes a CPU from the sender and the
+/// vCPU (measured: −25 % on two CPUs). `DOMUS_NET_SPIN_US` overrides it (0: never spin).
+fn spin_window() -> Duration {
+    static SPIN: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *SPIN.get_or_init(|| {
+        let us = std::env::var("DOMUS_NET_SPIN_US")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(50);
+        Duration::from_micros(us)
+    })
+}
+
 impl Worker {
     /// Runs until a `Stop` event (or the owner going away); acknowledges `Stop` last.
     pub fn run(mut self) {
@@ -61,6 +78,8 @@ impl Worker {
         let mut ctrl_buf = Vec::with_capacity(ctrl::MAX_COMMAND_BYTES);
         let (mut rx_wait, mut tx_throttled, mut tx_blocked, mut tap_broken) =
             (false, false, false, false);
+        let spin = spin_window();
+        let mut last_sent = origin.checked_sub(spin).unwrap_or(origin);
         let raw = [
             self.shared.tap.as_fd().as_raw_fd(),
             self.notify[0].as_raw_fd(),
@@ -86,7 +105,8 @@ impl Worker {
             if tap_events == 0 {
                 fds[TAP].fd = -1;
             }
-            if crate::sys::poll(&mut fds).is_err() {
+            let spinning = last_sent.elapsed() < spin;
+            if crate::sys::poll_timeout(&mut fds, if spinning { 0 } else { -1 }).is_err() {
                 tracing::error!(dev = %name, "poll failed; NIC stops");
                 break;
             }
@@ -120,6 +140,7 @@ impl Worker {
                 tracing::error!(dev = %name, tap = %self.shared.tap.name(), "the TAP device is gone; the NIC stops moving frames");
                 tap_broken = true;
             }
+            let sent = tx.frames;
             if !tx_throttled && !tx_blocked && !tap_broken {
                 let now = origin.elapsed();
                 match tx.process(&self.transport, &self.shared, self.limiter.as_mut(), now) {
@@ -150,6 +171,9 @@ impl Worker {
                     }
                     RxPass::Broken => tap_broken = true,
                 }
+            }
+            if tx.frames != sent {
+                last_sent = Instant::now();
             }
         }
         tracing::info!(dev = %name, rx_frames = rx.frames, rx_dropped = rx.dropped, tx_frames = tx.frames, tx_dropped = tx.dropped, "NIC stopped");

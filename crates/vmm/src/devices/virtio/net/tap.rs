@@ -145,6 +145,11 @@ impl Tap {
         }
     }
 
+    /// The descriptor (a sandboxed standalone VMM opens its TAPs before it locks itself in).
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+
     /// The interface name.
     pub fn name(&self) -> &str {
         &self.name
