@@ -21,7 +21,8 @@
 //! Syscalls for features being added in parallel: `madvise` (balloon: MADV_DONTNEED) and `fallocate`
 //! are in the main and device filters already; vCPU hotplug needs `KVM_CREATE_VCPU` (an 0xAE ioctl) and
 //! thread creation in the main filter (both present); save/restore writing state to a descriptor needs
-//! `write`/`pwrite64`/`fsync` in the main filter (present).
+//! `write`/`pwrite64`/`fsync` in the main filter (present); live migration's disk-lock hand-over
+//! needs `fcntl(F_OFD_SETLK)` in the main filter (present, that command only).
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -286,6 +287,10 @@ pub fn rules(kind: FilterKind) -> Result<BTreeMap<i64, Vec<SeccompRule>>, Filter
             allow(&mut m, EVENTS);
             allow(&mut m, FILE_IO);
             allow(&mut m, MAIN);
+            // A live migration hands the writable disks' OFD locks over (`machine::disk_locks`):
+            // F_OFD_SETLK on the disk descriptors the VMM was given, nothing else of locking.
+            let ofd = u64::try_from(libc::F_OFD_SETLK).unwrap_or(0);
+            merge(&mut m, libc::SYS_fcntl, filter::arg_in(1, &[ofd])?);
             merge(&mut m, libc::SYS_ioctl, ioctl_types(&[KVMIO, TTY_TUN])?);
             allow_threads(&mut m)?;
         }

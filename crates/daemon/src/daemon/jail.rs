@@ -263,7 +263,11 @@ impl Launcher for JailedVmm {
         if paused {
             cmd.arg("--paused");
         }
-        for key in ["RUST_LOG", "DOMUS_VMM_NO_IO_URING"] {
+        for key in [
+            "RUST_LOG",
+            "DOMUS_VMM_NO_IO_URING",
+            "DOMUS_VMM_DIRTY_BITMAP",
+        ] {
             if let Some(v) = std::env::var_os(key) {
                 cmd.env(key, v);
             }
