@@ -12,6 +12,10 @@
 //!    and the trailer ends the stream. The guest stays paused: the caller destroys it once the target
 //!    runs, or resumes it.
 //!
+//! vCPU hotplug: `set-vcpus` cannot arrive during a migration (the main loop serves one control
+//! request at a time), vCPUs created earlier have their dirty rings mapped like the boot vCPUs, and a
+//! vCPU the guest ejects during the pre-copy is parked and still reports its state.
+//!
 //! Writable disks: their locks go from this VMM to the target's when the guest is paused for the
 //! stop-and-copy, and come back if the guest runs here again ([`super::disk_locks`]).
 //!

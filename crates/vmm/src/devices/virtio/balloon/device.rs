@@ -138,8 +138,11 @@ impl VirtioDevice for BalloonDevice {
 }
 
 /// The balloon's state in a snapshot (save/restore, live migration). The pages in the balloon are
-/// zero in the image (they were handed back to the host), so the restored machine does not hold them
-/// either.
+/// zero in a saved image (they were handed back to the host), so the restored machine does not hold
+/// them either. A live migration's pre-copy may send a page before the guest inflates it (discarding
+/// it here is no write KVM or the device's dirty hook sees): the target then holds that page's old
+/// bytes until the guest deflates and rewrites it — harmless to the guest, which never reads a page
+/// in its balloon, but resident memory on the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BalloonSnapshot {
     /// `num_pages`.
