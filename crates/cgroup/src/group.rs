@@ -193,6 +193,22 @@ impl Cgroups {
         }
     }
 
+    /// The names of the domain cgroups under the parent (in any of its directories).
+    pub fn leaves(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .parent
+            .all()
+            .into_iter()
+            .filter_map(|d| fs::read_dir(d).ok())
+            .flat_map(|rd| rd.filter_map(Result::ok))
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// Removes the parent if no domain cgroup is left in it (best effort: a parent still in use
     /// cannot be removed, and [`Cgroups::domain`] makes it again when needed).
     pub fn remove_parent_if_unused(&self) {
@@ -210,6 +226,13 @@ pub struct DomainCgroup {
 }
 
 impl DomainCgroup {
+    /// Whether no process is in it (a cgroup already gone counts as empty).
+    pub fn is_empty(&self) -> bool {
+        self.dirs.all().iter().all(|d| {
+            fs::read_to_string(d.join("cgroup.procs")).map_or(true, |procs| procs.trim().is_empty())
+        })
+    }
+
     /// The hierarchy it lives in.
     pub fn version(&self) -> Version {
         self.version
@@ -336,6 +359,33 @@ mod tests {
             memory_max_bytes: 192 << 20,
             pids_max: 300,
         }
+    }
+
+    #[test]
+    fn leaves_lists_domain_cgroups_and_is_empty_reads_their_processes() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().display().to_string();
+        let info = format!(
+            "1 0 0:1 / {root}/cpu rw - cgroup cgroup rw,cpu,cpuacct\n\
+             2 0 0:2 / {root}/memory rw - cgroup cgroup rw,memory\n\
+             3 0 0:3 / {root}/pids rw - cgroup cgroup rw,pids\n"
+        );
+        let own = parse_self_cgroup("3:pids:/\n2:memory:/\n1:cpu,cpuacct:/\n");
+        let cg = Cgroups::with_layout(&parse_mounts(&info), &own, "domus", 1).unwrap();
+        assert!(cg.leaves().is_empty(), "no parent yet");
+        let a = cg.domain("domain-2-b").unwrap();
+        cg.domain("domain-1-a").unwrap();
+        // Only in one controller (a half-removed leaf) still counts.
+        fs::create_dir_all(t.path().join("pids/domus/domain-3-c")).unwrap();
+        assert_eq!(cg.leaves(), ["domain-1-a", "domain-2-b", "domain-3-c"]);
+        assert!(a.is_empty(), "no cgroup.procs file: nothing in it");
+        fs::write(
+            t.path().join("memory/domus/domain-2-b/cgroup.procs"),
+            "42\n",
+        )
+        .unwrap();
+        assert!(!a.is_empty());
+        assert!(cg.existing("domain-9-gone").is_empty());
     }
 
     #[test]

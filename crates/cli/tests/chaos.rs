@@ -76,6 +76,35 @@ fn runtime_dirs(domains_dir: &Path) -> BTreeSet<u32> {
 }
 
 /// What is wrong with the host now, if anything.
+/// The domain cgroups (`domain-DOMID-UUID`) under domusd's Domus parent in the v1 pids hierarchy
+/// (domusd runs in this test's cgroup), with their domids.
+fn domain_cgroups() -> Vec<(u32, String)> {
+    let own = fs::read_to_string("/proc/self/cgroup").unwrap();
+    let Some(path) = own.lines().find_map(|l| {
+        let mut f = l.splitn(3, ':');
+        let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+        ctrls
+            .split(',')
+            .any(|c| c == "pids")
+            .then(|| path.to_owned())
+    }) else {
+        return Vec::new(); // no v1 pids controller: domusd runs without those cgroups here
+    };
+    let parent = Path::new("/sys/fs/cgroup/pids")
+        .join(path.trim_start_matches('/'))
+        .join("domus");
+    let Ok(rd) = fs::read_dir(parent) else {
+        return Vec::new();
+    };
+    rd.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter_map(|n| {
+            let domid = n.strip_prefix("domain-")?.split('-').next()?.parse().ok()?;
+            Some((domid, n))
+        })
+        .collect()
+}
+
 fn violations(h: &Host, destroyed: &BTreeSet<String>) -> Vec<String> {
     let domains_dir = h.path("run/domains");
     let rows: Vec<_> = h.list().into_iter().filter(|r| r.domid != 0).collect();
@@ -124,6 +153,11 @@ fn violations(h: &Host, destroyed: &BTreeSet<String>) -> Vec<String> {
             bad.push(format!(
                 "runtime directory of domain {d}, which is not listed"
             ));
+        }
+    }
+    for (domid, leaf) in domain_cgroups() {
+        if !by_domid.contains_key(&domid) {
+            bad.push(format!("cgroup {leaf}, whose domain is not listed"));
         }
     }
     bad
@@ -280,9 +314,14 @@ fn kill9_domusd_at_random_instants_of_the_lifecycle() {
     }
     let domains_dir = h.path("run/domains");
     wait_for(
-        "no VMM and no runtime directory left",
+        "no VMM, no runtime directory and no domain cgroup left",
         Duration::from_secs(20),
-        || (vmms(&domains_dir).is_empty() && runtime_dirs(&domains_dir).is_empty()).then_some(()),
+        || {
+            (vmms(&domains_dir).is_empty()
+                && runtime_dirs(&domains_dir).is_empty()
+                && domain_cgroups().is_empty())
+            .then_some(())
+        },
     );
     eprintln!("chaos: {rounds} rounds in {:?}", started.elapsed());
 }

@@ -108,6 +108,7 @@ impl Daemon {
             self.save_next_domid(&t);
             // Rules and the NAT network as the re-adopted domains need them (never duplicated).
             self.net_sweep(&t);
+            self.cgroup_sweep(&t);
             self.net_reconcile(&t, &[]);
         }
         for (domid, generation, reason, detail) in lost {

@@ -15,7 +15,7 @@ use domus_cgroup::{Cgroups, Limits};
 use domus_vmm_api::Request;
 use tracing::{info, warn};
 
-use super::domain::SchedParams;
+use super::domain::{SchedParams, Table};
 use super::vmm::Control;
 use super::{host, ApiError, Daemon};
 
@@ -124,14 +124,85 @@ impl Daemon {
             weight: spec.placement.weight,
             cap: spec.placement.cap,
         };
-        let d = cg
-            .domain(&leaf)
-            .with_context(|| format!("domain {domid}: creating its cgroup"))?;
         let limits = limits(spec.maxmem_mib, spec.maxvcpus.max(spec.vcpus), sched);
-        d.apply(&limits)
-            .and_then(|()| d.add_process(pid))
-            .with_context(|| format!("domain {domid}: setting up its cgroup"))?;
-        Ok(Some(leaf))
+        // Another domusd sharing the parent (tests run several) may sweep the new, still empty
+        // leaf away between its mkdir and the VMM joining it: make it again.
+        let mut attempt = 0;
+        loop {
+            let d = cg
+                .domain(&leaf)
+                .with_context(|| format!("domain {domid}: creating its cgroup"))?;
+            match d.apply(&limits).and_then(|()| d.add_process(pid)) {
+                Ok(()) => return Ok(Some(leaf)),
+                Err(domus_cgroup::CgroupError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound && attempt < 2 =>
+                {
+                    attempt += 1;
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::from(e))
+                        .with_context(|| format!("domain {domid}: setting up its cgroup"))
+                }
+            }
+        }
+    }
+
+    /// At start, after unclaimed VMMs were killed: removes the domain cgroups no domain in `t` claims
+    /// (a domusd killed while a create was undone or a cgroup was still being released leaves them
+    /// behind). One that still holds processes (a held VMM child that is exiting after its parent
+    /// died) is removed once they are gone, off the caller's thread, giving up after the release
+    /// timeout (then it is not a VMM of ours).
+    pub(super) fn cgroup_sweep(&self, t: &Table) {
+        let Some(cg) = &self.cgroups else { return };
+        let mut busy = Vec::new();
+        for leaf in cg.leaves() {
+            let claimed = t.iter().any(|d| {
+                d.rec.vmm.as_ref().and_then(|v| v.cgroup.as_deref()) == Some(leaf.as_str())
+                    || cgroup_leaf(d.rec.domid, &d.rec.uuid) == leaf
+            });
+            if claimed || !leaf.starts_with("domain-") {
+                continue;
+            }
+            let group = cg.existing(&leaf);
+            if !group.is_empty() {
+                busy.push((leaf, group));
+                continue;
+            }
+            match group.remove() {
+                Ok(()) => info!(cgroup = %leaf, "removed a domain cgroup no domain claims"),
+                Err(e) => {
+                    warn!(cgroup = %leaf, error = %e, "cannot remove an unclaimed domain cgroup");
+                }
+            }
+        }
+        if busy.is_empty() {
+            cg.remove_parent_if_unused();
+            return;
+        }
+        let cg = cg.clone();
+        let wait = move || {
+            let deadline = std::time::Instant::now() + RELEASE_TIMEOUT;
+            while !busy.is_empty() && std::time::Instant::now() < deadline {
+                busy.retain(|(leaf, group)| {
+                    if !group.is_empty() {
+                        return true;
+                    }
+                    if group.remove().is_ok() {
+                        info!(cgroup = %leaf, "removed a domain cgroup no domain claims");
+                    }
+                    false
+                });
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            cg.remove_parent_if_unused();
+        };
+        if let Err(e) = std::thread::Builder::new()
+            .name("cgroup-sweep".into())
+            .stack_size(64 * 1024)
+            .spawn(wait)
+        {
+            warn!(error = %e, "cannot start the thread that removes unclaimed domain cgroups");
+        }
     }
 
     /// Removes a stopped domain's cgroup (logged, not fatal, when it cannot be removed).
