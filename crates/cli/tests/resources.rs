@@ -8,6 +8,7 @@ mod support;
 use std::fs;
 use std::path::PathBuf;
 
+use support::guest_lines::vcpu_masks;
 use support::{wait_for, Host, TIMEOUT};
 
 /// The directory of `pid`'s cgroup in v1 controller `ctrl` (these machines mount v1 controllers).
@@ -26,31 +27,6 @@ fn cgroup_dir(pid: u32, ctrl: &str) -> PathBuf {
 
 fn read(p: &std::path::Path, file: &str) -> String {
     fs::read_to_string(p.join(file)).unwrap().trim().to_owned()
-}
-
-/// `Cpus_allowed_list` of each vCPU thread of VMM `pid`, by vCPU index.
-fn vcpu_masks(pid: u32) -> Vec<(u32, String)> {
-    let mut out = Vec::new();
-    for t in fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
-        let comm = fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-        let Some(n) = comm
-            .trim()
-            .strip_prefix("vcpu")
-            .and_then(|n| n.parse().ok())
-        else {
-            continue;
-        };
-        let status = fs::read_to_string(t.path().join("status")).unwrap();
-        let mask = status
-            .lines()
-            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-            .unwrap()
-            .trim()
-            .to_owned();
-        out.push((n, mask));
-    }
-    out.sort();
-    out
 }
 
 fn host_cpus() -> u32 {

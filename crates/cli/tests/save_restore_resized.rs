@@ -9,27 +9,9 @@
 
 mod support;
 
-use std::time::Duration;
-
+use support::guest_lines::{last_epoch, wait_epoch_above};
 use support::migrate_hosts::{host, ssh_script};
 use support::{wait_for, Host, TIMEOUT};
-
-/// The last `PROBE mem-soak epoch=E ok` in `text`.
-fn last_epoch(text: &str) -> Option<u64> {
-    text.lines()
-        .rev()
-        .filter_map(|l| l.trim().strip_prefix("PROBE mem-soak epoch="))
-        .filter_map(|l| l.strip_suffix(" ok"))
-        .find_map(|n| n.parse().ok())
-}
-
-fn wait_epoch_above(h: &Host, name: &str, above: u64) -> u64 {
-    wait_for(
-        &format!("{name}: mem-soak epoch above {above}"),
-        Duration::from_secs(60),
-        || last_epoch(&h.console_log(name)).filter(|&e| e > above),
-    )
-}
 
 fn count(h: &Host, name: &str, line: &str) -> usize {
     h.console_log(name).matches(line).count()

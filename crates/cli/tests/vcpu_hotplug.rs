@@ -6,34 +6,8 @@
 
 mod support;
 
-use std::fs;
-
+use support::guest_lines::vcpu_masks;
 use support::{wait_for, Host, TIMEOUT};
-
-/// `Cpus_allowed_list` of each vCPU thread of VMM `pid`, by vCPU index.
-fn vcpu_masks(pid: u32) -> Vec<(u32, String)> {
-    let mut out = Vec::new();
-    for t in fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
-        let comm = fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-        let Some(n) = comm
-            .trim()
-            .strip_prefix("vcpu")
-            .and_then(|n| n.parse().ok())
-        else {
-            continue;
-        };
-        let status = fs::read_to_string(t.path().join("status")).unwrap();
-        let mask = status
-            .lines()
-            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-            .unwrap()
-            .trim()
-            .to_owned();
-        out.push((n, mask));
-    }
-    out.sort();
-    out
-}
 
 /// `vcpu-list DOM` rows as (vCPU, CPU, state).
 fn vcpu_rows(h: &Host, dom: &str) -> Vec<(String, String, String)> {

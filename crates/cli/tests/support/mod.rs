@@ -3,6 +3,7 @@
 //! helpers to run the real `domus` binary. Dropping the host kills domusd and every VMM it recorded.
 #![allow(dead_code, clippy::unwrap_used)] // shared by several test files; tests may unwrap
 
+pub mod guest_lines;
 pub mod migrate_hosts;
 pub mod netns;
 pub mod pty;
