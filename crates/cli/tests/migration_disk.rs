@@ -134,15 +134,7 @@ fn a_domain_mid_blk_fill_moves_with_its_writable_disk() {
     );
     let reported = line.split_whitespace().next().unwrap().to_owned();
     assert!(line.contains("flush=0"), "{line}");
-    let out = std::process::Command::new("sha256sum")
-        .arg(&disk)
-        .output()
-        .unwrap();
-    let on_disk = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned();
+    let on_disk = support::sha256_of(&disk);
     assert_eq!(on_disk, reported, "the disk holds what the guest wrote");
     b.ok(&["destroy", "fill"]);
     wait_for("no VMM left on either host", TIMEOUT, || {

@@ -60,15 +60,7 @@ fn disk_saved_mid_fill_is_complete_after_restore() {
         .unwrap();
     let reported = line.split_whitespace().next().unwrap().to_owned();
     assert!(line.contains("flush=0"), "{line}");
-    let out = std::process::Command::new("sha256sum")
-        .arg(&disk)
-        .output()
-        .unwrap();
-    let on_disk = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned();
+    let on_disk = support::sha256_of(&disk);
     assert_eq!(on_disk, reported, "the disk holds what the guest wrote");
     h.ok(&["destroy", "fill"]);
 }

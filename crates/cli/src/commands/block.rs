@@ -70,19 +70,12 @@ pub fn rows(domid: u32, config: Option<&domus_config::DomainConfig>) -> Vec<Stri
         .collect()
 }
 
-fn refuse() -> anyhow::Result<()> {
-    anyhow::bail!(
-        "not supported: virtio-mmio has no hotplug; add the disk to the domain's config \
-         (`disk = [...]`) and restart the domain"
-    )
-}
-
 /// Runs `block-attach`.
 ///
 /// # Errors
 /// Always: hotplug is not supported.
 pub fn attach(_ctx: &Ctx, _args: HotplugArgs) -> anyhow::Result<()> {
-    refuse()
+    super::refuse_hotplug("disk", "disk")
 }
 
 /// Runs `block-detach`.
@@ -90,7 +83,7 @@ pub fn attach(_ctx: &Ctx, _args: HotplugArgs) -> anyhow::Result<()> {
 /// # Errors
 /// Always: hotplug is not supported.
 pub fn detach(_ctx: &Ctx, _args: HotplugArgs) -> anyhow::Result<()> {
-    refuse()
+    super::refuse_hotplug("disk", "disk")
 }
 
 #[cfg(test)]

@@ -208,6 +208,18 @@ impl Command {
     }
 }
 
+/// The refusal of `block-attach`/`-detach` and `network-attach`/`-detach`: devices are fixed at
+/// start (virtio-mmio has no hotplug); `what` is the device ("disk", "vif"), `key` its config key.
+///
+/// # Errors
+/// Always.
+pub(crate) fn refuse_hotplug(what: &str, key: &str) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "not supported: virtio-mmio has no hotplug; add the {what} to the domain's config \
+         (`{key} = [...]`) and restart the domain"
+    )
+}
+
 /// Runs `command`.
 ///
 /// # Errors

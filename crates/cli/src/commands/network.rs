@@ -78,19 +78,12 @@ pub fn rows(domid: u32, config: Option<&domus_config::DomainConfig>) -> Vec<Stri
         .collect()
 }
 
-fn refuse() -> anyhow::Result<()> {
-    anyhow::bail!(
-        "not supported: virtio-mmio has no hotplug; add the vif to the domain's config \
-         (`vif = [...]`) and restart the domain"
-    )
-}
-
 /// Runs `network-attach`.
 ///
 /// # Errors
 /// Always: hotplug is not supported.
 pub fn attach(_ctx: &Ctx, _args: HotplugArgs) -> anyhow::Result<()> {
-    refuse()
+    super::refuse_hotplug("vif", "vif")
 }
 
 /// Runs `network-detach`.
@@ -98,7 +91,7 @@ pub fn attach(_ctx: &Ctx, _args: HotplugArgs) -> anyhow::Result<()> {
 /// # Errors
 /// Always: hotplug is not supported.
 pub fn detach(_ctx: &Ctx, _args: HotplugArgs) -> anyhow::Result<()> {
-    refuse()
+    super::refuse_hotplug("vif", "vif")
 }
 
 #[cfg(test)]

@@ -429,3 +429,18 @@ pub fn remove_domain_cgroup(leaf: &str) {
         let _ = fs::remove_dir(&parent);
     }
 }
+
+/// The SHA-256 of file `path` as hex, by the host's own `sha256sum`.
+pub fn sha256_of(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    assert!(
+        out.status.success(),
+        "sha256sum {}: {out:?}",
+        path.display()
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}

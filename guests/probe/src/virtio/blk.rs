@@ -39,7 +39,6 @@ const F_FLUSH: u64 = 1 << 9;
 const F_SIZE_MAX: u64 = 1 << 1;
 const F_SEG_MAX: u64 = 1 << 2;
 const F_BLK_SIZE: u64 = 1 << 6;
-const F_VERSION_1: u64 = 1 << 32;
 const F_DISCARD: u64 = 1 << 13;
 const F_WRITE_ZEROES: u64 = 1 << 14;
 
@@ -73,8 +72,6 @@ pub const S_DRIVER: u32 = 2;
 pub const S_DRIVER_OK: u32 = 4;
 /// FEATURES_OK.
 pub const S_FEATURES_OK: u32 = 8;
-/// DEVICE_NEEDS_RESET.
-pub const S_NEEDS_RESET: u32 = 64;
 
 /// A descriptor.
 #[repr(C)]
@@ -170,34 +167,10 @@ impl Blk {
             return Err("not-a-modern-virtio-blk");
         }
         let b = t.base;
-        mmio_write32(b + reg::STATUS, 0);
-        mmio_write32(b + reg::STATUS, S_ACK);
-        mmio_write32(b + reg::STATUS, S_ACK | S_DRIVER);
-        mmio_write32(b + reg::DEVICE_FEATURES_SEL, 0);
-        let lo = u64::from(mmio_read32(b + reg::DEVICE_FEATURES));
-        mmio_write32(b + reg::DEVICE_FEATURES_SEL, 1);
-        let hi = u64::from(mmio_read32(b + reg::DEVICE_FEATURES));
-        let offered = lo | (hi << 32);
-        if offered & F_VERSION_1 == 0 {
-            return Err("no-version-1");
-        }
-        let want = offered
-            & (F_VERSION_1
-                | F_RO
-                | F_FLUSH
-                | F_SIZE_MAX
-                | F_SEG_MAX
-                | F_BLK_SIZE
-                | F_DISCARD
-                | F_WRITE_ZEROES);
-        mmio_write32(b + reg::DRIVER_FEATURES_SEL, 0);
-        mmio_write32(b + reg::DRIVER_FEATURES, want as u32);
-        mmio_write32(b + reg::DRIVER_FEATURES_SEL, 1);
-        mmio_write32(b + reg::DRIVER_FEATURES, (want >> 32) as u32);
-        mmio_write32(b + reg::STATUS, S_ACK | S_DRIVER | S_FEATURES_OK);
-        if mmio_read32(b + reg::STATUS) & S_FEATURES_OK == 0 {
-            return Err("features-refused");
-        }
+        let want = super::queue::negotiate(
+            t,
+            F_RO | F_FLUSH | F_SIZE_MAX | F_SEG_MAX | F_BLK_SIZE | F_DISCARD | F_WRITE_ZEROES,
+        )?;
         mmio_write32(b + reg::QUEUE_SEL, 0);
         let max = mmio_read32(b + reg::QUEUE_NUM_MAX);
         if max == 0 {
@@ -218,14 +191,7 @@ impl Blk {
         set(reg::QUEUE_USED_LOW, reg::QUEUE_USED_HIGH, used);
         mmio_write32(b + reg::QUEUE_READY, 1);
         w16(avail, 1); // VIRTQ_AVAIL_F_NO_INTERRUPT
-        mmio_write32(
-            b + reg::STATUS,
-            S_ACK | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK,
-        );
-        let st = mmio_read32(b + reg::STATUS);
-        if st & S_NEEDS_RESET != 0 || st & S_DRIVER_OK == 0 {
-            return Err("driver-ok-refused");
-        }
+        super::queue::driver_ok(t)?;
         let sectors = u64::from(mmio_read32(b + reg::CONFIG))
             | (u64::from(mmio_read32(b + reg::CONFIG + 4)) << 32);
         Ok(Self {
