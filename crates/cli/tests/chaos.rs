@@ -75,10 +75,9 @@ fn runtime_dirs(domains_dir: &Path) -> BTreeSet<u32> {
         .collect()
 }
 
-/// What is wrong with the host now, if anything.
 /// The domain cgroups (`domain-DOMID-UUID`) under domusd's Domus parent in the v1 pids hierarchy
 /// (domusd runs in this test's cgroup), with their domids.
-fn domain_cgroups() -> Vec<(u32, String)> {
+fn domain_cgroups(h: &Host) -> Vec<(u32, String)> {
     let own = fs::read_to_string("/proc/self/cgroup").unwrap();
     let Some(path) = own.lines().find_map(|l| {
         let mut f = l.splitn(3, ':');
@@ -92,7 +91,7 @@ fn domain_cgroups() -> Vec<(u32, String)> {
     };
     let parent = Path::new("/sys/fs/cgroup/pids")
         .join(path.trim_start_matches('/'))
-        .join("domus");
+        .join(&h.cgroup_parent);
     let Ok(rd) = fs::read_dir(parent) else {
         return Vec::new();
     };
@@ -105,6 +104,7 @@ fn domain_cgroups() -> Vec<(u32, String)> {
         .collect()
 }
 
+/// What is wrong with the host now, if anything.
 fn violations(h: &Host, destroyed: &BTreeSet<String>) -> Vec<String> {
     let domains_dir = h.path("run/domains");
     let rows: Vec<_> = h.list().into_iter().filter(|r| r.domid != 0).collect();
@@ -155,7 +155,7 @@ fn violations(h: &Host, destroyed: &BTreeSet<String>) -> Vec<String> {
             ));
         }
     }
-    for (domid, leaf) in domain_cgroups() {
+    for (domid, leaf) in domain_cgroups(h) {
         if !by_domid.contains_key(&domid) {
             bad.push(format!("cgroup {leaf}, whose domain is not listed"));
         }
@@ -319,7 +319,7 @@ fn kill9_domusd_at_random_instants_of_the_lifecycle() {
         || {
             (vmms(&domains_dir).is_empty()
                 && runtime_dirs(&domains_dir).is_empty()
-                && domain_cgroups().is_empty())
+                && domain_cgroups(&h).is_empty())
             .then_some(())
         },
     );

@@ -105,6 +105,7 @@ fn failed_create_shows_only_this_attempts_vmm_errors() {
             .env("DOMUS_STATE_DIR", h.path("state"))
             .env("DOMUS_LOG_DIR", h.path("log"))
             .env("DOMUS_CONFIG_DIR", h.path("cfg"))
+            .env("DOMUS_CGROUP_PARENT", &h.cgroup_parent)
             .args(["--foreground", "--vmm"])
             .arg(&fake)
             .stdout(log.try_clone().unwrap())

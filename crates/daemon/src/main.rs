@@ -69,9 +69,11 @@ struct Args {
     #[arg(long, value_name = "RESTARTS/SECONDS", default_value = "5/60")]
     restart_limit: daemon::restart_guard::RestartLimitArg,
     /// Name of the Domus parent cgroup, made inside domusd's own cgroup (v1 or v2, detected): each
-    /// domain's VMM runs in a cgroup of its own under it.
-    #[arg(long, default_value = "domus")]
-    cgroup_parent: String,
+    /// domain's VMM runs in a cgroup of its own under it. A domusd owns its parent: at start it
+    /// removes the domain cgroups in it that none of its domains claim, so two domusds on one host
+    /// need two parents [env DOMUS_CGROUP_PARENT; default: domus].
+    #[arg(long)]
+    cgroup_parent: Option<String>,
     /// Run domains without cgroups (no CPU weight/cap, memory or task limits).
     #[arg(long)]
     no_cgroups: bool,
@@ -123,6 +125,21 @@ fn sandbox_settings(args: &Args) -> anyhow::Result<Option<daemon::jail::SandboxS
         uid_base,
         core_dumps: args.vmm_core_dumps || env_flag("DOMUS_VMM_CORE_DUMPS"),
     }))
+}
+
+/// The Domus parent cgroup's name: one directory name (it is made inside domusd's own cgroup).
+fn cgroup_parent(args: &Args) -> anyhow::Result<String> {
+    let name = args
+        .cgroup_parent
+        .clone()
+        .or_else(|| env("DOMUS_CGROUP_PARENT"))
+        .unwrap_or_else(|| "domus".to_owned());
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+        anyhow::bail!(
+            "--cgroup-parent / DOMUS_CGROUP_PARENT {name:?}: must be one directory name (no '/', not '.' or '..')"
+        );
+    }
+    Ok(name)
 }
 
 fn env(k: &str) -> Option<String> {
@@ -179,7 +196,11 @@ fn options(args: &Args) -> anyhow::Result<Options> {
         overcommit: args.overcommit_memory,
         host_memory_mib: args.host_memory_mib,
         restart_limit: args.restart_limit.0,
-        cgroup_parent: (!args.no_cgroups).then(|| args.cgroup_parent.clone()),
+        cgroup_parent: if args.no_cgroups {
+            None
+        } else {
+            Some(cgroup_parent(args)?)
+        },
         sandbox: sandbox_settings(args)?,
     })
 }
@@ -320,6 +341,30 @@ fn main() -> ExitCode {
         Err(e) => {
             error!("{e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parent_of(argv: &[&str]) -> anyhow::Result<String> {
+        cgroup_parent(&Args::try_parse_from(argv).unwrap())
+    }
+
+    #[test]
+    fn cgroup_parent_is_one_directory_name() {
+        assert_eq!(
+            parent_of(&["domusd", "--cgroup-parent", "dx"]).unwrap(),
+            "dx"
+        );
+        for bad in ["", ".", "..", "a/b", "/domus"] {
+            let err = parent_of(&["domusd", "--cgroup-parent", bad]).unwrap_err();
+            assert!(
+                err.to_string().contains("--cgroup-parent"),
+                "{bad:?}: {err}"
+            );
         }
     }
 }

@@ -60,6 +60,8 @@ impl Domusd {
             // No domain is created: domusd only checks that its VMM binary exists.
             .arg("--vmm")
             .arg("/bin/true")
+            // Nor does it need cgroups (and the default parent may be another domusd's).
+            .arg("--no-cgroups")
             .env("DOMUS_RUNTIME_DIR", dir.path().join("run"))
             .env("DOMUS_STATE_DIR", dir.path().join("state"))
             .env("DOMUS_LOG_DIR", dir.path().join("log"))

@@ -61,6 +61,9 @@ pub struct Host {
     pub netns: Option<String>,
     /// Extra environment for domusd.
     pub domusd_env: Vec<(String, String)>,
+    /// This host's Domus parent cgroup: a domusd owns its parent (it sweeps unclaimed domain cgroups
+    /// from it at start), so hosts running side by side each get their own.
+    pub cgroup_parent: String,
 }
 
 pub const TIMEOUT: Duration = Duration::from_secs(30);
@@ -106,7 +109,12 @@ impl Host {
         for d in ["run", "state", "log", "cfg/auto"] {
             fs::create_dir_all(dir.path().join(d)).unwrap();
         }
+        let cgroup_parent = format!(
+            "domus-{}",
+            dir.path().file_name().unwrap().to_string_lossy()
+        );
         let mut h = Host {
+            cgroup_parent,
             dir,
             bins,
             domusd: None,
@@ -126,6 +134,7 @@ impl Host {
             .env("DOMUS_STATE_DIR", self.path("state"))
             .env("DOMUS_LOG_DIR", self.path("log"))
             .env("DOMUS_CONFIG_DIR", self.path("cfg"))
+            .env("DOMUS_CGROUP_PARENT", &self.cgroup_parent)
             .env_remove("DOMUS_VMM");
     }
 
@@ -381,12 +390,14 @@ impl Drop for Host {
                 kill9(u32::try_from(pid).unwrap());
             }
         }
-        // The killed VMMs' cgroups (domusd removes a domain's cgroup only when it sees the VMM stop).
+        // The killed VMMs' cgroups (domusd removes a domain's cgroup only when it sees the VMM stop),
+        // then the parent.
         for r in &records {
             if let Some(leaf) = r["vmm"]["cgroup"].as_str() {
-                remove_domain_cgroup(leaf);
+                remove_domain_cgroup(&self.cgroup_parent, leaf);
             }
         }
+        remove_domain_cgroup(&self.cgroup_parent, "");
         // Safety net: any process whose command line names this host's directory (a VMM we lost track of
         // would be a bug, but must not outlive the test).
         let me = self.dir.path().to_string_lossy().into_owned();
@@ -407,10 +418,10 @@ impl Drop for Host {
     }
 }
 
-/// Removes domain cgroup `leaf` (under the `domus` parent inside this process's own v1 cgroups, where
-/// a domusd started by the tests makes them), waiting briefly for killed processes to leave it, and
-/// the parent if it is then empty.
-pub fn remove_domain_cgroup(leaf: &str) {
+/// Removes domain cgroup `leaf` (under Domus parent `parent` inside this process's own v1 cgroups,
+/// where a domusd started by the tests makes them), waiting briefly for killed processes to leave it,
+/// and the parent if it is then empty (an empty `leaf`: only the parent).
+pub fn remove_domain_cgroup(parent: &str, leaf: &str) {
     let own = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     for ctrl in ["cpu", "memory", "pids"] {
         let Some(path) = own.lines().find_map(|l| {
@@ -420,10 +431,14 @@ pub fn remove_domain_cgroup(leaf: &str) {
         }) else {
             continue;
         };
-        let parent = PathBuf::from(format!("/sys/fs/cgroup/{ctrl}{path}")).join("domus");
+        let parent = PathBuf::from(format!("/sys/fs/cgroup/{ctrl}{path}")).join(parent);
         let dir = parent.join(leaf);
         let deadline = Instant::now() + Duration::from_secs(5);
-        while dir.exists() && fs::remove_dir(&dir).is_err() && Instant::now() < deadline {
+        while !leaf.is_empty()
+            && dir.exists()
+            && fs::remove_dir(&dir).is_err()
+            && Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(10));
         }
         let _ = fs::remove_dir(&parent);

@@ -125,8 +125,8 @@ impl Daemon {
             cap: spec.placement.cap,
         };
         let limits = limits(spec.maxmem_mib, spec.maxvcpus.max(spec.vcpus), sched);
-        // Another domusd sharing the parent (tests run several) may sweep the new, still empty
-        // leaf away between its mkdir and the VMM joining it: make it again.
+        // This daemon's release thread may remove the parent as unused (and with it a new, still
+        // empty leaf) between the mkdir and the VMM joining it: make it again.
         let mut attempt = 0;
         loop {
             let d = cg
