@@ -21,12 +21,48 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use domus_api::messages::{DomainInfo, RestoreRequest, SaveRequest};
-use domus_vmm_api::Request;
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use domus_api::messages::ProgressReply;
+use domus_vmm_api::{Progress, Request};
 use tracing::info;
 
 use super::vmm::Control;
 use super::{ApiError, Daemon};
 use domus_api::image;
+
+/// The latest progress report of each save in progress, by domid (served to `save` clients, which
+/// poll it while their request runs).
+#[derive(Debug, Default)]
+pub struct SaveProgress(Mutex<HashMap<u32, Progress>>);
+
+impl SaveProgress {
+    fn set(&self, domid: u32, p: Option<Progress>) {
+        let mut m = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match p {
+            Some(p) => m.insert(domid, p),
+            None => m.remove(&domid),
+        };
+    }
+
+    fn get(&self, domid: u32) -> Option<Progress> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&domid)
+            .copied()
+    }
+}
+
+/// Forgets a save's progress when the save ends, however it ends.
+struct ProgressGuard<'a>(&'a SaveProgress, u32);
+
+impl Drop for ProgressGuard<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.1, None);
+    }
+}
 
 /// Removes the temporary image unless disarmed.
 struct TempImage(Option<PathBuf>);
@@ -105,8 +141,15 @@ impl Daemon {
         c.set_reply_timeout(Duration::from_secs((mib / 50).max(60)))
             .map_err(fail)?;
         let resume = req.keep && !req.paused;
-        c.send_with_file(&Request::Save { resume }, &file)
-            .map_err(fail)?;
+        let _forget = ProgressGuard(&self.saving, target.domid);
+        let request = Request::Save {
+            resume,
+            progress_ms: req.progress_ms,
+        };
+        c.send_with_file_progress(&request, &file, &mut |p| {
+            self.saving.set(target.domid, Some(p));
+        })
+        .map_err(fail)?;
         // The VMM wrote through its copy of the descriptor: same file offset, so the size tells.
         file.seek(SeekFrom::End(0)).map_err(io_err)?;
         file.flush().map_err(io_err)?;
@@ -131,6 +174,21 @@ impl Daemon {
         }
         // The VMM paused the guest for the save; record what it is now.
         self.set_paused(&target.domid.to_string(), req.paused)
+    }
+
+    /// The latest progress report of domain `spec`'s save, if one runs.
+    ///
+    /// # Errors
+    /// 404 for an unknown domain.
+    pub fn save_progress(&self, spec: &str) -> Result<ProgressReply, ApiError> {
+        let domid = {
+            let t = self.lock();
+            let (domid, _) = t.lookup(spec)?;
+            domid
+        };
+        Ok(ProgressReply {
+            progress: self.saving.get(domid),
+        })
     }
 
     /// Restores a domain from the image `req.path` (see the module docs).
