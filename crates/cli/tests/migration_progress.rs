@@ -206,8 +206,10 @@ fn state(h: &Host, name: &str) -> String {
     h.row(name).unwrap().state
 }
 
-/// The last epoch stays put for a while: the guest does not run.
+/// The last epoch stays put for a while: the guest does not run. (Console output written before the
+/// pause may reach the log a moment later: the first look waits for that.)
 fn stays_still(h: &Host, name: &str) -> u64 {
+    std::thread::sleep(std::time::Duration::from_millis(1000));
     let e = last_epoch(&h.console_log(name)).unwrap_or(0);
     std::thread::sleep(std::time::Duration::from_millis(2500));
     assert_eq!(
