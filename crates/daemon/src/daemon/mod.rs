@@ -38,6 +38,7 @@ mod sys;
 pub mod vbd;
 pub mod vmm;
 mod watcher;
+mod writeback;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -3,7 +3,8 @@
 //! Save: domusd creates `FILE.tmp-<pid>` next to FILE (owner-only, never an existing file), writes the
 //! image header with the domain's configuration (`image.rs`), hands the descriptor to the VMM with the
 //! `save` control request (the VMM pauses the guest and appends its snapshot stream: it never opens a
-//! path), syncs, and only then renames it to FILE. Any failure removes the temporary file and leaves
+//! path), syncs (`fdatasync`; writeback is started early, as the VMM's progress reports come in:
+//! `writeback.rs`), and only then renames it to FILE. Any failure removes the temporary file and leaves
 //! the domain running as it was. Then the domain is destroyed, unless `keep` (`-c`), which leaves it
 //! running, or paused with `paused` (`-p`).
 //!
@@ -29,6 +30,7 @@ use domus_vmm_api::{Progress, Request};
 use tracing::info;
 
 use super::vmm::Control;
+use super::writeback::Writeback;
 use super::{ApiError, Daemon};
 use domus_api::image;
 
@@ -63,6 +65,9 @@ impl Drop for ProgressGuard<'_> {
         self.0.set(self.1, None);
     }
 }
+
+/// How often the VMM reports while it writes an image, ms (each report starts writeback).
+const WRITEBACK_MS: u64 = 50;
 
 /// Removes the temporary image unless disarmed.
 struct TempImage(Option<PathBuf>);
@@ -142,18 +147,29 @@ impl Daemon {
             .map_err(fail)?;
         let resume = req.keep && !req.paused;
         let _forget = ProgressGuard(&self.saving, target.domid);
+        // Progress reports come at least every WRITEBACK_MS: each starts writeback of what is new.
         let request = Request::Save {
             resume,
-            progress_ms: req.progress_ms,
+            progress_ms: Some(
+                req.progress_ms
+                    .map_or(WRITEBACK_MS, |ms| ms.min(WRITEBACK_MS)),
+            ),
         };
+        let header = file.stream_position().map_err(io_err)?;
+        let mut writeback = Writeback::new(&file, header);
         c.send_with_file_progress(&request, &file, &mut |p| {
+            writeback.advance(header + p.bytes);
             self.saving.set(target.domid, Some(p));
         })
         .map_err(fail)?;
         // The VMM wrote through its copy of the descriptor: same file offset, so the size tells.
         file.seek(SeekFrom::End(0)).map_err(io_err)?;
         file.flush().map_err(io_err)?;
-        file.sync_all().map_err(io_err)?;
+        // The data and the size (fdatasync covers what is needed to read the data back): the image
+        // is complete on disk before it gets its name.
+        let written = started.elapsed();
+        file.sync_data().map_err(io_err)?;
+        let synced = started.elapsed();
         drop(file);
         std::fs::rename(&tmp, &path).map_err(|e| {
             ApiError::internal(format!(
@@ -167,6 +183,8 @@ impl Daemon {
         info!(
             domid = target.domid,
             ms = started.elapsed().as_millis(),
+            written_ms = written.as_millis(),
+            sync_ms = (synced - written).as_millis(),
             "domain saved"
         );
         if !req.keep {
