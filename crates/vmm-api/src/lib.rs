@@ -64,7 +64,7 @@ pub use codec::{
     decode_reply, decode_request, encode_ok, encode_refusal, encode_request, Reply, ReplyBody,
     ReplyError,
 };
-pub use progress::{decode_line, encode_progress, Line, Phase, Progress};
+pub use progress::{decode_line, encode_progress, refuses_progress, Line, Phase, Progress};
 pub use types::{
     BalloonState, DiskStats, Done, MachineState, MigrateReply, NicStats, Outcome, OutcomeReply,
     Reason, Request, StateReply, VcpuRunState, VcpuState, EXIT_VMM_ERROR,

@@ -8,7 +8,8 @@
 //! {"ok":true, ...}
 //! ```
 //! A progress line has no `ok` field, so a client reads lines with [`decode_line`] until it gets the
-//! reply. A client that does not ask gets the single reply line it always got.
+//! reply. A client that does not ask gets the single reply line it always got. A VMM older than
+//! progress reports refuses the `progress_ms` field ([`refuses_progress`]): ask again without it.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -96,6 +97,12 @@ pub fn decode_line<T: ReplyBody + DeserializeOwned>(line: &[u8]) -> Result<Line<
     decode_reply(line).map(Line::Reply)
 }
 
+/// Whether a refusal's message is an older VMM's "unknown field" for `progress_ms` (a VMM started
+/// before an upgrade): the request goes through without progress.
+pub fn refuses_progress(message: &str) -> bool {
+    message.contains("unknown field") && message.contains("progress_ms")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,6 +168,31 @@ mod tests {
             decode_reply::<Done>(line.as_bytes()),
             Err(ReplyError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn an_older_vmm_refusing_the_field_is_recognised() {
+        // What a VMM without progress reports answers (its Save had `resume` only).
+        #[derive(Debug, Deserialize)]
+        #[serde(tag = "cmd", rename_all = "kebab-case", deny_unknown_fields)]
+        enum OldRequest {
+            Save {
+                #[serde(default)]
+                #[allow(dead_code)]
+                resume: bool,
+            },
+        }
+        let line = crate::encode_request(&crate::Request::Save {
+            resume: false,
+            progress_ms: Some(1000),
+        });
+        let e = serde_json::from_str::<OldRequest>(&line).unwrap_err();
+        let refusal = encode_refusal(&format!("bad request: {e}"));
+        let Err(ReplyError::Refused(m)) = decode_line::<Done>(refusal.as_bytes()) else {
+            panic!("not a refusal: {refusal}");
+        };
+        assert!(refuses_progress(&m), "{m}");
+        assert!(!refuses_progress("save: disk full"));
     }
 
     #[test]

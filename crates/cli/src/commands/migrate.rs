@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use clap::Args as ClapArgs;
-use domus_vmm_api::{Line, MigrateReply, Request};
+use domus_vmm_api::{Line, MigrateReply, ReplyError, Request};
 
 use super::Ctx;
 use crate::api;
@@ -218,29 +218,44 @@ fn migrate_request(
     use vmm_sys_util::sock_ctrl_msg::ScmSocket;
     let s = UnixStream::connect(control)
         .with_context(|| format!("cannot reach the domain's VMM at {}", control.display()))?;
-    let mut line = domus_vmm_api::encode_request(&Request::Migrate {
-        downtime_ms: std::env::var("DOMUS_MIGRATE_DOWNTIME_MS")
-            .ok()
-            .and_then(|v| v.parse().ok()),
-        progress_ms: Some(super::progress::interval_ms()),
-    });
-    line.push('\n');
-    s.send_with_fd(line.as_bytes(), w.as_raw_fd())
-        .map_err(|e| anyhow!("cannot send the migrate request: {e}"))?;
+    let downtime_ms = std::env::var("DOMUS_MIGRATE_DOWNTIME_MS")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let mut progress_ms = Some(super::progress::interval_ms());
     let mut from_vmm = BufReader::new(&s);
-    loop {
-        let mut line = String::new();
-        if from_vmm
-            .read_line(&mut line)
-            .context("no answer from the domain's VMM")?
-            == 0
-        {
-            bail!("the domain's VMM closed the control connection without an answer");
-        }
-        match domus_vmm_api::decode_line::<MigrateReply>(line.as_bytes()) {
-            Ok(Line::Progress(p)) => eprintln!("{}", super::progress::line("migration", name, &p)),
-            Ok(Line::Reply(r)) => return Ok(r),
-            Err(e) => bail!("the VMM did not send the domain: {e}"),
+    'ask: loop {
+        let mut line = domus_vmm_api::encode_request(&Request::Migrate {
+            downtime_ms,
+            progress_ms,
+        });
+        line.push('\n');
+        from_vmm
+            .get_ref()
+            .send_with_fd(line.as_bytes(), w.as_raw_fd())
+            .map_err(|e| anyhow!("cannot send the migrate request: {e}"))?;
+        loop {
+            let mut line = String::new();
+            if from_vmm
+                .read_line(&mut line)
+                .context("no answer from the domain's VMM")?
+                == 0
+            {
+                bail!("the domain's VMM closed the control connection without an answer");
+            }
+            match domus_vmm_api::decode_line::<MigrateReply>(line.as_bytes()) {
+                Ok(Line::Progress(p)) => {
+                    eprintln!("{}", super::progress::line("migration", name, &p));
+                }
+                Ok(Line::Reply(r)) => return Ok(r),
+                // A VMM started before progress reports existed: without them.
+                Err(ReplyError::Refused(m))
+                    if progress_ms.is_some() && domus_vmm_api::refuses_progress(&m) =>
+                {
+                    progress_ms = None;
+                    continue 'ask;
+                }
+                Err(e) => bail!("the VMM did not send the domain: {e}"),
+            }
         }
     }
 }

@@ -157,11 +157,23 @@ impl Daemon {
         };
         let header = file.stream_position().map_err(io_err)?;
         let mut writeback = Writeback::new(&file, header);
-        c.send_with_file_progress(&request, &file, &mut |p| {
+        let sent = c.send_with_file_progress(&request, &file, &mut |p| {
             writeback.advance(header + p.bytes);
             self.saving.set(target.domid, Some(p));
-        })
-        .map_err(fail)?;
+        });
+        match sent {
+            // A VMM started before progress reports existed: without them (it wrote nothing).
+            Err(super::vmm::VmmError::Refused { message, .. })
+                if domus_vmm_api::refuses_progress(&message) =>
+            {
+                let request = Request::Save {
+                    resume,
+                    progress_ms: None,
+                };
+                c.send_with_file(&request, &file).map_err(fail)?;
+            }
+            other => other.map_err(fail)?,
+        }
         // The VMM wrote through its copy of the descriptor: same file offset, so the size tells.
         file.seek(SeekFrom::End(0)).map_err(io_err)?;
         file.flush().map_err(io_err)?;
