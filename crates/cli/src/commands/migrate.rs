@@ -294,3 +294,96 @@ fn print_stats(s: &Stats) {
     eprintln!("  dirty tracking:  {}", r.tracking);
     eprintln!("  stop-and-copy:   {} ms", r.stop_copy_ms);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    /// A VMM on `path` answering each request line with the next of `answers` (lines), recording
+    /// the requests.
+    fn fake_vmm(
+        path: &std::path::Path,
+        answers: Vec<String>,
+    ) -> std::thread::JoinHandle<Vec<String>> {
+        let l = UnixListener::bind(path).unwrap();
+        std::thread::spawn(move || {
+            let (s, _) = l.accept().unwrap();
+            let mut r = BufReader::new(&s);
+            let mut seen = Vec::new();
+            for a in answers {
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+                seen.push(line.trim_end().to_owned());
+                (&s).write_all(a.as_bytes()).unwrap();
+            }
+            seen
+        })
+    }
+
+    #[test]
+    fn progress_lines_come_before_the_statistics() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        let p = domus_vmm_api::Progress {
+            phase: domus_vmm_api::Phase::PreCopy,
+            round: 1,
+            bytes: 4096,
+            dirty_pages: 0,
+            pages: 1,
+            elapsed_ms: 1,
+        };
+        let reply = MigrateReply {
+            bytes: 8192,
+            iterations: 1,
+            ..MigrateReply::default()
+        };
+        let answer = format!(
+            "{}\n{}\n",
+            domus_vmm_api::encode_progress(&p),
+            domus_vmm_api::encode_ok(&reply)
+        );
+        let vmm = fake_vmm(&path, vec![answer]);
+        let (_r, w) = rustix::pipe::pipe().unwrap();
+        assert_eq!(migrate_request("web", &path, &w).unwrap(), reply);
+        let seen = vmm.join().unwrap();
+        assert!(seen[0].contains(r#""progress_ms":"#), "{seen:?}");
+    }
+
+    #[test]
+    fn an_older_vmm_gets_the_request_again_without_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        let refusal = domus_vmm_api::encode_refusal(
+            "bad request: unknown field `progress_ms`, expected `downtime_ms`",
+        );
+        let reply = MigrateReply {
+            bytes: 1,
+            ..MigrateReply::default()
+        };
+        let vmm = fake_vmm(
+            &path,
+            vec![
+                format!("{refusal}\n"),
+                format!("{}\n", domus_vmm_api::encode_ok(&reply)),
+            ],
+        );
+        let (_r, w) = rustix::pipe::pipe().unwrap();
+        assert_eq!(migrate_request("web", &path, &w).unwrap(), reply);
+        let seen = vmm.join().unwrap();
+        assert!(seen[0].contains("progress_ms"), "{seen:?}");
+        assert!(!seen[1].contains("progress_ms"), "{seen:?}");
+        // Any other refusal is the answer.
+        let path = dir.path().join("other.sock");
+        let vmm = fake_vmm(
+            &path,
+            vec![format!(
+                "{}\n",
+                domus_vmm_api::encode_refusal("migrate: not supported by this machine")
+            )],
+        );
+        let e = migrate_request("web", &path, &w).unwrap_err();
+        assert!(e.to_string().contains("not supported"), "{e}");
+        vmm.join().unwrap();
+    }
+}
