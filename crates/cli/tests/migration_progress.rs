@@ -15,14 +15,36 @@ use support::migrate_hosts::{host, ssh_script};
 use support::{wait_for, Host, TIMEOUT};
 
 fn soak_cfg(h: &Host, name: &str, mib: u32, memory: u32) {
+    soak_cfg_with(h, name, mib, memory, "");
+}
+
+fn soak_cfg_with(h: &Host, name: &str, mib: u32, memory: u32, extra: &str) {
     std::fs::write(
         h.path(&format!("cfg/{name}.cfg")),
         format!(
-            "name = \"{name}\"\ntype = \"pvh\"\nkernel = \"{}\"\nextra = \"probe=mem-soak mib={mib}\"\nmemory = {memory}\nvcpus = 1\n",
+            "name = \"{name}\"\ntype = \"pvh\"\nkernel = \"{}\"\nextra = \"probe=mem-soak mib={mib}\"\nmemory = {memory}\nvcpus = 1\n{extra}",
             h.bins.probe.display()
         ),
     )
     .unwrap();
+}
+
+/// Whether creating another domain on `h` with `disk` writable is refused as locked.
+fn locked_against(h: &Host, disk: &Path) -> bool {
+    h.probe_cfg(
+        "other.cfg",
+        "other",
+        "idle",
+        &format!("disk = ['{},raw,xvda,rw']\n", disk.display()),
+    );
+    let out = h.domus(&["create", "other.cfg"]);
+    if out.status.success() {
+        h.ok(&["destroy", "other"]);
+        return false;
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("lock"), "{err}");
+    true
 }
 
 fn names(h: &Host) -> Vec<String> {
@@ -224,7 +246,19 @@ fn stays_still(h: &Host, name: &str) -> u64 {
 fn a_paused_domain_migrates_and_arrives_as_xl_leaves_it() {
     let (nsa, a) = host("mqa", true);
     let (nsb, b) = host("mqb", false);
-    soak_cfg(&a, "still", 32, 64);
+    // A writable disk (shared storage: the same path on both hosts): its lock moves with the domain.
+    let disk = a.path("still.img");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(16 << 20)
+        .unwrap();
+    soak_cfg_with(
+        &a,
+        "still",
+        32,
+        64,
+        &format!("disk = ['{},raw,xvda,rw']\n", disk.display()),
+    );
     a.ok(&["create", "still.cfg"]);
     let domid = a.row("still").unwrap().domid;
     wait_epoch_above(&a, "still", 1);
@@ -247,6 +281,8 @@ fn a_paused_domain_migrates_and_arrives_as_xl_leaves_it() {
         (names(&b) == ["Domain-0"] && b.records().is_empty()).then_some(())
     });
     assert_eq!(stays_still(&a, "still"), e);
+    // The source took its disk's lock back.
+    assert!(locked_against(&b, &disk));
 
     // The target refuses (the name is taken there): the domain stays here, paused.
     soak_cfg(&b, "still", 8, 32);
@@ -257,6 +293,7 @@ fn a_paused_domain_migrates_and_arrives_as_xl_leaves_it() {
     assert!(err.contains("already exists"), "{err}");
     assert_eq!(a.row("still").unwrap().domid, domid);
     assert!(state(&a, "still").contains('p'), "{:?}", a.row("still"));
+    assert!(locked_against(&b, &disk));
     b.ok(&["destroy", "still"]);
     wait_for("the target to clean up", TIMEOUT, || {
         (names(&b) == ["Domain-0"] && b.records().is_empty()).then_some(())
@@ -285,6 +322,10 @@ fn a_paused_domain_migrates_and_arrives_as_xl_leaves_it() {
     assert_eq!(names(&a), ["Domain-0"]);
     assert_eq!(names(&b), ["Domain-0", "still"]);
     assert!(!state(&b, "still").contains('p'), "{:?}", b.row("still"));
+    assert!(
+        locked_against(&a, &disk),
+        "the target holds the disk's lock"
+    );
     let moved = wait_epoch_above(&b, "still", e);
     assert!(!b.console_log("still").contains("corrupt"));
 
