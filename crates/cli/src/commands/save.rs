@@ -8,10 +8,10 @@
 //! (`super::progress`): the request runs on a thread while this one polls domusd for the VMM's
 //! latest report.
 
-use anyhow::Context;
-use clap::Args as ClapArgs;
 use std::sync::mpsc::RecvTimeoutError;
 
+use anyhow::Context;
+use clap::Args as ClapArgs;
 use domus_api::messages::{ProgressReply, SaveRequest};
 
 use super::Ctx;

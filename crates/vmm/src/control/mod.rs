@@ -12,6 +12,10 @@
 //! with the outcome's status and removes the socket.
 //!
 //! Request lines are capped at [`MAX_REQUEST_BYTES`]; a client exceeding it gets an error and is dropped.
+//!
+//! A `save` or `migrate` request with `progress_ms` gets progress lines before its reply (the machine
+//! reports through [`ControlTarget::handle_with_progress`]); a client that leaves one unread for 2 s
+//! gets no more of them and is dropped after the reply.
 
 use std::collections::HashMap;
 use std::io::{self, Write};

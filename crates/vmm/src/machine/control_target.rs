@@ -133,11 +133,12 @@ impl<'a> Ctl<'a> {
                 out,
                 progress,
             );
-            if let Err(e) = result {
-                self.take_locks_back()?;
-                return Err(e);
-            }
-            return result.map(Reply::Migrate);
+            return result
+                .map(Reply::Migrate)
+                .map_err(|e| match self.take_locks_back() {
+                    Ok(()) => e,
+                    Err(l) => format!("{e}; the guest stays paused without its disks' locks: {l}"),
+                });
         }
         // Once paused (in-flight disk requests drained), the writable disks' locks go to the target.
         let pause = || {
