@@ -96,8 +96,15 @@ def ready(text, scenario):
 class Qmp:
     def __init__(self, path):
         self.s = socket.socket(socket.AF_UNIX)
-        wait("qmp socket", lambda: os.path.exists(path))
-        self.s.connect(path)
+
+        def connect():
+            # The socket file appears a moment before QEMU listens on it.
+            try:
+                self.s.connect(path)
+                return True
+            except (FileNotFoundError, ConnectionRefusedError):
+                return None
+        wait("qmp socket", connect)
         self.f = self.s.makefile("rw")
         self.f.readline()
         self.events = []
@@ -260,19 +267,21 @@ def qemu_migrate(t, root, mem, scenario):
     mig = os.path.join(root, "qmig.sock")
     src = qemu_start(t, mem, scenario, qa, out=oa)
     dst = qemu_start(t, mem, scenario, qb, extra=["-incoming", f"unix:{mig}"], out=ob)
-    ca, cb = Qmp(qa), Qmp(qb)
-    wait("qemu guest ready", lambda: ready(read(oa), scenario))
-    time.sleep(1)
-    ca.cmd("migrate-set-parameters", **{"downtime-limit": 300, "max-bandwidth": 64 << 30})
-    ca.cmd("migrate", uri=f"unix:{mig}")
-    st = wait("qemu migration", lambda: (lambda r: r if r.get("status") in ("completed", "failed") else None)(
-        ca.cmd("query-migrate")["return"]), 120)
-    # Guest-visible downtime: the source's STOP to the target's RESUME (QEMU's own `downtime` field
-    # ends on the source).
-    gap = cb.event_time("RESUME") - ca.event_time("STOP")
-    for q in (src, dst):
-        q.kill()
-        q.wait()
+    try:
+        ca, cb = Qmp(qa), Qmp(qb)
+        wait("qemu guest ready", lambda: ready(read(oa), scenario))
+        time.sleep(1)
+        ca.cmd("migrate-set-parameters", **{"downtime-limit": 300, "max-bandwidth": 64 << 30})
+        ca.cmd("migrate", uri=f"unix:{mig}")
+        st = wait("qemu migration", lambda: (lambda r: r if r.get("status") in ("completed", "failed") else None)(
+            ca.cmd("query-migrate")["return"]), 120)
+        # Guest-visible downtime: the source's STOP to the target's RESUME (QEMU's own `downtime` field
+        # ends on the source).
+        gap = cb.event_time("RESUME") - ca.event_time("STOP")
+    finally:
+        for q in (src, dst):
+            q.kill()
+            q.wait()
     for p in (qa, qb, mig):
         if os.path.exists(p):
             os.unlink(p)
