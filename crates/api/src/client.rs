@@ -158,6 +158,18 @@ impl ApiClient {
         Ok(())
     }
 
+    /// `GET /v1/domains/DOM/progress`: the latest progress report of a save in progress.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub fn progress(&self, dom: &str) -> Result<messages::ProgressReply, ClientError> {
+        self.call(
+            "GET",
+            &format!("/v1/domains/{}/progress", messages::encode_segment(dom)),
+            None::<&()>,
+        )
+    }
+
     /// `GET /v1/host`.
     ///
     /// # Errors

@@ -15,6 +15,7 @@
 //! | `GET /v1/domains` | - | `[DomainInfo]`, Domain-0 (the host) first |
 //! | `POST /v1/domains` | [`messages::CreateRequest`] | [`messages::DomainInfo`] once the VMM answers |
 //! | `GET /v1/domains/DOM` | - | [`messages::DomainInfo`] |
+//! | `GET /v1/domains/DOM/progress` | - | [`messages::ProgressReply`]: the latest progress report of the domain's save in progress (none when no save runs) |
 //! | `POST /v1/domains/DOM/shutdown` | [`messages::ShutdownRequest`] | `{}`: power button pressed |
 //! | `POST /v1/domains/DOM/reboot` | [`messages::RebootRequest`] | `{}`: power button pressed, the domain marked "reboot requested" (its poweroff then applies on_reboot); with `force` the VMM resets the guest |
 //! | `POST /v1/domains/DOM/destroy` | - | `{}` once the domain is gone |

@@ -215,6 +215,18 @@ pub struct SaveRequest {
     /// The configuration to embed instead of the domain's own (xl save's CONFIG argument).
     #[serde(default)]
     pub config: Option<domus_config::DomainConfig>,
+    /// Have the VMM report progress at most this many ms apart while it writes: the latest report
+    /// is served by `GET /v1/domains/DOM/progress` meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress_ms: Option<u64>,
+}
+
+/// `GET /v1/domains/DOM/progress`: the latest progress report of the save the domain is in.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgressReply {
+    /// None when no save of the domain is running or it has not reported yet.
+    #[serde(default)]
+    pub progress: Option<domus_vmm_api::Progress>,
 }
 
 /// `POST /v1/restore`: recreate a saved domain from the image at `path` (xl restore).

@@ -96,8 +96,15 @@ def ready(text, scenario):
 class Qmp:
     def __init__(self, path):
         self.s = socket.socket(socket.AF_UNIX)
-        wait("qmp socket", lambda: os.path.exists(path))
-        self.s.connect(path)
+
+        def connect():
+            # The socket file appears a moment before QEMU listens on it.
+            try:
+                self.s.connect(path)
+                return True
+            except (FileNotFoundError, ConnectionRefusedError):
+                return None
+        wait("qmp socket", connect)
         self.f = self.s.makefile("rw")
         self.f.readline()
         self.events = []
@@ -156,12 +163,30 @@ def domus_save_restore(a, mem, scenario, img):
     a.domus("save", name, img)
     t_save = time.perf_counter() - t0
     size = os.path.getsize(img)
+    # Where the time went: the VMM writing its stream, domusd from its request to the VMM until the
+    # image is synced and renamed (the rest: CLI and API hops, destroying the domain afterwards).
+    vmm_ms = last_ms(a.p(f"log/domus-vmm-{name}.log"), "snapshot written")
+    domusd_ms = last_ms(a.p("domusd.log"), "domain saved")
     t0 = time.perf_counter()
     a.domus("restore", img)
     t_restore = time.perf_counter() - t0
     a.domus("destroy", name)
     os.unlink(img)
-    return t_save, t_restore, size
+    return t_save, t_restore, size, vmm_ms, domusd_ms
+
+
+def last_ms(path, needle):
+    """The `ms=N` of the last log line of `path` containing `needle` (None without one)."""
+    ms = None
+    try:
+        for line in open(path, errors="replace"):
+            line = re.sub(r"\x1b\[[0-9;]*m", "", line)
+            if needle in line:
+                m = re.search(r"\bms=(\d+)", line)
+                ms = int(m.group(1)) if m else ms
+    except FileNotFoundError:
+        pass
+    return ms
 
 
 def qemu_save_restore(t, root, mem, scenario, img):
@@ -242,19 +267,21 @@ def qemu_migrate(t, root, mem, scenario):
     mig = os.path.join(root, "qmig.sock")
     src = qemu_start(t, mem, scenario, qa, out=oa)
     dst = qemu_start(t, mem, scenario, qb, extra=["-incoming", f"unix:{mig}"], out=ob)
-    ca, cb = Qmp(qa), Qmp(qb)
-    wait("qemu guest ready", lambda: ready(read(oa), scenario))
-    time.sleep(1)
-    ca.cmd("migrate-set-parameters", **{"downtime-limit": 300, "max-bandwidth": 64 << 30})
-    ca.cmd("migrate", uri=f"unix:{mig}")
-    st = wait("qemu migration", lambda: (lambda r: r if r.get("status") in ("completed", "failed") else None)(
-        ca.cmd("query-migrate")["return"]), 120)
-    # Guest-visible downtime: the source's STOP to the target's RESUME (QEMU's own `downtime` field
-    # ends on the source).
-    gap = cb.event_time("RESUME") - ca.event_time("STOP")
-    for q in (src, dst):
-        q.kill()
-        q.wait()
+    try:
+        ca, cb = Qmp(qa), Qmp(qb)
+        wait("qemu guest ready", lambda: ready(read(oa), scenario))
+        time.sleep(1)
+        ca.cmd("migrate-set-parameters", **{"downtime-limit": 300, "max-bandwidth": 64 << 30})
+        ca.cmd("migrate", uri=f"unix:{mig}")
+        st = wait("qemu migration", lambda: (lambda r: r if r.get("status") in ("completed", "failed") else None)(
+            ca.cmd("query-migrate")["return"]), 120)
+        # Guest-visible downtime: the source's STOP to the target's RESUME (QEMU's own `downtime` field
+        # ends on the source).
+        gap = cb.event_time("RESUME") - ca.event_time("STOP")
+    finally:
+        for q in (src, dst):
+            q.kill()
+            q.wait()
     for p in (qa, qb, mig):
         if os.path.exists(p):
             os.unlink(p)
@@ -266,13 +293,16 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--target-dir", default="target/release")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--only", choices=("all", "save", "migrate"), default="all",
+                    help="save: only save/restore; migrate: only live migration")
+    ap.add_argument("--sizes", default="256,1024", help="save/restore guest sizes, MiB (comma-separated)")
     args = ap.parse_args()
     t = os.path.abspath(args.target_dir)
     root = tempfile.mkdtemp(prefix="domus-bench-")
     have_qemu = shutil.which(QEMU[0]) is not None
     a, b = Host(t, root, "a"), Host(t, root, "b")
     try:
-        for mem in (256, 1024):
+        for mem in ([int(m) for m in args.sizes.split(",")] if args.only != "migrate" else []):
             scen = f"mem-soak mib={mem // 2}"
             ours, theirs = [], []
             for _ in range(args.runs):
@@ -286,9 +316,14 @@ def main():
                     q = statistics.median(r[i] for r in theirs)
                     line += f", QEMU {q*1000:.0f} ms, ratio {o/q:.2f}x"
                 print(line, flush=True)
+            vmm = [r[3] for r in ours if r[3] is not None]
+            dsd = [r[4] for r in ours if r[4] is not None]
+            if vmm and dsd:
+                print(f"  domus save breakdown (median): VMM writes its stream {statistics.median(vmm):.0f} ms, "
+                      f"domusd request -> image synced and renamed {statistics.median(dsd):.0f} ms", flush=True)
             print(f"  image size: domus {ours[0][2] >> 20} MiB" +
                   (f", QEMU {theirs[0][2] >> 20} MiB" if theirs else ""), flush=True)
-        for scen in ("idle", "mem-soak mib=128"):
+        for scen in (("idle", "mem-soak mib=128") if args.only != "save" else ()):
             ours, theirs = [], []
             for _ in range(args.runs):
                 ours.append(domus_migrate(a, b, 256, scen, root))

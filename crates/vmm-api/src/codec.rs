@@ -171,7 +171,45 @@ mod tests {
             Request::DumpCore {
                 path: "/var/lib/domus/dump/web.core".into(),
             },
+            Request::Save {
+                resume: true,
+                progress_ms: None,
+            },
+            Request::Save {
+                resume: false,
+                progress_ms: Some(250),
+            },
+            Request::Migrate {
+                downtime_ms: Some(100),
+                progress_ms: Some(1000),
+            },
+            Request::Migrate {
+                downtime_ms: None,
+                progress_ms: None,
+            },
         ]
+    }
+
+    #[test]
+    fn progress_is_asked_for_explicitly() {
+        // Without progress_ms the request keeps the form older VMMs read.
+        assert_eq!(
+            encode_request(&Request::Save {
+                resume: false,
+                progress_ms: None
+            }),
+            r#"{"cmd":"save","resume":false}"#
+        );
+        assert_eq!(
+            decode_request(br#"{"cmd":"migrate","downtime_ms":50}"#).unwrap(),
+            Request::Migrate {
+                downtime_ms: Some(50),
+                progress_ms: None
+            }
+        );
+        let m = decode_request(br#"{"cmd":"migrate","progress_ms":500}"#).unwrap();
+        assert_eq!(m.progress_ms(), Some(500));
+        assert_eq!(Request::State.progress_ms(), None);
     }
 
     #[test]

@@ -29,8 +29,9 @@
 //! {"cmd":"sysrq","key":"h"} -> {"ok":true}   serial BREAK, then the key (SysRq for Linux)         (Done)
 //! {"cmd":"nmi","vcpu":K} -> {"ok":true}   KVM_NMI on vCPU K (delivered before its next guest entry)   (Done)
 //! {"cmd":"dump-core","path":"/abs/file"} -> {"ok":true}   ELF core of memory + vCPU registers     (Done)
-//! {"cmd":"save","resume":B} + descriptor -> {"ok":true}   snapshot stream written to it (xl save)  (Done)
-//! {"cmd":"migrate","downtime_ms":N} + descriptor -> {"ok":true,"bytes":N,"iterations":N,
+//! {"cmd":"save","resume":B[,"progress_ms":N]} + descriptor -> {"ok":true}   snapshot stream written
+//!                            to it (xl save)                                                    (Done)
+//! {"cmd":"migrate","downtime_ms":N[,"progress_ms":N]} + descriptor -> {"ok":true,"bytes":N,"iterations":N,
 //!                            "dirty_pages":[...],"tracking":"ring"|"bitmap","total_ms":N,"stop_copy_ms":N}
 //!                            live stream (pre-copy, then stop-and-copy); guest left paused (MigrateReply)
 //! {"cmd":"set-vcpus","online":N} -> {"ok":true}   vCPUs 0..N online via ACPI CPU hotplug (removals
@@ -38,6 +39,9 @@
 //! {"cmd":"balloon-set","target_mib":N} -> {"ok":true}   the balloon's new target (mem-set)          (Done)
 //! anything refused       -> {"ok":false,"error":"message"}
 //! ```
+//! `save` and `migrate` with `progress_ms` get progress lines (`{"progress":{...}}`, [`Progress`]) before
+//! their reply, at most `progress_ms` apart and one at each phase or round change: read them with
+//! [`decode_line`] (see the `progress` module). Without it they get the one reply line.
 //! `save` and `migrate` need the descriptor to write to sent with the request line (SCM_RIGHTS): the VMM
 //! never opens a path for them.
 //! Requests with fields deny unknown ones (serde ignores extra fields next to a field-less `cmd`); replies
@@ -53,12 +57,14 @@
 #![forbid(unsafe_code)]
 
 mod codec;
+mod progress;
 mod types;
 
 pub use codec::{
     decode_reply, decode_request, encode_ok, encode_refusal, encode_request, Reply, ReplyBody,
     ReplyError,
 };
+pub use progress::{decode_line, encode_progress, refuses_progress, Line, Phase, Progress};
 pub use types::{
     BalloonState, DiskStats, Done, MachineState, MigrateReply, NicStats, Outcome, OutcomeReply,
     Reason, Request, StateReply, VcpuRunState, VcpuState, EXIT_VMM_ERROR,

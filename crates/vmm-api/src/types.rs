@@ -70,16 +70,24 @@ pub enum Request {
         /// Let the guest run again afterwards (`xl save -c`).
         #[serde(default)]
         resume: bool,
+        /// Send progress lines ([`crate::Progress`]) before the reply, at most this many ms apart.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        progress_ms: Option<u64>,
     },
     /// Live migration, sending side: stream the machine to the descriptor sent with this request line
     /// (SCM_RIGHTS) — guest RAM pre-copied while the guest runs, with KVM's dirty logging, until what is
     /// left fits `downtime_ms`, then the guest is paused and the rest sent with every device's state.
     /// The guest stays paused afterwards (the caller destroys or resumes it); on a failure before the
-    /// end it runs on. Replies with [`MigrateReply`].
+    /// end it runs on. A paused guest is sent in one pass (no dirty logging) and stays paused, also
+    /// on a failure. Replies with [`MigrateReply`].
     Migrate {
         /// Downtime target for the final stop-and-copy, ms (default 300).
         #[serde(default)]
         downtime_ms: Option<u64>,
+        /// Send progress lines ([`crate::Progress`]) before the reply, at most this many ms apart
+        /// (and one at each phase or round change).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        progress_ms: Option<u64>,
     },
 }
 
@@ -93,7 +101,8 @@ pub struct MigrateReply {
     /// Dirty pages found after each round, in order (the last is what the stop-and-copy sent).
     pub dirty_pages: Vec<u64>,
     /// Dirty tracking used: `ring` (KVM's dirty ring) or `bitmap` (chosen when the VMM was started:
-    /// `DOMUS_VMM_DIRTY_BITMAP=1` in its environment forces the bitmap).
+    /// `DOMUS_VMM_DIRTY_BITMAP=1` in its environment forces the bitmap); `none` for a paused guest,
+    /// sent in one pass.
     pub tracking: String,
     /// From the start to the end of the stream, ms.
     pub total_ms: u64,
@@ -121,6 +130,14 @@ impl Request {
             Self::Save { .. } => "save",
             Self::Migrate { .. } => "migrate",
             Self::BalloonSet { .. } => "balloon-set",
+        }
+    }
+
+    /// The progress interval the request asks for (`save` and `migrate` only), ms.
+    pub fn progress_ms(&self) -> Option<u64> {
+        match self {
+            Self::Save { progress_ms, .. } | Self::Migrate { progress_ms, .. } => *progress_ms,
+            _ => None,
         }
     }
 }

@@ -1,11 +1,16 @@
-//! `xl migrate [-s SSHCOMMAND] [-C CONFIG] [--debug] DOMAIN HOST`: live migration to another Domus host.
+//! `xl migrate [-s SSHCOMMAND] [-C CONFIG] [-p] [--debug] DOMAIN HOST`: live migration to another Domus
+//! host.
 //!
 //! As xl does, this runs `SSHCOMMAND HOST <prog> migrate-receive` through `/bin/sh -c` (default
 //! SSHCOMMAND `ssh`; `<prog>` is how this CLI was invoked, `xl` or `domus`) and streams the domain
 //! through that pipe: the image header with the configuration (the domain's own, or CONFIG), then
 //! the domain's VMM writes its live stream (pre-copy with dirty logging, then stop-and-copy: see
-//! `domus_vmm::machine::migrate`) into a pipe this command relays to the receiver, counting bytes for
-//! the progress line. `migrate-receive` on the other side restores it through its domusd and answers
+//! `domus_vmm::machine::migrate`) into a pipe this command relays to the receiver, and reports its
+//! progress (phase, round, dirty pages, bytes), printed as it comes (`super::progress`).
+//!
+//! A paused domain migrates too (one pass, no dirty logging: `domus_vmm::machine::migrate_paused`).
+//! As with xl, the domain runs on the target afterwards unless `-p` (passed on to `migrate-receive
+//! -p`), whatever its state here; a failure leaves it paused here as it was. `migrate-receive` on the other side restores it through its domusd and answers
 //! one line once the domain runs there; only then is the source destroyed. Any failure before that
 //! leaves the source running (the VMM resumes it itself if the stream broke; this command unpauses it
 //! if the target failed after the stream was complete); the target removes a domain it could not
@@ -31,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use clap::Args as ClapArgs;
-use domus_vmm_api::{MigrateReply, Request};
+use domus_vmm_api::{Line, MigrateReply, ReplyError, Request};
 
 use super::Ctx;
 use crate::api;
@@ -48,6 +53,9 @@ pub struct Args {
     /// An xl config file to send instead of the domain's own.
     #[arg(short = 'C', value_name = "CONFIG")]
     pub config: Option<PathBuf>,
+    /// Leave the domain paused on the target (passed on as `migrate-receive -p`).
+    #[arg(short = 'p')]
+    pub paused: bool,
     /// Statistics at the end (total time, downtime, bytes, rounds).
     #[arg(long = "debug")]
     pub debug: bool,
@@ -83,11 +91,13 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         .map(|c| PathBuf::from(c).with_file_name("control.sock"))
         .ok_or_else(|| anyhow!("domain {} is not running", d.name))?;
     let rune = format!(
-        "exec {} {} {} migrate-receive",
+        "exec {} {} {} migrate-receive{}",
         args.ssh,
         args.host,
-        ctx.prog.name()
+        ctx.prog.name(),
+        if args.paused { " -p" } else { "" }
     );
+    let was_paused = d.state == domus_api::messages::DomainState::Paused;
     tracing::debug!(%rune, "starting the receiver");
     let mut child = Command::new("/bin/sh")
         .args(["-c", &rune])
@@ -109,12 +119,14 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
             Ok(())
         }
         Ok(Sent::TargetFailed(e)) => {
-            // The stream was complete, so the VMM left the guest paused: let it run again here.
+            // The stream was complete, so the VMM left the guest paused: let it run again here
+            // (a domain that was paused gets its disks' locks back and stays paused).
             let _ = child.kill();
             let _ = child.wait();
+            let again = if was_paused { "pause" } else { "unpause" };
             client
-                .action(&d.domid.to_string(), "unpause", None::<&()>)
-                .context("the target failed and resuming the domain here failed too")?;
+                .action(&d.domid.to_string(), again, None::<&()>)
+                .context("the target failed and taking the domain back here failed too")?;
             bail!("migration failed, {} runs on here: {e}", d.name)
         }
         Err(e) => {
@@ -164,12 +176,7 @@ fn send(
         let (bytes, done) = (Arc::clone(&bytes), Arc::clone(&done));
         std::thread::spawn(move || relay_stream(r, to_target, &bytes, &done))
     };
-    let progress = {
-        let (bytes, done) = (Arc::clone(&bytes), Arc::clone(&done));
-        let name = name.to_owned();
-        std::thread::spawn(move || show_progress(&name, &bytes, &done))
-    };
-    let reply = migrate_request(control, &w);
+    let reply = migrate_request(name, control, &w);
     // The guest was paused `stop_copy_ms` before this reply: the downtime runs until the target
     // confirms.
     let replied = Instant::now();
@@ -178,7 +185,6 @@ fn send(
         .join()
         .map_err(|_| anyhow!("the relay thread panicked"))?;
     done.store(true, Ordering::SeqCst);
-    let _ = progress.join();
     let reply = reply?;
     if let Err(e) = relayed {
         return Ok(Sent::TargetFailed(format!(
@@ -202,25 +208,56 @@ fn send(
     }))
 }
 
-/// Sends the `migrate` request with `w` attached and waits for the VMM's statistics.
-fn migrate_request(control: &std::path::Path, w: &OwnedFd) -> anyhow::Result<MigrateReply> {
+/// Sends the `migrate` request with `w` attached, prints the VMM's progress reports and waits for its
+/// statistics.
+fn migrate_request(
+    name: &str,
+    control: &std::path::Path,
+    w: &OwnedFd,
+) -> anyhow::Result<MigrateReply> {
     use vmm_sys_util::sock_ctrl_msg::ScmSocket;
     let s = UnixStream::connect(control)
         .with_context(|| format!("cannot reach the domain's VMM at {}", control.display()))?;
-    let mut line = domus_vmm_api::encode_request(&Request::Migrate {
-        downtime_ms: std::env::var("DOMUS_MIGRATE_DOWNTIME_MS")
-            .ok()
-            .and_then(|v| v.parse().ok()),
-    });
-    line.push('\n');
-    s.send_with_fd(line.as_bytes(), w.as_raw_fd())
-        .map_err(|e| anyhow!("cannot send the migrate request: {e}"))?;
-    let mut reply = String::new();
-    BufReader::new(&s)
-        .read_line(&mut reply)
-        .context("no answer from the domain's VMM")?;
-    domus_vmm_api::decode_reply::<MigrateReply>(reply.as_bytes())
-        .map_err(|e| anyhow!("the VMM did not send the domain: {e}"))
+    let downtime_ms = std::env::var("DOMUS_MIGRATE_DOWNTIME_MS")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let mut progress_ms = Some(super::progress::interval_ms());
+    let mut from_vmm = BufReader::new(&s);
+    'ask: loop {
+        let mut line = domus_vmm_api::encode_request(&Request::Migrate {
+            downtime_ms,
+            progress_ms,
+        });
+        line.push('\n');
+        from_vmm
+            .get_ref()
+            .send_with_fd(line.as_bytes(), w.as_raw_fd())
+            .map_err(|e| anyhow!("cannot send the migrate request: {e}"))?;
+        loop {
+            let mut line = String::new();
+            if from_vmm
+                .read_line(&mut line)
+                .context("no answer from the domain's VMM")?
+                == 0
+            {
+                bail!("the domain's VMM closed the control connection without an answer");
+            }
+            match domus_vmm_api::decode_line::<MigrateReply>(line.as_bytes()) {
+                Ok(Line::Progress(p)) => {
+                    eprintln!("{}", super::progress::line("migration", name, &p));
+                }
+                Ok(Line::Reply(r)) => return Ok(r),
+                // A VMM started before progress reports existed: without them.
+                Err(ReplyError::Refused(m))
+                    if progress_ms.is_some() && domus_vmm_api::refuses_progress(&m) =>
+                {
+                    progress_ms = None;
+                    continue 'ask;
+                }
+                Err(e) => bail!("the VMM did not send the domain: {e}"),
+            }
+        }
+    }
 }
 
 fn relay_stream(
@@ -246,24 +283,6 @@ fn relay_stream(
     Ok(())
 }
 
-fn show_progress(name: &str, bytes: &AtomicU64, done: &AtomicBool) {
-    let start = Instant::now();
-    let mut last = Instant::now();
-    while !done.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(50));
-        if last.elapsed() >= Duration::from_secs(1) {
-            last = Instant::now();
-            let b = bytes.load(Ordering::SeqCst);
-            let secs = start.elapsed().as_secs_f64().max(1e-3);
-            eprintln!(
-                "migration progress: {name}: {} MiB sent, {:.0} MiB/s",
-                b >> 20,
-                b as f64 / f64::from(1 << 20) / secs
-            );
-        }
-    }
-}
-
 fn print_stats(s: &Stats) {
     let r = &s.reply;
     eprintln!("migration statistics:");
@@ -274,4 +293,97 @@ fn print_stats(s: &Stats) {
     eprintln!("  dirty pages:     {:?}", r.dirty_pages);
     eprintln!("  dirty tracking:  {}", r.tracking);
     eprintln!("  stop-and-copy:   {} ms", r.stop_copy_ms);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    /// A VMM on `path` answering each request line with the next of `answers` (lines), recording
+    /// the requests.
+    fn fake_vmm(
+        path: &std::path::Path,
+        answers: Vec<String>,
+    ) -> std::thread::JoinHandle<Vec<String>> {
+        let l = UnixListener::bind(path).unwrap();
+        std::thread::spawn(move || {
+            let (s, _) = l.accept().unwrap();
+            let mut r = BufReader::new(&s);
+            let mut seen = Vec::new();
+            for a in answers {
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+                seen.push(line.trim_end().to_owned());
+                (&s).write_all(a.as_bytes()).unwrap();
+            }
+            seen
+        })
+    }
+
+    #[test]
+    fn progress_lines_come_before_the_statistics() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        let p = domus_vmm_api::Progress {
+            phase: domus_vmm_api::Phase::PreCopy,
+            round: 1,
+            bytes: 4096,
+            dirty_pages: 0,
+            pages: 1,
+            elapsed_ms: 1,
+        };
+        let reply = MigrateReply {
+            bytes: 8192,
+            iterations: 1,
+            ..MigrateReply::default()
+        };
+        let answer = format!(
+            "{}\n{}\n",
+            domus_vmm_api::encode_progress(&p),
+            domus_vmm_api::encode_ok(&reply)
+        );
+        let vmm = fake_vmm(&path, vec![answer]);
+        let (_r, w) = rustix::pipe::pipe().unwrap();
+        assert_eq!(migrate_request("web", &path, &w).unwrap(), reply);
+        let seen = vmm.join().unwrap();
+        assert!(seen[0].contains(r#""progress_ms":"#), "{seen:?}");
+    }
+
+    #[test]
+    fn an_older_vmm_gets_the_request_again_without_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        let refusal = domus_vmm_api::encode_refusal(
+            "bad request: unknown field `progress_ms`, expected `downtime_ms`",
+        );
+        let reply = MigrateReply {
+            bytes: 1,
+            ..MigrateReply::default()
+        };
+        let vmm = fake_vmm(
+            &path,
+            vec![
+                format!("{refusal}\n"),
+                format!("{}\n", domus_vmm_api::encode_ok(&reply)),
+            ],
+        );
+        let (_r, w) = rustix::pipe::pipe().unwrap();
+        assert_eq!(migrate_request("web", &path, &w).unwrap(), reply);
+        let seen = vmm.join().unwrap();
+        assert!(seen[0].contains("progress_ms"), "{seen:?}");
+        assert!(!seen[1].contains("progress_ms"), "{seen:?}");
+        // Any other refusal is the answer.
+        let path = dir.path().join("other.sock");
+        let vmm = fake_vmm(
+            &path,
+            vec![format!(
+                "{}\n",
+                domus_vmm_api::encode_refusal("migrate: not supported by this machine")
+            )],
+        );
+        let e = migrate_request("web", &path, &w).unwrap_err();
+        assert!(e.to_string().contains("not supported"), "{e}");
+        vmm.join().unwrap();
+    }
 }

@@ -20,6 +20,7 @@ pub mod migrate;
 pub mod migrate_receive;
 pub mod network;
 pub mod pause;
+pub mod progress;
 pub mod reboot;
 pub mod rename;
 pub mod restore;

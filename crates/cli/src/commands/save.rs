@@ -3,10 +3,16 @@
 //! CONFIG names an xl config file to embed instead of the domain's own. FILE appears only once
 //! complete (domusd writes a temporary file next to it and renames it); a relative FILE is taken from
 //! the current directory, as xl does. See `restore`.
+//!
+//! While the VMM writes, a progress line (bytes written, rate) appears on stderr about once a second
+//! (`super::progress`): the request runs on a thread while this one polls domusd for the VMM's
+//! latest report.
+
+use std::sync::mpsc::RecvTimeoutError;
 
 use anyhow::Context;
 use clap::Args as ClapArgs;
-use domus_api::messages::SaveRequest;
+use domus_api::messages::{ProgressReply, SaveRequest};
 
 use super::Ctx;
 use crate::api;
@@ -47,10 +53,35 @@ pub fn run(_ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         keep: args.keep || args.paused,
         paused: args.paused,
         config,
+        progress_ms: Some(super::progress::interval_ms()),
     };
     let started = std::time::Instant::now();
     eprintln!("Saving domain {} to {}", args.domain, path.display());
-    api::client().action(&args.domain, "save", Some(&req))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let dom = args.domain.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(api::client().action(&dom, "save", Some(&req)));
+    });
+    let client = api::client();
+    let mut last = None;
+    let result = loop {
+        match rx.recv_timeout(super::progress::interval()) {
+            Ok(r) => break r,
+            Err(RecvTimeoutError::Disconnected) => {
+                anyhow::bail!("the save request was lost (its thread ended without an answer)")
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                // Progress is best effort: a failed poll just shows nothing this time.
+                if let Ok(ProgressReply { progress: Some(p) }) = client.progress(&args.domain) {
+                    if last != Some(p) {
+                        eprintln!("{}", super::progress::line("save", &args.domain, &p));
+                        last = Some(p);
+                    }
+                }
+            }
+        }
+    };
+    result?;
     let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     let secs = started.elapsed().as_secs_f64();
     eprintln!(

@@ -38,6 +38,7 @@ mod sys;
 pub mod vbd;
 pub mod vmm;
 mod watcher;
+mod writeback;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -160,6 +161,8 @@ pub struct Daemon {
     /// The Domus parent cgroup, when the host has usable cgroups.
     cgroups: Option<domus_cgroup::Cgroups>,
     net: net::NetState,
+    /// The latest progress report of each save in progress, by domid.
+    saving: save::SaveProgress,
 }
 
 impl Daemon {
@@ -211,6 +214,7 @@ impl Daemon {
             generations: AtomicU64::new(1),
             degraded: Mutex::new(None),
             net: net::NetState::default(),
+            saving: save::SaveProgress::default(),
         }))
     }
 

@@ -3,7 +3,8 @@
 //! Save: domusd creates `FILE.tmp-<pid>` next to FILE (owner-only, never an existing file), writes the
 //! image header with the domain's configuration (`image.rs`), hands the descriptor to the VMM with the
 //! `save` control request (the VMM pauses the guest and appends its snapshot stream: it never opens a
-//! path), syncs, and only then renames it to FILE. Any failure removes the temporary file and leaves
+//! path), syncs (`fdatasync`; writeback is started early, as the VMM's progress reports come in:
+//! `writeback.rs`), and only then renames it to FILE. Any failure removes the temporary file and leaves
 //! the domain running as it was. Then the domain is destroyed, unless `keep` (`-c`), which leaves it
 //! running, or paused with `paused` (`-p`).
 //!
@@ -21,12 +22,52 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use domus_api::messages::{DomainInfo, RestoreRequest, SaveRequest};
-use domus_vmm_api::Request;
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use domus_api::messages::ProgressReply;
+use domus_vmm_api::{Progress, Request};
 use tracing::info;
 
 use super::vmm::Control;
+use super::writeback::Writeback;
 use super::{ApiError, Daemon};
 use domus_api::image;
+
+/// The latest progress report of each save in progress, by domid (served to `save` clients, which
+/// poll it while their request runs).
+#[derive(Debug, Default)]
+pub struct SaveProgress(Mutex<HashMap<u32, Progress>>);
+
+impl SaveProgress {
+    fn set(&self, domid: u32, p: Option<Progress>) {
+        let mut m = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match p {
+            Some(p) => m.insert(domid, p),
+            None => m.remove(&domid),
+        };
+    }
+
+    fn get(&self, domid: u32) -> Option<Progress> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&domid)
+            .copied()
+    }
+}
+
+/// Forgets a save's progress when the save ends, however it ends.
+struct ProgressGuard<'a>(&'a SaveProgress, u32);
+
+impl Drop for ProgressGuard<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.1, None);
+    }
+}
+
+/// How often the VMM reports while it writes an image, ms (each report starts writeback).
+const WRITEBACK_MS: u64 = 50;
 
 /// Removes the temporary image unless disarmed.
 struct TempImage(Option<PathBuf>);
@@ -105,12 +146,42 @@ impl Daemon {
         c.set_reply_timeout(Duration::from_secs((mib / 50).max(60)))
             .map_err(fail)?;
         let resume = req.keep && !req.paused;
-        c.send_with_file(&Request::Save { resume }, &file)
-            .map_err(fail)?;
+        let _forget = ProgressGuard(&self.saving, target.domid);
+        // Progress reports come at least every WRITEBACK_MS: each starts writeback of what is new.
+        let request = Request::Save {
+            resume,
+            progress_ms: Some(
+                req.progress_ms
+                    .map_or(WRITEBACK_MS, |ms| ms.min(WRITEBACK_MS)),
+            ),
+        };
+        let header = file.stream_position().map_err(io_err)?;
+        let mut writeback = Writeback::new(&file, header);
+        let sent = c.send_with_file_progress(&request, &file, &mut |p| {
+            writeback.advance(header + p.bytes);
+            self.saving.set(target.domid, Some(p));
+        });
+        match sent {
+            // A VMM started before progress reports existed: without them (it wrote nothing).
+            Err(super::vmm::VmmError::Refused { message, .. })
+                if domus_vmm_api::refuses_progress(&message) =>
+            {
+                let request = Request::Save {
+                    resume,
+                    progress_ms: None,
+                };
+                c.send_with_file(&request, &file).map_err(fail)?;
+            }
+            other => other.map_err(fail)?,
+        }
         // The VMM wrote through its copy of the descriptor: same file offset, so the size tells.
         file.seek(SeekFrom::End(0)).map_err(io_err)?;
         file.flush().map_err(io_err)?;
-        file.sync_all().map_err(io_err)?;
+        // The data and the size (fdatasync covers what is needed to read the data back): the image
+        // is complete on disk before it gets its name.
+        let written = started.elapsed();
+        file.sync_data().map_err(io_err)?;
+        let synced = started.elapsed();
         drop(file);
         std::fs::rename(&tmp, &path).map_err(|e| {
             ApiError::internal(format!(
@@ -124,6 +195,8 @@ impl Daemon {
         info!(
             domid = target.domid,
             ms = started.elapsed().as_millis(),
+            written_ms = written.as_millis(),
+            sync_ms = (synced - written).as_millis(),
             "domain saved"
         );
         if !req.keep {
@@ -131,6 +204,21 @@ impl Daemon {
         }
         // The VMM paused the guest for the save; record what it is now.
         self.set_paused(&target.domid.to_string(), req.paused)
+    }
+
+    /// The latest progress report of domain `spec`'s save, if one runs.
+    ///
+    /// # Errors
+    /// 404 for an unknown domain.
+    pub fn save_progress(&self, spec: &str) -> Result<ProgressReply, ApiError> {
+        let domid = {
+            let t = self.lock();
+            let (domid, _) = t.lookup(spec)?;
+            domid
+        };
+        Ok(ProgressReply {
+            progress: self.saving.get(domid),
+        })
     }
 
     /// Restores a domain from the image `req.path` (see the module docs).

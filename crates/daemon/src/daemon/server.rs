@@ -142,6 +142,7 @@ fn domain_route(
 ) -> Result<serde_json::Value, ApiError> {
     match (method, rest) {
         ("GET", []) => json(d.get(dom)?),
+        ("GET", ["progress"]) => json(d.save_progress(dom)?),
         ("POST", ["shutdown"]) => {
             let _r: ShutdownRequest = body(req)?;
             d.shutdown(dom).and_then(|()| ok())

@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 pub use super::jail::VmmChild;
 use std::time::{Duration, Instant};
 
-use domus_vmm_api::{ReplyBody, ReplyError, Request, StateReply, MAX_REPLY_BYTES};
+use domus_vmm_api::{Line, Progress, ReplyBody, ReplyError, Request, StateReply, MAX_REPLY_BYTES};
 
 use super::sys;
 
@@ -345,6 +345,12 @@ impl Control {
 
     /// Reads the reply to `req`.
     fn read_reply<T: ReplyBody>(&mut self, req: &Request) -> Result<T, VmmError> {
+        let reply = self.read_line()?;
+        domus_vmm_api::decode_reply(&reply).map_err(|e| self.reply_error(req, e))
+    }
+
+    /// Reads one whole line (with its newline).
+    fn read_line(&mut self) -> Result<Vec<u8>, VmmError> {
         let err = |source| VmmError::Control {
             path: self.path.clone(),
             source,
@@ -360,13 +366,20 @@ impl Control {
                 "control socket closed",
             )));
         }
-        domus_vmm_api::decode_reply(&reply).map_err(|e| match e {
+        Ok(reply)
+    }
+
+    fn reply_error(&self, req: &Request, e: ReplyError) -> VmmError {
+        match e {
             ReplyError::Refused(message) => VmmError::Refused {
                 cmd: req.name(),
                 message,
             },
-            ReplyError::Malformed(e) => err(io::Error::new(io::ErrorKind::InvalidData, e)),
-        })
+            ReplyError::Malformed(e) => VmmError::Control {
+                path: self.path.clone(),
+                source: io::Error::new(io::ErrorKind::InvalidData, e),
+            },
+        }
     }
 
     /// Sends a request whose reply carries no data, passing `file` with it (SCM_RIGHTS): e.g. the
@@ -375,6 +388,20 @@ impl Control {
     /// # Errors
     /// As [`Control::request`].
     pub fn send_with_file(&mut self, req: &Request, file: &fs::File) -> Result<(), VmmError> {
+        self.send_with_file_progress(req, file, &mut |_| {})
+    }
+
+    /// [`Control::send_with_file`] for a request that asked for progress lines (`progress_ms`):
+    /// each report goes to `progress` until the reply comes.
+    ///
+    /// # Errors
+    /// As [`Control::request`].
+    pub fn send_with_file_progress(
+        &mut self,
+        req: &Request,
+        file: &fs::File,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(), VmmError> {
         use std::os::fd::AsFd;
         let err = |source| VmmError::Control {
             path: self.path.clone(),
@@ -401,7 +428,17 @@ impl Control {
                 .write_all(&line[sent..])
                 .map_err(err)?;
         }
-        self.read_reply::<domus_vmm_api::Done>(req).map(drop)
+        if req.progress_ms().is_none() {
+            return self.read_reply::<domus_vmm_api::Done>(req).map(drop);
+        }
+        loop {
+            let reply = self.read_line()?;
+            match domus_vmm_api::decode_line::<domus_vmm_api::Done>(&reply) {
+                Ok(Line::Progress(p)) => progress(p),
+                Ok(Line::Reply(_)) => return Ok(()),
+                Err(e) => return Err(self.reply_error(req, e)),
+            }
+        }
     }
 
     /// Sends a request whose reply carries no data.

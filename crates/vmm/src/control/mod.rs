@@ -12,6 +12,10 @@
 //! with the outcome's status and removes the socket.
 //!
 //! Request lines are capped at [`MAX_REQUEST_BYTES`]; a client exceeding it gets an error and is dropped.
+//!
+//! A `save` or `migrate` request with `progress_ms` gets progress lines before its reply (the machine
+//! reports through [`ControlTarget::handle_with_progress`]); a client that leaves one unread for 2 s
+//! gets no more of them and is dropped after the reply.
 
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -20,7 +24,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 
 use vmm_sys_util::sock_ctrl_msg::ScmSocket;
 
-pub use domus_vmm_api::{Reply, Request, MAX_REQUEST_BYTES};
+pub use domus_vmm_api::{Progress, Reply, Request, MAX_REQUEST_BYTES};
 
 /// What the control socket acts on (implemented by the machine).
 pub trait ControlTarget {
@@ -43,6 +47,21 @@ pub trait ControlTarget {
         drop(file);
         self.handle(req)
     }
+
+    /// [`ControlTarget::handle_with_file`] for a request that asked for progress lines
+    /// (`progress_ms`): reports go to `progress` as the work goes on. By default there are none.
+    ///
+    /// # Errors
+    /// As [`ControlTarget::handle`].
+    fn handle_with_progress(
+        &self,
+        req: &Request,
+        file: Option<std::fs::File>,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Result<Reply, String> {
+        let _ = progress;
+        self.handle_with_file(req, file)
+    }
 }
 
 /// Parses a line and produces the reply line (without the newline).
@@ -56,13 +75,68 @@ pub fn reply_with_file(
     target: &dyn ControlTarget,
     file: Option<std::fs::File>,
 ) -> String {
+    reply_with_progress(line, target, file, &mut |_| {})
+}
+
+/// [`reply_with_file`]; a request that asked for progress reports it to `progress` meanwhile.
+pub fn reply_with_progress(
+    line: &[u8],
+    target: &dyn ControlTarget,
+    file: Option<std::fs::File>,
+    progress: &mut dyn FnMut(&Progress),
+) -> String {
     match domus_vmm_api::decode_request(line) {
         Err(e) => domus_vmm_api::encode_refusal(&format!("bad request: {e}")),
-        Ok(req) => match target.handle_with_file(&req, file) {
-            Ok(reply) => reply.encode(),
-            Err(e) => domus_vmm_api::encode_refusal(&e),
-        },
+        Ok(req) => {
+            let result = if req.progress_ms().is_some() {
+                target.handle_with_progress(&req, file, progress)
+            } else {
+                target.handle_with_file(&req, file)
+            };
+            match result {
+                Ok(reply) => reply.encode(),
+                Err(e) => domus_vmm_api::encode_refusal(&e),
+            }
+        }
     }
+}
+
+/// How long a progress line may wait for a client that does not read: it then gets no more of them.
+const PROGRESS_WRITE_TIMEOUT_MS: i32 = 2000;
+
+/// Writes progress lines to `stream` (non-blocking) until one cannot be written whole within
+/// [`PROGRESS_WRITE_TIMEOUT_MS`] (then `broken` is set and the rest are dropped: the client does not
+/// read, or went away).
+fn write_progress(stream: &UnixStream, broken: &mut bool, p: &Progress) {
+    if *broken {
+        return;
+    }
+    let mut line = domus_vmm_api::encode_progress(p);
+    line.push('\n');
+    let mut rest = line.as_bytes();
+    let deadline = std::time::Instant::now()
+        + std::time::Duration::from_millis(PROGRESS_WRITE_TIMEOUT_MS.unsigned_abs().into());
+    while !rest.is_empty() {
+        match (&*stream).write(rest) {
+            Ok(0) => break,
+            Ok(n) => rest = rest.get(n..).unwrap_or_default(),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                let ms = i32::try_from(left.as_millis()).unwrap_or(PROGRESS_WRITE_TIMEOUT_MS);
+                let mut fds = [libc::pollfd {
+                    fd: stream.as_raw_fd(),
+                    events: libc::POLLOUT,
+                    revents: 0,
+                }];
+                if ms == 0 || !matches!(crate::sys::poll_timeout(&mut fds, ms), Ok(1..)) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    *broken = !rest.is_empty();
 }
 
 struct Client {
@@ -156,10 +230,16 @@ impl ControlServer {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let mut reply = reply_with_file(line, target, c.file.take());
+            let mut broken = false;
+            let stream = &c.stream;
+            let mut reply = reply_with_progress(line, target, c.file.take(), &mut |p| {
+                write_progress(stream, &mut broken, p);
+            });
             reply.push('\n');
-            // Replies are small; a client that does not read them is dropped.
-            if c.stream.set_nonblocking(false).is_err()
+            // Replies are small; a client that does not read them is dropped (so is one whose
+            // progress line could not be written whole).
+            if broken
+                || c.stream.set_nonblocking(false).is_err()
                 || c.stream.write_all(reply.as_bytes()).is_err()
             {
                 self.clients.remove(&id);
@@ -243,5 +323,71 @@ mod tests {
         let text = String::from_utf8_lossy(&buf[..n]);
         assert_eq!(text.lines().count(), 2, "{text}");
         std::fs::remove_file(&dir).unwrap();
+    }
+
+    /// Reports two progress stages for any request that asks for them.
+    struct Chatty;
+    impl ControlTarget for Chatty {
+        fn handle(&self, _req: &Request) -> Result<Reply, String> {
+            Ok(Reply::Done)
+        }
+        fn handle_with_progress(
+            &self,
+            _req: &Request,
+            _file: Option<std::fs::File>,
+            progress: &mut dyn FnMut(&Progress),
+        ) -> Result<Reply, String> {
+            for round in 1..=2 {
+                progress(&Progress {
+                    phase: domus_vmm_api::Phase::PreCopy,
+                    round,
+                    bytes: u64::from(round) * 100,
+                    dirty_pages: 0,
+                    pages: 1,
+                    elapsed_ms: 0,
+                });
+            }
+            Ok(Reply::Done)
+        }
+    }
+
+    #[test]
+    fn progress_lines_come_before_the_reply_only_when_asked_for() {
+        use domus_vmm_api::{decode_line, Done, Line};
+        let path =
+            std::env::temp_dir().join(format!("domus-vmm-ctl-p-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let mut server = ControlServer::new(UnixListener::bind(&path).unwrap()).unwrap();
+        let mut client = UnixStream::connect(&path).unwrap();
+        client
+            .write_all(b"{\"cmd\":\"save\",\"progress_ms\":100}\n{\"cmd\":\"save\"}\n")
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let accepted = server.accept();
+        assert!(server.service(accepted[0].0, &Chatty));
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let mut text = String::new();
+        let mut buf = [0u8; 1024];
+        while text.lines().count() < 4 {
+            let n = client.read(&mut buf).unwrap();
+            assert!(n > 0, "{text}");
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        let lines: Vec<Line<Done>> = text
+            .lines()
+            .map(|l| decode_line(l.as_bytes()).unwrap())
+            .collect();
+        let bytes: Vec<_> = lines
+            .iter()
+            .map(|l| match l {
+                Line::Progress(p) => Some(p.bytes),
+                Line::Reply(_) => None,
+            })
+            .collect();
+        // Two reports and the reply for the first request, the bare reply for the second.
+        assert_eq!(bytes, [Some(100), Some(200), None, None], "{text}");
+        std::fs::remove_file(&path).unwrap();
     }
 }

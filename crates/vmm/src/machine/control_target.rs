@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use domus_vmm_api::{MachineState, OutcomeReply, StateReply, VcpuRunState, VcpuState};
 
 use super::coredump::{self, CpuRegs};
+use super::progress::Reporter;
 use super::shared::Shared;
 use super::vcpus::Vcpus;
 use crate::control::{ControlTarget, Reply, Request};
@@ -78,7 +79,12 @@ impl<'a> Ctl<'a> {
 
     /// `save`: pause, collect, write to `out`; resume afterwards only with `resume` and if the guest
     /// was running. A failure resumes a guest that was running (the domain stays as it was).
-    fn save(&self, out: Option<std::fs::File>, resume: bool) -> Result<Reply, String> {
+    fn save(
+        &self,
+        out: Option<std::fs::File>,
+        resume: bool,
+        progress: &Reporter<'_>,
+    ) -> Result<Reply, String> {
         let out =
             out.ok_or("save: no descriptor came with the request (send one with SCM_RIGHTS)")?;
         let src = self
@@ -92,7 +98,7 @@ impl<'a> Ctl<'a> {
         self.pause()?;
         let result =
             super::save::collect(src, self.vcpus, self.devices, self.memory_mib, was_paused)
-                .and_then(|snap| super::save::write(out, &snap, self.mem));
+                .and_then(|snap| super::save::write(out, &snap, self.mem, progress));
         if !was_paused && (resume || result.is_err()) {
             self.resume()?;
         }
@@ -100,11 +106,12 @@ impl<'a> Ctl<'a> {
     }
 
     /// `migrate`: the live stream into `out`; the guest is left paused on success, running (if it
-    /// was) on failure.
+    /// was) on failure. A paused guest goes in one pass ([`super::migrate_paused`]) and stays paused.
     fn migrate(
         &self,
         out: Option<std::fs::File>,
         downtime_ms: Option<u64>,
+        progress: &Reporter<'_>,
     ) -> Result<Reply, String> {
         let out =
             out.ok_or("migrate: no descriptor came with the request (send one with SCM_RIGHTS)")?;
@@ -116,7 +123,22 @@ impl<'a> Ctl<'a> {
             return Err("the domain has stopped".into());
         }
         if self.shared.is_paused() {
-            return Err("migrate: the domain is paused: unpause it first".into());
+            super::disk_locks::release(src.disks);
+            self.locks_released.set(true);
+            let result = super::migrate_paused::send(
+                src,
+                self.vcpus,
+                self.devices,
+                self.memory_mib,
+                out,
+                progress,
+            );
+            return result
+                .map(Reply::Migrate)
+                .map_err(|e| match self.take_locks_back() {
+                    Ok(()) => e,
+                    Err(l) => format!("{e}; the guest stays paused without its disks' locks: {l}"),
+                });
         }
         // Once paused (in-flight disk requests drained), the writable disks' locks go to the target.
         let pause = || {
@@ -130,7 +152,7 @@ impl<'a> Ctl<'a> {
             self.vcpus,
             self.devices,
             self.memory_mib,
-            out,
+            super::progress::Counting::new(out, progress),
             downtime_ms.unwrap_or(super::migrate::DEFAULT_DOWNTIME_MS),
             &pause,
         );
@@ -141,6 +163,19 @@ impl<'a> Ctl<'a> {
                 Err(e)
             }
         }
+    }
+
+    /// Takes back the writable disks' locks a migration released (refused while another VMM holds
+    /// one).
+    fn take_locks_back(&self) -> Result<(), String> {
+        if self.locks_released.get() {
+            if let Some(src) = &self.save {
+                super::disk_locks::take(src.disks)?;
+            }
+            self.locks_released.set(false);
+            tracing::info!("disk locks taken back");
+        }
+        Ok(())
     }
 
     /// With `set-vcpus` (ACPI CPU hotplug).
@@ -292,6 +327,10 @@ impl<'a> Ctl<'a> {
             return Err("the domain has stopped".into());
         }
         if self.shared.is_paused() {
+            // After migrating a paused domain whose target then failed: the locks come back, the
+            // guest stays paused.
+            self.take_locks_back()
+                .map_err(|e| format!("the guest stays paused without its disks' locks: {e}"))?;
             return Ok(Reply::Done);
         }
         self.vcpus
@@ -312,14 +351,8 @@ impl<'a> Ctl<'a> {
         if !self.shared.is_paused() {
             return Ok(Reply::Done);
         }
-        if self.locks_released.get() {
-            if let Some(src) = &self.save {
-                super::disk_locks::take(src.disks)
-                    .map_err(|e| format!("the guest stays paused: {e}"))?;
-            }
-            self.locks_released.set(false);
-            tracing::info!("disk locks taken back");
-        }
+        self.take_locks_back()
+            .map_err(|e| format!("the guest stays paused: {e}"))?;
         self.virtio
             .borrow_mut()
             .broadcast(ThreadEvent::Resume)
@@ -339,9 +372,19 @@ impl ControlTarget for Ctl<'_> {
         req: &Request,
         file: Option<std::fs::File>,
     ) -> Result<Reply, String> {
+        self.handle_with_progress(req, file, &mut |_| {})
+    }
+
+    fn handle_with_progress(
+        &self,
+        req: &Request,
+        file: Option<std::fs::File>,
+        progress: &mut dyn FnMut(&domus_vmm_api::Progress),
+    ) -> Result<Reply, String> {
+        let reporter = Reporter::new(Some(progress), req.progress_ms());
         match req {
-            Request::Save { resume } => self.save(file, *resume),
-            Request::Migrate { downtime_ms, .. } => self.migrate(file, *downtime_ms),
+            Request::Save { resume, .. } => self.save(file, *resume, &reporter),
+            Request::Migrate { downtime_ms, .. } => self.migrate(file, *downtime_ms, &reporter),
             other => {
                 *self.passed.borrow_mut() = file;
                 let reply = self.handle(other);

@@ -30,8 +30,9 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::time::Instant;
 
-use domus_vmm_api::MigrateReply;
+use domus_vmm_api::{MigrateReply, Phase};
 
+use super::progress::{ram_pages, Counting};
 use super::save::SaveSources;
 use super::vcpus::Vcpus;
 use crate::devices::Devices;
@@ -55,7 +56,8 @@ fn dirty(src: &SaveSources<'_>) -> Result<Vec<u64>, String> {
     Ok(pages)
 }
 
-/// Runs the pre-copy and the stop-and-copy into `out`. `pause` stops vCPUs and device threads.
+/// Runs the pre-copy and the stop-and-copy into `out`. `pause` stops vCPUs and device threads;
+/// `out`'s reporter hears of each round and of the bytes sent.
 ///
 /// # Errors
 /// A message; the caller then resumes the guest (the stream is incomplete: the target refuses it).
@@ -64,10 +66,11 @@ pub fn send(
     vcpus: &RefCell<Vcpus>,
     devices: &Devices,
     memory_mib: u64,
-    out: File,
+    out: Counting<'_, '_, File>,
     downtime_ms: u64,
     pause: &dyn Fn() -> Result<(), String>,
 ) -> Result<MigrateReply, String> {
+    let progress = out.reporter();
     let started = Instant::now();
     let fail = |e: &dyn std::fmt::Display| format!("migrate: {e}");
     src.vm
@@ -84,6 +87,7 @@ pub fn send(
             ..MigrateReply::default()
         };
         let t = Instant::now();
+        progress.stage(Phase::PreCopy, 1, 0, ram_pages(src.ram.mmap()));
         write_ram(&mut w, src.ram.mmap()).map_err(|e| fail(&e))?;
         let mut rate = w.bytes() as f64 / t.elapsed().as_secs_f64().max(1e-3);
         reply.iterations = 1;
@@ -100,6 +104,7 @@ pub fn send(
             last = n;
             let t = Instant::now();
             let before = w.bytes();
+            progress.stage(Phase::PreCopy, reply.iterations + 1, n, n);
             write_pages(&mut w, src.ram.mmap(), &pages).map_err(|e| fail(&e))?;
             let secs = t.elapsed().as_secs_f64().max(1e-3);
             rate = (w.bytes() - before) as f64 / secs;
@@ -124,6 +129,8 @@ pub fn send(
         if let Some(l) = reply.dirty_pages.last_mut() {
             *l = tail.len() as u64;
         }
+        let n = tail.len() as u64;
+        progress.stage(Phase::StopAndCopy, reply.iterations, n, n);
         write_pages(&mut w, src.ram.mmap(), &tail).map_err(|e| fail(&e))?;
         let json = serde_json::to_vec(&snap).map_err(|e| fail(&e))?;
         w.section(TAG_MACHINE, &[&json]).map_err(|e| fail(&e))?;

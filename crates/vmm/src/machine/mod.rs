@@ -10,6 +10,8 @@ pub mod disk_locks;
 mod event_loop;
 pub mod hotplug;
 pub mod migrate;
+pub mod migrate_paused;
+pub mod progress;
 mod restore;
 pub mod save;
 pub mod shared;

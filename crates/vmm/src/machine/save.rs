@@ -74,12 +74,24 @@ pub fn collect(
     })
 }
 
-/// Writes `snap` and guest RAM to `out`; returns the bytes written.
+/// Writes `snap` and guest RAM to `out`; returns the bytes written. `progress` hears of the bytes.
 ///
 /// # Errors
 /// A message with the stream error.
-pub fn write(out: File, snap: &MachineSnapshot, mem: &GuestMem) -> Result<u64, String> {
+pub fn write(
+    out: File,
+    snap: &MachineSnapshot,
+    mem: &GuestMem,
+    progress: &super::progress::Reporter<'_>,
+) -> Result<u64, String> {
     let started = std::time::Instant::now();
+    progress.stage(
+        domus_vmm_api::Phase::Snapshot,
+        1,
+        0,
+        super::progress::ram_pages(mem),
+    );
+    let out = super::progress::Counting::new(out, progress);
     let bytes = snapshot::write(BufWriter::with_capacity(1 << 20, out), snap, mem)
         .map_err(|e| format!("save: {e}"))?;
     tracing::info!(

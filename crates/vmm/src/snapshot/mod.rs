@@ -8,7 +8,7 @@
 //! block and GED, each virtio slot (transport registers, negotiated features, virtio-queue's
 //! `QueueState`, the device model's own state through [`crate::devices::virtio::device::VirtioDevice`]'s
 //! save/restore hooks: a new device gets saved by implementing them), the console backlog, and guest RAM
-//! (runs of non-zero 2 MiB chunks; the rest is zero).
+//! (runs of non-zero 4 KiB pages; the rest is zero).
 //!
 //! Taking one: the control socket's `save` request carries the descriptor to write to (SCM_RIGHTS),
 //! so the VMM never opens a path. vCPUs and device threads are paused first (a device thread
@@ -22,6 +22,7 @@
 //! anything runs.
 
 pub mod format;
+pub mod ram_paused;
 
 use std::io::{Read, Write};
 
@@ -82,7 +83,8 @@ pub enum SnapshotError {
     },
 }
 
-/// Writes `snap` and all non-zero RAM to `out`; returns the bytes written.
+/// Writes `snap` and all non-zero RAM to `out`; returns the bytes written. The machine must be paused
+/// (RAM is read in place: [`ram_paused`]).
 ///
 /// # Errors
 /// [`SnapshotError`].
@@ -94,7 +96,7 @@ pub fn write<W: Write>(
     let mut w = StreamWriter::new(out)?;
     let json = serde_json::to_vec(snap)?;
     w.section(TAG_MACHINE, &[&json])?;
-    write_ram(&mut w, mem)?;
+    ram_paused::write_ram_paused(&mut w, mem)?;
     let total = w.bytes();
     w.finish()?;
     Ok(total + 16)
@@ -116,7 +118,7 @@ pub fn write_ram<W: Write>(w: &mut StreamWriter<W>, mem: &GuestMem) -> Result<()
             let gpa = start + off;
             mem.read_slice(chunk, GuestAddress(gpa))
                 .map_err(|_| SnapshotError::Ram { gpa, len: n as u64 })?;
-            if chunk.iter().any(|&b| b != 0) {
+            if !ram_paused::is_zero(chunk) {
                 w.section(TAG_RAM, &[&gpa.to_le_bytes(), chunk])?;
             }
             off += n as u64;
