@@ -33,6 +33,7 @@ use anyhow::{anyhow, bail, Context};
 use clap::Args as ClapArgs;
 use domus_vmm_api::{MigrateReply, Request};
 
+use super::migrate_receive::phase;
 use super::Ctx;
 use crate::api;
 
@@ -65,6 +66,7 @@ pub struct Args {
 /// # Errors
 /// Any failure; the domain then runs on here.
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
+    phase("migrate: started");
     let client = api::client();
     let d = client.get(&args.domain)?;
     let config = match &args.config {
@@ -95,6 +97,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         .stdout(Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot run {rune:?}"))?;
+    phase("migrate: receiver spawned");
     let result = send(&d.name, &config, &control, &mut child);
     match result {
         Ok(Sent::Running(stats)) => {
@@ -156,8 +159,12 @@ fn send(
         .ok_or_else(|| anyhow!("no pipe from the receiver"))?;
     domus_api::image::write_header(&mut to_target, config)
         .context("cannot send the domain's configuration to the receiver")?;
-    // The VMM writes into `w`; a thread relays `r` to the receiver and counts.
-    let (r, w) = rustix::pipe::pipe().context("cannot create a pipe")?;
+    phase("migrate: header sent");
+    // The VMM writes into `w`; a thread relays `r` to the receiver and counts; the receiver's
+    // "receiving" line lets the VMM pause the guest (`migrate_link`).
+    let (r, w, go) =
+        super::migrate_link::stream_pair().context("cannot create the stream's socket pair")?;
+    let watcher = super::migrate_link::watch_receiver(from_target, go);
     let bytes = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
     let relay = {
@@ -173,11 +180,14 @@ fn send(
     // The guest was paused `stop_copy_ms` before this reply: the downtime runs until the target
     // confirms.
     let replied = Instant::now();
+    phase("migrate: the VMM sent the whole stream");
     drop(w);
     let relayed = relay
         .join()
         .map_err(|_| anyhow!("the relay thread panicked"))?;
     done.store(true, Ordering::SeqCst);
+    // Woken at once (it sleeps in park_timeout), not at its next 50 ms tick.
+    progress.thread().unpark();
     let _ = progress.join();
     let reply = reply?;
     if let Err(e) = relayed {
@@ -186,9 +196,10 @@ fn send(
         )));
     }
     // The receiver answers one line once the domain runs there (or closes on failure).
-    let mut line = String::new();
-    let mut reader = BufReader::new(from_target);
-    let _ = reader.read_line(&mut line);
+    let line = watcher
+        .join()
+        .map_err(|_| anyhow!("the receiver's watcher thread panicked"))?;
+    phase("migrate: receiver answered");
     if !line.starts_with(READY_PREFIX) {
         return Ok(Sent::TargetFailed(
             "the receiver did not confirm that the domain runs (see its messages above)".into(),
@@ -250,7 +261,7 @@ fn show_progress(name: &str, bytes: &AtomicU64, done: &AtomicBool) {
     let start = Instant::now();
     let mut last = Instant::now();
     while !done.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::park_timeout(Duration::from_millis(50));
         if last.elapsed() >= Duration::from_secs(1) {
             last = Instant::now();
             let b = bytes.load(Ordering::SeqCst);

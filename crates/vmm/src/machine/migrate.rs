@@ -69,11 +69,13 @@ pub fn send(
     pause: &dyn Fn() -> Result<(), String>,
 ) -> Result<MigrateReply, String> {
     let started = Instant::now();
+    tracing::info!(downtime_ms, "migration: sending");
     let fail = |e: &dyn std::fmt::Display| format!("migrate: {e}");
     src.vm
         .set_dirty_logging(src.ram.mmap(), true)
         .map_err(|e| fail(&e))?;
     src.ram.enable_dirty_log();
+    let waits = super::migrate_ready::is_socket(&out);
     let result = (|| {
         // Start clean: what was dirty before logging began is sent by round 1 anyway.
         dirty(src)?;
@@ -87,6 +89,7 @@ pub fn send(
         write_ram(&mut w, src.ram.mmap()).map_err(|e| fail(&e))?;
         let mut rate = w.bytes() as f64 / t.elapsed().as_secs_f64().max(1e-3);
         reply.iterations = 1;
+        tracing::info!(bytes = w.bytes(), "migration: round 1 sent");
         let mut last = u64::MAX;
         let mut pages = dirty(src)?;
         loop {
@@ -112,11 +115,32 @@ pub fn send(
             );
             pages = dirty(src)?;
         }
+        // Not before the target reads the stream (see `migrate_ready`): meanwhile, more rounds.
+        if waits {
+            w.flush().map_err(|e| fail(&e))?;
+            let since = Instant::now();
+            while super::migrate_ready::poll(w.get_ref().get_ref(), since)?
+                == super::migrate_ready::Ready::NotYet
+            {
+                let more = dirty(src)?;
+                pages.extend(more);
+                pages.sort_unstable();
+                pages.dedup();
+                write_pages(&mut w, src.ram.mmap(), &pages).map_err(|e| fail(&e))?;
+                w.flush().map_err(|e| fail(&e))?;
+                pages.clear();
+            }
+            tracing::info!(
+                waited_ms = since.elapsed().as_millis(),
+                "migration: the target reads the stream"
+            );
+        }
         // Stop-and-copy.
         let stop = Instant::now();
         pause()?;
         tracing::info!("migration: guest paused for the stop-and-copy");
         let snap = super::save::collect(src, vcpus, devices, memory_mib, false)?;
+        tracing::debug!("migration: machine state collected");
         let mut tail = dirty(src)?;
         tail.extend(pages);
         tail.sort_unstable();
@@ -129,6 +153,11 @@ pub fn send(
         w.section(TAG_MACHINE, &[&json]).map_err(|e| fail(&e))?;
         reply.bytes = w.bytes() + 16;
         w.finish().map_err(|e| fail(&e))?;
+        tracing::info!(
+            pages = tail.len(),
+            bytes = reply.bytes,
+            "migration: stop-and-copy sent"
+        );
         reply.stop_copy_ms = u64::try_from(stop.elapsed().as_millis()).unwrap_or(u64::MAX);
         reply.total_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         Ok(reply)

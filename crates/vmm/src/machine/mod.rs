@@ -10,6 +10,7 @@ pub mod disk_locks;
 mod event_loop;
 pub mod hotplug;
 pub mod migrate;
+pub mod migrate_ready;
 mod restore;
 pub mod save;
 pub mod shared;
@@ -290,6 +291,7 @@ pub fn run(cfg: &VmConfig, mut opts: MachineOptions) -> Result<Outcome, MachineE
     }
 
     if let Some(snap) = &restored {
+        tracing::debug!("restore: vCPUs created");
         restore::apply(snap, &vm, &vcpu_fds, &devices, &hub)?;
         if cfg.lock_disks_at_start {
             disk_locks::take(&cfg.disks).map_err(MachineError::Restore)?;

@@ -27,6 +27,7 @@ pub fn read_image(
     virtio_slots: usize,
 ) -> Result<MachineSnapshot, MachineError> {
     let started = std::time::Instant::now();
+    tracing::info!("restore: reading the snapshot stream");
     let snap = snapshot::read(BufReader::with_capacity(1 << 20, f), ram.mmap())
         .map_err(|e| MachineError::Restore(e.to_string()))?;
     let mismatch = |what: String| {
@@ -90,6 +91,7 @@ pub fn apply(
         t.restore(s).map_err(|e| fail(&e))?;
     }
     hub.restore_backlog(&snap.console);
+    tracing::debug!("restore: machine state applied");
     Ok(())
 }
 

@@ -132,6 +132,23 @@ impl<W: Write> StreamWriter<W> {
         Ok(())
     }
 
+    /// Flushes what was written so far to the output (a reader on the other end sees it).
+    ///
+    /// # Errors
+    /// [`FormatError::Io`].
+    pub fn flush(&mut self) -> Result<(), FormatError> {
+        self.out.flush().map_err(|source| FormatError::Io {
+            what: "cannot write the image",
+            offset: self.offset,
+            source,
+        })
+    }
+
+    /// The output.
+    pub fn get_ref(&self) -> &W {
+        &self.out
+    }
+
     /// Bytes written so far.
     pub fn bytes(&self) -> u64 {
         self.offset

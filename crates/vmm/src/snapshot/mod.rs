@@ -22,6 +22,7 @@
 //! anything runs.
 
 pub mod format;
+pub mod resident;
 
 use std::io::{Read, Write};
 
@@ -34,7 +35,7 @@ use crate::vstate::memory::GuestMem;
 use crate::vstate::state::{VcpuState, VmState};
 use format::{FormatError, Section, StreamReader, StreamWriter, TAG_MACHINE, TAG_RAM};
 
-/// RAM is sent in chunks of this size; all-zero chunks are skipped.
+/// RAM is sent in runs of at most this size; all-zero pages are skipped.
 pub const RAM_CHUNK: usize = 2 << 20;
 
 /// Everything but RAM.
@@ -100,24 +101,66 @@ pub fn write<W: Write>(
     Ok(total + 16)
 }
 
-/// Appends every non-zero 2 MiB chunk of guest RAM to `w` (a fresh restore target is zero).
+/// Appends every non-zero page of guest RAM to `w` (a fresh restore target is zero), contiguous
+/// pages as one run of at most [`RAM_CHUNK`] bytes. Pages the host never mapped are known to be
+/// zero without reading them ([`resident`]); the others are read and sent unless all zero.
 ///
 /// # Errors
 /// [`SnapshotError`].
 pub fn write_ram<W: Write>(w: &mut StreamWriter<W>, mem: &GuestMem) -> Result<(), SnapshotError> {
+    const PAGE: usize = resident::PAGE;
+    let exact = resident::exact();
     let mut buf = vec![0u8; RAM_CHUNK];
+    let mut map = Vec::with_capacity(RAM_CHUNK / PAGE);
+    let mut keep = Vec::with_capacity(RAM_CHUNK / PAGE);
     for region in mem.iter() {
         let start = region.start_addr().0;
         let len = region.len();
         let mut off = 0u64;
         while off < len {
             let n = usize::try_from((len - off).min(RAM_CHUNK as u64)).unwrap_or(RAM_CHUNK);
-            let chunk = buf.get_mut(..n).unwrap_or_default();
             let gpa = start + off;
-            mem.read_slice(chunk, GuestAddress(gpa))
-                .map_err(|_| SnapshotError::Ram { gpa, len: n as u64 })?;
-            if chunk.iter().any(|&b| b != 0) {
-                w.section(TAG_RAM, &[&gpa.to_le_bytes(), chunk])?;
+            let known = exact && resident::pages(region, off, n, &mut map);
+            // Which pages to send: resident (or not known not to be) and not all zero.
+            keep.clear();
+            let mut p = 0;
+            while p * PAGE < n {
+                let mut q = p;
+                while q * PAGE < n && (!known || map.get(q).is_some_and(|b| b & 1 != 0)) {
+                    q += 1;
+                }
+                if q > p {
+                    let run = buf.get_mut(p * PAGE..(q * PAGE).min(n)).unwrap_or_default();
+                    let at = gpa + (p * PAGE) as u64;
+                    mem.read_slice(run, GuestAddress(at))
+                        .map_err(|_| SnapshotError::Ram {
+                            gpa: at,
+                            len: run.len() as u64,
+                        })?;
+                    for page in run.chunks(PAGE) {
+                        keep.push(page.iter().any(|&b| b != 0));
+                    }
+                    p = q;
+                } else {
+                    keep.push(false);
+                    p += 1;
+                }
+            }
+            // Runs of pages to keep, each one section.
+            let mut i = 0;
+            while i < keep.len() {
+                if !keep.get(i).copied().unwrap_or(false) {
+                    i += 1;
+                    continue;
+                }
+                let mut j = i;
+                while keep.get(j).copied().unwrap_or(false) {
+                    j += 1;
+                }
+                let bytes = buf.get(i * PAGE..(j * PAGE).min(n)).unwrap_or_default();
+                let at = gpa + (i * PAGE) as u64;
+                w.section(TAG_RAM, &[&at.to_le_bytes(), bytes])?;
+                i = j;
             }
             off += n as u64;
         }
@@ -172,6 +215,7 @@ pub fn read<R: Read>(input: R, mem: &GuestMem) -> Result<MachineSnapshot, Snapsh
     loop {
         match r.next_section()? {
             Section::Machine(json) => {
+                tracing::debug!(bytes = json.len(), "restore: machine state received");
                 if machine.is_some() {
                     return Err(SnapshotError::Mismatch(
                         "the image has two machine-state sections".into(),
@@ -192,7 +236,10 @@ pub fn read<R: Read>(input: R, mem: &GuestMem) -> Result<MachineSnapshot, Snapsh
                     done += n as u64;
                 }
             }
-            Section::End => break,
+            Section::End => {
+                tracing::debug!("restore: stream complete");
+                break;
+            }
         }
     }
     let json = machine
