@@ -353,6 +353,7 @@ impl Daemon {
                 return Err(e);
             }
         }
+        debug!(domid, pid, "create: VMM recorded");
         // Into its cgroup before it opens its control socket, so what the guest touches is charged there.
         // Released again if the start fails from here on (the VMM is killed first).
         let mut cgroup_guard = CgroupGuard {
@@ -361,6 +362,9 @@ impl Daemon {
             leaf: None,
         };
         match self.attach_cgroup(domid, &spec, pid) {
+            // Without a cgroup (`--no-cgroups`, or none to manage) the record is unchanged: not
+            // written again.
+            Ok(None) => {}
             Ok(leaf) => {
                 cgroup_guard.leaf.clone_from(&leaf);
                 let mut t = self.lock();
@@ -370,6 +374,7 @@ impl Daemon {
                 if let Some(d) = t.get_mut(domid) {
                     self.save(d);
                 }
+                debug!(domid, "create: cgroup recorded");
             }
             Err(e) => {
                 kill(&mut child);

@@ -149,8 +149,8 @@ pub fn send(
             *l = tail.len() as u64;
         }
         write_pages(&mut w, src.ram.mmap(), &tail).map_err(|e| fail(&e))?;
-        let json = serde_json::to_vec(&snap).map_err(|e| fail(&e))?;
-        w.section(TAG_MACHINE, &[&json]).map_err(|e| fail(&e))?;
+        let state = crate::snapshot::encode_state(&snap).map_err(|e| fail(&e))?;
+        w.section(TAG_MACHINE, &[&state]).map_err(|e| fail(&e))?;
         reply.bytes = w.bytes() + 16;
         w.finish().map_err(|e| fail(&e))?;
         tracing::info!(

@@ -48,6 +48,14 @@ pub fn read_image(
             snap.vcpus.len(),
         )));
     }
+    // The configuration's vCPUs were created before the stream was read.
+    if snap.vcpus.len() < usize::try_from(cfg.vcpus).unwrap_or(usize::MAX) {
+        return Err(mismatch(format!(
+            "it has {} vCPUs, fewer than the configuration's vcpus = {}",
+            snap.vcpus.len(),
+            cfg.vcpus
+        )));
+    }
     if !snap.vcpu_offline.is_empty() && snap.vcpu_offline.len() != snap.vcpus.len() {
         return Err(mismatch(format!(
             "it has {} vCPU states but {} online flags",

@@ -67,9 +67,12 @@ pub enum SnapshotError {
     /// The stream.
     #[error(transparent)]
     Format(#[from] FormatError),
-    /// The machine state could not be encoded or decoded.
+    /// The machine state could not be encoded or decoded (version 1: JSON).
     #[error("machine state in the image is malformed: {0}")]
     Json(#[from] serde_json::Error),
+    /// The machine state could not be encoded or decoded (version 2: bincode).
+    #[error("machine state in the image is malformed: {0}")]
+    State(String),
     /// The image is for another machine shape.
     #[error("the image does not match this domain: {0}")]
     Mismatch(String),
@@ -93,12 +96,51 @@ pub fn write<W: Write>(
     mem: &GuestMem,
 ) -> Result<u64, SnapshotError> {
     let mut w = StreamWriter::new(out)?;
-    let json = serde_json::to_vec(snap)?;
-    w.section(TAG_MACHINE, &[&json])?;
+    let state = encode_state(snap)?;
+    w.section(TAG_MACHINE, &[&state])?;
     write_ram(&mut w, mem)?;
     let total = w.bytes();
     w.finish()?;
     Ok(total + 16)
+}
+
+/// The bincode settings of the machine state (and of a vCPU thread's state report).
+fn bincode_config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<{ format::MAX_STATE_BYTES as usize }>()
+}
+
+/// Encodes `v` as the stream's machine state is (version [`format::VERSION`]: bincode; the
+/// kvm-bindings structures go as their bytes, where JSON wrote one number per byte).
+///
+/// # Errors
+/// [`SnapshotError::State`].
+pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, SnapshotError> {
+    bincode::serde::encode_to_vec(v, bincode_config())
+        .map_err(|e| SnapshotError::State(e.to_string()))
+}
+
+/// Decodes what [`encode`] made; all of `bytes` must be used.
+///
+/// # Errors
+/// [`SnapshotError::State`].
+pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, SnapshotError> {
+    let (v, used) = bincode::serde::decode_from_slice(bytes, bincode_config())
+        .map_err(|e| SnapshotError::State(e.to_string()))?;
+    if used != bytes.len() {
+        return Err(SnapshotError::State(format!(
+            "{} bytes after its end",
+            bytes.len() - used
+        )));
+    }
+    Ok(v)
+}
+
+/// The `MACH` section's payload for `snap`.
+///
+/// # Errors
+/// [`SnapshotError::State`].
+pub fn encode_state(snap: &MachineSnapshot) -> Result<Vec<u8>, SnapshotError> {
+    encode(snap)
 }
 
 /// Appends every non-zero page of guest RAM to `w` (a fresh restore target is zero), contiguous
@@ -214,14 +256,14 @@ pub fn read<R: Read>(input: R, mem: &GuestMem) -> Result<MachineSnapshot, Snapsh
     let mut buf = vec![0u8; RAM_CHUNK];
     loop {
         match r.next_section()? {
-            Section::Machine(json) => {
-                tracing::debug!(bytes = json.len(), "restore: machine state received");
+            Section::Machine(state) => {
+                tracing::debug!(bytes = state.len(), "restore: machine state received");
                 if machine.is_some() {
                     return Err(SnapshotError::Mismatch(
                         "the image has two machine-state sections".into(),
                     ));
                 }
-                machine = Some(json);
+                machine = Some(state);
             }
             Section::Ram { gpa, len } => {
                 let mut done = 0u64;
@@ -242,7 +284,10 @@ pub fn read<R: Read>(input: R, mem: &GuestMem) -> Result<MachineSnapshot, Snapsh
             }
         }
     }
-    let json = machine
+    let state = machine
         .ok_or_else(|| SnapshotError::Mismatch("the image has no machine-state section".into()))?;
-    Ok(serde_json::from_slice(&json)?)
+    if r.version() == 1 {
+        return Ok(serde_json::from_slice(&state)?);
+    }
+    decode(&state)
 }
