@@ -141,7 +141,9 @@ pub fn send(
         tracing::info!("migration: guest paused for the stop-and-copy");
         let snap = super::save::collect(src, vcpus, devices, memory_mib, false)?;
         tracing::debug!("migration: machine state collected");
+        let t0 = Instant::now();
         let mut tail = dirty(src)?;
+        let t_dirty = t0.elapsed();
         tail.extend(pages);
         tail.sort_unstable();
         tail.dedup();
@@ -149,10 +151,20 @@ pub fn send(
             *l = tail.len() as u64;
         }
         write_pages(&mut w, src.ram.mmap(), &tail).map_err(|e| fail(&e))?;
+        let t_pages = t0.elapsed();
         let state = crate::snapshot::encode_state(&snap).map_err(|e| fail(&e))?;
+        let t_encode = t0.elapsed();
         w.section(TAG_MACHINE, &[&state]).map_err(|e| fail(&e))?;
         reply.bytes = w.bytes() + 16;
         w.finish().map_err(|e| fail(&e))?;
+        tracing::debug!(
+            dirty_us = t_dirty.as_micros(),
+            pages_us = t_pages.as_micros(),
+            encode_us = t_encode.as_micros(),
+            sent_us = t0.elapsed().as_micros(),
+            state_bytes = state.len(),
+            "migration: stop-and-copy timing"
+        );
         tracing::info!(
             pages = tail.len(),
             bytes = reply.bytes,

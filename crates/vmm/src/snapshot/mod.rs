@@ -222,7 +222,8 @@ pub fn write_pages<W: Write>(
     pages: &[u64],
 ) -> Result<u64, SnapshotError> {
     const PAGE: u64 = 4096;
-    let mut buf = vec![0u8; RAM_CHUNK];
+    // Grown to the longest run only: the stop-and-copy's few pages do not pay for a 2 MiB buffer.
+    let mut buf = Vec::new();
     let mut sent = 0u64;
     let mut i = 0;
     while let Some(&start) = pages.get(i) {
@@ -233,9 +234,11 @@ pub fn write_pages<W: Write>(
             i += 1;
         }
         let len = end - start;
-        let chunk = buf
-            .get_mut(..usize::try_from(len).unwrap_or(RAM_CHUNK))
-            .unwrap_or_default();
+        let n = usize::try_from(len).unwrap_or(RAM_CHUNK);
+        if buf.len() < n {
+            buf.resize(n, 0);
+        }
+        let chunk = buf.get_mut(..n).unwrap_or_default();
         mem.read_slice(chunk, GuestAddress(start))
             .map_err(|_| SnapshotError::Ram { gpa: start, len })?;
         w.section(TAG_RAM, &[&start.to_le_bytes(), chunk])?;
