@@ -104,9 +104,13 @@ pub fn write<W: Write>(
     Ok(total + 16)
 }
 
+/// [`format::MAX_STATE_BYTES`] as a length (it fits any `usize` this runs on: 64 MiB).
+const MAX_STATE_LEN: usize = 64 << 20;
+const _: () = assert!(MAX_STATE_LEN as u64 == format::MAX_STATE_BYTES);
+
 /// The bincode settings of the machine state (and of a vCPU thread's state report).
 fn bincode_config() -> impl bincode::config::Config {
-    bincode::config::standard().with_limit::<{ format::MAX_STATE_BYTES as usize }>()
+    bincode::config::standard().with_limit::<MAX_STATE_LEN>()
 }
 
 /// Encodes `v` as the stream's machine state is (version [`format::VERSION`]: bincode; the
@@ -293,4 +297,71 @@ pub fn read<R: Read>(input: R, mem: &GuestMem) -> Result<MachineSnapshot, Snapsh
         return Ok(serde_json::from_slice(&state)?);
     }
     decode(&state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vstate::memory::{GuestRam, RamBacking};
+
+    /// Version 2 streams of the fuzz corpus, made from a real `save` (32 MiB idle probe guest).
+    const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/snapshot_stream/");
+
+    fn read_seed(name: &str) -> Result<MachineSnapshot, SnapshotError> {
+        let bytes = std::fs::read(format!("{CORPUS}{name}")).unwrap();
+        let ram = GuestRam::new(1 << 20, RamBacking::Anonymous).unwrap();
+        read(bytes.as_slice(), ram.mmap())
+    }
+
+    #[test]
+    fn version_2_state_round_trips_and_damage_is_refused() {
+        let snap = read_seed("v2_state_and_ram").unwrap();
+        assert_eq!(snap.memory_mib, 32);
+        assert_eq!(snap.vcpus.len(), 1);
+        let again: MachineSnapshot = decode(&encode_state(&snap).unwrap()).unwrap();
+        assert_eq!(encode(&again).unwrap(), encode(&snap).unwrap());
+        for (seed, want) in [
+            ("v2_state_truncated", "malformed"),
+            ("v2_state_trailing", "4 bytes after its end"),
+            ("v2_huge_vec_length", "malformed"),
+        ] {
+            let e = read_seed(seed).err().map(|e| e.to_string());
+            assert!(
+                e.as_deref().is_some_and(|e| e.contains(want)),
+                "{seed}: {e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn non_zero_pages_only_are_written() {
+        let ram = GuestRam::new(4 << 20, RamBacking::Anonymous).unwrap();
+        let mem = ram.mmap();
+        mem.write_slice(&[7u8; 10], GuestAddress(0x3000)).unwrap();
+        mem.write_slice(&[9u8; 4096], GuestAddress(0x20_0000 + 0x5000))
+            .unwrap();
+        // A page read (so resident) but zero is not sent either.
+        let mut z = [1u8; 4];
+        mem.read_slice(&mut z, GuestAddress(0x8000)).unwrap();
+        let mut w = StreamWriter::new(Vec::new()).unwrap();
+        write_ram(&mut w, mem).unwrap();
+        // Two runs of one page each: tag, length, address, 4096 bytes.
+        assert_eq!(w.bytes(), 12 + 2 * (12 + 8 + 4096));
+        let out = w.finish().unwrap();
+        let back = GuestRam::new(4 << 20, RamBacking::Anonymous).unwrap();
+        let mut r = format::StreamReader::new(out.as_slice(), 4 << 20).unwrap();
+        let mut runs = Vec::new();
+        while let Section::Ram { gpa, len } = r.next_section().unwrap() {
+            let mut b = vec![0u8; usize::try_from(len).unwrap()];
+            r.read_payload(&mut b).unwrap();
+            back.mmap().write_slice(&b, GuestAddress(gpa)).unwrap();
+            runs.push(gpa);
+        }
+        assert_eq!(runs, vec![0x3000, 0x20_5000]);
+        let mut got = [0u8; 10];
+        back.mmap()
+            .read_slice(&mut got, GuestAddress(0x3000))
+            .unwrap();
+        assert_eq!(got, [7u8; 10]);
+    }
 }
