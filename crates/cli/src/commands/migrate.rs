@@ -241,7 +241,8 @@ fn relay_stream(
     done: &AtomicBool,
 ) -> std::io::Result<()> {
     let mut from = std::fs::File::from(r);
-    let mut buf = vec![0u8; 1 << 20];
+    // 256 KiB: what it holds when the source pauses is downtime.
+    let mut buf = vec![0u8; 256 << 10];
     loop {
         let n = match from.read(&mut buf) {
             Ok(0) => break,

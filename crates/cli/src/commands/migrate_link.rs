@@ -5,7 +5,7 @@
 //! - `migrate-receive` ([`feed`]) copies the stream into the FIFO domusd and then the target VMM
 //!   read. The FIFO is shrunk to one page until the first bytes after the image header are in it:
 //!   it becomes writable again (`POLLOUT`) only once they were all read, i.e. by the VMM (domusd
-//!   reads just the header). Then it prints [`RECEIVING`] on stdout and widens the FIFO to 1 MiB.
+//!   reads just the header). Then it prints [`RECEIVING`] on stdout and widens the FIFO to 256 KiB.
 //! - `migrate` hands its VMM one end of a socket pair as the stream ([`stream_pair`]); the VMM
 //!   sends the pre-copy and then waits for one byte `G` on the same socket before pausing the guest
 //!   (`domus_vmm::machine::migrate_ready`). [`watch_receiver`] writes it when the receiver's
@@ -103,7 +103,8 @@ pub fn feed(fifo: &Path, receiving: impl FnOnce()) -> std::io::Result<u64> {
             wait_drained(&out)?;
             receiving();
         }
-        let _ = rustix::pipe::fcntl_setpipe_size(&out, 1 << 20);
+        // Not larger: what sits in it when the source pauses is downtime.
+        let _ = rustix::pipe::fcntl_setpipe_size(&out, 256 << 10);
     }
     Ok(total + std::io::copy(&mut input, &mut out)?)
 }

@@ -130,8 +130,10 @@ pub fn send(
                 w.flush().map_err(|e| fail(&e))?;
                 pages.clear();
             }
+            let drained = super::migrate_ready::drain(w.get_ref().get_ref());
             tracing::info!(
                 waited_ms = since.elapsed().as_millis(),
+                drain_us = drained.as_micros(),
                 "migration: the target reads the stream"
             );
         }

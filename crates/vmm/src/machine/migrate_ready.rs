@@ -8,6 +8,10 @@
 //! byte). End of file instead means the receiver went away: the migration fails and the guest runs
 //! on. Meanwhile the pre-copy goes on every [`ROUND_MS`], so the dirty set stays small. A pipe or a
 //! file (an older CLI, `save`) is never waited on.
+//!
+//! Then, still before the pause, [`drain`] waits (briefly, guest running) until the relay has read
+//! everything sent so far: pre-copy bytes still queued in the socket would otherwise be ahead of the
+//! stop-and-copy's and count as downtime.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -75,5 +79,23 @@ pub fn poll(f: &File, since: Instant) -> Result<Ready, String> {
             Ok(Ready::NotYet)
         }
         Err(e) => Err(format!("cannot read the receiver's answer: {e}")),
+    }
+}
+
+/// Longest wait in [`drain`].
+pub const DRAIN_LIMIT: Duration = Duration::from_millis(200);
+
+/// Waits until the socket `f` has no unread bytes queued (`SIOCOUTQ`), at most [`DRAIN_LIMIT`];
+/// returns how long it waited.
+pub fn drain(f: &File) -> Duration {
+    let start = Instant::now();
+    loop {
+        let mut queued: libc::c_int = 0;
+        // SAFETY: SIOCOUTQ (TIOCOUTQ) on a socket writes one int to `queued`.
+        let rc = unsafe { libc::ioctl(f.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+        if rc != 0 || queued <= 0 || start.elapsed() >= DRAIN_LIMIT {
+            return start.elapsed();
+        }
+        std::thread::sleep(Duration::from_micros(100));
     }
 }

@@ -88,18 +88,28 @@ pub fn apply(
     hub: &ConsoleHub,
 ) -> Result<(), MachineError> {
     let fail = |e: &dyn std::fmt::Display| MachineError::Restore(e.to_string());
+    let t0 = std::time::Instant::now();
     crate::vstate::state::restore_vm(vm.fd(), &snap.vm).map_err(|e| fail(&e))?;
+    let t_vm = t0.elapsed();
     for (fd, st) in vcpus.iter().zip(&snap.vcpus) {
         crate::vstate::state::restore_vcpu(fd, st).map_err(|e| fail(&e))?;
     }
+    let t_vcpus = t0.elapsed();
     devices
         .restore(&snap.legacy)
         .map_err(|e| MachineError::Restore(format!("the image does not match this domain: {e}")))?;
     for (t, s) in devices.virtio().iter().zip(&snap.virtio) {
         t.restore(s).map_err(|e| fail(&e))?;
     }
+    let t_devices = t0.elapsed();
     hub.restore_backlog(&snap.console);
-    tracing::debug!("restore: machine state applied");
+    tracing::debug!(
+        vm_us = t_vm.as_micros(),
+        vcpus_us = t_vcpus.as_micros(),
+        devices_us = t_devices.as_micros(),
+        all_us = t0.elapsed().as_micros(),
+        "restore: machine state applied"
+    );
     Ok(())
 }
 
