@@ -4,8 +4,9 @@
 //! SSHCOMMAND `ssh`; `<prog>` is how this CLI was invoked, `xl` or `domus`) and streams the domain
 //! through that pipe: the image header with the configuration (the domain's own, or CONFIG), then
 //! the domain's VMM writes its live stream (pre-copy with dirty logging, then stop-and-copy: see
-//! `domus_vmm::machine::migrate`) into a pipe this command relays to the receiver, counting bytes for
-//! the progress line. `migrate-receive` on the other side restores it through its domusd and answers
+//! `domus_vmm::machine::migrate`) into a socket pair this command relays to the receiver, counting
+//! bytes for the progress line. The guest is paused for the stop-and-copy only once the receiver
+//! says the target VMM reads the stream (the go byte on that socket: see `migrate_link`). `migrate-receive` on the other side restores it through its domusd and answers
 //! one line once the domain runs there; only then is the source destroyed. Any failure before that
 //! leaves the source running (the VMM resumes it itself if the stream broke; this command unpauses it
 //! if the target failed after the stream was complete); the target removes a domain it could not
@@ -240,6 +241,13 @@ fn relay_stream(
     bytes: &AtomicU64,
     done: &AtomicBool,
 ) -> std::io::Result<()> {
+    let count = |n: usize| {
+        bytes.fetch_add(n as u64, Ordering::SeqCst);
+    };
+    if super::migrate_link::splice_all(&r, &to, &count)? {
+        done.store(true, Ordering::SeqCst);
+        return Ok(());
+    }
     let mut from = std::fs::File::from(r);
     // 256 KiB: what it holds when the source pauses is downtime.
     let mut buf = vec![0u8; 256 << 10];

@@ -5,7 +5,7 @@
 //! - `migrate-receive` ([`feed`]) copies the stream into the FIFO domusd and then the target VMM
 //!   read. The FIFO is shrunk to one page until the first bytes after the image header are in it:
 //!   it becomes writable again (`POLLOUT`) only once they were all read, i.e. by the VMM (domusd
-//!   reads just the header). Then it prints [`RECEIVING`] on stdout and widens the FIFO to 256 KiB.
+//!   reads just the header). Then it prints [`RECEIVING`] on stdout and widens the FIFO to 64 KiB.
 //! - `migrate` hands its VMM one end of a socket pair as the stream ([`stream_pair`]); the VMM
 //!   sends the pre-copy and then waits for one byte `G` on the same socket before pausing the guest
 //!   (`domus_vmm::machine::migrate_ready`). [`watch_receiver`] writes it when the receiver's
@@ -56,6 +56,42 @@ pub fn watch_receiver(from: ChildStdout, go: UnixStream) -> JoinHandle<String> {
     })
 }
 
+/// Moves the stream from the socket `from` into the pipe `to` with splice(2), no copy through this
+/// process, calling `count` with each chunk's size until the end of the stream. Returns false (nothing
+/// moved) when the kernel cannot splice these descriptors: the caller then copies.
+///
+/// A spliced relay holds nothing itself: once the VMM's socket is drained (it waits for that before
+/// pausing the guest), at most the ssh pipe and the receiver's FIFO hold pre-copy bytes.
+///
+/// # Errors
+/// Either side failed.
+pub fn splice_all(
+    from: &impl AsFd,
+    to: &impl AsFd,
+    count: &dyn Fn(usize),
+) -> std::io::Result<bool> {
+    let mut moved = false;
+    loop {
+        match rustix::pipe::splice(
+            from,
+            None,
+            to,
+            None,
+            1 << 20,
+            rustix::pipe::SpliceFlags::MOVE,
+        ) {
+            Ok(0) => return Ok(true),
+            Ok(n) => {
+                moved = true;
+                count(n);
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(rustix::io::Errno::INVAL) if !moved => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Records what a reader returned (the image header, passed on as it came).
 struct Recorder<'a, R> {
     inner: &'a mut R,
@@ -103,8 +139,9 @@ pub fn feed(fifo: &Path, receiving: impl FnOnce()) -> std::io::Result<u64> {
             wait_drained(&out)?;
             receiving();
         }
-        // Not larger: what sits in it when the source pauses is downtime.
-        let _ = rustix::pipe::fcntl_setpipe_size(&out, 256 << 10);
+        // Back to a pipe's usual 64 KiB, not larger: what sits in it when the source pauses is
+        // downtime.
+        let _ = rustix::pipe::fcntl_setpipe_size(&out, 64 << 10);
     }
     Ok(total + std::io::copy(&mut input, &mut out)?)
 }

@@ -1,7 +1,9 @@
 //! `xl migrate-receive`: the receiving end of `migrate`, normally started by it over ssh. Reads the
 //! migration stream on stdin and has the local domusd restore it (the stream reaches domusd through a
-//! private FIFO, and from there the new VMM, which reads it as it arrives); once the domain runs,
-//! prints `migrate-receive: running as domid N` on stdout, which the sender waits for. On any failure
+//! private FIFO, and from there the new VMM, which reads it as it arrives). It prints
+//! `migrate-receive: the target reads the stream` on stdout once the VMM started reading (the sender
+//! pauses the guest for the stop-and-copy only then: `migrate_link`) and, once the domain runs,
+//! `migrate-receive: running as domid N`, which the sender waits for. On any failure
 //! domusd removes what it started and this exits 1.
 
 use std::io::Write;

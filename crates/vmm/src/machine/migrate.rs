@@ -4,10 +4,13 @@
 //! 1. KVM's dirty logging goes on (the bitmap, KVM_MEM_LOG_DIRTY_PAGES, for every memory slot) and so
 //!    does the device model's dirty hook ([`crate::vstate::memory::GuestRam::mark_dirty`]: device
 //!    writes to guest memory, which KVM does not see).
-//! 2. Round 1 sends all non-zero RAM; each later round sends the pages dirtied meanwhile (vCPU and
+//! 2. Round 1 sends all non-zero RAM (pages the host never mapped are skipped unread:
+//!    [`crate::snapshot::resident`]); each later round sends the pages dirtied meanwhile (vCPU and
 //!    device writes), measuring the stream's rate.
 //! 3. When the dirty set fits the downtime target at that rate (or after [`MAX_ROUNDS`], or when it
-//!    stops shrinking), the guest is paused (devices drain their in-flight requests, whose writes are
+//!    stops shrinking), and — when the stream is a socket, as `migrate` hands it — once the target
+//!    VMM reads the stream ([`super::migrate_ready`]: rounds go on every 20 ms until then, and the
+//!    socket is drained first), the guest is paused (devices drain their in-flight requests, whose writes are
 //!    marked dirty), the last dirty pages and the machine state ([`super::save::collect`]) are sent,
 //!    and the trailer ends the stream. The guest stays paused: the caller destroys it once the target
 //!    runs, or resumes it.

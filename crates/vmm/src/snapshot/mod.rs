@@ -8,7 +8,8 @@
 //! block and GED, each virtio slot (transport registers, negotiated features, virtio-queue's
 //! `QueueState`, the device model's own state through [`crate::devices::virtio::device::VirtioDevice`]'s
 //! save/restore hooks: a new device gets saved by implementing them), the console backlog, and guest RAM
-//! (runs of non-zero 2 MiB chunks; the rest is zero).
+//! (runs of non-zero 4 KiB pages, at most 2 MiB each; the rest is zero). The machine state is bincode
+//! (format version 2; version 1 images, JSON, are still read).
 //!
 //! Taking one: the control socket's `save` request carries the descriptor to write to (SCM_RIGHTS),
 //! so the VMM never opens a path. vCPUs and device threads are paused first (a device thread
