@@ -13,6 +13,7 @@ QEMU `-M microvm` with the same probe ELF, measured in the same run, interleaved
 Guests: `probe=mem-soak mib=M` (half the RAM filled, rewritten once a second) or `probe=idle`.
 Usage (repository root, after `cargo build --release -p domus-vmm -p domusd -p domus -p domus-probe`):
   python3 crates/cli/benches/save_migrate.py [--target-dir target/release] [--runs 3]
+`BENCH_RUST_LOG=debug` gives the VMMs debug logs (the migration's phase lines, with timestamps).
 Not a test: prints figures, asserts nothing.
 """
 import argparse
