@@ -142,6 +142,10 @@ pub fn feed(fifo: &Path, receiving: impl FnOnce()) -> std::io::Result<u64> {
         // Back to a pipe's usual 64 KiB, not larger: what sits in it when the source pauses is
         // downtime.
         let _ = rustix::pipe::fcntl_setpipe_size(&out, 64 << 10);
+    } else if header_ok {
+        // No one-page FIFO, no telling when the VMM reads: say so at once rather than never (the
+        // source then pauses as soon as its pre-copy converged).
+        receiving();
     }
     Ok(total + std::io::copy(&mut input, &mut out)?)
 }
@@ -170,5 +174,42 @@ fn wait_drained(out: &impl AsFd) -> std::io::Result<()> {
             Err(rustix::io::Errno::INTR) => {}
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::process::{Command, Stdio};
+
+    /// Runs `script` as the "receiver"; returns its confirmation line and what the VMM's end of the
+    /// stream socket read afterwards.
+    fn exchange(script: &str) -> (String, Vec<u8>) {
+        let mut child = Command::new("/bin/sh")
+            .args(["-c", script])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (relay_end, vmm_end, go) = stream_pair().unwrap();
+        let line = watch_receiver(child.stdout.take().unwrap(), go)
+            .join()
+            .unwrap();
+        child.wait().unwrap();
+        drop(relay_end);
+        let mut got = Vec::new();
+        std::fs::File::from(vmm_end).read_to_end(&mut got).unwrap();
+        (line, got)
+    }
+
+    #[test]
+    fn the_go_byte_follows_the_receiving_line_only() {
+        let (line, got) = exchange(&format!("echo '{RECEIVING}'; echo '{READY_PREFIX}7 (x)'"));
+        assert_eq!(line, format!("{READY_PREFIX}7 (x)"));
+        assert_eq!(got, b"G");
+        // A receiver that ends without saying it reads: no go byte, the socket is shut down.
+        let (line, got) = exchange("echo something else");
+        assert_eq!(line, "");
+        assert!(got.is_empty());
     }
 }
