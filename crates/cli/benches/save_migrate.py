@@ -13,6 +13,7 @@ QEMU `-M microvm` with the same probe ELF, measured in the same run, interleaved
 Guests: `probe=mem-soak mib=M` (half the RAM filled, rewritten once a second) or `probe=idle`.
 Usage (repository root, after `cargo build --release -p domus-vmm -p domusd -p domus -p domus-probe`):
   python3 crates/cli/benches/save_migrate.py [--target-dir target/release] [--runs 3]
+`BENCH_RUST_LOG=debug` gives the VMMs debug logs (the migration's phase lines, with timestamps).
 Not a test: prints figures, asserts nothing.
 """
 import argparse
@@ -38,7 +39,7 @@ class Host:
         for d in ["run", "state", "log", "cfg"]:
             os.makedirs(os.path.join(self.dir, d), exist_ok=True)
         # RUST_LOG=info: the VMMs log when a migrating guest was paused and when it runs again.
-        self.env = dict(os.environ, RUST_LOG="info", DOMUS_RUNTIME_DIR=self.p("run"), DOMUS_STATE_DIR=self.p("state"),
+        self.env = dict(os.environ, RUST_LOG=os.environ.get("BENCH_RUST_LOG", "info"), DOMUS_RUNTIME_DIR=self.p("run"), DOMUS_STATE_DIR=self.p("state"),
                         DOMUS_LOG_DIR=self.p("log"), DOMUS_CONFIG_DIR=self.p("cfg"))
         self.proc = subprocess.Popen([f"{t}/domusd", "--foreground", "--no-cgroups"], env=self.env,
                                      stdout=open(self.p("domusd.log"), "w"), stderr=subprocess.STDOUT)

@@ -2,7 +2,8 @@
 //! network namespace with its own Domus directories; the "ssh" of `migrate -s` is a script that runs
 //! `domus migrate-receive` inside the other host's namespace and environment. A mem-soak domain moves
 //! while it runs (epochs continue, no corruption, `list` right on both sides at each step) and moves
-//! back; a migration cut off midway leaves the domain running on the source and nothing on the target.
+//! back; a migration cut off midway leaves the domain running on the source and nothing on the target;
+//! a target that never reads the stream never gets the source guest paused.
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -170,6 +171,48 @@ fn a_migration_cut_off_midway_leaves_the_domain_on_the_source_and_nothing_on_the
     wait_epoch_above(&a, "stay", now + 1);
     a.ok(&["destroy", "stay"]);
     b.ok(&["destroy", "stay"]);
+}
+
+#[test]
+fn the_source_guest_runs_until_the_target_reads_the_stream() {
+    let (_nsa, a) = host("mwa", true, false);
+    soak_cfg(&a, "wait", 16, 64);
+    a.ok(&["create", "wait.cfg"]);
+    let e = wait_epoch_above(&a, "wait", 1);
+    let domid = a.row("wait").unwrap().domid;
+    // A "host" that swallows the whole stream and never starts a receiver: nothing ever reads it
+    // on the target side, so the guest must never be paused for the stop-and-copy.
+    let deaf = a.path("ssh-deaf");
+    // (No `exec`: the shell keeps the receiver's stdout open, as a waiting receiver would.)
+    std::fs::write(&deaf, "#!/bin/sh\ncat > /dev/null\n").unwrap();
+    std::fs::set_permissions(&deaf, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut m = a
+        .command(&["migrate", "-s", deaf.to_str().unwrap(), "wait", "hostb"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The pre-copy went out long ago (64 MiB), yet the guest keeps printing epochs.
+    wait_epoch_above(&a, "wait", e + 3);
+    if m.try_wait().unwrap().is_some() {
+        let out = m.wait_with_output().unwrap();
+        panic!(
+            "migrate gave up early: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    m.kill().unwrap();
+    m.wait().unwrap();
+    // The VMM saw the stream end: the migration failed, the guest runs on here, unpaused.
+    wait_for("the VMM to answer again", TIMEOUT, || {
+        a.row("wait").filter(|r| !r.state.contains('p')).map(|_| ())
+    });
+    assert_eq!(a.row("wait").unwrap().domid, domid);
+    let later = last_epoch(&a.console_log("wait")).unwrap();
+    wait_epoch_above(&a, "wait", later + 1);
+    assert!(!a.console_log("wait").contains("corrupt"));
+    a.ok(&["destroy", "wait"]);
 }
 
 #[test]

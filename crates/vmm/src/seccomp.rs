@@ -142,6 +142,7 @@ const MAIN: &[i64] = &[
     libc::SYS_sendmsg,
     libc::SYS_shutdown,
     libc::SYS_sysinfo,
+    libc::SYS_mincore,
     libc::SYS_sched_setaffinity,
     libc::SYS_clock_getres,
     libc::SYS_prlimit64,

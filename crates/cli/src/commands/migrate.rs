@@ -5,15 +5,19 @@
 //! SSHCOMMAND `ssh`; `<prog>` is how this CLI was invoked, `xl` or `domus`) and streams the domain
 //! through that pipe: the image header with the configuration (the domain's own, or CONFIG), then
 //! the domain's VMM writes its live stream (pre-copy with dirty logging, then stop-and-copy: see
-//! `domus_vmm::machine::migrate`) into a pipe this command relays to the receiver, and reports its
-//! progress (phase, round, dirty pages, bytes), printed as it comes (`super::progress`).
+//! `domus_vmm::machine::migrate`) into a socket pair this command relays to the receiver, and reports
+//! its progress (phase, round, dirty pages, bytes), printed as it comes (`super::progress`). The
+//! guest is paused for the stop-and-copy only once the receiver says the target VMM reads the
+//! stream (the go byte on that socket: see `migrate_link`).
 //!
 //! A paused domain migrates too (one pass, no dirty logging: `domus_vmm::machine::migrate_paused`).
 //! As with xl, the domain runs on the target afterwards unless `-p` (passed on to `migrate-receive
-//! -p`), whatever its state here; a failure leaves it paused here as it was. `migrate-receive` on the other side restores it through its domusd and answers
-//! one line once the domain runs there; only then is the source destroyed. Any failure before that
-//! leaves the source running (the VMM resumes it itself if the stream broke; this command unpauses it
-//! if the target failed after the stream was complete); the target removes a domain it could not
+//! -p`), whatever its state here; a failure leaves it paused here as it was.
+//!
+//! `migrate-receive` on the other side restores the domain through its domusd and answers one line
+//! once the domain runs there; only then is the source destroyed. Any failure before that leaves
+//! the source running (the VMM resumes it itself if the stream broke; this command unpauses it if
+//! the target failed after the stream was complete); the target removes a domain it could not
 //! start.
 //!
 //! Writable disks: the target's domusd opens them without their lock (`RestoreRequest::incoming`);
@@ -38,6 +42,7 @@ use anyhow::{anyhow, bail, Context};
 use clap::Args as ClapArgs;
 use domus_vmm_api::{Line, MigrateReply, ReplyError, Request};
 
+use super::migrate_receive::phase;
 use super::Ctx;
 use crate::api;
 
@@ -73,6 +78,7 @@ pub struct Args {
 /// # Errors
 /// Any failure; the domain then runs on here.
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
+    phase("migrate: started");
     let client = api::client();
     let d = client.get(&args.domain)?;
     let config = match &args.config {
@@ -105,7 +111,8 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         .stdout(Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot run {rune:?}"))?;
-    let result = send(&d.name, &config, &control, &mut child);
+    phase("migrate: receiver spawned");
+    let result = send(&d.name, &config, &control, &mut child, was_paused);
     match result {
         Ok(Sent::Running(stats)) => {
             client
@@ -156,6 +163,7 @@ fn send(
     config: &domus_config::DomainConfig,
     control: &std::path::Path,
     child: &mut Child,
+    paused: bool,
 ) -> anyhow::Result<Sent> {
     let started = Instant::now();
     let mut to_target = child
@@ -168,8 +176,13 @@ fn send(
         .ok_or_else(|| anyhow!("no pipe from the receiver"))?;
     domus_api::image::write_header(&mut to_target, config)
         .context("cannot send the domain's configuration to the receiver")?;
-    // The VMM writes into `w`; a thread relays `r` to the receiver and counts.
-    let (r, w) = rustix::pipe::pipe().context("cannot create a pipe")?;
+    phase("migrate: header sent");
+    // The VMM writes into `w`; a thread relays `r` to the receiver and counts; the receiver's
+    // "receiving" line lets the VMM pause the guest (`migrate_link`).
+    let (r, w, go) =
+        super::migrate_link::stream_pair().context("cannot create the stream's socket pair")?;
+    // A paused domain goes in one pass: its VMM waits for no go byte.
+    let watcher = super::migrate_link::watch_receiver(from_target, (!paused).then_some(go));
     let bytes = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
     let relay = {
@@ -180,6 +193,7 @@ fn send(
     // The guest was paused `stop_copy_ms` before this reply: the downtime runs until the target
     // confirms.
     let replied = Instant::now();
+    phase("migrate: the VMM sent the whole stream");
     drop(w);
     let relayed = relay
         .join()
@@ -192,9 +206,10 @@ fn send(
         )));
     }
     // The receiver answers one line once the domain runs there (or closes on failure).
-    let mut line = String::new();
-    let mut reader = BufReader::new(from_target);
-    let _ = reader.read_line(&mut line);
+    let line = watcher
+        .join()
+        .map_err(|_| anyhow!("the receiver's watcher thread panicked"))?;
+    phase("migrate: receiver answered");
     if !line.starts_with(READY_PREFIX) {
         return Ok(Sent::TargetFailed(
             "the receiver did not confirm that the domain runs (see its messages above)".into(),
@@ -266,8 +281,16 @@ fn relay_stream(
     bytes: &AtomicU64,
     done: &AtomicBool,
 ) -> std::io::Result<()> {
+    let count = |n: usize| {
+        bytes.fetch_add(n as u64, Ordering::SeqCst);
+    };
+    if super::migrate_link::splice_all(&r, &to, &count)? {
+        done.store(true, Ordering::SeqCst);
+        return Ok(());
+    }
     let mut from = std::fs::File::from(r);
-    let mut buf = vec![0u8; 1 << 20];
+    // 256 KiB: what it holds when the source pauses is downtime.
+    let mut buf = vec![0u8; 256 << 10];
     loop {
         let n = match from.read(&mut buf) {
             Ok(0) => break,

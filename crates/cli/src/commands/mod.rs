@@ -17,6 +17,7 @@ pub mod list;
 pub mod mem_max;
 pub mod mem_set;
 pub mod migrate;
+pub mod migrate_link;
 pub mod migrate_receive;
 pub mod network;
 pub mod pause;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use domus_api::messages::{DomainInfo, ShutdownReason};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::domain::{
     now_epoch, random_uuid, Action, Domain, DomainConfig, DomainRecord, Live, Phase, StopRecord,
@@ -205,6 +205,7 @@ impl Daemon {
             };
             // Recorded before anything is started: a domusd killed from here on undoes this create.
             self.persist(&d)?;
+            debug!(domid, "create: recorded");
             if vifs.iter().any(|v| {
                 !matches!(
                     v.script.as_deref(),
@@ -319,6 +320,7 @@ impl Daemon {
             .launcher
             .spawn(domid, &spec, &files, &vp, paused)
             .map_err(|e| failed(e.into()))?;
+        debug!(domid, "create: VMM spawned");
         // The VMM has its copies; domusd's are closed now.
         drop(files);
         let pid = child.id();
@@ -351,6 +353,7 @@ impl Daemon {
                 return Err(e);
             }
         }
+        debug!(domid, pid, "create: VMM recorded");
         // Into its cgroup before it opens its control socket, so what the guest touches is charged there.
         // Released again if the start fails from here on (the VMM is killed first).
         let mut cgroup_guard = CgroupGuard {
@@ -359,6 +362,9 @@ impl Daemon {
             leaf: None,
         };
         match self.attach_cgroup(domid, &spec, pid) {
+            // Without a cgroup (`--no-cgroups`, or none to manage) the record is unchanged: not
+            // written again.
+            Ok(None) => {}
             Ok(leaf) => {
                 cgroup_guard.leaf.clone_from(&leaf);
                 let mut t = self.lock();
@@ -368,6 +374,7 @@ impl Daemon {
                 if let Some(d) = t.get_mut(domid) {
                     self.save(d);
                 }
+                debug!(domid, "create: cgroup recorded");
             }
             Err(e) => {
                 kill(&mut child);
@@ -380,6 +387,7 @@ impl Daemon {
             kill(&mut child);
             return Err(failed(e.into()));
         }
+        debug!(domid, "create: VMM released");
         let cancelled = || {
             !self
                 .lock()
@@ -393,6 +401,7 @@ impl Daemon {
                 return Err(failed(e.into()));
             }
         };
+        debug!(domid, "create: VMM ready");
         if let Err(e) = Self::apply_hard_affinity(&mut ctl, &spec) {
             kill(&mut child);
             return Err(failed(e.context(format!("domain {domid}"))));

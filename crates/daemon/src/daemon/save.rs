@@ -227,6 +227,7 @@ impl Daemon {
     /// 400 for a relative path or a damaged image header, 409 when the name or UUID is in use, 500 when
     /// the VMM refuses the image's state.
     pub fn restore_image(self: &Arc<Self>, req: &RestoreRequest) -> Result<DomainInfo, ApiError> {
+        tracing::debug!(path = %req.path, "restore request");
         let path = absolute(&req.path, "restore")?;
         let mut file = File::open(&path).map_err(|e| {
             ApiError::bad_request(format!("restore: cannot open {}: {e}", path.display()))
@@ -239,6 +240,7 @@ impl Daemon {
             config.uuid.clone_from(&embedded.uuid);
         }
         info!(domname = %config.name, path = %path.display(), "restoring domain");
+        tracing::debug!(domname = %config.name, "restore: image header read");
         self.create_restored(config, req.paused, file, req.incoming)
     }
 }

@@ -4,10 +4,13 @@
 //! 1. KVM's dirty logging goes on (the bitmap, KVM_MEM_LOG_DIRTY_PAGES, for every memory slot) and so
 //!    does the device model's dirty hook ([`crate::vstate::memory::GuestRam::mark_dirty`]: device
 //!    writes to guest memory, which KVM does not see).
-//! 2. Round 1 sends all non-zero RAM; each later round sends the pages dirtied meanwhile (vCPU and
+//! 2. Round 1 sends all non-zero RAM (pages the host never mapped are skipped unread:
+//!    [`crate::snapshot::resident`]); each later round sends the pages dirtied meanwhile (vCPU and
 //!    device writes), measuring the stream's rate.
 //! 3. When the dirty set fits the downtime target at that rate (or after [`MAX_ROUNDS`], or when it
-//!    stops shrinking), the guest is paused (devices drain their in-flight requests, whose writes are
+//!    stops shrinking), and — when the stream is a socket, as `migrate` hands it — once the target
+//!    VMM reads the stream ([`super::migrate_ready`]: rounds go on every 20 ms until then, and the
+//!    socket is drained first), the guest is paused (devices drain their in-flight requests, whose writes are
 //!    marked dirty), the last dirty pages and the machine state ([`super::save::collect`]) are sent,
 //!    and the trailer ends the stream. The guest stays paused: the caller destroys it once the target
 //!    runs, or resumes it.
@@ -72,11 +75,13 @@ pub fn send(
 ) -> Result<MigrateReply, String> {
     let progress = out.reporter();
     let started = Instant::now();
+    tracing::info!(downtime_ms, "migration: sending");
     let fail = |e: &dyn std::fmt::Display| format!("migrate: {e}");
     src.vm
         .set_dirty_logging(src.ram.mmap(), true)
         .map_err(|e| fail(&e))?;
     src.ram.enable_dirty_log();
+    let waits = super::migrate_ready::is_socket(out.get_ref());
     let result = (|| {
         // Start clean: what was dirty before logging began is sent by round 1 anyway.
         dirty(src)?;
@@ -91,6 +96,7 @@ pub fn send(
         write_ram(&mut w, src.ram.mmap()).map_err(|e| fail(&e))?;
         let mut rate = w.bytes() as f64 / t.elapsed().as_secs_f64().max(1e-3);
         reply.iterations = 1;
+        tracing::info!(bytes = w.bytes(), "migration: round 1 sent");
         let mut last = u64::MAX;
         let mut pages = dirty(src)?;
         loop {
@@ -117,12 +123,37 @@ pub fn send(
             );
             pages = dirty(src)?;
         }
+        // Not before the target reads the stream (see `migrate_ready`): meanwhile, more rounds.
+        if waits {
+            w.flush().map_err(|e| fail(&e))?;
+            let since = Instant::now();
+            while super::migrate_ready::poll(w.get_ref().get_ref().get_ref(), since)?
+                == super::migrate_ready::Ready::NotYet
+            {
+                let more = dirty(src)?;
+                pages.extend(more);
+                pages.sort_unstable();
+                pages.dedup();
+                write_pages(&mut w, src.ram.mmap(), &pages).map_err(|e| fail(&e))?;
+                w.flush().map_err(|e| fail(&e))?;
+                pages.clear();
+            }
+            let drained = super::migrate_ready::drain(w.get_ref().get_ref().get_ref());
+            tracing::info!(
+                waited_ms = since.elapsed().as_millis(),
+                drain_us = drained.as_micros(),
+                "migration: the target reads the stream"
+            );
+        }
         // Stop-and-copy.
         let stop = Instant::now();
         pause()?;
         tracing::info!("migration: guest paused for the stop-and-copy");
         let snap = super::save::collect(src, vcpus, devices, memory_mib, false)?;
+        tracing::debug!("migration: machine state collected");
+        let t0 = Instant::now();
         let mut tail = dirty(src)?;
+        let t_dirty = t0.elapsed();
         tail.extend(pages);
         tail.sort_unstable();
         tail.dedup();
@@ -132,10 +163,25 @@ pub fn send(
         let n = tail.len() as u64;
         progress.stage(Phase::StopAndCopy, reply.iterations, n, n);
         write_pages(&mut w, src.ram.mmap(), &tail).map_err(|e| fail(&e))?;
-        let json = serde_json::to_vec(&snap).map_err(|e| fail(&e))?;
-        w.section(TAG_MACHINE, &[&json]).map_err(|e| fail(&e))?;
+        let t_pages = t0.elapsed();
+        let state = crate::snapshot::encode_state(&snap).map_err(|e| fail(&e))?;
+        let t_encode = t0.elapsed();
+        w.section(TAG_MACHINE, &[&state]).map_err(|e| fail(&e))?;
         reply.bytes = w.bytes() + 16;
         w.finish().map_err(|e| fail(&e))?;
+        tracing::debug!(
+            dirty_us = t_dirty.as_micros(),
+            pages_us = t_pages.as_micros(),
+            encode_us = t_encode.as_micros(),
+            sent_us = t0.elapsed().as_micros(),
+            state_bytes = state.len(),
+            "migration: stop-and-copy timing"
+        );
+        tracing::info!(
+            pages = tail.len(),
+            bytes = reply.bytes,
+            "migration: stop-and-copy sent"
+        );
         reply.stop_copy_ms = u64::try_from(stop.elapsed().as_millis()).unwrap_or(u64::MAX);
         reply.total_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         Ok(reply)

@@ -11,6 +11,7 @@ mod event_loop;
 pub mod hotplug;
 pub mod migrate;
 pub mod migrate_paused;
+pub mod migrate_ready;
 pub mod progress;
 mod restore;
 pub mod save;
@@ -157,6 +158,11 @@ fn park_ejected(shared: &Shared, id: u32) {
     tracing::info!(vcpu = id, "vCPU ejected by the guest: parked");
 }
 
+/// How many vCPUs the machine can have (`maxvcpus`, at least `vcpus`).
+fn possible_vcpus(cfg: &VmConfig) -> u32 {
+    cfg.max_vcpus.max(cfg.vcpus)
+}
+
 /// Builds the machine for `cfg` and runs it to its outcome.
 ///
 /// # Errors
@@ -215,6 +221,24 @@ pub fn run(cfg: &VmConfig, mut opts: MachineOptions) -> Result<Outcome, MachineE
         )?;
         virtio.set_balloon(b);
     }
+    let supported = kvm.supported_cpuid()?;
+    // The boot vCPUs exist before a restore reads its stream: during a live migration the rest
+    // of the stream arrives with the source guest paused, and creating vCPUs is no longer on
+    // that path. (An image has at least the configuration's `vcpus`: KVM never destroys one.)
+    let mut vcpu_fds = Vec::new();
+    if cfg.restore.is_some() {
+        let entry = boot::EntryPoint::Pvh {
+            entry: 0,
+            start_info: 0,
+        };
+        for id in 0..cfg.vcpus {
+            let fd =
+                crate::vstate::vcpu::create(vm.fd(), &supported, id, possible_vcpus(cfg), entry)?;
+            vm.map_dirty_ring(&fd)
+                .map_err(host("cannot map a vCPU's dirty ring"))?;
+            vcpu_fds.push(fd);
+        }
+    }
     // A restore reads the image now (RAM straight into guest memory; refused as a whole on any
     // damage), instead of loading a kernel; its state is applied below, before anything runs.
     let restored = match &cfg.restore {
@@ -228,7 +252,6 @@ pub fn run(cfg: &VmConfig, mut opts: MachineOptions) -> Result<Outcome, MachineE
         },
         None => boot::load(ram.mmap(), cfg, &virtio.dsdt_devices())?,
     };
-    let supported = kvm.supported_cpuid()?;
 
     let serial_irq =
         EventFd::new(libc::EFD_NONBLOCK).map_err(host("cannot create the UART eventfd"))?;
@@ -248,7 +271,7 @@ pub fn run(cfg: &VmConfig, mut opts: MachineOptions) -> Result<Outcome, MachineE
         .map_err(MachineError::Restore)?,
         None => SerialDevice::new(IrqTrigger(serial_irq), ConsoleSink(hub.clone())),
     };
-    let possible = cfg.max_vcpus.max(cfg.vcpus);
+    let possible = possible_vcpus(cfg);
     let mut shared =
         Shared::new(possible, host_is_pvm).map_err(host("cannot create an eventfd"))?;
     shared.msr_list = kvm.msr_index_list();
@@ -283,8 +306,7 @@ pub fn run(cfg: &VmConfig, mut opts: MachineOptions) -> Result<Outcome, MachineE
         ),
     );
 
-    let mut vcpu_fds = Vec::new();
-    for id in 0..created {
+    for id in u32::try_from(vcpu_fds.len()).unwrap_or(u32::MAX)..created {
         let fd = crate::vstate::vcpu::create(vm.fd(), &supported, id, possible, entry)?;
         vm.map_dirty_ring(&fd)
             .map_err(host("cannot map a vCPU's dirty ring"))?;
@@ -292,6 +314,7 @@ pub fn run(cfg: &VmConfig, mut opts: MachineOptions) -> Result<Outcome, MachineE
     }
 
     if let Some(snap) = &restored {
+        tracing::debug!("restore: vCPUs created");
         restore::apply(snap, &vm, &vcpu_fds, &devices, &hub)?;
         if cfg.lock_disks_at_start {
             disk_locks::take(&cfg.disks).map_err(MachineError::Restore)?;

@@ -115,6 +115,11 @@ impl<'r, 'a, W: Write> Counting<'r, 'a, W> {
     pub fn reporter(&self) -> &'r Reporter<'a> {
         self.reporter
     }
+
+    /// The wrapped writer.
+    pub fn get_ref(&self) -> &W {
+        &self.inner
+    }
 }
 
 impl<W: Write> Write for Counting<'_, '_, W> {

@@ -27,6 +27,7 @@ pub fn read_image(
     virtio_slots: usize,
 ) -> Result<MachineSnapshot, MachineError> {
     let started = std::time::Instant::now();
+    tracing::info!("restore: reading the snapshot stream");
     let snap = snapshot::read(BufReader::with_capacity(1 << 20, f), ram.mmap())
         .map_err(|e| MachineError::Restore(e.to_string()))?;
     let mismatch = |what: String| {
@@ -45,6 +46,14 @@ pub fn read_image(
         return Err(mismatch(format!(
             "it has {} vCPUs, the configuration 1 to {possible} (maxvcpus)",
             snap.vcpus.len(),
+        )));
+    }
+    // The configuration's vCPUs were created before the stream was read.
+    if snap.vcpus.len() < usize::try_from(cfg.vcpus).unwrap_or(usize::MAX) {
+        return Err(mismatch(format!(
+            "it has {} vCPUs, fewer than the configuration's vcpus = {}",
+            snap.vcpus.len(),
+            cfg.vcpus
         )));
     }
     if !snap.vcpu_offline.is_empty() && snap.vcpu_offline.len() != snap.vcpus.len() {
@@ -79,17 +88,28 @@ pub fn apply(
     hub: &ConsoleHub,
 ) -> Result<(), MachineError> {
     let fail = |e: &dyn std::fmt::Display| MachineError::Restore(e.to_string());
+    let t0 = std::time::Instant::now();
     crate::vstate::state::restore_vm(vm.fd(), &snap.vm).map_err(|e| fail(&e))?;
+    let t_vm = t0.elapsed();
     for (fd, st) in vcpus.iter().zip(&snap.vcpus) {
         crate::vstate::state::restore_vcpu(fd, st).map_err(|e| fail(&e))?;
     }
+    let t_vcpus = t0.elapsed();
     devices
         .restore(&snap.legacy)
         .map_err(|e| MachineError::Restore(format!("the image does not match this domain: {e}")))?;
     for (t, s) in devices.virtio().iter().zip(&snap.virtio) {
         t.restore(s).map_err(|e| fail(&e))?;
     }
+    let t_devices = t0.elapsed();
     hub.restore_backlog(&snap.console);
+    tracing::debug!(
+        vm_us = t_vm.as_micros(),
+        vcpus_us = t_vcpus.as_micros(),
+        devices_us = t_devices.as_micros(),
+        all_us = t0.elapsed().as_micros(),
+        "restore: machine state applied"
+    );
     Ok(())
 }
 

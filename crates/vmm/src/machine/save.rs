@@ -49,7 +49,7 @@ pub fn collect(
         let ThreadAck::State(bytes) = ack else {
             return Err(format!("save: vCPU {i} answered {ack:?}"));
         };
-        let st: VcpuState = serde_json::from_slice(&bytes)
+        let st: VcpuState = crate::snapshot::decode(&bytes)
             .map_err(|e| format!("save: the state of vCPU {i} could not be read ({e})"))?;
         states.push(st);
     }

@@ -143,7 +143,7 @@ fn stay_offline(
 fn save_state(id: usize, fd: &VcpuFd, shared: &Shared) -> Vec<u8> {
     let id = u32::try_from(id).unwrap_or(u32::MAX);
     match crate::vstate::state::save_vcpu(fd, id, &shared.msr_list) {
-        Ok(st) => serde_json::to_vec(&st).unwrap_or_default(),
+        Ok(st) => crate::snapshot::encode(&st).unwrap_or_default(),
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the vCPU state");
             Vec::new()

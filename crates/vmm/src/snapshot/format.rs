@@ -2,11 +2,12 @@
 //! byte stream (a file, a pipe to another host) the VMM was handed as a descriptor.
 //!
 //! ```text
-//! header   "DOMUSVM\0" (8 bytes)  version u32 LE
+//! header   "DOMUSVM\0" (8 bytes)  version u32 LE (2; 1 is still read)
 //! section  tag [u8; 4]  length u64 LE  payload[length]      (any number)
 //! trailer  "END\0"      length = 4     crc32 u32 LE          (CRC-32 of every byte before it)
 //! ```
-//! Tags: `MACH` (the JSON [`super::MachineSnapshot`]), `RAM ` (guest physical address u64 LE, then the
+//! Tags: `MACH` (the [`super::MachineSnapshot`]: bincode, standard configuration, in version 2;
+//! JSON in version 1), `RAM ` (guest physical address u64 LE, then the
 //! bytes at that address; pages not sent are zero). A reader refuses a wrong magic, another version, a
 //! section longer than its bound, an unknown tag, a stream that ends early and a checksum mismatch,
 //! each with an error naming what it found and at which byte offset.
@@ -15,8 +16,10 @@ use std::io::{Read, Write};
 
 /// First bytes of every stream.
 pub const MAGIC: [u8; 8] = *b"DOMUSVM\0";
-/// The version this VMM writes and reads.
-pub const VERSION: u32 = 1;
+/// The version this VMM writes (machine state in bincode).
+pub const VERSION: u32 = 2;
+/// The oldest version this VMM reads (1: machine state in JSON).
+pub const OLDEST_VERSION: u32 = 1;
 /// Tag: machine state (JSON).
 pub const TAG_MACHINE: [u8; 4] = *b"MACH";
 /// Tag: a run of guest RAM.
@@ -56,7 +59,7 @@ pub enum FormatError {
     },
     /// Another version.
     #[error(
-        "image format version {found} is not supported (this domus-vmm reads version {VERSION})"
+        "image format version {found} is not supported (this domus-vmm reads versions {OLDEST_VERSION} to {VERSION})"
     )]
     Version {
         /// Version in the header.
@@ -132,6 +135,23 @@ impl<W: Write> StreamWriter<W> {
         Ok(())
     }
 
+    /// Flushes what was written so far to the output (a reader on the other end sees it).
+    ///
+    /// # Errors
+    /// [`FormatError::Io`].
+    pub fn flush(&mut self) -> Result<(), FormatError> {
+        self.out.flush().map_err(|source| FormatError::Io {
+            what: "cannot write the image",
+            offset: self.offset,
+            source,
+        })
+    }
+
+    /// The output.
+    pub fn get_ref(&self) -> &W {
+        &self.out
+    }
+
     /// Bytes written so far.
     pub fn bytes(&self) -> u64 {
         self.offset
@@ -181,9 +201,15 @@ pub struct StreamReader<R: Read> {
     crc: crc32fast::Hasher,
     offset: u64,
     ram_limit: u64,
+    version: u32,
 }
 
 impl<R: Read> StreamReader<R> {
+    /// The stream's format version (from its header).
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
     /// Reads and checks the header; RAM sections may not exceed `ram_limit` bytes each.
     ///
     /// # Errors
@@ -194,6 +220,7 @@ impl<R: Read> StreamReader<R> {
             crc: crc32fast::Hasher::new(),
             offset: 0,
             ram_limit,
+            version: VERSION,
         };
         let mut magic = [0u8; 8];
         r.take(&mut magic, "the header")?;
@@ -203,9 +230,10 @@ impl<R: Read> StreamReader<R> {
         let mut v = [0u8; 4];
         r.take(&mut v, "the header")?;
         let found = u32::from_le_bytes(v);
-        if found != VERSION {
+        if !(OLDEST_VERSION..=VERSION).contains(&found) {
             return Err(FormatError::Version { found });
         }
+        r.version = found;
         Ok(r)
     }
 
@@ -360,9 +388,9 @@ mod tests {
             assert!(read_all(&bad).is_err(), "flipped byte {i} accepted");
         }
         let mut bad = img.clone();
-        bad[8] = 2;
+        bad[8] = 3;
         let e = read_all(&bad).unwrap_err();
-        assert!(e.to_string().contains("version 2"), "{e}");
+        assert!(e.to_string().contains("version 3"), "{e}");
         let mut bad = img.clone();
         bad[0] = b'X';
         assert!(matches!(read_all(&bad), Err(FormatError::Magic { .. })));

@@ -8,7 +8,8 @@
 //! block and GED, each virtio slot (transport registers, negotiated features, virtio-queue's
 //! `QueueState`, the device model's own state through [`crate::devices::virtio::device::VirtioDevice`]'s
 //! save/restore hooks: a new device gets saved by implementing them), the console backlog, and guest RAM
-//! (runs of non-zero 4 KiB pages; the rest is zero).
+//! (runs of non-zero 4 KiB pages, at most 2 MiB each; the rest is zero). The machine state is bincode
+//! (format version 2; version 1 images, JSON, are still read).
 //!
 //! Taking one: the control socket's `save` request carries the descriptor to write to (SCM_RIGHTS),
 //! so the VMM never opens a path. vCPUs and device threads are paused first (a device thread
@@ -23,6 +24,7 @@
 
 pub mod format;
 pub mod ram_paused;
+pub mod resident;
 
 use std::io::{Read, Write};
 
@@ -35,7 +37,7 @@ use crate::vstate::memory::GuestMem;
 use crate::vstate::state::{VcpuState, VmState};
 use format::{FormatError, Section, StreamReader, StreamWriter, TAG_MACHINE, TAG_RAM};
 
-/// RAM is sent in chunks of this size; all-zero chunks are skipped.
+/// RAM is sent in runs of at most this size; all-zero pages are skipped.
 pub const RAM_CHUNK: usize = 2 << 20;
 
 /// Everything but RAM.
@@ -67,9 +69,12 @@ pub enum SnapshotError {
     /// The stream.
     #[error(transparent)]
     Format(#[from] FormatError),
-    /// The machine state could not be encoded or decoded.
+    /// The machine state could not be encoded or decoded (version 1: JSON).
     #[error("machine state in the image is malformed: {0}")]
     Json(#[from] serde_json::Error),
+    /// The machine state could not be encoded or decoded (version 2: bincode).
+    #[error("machine state in the image is malformed: {0}")]
+    State(String),
     /// The image is for another machine shape.
     #[error("the image does not match this domain: {0}")]
     Mismatch(String),
@@ -94,32 +99,117 @@ pub fn write<W: Write>(
     mem: &GuestMem,
 ) -> Result<u64, SnapshotError> {
     let mut w = StreamWriter::new(out)?;
-    let json = serde_json::to_vec(snap)?;
-    w.section(TAG_MACHINE, &[&json])?;
+    let state = encode_state(snap)?;
+    w.section(TAG_MACHINE, &[&state])?;
     ram_paused::write_ram_paused(&mut w, mem)?;
     let total = w.bytes();
     w.finish()?;
     Ok(total + 16)
 }
 
-/// Appends every non-zero 2 MiB chunk of guest RAM to `w` (a fresh restore target is zero).
+/// [`format::MAX_STATE_BYTES`] as a length (it fits any `usize` this runs on: 64 MiB).
+const MAX_STATE_LEN: usize = 64 << 20;
+const _: () = assert!(MAX_STATE_LEN as u64 == format::MAX_STATE_BYTES);
+
+/// The bincode settings of the machine state (and of a vCPU thread's state report).
+fn bincode_config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<MAX_STATE_LEN>()
+}
+
+/// Encodes `v` as the stream's machine state is (version [`format::VERSION`]: bincode; the
+/// kvm-bindings structures go as their bytes, where JSON wrote one number per byte).
+///
+/// # Errors
+/// [`SnapshotError::State`].
+pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, SnapshotError> {
+    bincode::serde::encode_to_vec(v, bincode_config())
+        .map_err(|e| SnapshotError::State(e.to_string()))
+}
+
+/// Decodes what [`encode`] made; all of `bytes` must be used.
+///
+/// # Errors
+/// [`SnapshotError::State`].
+pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, SnapshotError> {
+    let (v, used) = bincode::serde::decode_from_slice(bytes, bincode_config())
+        .map_err(|e| SnapshotError::State(e.to_string()))?;
+    if used != bytes.len() {
+        return Err(SnapshotError::State(format!(
+            "{} bytes after its end",
+            bytes.len() - used
+        )));
+    }
+    Ok(v)
+}
+
+/// The `MACH` section's payload for `snap`.
+///
+/// # Errors
+/// [`SnapshotError::State`].
+pub fn encode_state(snap: &MachineSnapshot) -> Result<Vec<u8>, SnapshotError> {
+    encode(snap)
+}
+
+/// Appends every non-zero page of guest RAM to `w` (a fresh restore target is zero), contiguous
+/// pages as one run of at most [`RAM_CHUNK`] bytes. Pages the host never mapped are known to be
+/// zero without reading them ([`resident`]); the others are read and sent unless all zero.
 ///
 /// # Errors
 /// [`SnapshotError`].
 pub fn write_ram<W: Write>(w: &mut StreamWriter<W>, mem: &GuestMem) -> Result<(), SnapshotError> {
+    const PAGE: usize = resident::PAGE;
+    let exact = resident::exact();
     let mut buf = vec![0u8; RAM_CHUNK];
+    let mut map = Vec::with_capacity(RAM_CHUNK / PAGE);
+    let mut keep = Vec::with_capacity(RAM_CHUNK / PAGE);
     for region in mem.iter() {
         let start = region.start_addr().0;
         let len = region.len();
         let mut off = 0u64;
         while off < len {
             let n = usize::try_from((len - off).min(RAM_CHUNK as u64)).unwrap_or(RAM_CHUNK);
-            let chunk = buf.get_mut(..n).unwrap_or_default();
             let gpa = start + off;
-            mem.read_slice(chunk, GuestAddress(gpa))
-                .map_err(|_| SnapshotError::Ram { gpa, len: n as u64 })?;
-            if !ram_paused::is_zero(chunk) {
-                w.section(TAG_RAM, &[&gpa.to_le_bytes(), chunk])?;
+            let known = exact && resident::pages(region, off, n, &mut map);
+            // Which pages to send: resident (or not known not to be) and not all zero.
+            keep.clear();
+            let mut p = 0;
+            while p * PAGE < n {
+                let mut q = p;
+                while q * PAGE < n && (!known || map.get(q).is_some_and(|b| b & 1 != 0)) {
+                    q += 1;
+                }
+                if q > p {
+                    let run = buf.get_mut(p * PAGE..(q * PAGE).min(n)).unwrap_or_default();
+                    let at = gpa + (p * PAGE) as u64;
+                    mem.read_slice(run, GuestAddress(at))
+                        .map_err(|_| SnapshotError::Ram {
+                            gpa: at,
+                            len: run.len() as u64,
+                        })?;
+                    for page in run.chunks(PAGE) {
+                        keep.push(!ram_paused::is_zero(page));
+                    }
+                    p = q;
+                } else {
+                    keep.push(false);
+                    p += 1;
+                }
+            }
+            // Runs of pages to keep, each one section.
+            let mut i = 0;
+            while i < keep.len() {
+                if !keep.get(i).copied().unwrap_or(false) {
+                    i += 1;
+                    continue;
+                }
+                let mut j = i;
+                while keep.get(j).copied().unwrap_or(false) {
+                    j += 1;
+                }
+                let bytes = buf.get(i * PAGE..(j * PAGE).min(n)).unwrap_or_default();
+                let at = gpa + (i * PAGE) as u64;
+                w.section(TAG_RAM, &[&at.to_le_bytes(), bytes])?;
+                i = j;
             }
             off += n as u64;
         }
@@ -139,7 +229,8 @@ pub fn write_pages<W: Write>(
     pages: &[u64],
 ) -> Result<u64, SnapshotError> {
     const PAGE: u64 = 4096;
-    let mut buf = vec![0u8; RAM_CHUNK];
+    // Grown to the longest run only: the stop-and-copy's few pages do not pay for a 2 MiB buffer.
+    let mut buf = Vec::new();
     let mut sent = 0u64;
     let mut i = 0;
     while let Some(&start) = pages.get(i) {
@@ -150,9 +241,11 @@ pub fn write_pages<W: Write>(
             i += 1;
         }
         let len = end - start;
-        let chunk = buf
-            .get_mut(..usize::try_from(len).unwrap_or(RAM_CHUNK))
-            .unwrap_or_default();
+        let n = usize::try_from(len).unwrap_or(RAM_CHUNK);
+        if buf.len() < n {
+            buf.resize(n, 0);
+        }
+        let chunk = buf.get_mut(..n).unwrap_or_default();
         mem.read_slice(chunk, GuestAddress(start))
             .map_err(|_| SnapshotError::Ram { gpa: start, len })?;
         w.section(TAG_RAM, &[&start.to_le_bytes(), chunk])?;
@@ -173,13 +266,14 @@ pub fn read<R: Read>(input: R, mem: &GuestMem) -> Result<MachineSnapshot, Snapsh
     let mut buf = vec![0u8; RAM_CHUNK];
     loop {
         match r.next_section()? {
-            Section::Machine(json) => {
+            Section::Machine(state) => {
+                tracing::debug!(bytes = state.len(), "restore: machine state received");
                 if machine.is_some() {
                     return Err(SnapshotError::Mismatch(
                         "the image has two machine-state sections".into(),
                     ));
                 }
-                machine = Some(json);
+                machine = Some(state);
             }
             Section::Ram { gpa, len } => {
                 let mut done = 0u64;
@@ -194,10 +288,83 @@ pub fn read<R: Read>(input: R, mem: &GuestMem) -> Result<MachineSnapshot, Snapsh
                     done += n as u64;
                 }
             }
-            Section::End => break,
+            Section::End => {
+                tracing::debug!("restore: stream complete");
+                break;
+            }
         }
     }
-    let json = machine
+    let state = machine
         .ok_or_else(|| SnapshotError::Mismatch("the image has no machine-state section".into()))?;
-    Ok(serde_json::from_slice(&json)?)
+    if r.version() == 1 {
+        return Ok(serde_json::from_slice(&state)?);
+    }
+    decode(&state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vstate::memory::{GuestRam, RamBacking};
+
+    /// Version 2 streams of the fuzz corpus, made from a real `save` (32 MiB idle probe guest).
+    const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/snapshot_stream/");
+
+    fn read_seed(name: &str) -> Result<MachineSnapshot, SnapshotError> {
+        let bytes = std::fs::read(format!("{CORPUS}{name}")).unwrap();
+        let ram = GuestRam::new(1 << 20, RamBacking::Anonymous).unwrap();
+        read(bytes.as_slice(), ram.mmap())
+    }
+
+    #[test]
+    fn version_2_state_round_trips_and_damage_is_refused() {
+        let snap = read_seed("v2_state_and_ram").unwrap();
+        assert_eq!(snap.memory_mib, 32);
+        assert_eq!(snap.vcpus.len(), 1);
+        let again: MachineSnapshot = decode(&encode_state(&snap).unwrap()).unwrap();
+        assert_eq!(encode(&again).unwrap(), encode(&snap).unwrap());
+        for (seed, want) in [
+            ("v2_state_truncated", "malformed"),
+            ("v2_state_trailing", "4 bytes after its end"),
+            ("v2_huge_vec_length", "malformed"),
+        ] {
+            let e = read_seed(seed).err().map(|e| e.to_string());
+            assert!(
+                e.as_deref().is_some_and(|e| e.contains(want)),
+                "{seed}: {e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn non_zero_pages_only_are_written() {
+        let ram = GuestRam::new(4 << 20, RamBacking::Anonymous).unwrap();
+        let mem = ram.mmap();
+        mem.write_slice(&[7u8; 10], GuestAddress(0x3000)).unwrap();
+        mem.write_slice(&[9u8; 4096], GuestAddress(0x20_0000 + 0x5000))
+            .unwrap();
+        // A page read (so resident) but zero is not sent either.
+        let mut z = [1u8; 4];
+        mem.read_slice(&mut z, GuestAddress(0x8000)).unwrap();
+        let mut w = StreamWriter::new(Vec::new()).unwrap();
+        write_ram(&mut w, mem).unwrap();
+        // Two runs of one page each: tag, length, address, 4096 bytes.
+        assert_eq!(w.bytes(), 12 + 2 * (12 + 8 + 4096));
+        let out = w.finish().unwrap();
+        let back = GuestRam::new(4 << 20, RamBacking::Anonymous).unwrap();
+        let mut r = format::StreamReader::new(out.as_slice(), 4 << 20).unwrap();
+        let mut runs = Vec::new();
+        while let Section::Ram { gpa, len } = r.next_section().unwrap() {
+            let mut b = vec![0u8; usize::try_from(len).unwrap()];
+            r.read_payload(&mut b).unwrap();
+            back.mmap().write_slice(&b, GuestAddress(gpa)).unwrap();
+            runs.push(gpa);
+        }
+        assert_eq!(runs, vec![0x3000, 0x20_5000]);
+        let mut got = [0u8; 10];
+        back.mmap()
+            .read_slice(&mut got, GuestAddress(0x3000))
+            .unwrap();
+        assert_eq!(got, [7u8; 10]);
+    }
 }

@@ -1,7 +1,9 @@
 //! Guest RAM of a paused machine into the stream, fast: non-zero 4 KiB pages only (contiguous ones as
 //! one RAM run of at most [`RAM_CHUNK`] bytes), written straight from the guest's memory mapping — no
 //! copy through a bounce buffer, since nothing writes guest memory while every vCPU and device thread
-//! is paused. The runs are the same RAM sections a live migration sends: a restore reads them alike.
+//! is paused. Pages `mincore` reports the host never mapped are not read at all (they are zero:
+//! [`super::resident`]). The runs are the same RAM sections a live migration sends: a restore reads
+//! them alike.
 //! Used by `save` and by the migration of a paused domain; a running guest's RAM goes through
 //! [`super::write_ram`] / [`super::write_pages`], which copy it first.
 
@@ -10,6 +12,7 @@ use std::io::Write;
 use vm_memory::{GuestMemoryBackend, GuestMemoryRegion, MemoryRegionAddress};
 
 use super::format::{StreamWriter, TAG_RAM};
+use super::resident;
 use super::{SnapshotError, RAM_CHUNK};
 use crate::vstate::memory::GuestMem;
 
@@ -35,6 +38,8 @@ pub fn write_ram_paused<W: Write>(
     w: &mut StreamWriter<W>,
     mem: &GuestMem,
 ) -> Result<(), SnapshotError> {
+    let exact = resident::exact();
+    let mut map = Vec::new();
     for region in mem.iter() {
         let start = region.start_addr().0;
         let len = usize::try_from(region.len()).map_err(|_| SnapshotError::Ram {
@@ -50,23 +55,26 @@ pub fn write_ram_paused<W: Write>(
         // SAFETY: the region maps `len` bytes at `host` for as long as `mem` is borrowed, and the
         // caller paused every vCPU and device thread, so nothing writes them while this slice lives.
         let ram = unsafe { std::slice::from_raw_parts(host.cast_const(), len) };
-        write_runs(w, start, ram)?;
+        let known = exact && resident::pages(region, 0, len, &mut map);
+        write_runs(w, start, ram, known.then_some(map.as_slice()))?;
     }
     Ok(())
 }
 
-/// Appends the non-zero pages of `ram` (guest memory from `start`) as runs.
+/// Appends the non-zero pages of `ram` (guest memory from `start`) as runs; with a `resident` map
+/// (one byte per page, bit 0 set = resident), pages not resident are zero and not read.
 fn write_runs<W: Write>(
     w: &mut StreamWriter<W>,
     start: u64,
     ram: &[u8],
+    resident: Option<&[u8]>,
 ) -> Result<(), SnapshotError> {
     let mut run: Option<usize> = None;
     let mut off = 0usize;
     while off < ram.len() {
         let end = (off + PAGE).min(ram.len());
-        let page = ram.get(off..end).unwrap_or_default();
-        let zero = is_zero(page);
+        let mapped = resident.is_none_or(|m| m.get(off / PAGE).is_some_and(|b| b & 1 != 0));
+        let zero = !mapped || is_zero(ram.get(off..end).unwrap_or_default());
         if let Some(from) = run {
             if zero || off - from >= RAM_CHUNK {
                 emit(w, start, ram, from, off)?;
@@ -118,8 +126,12 @@ mod tests {
 
     /// The runs `write_runs` makes of `ram`, as (offset, length).
     fn runs(ram: &[u8]) -> Vec<(u64, u64)> {
+        runs_with(ram, None)
+    }
+
+    fn runs_with(ram: &[u8], resident: Option<&[u8]>) -> Vec<(u64, u64)> {
         let mut w = StreamWriter::new(Vec::new()).unwrap();
-        write_runs(&mut w, 0x1000_0000, ram).unwrap();
+        write_runs(&mut w, 0x1000_0000, ram, resident).unwrap();
         let bytes = w.finish().unwrap();
         let mut r = StreamReader::new(&bytes[..], 1 << 30).unwrap();
         let mut out = Vec::new();
@@ -168,5 +180,16 @@ mod tests {
                 (n as u64 - page, page),
             ]
         );
+    }
+
+    #[test]
+    fn pages_the_host_never_mapped_are_not_read() {
+        let page = PAGE as u64;
+        let ram = vec![0x11u8; 4 * PAGE];
+        // Pages 1 and 2 are not resident: skipped even though these bytes are not zero (a real
+        // non-resident page reads as zero; here the map alone decides).
+        let map = [1u8, 0, 0, 1];
+        assert_eq!(runs_with(&ram, Some(&map)), [(0, page), (3 * page, page)]);
+        assert_eq!(runs_with(&ram, None), [(0, 4 * page)]);
     }
 }
