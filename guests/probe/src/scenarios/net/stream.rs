@@ -146,10 +146,19 @@ fn rx(machine: &Machine, args: &Args<'_>) {
     ) else {
         return;
     };
+    let nap = match args.get("idle") {
+        Some("hlt") => Some(Nap::new(machine)),
+        None | Some("spin") => None,
+        Some(v) => return crate::report!("error net-rx reason=bad-idle value={v}"),
+    };
     crate::report!("net-rx ready port={port} ip={}", super::Ip(stack.ip));
     let hz = stack.clock.hz;
     let (mut got, mut frames, mut first, mut last) = (0u64, 0u64, 0u64, 0u64);
+    // Rounds that found nothing, and the TSC cycles they took (after the first datagram): how
+    // much of the span the receiver waited for the device rather than worked.
+    let (mut idle_rounds, mut idle_cycles) = (0u64, 0u64);
     loop {
+        let round = rdtsc();
         let mut idle = true;
         while let Some(e) = stack.poll() {
             idle = false;
@@ -175,11 +184,20 @@ fn rx(machine: &Machine, args: &Args<'_>) {
             break;
         }
         if idle {
-            core::hint::spin_loop();
+            match &nap {
+                Some(n) => n.idle(),
+                None => core::hint::spin_loop(),
+            }
+            if frames > 0 {
+                idle_rounds += 1;
+                idle_cycles += rdtsc().wrapping_sub(round);
+            }
         }
     }
     let cycles = last.wrapping_sub(first);
-    crate::report!("net-rx bytes={got} frames={frames} cycles={cycles} tsc_hz={hz}");
+    crate::report!(
+        "net-rx bytes={got} frames={frames} cycles={cycles} tsc_hz={hz} idle_rounds={idle_rounds} idle_cycles={idle_cycles}"
+    );
 }
 
 /// Waiting without spinning: with a local APIC, a fast periodic timer (~260 µs, the event loop's

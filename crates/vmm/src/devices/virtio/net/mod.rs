@@ -47,6 +47,7 @@ pub mod event_handler;
 pub mod features;
 pub mod header;
 pub mod iov;
+pub mod moderation;
 pub mod rate;
 pub mod rx;
 pub mod sys;
@@ -67,8 +68,13 @@ use crate::vstate::memory::GuestRam;
 pub use device::NetShared;
 use tap::{Tap, TapError};
 
-/// Queue size of each queue.
+/// Queue size of the transmit and control queues.
 pub const QUEUE_SIZE: u16 = 256;
+/// Largest size of the receive queue: a long receive ring lets the device go on filling buffers
+/// while the vCPU is off its CPU (on a busy host for milliseconds, while the TAP keeps receiving),
+/// and the driver needs to repost (and kick) less often. QEMU's virtio-net offers 256 unless told
+/// otherwise (`rx_queue_size`).
+pub const RX_QUEUE_SIZE: u16 = 1024;
 /// The virtio-net header with VERSION_1 (`virtio_net_hdr_v1`, `num_buffers` included).
 pub const HDR_LEN: usize = 12;
 /// receiveq1.

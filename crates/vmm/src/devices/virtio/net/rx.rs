@@ -70,9 +70,9 @@ impl Rx {
     pub fn new() -> Self {
         Self {
             iov: FrameIov::new(),
-            heads: Vec::with_capacity(usize::from(super::QUEUE_SIZE)),
+            heads: Vec::with_capacity(usize::from(super::RX_QUEUE_SIZE)),
             held_generation: 0,
-            bad: Vec::with_capacity(usize::from(super::QUEUE_SIZE)),
+            bad: Vec::with_capacity(usize::from(super::RX_QUEUE_SIZE)),
             scratch: vec![0; super::header::MAX_GSO_FRAME + HDR_LEN],
             frames: 0,
             dropped: 0,
