@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 /// Default hold window.
-pub const DEFAULT_HOLD: Duration = Duration::from_micros(100);
+pub const DEFAULT_HOLD: Duration = Duration::from_micros(200);
 /// Frames a pass must move to count as a stream.
 pub const MIN_FRAMES: u64 = 8;
 
