@@ -319,6 +319,9 @@ pub fn rules(kind: FilterKind) -> Result<BTreeMap<i64, Vec<SeccompRule>>, Filter
         FilterKind::Net => {
             allow(&mut m, EVENTS);
             merge(&mut m, libc::SYS_ioctl, ioctl_types(&[TTY_TUN])?);
+            // Its own scheduling slice (`net::moderation::request_slice`): pid 0, the caller.
+            merge(&mut m, libc::SYS_sched_getattr, filter::arg_in(0, &[0])?);
+            merge(&mut m, libc::SYS_sched_setattr, filter::arg_in(0, &[0])?);
         }
         FilterKind::Device => {
             allow(&mut m, EVENTS);

@@ -122,6 +122,35 @@ pub fn poll_timeout(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usi
     }
 }
 
+/// [`poll_timeout`] with a finer timeout (ppoll(2)); `None` waits without a limit.
+///
+/// # Errors
+/// As [`poll_timeout`].
+pub fn ppoll_timeout(
+    fds: &mut [libc::pollfd],
+    timeout: Option<std::time::Duration>,
+) -> io::Result<usize> {
+    let n = libc::nfds_t::try_from(fds.len())
+        .map_err(|_too_many| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let ts = timeout.map(|d| libc::timespec {
+        tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: libc::c_long::from(d.subsec_nanos()),
+    });
+    let tsp = ts.as_ref().map_or(std::ptr::null(), std::ptr::from_ref);
+    loop {
+        // SAFETY: `fds` is a live, writable array of `n` pollfds and `tsp` null or a live
+        // timespec for the duration of the call; no signal mask is passed.
+        let rc = unsafe { libc::ppoll(fds.as_mut_ptr(), n, tsp, std::ptr::null()) };
+        if let Ok(ready) = usize::try_from(rc) {
+            return Ok(ready);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
 /// Fills `buf` from the kernel's CSPRNG (getrandom(2), no file descriptor needed).
 ///
 /// # Errors

@@ -45,22 +45,15 @@ fn allowed(kind: FilterKind, prepared: &Prepared) {
             let synced = unsafe { libc::fdatasync(prepared.file.as_raw_fd()) };
             n == 4 && synced == 0
         }
-        // Writes and reads on descriptors it was given (a TAP stand-in: a pipe), poll.
-        FilterKind::Net | FilterKind::Device => {
-            let mut pfd = libc::pollfd {
-                fd: prepared.pipe.0.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            let mut b = [0u8; 1];
-            // SAFETY: one readable byte, an open pipe.
-            let w = unsafe { libc::write(prepared.pipe.1.as_raw_fd(), b"x".as_ptr().cast(), 1) };
-            // SAFETY: one valid pollfd.
-            let p = unsafe { libc::poll(&mut pfd, 1, 1000) };
-            // SAFETY: one writable byte, an open pipe.
-            let r = unsafe { libc::read(prepared.pipe.0.as_raw_fd(), b.as_mut_ptr().cast(), 1) };
-            w == 1 && p == 1 && r == 1
+        // Its own scheduling slice, and as Device below.
+        FilterKind::Net => {
+            domus_vmm::devices::virtio::net::moderation::request_slice(
+                std::time::Duration::from_micros(100),
+            )
+            .is_ok()
+                && pipe_and_poll(prepared)
         }
+        FilterKind::Device => pipe_and_poll(prepared),
     };
     // The main thread starts threads (vCPUs, also at run time for hotplug), a block device thread its
     // worker pool; no other kind may.
@@ -70,6 +63,23 @@ fn allowed(kind: FilterKind, prepared: &Prepared) {
     let mut out = std::io::stdout();
     let _ = writeln!(out, "ALLOWED {}", if ok { "ok" } else { "failed" });
     let _ = out.flush();
+}
+
+/// Writes and reads on descriptors it was given (a TAP stand-in: a pipe), poll.
+fn pipe_and_poll(prepared: &Prepared) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: prepared.pipe.0.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let mut b = [0u8; 1];
+    // SAFETY: one readable byte, an open pipe.
+    let w = unsafe { libc::write(prepared.pipe.1.as_raw_fd(), b"x".as_ptr().cast(), 1) };
+    // SAFETY: one valid pollfd.
+    let p = unsafe { libc::poll(&mut pfd, 1, 1000) };
+    // SAFETY: one writable byte, an open pipe.
+    let r = unsafe { libc::read(prepared.pipe.0.as_raw_fd(), b.as_mut_ptr().cast(), 1) };
+    w == 1 && p == 1 && r == 1
 }
 
 /// KVM_GET_API_VERSION on the prepared KVM descriptor.

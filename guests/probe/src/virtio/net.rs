@@ -28,8 +28,12 @@ use domus_probe::inet;
 pub const DEVICE_NET: u32 = 1;
 /// The virtio-net header with VERSION_1.
 pub const HDR: usize = 12;
-/// Entries per queue.
+/// Entries per transmit queue.
 pub const QSIZE: u16 = 256;
+/// Most entries of the receive queue (and receive buffers posted): as many as the device offers up
+/// to this. A long receive ring lets the device keep filling buffers while the vCPU is not
+/// running (on a busy host a vCPU thread can be off its CPU for a few milliseconds).
+pub const RX_QSIZE: u16 = 1024;
 /// Bytes per receive or transmit buffer.
 pub const BUF: u64 = 2048;
 /// Physical memory of the driver (rings, buffers, scratch): 16 MiB .. 20 MiB.
@@ -71,17 +75,20 @@ pub const BIG_BUF: u64 = 0x1_0000;
 const GSO_UDP_L4: u8 = 5;
 
 const RX_RING: u64 = REGION;
-const TX_RING: u64 = REGION + RING_BYTES;
-const CTRL_RING: u64 = REGION + 2 * RING_BYTES;
-const CTRL_BUF: u64 = REGION + 3 * RING_BYTES;
+const TX_RING: u64 = REGION + queue::ring_bytes(RX_QSIZE);
+const CTRL_RING: u64 = TX_RING + RING_BYTES;
+const CTRL_BUF: u64 = CTRL_RING + RING_BYTES;
 const RX_BUFS: u64 = REGION + 0x1_0000;
-const TX_BUFS: u64 = RX_BUFS + QSIZE as u64 * BUF;
+const TX_BUFS: u64 = RX_BUFS + RX_QSIZE as u64 * BUF;
 /// Reassembly buffer for frames spanning several receive buffers (64 KiB + header).
 const SCRATCH: u64 = TX_BUFS + QSIZE as u64 * BUF;
 const SCRATCH_BYTES: usize = 0x1_1000;
 /// Large transmit buffers, one per descriptor `QSIZE - BIG_SLOTS ..`.
 const BIG_BUFS: u64 = SCRATCH + 0x2_0000;
 const FIRST_BIG: u16 = QSIZE - BIG_SLOTS;
+// Everything fits the driver's 4 MiB region.
+const _: () = assert!(BIG_BUFS + BIG_SLOTS as u64 * BIG_BUF <= REGION + 0x40_0000);
+const _: () = assert!(CTRL_BUF + 0x1000 <= RX_BUFS);
 
 const NEEDS_CSUM: u8 = 1;
 const DATA_VALID: u8 = 2;
@@ -150,7 +157,7 @@ impl Net {
         } else {
             1500
         };
-        let rxq = SplitQueue::setup(t, 0, RX_RING, QSIZE)?;
+        let rxq = SplitQueue::setup(t, 0, RX_RING, RX_QSIZE)?;
         let txq = SplitQueue::setup(t, 1, TX_RING, QSIZE)?;
         let ctrl = if features & f::CTRL_VQ != 0 {
             Some(SplitQueue::setup(t, 2, CTRL_RING, 16)?)
@@ -189,7 +196,7 @@ impl Net {
             },
             ctrl,
         };
-        for id in 0..QSIZE {
+        for id in 0..net.rx.q.size() {
             net.rx.post(id);
         }
         queue::driver_ok(t)?;
@@ -280,7 +287,7 @@ impl RxPart {
     /// The next received frame (header stripped), or `None` when nothing arrived.
     fn next(&mut self) -> Option<Frame> {
         let (id, len) = self.q.poll()?;
-        let id = (id as u16) % QSIZE;
+        let id = (id as u16) % self.q.size();
         let addr = RX_BUFS + u64::from(id) * BUF;
         let len = (len as usize).min(BUF as usize);
         let mut hdr = [0u8; HDR];
@@ -313,7 +320,7 @@ impl RxPart {
                     gso,
                 });
             };
-            let id2 = (id2 as u16) % QSIZE;
+            let id2 = (id2 as u16) % self.q.size();
             let a2 = RX_BUFS + u64::from(id2) * BUF;
             let l2 = (len2 as usize).min(BUF as usize).min(SCRATCH_BYTES - at);
             scratch[at..at + l2].copy_from_slice(mem(a2, l2));

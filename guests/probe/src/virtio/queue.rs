@@ -18,8 +18,20 @@ const S_NEEDS_RESET: u32 = 64;
 pub const F_VERSION_1: u64 = 1 << 32;
 /// Descriptor flag: device-writable.
 pub const D_WRITE: u16 = 2;
-/// Bytes of ring memory one queue needs here (descriptors, available ring, used ring: one page each).
+/// Bytes of ring memory one queue of up to 256 entries needs here (descriptors, available ring,
+/// used ring: one page each); [`ring_bytes`] for larger queues.
 pub const RING_BYTES: u64 = 0x3000;
+
+const fn pages(bytes: u64) -> u64 {
+    bytes.div_ceil(0x1000) * 0x1000
+}
+
+/// Bytes of ring memory a queue of `size` entries needs here: descriptors, available ring and used
+/// ring, each starting on a page.
+pub const fn ring_bytes(size: u16) -> u64 {
+    let n = size as u64;
+    pages(16 * n) + pages(6 + 2 * n) + pages(6 + 8 * n)
+}
 
 /// Resets the device and negotiates: accepts `wanted` ∩ offered (VERSION_1 is required);
 /// returns the accepted features, FEATURES_OK checked.
@@ -88,7 +100,8 @@ pub struct SplitQueue {
 }
 
 impl SplitQueue {
-    /// Queue `index` of `t` with up to `want` entries, its rings in the [`RING_BYTES`] at `ring`.
+    /// Queue `index` of `t` with up to `want` entries, its rings in the [`ring_bytes`]`(want)` at
+    /// `ring` ([`RING_BYTES`] for up to 256).
     pub fn setup(t: &Transport, index: u32, ring: u64, want: u16) -> Result<Self, &'static str> {
         let b = t.base;
         mmio_write32(b + reg::QUEUE_SEL, index);
@@ -98,8 +111,10 @@ impl SplitQueue {
         }
         let size = want.min(u16::try_from(max).unwrap_or(want));
         // SAFETY: the ring pages are RAM reserved for this queue by the caller.
-        unsafe { core::ptr::write_bytes(ring as usize as *mut u8, 0, RING_BYTES as usize) };
-        let (desc, avail, used) = (ring, ring + 0x1000, ring + 0x2000);
+        unsafe { core::ptr::write_bytes(ring as usize as *mut u8, 0, ring_bytes(size) as usize) };
+        let n = u64::from(size);
+        let avail = ring + pages(16 * n);
+        let (desc, used) = (ring, avail + pages(6 + 2 * n));
         mmio_write32(b + reg::QUEUE_NUM, u32::from(size));
         let set = |lo: u64, hi: u64, a: u64| {
             mmio_write32(b + lo, a as u32);
@@ -180,6 +195,11 @@ impl SplitQueue {
         fence(Ordering::SeqCst);
         w16(self.avail + 2, self.avail_idx);
         fence(Ordering::SeqCst);
+    }
+
+    /// Entries in the queue (the smaller of what the driver wanted and the device offers).
+    pub fn size(&self) -> u16 {
+        self.size
     }
 
     /// Whether the device asked for no kicks (VIRTQ_USED_F_NO_NOTIFY).

@@ -2,9 +2,12 @@
 //!
 //! - `net-tx ip=.. target=A.B.C.D:PORT bytes=N [size=S]`: sends N bytes of S-byte datagrams
 //!   (default: as large as the MTU allows without fragmentation) as fast as the NIC takes them.
-//! - `net-rx ip=.. port=P bytes=N`: prints `PROBE net-rx ready port=P ip=A.B.C.D` once it
-//!   listens, then counts datagrams until N bytes arrived (or 2 s pass with nothing after the
-//!   first).
+//! - `net-rx ip=.. port=P bytes=N [idle=hlt|spin]`: prints `PROBE net-rx ready port=P ip=A.B.C.D`
+//!   once it listens, then counts datagrams until N bytes arrived (or 2 s pass with nothing after
+//!   the first). With nothing to read it waits in `hlt` for the next tick of a fast timer (the
+//!   default; the receive ring, up to 1024 buffers, holds far more than a tick's frames), or
+//!   spins (`idle=spin`). A spinning vCPU takes a whole host CPU that the sender and the device
+//!   need: on a two-CPU host waiting in `hlt` roughly doubled host -> guest rates in both VMMs.
 //!
 //! `net-tx` uses UDP segmentation offload when the device offers HOST_USO: up to 44 datagrams of
 //! 1472 bytes per frame, cut by the host (the kernel refuses a segmentation frame of one datagram:
@@ -14,7 +17,9 @@
 //! or from a host sender using UDP_SEGMENT can arrive whole.
 //!
 //! Both end with `PROBE net-tx|net-rx bytes=<payload bytes> frames=<datagrams> cycles=<TSC>
-//! tsc_hz=<f>` (timed from the first datagram to the last) and power off. Checksums are left to the
+//! tsc_hz=<f>` (timed from the first datagram to the last) and power off; `net-rx` adds
+//! `idle_rounds=` and `idle_cycles=`, the rounds that found nothing after the first datagram and
+//! the TSC cycles they took (time the receiver waited, descheduled time included). Checksums are left to the
 //! device when it offers CSUM/GUEST_CSUM (see `virtio/net.rs`): a payload a host socket received
 //! intact proves the host completed it.
 
@@ -146,10 +151,19 @@ fn rx(machine: &Machine, args: &Args<'_>) {
     ) else {
         return;
     };
+    let nap = match args.get("idle") {
+        None | Some("hlt") => Some(Nap::new(machine)),
+        Some("spin") => None,
+        Some(v) => return crate::report!("error net-rx reason=bad-idle value={v}"),
+    };
     crate::report!("net-rx ready port={port} ip={}", super::Ip(stack.ip));
     let hz = stack.clock.hz;
     let (mut got, mut frames, mut first, mut last) = (0u64, 0u64, 0u64, 0u64);
+    // Rounds that found nothing, and the TSC cycles they took (after the first datagram): how
+    // much of the span the receiver waited for the device rather than worked.
+    let (mut idle_rounds, mut idle_cycles) = (0u64, 0u64);
     loop {
+        let round = rdtsc();
         let mut idle = true;
         while let Some(e) = stack.poll() {
             idle = false;
@@ -175,18 +189,27 @@ fn rx(machine: &Machine, args: &Args<'_>) {
             break;
         }
         if idle {
-            core::hint::spin_loop();
+            match &nap {
+                Some(n) => n.idle(),
+                None => core::hint::spin_loop(),
+            }
+            if frames > 0 {
+                idle_rounds += 1;
+                idle_cycles += rdtsc().wrapping_sub(round);
+            }
         }
     }
     let cycles = last.wrapping_sub(first);
-    crate::report!("net-rx bytes={got} frames={frames} cycles={cycles} tsc_hz={hz}");
+    crate::report!(
+        "net-rx bytes={got} frames={frames} cycles={cycles} tsc_hz={hz} idle_rounds={idle_rounds} idle_cycles={idle_cycles}"
+    );
 }
 
 /// Waiting without spinning: with a local APIC, a fast periodic timer (~260 µs, the event loop's
 /// busy-polling tick) is started and an idle round sleeps in `hlt` until its next tick, leaving
 /// the host CPU to the device (on a 2-CPU host a spinning vCPU competes with the VMM's device
-/// thread and the peer). The receive ring (256 buffers) holds well over one tick of frames at the
-/// rates seen here. Without a local APIC it spins.
+/// thread and the peer). The receive ring (up to 1024 buffers) holds well over one tick of frames
+/// at the rates seen here. Without a local APIC it spins.
 struct Nap {
     sleep: bool,
 }

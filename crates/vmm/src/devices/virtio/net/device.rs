@@ -18,7 +18,7 @@ use virtio_bindings::virtio_net as vn;
 use super::ctrl::RxFilter;
 use super::features;
 use super::tap::Tap;
-use super::QUEUE_SIZE;
+use super::{QUEUE_SIZE, RX_QUEUE_SIZE};
 use crate::devices::virtio::device::{read_config_bytes, ActivateError, VirtioDevice};
 
 /// VIRTIO_NET_S_LINK_UP.
@@ -119,7 +119,7 @@ impl NetDevice {
     pub fn new(shared: std::sync::Arc<NetShared>) -> Self {
         Self {
             shared,
-            queues: [QUEUE_SIZE; 3],
+            queues: [RX_QUEUE_SIZE, QUEUE_SIZE, QUEUE_SIZE],
         }
     }
 

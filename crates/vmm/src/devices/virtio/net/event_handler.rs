@@ -2,6 +2,9 @@
 //! mailbox and the rate limiter's timer. Receive runs while the driver has buffers posted (else
 //! the TAP is not polled for input at all), transmit until the ring is empty, the TAP's queue is
 //! full (then the TAP is polled for output) or the rate limit holds it (then the timer wakes it).
+//! While the TAP streams, receive is read in batches ([`super::moderation::RxHold`]), and the
+//! thread asks for a short scheduling slice so that it runs soon after it wakes
+//! ([`super::moderation::request_slice`]).
 //!
 //! Control events as for the other devices ([`crate::threads`]): frames are moved synchronously,
 //! so nothing is in flight when `Pause` is acknowledged.
@@ -15,6 +18,7 @@ use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::timerfd::TimerFd;
 
 use super::ctrl::{self, Effect};
+use super::moderation::{self, RxHold};
 use super::rate::CreditLimiter;
 use super::rx::{Rx, RxPass};
 use super::tx::{Tx, TxPass};
@@ -80,6 +84,15 @@ impl Worker {
             (false, false, false, false);
         let spin = spin_window();
         let mut last_sent = origin.checked_sub(spin).unwrap_or(origin);
+        // Where the time goes (logged when the NIC stops): polls allowed to sleep, receive passes that
+        // ran out of guest buffers.
+        let (mut sleeps, mut rx_dry) = (0u64, 0u64);
+        let mut hold = RxHold::from_env();
+        if let Some(slice) = moderation::slice_from_env() {
+            if let Err(e) = moderation::request_slice(slice) {
+                tracing::warn!(dev = %name, error = %e, "cannot shorten the device thread's scheduling slice");
+            }
+        }
         let raw = [
             self.shared.tap.as_fd().as_raw_fd(),
             self.notify[0].as_raw_fd(),
@@ -90,7 +103,8 @@ impl Worker {
         ];
         loop {
             let mut tap_events = 0;
-            if !rx_wait && !tap_broken {
+            let held = hold.remaining(Instant::now());
+            if !rx_wait && !tap_broken && held.is_none() {
                 tap_events |= libc::POLLIN;
             }
             if tx_blocked && !tap_broken {
@@ -106,7 +120,9 @@ impl Worker {
                 fds[TAP].fd = -1;
             }
             let spinning = last_sent.elapsed() < spin;
-            if crate::sys::poll_timeout(&mut fds, if spinning { 0 } else { -1 }).is_err() {
+            sleeps += u64::from(!spinning);
+            let timeout = if spinning { Some(Duration::ZERO) } else { held };
+            if crate::sys::ppoll_timeout(&mut fds, timeout).is_err() {
                 tracing::error!(dev = %name, "poll failed; NIC stops");
                 break;
             }
@@ -159,10 +175,17 @@ impl Worker {
                     }
                 }
             }
-            if !rx_wait && !tap_broken {
+            if !rx_wait && !tap_broken && hold.remaining(Instant::now()).is_none() {
+                let before = rx.frames;
                 match rx.process(&self.transport, &self.shared) {
-                    RxPass::Drained => {}
+                    // A full batch did not drain the TAP: no hold then.
+                    RxPass::Drained if rx.frames - before < super::rx::BATCH as u64 => {
+                        hold.after_pass(rx.frames - before, Instant::now());
+                    }
+                    RxPass::Drained => hold.clear(),
                     RxPass::NoBuffers => {
+                        rx_dry += 1;
+                        hold.clear();
                         // Kicks on again; if buffers came meanwhile, try again next round.
                         if Rx::want_kicks(&self.transport) {
                             let _ignored = self.notify[0].write(1);
@@ -176,7 +199,7 @@ impl Worker {
                 last_sent = Instant::now();
             }
         }
-        tracing::info!(dev = %name, rx_frames = rx.frames, rx_dropped = rx.dropped, tx_frames = tx.frames, tx_dropped = tx.dropped, "NIC stopped");
+        tracing::info!(dev = %name, rx_frames = rx.frames, rx_dropped = rx.dropped, tx_frames = tx.frames, tx_dropped = tx.dropped, sleeps, rx_dry, "NIC stopped");
         self.events.ack(ThreadAck::Stopped);
     }
 

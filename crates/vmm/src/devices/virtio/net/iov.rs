@@ -166,16 +166,32 @@ impl FrameIov {
         Some(())
     }
 
-    /// Writes `data` at logical offset `at`.
+    /// Writes `data` at logical offset `at`, range by range; `None` if it does not fit.
     pub fn write(&self, ram: &GuestRam, at: usize, data: &[u8]) -> Option<()> {
         if let Some(gpa) = self.contiguous(at, data.len()) {
             return ram.write_slice(data, gpa).ok();
         }
-        for (i, b) in data.iter().enumerate() {
-            let gpa = self.locate(at.checked_add(i)?)?;
-            ram.write_slice(&[*b], gpa).ok()?;
+        let (mut skip, mut rest) = (at, data);
+        for v in &self.guest {
+            if rest.is_empty() {
+                break;
+            }
+            if skip >= v.len() {
+                skip -= v.len();
+                continue;
+            }
+            let n = (v.len() - skip).min(rest.len());
+            let gpa = GuestAddress(v.gpa().0.checked_add(skip as u64)?);
+            ram.write_slice(rest.get(..n)?, gpa).ok()?;
+            rest = rest.get(n..)?;
+            skip = 0;
         }
-        Some(())
+        rest.is_empty().then_some(())
+    }
+
+    /// Bytes of the first `n` ranges.
+    pub fn prefix_bytes(&self, n: usize) -> usize {
+        self.guest.iter().take(n).map(GuestIoVec::len).sum()
     }
 }
 
@@ -213,6 +229,14 @@ mod tests {
                 Direction::DeviceReads
             )
             .is_err());
+        // A write across both ranges, and one past the end.
+        f.write(&ram, 0, &[9; 12]).unwrap();
+        let mut all = [0u8; 8];
+        ram.read_slice(&mut all, GuestAddress(0x3000)).unwrap();
+        assert_eq!(all, [9; 8]);
+        assert!(f.write(&ram, 1, &[7; 12]).is_none(), "past the end");
+        assert_eq!(f.prefix_bytes(1), 4);
+        assert_eq!(f.prefix_bytes(5), 12);
         f.truncate(1);
         assert_eq!(f.bytes(), 4);
     }

@@ -324,3 +324,76 @@ fn chains_a_frame_did_not_fill_are_held_for_the_next_and_released_before_a_pause
     let e = rxq.used().ring().ref_at(2).unwrap().load();
     assert_eq!(e.id(), 2);
 }
+
+#[test]
+fn a_frame_larger_than_the_fast_ranges_spills_into_the_rest_of_its_chains_intact() {
+    let r = rig();
+    let mem = r.ram.mmap();
+    let rxq = MockSplitQueue::create(mem, GuestAddress(0x1_0000), 16);
+    let txq = MockSplitQueue::create(mem, GuestAddress(0x2_0000), 16);
+    let ctl = MockSplitQueue::create(mem, GuestAddress(0x3_0000), 16);
+    activate_with(
+        &r.t,
+        features::MRG_RXBUF,
+        &[(0, &rxq), (1, &txq), (2, &ctl)],
+    );
+    // Four chains of four 64-byte descriptors: the device gathers all 16 ranges for the first
+    // frame, more than FAST_RANGES.
+    let descs: Vec<RawDescriptor> = (0..16u16)
+        .map(|i| {
+            let last = i % 4 == 3;
+            let flags = if last { WRITE } else { WRITE | NEXT };
+            desc(
+                0x10_0000 + u64::from(i) * 0x1000,
+                64,
+                flags,
+                if last { 0 } else { i + 1 },
+            )
+        })
+        .collect();
+    rxq.add_desc_chains(&descs, 0).unwrap();
+    // 600 bytes: three chains; read into 7 ranges (448 bytes) and the scratch buffer, whose 152
+    // bytes are copied into the next three ranges. Then a 72-byte frame in the fourth chain.
+    let big = frame(574);
+    let small = frame(46);
+    for f in [&big, &small] {
+        r.peer.send(f).unwrap();
+    }
+    let mut rx = Rx::new();
+    assert_eq!(
+        rx.process(&r.t, &r.net),
+        RxPass::NoBuffers,
+        "every chain used"
+    );
+    assert_eq!((rx.frames, rx.dropped), (2, 0));
+    let used = rxq.used();
+    let got: Vec<(u32, u32)> = (0..used.idx().load())
+        .map(|i| {
+            let e = used.ring().ref_at(usize::from(i)).unwrap().load();
+            (e.id(), e.len())
+        })
+        .collect();
+    assert_eq!(got, [(0, 256), (4, 256), (8, 88), (12, 72)]);
+    let read = |from: u16, len: usize| {
+        let mut out = Vec::new();
+        for d in from.. {
+            if out.len() >= len {
+                break;
+            }
+            let mut b = vec![0u8; 64.min(len - out.len())];
+            r.ram
+                .read_slice(&mut b, GuestAddress(0x10_0000 + u64::from(d) * 0x1000))
+                .unwrap();
+            out.extend_from_slice(&b);
+        }
+        out
+    };
+    let mut a = read(0, big.len());
+    assert_eq!(u16::from_le_bytes([a[10], a[11]]), 3, "num_buffers");
+    a[10..12].fill(0);
+    assert_eq!(a, big);
+    let mut b = read(12, small.len());
+    assert_eq!(u16::from_le_bytes([b[10], b[11]]), 1, "num_buffers");
+    b[10..12].fill(0);
+    assert_eq!(b, small);
+}
