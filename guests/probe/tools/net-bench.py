@@ -9,6 +9,8 @@ Cases (UDP, 1472-byte payloads, MTU 1500; both VMMs negotiate checksum offload w
   g->h   probe=net-tx to a host socket in the namespace; rate = bytes the host received / its receive span
   h->g   a host sender to probe=net-rx; rate = bytes the guest received / its TSC span
   h->g-mmsg  the same MTU-sized stream from a C sender with sendmmsg (64 datagrams a call)
+  h->g-pkt   the same frames (Ethernet/IPv4/UDP, 1472-byte payloads) from a C AF_PACKET sender with
+             PACKET_QDISC_BYPASS straight into the TAP: the cheapest host sender, so the VMM's path shows
   h->g-gso  the same with UDP_SEGMENT sends (44 datagrams a send, cut by the kernel, or whole by a
          device that negotiated UDP segmentation offload with the guest)
   g<->g  probe=net-tx in one guest to probe=net-rx in another, TAPs on one bridge (same VMM kind both)
@@ -89,6 +91,73 @@ int main(int argc, char **argv) {
     return 0;
 }
 '''
+
+# The same MTU-sized stream as whole Ethernet frames through an AF_PACKET socket with
+# PACKET_QDISC_BYPASS (64 frames a sendmmsg): no UDP/IP/routing work per datagram, so the sender
+# costs far less CPU than either UDP sender and the receiving side (TAP -> VMM -> guest) shows its
+# own limit. argv: ifname dst-mac src-ip dst-ip port total-bytes seconds.
+SEND_PACKET_C = r'''
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <netinet/ip.h>
+#include <netinet/udp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <time.h>
+static unsigned short csum(const void *b, int n) {
+    const unsigned short *w = b; unsigned long s = 0;
+    for (; n > 1; n -= 2) s += *w++;
+    while (s >> 16) s = (s & 0xffff) + (s >> 16);
+    return ~s;
+}
+int main(int argc, char **argv) {
+    int s = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_IP)), one = 1, buf = 8 << 20;
+    if (s < 0) { perror("socket"); return 1; }
+    setsockopt(s, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof one);
+    setsockopt(s, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+    struct sockaddr_ll to = { .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_IP),
+                              .sll_ifindex = if_nametoindex(argv[1]), .sll_halen = 6 };
+    static unsigned char f[14 + 20 + 8 + 1472];
+    sscanf(argv[2], "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", &f[0], &f[1], &f[2], &f[3], &f[4], &f[5]);
+    memcpy(to.sll_addr, f, 6);
+    f[6] = 0x02; f[12] = 0x08; f[13] = 0x00;
+    struct iphdr *ip = (struct iphdr *)(f + 14);
+    ip->version = 4; ip->ihl = 5; ip->ttl = 64; ip->protocol = IPPROTO_UDP;
+    ip->tot_len = htons(20 + 8 + 1472);
+    inet_pton(AF_INET, argv[3], &ip->saddr); inet_pton(AF_INET, argv[4], &ip->daddr);
+    ip->check = csum(ip, 20);
+    struct udphdr *u = (struct udphdr *)(f + 34);
+    u->source = htons(40000); u->dest = htons(atoi(argv[5])); u->len = htons(8 + 1472); u->check = 0;
+    long long total = atoll(argv[6]), sent = 0; double secs = atof(argv[7]);
+    struct iovec iov = { f, sizeof f }; struct mmsghdr m[64];
+    for (int i = 0; i < 64; i++)
+        m[i].msg_hdr = (struct msghdr){ .msg_name = &to, .msg_namelen = sizeof to, .msg_iov = &iov, .msg_iovlen = 1 };
+    struct timespec t0, t; clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (sent < total) {
+        int n = sendmmsg(s, m, 64, 0);
+        if (n > 0) sent += (long long)n * 1472;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if (t.tv_sec - t0.tv_sec + (t.tv_nsec - t0.tv_nsec) / 1e9 > secs) break;
+    }
+    printf("%lld\n", sent);
+    return 0;
+}
+'''
+
+def packet_sender(tmp):
+    exe = os.path.join(tmp, "send-packet")
+    if not os.path.exists(exe):
+        src = exe + ".c"
+        with open(src, "w") as f:
+            f.write(SEND_PACKET_C)
+        sh("cc", "-O2", "-o", exe, src)
+    return exe
 
 def mmsg_sender(tmp):
     exe = os.path.join(tmp, "send-mmsg")
@@ -183,6 +252,9 @@ def h2g_gso(kind, a, tmp, hz):
 def h2g_mmsg(kind, a, tmp, hz):
     return h2g(kind, a, tmp, hz, "mmsg")
 
+def h2g_packet(kind, a, tmp, hz):
+    return h2g(kind, a, tmp, hz, "packet")
+
 def h2g(kind, a, tmp, hz, mode="plain"):
     ns = Ns("h2g")
     try:
@@ -192,6 +264,9 @@ def h2g(kind, a, tmp, hz, mode="plain"):
         read_until(g, r"PROBE net-rx ready")
         if mode == "mmsg":
             s = ns.popen([mmsg_sender(tmp), "10.9.1.2", "5001", str(a.mb * 2 * 10**6), "30"])
+        elif mode == "packet":
+            s = ns.popen([packet_sender(tmp), "tap0", "00:16:3e:09:01:02", "10.9.1.1", "10.9.1.2", "5001",
+                          str(a.mb * 2 * 10**6), "30"])
         else:
             s = ns.popen([sys.executable, "-c", SEND, "10.9.1.2", "5001", str(a.mb * 2 * 10**6), "30", mode])
         m = read_until(g, r"PROBE net-rx bytes=(\d+) frames=\d+ cycles=(\d+)")
@@ -252,8 +327,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("-n", type=int, default=3)
     ap.add_argument("--mb", type=int, default=200)
-    ap.add_argument("--cases", default="g->h,h->g,h->g-mmsg,h->g-gso,g<->g,veth,veth-gso,rtt",
-                    help="comma-separated subset of g->h,h->g,h->g-mmsg,h->g-gso,g<->g,veth,veth-gso,rtt")
+    ap.add_argument("--cases", default="g->h,h->g,h->g-mmsg,h->g-pkt,h->g-gso,g<->g,veth,veth-gso,rtt",
+                    help="comma-separated subset of g->h,h->g,h->g-mmsg,h->g-pkt,h->g-gso,g<->g,veth,veth-gso,rtt")
     target = os.environ.get("CARGO_TARGET_DIR", "target")
     ap.add_argument("--vmm", default=os.path.join(target, "release", "domus-vmm"))
     ap.add_argument("--elf", default=os.path.join(target, "release", "domus-probe"))
@@ -270,7 +345,7 @@ def main():
         ns.close()
     cases = a.cases.split(",")
     res = {}
-    for case, fn in [("g->h", g2h), ("h->g", h2g), ("h->g-mmsg", h2g_mmsg), ("h->g-gso", h2g_gso), ("g<->g", g2g)]:
+    for case, fn in [("g->h", g2h), ("h->g", h2g), ("h->g-mmsg", h2g_mmsg), ("h->g-pkt", h2g_packet), ("h->g-gso", h2g_gso), ("g<->g", g2g)]:
         if case not in cases:
             continue
         d, q = [], []

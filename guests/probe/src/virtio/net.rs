@@ -196,6 +196,10 @@ impl Net {
             },
             ctrl,
         };
+        // Touch every receive buffer once before the device gets it, as a kernel's driver posts
+        // memory its allocator already touched: otherwise the first frame into each buffer pays
+        // the host's first-touch fault (a 1024-entry ring is ~1000 echoes of cold buffers).
+        mem(RX_BUFS, usize::from(net.rx.q.size()) * BUF as usize).fill(0);
         for id in 0..net.rx.q.size() {
             net.rx.post(id);
         }
