@@ -5,7 +5,9 @@
 //! SSHCOMMAND `ssh`; `<prog>` is how this CLI was invoked, `xl` or `domus`) and streams the domain
 //! through that pipe: the image header with the configuration (the domain's own, or CONFIG), then
 //! the domain's VMM writes its live stream (pre-copy with dirty logging, then stop-and-copy: see
-//! `domus_vmm::machine::migrate`) into a socket pair this command relays to the receiver, and reports
+//! `domus_vmm::machine::migrate`) straight into the pipe to the receiver (passed to it on a socket
+//! pair that then carries the go byte; a VMM predating that writes into the socket and this command
+//! relays it, as it does with `DOMUS_MIGRATE_RELAY=1`), and reports
 //! its progress (phase, round, dirty pages, bytes), printed as it comes (`super::progress`). The
 //! guest is paused for the stop-and-copy only once the receiver says the target VMM reads the
 //! stream (the go byte on that socket: see `migrate_link`).
