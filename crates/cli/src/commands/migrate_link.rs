@@ -38,6 +38,24 @@ pub fn stream_pair() -> std::io::Result<(OwnedFd, OwnedFd, UnixStream)> {
     Ok((OwnedFd::from(r), OwnedFd::from(w), go))
 }
 
+/// Writes `msg` on `s` with `fds` attached to its first bytes (SCM_RIGHTS).
+///
+/// # Errors
+/// The socket failed.
+pub fn send_with_fds(
+    s: &UnixStream,
+    msg: &[u8],
+    fds: &[std::os::fd::BorrowedFd<'_>],
+) -> std::io::Result<()> {
+    use vmm_sys_util::sock_ctrl_msg::ScmSocket;
+    let raw: Vec<_> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+    let sent = s
+        .send_with_fds(&[msg], &raw)
+        .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))?;
+    let mut s = s;
+    s.write_all(msg.get(sent..).unwrap_or_default())
+}
+
 /// Sends `stream` (the receiver's pipe) on the relay's end `r` of the socket pair, for the VMM to
 /// write the stream into directly (`migrate`'s `direct` flag): one byte `S` with the descriptor.
 ///

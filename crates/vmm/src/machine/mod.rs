@@ -242,7 +242,12 @@ pub fn run(cfg: &VmConfig, mut opts: MachineOptions) -> Result<Outcome, MachineE
     // A restore reads the image now (RAM straight into guest memory; refused as a whole on any
     // damage), instead of loading a kernel; its state is applied below, before anything runs.
     let restored = match &cfg.restore {
-        Some(f) => Some(restore::read_image(f, cfg, &ram, virtio.len())?),
+        Some(f) => {
+            if let Some(ready) = &cfg.restore_ready {
+                restore::reading(ready);
+            }
+            Some(restore::read_image(f, cfg, &ram, virtio.len())?)
+        }
         None => None,
     };
     let entry = match &restored {

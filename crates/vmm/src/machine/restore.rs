@@ -15,6 +15,14 @@ use crate::snapshot::{self, MachineSnapshot};
 use crate::vstate::memory::GuestRam;
 use crate::vstate::vm::Vm;
 
+/// Tells whoever waits on `ready` (`migrate-receive`, through domusd: `restore_ready_fd`) that the
+/// stream is being read now: one byte. A reader that went away is no reason to fail the restore.
+pub fn reading(ready: &File) {
+    if let Err(e) = std::io::Write::write_all(&mut &*ready, b"R") {
+        tracing::warn!(error = %e, "cannot say that the restore stream is being read");
+    }
+}
+
 /// Reads the image on `f` into `ram` and checks that it describes this machine (memory size,
 /// vCPU count within `maxvcpus`, virtio slots).
 ///
