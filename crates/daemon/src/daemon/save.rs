@@ -293,3 +293,38 @@ fn passed_stream(fds: Vec<std::os::fd::OwnedFd>) -> Result<(File, Option<File>),
     }
     Ok((stream, ready))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::os::fd::OwnedFd;
+    use std::os::unix::fs::FileTypeExt;
+
+    fn pipe() -> (OwnedFd, OwnedFd) {
+        let (r, w) = std::io::pipe().unwrap();
+        (OwnedFd::from(r), OwnedFd::from(w))
+    }
+
+    #[test]
+    fn a_passed_stream_is_a_pipe_or_file_and_its_notifier_a_pipe() {
+        let (r, w) = pipe();
+        let (stream, ready) = passed_stream(vec![r, w]).unwrap();
+        assert!(stream.metadata().unwrap().file_type().is_fifo());
+        assert!(ready.is_some());
+        let dir = tempfile::tempdir().unwrap();
+        let file = File::create(dir.path().join("image")).unwrap();
+        let (_, ready) = passed_stream(vec![OwnedFd::from(file)]).unwrap();
+        assert!(ready.is_none());
+        // Nothing passed, a directory, a regular file as the notifier: refused, named.
+        let e = passed_stream(Vec::new()).unwrap_err();
+        assert!(e.message.contains("no descriptor came"), "{}", e.message);
+        let d = File::open(dir.path()).unwrap();
+        let e = passed_stream(vec![OwnedFd::from(d)]).unwrap_err();
+        assert!(e.message.contains("the passed stream is not"), "{}", e.message);
+        let (r, _w) = pipe();
+        let f = File::open(dir.path().join("image")).unwrap();
+        let e = passed_stream(vec![r, OwnedFd::from(f)]).unwrap_err();
+        assert!(e.message.contains("the passed notifier is not"), "{}", e.message);
+    }
+}
