@@ -328,3 +328,45 @@ pub fn run(listener: &UnixListener, handler: Arc<Handler>, limits: Limits) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::os::fd::AsFd;
+
+    /// Sends `msg` with `fds` attached (SCM_RIGHTS), returns the reply.
+    fn send(path: &std::path::Path, msg: &[u8], fds: &[std::os::fd::BorrowedFd<'_>]) -> String {
+        use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+        let s = UnixStream::connect(path).unwrap();
+        let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(3))];
+        let mut anc = SendAncillaryBuffer::new(&mut space);
+        assert!(anc.push(SendAncillaryMessage::ScmRights(fds)));
+        let n = rustix::net::sendmsg(&s, &[io::IoSlice::new(msg)], &mut anc, SendFlags::empty())
+            .unwrap();
+        (&s).write_all(&msg[n..]).unwrap();
+        let mut reply = String::new();
+        std::io::Read::read_to_string(&mut &s, &mut reply).unwrap();
+        reply
+    }
+
+    #[test]
+    fn descriptors_passed_with_a_request_reach_the_handler() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("api.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let handler: Arc<Handler> = Arc::new(|req: &Request, fds: Vec<OwnedFd>| {
+            (200, format!("{} {}", req.path, fds.len()).into_bytes())
+        });
+        std::thread::spawn(move || run(&listener, handler, Limits::default()));
+        let (r, w) = std::io::pipe().unwrap();
+        let msg = b"POST /v1/restore HTTP/1.1\r\nHost: domusd\r\nContent-Length: 2\r\n\r\n{}";
+        let reply = send(&path, msg, &[r.as_fd(), w.as_fd()]);
+        assert!(reply.ends_with("/v1/restore 2"), "{reply}");
+        // More than MAX_PASSED_FDS: the rest are dropped.
+        let reply = send(&path, msg, &[r.as_fd(), w.as_fd(), r.as_fd()]);
+        assert!(reply.ends_with("/v1/restore 2"), "{reply}");
+        let reply = send(&path, msg, &[]);
+        assert!(reply.ends_with("/v1/restore 0"), "{reply}");
+    }
+}
