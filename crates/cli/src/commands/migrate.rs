@@ -199,7 +199,9 @@ fn send(
         }
         let (r, to) = (
             r.try_clone().context("cannot relay the stream")?,
-            to_target.take().ok_or_else(|| anyhow!("no pipe to the receiver"))?,
+            to_target
+                .take()
+                .ok_or_else(|| anyhow!("no pipe to the receiver"))?,
         );
         relay = Some(std::thread::spawn(move || relay_stream(r, to)));
         Ok(())
@@ -390,7 +392,10 @@ mod tests {
         );
         let vmm = fake_vmm(&path, vec![answer]);
         let (_r, w) = rustix::pipe::pipe().unwrap();
-        assert_eq!(migrate_request("web", &path, &w, false, &mut || Ok(())).unwrap(), reply);
+        assert_eq!(
+            migrate_request("web", &path, &w, false, &mut || Ok(())).unwrap(),
+            reply
+        );
         let seen = vmm.join().unwrap();
         assert!(seen[0].contains(r#""progress_ms":"#), "{seen:?}");
     }
@@ -445,7 +450,10 @@ mod tests {
             ],
         );
         let (_r, w) = rustix::pipe::pipe().unwrap();
-        assert_eq!(migrate_request("web", &path, &w, false, &mut || Ok(())).unwrap(), reply);
+        assert_eq!(
+            migrate_request("web", &path, &w, false, &mut || Ok(())).unwrap(),
+            reply
+        );
         let seen = vmm.join().unwrap();
         assert!(seen[0].contains("progress_ms"), "{seen:?}");
         assert!(!seen[1].contains("progress_ms"), "{seen:?}");

@@ -114,22 +114,23 @@ fn restore_passed(args: &Args) -> anyhow::Result<Option<DomainInfo>> {
     };
     phase("migrate-receive: asking domusd to restore the stream on stdin");
     let stdin = std::io::stdin();
-    let got = api::client().call_with::<DomainInfo>(
-        "POST",
-        "/v1/restore",
-        Some(&req),
-        &|s, msg| super::migrate_link::send_with_fds(s, msg, &[stdin.as_fd(), tell.as_fd()]),
-    );
+    let got =
+        api::client().call_with::<DomainInfo>("POST", "/v1/restore", Some(&req), &|s, msg| {
+            super::migrate_link::send_with_fds(s, msg, &[stdin.as_fd(), tell.as_fd()])
+        });
     drop(tell);
     match got {
         Ok(d) => Ok(Some(d)),
-        Err(domus_api::client::ClientError::Api { status: 400, message })
-            if message.contains("unknown field `passed`") =>
-        {
+        Err(domus_api::client::ClientError::Api {
+            status: 400,
+            message,
+        }) if message.contains("unknown field `passed`") => {
             tracing::debug!("domusd predates passed streams: through a FIFO");
             Ok(None)
         }
-        Err(e) => Err(anyhow!("the incoming domain could not be started here: {e}")),
+        Err(e) => Err(anyhow!(
+            "the incoming domain could not be started here: {e}"
+        )),
     }
 }
 

@@ -321,10 +321,18 @@ mod tests {
         assert!(e.message.contains("no descriptor came"), "{}", e.message);
         let d = File::open(dir.path()).unwrap();
         let e = passed_stream(vec![OwnedFd::from(d)]).unwrap_err();
-        assert!(e.message.contains("the passed stream is not"), "{}", e.message);
+        assert!(
+            e.message.contains("the passed stream is not"),
+            "{}",
+            e.message
+        );
         let (r, _w) = pipe();
         let f = File::open(dir.path().join("image")).unwrap();
         let e = passed_stream(vec![r, OwnedFd::from(f)]).unwrap_err();
-        assert!(e.message.contains("the passed notifier is not"), "{}", e.message);
+        assert!(
+            e.message.contains("the passed notifier is not"),
+            "{}",
+            e.message
+        );
     }
 }

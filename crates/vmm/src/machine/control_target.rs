@@ -160,8 +160,7 @@ impl<'a> Ctl<'a> {
             self.vcpus,
             self.devices,
             self.memory_mib,
-            super::progress::Counting::new(out, progress),
-            go.as_ref(),
+            (super::progress::Counting::new(out, progress), go.as_ref()),
             downtime_ms.unwrap_or(super::migrate::DEFAULT_DOWNTIME_MS),
             &pause,
         );

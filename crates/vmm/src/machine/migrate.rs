@@ -70,8 +70,7 @@ pub fn send(
     vcpus: &RefCell<Vcpus>,
     devices: &Devices,
     memory_mib: u64,
-    out: Counting<'_, '_, File>,
-    go: Option<&File>,
+    (out, go): (Counting<'_, '_, File>, Option<&File>),
     downtime_ms: u64,
     pause: &dyn Fn() -> Result<(), String>,
 ) -> Result<MigrateReply, String> {

@@ -120,7 +120,9 @@ pub fn receive_stream(go: &File) -> Result<File, String> {
             "migrate: unexpected byte {:#04x} on the go socket instead of the stream",
             b[0]
         )),
-        Err(e) => Err(format!("migrate: cannot receive the stream's descriptor: {e}")),
+        Err(e) => Err(format!(
+            "migrate: cannot receive the stream's descriptor: {e}"
+        )),
     }
 }
 
