@@ -88,7 +88,7 @@ impl ApiClient {
         })
     }
 
-    /// As [`Client::call`], `send` writing the encoded request on the connection (e.g. with
+    /// As [`ApiClient::call`], `send` writing the encoded request on the connection (e.g. with
     /// descriptors attached: SCM_RIGHTS).
     ///
     /// # Errors
