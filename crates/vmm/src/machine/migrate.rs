@@ -9,9 +9,8 @@
 //!    device writes), measuring the stream's rate.
 //! 3. When the dirty set fits the downtime target at that rate (or after [`MAX_ROUNDS`], or when it
 //!    stops shrinking), and — when `migrate` hands a socket for the go byte — once the target
-//!    VMM reads the stream ([`super::migrate_ready`]: rounds go on every 20 ms until then; then up
-//!    to [`FINAL_ROUNDS`] short rounds, the stream drained after each, until at most
-//!    [`FINAL_PAGES`] are dirty or the set stops shrinking), the guest is paused (devices drain their in-flight requests, whose writes are
+//!    VMM reads the stream ([`super::migrate_ready`]: rounds go on every 20 ms until then, and the
+//!    socket is drained first), the guest is paused (devices drain their in-flight requests, whose writes are
 //!    marked dirty), the last dirty pages and the machine state ([`super::save::collect`]) are sent,
 //!    and the trailer ends the stream. The guest stays paused: the caller destroys it once the target
 //!    runs, or resumes it.
@@ -47,10 +46,6 @@ use crate::snapshot::{write_pages, write_ram};
 pub const MAX_ROUNDS: u32 = 30;
 /// Default downtime target, ms.
 pub const DEFAULT_DOWNTIME_MS: u64 = 300;
-/// Most short rounds between the target's go and the pause.
-pub const FINAL_ROUNDS: u32 = 4;
-/// A dirty set this small (pages) goes into the stop-and-copy without another round first.
-pub const FINAL_PAGES: usize = 32;
 
 /// The pages dirtied since the previous call: KVM's bitmap plus device writes, sorted, unique.
 fn dirty(src: &SaveSources<'_>) -> Result<Vec<u64>, String> {
@@ -144,35 +139,11 @@ pub fn send(
                 w.flush().map_err(|e| fail(&e))?;
                 pages.clear();
             }
-            let mut drained = super::migrate_ready::drain(w.get_ref().get_ref().get_ref());
+            let drained = super::migrate_ready::drain(w.get_ref().get_ref().get_ref());
             tracing::info!(
                 waited_ms = since.elapsed().as_millis(),
                 drain_us = drained.as_micros(),
                 "migration: the target reads the stream"
-            );
-            // Short last rounds, guest running, the stream drained after each: each sends what
-            // was dirtied during the one before, so the stop-and-copy gets only what one short
-            // round leaves (a guest dirtying memory fast left ~20 ms of its writes otherwise).
-            let mut last = usize::MAX;
-            for _ in 0..FINAL_ROUNDS {
-                pages.extend(dirty(src)?);
-                pages.sort_unstable();
-                pages.dedup();
-                if pages.len() <= FINAL_PAGES || pages.len() >= last {
-                    break;
-                }
-                last = pages.len();
-                write_pages(&mut w, src.ram.mmap(), &pages).map_err(|e| fail(&e))?;
-                w.flush().map_err(|e| fail(&e))?;
-                pages.clear();
-                reply.iterations += 1;
-                drained += super::migrate_ready::drain(w.get_ref().get_ref().get_ref());
-                tracing::debug!(pages = last, "migration: last round before the pause");
-            }
-            tracing::debug!(
-                pages = pages.len(),
-                drain_us = drained.as_micros(),
-                "migration: pausing"
             );
         }
         // Stop-and-copy.
