@@ -49,10 +49,6 @@ use crate::api;
 /// The line `migrate-receive` prints once the domain runs on the target.
 pub const READY_PREFIX: &str = "migrate-receive: running as domid ";
 
-/// Size asked for the pipe to the receiver when the VMM writes into it (Linux's default
-/// `pipe-max-size`; a smaller limit leaves the pipe as it was).
-const STREAM_PIPE_BYTES: usize = 1 << 20;
-
 /// Arguments of `migrate`.
 #[derive(Debug, ClapArgs)]
 pub struct Args {
@@ -189,10 +185,6 @@ fn send(
         super::migrate_link::stream_pair().context("cannot create the stream's socket pair")?;
     let direct = std::env::var_os("DOMUS_MIGRATE_RELAY").is_none_or(|v| v.is_empty());
     if direct {
-        // Writer and reader now meet in this one pipe: at its default 64 KiB they take turns every
-        // 64 KiB (the pre-copy was 1.8x slower). What it holds when the source pauses is drained
-        // first (`migrate_ready::drain`), so a larger pipe costs no downtime.
-        let _ = rustix::pipe::fcntl_setpipe_size(&to_target, STREAM_PIPE_BYTES);
         super::migrate_link::hand_over(&r, &to_target)
             .context("cannot pass the receiver's pipe to the VMM")?;
     }
