@@ -83,6 +83,23 @@ impl ApiClient {
         path: &str,
         body: Option<&impl Serialize>,
     ) -> Result<T, ClientError> {
+        self.call_with(method, path, body, &|mut s, msg| {
+            std::io::Write::write_all(&mut s, msg)
+        })
+    }
+
+    /// As [`ApiClient::call`], `send` writing the encoded request on the connection (e.g. with
+    /// descriptors attached: SCM_RIGHTS).
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub fn call_with<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&impl Serialize>,
+        send: &dyn Fn(&UnixStream, &[u8]) -> std::io::Result<()>,
+    ) -> Result<T, ClientError> {
         let stream = UnixStream::connect(&self.socket).map_err(|source| ClientError::Connect {
             path: self.socket.clone(),
             source,
@@ -98,7 +115,9 @@ impl ApiClient {
             Some(b) => serde_json::to_vec(b).map_err(ClientError::Decode)?,
             None => Vec::new(),
         };
-        http::write_request(&stream, method, path, &body).map_err(|e| http_err(e.into()))?;
+        let mut msg = Vec::with_capacity(body.len() + 160);
+        http::write_request(&mut msg, method, path, &body).map_err(|e| http_err(e.into()))?;
+        send(&stream, &msg).map_err(|e| http_err(e.into()))?;
         let resp = http::read_response(&stream).map_err(http_err)?;
         if !(200..300).contains(&resp.status) {
             let message = serde_json::from_slice::<ErrorReply>(&resp.body)

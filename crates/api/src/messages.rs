@@ -246,6 +246,11 @@ pub struct RestoreRequest {
     /// writable disks' locks, which the new VMM takes over once the stream is in.
     #[serde(default)]
     pub incoming: bool,
+    /// The image is not at `path` (which then only names it in messages) but passed with the request
+    /// (SCM_RIGHTS): the first descriptor is the stream (a pipe or file, read from where it stands),
+    /// the second, optional, gets one byte from the new VMM once it reads the stream.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub passed: bool,
 }
 
 /// `POST /v1/domains/DOM/trigger` (xl trigger, and xl button-press as `power`/`sleep`).

@@ -14,6 +14,7 @@ Guests: `probe=mem-soak mib=M` (half the RAM filled, rewritten once a second) or
 Usage (repository root, after `cargo build --release -p domus-vmm -p domusd -p domus -p domus-probe`):
   python3 crates/cli/benches/save_migrate.py [--target-dir target/release] [--runs 3]
 `BENCH_RUST_LOG=debug` gives the VMMs debug logs (the migration's phase lines, with timestamps).
+`BENCH_LOGDIR=DIR` keeps both VMMs' logs of each migration there.
 Not a test: prints figures, asserts nothing.
 """
 import argparse
@@ -242,6 +243,10 @@ def domus_migrate(a, b, mem, scenario, root):
     rounds = int(re.search(r"pre-copy rounds:\s+(\d+)", r.stderr).group(1))
     tracking = re.search(r"dirty tracking:\s+(\w+)", r.stderr).group(1)
     b.domus("destroy", name)
+    if os.environ.get("BENCH_LOGDIR"):
+        # Both VMMs' logs kept for a phase breakdown (with BENCH_RUST_LOG=debug).
+        for h, side in ((a, "source"), (b, "target")):
+            shutil.copy(h.p(f"log/domus-vmm-{name}.log"), os.path.join(os.environ["BENCH_LOGDIR"], f"{name}-{side}.log"))
     # Guest-visible downtime: the source VMM's "paused" line to the target VMM's "running" line.
     gap = log_time(b.p(f"log/domus-vmm-{name}.log"), "restored guest running") - \
         log_time(a.p(f"log/domus-vmm-{name}.log"), "guest paused for the stop-and-copy")

@@ -237,6 +237,10 @@ pub struct VmSpec {
     /// (`xl restore`, `migrate-receive`); the stream must describe this very machine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_fd: Option<i32>,
+    /// With `restore_fd`: an inherited descriptor the VMM writes one byte to once it starts reading
+    /// the stream, then closes (`migrate-receive` passes it: the source pauses the guest only then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_ready_fd: Option<i32>,
     /// Writable disks were opened without their lock (the receiving end of a live migration: the
     /// source held it): the VMM takes each exclusive lock once the restore stream is in, and refuses
     /// to run the guest when one is still held elsewhere.

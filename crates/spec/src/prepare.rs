@@ -247,6 +247,7 @@ fn prepare_checked(
             rng,
             nics,
             restore_fd: None,
+            restore_ready_fd: None,
             lock_disks_at_start: false,
             balloon,
         },

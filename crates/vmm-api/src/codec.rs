@@ -182,10 +182,12 @@ mod tests {
             Request::Migrate {
                 downtime_ms: Some(100),
                 progress_ms: Some(1000),
+                direct: true,
             },
             Request::Migrate {
                 downtime_ms: None,
                 progress_ms: None,
+                direct: false,
             },
         ]
     }
@@ -204,8 +206,18 @@ mod tests {
             decode_request(br#"{"cmd":"migrate","downtime_ms":50}"#).unwrap(),
             Request::Migrate {
                 downtime_ms: Some(50),
-                progress_ms: None
+                progress_ms: None,
+                direct: false,
             }
+        );
+        // Without `direct` too: a relayed stream keeps the form older VMMs read.
+        assert_eq!(
+            encode_request(&Request::Migrate {
+                downtime_ms: Some(50),
+                progress_ms: None,
+                direct: false,
+            }),
+            r#"{"cmd":"migrate","downtime_ms":50}"#
         );
         let m = decode_request(br#"{"cmd":"migrate","progress_ms":500}"#).unwrap();
         assert_eq!(m.progress_ms(), Some(500));

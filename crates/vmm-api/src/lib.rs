@@ -31,7 +31,7 @@
 //! {"cmd":"dump-core","path":"/abs/file"} -> {"ok":true}   ELF core of memory + vCPU registers     (Done)
 //! {"cmd":"save","resume":B[,"progress_ms":N]} + descriptor -> {"ok":true}   snapshot stream written
 //!                            to it (xl save)                                                    (Done)
-//! {"cmd":"migrate","downtime_ms":N[,"progress_ms":N]} + descriptor -> {"ok":true,"bytes":N,"iterations":N,
+//! {"cmd":"migrate","downtime_ms":N[,"progress_ms":N][,"direct":true]} + descriptor -> {"ok":true,"bytes":N,"iterations":N,
 //!                            "dirty_pages":[...],"tracking":"ring"|"bitmap","total_ms":N,"stop_copy_ms":N}
 //!                            live stream (pre-copy, then stop-and-copy); guest left paused (MigrateReply)
 //! {"cmd":"set-vcpus","online":N} -> {"ok":true}   vCPUs 0..N online via ACPI CPU hotplug (removals
@@ -43,7 +43,8 @@
 //! their reply, at most `progress_ms` apart and one at each phase or round change: read them with
 //! [`decode_line`] (see the `progress` module). Without it they get the one reply line.
 //! `save` and `migrate` need the descriptor to write to sent with the request line (SCM_RIGHTS): the VMM
-//! never opens a path for them.
+//! never opens a path for them. `migrate` with `direct`: that descriptor is a socket carrying the go
+//! byte, and the stream's own descriptor waits on it (see [`Request::Migrate`]).
 //! Requests with fields deny unknown ones (serde ignores extra fields next to a field-less `cmd`); replies
 //! tolerate unknown fields, so a newer VMM may add some. Request lines are
 //! capped at [`MAX_REQUEST_BYTES`], reply lines at [`MAX_REPLY_BYTES`].
@@ -64,7 +65,9 @@ pub use codec::{
     decode_reply, decode_request, encode_ok, encode_refusal, encode_request, Reply, ReplyBody,
     ReplyError,
 };
-pub use progress::{decode_line, encode_progress, refuses_progress, Line, Phase, Progress};
+pub use progress::{
+    decode_line, encode_progress, refuses_direct, refuses_progress, Line, Phase, Progress,
+};
 pub use types::{
     BalloonState, DiskStats, Done, MachineState, MigrateReply, NicStats, Outcome, OutcomeReply,
     Reason, Request, StateReply, VcpuRunState, VcpuState, EXIT_VMM_ERROR,

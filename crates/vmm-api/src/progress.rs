@@ -100,7 +100,13 @@ pub fn decode_line<T: ReplyBody + DeserializeOwned>(line: &[u8]) -> Result<Line<
 /// Whether a refusal's message is an older VMM's "unknown field" for `progress_ms` (a VMM started
 /// before an upgrade): the request goes through without progress.
 pub fn refuses_progress(message: &str) -> bool {
-    message.contains("unknown field") && message.contains("progress_ms")
+    // Not merely both words: a refusal of another field lists `progress_ms` among those expected.
+    message.contains("unknown field `progress_ms`")
+}
+
+/// Whether `message` (a VMM's refusal) says it predates `migrate`'s `direct` stream.
+pub fn refuses_direct(message: &str) -> bool {
+    message.contains("unknown field `direct`")
 }
 
 #[cfg(test)]
@@ -193,6 +199,33 @@ mod tests {
         };
         assert!(refuses_progress(&m), "{m}");
         assert!(!refuses_progress("save: disk full"));
+    }
+
+    #[test]
+    fn a_vmm_without_direct_streams_refuses_the_field() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(tag = "cmd", rename_all = "kebab-case", deny_unknown_fields)]
+        enum OldRequest {
+            Migrate {
+                #[serde(default)]
+                #[allow(dead_code)]
+                downtime_ms: Option<u64>,
+                #[serde(default)]
+                #[allow(dead_code)]
+                progress_ms: Option<u64>,
+            },
+        }
+        let line = crate::encode_request(&crate::Request::Migrate {
+            downtime_ms: None,
+            progress_ms: Some(100),
+            direct: true,
+        });
+        let e = serde_json::from_str::<OldRequest>(&line).unwrap_err();
+        let m = format!("bad request: {e}");
+        assert!(refuses_direct(&m), "{m}");
+        // It names `progress_ms` among the fields it expects: that is no refusal of progress.
+        assert!(!refuses_progress(&m), "{m}");
+        assert!(!refuses_direct("migrate: disk full"));
     }
 
     #[test]

@@ -88,6 +88,13 @@ pub enum Request {
         /// (and one at each phase or round change).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         progress_ms: Option<u64>,
+        /// The descriptor sent with the request is a socket for the go byte only (see
+        /// `migrate_ready` in domus-vmm); the stream's own descriptor (the pipe to the receiver)
+        /// waits on that socket as its first message (SCM_RIGHTS with the one data byte `S`), so the
+        /// VMM writes the stream straight to the receiver with no relay in between. A VMM that
+        /// predates this refuses the field (the caller then relays the stream itself).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        direct: bool,
     },
 }
 

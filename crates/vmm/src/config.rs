@@ -121,6 +121,9 @@ pub struct VmConfig {
     /// Restore from the snapshot stream read from this descriptor instead of booting the kernel
     /// (`restore_fd` of the spec; see [`crate::snapshot`]).
     pub restore: Option<File>,
+    /// Written one byte once the restore stream is being read, then closed (`restore_ready_fd` of
+    /// the spec).
+    pub restore_ready: Option<File>,
     /// Take the writable disks' locks before the guest runs (`lock_disks_at_start` of the spec: the
     /// receiving end of a live migration; see `machine::disk_locks`).
     pub lock_disks_at_start: bool,
@@ -358,6 +361,7 @@ impl VmConfig {
                 .collect(),
             vcpu_affinity: spec.placement.hard,
             restore: None,
+            restore_ready: None,
             lock_disks_at_start: spec.lock_disks_at_start,
         }
     }
@@ -411,6 +415,14 @@ impl VmConfig {
             Some(fd) => Some(take_inherited(fd, Path::new("restore image"), &mut taken)?),
             None => None,
         };
+        let restore_ready = match spec.restore_ready_fd {
+            Some(fd) => Some(take_inherited(
+                fd,
+                Path::new("restore notifier"),
+                &mut taken,
+            )?),
+            None => None,
+        };
         Ok(Self {
             memory_mib: ram_mib,
             balloon,
@@ -425,6 +437,7 @@ impl VmConfig {
             nics,
             vcpu_affinity: spec.placement.hard,
             restore,
+            restore_ready,
             lock_disks_at_start: spec.lock_disks_at_start,
         })
     }
@@ -559,6 +572,7 @@ mod tests {
             nics: Vec::new(),
             vcpu_affinity: Vec::new(),
             restore: None,
+            restore_ready: None,
             lock_disks_at_start: false,
         }
     }

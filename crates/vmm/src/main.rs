@@ -202,6 +202,7 @@ fn load_config(args: &Args) -> anyhow::Result<VmConfig> {
             balloon: None,
             vcpu_affinity: Vec::new(),
             restore: None,
+            restore_ready: None,
             lock_disks_at_start: false,
         });
     }

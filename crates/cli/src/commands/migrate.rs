@@ -5,7 +5,9 @@
 //! SSHCOMMAND `ssh`; `<prog>` is how this CLI was invoked, `xl` or `domus`) and streams the domain
 //! through that pipe: the image header with the configuration (the domain's own, or CONFIG), then
 //! the domain's VMM writes its live stream (pre-copy with dirty logging, then stop-and-copy: see
-//! `domus_vmm::machine::migrate`) into a socket pair this command relays to the receiver, and reports
+//! `domus_vmm::machine::migrate`) straight into the pipe to the receiver (passed to it on a socket
+//! pair that then carries the go byte; a VMM predating that writes into the socket and this command
+//! relays it, as it does with `DOMUS_MIGRATE_RELAY=1`), and reports
 //! its progress (phase, round, dirty pages, bytes), printed as it comes (`super::progress`). The
 //! guest is paused for the stop-and-copy only once the receiver says the target VMM reads the
 //! stream (the go byte on that socket: see `migrate_link`).
@@ -34,8 +36,6 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
@@ -177,28 +177,52 @@ fn send(
     domus_api::image::write_header(&mut to_target, config)
         .context("cannot send the domain's configuration to the receiver")?;
     phase("migrate: header sent");
-    // The VMM writes into `w`; a thread relays `r` to the receiver and counts; the receiver's
-    // "receiving" line lets the VMM pause the guest (`migrate_link`).
+    // The VMM gets one end of a socket pair; the receiver's "receiving" line becomes a go byte on it
+    // that lets the VMM pause the guest (`migrate_link`). The stream itself goes straight from the
+    // VMM into the receiver's pipe (its descriptor sent on that socket first), unless the VMM
+    // predates that: then it writes into the socket and a thread here relays it.
     let (r, w, go) =
         super::migrate_link::stream_pair().context("cannot create the stream's socket pair")?;
+    let direct = std::env::var_os("DOMUS_MIGRATE_RELAY").is_none_or(|v| v.is_empty());
+    if direct {
+        super::migrate_link::hand_over(&r, &to_target)
+            .context("cannot pass the receiver's pipe to the VMM")?;
+    }
     // A paused domain goes in one pass: its VMM waits for no go byte.
     let watcher = super::migrate_link::watch_receiver(from_target, (!paused).then_some(go));
-    let bytes = Arc::new(AtomicU64::new(0));
-    let done = Arc::new(AtomicBool::new(false));
-    let relay = {
-        let (bytes, done) = (Arc::clone(&bytes), Arc::clone(&done));
-        std::thread::spawn(move || relay_stream(r, to_target, &bytes, &done))
+    let mut relay = None;
+    let mut to_target = Some(to_target);
+    let mut relay_here = || -> anyhow::Result<()> {
+        if direct {
+            // The descriptor sent for the direct stream is still queued: take it back.
+            super::migrate_link::take_back(&w).context("cannot take the stream back")?;
+        }
+        let (r, to) = (
+            r.try_clone().context("cannot relay the stream")?,
+            to_target
+                .take()
+                .ok_or_else(|| anyhow!("no pipe to the receiver"))?,
+        );
+        relay = Some(std::thread::spawn(move || relay_stream(r, to)));
+        Ok(())
     };
-    let reply = migrate_request(name, control, &w);
+    if !direct {
+        relay_here()?;
+    }
+    let reply = migrate_request(name, control, &w, direct, &mut relay_here);
     // The guest was paused `stop_copy_ms` before this reply: the downtime runs until the target
     // confirms.
     let replied = Instant::now();
     phase("migrate: the VMM sent the whole stream");
     drop(w);
-    let relayed = relay
-        .join()
-        .map_err(|_| anyhow!("the relay thread panicked"))?;
-    done.store(true, Ordering::SeqCst);
+    drop(r);
+    // The VMM closed its copy of the receiver's pipe: with this one closed too, the receiver reads the
+    // end of the stream.
+    drop(to_target);
+    let relayed = match relay {
+        Some(t) => t.join().map_err(|_| anyhow!("the relay thread panicked"))?,
+        None => Ok(()),
+    };
     let reply = reply?;
     if let Err(e) = relayed {
         return Ok(Sent::TargetFailed(format!(
@@ -224,11 +248,14 @@ fn send(
 }
 
 /// Sends the `migrate` request with `w` attached, prints the VMM's progress reports and waits for its
-/// statistics.
+/// statistics. With `direct`, a VMM that refuses it gets the request again without, once
+/// `relay_here` started relaying the stream.
 fn migrate_request(
     name: &str,
     control: &std::path::Path,
     w: &OwnedFd,
+    mut direct: bool,
+    relay_here: &mut dyn FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<MigrateReply> {
     use vmm_sys_util::sock_ctrl_msg::ScmSocket;
     let s = UnixStream::connect(control)
@@ -242,6 +269,7 @@ fn migrate_request(
         let mut line = domus_vmm_api::encode_request(&Request::Migrate {
             downtime_ms,
             progress_ms,
+            direct,
         });
         line.push('\n');
         from_vmm
@@ -269,23 +297,22 @@ fn migrate_request(
                     progress_ms = None;
                     continue 'ask;
                 }
+                // A VMM started before direct streams existed: relayed.
+                Err(ReplyError::Refused(m)) if direct && domus_vmm_api::refuses_direct(&m) => {
+                    relay_here()?;
+                    direct = false;
+                    continue 'ask;
+                }
                 Err(e) => bail!("the VMM did not send the domain: {e}"),
             }
         }
     }
 }
 
-fn relay_stream(
-    r: OwnedFd,
-    mut to: std::process::ChildStdin,
-    bytes: &AtomicU64,
-    done: &AtomicBool,
-) -> std::io::Result<()> {
-    let count = |n: usize| {
-        bytes.fetch_add(n as u64, Ordering::SeqCst);
-    };
-    if super::migrate_link::splice_all(&r, &to, &count)? {
-        done.store(true, Ordering::SeqCst);
+/// Relays the VMM's stream from the socket `r` to the receiver (a VMM that cannot write to it
+/// directly).
+fn relay_stream(r: OwnedFd, mut to: std::process::ChildStdin) -> std::io::Result<()> {
+    if super::migrate_link::splice_all(&r, &to, &|_| {})? {
         return Ok(());
     }
     let mut from = std::fs::File::from(r);
@@ -299,11 +326,8 @@ fn relay_stream(
             Err(e) => return Err(e),
         };
         to.write_all(buf.get(..n).unwrap_or_default())?;
-        bytes.fetch_add(n as u64, Ordering::SeqCst);
     }
-    to.flush()?;
-    done.store(true, Ordering::SeqCst);
-    Ok(())
+    to.flush()
 }
 
 fn print_stats(s: &Stats) {
@@ -368,9 +392,43 @@ mod tests {
         );
         let vmm = fake_vmm(&path, vec![answer]);
         let (_r, w) = rustix::pipe::pipe().unwrap();
-        assert_eq!(migrate_request("web", &path, &w).unwrap(), reply);
+        assert_eq!(
+            migrate_request("web", &path, &w, false, &mut || Ok(())).unwrap(),
+            reply
+        );
         let seen = vmm.join().unwrap();
         assert!(seen[0].contains(r#""progress_ms":"#), "{seen:?}");
+    }
+
+    #[test]
+    fn a_vmm_without_direct_streams_gets_the_request_again_with_a_relay() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        let refusal = domus_vmm_api::encode_refusal(
+            "bad request: unknown field `direct`, expected `downtime_ms` or `progress_ms`",
+        );
+        let reply = MigrateReply {
+            bytes: 3,
+            ..MigrateReply::default()
+        };
+        let vmm = fake_vmm(
+            &path,
+            vec![
+                format!("{refusal}\n"),
+                format!("{}\n", domus_vmm_api::encode_ok(&reply)),
+            ],
+        );
+        let (_r, w) = rustix::pipe::pipe().unwrap();
+        let mut relays = 0;
+        let got = migrate_request("web", &path, &w, true, &mut || {
+            relays += 1;
+            Ok(())
+        });
+        assert_eq!(got.unwrap(), reply);
+        assert_eq!(relays, 1);
+        let seen = vmm.join().unwrap();
+        assert!(seen[0].contains(r#""direct":true"#), "{seen:?}");
+        assert!(!seen[1].contains("direct"), "{seen:?}");
     }
 
     #[test]
@@ -392,7 +450,10 @@ mod tests {
             ],
         );
         let (_r, w) = rustix::pipe::pipe().unwrap();
-        assert_eq!(migrate_request("web", &path, &w).unwrap(), reply);
+        assert_eq!(
+            migrate_request("web", &path, &w, false, &mut || Ok(())).unwrap(),
+            reply
+        );
         let seen = vmm.join().unwrap();
         assert!(seen[0].contains("progress_ms"), "{seen:?}");
         assert!(!seen[1].contains("progress_ms"), "{seen:?}");
@@ -405,7 +466,7 @@ mod tests {
                 domus_vmm_api::encode_refusal("migrate: not supported by this machine")
             )],
         );
-        let e = migrate_request("web", &path, &w).unwrap_err();
+        let e = migrate_request("web", &path, &w, false, &mut || Ok(())).unwrap_err();
         assert!(e.to_string().contains("not supported"), "{e}");
         vmm.join().unwrap();
     }

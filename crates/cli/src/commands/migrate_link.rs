@@ -6,14 +6,16 @@
 //!   read. The FIFO is shrunk to one page until the first bytes after the image header are in it:
 //!   it becomes writable again (`POLLOUT`) only once they were all read, i.e. by the VMM (domusd
 //!   reads just the header). Then it prints [`RECEIVING`] on stdout and widens the FIFO to 64 KiB.
-//! - `migrate` hands its VMM one end of a socket pair as the stream ([`stream_pair`]); the VMM
-//!   sends the pre-copy and then waits for one byte `G` on the same socket before pausing the guest
+//! - `migrate` hands its VMM one end of a socket pair ([`stream_pair`]) and, on it, the pipe to the
+//!   receiver ([`hand_over`]), which the VMM writes the stream into (a VMM predating that writes
+//!   the stream into the socket and `migrate` relays it); the VMM
+//!   sends the pre-copy and then waits for one byte `G` on the socket before pausing the guest
 //!   (`domus_vmm::machine::migrate_ready`). [`watch_receiver`] writes it when the receiver's
 //!   [`RECEIVING`] line arrives, and shuts the socket down if the receiver ends without it (the
 //!   VMM then fails the migration and the guest runs on).
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::ChildStdout;
@@ -34,6 +36,58 @@ pub fn stream_pair() -> std::io::Result<(OwnedFd, OwnedFd, UnixStream)> {
     let (r, w) = UnixStream::pair()?;
     let go = r.try_clone()?;
     Ok((OwnedFd::from(r), OwnedFd::from(w), go))
+}
+
+/// Writes `msg` on `s` with `fds` attached to its first bytes (SCM_RIGHTS).
+///
+/// # Errors
+/// The socket failed.
+pub fn send_with_fds(
+    s: &UnixStream,
+    msg: &[u8],
+    fds: &[std::os::fd::BorrowedFd<'_>],
+) -> std::io::Result<()> {
+    use vmm_sys_util::sock_ctrl_msg::ScmSocket;
+    let raw: Vec<_> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+    let sent = s
+        .send_with_fds(&[msg], &raw)
+        .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))?;
+    let mut s = s;
+    s.write_all(msg.get(sent..).unwrap_or_default())
+}
+
+/// Sends `stream` (the receiver's pipe) on the relay's end `r` of the socket pair, for the VMM to
+/// write the stream into directly (`migrate`'s `direct` flag): one byte `S` with the descriptor.
+///
+/// # Errors
+/// The socket refused it.
+pub fn hand_over(r: &OwnedFd, stream: &impl AsRawFd) -> std::io::Result<()> {
+    use vmm_sys_util::sock_ctrl_msg::ScmSocket;
+    let s = UnixStream::from(r.try_clone()?);
+    s.send_with_fd(&b"S"[..], stream.as_raw_fd())
+        .map(|_| ())
+        .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))
+}
+
+/// Takes back what [`hand_over`] sent, still queued on the VMM's end `w` (a VMM that refused the
+/// direct stream never read it), so that the go byte is the first thing the VMM reads there.
+///
+/// # Errors
+/// Nothing was queued, or the socket failed.
+pub fn take_back(w: &OwnedFd) -> std::io::Result<()> {
+    use vmm_sys_util::sock_ctrl_msg::ScmSocket;
+    let s = UnixStream::from(w.try_clone()?);
+    s.set_nonblocking(true)?;
+    let mut b = [0u8; 1];
+    let got = s.recv_with_fd(&mut b);
+    s.set_nonblocking(false)?;
+    match got {
+        Ok((1, Some(_pipe))) if b[0] == b'S' => Ok(()),
+        Ok(_) => Err(std::io::Error::other(
+            "the stream's descriptor was not queued on the VMM's socket",
+        )),
+        Err(e) => Err(std::io::Error::from_raw_os_error(e.errno())),
+    }
 }
 
 /// Reads the receiver's stdout: answers [`RECEIVING`] with the go byte on `go`, returns the
@@ -206,6 +260,29 @@ mod tests {
         let mut got = Vec::new();
         std::fs::File::from(vmm_end).read_to_end(&mut got).unwrap();
         (line, got)
+    }
+
+    #[test]
+    fn the_receivers_pipe_goes_to_the_vmm_and_can_be_taken_back() {
+        use vmm_sys_util::sock_ctrl_msg::ScmSocket;
+        let (r, w, _go) = stream_pair().unwrap();
+        let (pipe_r, pipe_w) = rustix::pipe::pipe().unwrap();
+        hand_over(&r, &pipe_w).unwrap();
+        // What the VMM receives writes into the receiver's pipe.
+        let vmm = UnixStream::from(w.try_clone().unwrap());
+        let mut b = [0u8; 1];
+        let (n, f) = vmm.recv_with_fd(&mut b).unwrap();
+        assert_eq!((n, b[0]), (1, b'S'));
+        f.unwrap().write_all(b"stream").unwrap();
+        drop(pipe_w);
+        let mut got = Vec::new();
+        std::fs::File::from(pipe_r).read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"stream");
+        // Sent but never read (a VMM that refused `direct`): taken back, nothing left queued.
+        let (p2_r, _p2_w) = rustix::pipe::pipe().unwrap();
+        hand_over(&r, &p2_r).unwrap();
+        take_back(&w).unwrap();
+        assert!(take_back(&w).is_err());
     }
 
     #[test]

@@ -50,6 +50,7 @@ pub fn run(_ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         paused: args.paused,
         config,
         incoming: false,
+        passed: false,
     };
     let started = std::time::Instant::now();
     let d: DomainInfo = api::client().call("POST", "/v1/restore", Some(&req))?;

@@ -4,9 +4,14 @@
 //! changes, so slow lifecycle operations never hold up `list`. A worker writes the reply under a
 //! deadline too. A client that sends half a request, or a byte now and then, or never reads its reply,
 //! costs a slot in the poll set or one bounded write, never a worker's time beyond the deadline.
+//!
+//! A request may come with up to [`MAX_PASSED_FDS`] descriptors (SCM_RIGHTS, anywhere in what the
+//! client sent): the handler gets them (`migrate-receive` passes its stream this way; routes that
+//! take none drop them). More are closed by the kernel.
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -46,16 +51,21 @@ impl Default for Limits {
     }
 }
 
-/// What a worker runs for each request: the response status and body.
-pub type Handler = dyn Fn(&Request) -> (u16, Vec<u8>) + Send + Sync;
+/// Most descriptors a request may pass.
+pub const MAX_PASSED_FDS: usize = 2;
+
+/// What a worker runs for each request (with the descriptors it passed): the response status and
+/// body.
+pub type Handler = dyn Fn(&Request, Vec<OwnedFd>) -> (u16, Vec<u8>) + Send + Sync;
 
 struct Pending {
     stream: UnixStream,
     buf: Vec<u8>,
+    fds: Vec<OwnedFd>,
     deadline: Instant,
 }
 
-type Job = (UnixStream, Request);
+type Job = (UnixStream, Request, Vec<OwnedFd>);
 
 /// Writes a response, giving up at the write deadline (zero: one attempt that never blocks).
 fn respond(mut stream: &UnixStream, status: u16, body: &[u8], deadline: Duration) {
@@ -98,9 +108,9 @@ fn pool(name: &str, n: usize, rx: Receiver<Job>, handler: &Arc<Handler>, limits:
             .stack_size(256 * 1024)
             .spawn(move || loop {
                 let job = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
-                let Ok((stream, req)) = job else { return };
+                let Ok((stream, req, fds)) = job else { return };
                 super::door::log_request(&stream, &req.method, &req.path);
-                let (status, body) = handler(&req);
+                let (status, body) = handler(&req, fds);
                 respond(&stream, status, &body, limits.write_deadline);
             });
         if let Err(e) = spawned {
@@ -121,7 +131,7 @@ fn read_more(p: &mut Pending) -> Progress {
     let mut chunk = [0u8; 16 * 1024];
     let mut fresh = false;
     loop {
-        match p.stream.read(&mut chunk) {
+        match receive(p, &mut chunk) {
             Ok(0) => return if fresh { parse(p) } else { Progress::Closed },
             Ok(n) => {
                 p.buf.extend_from_slice(&chunk[..n]);
@@ -140,6 +150,30 @@ fn read_more(p: &mut Pending) -> Progress {
     } else {
         Progress::Waiting
     }
+}
+
+/// Reads what the client sent next into `chunk`, keeping the descriptors that came with it.
+fn receive(p: &mut Pending, chunk: &mut [u8]) -> io::Result<usize> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    let mut space =
+        [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_PASSED_FDS))];
+    let mut anc = RecvAncillaryBuffer::new(&mut space);
+    let got = rustix::net::recvmsg(
+        &p.stream,
+        &mut [io::IoSliceMut::new(chunk)],
+        &mut anc,
+        RecvFlags::CMSG_CLOEXEC,
+    )?;
+    for m in anc.drain() {
+        if let RecvAncillaryMessage::ScmRights(fds) = m {
+            for fd in fds {
+                if p.fds.len() < MAX_PASSED_FDS {
+                    p.fds.push(fd);
+                }
+            }
+        }
+    }
+    Ok(got.bytes)
 }
 
 fn parse(p: &Pending) -> Progress {
@@ -247,9 +281,11 @@ pub fn run(listener: &UnixListener, handler: Arc<Handler>, limits: Limits) {
                     } else {
                         &change_tx
                     };
-                    match tx.try_send((p.stream, req)) {
+                    match tx.try_send((p.stream, req, p.fds)) {
                         Ok(()) => {}
-                        Err(TrySendError::Full((s, _)) | TrySendError::Disconnected((s, _))) => {
+                        Err(
+                            TrySendError::Full((s, _, _)) | TrySendError::Disconnected((s, _, _)),
+                        ) => {
                             respond(
                                 &s,
                                 503,
@@ -276,6 +312,7 @@ pub fn run(listener: &UnixListener, handler: Arc<Handler>, limits: Limits) {
                         pending.push_back(Pending {
                             stream,
                             buf: Vec::new(),
+                            fds: Vec::new(),
                             deadline: Instant::now() + limits.read_deadline,
                         });
                     }
@@ -289,5 +326,47 @@ pub fn run(listener: &UnixListener, handler: Arc<Handler>, limits: Limits) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::os::fd::AsFd;
+
+    /// Sends `msg` with `fds` attached (SCM_RIGHTS), returns the reply.
+    fn send(path: &std::path::Path, msg: &[u8], fds: &[std::os::fd::BorrowedFd<'_>]) -> String {
+        use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+        let s = UnixStream::connect(path).unwrap();
+        let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(3))];
+        let mut anc = SendAncillaryBuffer::new(&mut space);
+        assert!(anc.push(SendAncillaryMessage::ScmRights(fds)));
+        let n = rustix::net::sendmsg(&s, &[io::IoSlice::new(msg)], &mut anc, SendFlags::empty())
+            .unwrap();
+        (&s).write_all(&msg[n..]).unwrap();
+        let mut reply = String::new();
+        std::io::Read::read_to_string(&mut &s, &mut reply).unwrap();
+        reply
+    }
+
+    #[test]
+    fn descriptors_passed_with_a_request_reach_the_handler() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("api.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let handler: Arc<Handler> = Arc::new(|req: &Request, fds: Vec<OwnedFd>| {
+            (200, format!("{} {}", req.path, fds.len()).into_bytes())
+        });
+        std::thread::spawn(move || run(&listener, handler, Limits::default()));
+        let (r, w) = std::io::pipe().unwrap();
+        let msg = b"POST /v1/restore HTTP/1.1\r\nHost: domusd\r\nContent-Length: 2\r\n\r\n{}";
+        let reply = send(&path, msg, &[r.as_fd(), w.as_fd()]);
+        assert!(reply.ends_with("/v1/restore 2"), "{reply}");
+        // More than MAX_PASSED_FDS: the rest are dropped.
+        let reply = send(&path, msg, &[r.as_fd(), w.as_fd(), r.as_fd()]);
+        assert!(reply.ends_with("/v1/restore 2"), "{reply}");
+        let reply = send(&path, msg, &[]);
+        assert!(reply.ends_with("/v1/restore 0"), "{reply}");
     }
 }

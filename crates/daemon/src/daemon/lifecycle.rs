@@ -55,8 +55,9 @@ fn preserved_name(name: &str, epoch: f64) -> String {
     )
 }
 
-/// A restore's image (positioned at the VMM's stream) and whether it is an incoming live migration.
-type RestoreImage = (std::fs::File, bool);
+/// A restore's image (positioned at the VMM's stream), whether it is an incoming live migration, and
+/// the descriptor the VMM tells once it reads the stream (`restore_ready_fd`).
+type RestoreImage = (std::fs::File, bool, Option<std::fs::File>);
 
 impl Daemon {
     /// Creates a domain from its configuration and starts its VMM; returns once the VMM answers.
@@ -78,7 +79,8 @@ impl Daemon {
     /// [`Daemon::create`] of a domain restored from a saved image: the VMM reads the machine's
     /// state from `image` (positioned at the VMM's stream) instead of booting its kernel. With
     /// `incoming` (the receiving end of a live migration), writable disks are opened without their
-    /// lock, which the VMM takes once the stream is in (`domus_spec::prepare_incoming`).
+    /// lock, which the VMM takes once the stream is in (`domus_spec::prepare_incoming`). `ready`
+    /// gets one byte from the VMM once it reads the stream.
     ///
     /// # Errors
     /// As [`Daemon::create`]; a damaged stream makes the VMM fail to start (500), and the domain is
@@ -89,8 +91,9 @@ impl Daemon {
         paused: bool,
         image: std::fs::File,
         incoming: bool,
+        ready: Option<std::fs::File>,
     ) -> Result<DomainInfo, ApiError> {
-        self.create_with(config, paused, 0, None, Some((image, incoming)))
+        self.create_with(config, paused, 0, None, Some((image, incoming, ready)))
     }
 
     /// [`Daemon::create`]; `retire` names the domain whose pending restart this create is (and whether
@@ -311,10 +314,14 @@ impl Daemon {
         net::hand_over_taps(&mut spec, &mut files, vifs, plumbed);
         // A restored VMM replays the saved console backlog: the logger skips what the log has.
         let restored = restore.is_some();
-        if let Some((image, _)) = restore {
+        if let Some((image, _, ready)) = restore {
             use std::os::fd::AsRawFd;
             spec.restore_fd = Some(image.as_raw_fd());
             files.push(image);
+            if let Some(r) = ready {
+                spec.restore_ready_fd = Some(r.as_raw_fd());
+                files.push(r);
+            }
         }
         let mut child = self
             .launcher

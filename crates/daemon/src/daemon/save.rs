@@ -12,7 +12,9 @@
 //! embedded configuration (or the one given) goes through the same create path as `xl create` — the
 //! name must be free, the UUID is kept, a new domid is allocated, vifs' TAPs are made again — and the
 //! VMM gets the rest of the file as its restore stream. A damaged stream makes the VMM refuse to start:
-//! the domain is removed again, nothing is left.
+//! the domain is removed again, nothing is left. The image may also come as a descriptor passed with
+//! the request (`RestoreRequest::passed`: `migrate-receive` hands over its stdin, the migration
+//! stream, with no copy in between), with a second one the VMM tells once it reads the stream.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
@@ -226,12 +228,22 @@ impl Daemon {
     /// # Errors
     /// 400 for a relative path or a damaged image header, 409 when the name or UUID is in use, 500 when
     /// the VMM refuses the image's state.
-    pub fn restore_image(self: &Arc<Self>, req: &RestoreRequest) -> Result<DomainInfo, ApiError> {
-        tracing::debug!(path = %req.path, "restore request");
-        let path = absolute(&req.path, "restore")?;
-        let mut file = File::open(&path).map_err(|e| {
-            ApiError::bad_request(format!("restore: cannot open {}: {e}", path.display()))
-        })?;
+    pub fn restore_image(
+        self: &Arc<Self>,
+        req: &RestoreRequest,
+        fds: Vec<std::os::fd::OwnedFd>,
+    ) -> Result<DomainInfo, ApiError> {
+        tracing::debug!(path = %req.path, passed = req.passed, "restore request");
+        let (path, mut file, ready) = if req.passed {
+            let (file, ready) = passed_stream(fds)?;
+            (PathBuf::from(&req.path), file, ready)
+        } else {
+            let path = absolute(&req.path, "restore")?;
+            let file = File::open(&path).map_err(|e| {
+                ApiError::bad_request(format!("restore: cannot open {}: {e}", path.display()))
+            })?;
+            (path, file, None)
+        };
         let embedded = image::read_header(&mut file)
             .map_err(|e| ApiError::bad_request(format!("restore: {}: {e}", path.display())))?;
         let mut config = req.config.clone().unwrap_or(embedded.clone());
@@ -241,6 +253,86 @@ impl Daemon {
         }
         info!(domname = %config.name, path = %path.display(), "restoring domain");
         tracing::debug!(domname = %config.name, "restore: image header read");
-        self.create_restored(config, req.paused, file, req.incoming)
+        self.create_restored(config, req.paused, file, req.incoming, ready)
+    }
+}
+
+/// The stream and the optional notifier a restore passed: a pipe, FIFO, socket or regular file
+/// first, then a pipe, FIFO or socket.
+///
+/// # Errors
+/// 400 when the stream is missing or a descriptor is of another kind.
+fn passed_stream(fds: Vec<std::os::fd::OwnedFd>) -> Result<(File, Option<File>), ApiError> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut fds = fds.into_iter().map(File::from);
+    let kind = |f: &File, files: bool, what: &str| {
+        let t = f
+            .metadata()
+            .map_err(|e| ApiError::bad_request(format!("restore: the passed {what}: {e}")))?
+            .file_type();
+        if t.is_fifo() || t.is_socket() || (files && t.is_file()) {
+            Ok(())
+        } else {
+            Err(ApiError::bad_request(format!(
+                "restore: the passed {what} is not a {}",
+                if files {
+                    "pipe, socket or regular file"
+                } else {
+                    "pipe or socket"
+                }
+            )))
+        }
+    };
+    let stream = fds.next().ok_or_else(|| {
+        ApiError::bad_request("restore: no descriptor came with a request for a passed stream")
+    })?;
+    kind(&stream, true, "stream")?;
+    let ready = fds.next();
+    if let Some(r) = &ready {
+        kind(r, false, "notifier")?;
+    }
+    Ok((stream, ready))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::os::fd::OwnedFd;
+    use std::os::unix::fs::FileTypeExt;
+
+    fn pipe() -> (OwnedFd, OwnedFd) {
+        let (r, w) = std::io::pipe().unwrap();
+        (OwnedFd::from(r), OwnedFd::from(w))
+    }
+
+    #[test]
+    fn a_passed_stream_is_a_pipe_or_file_and_its_notifier_a_pipe() {
+        let (r, w) = pipe();
+        let (stream, ready) = passed_stream(vec![r, w]).unwrap();
+        assert!(stream.metadata().unwrap().file_type().is_fifo());
+        assert!(ready.is_some());
+        let dir = tempfile::tempdir().unwrap();
+        let file = File::create(dir.path().join("image")).unwrap();
+        let (_, ready) = passed_stream(vec![OwnedFd::from(file)]).unwrap();
+        assert!(ready.is_none());
+        // Nothing passed, a directory, a regular file as the notifier: refused, named.
+        let e = passed_stream(Vec::new()).unwrap_err();
+        assert!(e.message.contains("no descriptor came"), "{}", e.message);
+        let d = File::open(dir.path()).unwrap();
+        let e = passed_stream(vec![OwnedFd::from(d)]).unwrap_err();
+        assert!(
+            e.message.contains("the passed stream is not"),
+            "{}",
+            e.message
+        );
+        let (r, _w) = pipe();
+        let f = File::open(dir.path().join("image")).unwrap();
+        let e = passed_stream(vec![r, OwnedFd::from(f)]).unwrap_err();
+        assert!(
+            e.message.contains("the passed notifier is not"),
+            "{}",
+            e.message
+        );
     }
 }

@@ -64,8 +64,8 @@ fn domusd_answers(path: &Path) -> bool {
 /// Serves forever (see `intake.rs` for how connections are read and replies written).
 pub fn serve(daemon: &Arc<Daemon>, listener: &UnixListener) {
     let d = Arc::clone(daemon);
-    let handler: Arc<intake::Handler> = Arc::new(move |req: &Request| {
-        let result = route(&d, req);
+    let handler: Arc<intake::Handler> = Arc::new(move |req: &Request, fds| {
+        let result = route(&d, req, fds);
         if let Err(e) = &result {
             debug!(method = %req.method, path = %req.path, status = e.status, error = %e.message, "API error");
         }
@@ -101,7 +101,13 @@ fn ok() -> Result<serde_json::Value, ApiError> {
     Ok(serde_json::json!({}))
 }
 
-fn route(d: &Arc<Daemon>, req: &Request) -> Result<serde_json::Value, ApiError> {
+/// Serves one request; `fds` are the descriptors it passed (only a restore of a passed stream
+/// takes any).
+fn route(
+    d: &Arc<Daemon>,
+    req: &Request,
+    fds: Vec<std::os::fd::OwnedFd>,
+) -> Result<serde_json::Value, ApiError> {
     let path = req.path.split('?').next().unwrap_or("");
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (req.method.as_str(), segs.as_slice()) {
@@ -112,7 +118,7 @@ fn route(d: &Arc<Daemon>, req: &Request) -> Result<serde_json::Value, ApiError> 
         }
         ("POST", ["v1", "restore"]) => {
             let r: RestoreRequest = body(req)?;
-            json(d.restore_image(&r)?)
+            json(d.restore_image(&r, fds)?)
         }
         ("GET", ["v1", "host"]) => json(d.host()),
         ("GET", ["v1", "dmesg"]) => json(DmesgReply {

@@ -341,6 +341,7 @@ mod tests {
             nics: Vec::new(),
             vcpu_affinity: Vec::new(),
             restore: None,
+            restore_ready: None,
             lock_disks_at_start: false,
         };
         let mem = crate::vstate::memory::create_guest_memory(32 << 20).unwrap();
@@ -401,6 +402,7 @@ mod tests {
             nics: Vec::new(),
             vcpu_affinity: Vec::new(),
             restore: None,
+            restore_ready: None,
             lock_disks_at_start: false,
         };
         let mem = crate::vstate::memory::create_guest_memory(32 << 20).unwrap();

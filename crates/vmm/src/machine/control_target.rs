@@ -107,14 +107,22 @@ impl<'a> Ctl<'a> {
 
     /// `migrate`: the live stream into `out`; the guest is left paused on success, running (if it
     /// was) on failure. A paused guest goes in one pass ([`super::migrate_paused`]) and stays paused.
+    /// With `direct`, `out` is the go socket and the stream's descriptor comes on it
+    /// ([`super::migrate_ready::receive_stream`]).
     fn migrate(
         &self,
         out: Option<std::fs::File>,
         downtime_ms: Option<u64>,
+        direct: bool,
         progress: &Reporter<'_>,
     ) -> Result<Reply, String> {
         let out =
             out.ok_or("migrate: no descriptor came with the request (send one with SCM_RIGHTS)")?;
+        let (out, go) = if direct {
+            (super::migrate_ready::receive_stream(&out)?, Some(out))
+        } else {
+            (out, None)
+        };
         let src = self
             .save
             .as_ref()
@@ -152,7 +160,7 @@ impl<'a> Ctl<'a> {
             self.vcpus,
             self.devices,
             self.memory_mib,
-            super::progress::Counting::new(out, progress),
+            (super::progress::Counting::new(out, progress), go.as_ref()),
             downtime_ms.unwrap_or(super::migrate::DEFAULT_DOWNTIME_MS),
             &pause,
         );
@@ -384,7 +392,11 @@ impl ControlTarget for Ctl<'_> {
         let reporter = Reporter::new(Some(progress), req.progress_ms());
         match req {
             Request::Save { resume, .. } => self.save(file, *resume, &reporter),
-            Request::Migrate { downtime_ms, .. } => self.migrate(file, *downtime_ms, &reporter),
+            Request::Migrate {
+                downtime_ms,
+                direct,
+                ..
+            } => self.migrate(file, *downtime_ms, *direct, &reporter),
             other => {
                 *self.passed.borrow_mut() = file;
                 let reply = self.handle(other);

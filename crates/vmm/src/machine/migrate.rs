@@ -8,7 +8,7 @@
 //!    [`crate::snapshot::resident`]); each later round sends the pages dirtied meanwhile (vCPU and
 //!    device writes), measuring the stream's rate.
 //! 3. When the dirty set fits the downtime target at that rate (or after [`MAX_ROUNDS`], or when it
-//!    stops shrinking), and — when the stream is a socket, as `migrate` hands it — once the target
+//!    stops shrinking), and — when `migrate` hands a socket for the go byte — once the target
 //!    VMM reads the stream ([`super::migrate_ready`]: rounds go on every 20 ms until then, and the
 //!    socket is drained first), the guest is paused (devices drain their in-flight requests, whose writes are
 //!    marked dirty), the last dirty pages and the machine state ([`super::save::collect`]) are sent,
@@ -60,7 +60,8 @@ fn dirty(src: &SaveSources<'_>) -> Result<Vec<u64>, String> {
 }
 
 /// Runs the pre-copy and the stop-and-copy into `out`. `pause` stops vCPUs and device threads;
-/// `out`'s reporter hears of each round and of the bytes sent.
+/// `out`'s reporter hears of each round and of the bytes sent. The go byte is awaited on `go`
+/// (a direct stream's socket) or, without it, on `out` when that is a socket.
 ///
 /// # Errors
 /// A message; the caller then resumes the guest (the stream is incomplete: the target refuses it).
@@ -69,7 +70,7 @@ pub fn send(
     vcpus: &RefCell<Vcpus>,
     devices: &Devices,
     memory_mib: u64,
-    out: Counting<'_, '_, File>,
+    (out, go): (Counting<'_, '_, File>, Option<&File>),
     downtime_ms: u64,
     pause: &dyn Fn() -> Result<(), String>,
 ) -> Result<MigrateReply, String> {
@@ -81,7 +82,7 @@ pub fn send(
         .set_dirty_logging(src.ram.mmap(), true)
         .map_err(|e| fail(&e))?;
     src.ram.enable_dirty_log();
-    let waits = super::migrate_ready::is_socket(out.get_ref());
+    let waits = go.is_some() || super::migrate_ready::is_socket(out.get_ref());
     let result = (|| {
         // Start clean: what was dirty before logging began is sent by round 1 anyway.
         dirty(src)?;
@@ -127,7 +128,7 @@ pub fn send(
         if waits {
             w.flush().map_err(|e| fail(&e))?;
             let since = Instant::now();
-            while super::migrate_ready::poll(w.get_ref().get_ref().get_ref(), since)?
+            while super::migrate_ready::poll(go.unwrap_or(w.get_ref().get_ref().get_ref()), since)?
                 == super::migrate_ready::Ready::NotYet
             {
                 let more = dirty(src)?;

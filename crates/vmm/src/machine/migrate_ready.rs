@@ -9,9 +9,12 @@
 //! on. Meanwhile the pre-copy goes on every [`ROUND_MS`], so the dirty set stays small. A pipe or a
 //! file (an older CLI, `save`) is never waited on.
 //!
-//! Then, still before the pause, [`drain`] waits (briefly, guest running) until the relay has read
-//! everything sent so far: pre-copy bytes still queued in the socket would otherwise be ahead of the
-//! stop-and-copy's and count as downtime.
+//! With `migrate`'s `direct` flag the socket carries only the go byte: the stream's own descriptor
+//! (the pipe to the receiver, which the CLI no longer relays) comes first on it ([`receive_stream`]).
+//!
+//! Then, still before the pause, [`drain`] waits (briefly, guest running) until the relay (or the
+//! receiver, for a direct stream) has read everything sent so far: pre-copy bytes still queued in
+//! the socket or pipe would otherwise be ahead of the stop-and-copy's and count as downtime.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -82,17 +85,63 @@ pub fn poll(f: &File, since: Instant) -> Result<Ready, String> {
     }
 }
 
+/// How long the stream's descriptor may take to arrive on the go socket.
+pub const STREAM_LIMIT: Duration = Duration::from_secs(5);
+
+/// Receives the stream's descriptor on the go socket `go` (a direct stream: see the module docs).
+///
+/// # Errors
+/// Nothing came within [`STREAM_LIMIT`], or something else than one descriptor with the byte `S`.
+pub fn receive_stream(go: &File) -> Result<File, String> {
+    use vmm_sys_util::sock_ctrl_msg::ScmSocket;
+    let mut pfd = libc::pollfd {
+        fd: go.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = i32::try_from(STREAM_LIMIT.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: one valid pollfd, its count 1.
+    let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+    if n <= 0 {
+        return Err(format!(
+            "migrate: the stream's descriptor did not come on the go socket within {} s",
+            STREAM_LIMIT.as_secs()
+        ));
+    }
+    let sock = go
+        .try_clone()
+        .map(|f| std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(f)))
+        .map_err(|e| format!("migrate: the go socket: {e}"))?;
+    let mut b = [0u8; 1];
+    match sock.recv_with_fd(&mut b) {
+        Ok((1, Some(f))) if b[0] == b'S' => Ok(f),
+        Ok((_, None)) => Err("migrate: no stream descriptor came on the go socket".into()),
+        Ok(_) => Err(format!(
+            "migrate: unexpected byte {:#04x} on the go socket instead of the stream",
+            b[0]
+        )),
+        Err(e) => Err(format!(
+            "migrate: cannot receive the stream's descriptor: {e}"
+        )),
+    }
+}
+
 /// Longest wait in [`drain`].
 pub const DRAIN_LIMIT: Duration = Duration::from_millis(200);
 
-/// Waits until the socket `f` has no unread bytes queued (`SIOCOUTQ`), at most [`DRAIN_LIMIT`];
-/// returns how long it waited.
+/// Waits until the stream `f` has no unread bytes queued (a socket's `SIOCOUTQ`, a pipe's
+/// `FIONREAD`), at most [`DRAIN_LIMIT`]; returns how long it waited.
 pub fn drain(f: &File) -> Duration {
     let start = Instant::now();
+    let what = if f.metadata().is_ok_and(|m| m.file_type().is_fifo()) {
+        libc::FIONREAD
+    } else {
+        libc::TIOCOUTQ
+    };
     loop {
         let mut queued: libc::c_int = 0;
-        // SAFETY: SIOCOUTQ (TIOCOUTQ) on a socket writes one int to `queued`.
-        let rc = unsafe { libc::ioctl(f.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+        // SAFETY: SIOCOUTQ (TIOCOUTQ) on a socket and FIONREAD on a pipe write one int to `queued`.
+        let rc = unsafe { libc::ioctl(f.as_raw_fd(), what, &mut queued) };
         if rc != 0 || queued <= 0 || start.elapsed() >= DRAIN_LIMIT {
             return start.elapsed();
         }

@@ -241,8 +241,14 @@ pub fn run(cfg: &VmConfig, mut opts: MachineOptions) -> Result<Outcome, MachineE
     }
     // A restore reads the image now (RAM straight into guest memory; refused as a whole on any
     // damage), instead of loading a kernel; its state is applied below, before anything runs.
-    let restored = match &cfg.restore {
-        Some(f) => Some(restore::read_image(f, cfg, &ram, virtio.len())?),
+    let mut image = cfg.restore.as_ref().map(restore::ImageReader::new);
+    let restored = match image.as_mut() {
+        Some(reader) => {
+            if let Some(ready) = &cfg.restore_ready {
+                restore::reading(ready);
+            }
+            Some(restore::read_image(reader, cfg, &ram, virtio.len())?)
+        }
         None => None,
     };
     let entry = match &restored {
@@ -364,6 +370,8 @@ pub fn run(cfg: &VmConfig, mut opts: MachineOptions) -> Result<Outcome, MachineE
         virtio.notify_all();
         tracing::info!(paused = opts.start_paused, "restored guest running");
     }
+    // Freed only now: no part of the downtime (see `restore::ImageReader`).
+    drop(image);
     let vcpus = RefCell::new(vcpus);
     let virtio = RefCell::new(virtio);
 

@@ -15,20 +15,45 @@ use crate::snapshot::{self, MachineSnapshot};
 use crate::vstate::memory::GuestRam;
 use crate::vstate::vm::Vm;
 
-/// Reads the image on `f` into `ram` and checks that it describes this machine (memory size,
+/// Tells whoever waits on `ready` (`migrate-receive`, through domusd: `restore_ready_fd`) that the
+/// stream is being read now: one byte. A reader that went away is no reason to fail the restore.
+pub fn reading(ready: &File) {
+    if let Err(e) = std::io::Write::write_all(&mut &*ready, b"R") {
+        tracing::warn!(error = %e, "cannot say that the restore stream is being read");
+    }
+}
+
+/// The image's reader and RAM buffer, kept by the caller until the guest runs: freeing them is
+/// no work for the guest-visible downtime of a live migration ([`snapshot::read_with`]).
+pub struct ImageReader<'a> {
+    input: BufReader<&'a File>,
+    buf: Vec<u8>,
+}
+
+impl<'a> ImageReader<'a> {
+    /// A reader of the image on `f`.
+    pub fn new(f: &'a File) -> Self {
+        Self {
+            input: BufReader::with_capacity(1 << 20, f),
+            buf: Vec::new(),
+        }
+    }
+}
+
+/// Reads the image of `image` into `ram` and checks that it describes this machine (memory size,
 /// vCPU count within `maxvcpus`, virtio slots).
 ///
 /// # Errors
 /// [`MachineError::Restore`] naming what is wrong.
 pub fn read_image(
-    f: &File,
+    image: &mut ImageReader<'_>,
     cfg: &VmConfig,
     ram: &GuestRam,
     virtio_slots: usize,
 ) -> Result<MachineSnapshot, MachineError> {
     let started = std::time::Instant::now();
     tracing::info!("restore: reading the snapshot stream");
-    let snap = snapshot::read(BufReader::with_capacity(1 << 20, f), ram.mmap())
+    let snap = snapshot::read_with(&mut image.input, ram.mmap(), &mut image.buf)
         .map_err(|e| MachineError::Restore(e.to_string()))?;
     let mismatch = |what: String| {
         MachineError::Restore(format!("the image does not match this domain: {what}"))

@@ -260,10 +260,26 @@ pub fn write_pages<W: Write>(
 /// # Errors
 /// [`SnapshotError`]; on error `mem` may hold part of the image (the machine must not run).
 pub fn read<R: Read>(input: R, mem: &GuestMem) -> Result<MachineSnapshot, SnapshotError> {
+    read_with(input, mem, &mut Vec::new())
+}
+
+/// [`read`] with the caller's buffer for RAM runs (grown to [`RAM_CHUNK`]): a live migration's
+/// target frees it (and its reader's buffer) only once the guest runs — freeing a few MiB of
+/// touched memory took 0.2 ms on the development host, all of it guest-visible downtime.
+///
+/// # Errors
+/// As [`read`].
+pub fn read_with<R: Read>(
+    input: R,
+    mem: &GuestMem,
+    buf: &mut Vec<u8>,
+) -> Result<MachineSnapshot, SnapshotError> {
     let ram_bytes: u64 = mem.iter().map(GuestMemoryRegion::len).sum();
     let mut r = StreamReader::new(input, ram_bytes)?;
     let mut machine = None;
-    let mut buf = vec![0u8; RAM_CHUNK];
+    if buf.len() < RAM_CHUNK {
+        buf.resize(RAM_CHUNK, 0);
+    }
     loop {
         match r.next_section()? {
             Section::Machine(state) => {
