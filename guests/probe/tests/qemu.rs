@@ -78,7 +78,7 @@ impl Session {
             .args(["-kernel", PROBE, "-append", cmdline])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("stderr")).expect("QEMU's stderr file"))
             .spawn()
             .expect("spawn qemu");
         let output = Arc::new(Mutex::new(Vec::new()));
@@ -127,7 +127,15 @@ impl Session {
     /// Sends one QMP command line; returns its reply line (events seen meanwhile are kept).
     fn qmp_json(&mut self, command: &str) -> String {
         let stream = self.qmp.get_mut();
-        writeln!(stream, "{command}").expect("QMP write");
+        if let Err(e) = writeln!(stream, "{command}") {
+            // QEMU went away: say how, with what the guest printed.
+            let status = self.child.try_wait();
+            let stderr = std::fs::read_to_string(self.dir.join("stderr")).unwrap_or_default();
+            panic!(
+                "QMP write of {command}: {e}; QEMU: {status:?}; its stderr:\n{stderr}\nconsole:\n{}",
+                self.text()
+            );
+        }
         loop {
             let mut line = String::new();
             if self.qmp.read_line(&mut line).expect("QMP read") == 0 {
