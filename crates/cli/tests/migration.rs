@@ -13,6 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use support::guest_lines::{last_epoch, wait_epoch_above};
+use support::migrate_hosts::soak_cfg;
 use support::netns::Netns;
 use support::{wait_for, Host, TIMEOUT};
 
@@ -53,17 +54,6 @@ fn ssh_script(from: &Host, to: &Host, ns: &Netns, name: &str, filter: &str) -> P
     .unwrap();
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     p
-}
-
-fn soak_cfg(h: &Host, name: &str, mib: u32, memory: u32) {
-    std::fs::write(
-        h.path(&format!("cfg/{name}.cfg")),
-        format!(
-            "name = \"{name}\"\ntype = \"pvh\"\nkernel = \"{}\"\nextra = \"probe=mem-soak mib={mib}\"\nmemory = {memory}\nvcpus = 1\n",
-            h.bins.probe.display()
-        ),
-    )
-    .unwrap();
 }
 
 fn names(h: &Host) -> Vec<String> {

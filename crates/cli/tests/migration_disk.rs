@@ -10,7 +10,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::migrate_hosts::{host, ssh_script};
+use support::migrate_hosts::{host, locked_against, ssh_script};
 use support::{wait_for, Host, TIMEOUT};
 
 /// Bytes allocated to `p` (the sparse disk grows as the guest writes).
@@ -29,24 +29,6 @@ fn fill_cfg(h: &Host, file: &str, name: &str, disk: &std::path::Path, memory: u3
             disk.display()
         ),
     );
-}
-
-/// Whether creating another domain on `h` with `disk` writable is refused as locked.
-fn locked_against(h: &Host, disk: &std::path::Path) -> bool {
-    h.probe_cfg(
-        "other.cfg",
-        "other",
-        "idle",
-        &format!("disk = ['{},raw,xvda,rw']\n", disk.display()),
-    );
-    let out = h.domus(&["create", "other.cfg"]);
-    if out.status.success() {
-        h.ok(&["destroy", "other"]);
-        return false;
-    }
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("lock"), "{err}");
-    true
 }
 
 fn sha_line(h: &Host, name: &str) -> Option<String> {

@@ -11,41 +11,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use support::guest_lines::{last_epoch, wait_epoch_above};
-use support::migrate_hosts::{host, ssh_script};
+use support::migrate_hosts::{host, locked_against, soak_cfg, soak_cfg_with, ssh_script};
 use support::{wait_for, Host, TIMEOUT};
-
-fn soak_cfg(h: &Host, name: &str, mib: u32, memory: u32) {
-    soak_cfg_with(h, name, mib, memory, "");
-}
-
-fn soak_cfg_with(h: &Host, name: &str, mib: u32, memory: u32, extra: &str) {
-    std::fs::write(
-        h.path(&format!("cfg/{name}.cfg")),
-        format!(
-            "name = \"{name}\"\ntype = \"pvh\"\nkernel = \"{}\"\nextra = \"probe=mem-soak mib={mib}\"\nmemory = {memory}\nvcpus = 1\n{extra}",
-            h.bins.probe.display()
-        ),
-    )
-    .unwrap();
-}
-
-/// Whether creating another domain on `h` with `disk` writable is refused as locked.
-fn locked_against(h: &Host, disk: &Path) -> bool {
-    h.probe_cfg(
-        "other.cfg",
-        "other",
-        "idle",
-        &format!("disk = ['{},raw,xvda,rw']\n", disk.display()),
-    );
-    let out = h.domus(&["create", "other.cfg"]);
-    if out.status.success() {
-        h.ok(&["destroy", "other"]);
-        return false;
-    }
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("lock"), "{err}");
-    true
-}
 
 fn names(h: &Host) -> Vec<String> {
     h.list().into_iter().map(|r| r.name).collect()

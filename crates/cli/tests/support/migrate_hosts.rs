@@ -3,13 +3,13 @@
 //! migrate-receive` in the other host's namespace and environment.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::netns::Netns;
 use super::Host;
 
-/// A host in its own namespace; without `cgroups` its domusd runs with `--no-cgroups` (both domusd
-/// share this machine's cgroup tree, and a migrating domain exists on both for a moment).
+/// A host in its own namespace; without `cgroups` its domusd runs with `--no-cgroups` (each host
+/// has its own Domus parent cgroup otherwise).
 pub fn host(tag: &str, cgroups: bool) -> (Netns, Host) {
     let ns = Netns::new(tag);
     let mut h = Host::start_in(Some(&ns.name), Vec::new());
@@ -40,4 +40,39 @@ pub fn ssh_script(from: &Host, to: &Host, ns: &Netns, name: &str) -> PathBuf {
     .unwrap();
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     p
+}
+
+/// Writes `cfg/NAME.cfg` on `h`: a one-vCPU `mem-soak mib=MIB` domain of `memory` MiB.
+pub fn soak_cfg(h: &Host, name: &str, mib: u32, memory: u32) {
+    soak_cfg_with(h, name, mib, memory, "");
+}
+
+/// [`soak_cfg`] with `extra` config lines.
+pub fn soak_cfg_with(h: &Host, name: &str, mib: u32, memory: u32, extra: &str) {
+    std::fs::write(
+        h.path(&format!("cfg/{name}.cfg")),
+        format!(
+            "name = \"{name}\"\ntype = \"pvh\"\nkernel = \"{}\"\nextra = \"probe=mem-soak mib={mib}\"\nmemory = {memory}\nvcpus = 1\n{extra}",
+            h.bins.probe.display()
+        ),
+    )
+    .unwrap();
+}
+
+/// Whether creating another domain on `h` with `disk` writable is refused as locked.
+pub fn locked_against(h: &Host, disk: &Path) -> bool {
+    h.probe_cfg(
+        "other.cfg",
+        "other",
+        "idle",
+        &format!("disk = ['{},raw,xvda,rw']\n", disk.display()),
+    );
+    let out = h.domus(&["create", "other.cfg"]);
+    if out.status.success() {
+        h.ok(&["destroy", "other"]);
+        return false;
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("lock"), "{err}");
+    true
 }
