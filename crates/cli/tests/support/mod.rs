@@ -390,14 +390,6 @@ impl Drop for Host {
                 kill9(u32::try_from(pid).unwrap());
             }
         }
-        // The killed VMMs' cgroups (domusd removes a domain's cgroup only when it sees the VMM stop),
-        // then the parent.
-        for r in &records {
-            if let Some(leaf) = r["vmm"]["cgroup"].as_str() {
-                remove_domain_cgroup(&self.cgroup_parent, leaf);
-            }
-        }
-        remove_domain_cgroup(&self.cgroup_parent, "");
         // Safety net: any process whose command line names this host's directory (a VMM we lost track of
         // would be a bug, but must not outlive the test).
         let me = self.dir.path().to_string_lossy().into_owned();
@@ -415,13 +407,18 @@ impl Drop for Host {
                 }
             }
         }
+        // The killed VMMs' cgroups (domusd removes a domain's cgroup only when it sees the VMM
+        // stop): every domain cgroup in this host's own parent goes, recorded or not (a destroyed
+        // domain's cgroup whose release the killed domusd had not finished has no record left), then
+        // the parent.
+        remove_domus_parent(&self.cgroup_parent);
     }
 }
 
-/// Removes domain cgroup `leaf` (under Domus parent `parent` inside this process's own v1 cgroups,
-/// where a domusd started by the tests makes them), waiting briefly for killed processes to leave it,
-/// and the parent if it is then empty (an empty `leaf`: only the parent).
-pub fn remove_domain_cgroup(parent: &str, leaf: &str) {
+/// Removes Domus parent cgroup `parent` (inside this process's own v1 cgroups, where a domusd
+/// started by the tests makes it) with every domain cgroup in it, waiting briefly for killed
+/// processes to leave them.
+pub fn remove_domus_parent(parent: &str) {
     let own = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     for ctrl in ["cpu", "memory", "pids"] {
         let Some(path) = own.lines().find_map(|l| {
@@ -432,14 +429,18 @@ pub fn remove_domain_cgroup(parent: &str, leaf: &str) {
             continue;
         };
         let parent = PathBuf::from(format!("/sys/fs/cgroup/{ctrl}{path}")).join(parent);
-        let dir = parent.join(leaf);
+        let leaves: Vec<PathBuf> = fs::read_dir(&parent)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path())
+            .collect();
         let deadline = Instant::now() + Duration::from_secs(5);
-        while !leaf.is_empty()
-            && dir.exists()
-            && fs::remove_dir(&dir).is_err()
-            && Instant::now() < deadline
-        {
-            std::thread::sleep(Duration::from_millis(10));
+        for dir in leaves {
+            while dir.exists() && fs::remove_dir(&dir).is_err() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
         let _ = fs::remove_dir(&parent);
     }
