@@ -13,47 +13,24 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use support::guest_lines::{last_epoch, wait_epoch_above};
-use support::migrate_hosts::soak_cfg;
+use support::migrate_hosts::{host_with_env, soak_cfg, ssh_script_with};
 use support::netns::Netns;
 use support::{wait_for, Host, TIMEOUT};
 
-/// A host in its own namespace; the target side runs without cgroups (both domusd instances share
-/// this machine's cgroup tree, and a migrating domain exists on both for a moment).
+/// A host in its own namespace (see `support::migrate_hosts`), its VMMs forced to the dirty bitmap
+/// when `bitmap`.
 fn host(tag: &str, cgroups: bool, bitmap: bool) -> (Netns, Host) {
-    let ns = Netns::new(tag);
     let env = if bitmap {
         vec![("DOMUS_VMM_DIRTY_BITMAP".to_owned(), "1".to_owned())]
     } else {
         Vec::new()
     };
-    let mut h = Host::start_in(Some(&ns.name), env);
-    if !cgroups {
-        h.term_domusd();
-        h.start_domusd_with(None, &["--no-cgroups"]);
-    }
-    (ns, h)
+    host_with_env(tag, cgroups, env)
 }
 
-/// An "ssh" to `to`: drops HOST and the program name, runs `domus` there. `filter` goes in front of
-/// it (e.g. `head -c N |` to cut the stream).
+/// An "ssh" to `to` with `filter` in front of the receiver.
 fn ssh_script(from: &Host, to: &Host, ns: &Netns, name: &str, filter: &str) -> PathBuf {
-    let p = from.path(name);
-    let env = |k: &str, d: &str| format!("{k}={}", to.path(d).display());
-    std::fs::write(
-        &p,
-        format!(
-            "#!/bin/sh\n# args: HOST PROG migrate-receive ...\nshift 2\n{filter} exec ip netns exec {} env {} {} {} {} {} \"$@\"\n",
-            ns.name,
-            env("DOMUS_RUNTIME_DIR", "run"),
-            env("DOMUS_STATE_DIR", "state"),
-            env("DOMUS_LOG_DIR", "log"),
-            env("DOMUS_CONFIG_DIR", "cfg"),
-            to.bins.domus.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    p
+    ssh_script_with(from, to, ns, name, filter)
 }
 
 fn names(h: &Host) -> Vec<String> {

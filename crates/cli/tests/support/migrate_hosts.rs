@@ -11,8 +11,13 @@ use super::Host;
 /// A host in its own namespace; without `cgroups` its domusd runs with `--no-cgroups` (each host
 /// has its own Domus parent cgroup otherwise).
 pub fn host(tag: &str, cgroups: bool) -> (Netns, Host) {
+    host_with_env(tag, cgroups, Vec::new())
+}
+
+/// [`host`] with extra environment for its domusd.
+pub fn host_with_env(tag: &str, cgroups: bool, env: Vec<(String, String)>) -> (Netns, Host) {
     let ns = Netns::new(tag);
-    let mut h = Host::start_in(Some(&ns.name), Vec::new());
+    let mut h = Host::start_in(Some(&ns.name), env);
     if !cgroups {
         h.term_domusd();
         h.start_domusd_with(None, &["--no-cgroups"]);
@@ -23,12 +28,17 @@ pub fn host(tag: &str, cgroups: bool) -> (Netns, Host) {
 /// An "ssh" from `from` to `to` (in namespace `ns`): drops HOST and the program name, runs `domus`
 /// there with the rest of the arguments.
 pub fn ssh_script(from: &Host, to: &Host, ns: &Netns, name: &str) -> PathBuf {
+    ssh_script_with(from, to, ns, name, "")
+}
+
+/// [`ssh_script`] with `filter` in front of the receiver (e.g. `head -c N |` to cut the stream).
+pub fn ssh_script_with(from: &Host, to: &Host, ns: &Netns, name: &str, filter: &str) -> PathBuf {
     let p = from.path(name);
     let env = |k: &str, d: &str| format!("{k}={}", to.path(d).display());
     std::fs::write(
         &p,
         format!(
-            "#!/bin/sh\nshift 2\nexec ip netns exec {} env {} {} {} {} {} \"$@\"\n",
+            "#!/bin/sh\n# args: HOST PROG migrate-receive ...\nshift 2\n{filter} exec ip netns exec {} env {} {} {} {} {} \"$@\"\n",
             ns.name,
             env("DOMUS_RUNTIME_DIR", "run"),
             env("DOMUS_STATE_DIR", "state"),
