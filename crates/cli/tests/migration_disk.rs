@@ -38,9 +38,17 @@ fn sha_line(h: &Host, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The whole `blk-fill sha256=` line (the UART prints it byte by byte).
+/// The whole `blk-fill sha256=` line: only lines the log already ended with a newline count (the
+/// UART prints it byte by byte, so the log may end inside it).
 fn full_sha_line(h: &Host, name: &str) -> Option<String> {
-    sha_line(h, name).filter(|l| l.contains(" flush="))
+    let log = h.console_log(name);
+    let whole = log
+        .get(..log.rfind('\n').map_or(0, |i| i + 1))
+        .unwrap_or_default();
+    whole
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("PROBE blk-fill sha256="))
+        .map(str::to_owned)
 }
 
 #[test]
