@@ -199,7 +199,7 @@ impl Worker {
                 last_sent = Instant::now();
             }
         }
-        tracing::info!(dev = %name, rx_frames = rx.frames, rx_dropped = rx.dropped, tx_frames = tx.frames, tx_dropped = tx.dropped, sleeps, rx_dry, "NIC stopped");
+        tracing::info!(dev = %name, rx_frames = rx.frames, rx_dropped = rx.dropped, rx_coalesced_frames = rx.coalesced_frames, rx_coalesced_datagrams = rx.coalesced_datagrams, tx_frames = tx.frames, tx_dropped = tx.dropped, sleeps, rx_dry, "NIC stopped");
         self.events.ack(ThreadAck::Stopped);
     }
 

@@ -189,6 +189,29 @@ impl FrameIov {
         rest.is_empty().then_some(())
     }
 
+    /// Host iovecs for the bytes from logical offset `at` on, into `out` (as many ranges as fit);
+    /// how many were written and the bytes they cover.
+    pub fn host_from(&self, at: usize, out: &mut [libc::iovec]) -> (usize, usize) {
+        let (mut skip, mut k, mut bytes) = (at, 0, 0);
+        for v in &self.host {
+            if k == out.len() {
+                break;
+            }
+            if skip >= v.iov_len {
+                skip -= v.iov_len;
+                continue;
+            }
+            out[k] = libc::iovec {
+                iov_base: v.iov_base.cast::<u8>().wrapping_add(skip).cast(),
+                iov_len: v.iov_len - skip,
+            };
+            bytes += v.iov_len - skip;
+            skip = 0;
+            k += 1;
+        }
+        (k, bytes)
+    }
+
     /// Bytes of the first `n` ranges.
     pub fn prefix_bytes(&self, n: usize) -> usize {
         self.guest.iter().take(n).map(GuestIoVec::len).sum()

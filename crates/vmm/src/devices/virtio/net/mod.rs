@@ -21,6 +21,11 @@
 //!   `gso_size` the payload bytes per datagram, up to 64 KiB in all) goes to the TAP whole; the
 //!   host's stack cuts it into datagrams, or hands it whole to a UDP_GRO socket or to another
 //!   TAP whose guest accepts GUEST_USO;
+//! - with GUEST_CSUM and GUEST_USO4 negotiated, datagrams of one IPv4 UDP flow that the TAP holds
+//!   back to back may arrive as one UDP segmentation frame (`gso_type` VIRTIO_NET_HDR_GSO_UDP_L4,
+//!   NEEDS_CSUM, `gso_size` the datagram payload) although the host sent them one by one: the
+//!   device coalesces them as the host's UDP GRO would ([`coalesce`]; `DOMUS_NET_RX_COALESCE=0`
+//!   turns it off);
 //! - configuration space: `mac` (the vif's `mac=`), `status` LINK_UP (ANNOUNCE when asked),
 //!   `max_virtqueue_pairs` 1, `mtu` (the vif's `mtu=`, default 1500);
 //! - the 12-byte `virtio_net_hdr_v1` on every buffer, with or without MRG_RXBUF (§5.1.6.1); on
@@ -47,6 +52,9 @@
 //! (`DOMUS_NET_SLICE_US`, 0: the default slice); see [`moderation`]. A lone frame after a quiet
 //! spell is read at once.
 
+pub mod coalesce;
+#[cfg(test)]
+mod coalesce_tests;
 pub mod ctrl;
 pub mod device;
 pub mod event_handler;

@@ -10,12 +10,19 @@
 //! receive filter refuses. With no buffers
 //! posted the worker stops reading the TAP until the driver posts some: the kernel's queue drops
 //! what does not fit, the VMM never queues.
+//!
+//! When the driver accepts UDP segmentation frames, datagrams of one flow that the TAP already
+//! holds go to the guest as one frame ([`super::coalesce`]): after a candidate frame the next
+//! ones are read with their headers into [`Rx`]'s `next_head` and their payloads straight after
+//! the previous payload in the guest's buffers; a frame that does not join is moved into a
+//! host buffer (`pending`) and delivered as its own frame next, before the TAP is read again.
 
 use std::io;
 use std::os::fd::AsFd;
 
 use virtio_queue::QueueT;
 
+use super::coalesce::{self, Flow, Join, HEAD};
 use super::header::{max_rx_frame, NUM_BUFFERS_OFFSET};
 use super::iov::FrameIov;
 use super::{features, NetShared, HDR_LEN, RX_QUEUE};
@@ -56,10 +63,22 @@ pub struct Rx {
     scratch: Vec<u8>,
     /// The last frame did not fit [`FAST_RANGES`] ranges: read the next into every range.
     wide: bool,
+    /// Coalescing allowed (`DOMUS_NET_RX_COALESCE`); used when the driver accepts it.
+    coalesce: bool,
+    /// The headers of the frame read after a coalescing candidate.
+    next_head: [u8; HEAD],
+    /// A frame read while coalescing that did not join: delivered next, before the TAP is read.
+    pending: Vec<u8>,
+    /// Its length, if there is one.
+    pending_len: Option<usize>,
     /// Frames delivered.
     pub frames: u64,
     /// Frames dropped (too large for the buffers, filtered).
     pub dropped: u64,
+    /// Coalesced frames delivered (each of two datagrams or more).
+    pub coalesced_frames: u64,
+    /// Datagrams those frames carried.
+    pub coalesced_datagrams: u64,
 }
 
 impl Default for Rx {
@@ -84,9 +103,26 @@ impl Rx {
             bad: Vec::with_capacity(usize::from(super::RX_QUEUE_SIZE)),
             scratch: vec![0; super::header::MAX_GSO_FRAME + HDR_LEN],
             wide: false,
+            coalesce: coalesce::enabled_from_env(),
+            next_head: [0; HEAD],
+            pending: vec![0; super::header::MAX_GSO_FRAME + HDR_LEN],
+            pending_len: None,
             frames: 0,
             dropped: 0,
+            coalesced_frames: 0,
+            coalesced_datagrams: 0,
         }
+    }
+
+    /// Turns receive coalescing on or off (default: `DOMUS_NET_RX_COALESCE`, on unless 0).
+    pub fn set_coalescing(&mut self, on: bool) {
+        self.coalesce = on;
+    }
+
+    /// Whether a frame read while coalescing waits to be delivered (the driver posted no buffers
+    /// for it yet); it is delivered before the TAP is read again.
+    pub fn has_pending(&self) -> bool {
+        self.pending_len.is_some()
     }
 
     /// Gives the chains held for the next frame back to the available ring (they are the last
@@ -138,8 +174,13 @@ impl Rx {
     /// Moves frames from the TAP to the guest until the TAP is empty, the buffers run out or a
     /// batch is done.
     pub fn process(&mut self, t: &MmioTransport, net: &NetShared) -> RxPass {
-        for _ in 0..BATCH {
-            match self.one(t, net) {
+        for i in 0.. {
+            // A frame a coalescing attempt read is never left behind by a full batch: it goes
+            // out (alone) in one more round.
+            if i >= BATCH && self.pending_len.is_none() {
+                break;
+            }
+            match self.one(t, net, i < BATCH) {
                 Ok(true) => {}
                 Ok(false) => return RxPass::NoBuffers,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return RxPass::Drained,
@@ -230,8 +271,9 @@ impl Rx {
     /// One frame; `Ok(false)` when no buffers are posted. Chains gathered but not used by the
     /// frame (or by a frame that was dropped, or when the TAP had nothing) stay held for the next
     /// one: with segmentation offloads negotiated a frame may need ~33 small buffers, and taking
-    /// and giving them back for every MTU-sized frame would cost more than the frame.
-    fn one(&mut self, t: &MmioTransport, net: &NetShared) -> io::Result<bool> {
+    /// and giving them back for every MTU-sized frame would cost more than the frame. With
+    /// `may_coalesce` the frame may carry more datagrams read after it ([`Self::coalesce`]).
+    fn one(&mut self, t: &MmioTransport, net: &NetShared, may_coalesce: bool) -> io::Result<bool> {
         let negotiated = net.features();
         let mrg = negotiated & features::MRG_RXBUF != 0;
         let need = HDR_LEN + max_rx_frame(net.rx_offloads(), net.mtu);
@@ -253,28 +295,9 @@ impl Rx {
         self.answer_bad(t);
         let generation = self.held_generation;
         let cap = self.iov.bytes();
-        let fast = (!self.wide && self.iov.len() > FAST_RANGES).then_some(FAST_RANGES);
-        let scratch = &mut self.scratch;
-        let read = if let Some(k) = fast {
-            let mut v = [libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 0,
-            }; FAST_RANGES + 1];
-            v[..k].copy_from_slice(&self.iov.host()[..k]);
-            v[k] = libc::iovec {
-                iov_base: scratch.as_mut_ptr().cast(),
-                iov_len: scratch.len(),
-            };
-            // SAFETY: as below, for the first `k` guest iovecs and the scratch buffer.
-            unsafe { super::sys::readv(net.tap.as_fd(), &v) }
-        } else {
-            self.iov.push_host(scratch);
-            // SAFETY: the guest iovecs were checked against guest RAM (which stays mapped while
-            // the transport's GuestRam lives) and the last one is our scratch buffer; all are
-            // writable.
-            let r = unsafe { super::sys::readv(net.tap.as_fd(), self.iov.host()) };
-            self.iov.pop_host();
-            r
+        let read = match self.pending_len.take() {
+            Some(m) => Ok(self.place_pending(t, m, cap)),
+            None => self.read_frame(t, net, cap),
         };
         let n = match read {
             Ok(n) => n,
@@ -285,23 +308,6 @@ impl Rx {
                 return Err(e);
             }
         };
-        let fast_bytes = self.iov.prefix_bytes(FAST_RANGES);
-        if let Some(k) = fast {
-            let prefix = self.iov.prefix_bytes(k);
-            if n > prefix {
-                self.wide = true;
-                let spilled = self.scratch.get(..n - prefix);
-                if n <= cap
-                    && spilled
-                        .and_then(|b| self.iov.write(t.ram(), prefix, b))
-                        .is_none()
-                {
-                    t.log().guest_error(&"receive buffers not writable");
-                }
-            }
-        } else if self.wide && n <= fast_bytes {
-            self.wide = false;
-        }
         let mut dst = [0u8; 6];
         let deliver = n <= cap
             && n >= HDR_LEN + 14
@@ -319,6 +325,12 @@ impl Rx {
             }
             return Ok(true);
         }
+        let wanted = features::GUEST_CSUM | features::GUEST_USO4;
+        let n = if may_coalesce && self.coalesce && net.rx_offloads() & wanted == wanted {
+            self.coalesce(t, net, n, cap)
+        } else {
+            n
+        };
         // The chains the frame spans; the rest stay held (or go back, see `gather`).
         let mut used = 0usize;
         let mut left = n;
@@ -355,5 +367,152 @@ impl Rx {
         self.frames += 1;
         net.stats.received((n - HDR_LEN) as u64);
         Ok(true)
+    }
+
+    /// Reads one frame from the TAP into the gathered chains (`cap` bytes): into at most
+    /// [`FAST_RANGES`] ranges and the scratch buffer, whose part goes into the rest of the chains
+    /// after the read, or into every range after a frame that did not fit those. Its length.
+    fn read_frame(&mut self, t: &MmioTransport, net: &NetShared, cap: usize) -> io::Result<usize> {
+        let fast = (!self.wide && self.iov.len() > FAST_RANGES).then_some(FAST_RANGES);
+        let scratch = &mut self.scratch;
+        let n = if let Some(k) = fast {
+            let mut v = [libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            }; FAST_RANGES + 1];
+            v[..k].copy_from_slice(&self.iov.host()[..k]);
+            v[k] = libc::iovec {
+                iov_base: scratch.as_mut_ptr().cast(),
+                iov_len: scratch.len(),
+            };
+            // SAFETY: as below, for the first `k` guest iovecs and the scratch buffer.
+            unsafe { super::sys::readv(net.tap.as_fd(), &v) }?
+        } else {
+            self.iov.push_host(scratch);
+            // SAFETY: the guest iovecs were checked against guest RAM (which stays mapped while
+            // the transport's GuestRam lives) and the last one is our scratch buffer; all are
+            // writable.
+            let r = unsafe { super::sys::readv(net.tap.as_fd(), self.iov.host()) };
+            self.iov.pop_host();
+            r?
+        };
+        let fast_bytes = self.iov.prefix_bytes(FAST_RANGES);
+        if let Some(k) = fast {
+            let prefix = self.iov.prefix_bytes(k);
+            if n > prefix {
+                self.wide = true;
+                let spilled = self.scratch.get(..n - prefix);
+                if n <= cap
+                    && spilled
+                        .and_then(|b| self.iov.write(t.ram(), prefix, b))
+                        .is_none()
+                {
+                    t.log().guest_error(&"receive buffers not writable");
+                }
+            }
+        } else if self.wide && n <= fast_bytes {
+            self.wide = false;
+        }
+        Ok(n)
+    }
+
+    /// Copies the pending frame of `m` bytes into the gathered chains (`cap` bytes; a larger one
+    /// is dropped by the caller). Its length.
+    fn place_pending(&mut self, t: &MmioTransport, m: usize, cap: usize) -> usize {
+        if m <= cap
+            && self
+                .pending
+                .get(..m)
+                .and_then(|b| self.iov.write(t.ram(), 0, b))
+                .is_none()
+        {
+            t.log().guest_error(&"receive buffers not writable");
+        }
+        m
+    }
+
+    /// Given a delivered frame of `n` bytes in the gathered chains (`cap` bytes), reads the frames
+    /// the TAP holds after it for as long as they join its flow ([`Flow`]): each one's headers
+    /// into `next_head` and its payload straight after the previous payload (what does not fit
+    /// the ranges of one readv lands in the scratch buffer and is copied after). The first that
+    /// does not join is reassembled in `pending`, delivered next. Returns the length of the frame
+    /// to deliver: `n` when nothing joined, else the coalesced frame's, its headers rewritten.
+    fn coalesce(&mut self, t: &MmioTransport, net: &NetShared, n: usize, cap: usize) -> usize {
+        let mut head = [0u8; HEAD];
+        if n <= HEAD || self.iov.read(t.ram(), 0, &mut head).is_none() {
+            return n;
+        }
+        let Some(mut flow) = Flow::start(&head, n) else {
+            return n;
+        };
+        let mut end = n;
+        while !flow.ended() {
+            let mut v = [libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            }; FAST_RANGES + 1];
+            v[0] = libc::iovec {
+                iov_base: self.next_head.as_mut_ptr().cast(),
+                iov_len: HEAD,
+            };
+            let (k, guest) = self.iov.host_from(end, &mut v[1..FAST_RANGES]);
+            v[k + 1] = libc::iovec {
+                iov_base: self.scratch.as_mut_ptr().cast(),
+                iov_len: self.scratch.len(),
+            };
+            // SAFETY: `next_head` and `scratch` are ours and writable; the guest iovecs are parts
+            // of ranges checked against guest RAM (see `read_frame`).
+            let Ok(m) = (unsafe { super::sys::readv(net.tap.as_fd(), &v[..k + 2]) }) else {
+                // EAGAIN: nothing more queued. Another error is met again by the next read.
+                break;
+            };
+            let body = m.saturating_sub(HEAD);
+            let joins = m > HEAD && flow.offer(&self.next_head, m, cap - end) == Join::Yes;
+            if joins {
+                if body > guest
+                    && self
+                        .scratch
+                        .get(..body - guest)
+                        .and_then(|b| self.iov.write(t.ram(), end + guest, b))
+                        .is_none()
+                {
+                    t.log().guest_error(&"receive buffers not writable");
+                }
+                end += body;
+                continue;
+            }
+            // Not of the run: reassemble it in `pending` (headers, the part the guest's ranges
+            // took, the part in scratch) for its own delivery next.
+            let in_guest = body.min(guest);
+            let ok = m <= self.pending.len() && {
+                let h = m.min(HEAD);
+                self.pending[..h].copy_from_slice(&self.next_head[..h]);
+                body == 0
+                    || (self
+                        .iov
+                        .read(t.ram(), end, &mut self.pending[HEAD..HEAD + in_guest])
+                        .is_some()
+                        && self
+                            .scratch
+                            .get(..body - in_guest)
+                            .map(|b| self.pending[HEAD + in_guest..m].copy_from_slice(b))
+                            .is_some())
+            };
+            if ok {
+                self.pending_len = Some(m);
+            } else {
+                self.dropped += 1;
+            }
+            break;
+        }
+        if flow.segments() < 2 {
+            return n;
+        }
+        if self.iov.write(t.ram(), 0, &flow.head()).is_none() {
+            t.log().guest_error(&"receive header not writable");
+        }
+        self.coalesced_frames += 1;
+        self.coalesced_datagrams += u64::from(flow.segments());
+        end
     }
 }

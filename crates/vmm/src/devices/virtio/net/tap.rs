@@ -145,6 +145,15 @@ impl Tap {
         }
     }
 
+    /// As [`Tap::fake`], for a kernel whose TAP takes UDP segmentation offload.
+    #[cfg(test)]
+    pub fn fake_uso(fd: OwnedFd) -> Self {
+        Self {
+            uso: true,
+            ..Self::fake(fd)
+        }
+    }
+
     /// The descriptor (a sandboxed standalone VMM opens its TAPs before it locks itself in).
     pub fn into_fd(self) -> OwnedFd {
         self.fd
