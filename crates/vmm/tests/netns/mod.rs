@@ -68,6 +68,17 @@ impl Netns {
 
     /// Starts domus-vmm in the namespace on an xl.cfg with `body` (kernel = the probe).
     pub fn guest(&self, dir: &std::path::Path, tag: &str, body: &str) -> Guest {
+        self.guest_with_env(dir, tag, body, &[])
+    }
+
+    /// As [`Self::guest`], with `env` added to the VMM's environment.
+    pub fn guest_with_env(
+        &self,
+        dir: &std::path::Path,
+        tag: &str,
+        body: &str,
+        env: &[(&str, &str)],
+    ) -> Guest {
         let cfg = dir.join(format!("{tag}.cfg"));
         let ctl = dir.join(format!("{tag}.ctl"));
         let text = format!(
@@ -84,6 +95,7 @@ impl Netns {
                 "--control",
                 ctl.to_str().unwrap(),
             ])
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -110,6 +110,8 @@ pub struct RxPart {
     pub frames: u64,
     /// Frames dropped (bad checksum, malformed merge).
     pub dropped: u64,
+    /// Length of the last segmentation offload frame (kept at `SCRATCH + HDR`), 0 if none.
+    run_len: usize,
 }
 
 /// Transmit half.
@@ -183,6 +185,7 @@ impl Net {
                 unkicked: 0,
                 frames: 0,
                 dropped: 0,
+                run_len: 0,
             },
             tx: TxPart {
                 q: txq,
@@ -261,10 +264,20 @@ impl Net {
     pub fn recv_frame(&mut self, out: &mut [u8]) -> Option<Received> {
         let frame = self.rx.next()?;
         self.rx.frames += 1;
+        self.rx.run_len = 0;
         let (copied, len) = match frame.data {
             Some((addr, len)) => {
                 let n = len.min(out.len());
                 out[..n].copy_from_slice(mem(addr, n));
+                if frame.gso > 0 {
+                    // Kept whole for `last_run` (one that fit one buffer is copied out before the
+                    // buffer goes back to the device).
+                    let keep = SCRATCH + HDR as u64;
+                    if addr != keep && len <= SCRATCH_BYTES - HDR {
+                        mem(keep, len).copy_from_slice(mem(addr, len));
+                    }
+                    self.rx.run_len = len.min(SCRATCH_BYTES - HDR);
+                }
                 (n, len)
             }
             None => (0, 0),
@@ -277,6 +290,14 @@ impl Net {
             len,
             gso: frame.gso,
         })
+    }
+}
+
+impl Net {
+    /// The whole last frame [`Self::recv_frame`] returned if it was a segmentation offload frame
+    /// (header stripped), until the next call; empty otherwise.
+    pub fn last_run(&self) -> &[u8] {
+        mem(SCRATCH + HDR as u64, self.rx.run_len)
     }
 }
 

@@ -19,7 +19,9 @@
 //! Both end with `PROBE net-tx|net-rx bytes=<payload bytes> frames=<datagrams> cycles=<TSC>
 //! tsc_hz=<f>` (timed from the first datagram to the last) and power off; `net-rx` adds
 //! `idle_rounds=` and `idle_cycles=`, the rounds that found nothing after the first datagram and
-//! the TSC cycles they took (time the receiver waited, descheduled time included). Checksums are left to the
+//! the TSC cycles they took (time the receiver waited, descheduled time included), and `runs=`, the
+//! segmentation offload frames among them. With `digest=sha256` it then prints
+//! `PROBE net-rx sha256=<hex>`, the SHA-256 of the payloads for its port in arrival order. Checksums are left to the
 //! device when it offers CSUM/GUEST_CSUM (see `virtio/net.rs`): a payload a host socket received
 //! intact proves the host completed it.
 
@@ -33,6 +35,7 @@ use crate::scenarios::Scenario;
 use crate::virtio::net::f;
 use crate::Machine;
 use domus_probe::inet;
+use domus_probe::sha256::{Hex, Sha256};
 
 /// `net-tx`.
 pub const TX: Scenario = Scenario {
@@ -151,6 +154,12 @@ fn rx(machine: &Machine, args: &Args<'_>) {
     ) else {
         return;
     };
+    // A digest of the payloads in arrival order (tests compare it with the sender's).
+    let mut digest = match args.get("digest") {
+        None => None,
+        Some("sha256") => Some(Sha256::new()),
+        Some(v) => return crate::report!("error net-rx reason=bad-digest value={v}"),
+    };
     let nap = match args.get("idle") {
         None | Some("hlt") => Some(Nap::new(machine)),
         Some("spin") => None,
@@ -162,11 +171,14 @@ fn rx(machine: &Machine, args: &Args<'_>) {
     // Rounds that found nothing, and the TSC cycles they took (after the first datagram): how
     // much of the span the receiver waited for the device rather than worked.
     let (mut idle_rounds, mut idle_cycles) = (0u64, 0u64);
+    // Segmentation offload frames received (each carried several datagrams).
+    let mut runs = 0u64;
     loop {
         let round = rdtsc();
         let mut idle = true;
         while let Some(e) = stack.poll() {
             idle = false;
+            let is_run = matches!(e, Event::UdpRun { .. });
             let (dport, len, datagrams) = match e {
                 Event::Udp { dport, len, .. } => (dport, len, 1),
                 Event::UdpRun {
@@ -177,6 +189,15 @@ fn rx(machine: &Machine, args: &Args<'_>) {
                 Event::EchoReply { .. } => continue,
             };
             if dport == port {
+                if let Some(h) = digest.as_mut() {
+                    if is_run {
+                        let run = stack.net.last_run();
+                        h.update(&run[run.len().saturating_sub(len)..]);
+                    } else {
+                        h.update(stack.payload());
+                    }
+                }
+                runs += u64::from(is_run);
                 last = rdtsc();
                 if frames == 0 {
                     first = last;
@@ -201,8 +222,11 @@ fn rx(machine: &Machine, args: &Args<'_>) {
     }
     let cycles = last.wrapping_sub(first);
     crate::report!(
-        "net-rx bytes={got} frames={frames} cycles={cycles} tsc_hz={hz} idle_rounds={idle_rounds} idle_cycles={idle_cycles}"
+        "net-rx bytes={got} frames={frames} cycles={cycles} tsc_hz={hz} idle_rounds={idle_rounds} idle_cycles={idle_cycles} runs={runs}"
     );
+    if let Some(h) = digest {
+        crate::report!("net-rx sha256={}", Hex(h.finish()));
+    }
 }
 
 /// Waiting without spinning: with a local APIC, a fast periodic timer (~260 µs, the event loop's
