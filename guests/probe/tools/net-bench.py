@@ -3,7 +3,7 @@
 same probe ELF and the same namespace/TAP set-up, and the host's own ceiling (the same UDP stream over a veth
 pair between two namespaces).
 
-usage: guests/probe/tools/net-bench.py [-n ROUNDS] [--mb MB] [--vmm PATH] [--elf PATH]   (as root)
+usage: guests/probe/tools/net-bench.py [-n ROUNDS] [--mb MB] [--cases LIST] [--coalesce-off] [--vmm PATH] [--elf PATH]   (as root)
 
 Cases (UDP, 1472-byte payloads, MTU 1500; both VMMs negotiate checksum offload with the probe):
   g->h   probe=net-tx to a host socket in the namespace; rate = bytes the host received / its receive span
@@ -18,7 +18,8 @@ Cases (UDP, 1472-byte payloads, MTU 1500; both VMMs negotiate checksum offload w
 The host receiver sets UDP_GRO, so a segmentation offload frame from a guest arrives in one recv.
 Every namespace is created here and deleted at the end. TSC spans are converted with the TSC rate the
 domus-vmm run calibrated against the ACPI PM timer (QEMU microvm has none; its guest rate is only a guess).
-Prints medians over ROUNDS (runs interleaved domus, qemu, ...) and ratios.
+Prints medians over ROUNDS (runs interleaved domus, qemu, ...) and ratios. With --coalesce-off each round
+also runs domus-vmm with DOMUS_NET_RX_COALESCE=0 (between the two), printed as "CASE off" rows.
 """
 import argparse, os, re, statistics, subprocess, sys, tempfile, time
 
@@ -192,12 +193,14 @@ class Ns:
         sh("ip", "netns", "del", self.name, check=False)
 
 def guest(ns, kind, a, tap, mac, args, tmp):
-    if kind == "domus":
+    if kind in ("domus", "domus-off"):
         cfg = os.path.join(tmp, f"{tap}.cfg")
         with open(cfg, "w") as f:
             f.write(f'name = "nb-{tap}"\nkernel = "{a.elf}"\nmemory = 64\nvcpus = 1\nrng = 0\n'
                     f"vif = ['mac={mac},vifname={tap}']\nextra = \"{args}\"\n")
-        p = ns.popen([a.vmm, "--config", cfg]); p.kind = kind
+        # domus-off: the same VMM with receive-side UDP coalescing switched off.
+        env = dict(os.environ, DOMUS_NET_RX_COALESCE="0") if kind == "domus-off" else None
+        p = ns.popen([a.vmm, "--config", cfg], env=env); p.kind = kind
         return p
     p = ns.popen(["qemu-system-x86_64", "-M", "microvm", "-accel", "kvm", "-cpu", "qemu64", "-m", "64",
                      "-nographic", "-nodefaults", "-serial", "stdio", "-no-reboot", "-kernel", a.elf,
@@ -332,6 +335,8 @@ def main():
     target = os.environ.get("CARGO_TARGET_DIR", "target")
     ap.add_argument("--vmm", default=os.path.join(target, "release", "domus-vmm"))
     ap.add_argument("--elf", default=os.path.join(target, "release", "domus-probe"))
+    ap.add_argument("--coalesce-off", action="store_true",
+                    help="also run domus-vmm with DOMUS_NET_RX_COALESCE=0 in each round (rows 'CASE off')")
     a = ap.parse_args()
     a.vmm, a.elf = os.path.abspath(a.vmm), os.path.abspath(a.elf)
     tmp = tempfile.mkdtemp(prefix="net-bench-")
@@ -348,10 +353,15 @@ def main():
     for case, fn in [("g->h", g2h), ("h->g", h2g), ("h->g-mmsg", h2g_mmsg), ("h->g-pkt", h2g_packet), ("h->g-gso", h2g_gso), ("g<->g", g2g)]:
         if case not in cases:
             continue
-        d, q = [], []
+        d, o, q = [], [], []
         for _ in range(a.n):
-            d.append(fn("domus", a, tmp, hz)); q.append(fn("qemu", a, tmp, hz))
+            d.append(fn("domus", a, tmp, hz))
+            if a.coalesce_off:
+                o.append(fn("domus-off", a, tmp, hz))
+            q.append(fn("qemu", a, tmp, hz))
         res[case] = (statistics.median(d), statistics.median(q), d, q)
+        if o:
+            res[case + " off"] = (statistics.median(o), statistics.median(q), o, q)
     ceiling = statistics.median([veth(a) for _ in range(a.n)]) if "veth" in cases else None
     ceiling_gso = statistics.median([veth(a, "gso") for _ in range(a.n)]) if "veth-gso" in cases else None
     dr, qr = [], []
