@@ -183,6 +183,13 @@ impl Flow {
         self.ended || self.segs >= MAX_SEGMENTS
     }
 
+    /// Whether another full datagram could join with `room` bytes left in the guest's buffers:
+    /// if not, the run ends without reading the next frame (which would only have to be moved
+    /// into a frame of its own).
+    pub fn has_room(&self, room: usize) -> bool {
+        !self.ended() && self.seg <= room && IP + UDP + self.payload + self.seg <= 65_535
+    }
+
     /// Datagrams in the run.
     pub fn segments(&self) -> u16 {
         self.segs
@@ -420,6 +427,10 @@ mod tests {
             joined += 1;
         }
         assert_eq!(joined, 44, "44 × 1472 + 28 fits 65 535, 45 would not");
+        assert!(!f.has_room(1 << 20), "a 45th is not even read");
+        let mut g = Flow::start(&big, len(1472)).unwrap();
+        assert!(g.has_room(1472));
+        assert!(!g.has_room(1471), "no room in the guest's buffers");
         assert!(28 + f.frame_len() - HEAD <= 65_535);
         let small = head(DATA_VALID, 100);
         let mut f = Flow::start(&small, len(100)).unwrap();

@@ -296,28 +296,50 @@ fn payloads_beyond_one_reads_ranges_are_copied_in_place_intact() {
 #[test]
 fn a_frame_that_does_not_join_waits_for_buffers_and_is_never_lost() {
     let r = rig();
-    // One 2500-byte chain: A1 and A2 (2054 bytes) fit, A3 does not (no room), then B.
-    let rxq = activate(&r, USO_GUEST, 1, 2500);
+    // One 4096-byte chain: A1 and A2 (2054 bytes) join; B (another flow) is read after them and
+    // waits for a chain of its own; A3 follows it.
+    let rxq = activate(&r, USO_GUEST, 1, 4096);
     let a: Vec<Vec<u8>> = (0..3)
         .map(|i| udp(1, 7, 8, 0, &bytes(40 + i, 1000)))
         .collect();
     let b = udp(2, 9, 8, 0, &bytes(50, 500));
-    for f in a.iter().chain([&b]) {
+    for f in [&a[0], &a[1], &b, &a[2]] {
         r.peer.send(f).unwrap();
     }
     let mut rx = Rx::new();
     rx.set_coalescing(true);
     assert_eq!(rx.process(&r.t, &r.net), RxPass::NoBuffers);
-    assert!(rx.has_pending(), "A3 was read and waits for a buffer");
+    assert!(rx.has_pending(), "B was read and waits for a buffer");
     assert_eq!(received(&r, &rxq), [coalesced(&a[..2])]);
     // A pause gives the held chains back; the frame stays with the receive path.
     rx.release(&r.t);
-    post(&rxq, 1, 3, 2500);
+    post(&rxq, 1, 3, 4096);
     assert_eq!(rx.process(&r.t, &r.net), RxPass::Drained);
     assert!(!rx.has_pending());
     assert_eq!(
         received(&r, &rxq),
-        [coalesced(&a[..2]), a[2].clone(), b],
-        "A3 alone (B is another flow), then B"
+        [coalesced(&a[..2]), b, a[2].clone()],
+        "B alone, then A3 alone (after another flow)"
     );
+}
+
+#[test]
+fn a_run_that_cannot_take_another_datagram_ends_without_reading_the_next() {
+    let r = rig();
+    // One 2500-byte chain: A1 and A2 (2054 bytes) fit, a third 1000-byte payload could not, so
+    // A3 stays in the TAP (nothing pending) until buffers come.
+    let rxq = activate(&r, USO_GUEST, 1, 2500);
+    let a: Vec<Vec<u8>> = (0..3)
+        .map(|i| udp(1, 7, 8, 0, &bytes(60 + i, 1000)))
+        .collect();
+    for f in &a {
+        r.peer.send(f).unwrap();
+    }
+    let mut rx = Rx::new();
+    rx.set_coalescing(true);
+    assert_eq!(rx.process(&r.t, &r.net), RxPass::NoBuffers);
+    assert!(!rx.has_pending());
+    post(&rxq, 1, 2, 2500);
+    assert_eq!(rx.process(&r.t, &r.net), RxPass::Drained);
+    assert_eq!(received(&r, &rxq), [coalesced(&a[..2]), a[2].clone()]);
 }

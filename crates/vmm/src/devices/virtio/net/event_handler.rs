@@ -176,11 +176,11 @@ impl Worker {
                 }
             }
             if !rx_wait && !tap_broken && hold.remaining(Instant::now()).is_none() {
-                let before = rx.frames;
+                let before = rx.moved();
                 match rx.process(&self.transport, &self.shared) {
                     // A full batch did not drain the TAP: no hold then.
-                    RxPass::Drained if rx.frames - before < super::rx::BATCH as u64 => {
-                        hold.after_pass(rx.frames - before, Instant::now());
+                    RxPass::Drained if rx.moved() - before < super::rx::BATCH as u64 => {
+                        hold.after_pass(rx.moved() - before, Instant::now());
                     }
                     RxPass::Drained => hold.clear(),
                     RxPass::NoBuffers => {

@@ -157,13 +157,23 @@ impl FrameIov {
         if let Some(gpa) = self.contiguous(at, out.len()) {
             return ram.read_slice(out, gpa).ok();
         }
-        for (i, b) in out.iter_mut().enumerate() {
-            let gpa = self.locate(at.checked_add(i)?)?;
-            let mut one = [0u8; 1];
-            ram.read_slice(&mut one, gpa).ok()?;
-            *b = one[0];
+        let (mut skip, mut rest) = (at, out);
+        for v in &self.guest {
+            if rest.is_empty() {
+                break;
+            }
+            if skip >= v.len() {
+                skip -= v.len();
+                continue;
+            }
+            let n = (v.len() - skip).min(rest.len());
+            let gpa = GuestAddress(v.gpa().0.checked_add(skip as u64)?);
+            let (now, later) = rest.split_at_mut(n);
+            ram.read_slice(now, gpa).ok()?;
+            rest = later;
+            skip = 0;
         }
-        Some(())
+        rest.is_empty().then_some(())
     }
 
     /// Writes `data` at logical offset `at`, range by range; `None` if it does not fit.

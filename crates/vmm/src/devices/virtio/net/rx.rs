@@ -40,7 +40,8 @@ pub enum RxPass {
     Broken,
 }
 
-/// Most frames one pass moves before returning to the event loop (fairness with transmit).
+/// Most frames one pass reads from the TAP before returning to the event loop (fairness with
+/// transmit); a coalesced frame counts its datagrams ([`Rx::moved`]).
 pub const BATCH: usize = 256;
 
 /// Guest ranges one readv gets while frames are small: with the scratch buffer behind them that is
@@ -119,6 +120,13 @@ impl Rx {
         self.coalesce = on;
     }
 
+    /// Frames read from the TAP and delivered: a coalesced frame counts as its datagrams (what
+    /// the receive moderation and the batch limit count, so that coalescing does not make a
+    /// stream look like a trickle).
+    pub fn moved(&self) -> u64 {
+        self.frames - self.coalesced_frames + self.coalesced_datagrams
+    }
+
     /// Whether a frame read while coalescing waits to be delivered (the driver posted no buffers
     /// for it yet); it is delivered before the TAP is read again.
     pub fn has_pending(&self) -> bool {
@@ -174,13 +182,15 @@ impl Rx {
     /// Moves frames from the TAP to the guest until the TAP is empty, the buffers run out or a
     /// batch is done.
     pub fn process(&mut self, t: &MmioTransport, net: &NetShared) -> RxPass {
-        for i in 0.. {
+        let start = self.moved();
+        for round in 0.. {
             // A frame a coalescing attempt read is never left behind by a full batch: it goes
-            // out (alone) in one more round.
-            if i >= BATCH && self.pending_len.is_none() {
+            // out (alone) in one more round. (Rounds count too: dropped frames move nothing.)
+            let full = round >= BATCH || self.moved() - start >= BATCH as u64;
+            if full && self.pending_len.is_none() {
                 break;
             }
-            match self.one(t, net, i < BATCH) {
+            match self.one(t, net, !full) {
                 Ok(true) => {}
                 Ok(false) => return RxPass::NoBuffers,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return RxPass::Drained,
@@ -446,7 +456,7 @@ impl Rx {
             return n;
         };
         let mut end = n;
-        while !flow.ended() {
+        while flow.has_room(cap - end) {
             let mut v = [libc::iovec {
                 iov_base: std::ptr::null_mut(),
                 iov_len: 0,
