@@ -428,7 +428,7 @@ mod tests {
         }
         assert_eq!(joined, 44, "44 × 1472 + 28 fits 65 535, 45 would not");
         assert!(!f.has_room(1 << 20), "a 45th is not even read");
-        let mut g = Flow::start(&big, len(1472)).unwrap();
+        let g = Flow::start(&big, len(1472)).unwrap();
         assert!(g.has_room(1472));
         assert!(!g.has_room(1471), "no room in the guest's buffers");
         assert!(28 + f.frame_len() - HEAD <= 65_535);

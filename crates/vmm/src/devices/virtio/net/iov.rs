@@ -126,17 +126,6 @@ impl FrameIov {
         &self.host
     }
 
-    /// The guest address of logical byte `at`.
-    fn locate(&self, mut at: usize) -> Option<GuestAddress> {
-        for v in &self.guest {
-            if at < v.len() {
-                return Some(GuestAddress(v.gpa().0.checked_add(at as u64)?));
-            }
-            at -= v.len();
-        }
-        None
-    }
-
     /// The guest address of `[at, at + len)` when it lies in one range (the common case: the
     /// header and the Ethernet addresses are in the first descriptor).
     fn contiguous(&self, at: usize, len: usize) -> Option<GuestAddress> {
