@@ -70,7 +70,7 @@ pub use progress::{
 };
 pub use types::{
     BalloonState, DiskStats, Done, MachineState, MigrateReply, NicStats, Outcome, OutcomeReply,
-    Reason, Request, StateReply, VcpuRunState, VcpuState, EXIT_VMM_ERROR,
+    refuses_destroy_unlocked, Reason, Request, StateReply, VcpuRunState, VcpuState, EXIT_VMM_ERROR,
 };
 
 /// Longest request line a VMM accepts (without its newline).
