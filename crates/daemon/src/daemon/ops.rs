@@ -315,7 +315,11 @@ impl Daemon {
     /// [`Daemon::destroy`]; with `unlocked` (after a `save`), a VMM that confirms its guest paused and
     /// its disk locks released (`destroy-unlocked`) has its domain removed at once, its exit and the
     /// cgroup's release going on in the background (`super::save::remove_unlocked`).
-    pub(super) fn destroy_with(self: &Arc<Self>, spec: &str, unlocked: bool) -> Result<(), ApiError> {
+    pub(super) fn destroy_with(
+        self: &Arc<Self>,
+        spec: &str,
+        unlocked: bool,
+    ) -> Result<(), ApiError> {
         Self::refuse_domain0(spec, "destroy")?;
         if self.cancel_pending_restart(spec) {
             return Ok(());

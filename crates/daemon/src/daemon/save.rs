@@ -227,7 +227,10 @@ impl Daemon {
                 return false;
             }
         }
-        tracing::debug!(domid = target.domid, "disk locks released; the VMM exits in the background");
+        tracing::debug!(
+            domid = target.domid,
+            "disk locks released; the VMM exits in the background"
+        );
         let leaf = {
             let mut t = self.lock();
             let Some(d) = t

@@ -22,6 +22,7 @@
 //! device thread starts. A stream whose checksum, version or shape does not match is refused before
 //! anything runs.
 
+pub mod direct;
 pub mod format;
 pub mod ram_paused;
 pub mod resident;
@@ -75,6 +76,10 @@ pub enum SnapshotError {
     /// The machine state could not be encoded or decoded (version 2: bincode).
     #[error("machine state in the image is malformed: {0}")]
     State(String),
+    /// Writing the image file failed outside the stream's own writes (its direct-I/O buffers,
+    /// [`direct`]).
+    #[error("cannot write the image: {0}")]
+    File(#[from] std::io::Error),
     /// The image is for another machine shape.
     #[error("the image does not match this domain: {0}")]
     Mismatch(String),
