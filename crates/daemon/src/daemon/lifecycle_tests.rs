@@ -582,7 +582,11 @@ fn a_saved_domain_is_gone_once_its_vmm_unlocked_its_disks_and_an_old_vmm_is_wait
         let asked = lock(&h.vmm.last(name).requests).clone();
         assert!(asked.contains(&"destroy-unlocked".to_owned()), "{asked:?}");
         // Only a VMM that refused it gets the plain destroy (and its exit waited for).
-        assert_eq!(asked.contains(&"destroy".to_owned()), name == "old", "{asked:?}");
+        assert_eq!(
+            asked.contains(&"destroy".to_owned()),
+            name == "old",
+            "{asked:?}"
+        );
     }
     assert!(h.domids().is_empty());
     assert!(h.records().is_empty(), "{:?}", h.records());

@@ -3,10 +3,15 @@
 //! Save: domusd creates `FILE.tmp-<pid>` next to FILE (owner-only, never an existing file), writes the
 //! image header with the domain's configuration (`image.rs`), hands the descriptor to the VMM with the
 //! `save` control request (the VMM pauses the guest and appends its snapshot stream: it never opens a
-//! path), syncs (`fdatasync`; writeback is started early, as the VMM's progress reports come in:
-//! `writeback.rs`), and only then renames it to FILE. Any failure removes the temporary file and leaves
-//! the domain running as it was. Then the domain is destroyed, unless `keep` (`-c`), which leaves it
-//! running, or paused with `paused` (`-p`).
+//! path; it writes past the page cache, `O_DIRECT`, so little is left for the sync), syncs
+//! (`fdatasync`; for what did go through the page cache, writeback is started early, as the VMM's
+//! progress reports come in: `writeback.rs`), and only then renames it to FILE. Any failure removes the
+//! temporary file and leaves the domain running as it was. Then the domain is destroyed, unless `keep`
+//! (`-c`), which leaves it running, or paused with `paused` (`-p`): its record removed (synced), the
+//! VMM asked for `destroy-unlocked` (it answers once the guest is paused and its disk locks are
+//! released), the domain taken out of the table at once, and the VMM's exit — freeing guest memory
+//! and the VM, 30-60 ms — left to the background (the watcher reaps it, the cgroup goes once empty).
+//! So a `restore` right after `save` finds the name free and the disks unlocked.
 //!
 //! Restore: the header is read and checked (a bad one is refused before anything is allocated); the
 //! embedded configuration (or the one given) goes through the same create path as `xl create` — the

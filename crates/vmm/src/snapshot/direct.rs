@@ -30,7 +30,7 @@ pub const BUF: usize = 4 << 20;
 const BUFFERS: usize = 3;
 
 /// A zeroed, [`ALIGN`]-aligned heap buffer.
-struct AlignedBuf {
+pub(super) struct AlignedBuf {
     ptr: NonNull<u8>,
     len: usize,
 }
@@ -43,7 +43,7 @@ impl AlignedBuf {
         Layout::from_size_align(len, ALIGN).map_err(io::Error::other)
     }
 
-    fn new(len: usize) -> io::Result<Self> {
+    pub(super) fn new(len: usize) -> io::Result<Self> {
         let layout = Self::layout(len)?;
         if len == 0 {
             return Err(io::Error::other("empty direct-I/O buffer"));
@@ -55,12 +55,12 @@ impl AlignedBuf {
         Ok(Self { ptr, len })
     }
 
-    fn as_slice(&self) -> &[u8] {
+    pub(super) fn as_slice(&self) -> &[u8] {
         // SAFETY: `ptr` is a live, initialised (zeroed) allocation of `len` bytes owned by `self`.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 
-    fn as_mut_slice(&mut self) -> &mut [u8] {
+    pub(super) fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: as in `as_slice`; `&mut self` makes this the only access.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
@@ -76,7 +76,7 @@ impl Drop for AlignedBuf {
 }
 
 /// Sets or clears `O_DIRECT` on `file`'s open file description.
-fn set_direct(file: &File, on: bool) -> io::Result<()> {
+pub(super) fn set_direct(file: &File, on: bool) -> io::Result<()> {
     let fd = file.as_raw_fd();
     // SAFETY: F_GETFL takes no argument and touches no memory of ours.
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };

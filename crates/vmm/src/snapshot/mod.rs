@@ -14,7 +14,8 @@
 //! Taking one: the control socket's `save` request carries the descriptor to write to (SCM_RIGHTS),
 //! so the VMM never opens a path. vCPUs and device threads are paused first (a device thread
 //! acknowledges its pause only with no request in flight), each vCPU thread reports its state through
-//! the save-state event, and the VMM writes the stream.
+//! the save-state event, and the VMM writes the stream — to a regular file past the page cache
+//! ([`direct`]), to anything else (a pipe) through a buffer.
 //!
 //! Restoring: domusd hands the stream over as an inherited descriptor (`restore_fd` in the spec); the
 //! machine is built as for a boot (same devices, from the same configuration), then, instead of loading
@@ -23,6 +24,7 @@
 //! anything runs.
 
 pub mod direct;
+pub mod direct_read;
 pub mod format;
 pub mod ram_paused;
 pub mod resident;
