@@ -158,7 +158,8 @@ pub fn run<T, E: From<io::Error>>(
         std::thread::Builder::new()
             .name("save-disk".into())
             .spawn_scoped(s, move || disk_thread(file, &jobs_rx, &done_tx))?;
-        let head_left = (ALIGN - (start % ALIGN as u64) as usize) % ALIGN;
+        let head_left = usize::try_from((ALIGN as u64 - start % ALIGN as u64) % ALIGN as u64)
+            .map_err(io::Error::other)?;
         let mut d = DirectFile {
             file,
             start,
@@ -357,7 +358,7 @@ mod tests {
     }
 
     fn pattern(n: usize) -> Vec<u8> {
-        (0..n).map(|i| (i * 7 + i / 4096) as u8).collect()
+        (0..n).map(|i| u8::try_from((i * 7 + i / 4096) % 251).unwrap()).collect()
     }
 
     #[test]
