@@ -358,7 +358,9 @@ mod tests {
     }
 
     fn pattern(n: usize) -> Vec<u8> {
-        (0..n).map(|i| u8::try_from((i * 7 + i / 4096) % 251).unwrap()).collect()
+        (0..n)
+            .map(|i| u8::try_from((i * 7 + i / 4096) % 251).unwrap())
+            .collect()
     }
 
     #[test]

@@ -189,7 +189,9 @@ mod tests {
     use std::io::{SeekFrom, Write};
 
     fn pattern(n: usize) -> Vec<u8> {
-        (0..n).map(|i| u8::try_from((i * 13 + i / 4096) % 251).unwrap()).collect()
+        (0..n)
+            .map(|i| u8::try_from((i * 13 + i / 4096) % 251).unwrap())
+            .collect()
     }
 
     #[test]
