@@ -133,16 +133,15 @@ mod tests {
         );
         set_lock(&source, libc::F_UNLCK).unwrap();
         set_lock(&target, libc::F_WRLCK).unwrap();
-        // A shared lock is released for good too.
+        assert!(
+            set_lock(&source, libc::F_WRLCK).is_err(),
+            "the target has it now"
+        );
+        // A shared lock excludes a writer too, until released.
         set_lock(&target, libc::F_UNLCK).unwrap();
         set_lock(&source, libc::F_RDLCK).unwrap();
         assert!(set_lock(&target, libc::F_WRLCK).is_err());
         set_lock(&source, libc::F_UNLCK).unwrap();
         set_lock(&target, libc::F_WRLCK).unwrap();
-        set_lock(&target, libc::F_UNLCK).unwrap();
-        assert!(
-            set_lock(&source, libc::F_WRLCK).is_err(),
-            "the target has it now"
-        );
     }
 }
