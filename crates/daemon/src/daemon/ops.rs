@@ -314,7 +314,7 @@ impl Daemon {
 
     /// [`Daemon::destroy`]; with `unlocked` (after a `save`), a VMM that confirms its guest paused and
     /// its disk locks released (`destroy-unlocked`) has its domain removed at once, its exit and the
-    /// cgroup's release going on in the background (`super::save::remove_unlocked`).
+    /// cgroup's release going on in the background (`destroy_unlocked` in `save.rs`).
     pub(super) fn destroy_with(
         self: &Arc<Self>,
         spec: &str,
