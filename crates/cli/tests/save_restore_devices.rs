@@ -40,6 +40,11 @@ fn disk_saved_mid_fill_is_complete_after_restore() {
         "the fill finished before the save: the test saved nothing in flight"
     );
     assert!(h.row("fill").is_none());
+    // `save` answers before the VMM has finished exiting, never before it let go of the disk.
+    assert!(
+        lock_is_free(&disk),
+        "the disk is still locked after save returned"
+    );
     h.ok(&["restore", image.to_str().unwrap()]);
     // The whole line (the UART prints it byte by byte: the end may still be on its way).
     wait_for("the fill to finish", Duration::from_secs(120), || {
@@ -63,6 +68,24 @@ fn disk_saved_mid_fill_is_complete_after_restore() {
     let on_disk = support::sha256_of(&disk);
     assert_eq!(on_disk, reported, "the disk holds what the guest wrote");
     h.ok(&["destroy", "fill"]);
+}
+
+/// Whether another open file can take `disk`'s exclusive lock now (no VMM holds one; domusd locks
+/// each disk with an open file description lock and the VMM inherits it).
+fn lock_is_free(disk: &std::path::Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(disk)
+        .unwrap();
+    // SAFETY: `flock` is a plain C struct of integers, for which all-zero is a valid value.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    // SAFETY: F_OFD_SETLK reads the `flock` (valid for the call) on an open descriptor; the lock
+    // goes with `f` when it closes.
+    unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_SETLK, &fl) == 0 }
 }
 
 /// Bytes allocated to `p` (a sparse file grows as the guest writes).

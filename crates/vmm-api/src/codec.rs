@@ -158,6 +158,7 @@ mod tests {
             Request::PowerButton,
             Request::Reset,
             Request::Destroy,
+            Request::DestroyUnlocked,
             Request::Outcome,
             Request::AckOutcome,
             Request::VcpuPin {
@@ -235,6 +236,23 @@ mod tests {
             );
             assert_eq!(decode_request(line.as_bytes()).unwrap(), req, "{line}");
         }
+    }
+
+    #[test]
+    fn an_unknown_request_is_refused_by_its_name() {
+        // What a VMM that predates `destroy-unlocked` answers (its decoder has no such variant).
+        let e = decode_request(br#"{"cmd":"destroy-unlocked-v0"}"#).unwrap_err();
+        let old = e
+            .to_string()
+            .replace("destroy-unlocked-v0", "destroy-unlocked");
+        assert!(crate::refuses_destroy_unlocked(&old), "{old}");
+        assert!(!crate::refuses_destroy_unlocked(
+            "unknown variant `destroy`"
+        ));
+        assert_eq!(
+            encode_request(&Request::DestroyUnlocked),
+            r#"{"cmd":"destroy-unlocked"}"#
+        );
     }
 
     #[test]

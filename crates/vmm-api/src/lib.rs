@@ -69,8 +69,8 @@ pub use progress::{
     decode_line, encode_progress, refuses_direct, refuses_progress, Line, Phase, Progress,
 };
 pub use types::{
-    BalloonState, DiskStats, Done, MachineState, MigrateReply, NicStats, Outcome, OutcomeReply,
-    Reason, Request, StateReply, VcpuRunState, VcpuState, EXIT_VMM_ERROR,
+    refuses_destroy_unlocked, BalloonState, DiskStats, Done, MachineState, MigrateReply, NicStats,
+    Outcome, OutcomeReply, Reason, Request, StateReply, VcpuRunState, VcpuState, EXIT_VMM_ERROR,
 };
 
 /// Longest request line a VMM accepts (without its newline).

@@ -24,6 +24,13 @@ pub enum Request {
     Reset,
     /// Stop the domain now, with a poweroff outcome.
     Destroy,
+    /// [`Request::Destroy`], answered only once the guest is paused and every disk lock the VMM held
+    /// is released (`F_OFD_SETLK` unlock): the caller may give the disks to another domain when the
+    /// reply comes, while the VMM's exit (freeing guest memory, tearing down the VM) goes on in the
+    /// background. Refused, with nothing stopped, when the guest cannot be paused or a lock not
+    /// released; a VMM that predates it refuses it too ([`refuses_destroy_unlocked`]): the caller
+    /// then sends `destroy` and waits for the exit.
+    DestroyUnlocked,
     /// The outcome, if the guest stopped ([`OutcomeReply`]).
     Outcome,
     /// The supervisor has the outcome: the VMM may exit.
@@ -98,6 +105,11 @@ pub enum Request {
     },
 }
 
+/// Whether `message` (a VMM's refusal) says it predates [`Request::DestroyUnlocked`].
+pub fn refuses_destroy_unlocked(message: &str) -> bool {
+    message.contains("unknown variant `destroy-unlocked`")
+}
+
 /// What a live migration's sending side did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MigrateReply {
@@ -127,6 +139,7 @@ impl Request {
             Self::PowerButton => "power-button",
             Self::Reset => "reset",
             Self::Destroy => "destroy",
+            Self::DestroyUnlocked => "destroy-unlocked",
             Self::Outcome => "outcome",
             Self::AckOutcome => "ack-outcome",
             Self::VcpuPin { .. } => "vcpu-pin",

@@ -84,6 +84,17 @@ impl FakeInstance {
                 self.stop("poweroff", Some("destroyed"));
                 json!({"ok": true})
             }
+            // A VMM from before `destroy-unlocked` (named "old..." here) refuses it as serde does.
+            "destroy-unlocked" if self.name.starts_with("old") => {
+                json!({"ok": false, "error": "unknown variant `destroy-unlocked`, expected one of `state`"})
+            }
+            "destroy-unlocked" => {
+                // Paused, disks unlocked, the reply sent; the process exits some time later.
+                self.stop("poweroff", Some("destroyed"));
+                self.gone.store(true, Ordering::SeqCst);
+                super::sys::kill_hard(self.pid);
+                json!({"ok": true})
+            }
             "pause" | "resume" => {
                 self.paused.store(cmd == "pause", Ordering::SeqCst);
                 json!({"ok": true})
@@ -559,6 +570,26 @@ fn destroy_stops_the_vmm_and_rename_keeps_the_config_in_step() {
     assert!(lock(&h.vmm.last("d").requests).contains(&"destroy".to_owned()));
     let e = h.daemon.get("e").unwrap_err();
     assert_eq!(e.status, 404);
+}
+
+#[test]
+fn a_saved_domain_is_gone_once_its_vmm_unlocked_its_disks_and_an_old_vmm_is_waited_for() {
+    let h = Harness::new();
+    for name in ["s", "old"] {
+        h.daemon.create(h.config(name, ""), false).unwrap();
+        h.daemon.destroy_with(name, true).unwrap();
+        assert_eq!(h.daemon.get(name).unwrap_err().status, 404, "{name}");
+        let asked = lock(&h.vmm.last(name).requests).clone();
+        assert!(asked.contains(&"destroy-unlocked".to_owned()), "{asked:?}");
+        // Only a VMM that refused it gets the plain destroy (and its exit waited for).
+        assert_eq!(
+            asked.contains(&"destroy".to_owned()),
+            name == "old",
+            "{asked:?}"
+        );
+    }
+    assert!(h.domids().is_empty());
+    assert!(h.records().is_empty(), "{:?}", h.records());
 }
 
 #[test]

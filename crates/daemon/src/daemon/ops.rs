@@ -309,6 +309,17 @@ impl Daemon {
     /// # Errors
     /// 404 when there is no such domain.
     pub fn destroy(self: &Arc<Self>, spec: &str) -> Result<(), ApiError> {
+        self.destroy_with(spec, false)
+    }
+
+    /// [`Daemon::destroy`]; with `unlocked` (after a `save`), a VMM that confirms its guest paused and
+    /// its disk locks released (`destroy-unlocked`) has its domain removed at once, its exit and the
+    /// cgroup's release going on in the background (`destroy_unlocked` in `save.rs`).
+    pub(super) fn destroy_with(
+        self: &Arc<Self>,
+        spec: &str,
+        unlocked: bool,
+    ) -> Result<(), ApiError> {
         Self::refuse_domain0(spec, "destroy")?;
         if self.cancel_pending_restart(spec) {
             return Ok(());
@@ -351,6 +362,9 @@ impl Daemon {
             }
         };
         info!(domid = target.domid, "destroying domain");
+        if unlocked && self.destroy_unlocked(&target) {
+            return Ok(());
+        }
         if let Err(e) = Self::send(&target, &Request::Destroy) {
             warn!(domid = target.domid, error = %e, "destroy request failed; killing the VMM");
             sys::kill_hard(target.pid);

@@ -3,10 +3,15 @@
 //! Save: domusd creates `FILE.tmp-<pid>` next to FILE (owner-only, never an existing file), writes the
 //! image header with the domain's configuration (`image.rs`), hands the descriptor to the VMM with the
 //! `save` control request (the VMM pauses the guest and appends its snapshot stream: it never opens a
-//! path), syncs (`fdatasync`; writeback is started early, as the VMM's progress reports come in:
-//! `writeback.rs`), and only then renames it to FILE. Any failure removes the temporary file and leaves
-//! the domain running as it was. Then the domain is destroyed, unless `keep` (`-c`), which leaves it
-//! running, or paused with `paused` (`-p`).
+//! path; it writes past the page cache, `O_DIRECT`, so little is left for the sync), syncs
+//! (`fdatasync`; for what did go through the page cache, writeback is started early, as the VMM's
+//! progress reports come in: `writeback.rs`), and only then renames it to FILE. Any failure removes the
+//! temporary file and leaves the domain running as it was. Then the domain is destroyed, unless `keep`
+//! (`-c`), which leaves it running, or paused with `paused` (`-p`): its record removed (synced), the
+//! VMM asked for `destroy-unlocked` (it answers once the guest is paused and its disk locks are
+//! released), the domain taken out of the table at once, and the VMM's exit — freeing guest memory
+//! and the VM, 30-60 ms — left to the background (the watcher reaps it, the cgroup goes once empty).
+//! So a `restore` right after `save` finds the name free and the disks unlocked.
 //!
 //! Restore: the header is read and checked (a bad one is refused before anything is allocated); the
 //! embedded configuration (or the one given) goes through the same create path as `xl create` — the
@@ -202,10 +207,59 @@ impl Daemon {
             "domain saved"
         );
         if !req.keep {
-            return self.destroy(&target.domid.to_string());
+            // xl's save destroys the domain: the reply may come once its disks are free and it is
+            // recorded as gone, before its VMM has finished exiting.
+            return self.destroy_with(&target.domid.to_string(), true);
         }
         // The VMM paused the guest for the save; record what it is now.
         self.set_paused(&target.domid.to_string(), req.paused)
+    }
+
+    /// The `destroy-unlocked` step of destroying a saved domain (its record is already removed):
+    /// once the VMM confirms that its guest is paused and every disk lock is released, the domain
+    /// leaves the table (store nodes, vifs, runtime directory: `remove_locked`) while the VMM still
+    /// exits — freeing guest memory and the VM took 30-60 ms of each save — and its cgroup is removed
+    /// once it is empty, off this thread; the watcher reaps the process. False when the VMM refused
+    /// (one that predates the request, or a guest that could not be paused): the caller destroys it
+    /// the old way and waits for the exit.
+    pub(super) fn destroy_unlocked(self: &Arc<Self>, target: &super::ops::Target) -> bool {
+        match Self::send(target, &Request::DestroyUnlocked) {
+            Ok(()) => {}
+            Err(e) => {
+                if !domus_vmm_api::refuses_destroy_unlocked(&e.message) {
+                    tracing::warn!(domid = target.domid, error = %e.message, "destroy-unlocked refused; destroying and waiting for the VMM's exit");
+                }
+                return false;
+            }
+        }
+        tracing::debug!(
+            domid = target.domid,
+            "disk locks released; the VMM exits in the background"
+        );
+        let leaf = {
+            let mut t = self.lock();
+            let Some(d) = t
+                .get_mut(target.domid)
+                .filter(|d| d.generation == target.generation)
+            else {
+                // The watcher saw the exit first and removed it.
+                return true;
+            };
+            let leaf = d.rec.vmm.as_mut().and_then(|v| v.cgroup.take());
+            self.remove_locked(&mut t, target.domid);
+            leaf
+        };
+        if let Some(leaf) = leaf {
+            let daemon = Arc::clone(self);
+            let domid = target.domid;
+            let spawned = std::thread::Builder::new()
+                .name(format!("cgroup-release-{domid}"))
+                .spawn(move || daemon.release_cgroup(domid, &leaf));
+            if let Err(e) = spawned {
+                tracing::warn!(domid, error = %e, "cannot start the cgroup release; the domain's cgroup stays");
+            }
+        }
+        true
     }
 
     /// The latest progress report of domain `spec`'s save, if one runs.

@@ -353,6 +353,29 @@ impl<'a> Ctl<'a> {
         Ok(Reply::Done)
     }
 
+    /// `destroy-unlocked`: pauses the guest if it runs (device threads drain their in-flight requests
+    /// first), releases every disk lock, then stops like `destroy`. The reply tells the supervisor
+    /// the disks are free while this process still has to exit.
+    fn destroy_unlocked(&self) -> Result<Reply, String> {
+        let src = self
+            .save
+            .as_ref()
+            .ok_or("destroy-unlocked: this machine does not know its disks")?;
+        if self.shared.should_stop() {
+            return Err("the domain has stopped".into());
+        }
+        if !self.shared.is_paused() {
+            self.pause()?;
+        }
+        super::disk_locks::release_all(src.disks)?;
+        self.shared.finish(Outcome::new(
+            Reason::Poweroff,
+            "destroyed on the control socket",
+        ));
+        self.acked.set(true);
+        Ok(Reply::Done)
+    }
+
     /// Resumes the device threads, then the vCPUs (after taking back the disk locks a live
     /// migration released: refused, the guest staying paused, when another VMM holds one).
     fn resume(&self) -> Result<Reply, String> {
@@ -437,6 +460,7 @@ impl ControlTarget for Ctl<'_> {
                 self.acked.set(true);
                 Ok(Reply::Done)
             }
+            Request::DestroyUnlocked => self.destroy_unlocked(),
             Request::Outcome => Ok(Reply::Outcome(OutcomeReply {
                 outcome: self.shared.outcome(),
             })),

@@ -65,6 +65,21 @@ pub fn release(disks: &[VmDisk]) {
     }
 }
 
+/// Releases every disk's lock, writable or not, for good: the domain is being destroyed and the
+/// caller may give its disks to another domain once this returns (the guest must be paused).
+///
+/// # Errors
+/// A message naming the first disk whose lock could not be released.
+pub fn release_all(disks: &[VmDisk]) -> Result<(), String> {
+    for d in disks {
+        if let Some(f) = &d.file {
+            set_lock(f, libc::F_UNLCK)
+                .map_err(|e| format!("cannot release the lock of disk {}: {e}", d.spec.vdev))?;
+        }
+    }
+    Ok(())
+}
+
 /// Takes the exclusive locks of the writable disks.
 ///
 /// # Errors
@@ -122,5 +137,11 @@ mod tests {
             set_lock(&source, libc::F_WRLCK).is_err(),
             "the target has it now"
         );
+        // A shared lock excludes a writer too, until released.
+        set_lock(&target, libc::F_UNLCK).unwrap();
+        set_lock(&source, libc::F_RDLCK).unwrap();
+        assert!(set_lock(&target, libc::F_WRLCK).is_err());
+        set_lock(&source, libc::F_UNLCK).unwrap();
+        set_lock(&target, libc::F_WRLCK).unwrap();
     }
 }

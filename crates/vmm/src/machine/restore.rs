@@ -26,15 +26,20 @@ pub fn reading(ready: &File) {
 /// The image's reader and RAM buffer, kept by the caller until the guest runs: freeing them is
 /// no work for the guest-visible downtime of a live migration ([`snapshot::read_with`]).
 pub struct ImageReader<'a> {
-    input: BufReader<&'a File>,
+    input: Box<dyn std::io::Read + 'a>,
     buf: Vec<u8>,
 }
 
 impl<'a> ImageReader<'a> {
-    /// A reader of the image on `f`.
+    /// A reader of the image on `f`: a saved image (a regular file) past the page cache
+    /// ([`snapshot::direct_read`]), a stream (a live migration's pipe) through a buffer.
     pub fn new(f: &'a File) -> Self {
+        let input: Box<dyn std::io::Read + 'a> = match snapshot::direct_read::DirectReader::new(f) {
+            Some(r) => Box::new(r),
+            None => Box::new(BufReader::with_capacity(1 << 20, f)),
+        };
         Self {
-            input: BufReader::with_capacity(1 << 20, f),
+            input,
             buf: Vec::new(),
         }
     }

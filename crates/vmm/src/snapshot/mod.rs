@@ -14,7 +14,8 @@
 //! Taking one: the control socket's `save` request carries the descriptor to write to (SCM_RIGHTS),
 //! so the VMM never opens a path. vCPUs and device threads are paused first (a device thread
 //! acknowledges its pause only with no request in flight), each vCPU thread reports its state through
-//! the save-state event, and the VMM writes the stream.
+//! the save-state event, and the VMM writes the stream — to a regular file past the page cache
+//! ([`direct`]), to anything else (a pipe) through a buffer.
 //!
 //! Restoring: domusd hands the stream over as an inherited descriptor (`restore_fd` in the spec); the
 //! machine is built as for a boot (same devices, from the same configuration), then, instead of loading
@@ -22,6 +23,8 @@
 //! device thread starts. A stream whose checksum, version or shape does not match is refused before
 //! anything runs.
 
+pub mod direct;
+pub mod direct_read;
 pub mod format;
 pub mod ram_paused;
 pub mod resident;
@@ -75,6 +78,10 @@ pub enum SnapshotError {
     /// The machine state could not be encoded or decoded (version 2: bincode).
     #[error("machine state in the image is malformed: {0}")]
     State(String),
+    /// Writing the image file failed outside the stream's own writes (its direct-I/O buffers,
+    /// [`direct`]).
+    #[error("cannot write the image: {0}")]
+    File(#[from] std::io::Error),
     /// The image is for another machine shape.
     #[error("the image does not match this domain: {0}")]
     Mismatch(String),
