@@ -41,7 +41,7 @@ use super::save::SaveSources;
 use super::vcpus::Vcpus;
 use crate::devices::Devices;
 use crate::snapshot::format::{StreamWriter, TAG_MACHINE};
-use crate::snapshot::{write_pages, write_ram};
+use crate::snapshot::{write_pages, write_pause_mark, write_ram};
 
 /// Most pre-copy rounds before the stop-and-copy regardless of the dirty set.
 pub const MAX_ROUNDS: u32 = 30;
@@ -150,6 +150,10 @@ pub fn send(
         }
         // Stop-and-copy. The vCPUs report their state (queued behind the pause) while the last
         // dirty pages go out and the rest of the machine's state is read.
+        // The target stops waiting in a blocking read for what comes next (`read_marked`): its
+        // wake-up is then no part of the downtime.
+        write_pause_mark(&mut w).map_err(|e| fail(&e))?;
+        w.flush().map_err(|e| fail(&e))?;
         let stop = Instant::now();
         pause()?;
         tracing::info!("migration: guest paused for the stop-and-copy");

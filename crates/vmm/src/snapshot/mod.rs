@@ -217,6 +217,16 @@ pub fn write_ram<W: Write>(w: &mut StreamWriter<W>, mem: &GuestMem) -> Result<()
     Ok(())
 }
 
+/// Writes the mark that the guest is paused next (an empty RAM run at 0): the target may get
+/// ready for the stop-and-copy ([`read_marked`]); readers that predate it skip it.
+///
+/// # Errors
+/// The stream cannot be written.
+pub fn write_pause_mark<W: Write>(w: &mut StreamWriter<W>) -> Result<(), SnapshotError> {
+    w.section(TAG_RAM, &[&0u64.to_le_bytes()])?;
+    Ok(())
+}
+
 /// Appends the 4 KiB pages at `pages` (sorted, deduplicated guest addresses), whatever they hold
 /// (a page zeroed since it was sent must be sent again), contiguous pages as one run of at most
 /// [`RAM_CHUNK`] bytes. Returns the bytes of guest memory sent.
@@ -274,6 +284,20 @@ pub fn read_with<R: Read>(
     mem: &GuestMem,
     buf: &mut Vec<u8>,
 ) -> Result<MachineSnapshot, SnapshotError> {
+    read_marked(input, mem, buf, &mut || {})
+}
+
+/// [`read_with`], calling `on_pause` at each empty RAM run: the mark a live migration's source
+/// sends just before it pauses the guest ([`write_pause_mark`]; any reader skips it).
+///
+/// # Errors
+/// As [`read`].
+pub fn read_marked<R: Read>(
+    input: R,
+    mem: &GuestMem,
+    buf: &mut Vec<u8>,
+    on_pause: &mut dyn FnMut(),
+) -> Result<MachineSnapshot, SnapshotError> {
     let ram_bytes: u64 = mem.iter().map(GuestMemoryRegion::len).sum();
     let mut r = StreamReader::new(input, ram_bytes)?;
     let mut machine = None;
@@ -291,6 +315,7 @@ pub fn read_with<R: Read>(
                 }
                 machine = Some(state);
             }
+            Section::Ram { len: 0, .. } => on_pause(),
             Section::Ram { gpa, len } => {
                 let mut done = 0u64;
                 while done < len {
