@@ -556,7 +556,11 @@ mod tests {
         })
         .unwrap();
         std::thread::sleep(Duration::from_millis(20));
-        assert_eq!(ran.load(Ordering::SeqCst), 0, "nothing runs before the release");
+        assert_eq!(
+            ran.load(Ordering::SeqCst),
+            0,
+            "nothing runs before the release"
+        );
         let h = held.release(42).unwrap();
         h.join().unwrap();
         assert_eq!(ran.load(Ordering::SeqCst), 42);
@@ -582,6 +586,10 @@ mod tests {
         // Drop joins the thread: returning at all shows it ended.
         drop(held);
         assert_eq!(ran.load(Ordering::SeqCst), 0, "its function never ran");
-        assert_eq!(dropped.load(Ordering::SeqCst), 1, "its function was dropped");
+        assert_eq!(
+            dropped.load(Ordering::SeqCst),
+            1,
+            "its function was dropped"
+        );
     }
 }

@@ -508,7 +508,9 @@ mod tests {
             )
         };
         assert_eq!(
-            prog(&receiver_command("exec /tmp/ssh-b hostb domus migrate-receive -p")),
+            prog(&receiver_command(
+                "exec /tmp/ssh-b hostb domus migrate-receive -p"
+            )),
             (
                 "/tmp/ssh-b".to_owned(),
                 vec!["hostb", "domus", "migrate-receive", "-p"]

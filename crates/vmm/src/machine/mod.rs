@@ -281,13 +281,8 @@ pub fn run(cfg: &VmConfig, mut opts: MachineOptions) -> Result<Outcome, MachineE
     // they end without running anything.
     let held = match &cfg.restore {
         Some(_) => {
-            let h = vcpus::Vcpus::start_held(
-                vcpu_fds.len(),
-                &devices,
-                &shared,
-                &cfg.vcpu_affinity,
-            )
-            .map_err(host("cannot start the vCPU threads"))?;
+            let h = vcpus::Vcpus::start_held(vcpu_fds.len(), &devices, &shared, &cfg.vcpu_affinity)
+                .map_err(host("cannot start the vCPU threads"))?;
             virtio
                 .prestart_threads()
                 .map_err(host("cannot start a device thread"))?;
