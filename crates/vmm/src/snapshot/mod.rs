@@ -408,4 +408,39 @@ mod tests {
             .unwrap();
         assert_eq!(got, [7u8; 10]);
     }
+
+    #[test]
+    fn a_pause_mark_is_reported_to_its_reader_and_skipped_by_others() {
+        let bytes = std::fs::read(format!("{CORPUS}v2_state_and_ram")).unwrap();
+        let ram = GuestRam::new(32 << 20, RamBacking::Anonymous).unwrap();
+        let snap = read(bytes.as_slice(), ram.mmap()).unwrap();
+        // A live migration's shape: RAM, the mark, the last pages, the machine state.
+        ram.mmap()
+            .write_slice(&[5u8; 16], GuestAddress(0x7000))
+            .unwrap();
+        let mut w = StreamWriter::new(Vec::new()).unwrap();
+        write_ram(&mut w, ram.mmap()).unwrap();
+        write_pause_mark(&mut w).unwrap();
+        write_pages(&mut w, ram.mmap(), &[0x7000]).unwrap();
+        w.section(format::TAG_MACHINE, &[&encode_state(&snap).unwrap()])
+            .unwrap();
+        let stream = w.finish().unwrap();
+        let mut marks = 0;
+        let back = GuestRam::new(32 << 20, RamBacking::Anonymous).unwrap();
+        let got = read_marked(stream.as_slice(), back.mmap(), &mut Vec::new(), &mut || {
+            marks += 1;
+        })
+        .unwrap();
+        assert_eq!(marks, 1);
+        assert_eq!(encode(&got).unwrap(), encode(&snap).unwrap());
+        let mut page = [0u8; 16];
+        back.mmap()
+            .read_slice(&mut page, GuestAddress(0x7000))
+            .unwrap();
+        assert_eq!(page, [5u8; 16]);
+        // A reader without the hook skips the mark.
+        let plain = GuestRam::new(32 << 20, RamBacking::Anonymous).unwrap();
+        let got = read(stream.as_slice(), plain.mmap()).unwrap();
+        assert_eq!(encode(&got).unwrap(), encode(&snap).unwrap());
+    }
 }
