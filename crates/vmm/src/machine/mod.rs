@@ -369,6 +369,13 @@ pub fn run(cfg: &VmConfig, mut opts: MachineOptions) -> Result<Outcome, MachineE
         _ => None,
     };
 
+    // A restore releases its (held, so quickly released) device threads before its vCPUs: a vCPU
+    // woken on this CPU may run the guest at once, and nothing else should wait behind it.
+    let devices_first = restored.is_some().then(|| {
+        let s = virtio.start_threads();
+        virtio.notify_all();
+        s
+    });
     // With `start_paused`, every vCPU acknowledged its pause before running a guest instruction.
     let vcpus = match held {
         Some(h) => h.release(
@@ -388,11 +395,13 @@ pub fn run(cfg: &VmConfig, mut opts: MachineOptions) -> Result<Outcome, MachineE
     }
     .map_err(host("cannot start the vCPU threads"))?;
     shared.set_paused(opts.start_paused);
-    let started = virtio.start_threads();
-    if restored.is_some() {
-        virtio.notify_all();
-        tracing::info!(paused = opts.start_paused, "restored guest running");
-    }
+    let started = match devices_first {
+        Some(s) => {
+            tracing::info!(paused = opts.start_paused, "restored guest running");
+            s
+        }
+        None => virtio.start_threads(),
+    };
     // Freed only now: no part of the downtime (see `restore::ImageReader`).
     drop(image);
     let vcpus = RefCell::new(vcpus);

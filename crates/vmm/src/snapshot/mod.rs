@@ -273,7 +273,8 @@ pub fn read<R: Read>(input: R, mem: &GuestMem) -> Result<MachineSnapshot, Snapsh
     read_with(input, mem, &mut Vec::new())
 }
 
-/// [`read`] with the caller's buffer for RAM runs (grown to [`RAM_CHUNK`]): a live migration's
+/// [`read`] with the caller's buffer for RAM runs across regions (grown to [`RAM_CHUNK`]; runs
+/// within one region go straight into guest memory): a live migration's
 /// target frees it (and its reader's buffer) only once the guest runs — freeing a few MiB of
 /// touched memory took 0.2 ms on the development host, all of it guest-visible downtime.
 ///
@@ -285,6 +286,38 @@ pub fn read_with<R: Read>(
     buf: &mut Vec<u8>,
 ) -> Result<MachineSnapshot, SnapshotError> {
     read_marked(input, mem, buf, &mut || {})
+}
+
+/// Reads the RAM run `gpa`..`gpa + len` straight into guest memory when it lies in one region
+/// (returns false otherwise, having read nothing). No copy through a buffer, and nothing read
+/// but not yet in guest memory: a live migration's source, which waits until the stream's pipe
+/// is empty before it pauses the guest, then knows that the target has no pre-copy backlog left
+/// (a 2 MiB run gathered in a buffer cost up to ~1 ms of downtime).
+fn read_in_place<R: Read>(
+    r: &mut StreamReader<R>,
+    mem: &GuestMem,
+    gpa: u64,
+    len: u64,
+) -> Result<bool, SnapshotError> {
+    let Some(region) = mem.find_region(GuestAddress(gpa)) else {
+        return Ok(false);
+    };
+    let offset = gpa - region.start_addr().0;
+    let (Some(end), Ok(n)) = (offset.checked_add(len), usize::try_from(len)) else {
+        return Ok(false);
+    };
+    if end > region.len() {
+        return Ok(false);
+    }
+    let Ok(host) = region.get_host_address(vm_memory::MemoryRegionAddress(offset)) else {
+        return Ok(false);
+    };
+    // SAFETY: `host` .. `host + n` lies inside the region's live mapping (offset and end checked
+    // above) for as long as `mem` is borrowed, and a restore reads into the fresh memory of a
+    // machine that does not run: no vCPU or device thread reads or writes it meanwhile.
+    let dst = unsafe { std::slice::from_raw_parts_mut(host, n) };
+    r.read_payload(dst)?;
+    Ok(true)
 }
 
 /// [`read_with`], calling `on_pause` at each empty RAM run: the mark a live migration's source
@@ -301,9 +334,6 @@ pub fn read_marked<R: Read>(
     let ram_bytes: u64 = mem.iter().map(GuestMemoryRegion::len).sum();
     let mut r = StreamReader::new(input, ram_bytes)?;
     let mut machine = None;
-    if buf.len() < RAM_CHUNK {
-        buf.resize(RAM_CHUNK, 0);
-    }
     loop {
         match r.next_section()? {
             Section::Machine(state) => {
@@ -316,7 +346,12 @@ pub fn read_marked<R: Read>(
                 machine = Some(state);
             }
             Section::Ram { len: 0, .. } => on_pause(),
+            Section::Ram { gpa, len } if read_in_place(&mut r, mem, gpa, len)? => {}
             Section::Ram { gpa, len } => {
+                // A run across regions: through `buf`.
+                if buf.len() < RAM_CHUNK {
+                    buf.resize(RAM_CHUNK, 0);
+                }
                 let mut done = 0u64;
                 while done < len {
                     let n =
