@@ -20,6 +20,61 @@ use std::time::{Duration, Instant};
 
 use vmm_sys_util::eventfd::EventFd;
 
+/// Starts a thread of `kind` named `name` that waits for a value before it runs `f` with it
+/// (a restore's threads exist before the image is read, so starting them is no part of a live
+/// migration's downtime: [`crate::machine`]). The thread starts (and enters its seccomp filter) now;
+/// [`Held::release`] hands it the value. Dropping the [`Held`] unreleased ends the thread without
+/// running `f` (`f` is dropped in the thread).
+///
+/// # Errors
+/// The host refused a new thread.
+pub fn spawn_held<F, V>(kind: ThreadKind, name: String, f: F) -> io::Result<Held<V>>
+where
+    F: FnOnce(V) + Send + 'static,
+    V: Send + 'static,
+{
+    let (tx, rx) = std::sync::mpsc::sync_channel::<V>(1);
+    let handle = spawn(kind, name, move || match rx.recv() {
+        Ok(v) => f(v),
+        Err(_) => drop(f),
+    })?;
+    Ok(Held {
+        tx: Some(tx),
+        handle: Some(handle),
+    })
+}
+
+/// A thread started by [`spawn_held`], waiting for its value.
+pub struct Held<V> {
+    tx: Option<std::sync::mpsc::SyncSender<V>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl<V> Held<V> {
+    /// Lets the thread run with `v`; returns its handle.
+    ///
+    /// # Errors
+    /// The thread ended before it got its value (it only ends early when its start failed).
+    pub fn release(mut self, v: V) -> io::Result<JoinHandle<()>> {
+        let (Some(tx), Some(handle)) = (self.tx.take(), self.handle.take()) else {
+            return Err(io::Error::other("a held thread was released twice"));
+        };
+        tx.send(v)
+            .map_err(|_| io::Error::other("a held thread ended before it was released"))?;
+        Ok(handle)
+    }
+}
+
+impl<V> Drop for Held<V> {
+    /// Unreleased: the thread's channel closes, it ends without running its function, and is joined.
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(h) = self.handle.take() {
+            let _ignored = h.join();
+        }
+    }
+}
+
 /// What a thread does (names the thread and chooses its seccomp filter: [`crate::seccomp`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ThreadKind {
@@ -490,5 +545,51 @@ mod tests {
             ctl.request(ThreadEvent::Pause, Duration::from_millis(10)),
             Err(AckError::Gone { .. })
         ));
+    }
+
+    #[test]
+    fn a_held_thread_runs_only_once_released_and_with_its_value() {
+        let ran = Arc::new(AtomicU64::new(0));
+        let r = Arc::clone(&ran);
+        let held = spawn_held(ThreadKind::Device, "held".into(), move |v: u64| {
+            r.store(v, Ordering::SeqCst);
+        })
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(
+            ran.load(Ordering::SeqCst),
+            0,
+            "nothing runs before the release"
+        );
+        let h = held.release(42).unwrap();
+        h.join().unwrap();
+        assert_eq!(ran.load(Ordering::SeqCst), 42);
+    }
+
+    #[test]
+    fn a_held_thread_dropped_unreleased_ends_without_running() {
+        let ran = Arc::new(AtomicU64::new(0));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let (r, d) = (Arc::clone(&ran), Arc::clone(&dropped));
+        struct OnDrop(Arc<AtomicU64>);
+        impl Drop for OnDrop {
+            fn drop(&mut self) {
+                self.0.store(1, Ordering::SeqCst);
+            }
+        }
+        let guard = OnDrop(d);
+        let held = spawn_held(ThreadKind::Device, "unreleased".into(), move |v: u64| {
+            let _g = &guard;
+            r.store(v, Ordering::SeqCst);
+        })
+        .unwrap();
+        // Drop joins the thread: returning at all shows it ended.
+        drop(held);
+        assert_eq!(ran.load(Ordering::SeqCst), 0, "its function never ran");
+        assert_eq!(
+            dropped.load(Ordering::SeqCst),
+            1,
+            "its function was dropped"
+        );
     }
 }

@@ -1,8 +1,9 @@
 //! `xl migrate [-s SSHCOMMAND] [-C CONFIG] [-p] [--debug] DOMAIN HOST`: live migration to another Domus
 //! host.
 //!
-//! As xl does, this runs `SSHCOMMAND HOST <prog> migrate-receive` through `/bin/sh -c` (default
-//! SSHCOMMAND `ssh`; `<prog>` is how this CLI was invoked, `xl` or `domus`) and streams the domain
+//! As xl does, this runs `SSHCOMMAND HOST <prog> migrate-receive` through `/bin/sh -c` (directly
+//! when no word needs a shell; default SSHCOMMAND `ssh`; `<prog>` is how this CLI was invoked, `xl`
+//! or `domus`) and streams the domain
 //! through that pipe: the image header with the configuration (the domain's own, or CONFIG), then
 //! the domain's VMM writes its live stream (pre-copy with dirty logging, then stop-and-copy: see
 //! `domus_vmm::machine::migrate`) straight into the pipe to the receiver (passed to it on a socket
@@ -105,8 +106,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     );
     let was_paused = d.state == domus_api::messages::DomainState::Paused;
     tracing::debug!(%rune, "starting the receiver");
-    let mut child = Command::new("/bin/sh")
-        .args(["-c", &rune])
+    let mut child = receiver_command(&rune)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -144,6 +144,37 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     }
 }
 
+/// Size of the pipe to the receiver (the most an unprivileged process may ask for by default,
+/// `/proc/sys/fs/pipe-max-size`): the pre-copy then crosses it in 1 MiB turns instead of 64 KiB
+/// ones (BENCHMARKS.md, issue 18's migration sections).
+const PIPE_BYTES: usize = 1 << 20;
+
+/// The receiver's command: `rune` (`exec SSHCOMMAND HOST <prog> migrate-receive ...`) run by
+/// `/bin/sh -c` as xl does, or, when no word of it needs a shell (only letters, digits and
+/// `_-./=:,@+%`), the program run directly: the same command without a shell's start-up on the
+/// migration's path.
+fn receiver_command(rune: &str) -> Command {
+    let plain = |w: &str| {
+        w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./=:,@+%".contains(c))
+    };
+    let words: Vec<&str> = rune.split(' ').collect();
+    match words.as_slice() {
+        ["exec", program, rest @ ..]
+            if !program.is_empty() && words.iter().all(|w| !w.is_empty() && plain(w)) =>
+        {
+            let mut c = Command::new(program);
+            c.args(rest);
+            c
+        }
+        _ => {
+            let mut c = Command::new("/bin/sh");
+            c.args(["-c", rune]);
+            c
+        }
+    }
+}
+
 /// What the sending side achieved.
 enum Sent {
     /// The target runs the domain.
@@ -170,6 +201,11 @@ fn send(
         .stdin
         .take()
         .ok_or_else(|| anyhow!("no pipe to the receiver"))?;
+    // The VMM writes the stream straight into this pipe: at 64 KiB (the default) it and the
+    // target VMM take turns every 64 KiB. Best effort: a pipe that stays small only costs time.
+    if let Err(e) = rustix::pipe::fcntl_setpipe_size(&to_target, PIPE_BYTES) {
+        tracing::debug!(error = %e, "cannot widen the pipe to the receiver");
+    }
     let from_target = child
         .stdout
         .take()
@@ -469,5 +505,41 @@ mod tests {
         let e = migrate_request("web", &path, &w, false, &mut || Ok(())).unwrap_err();
         assert!(e.to_string().contains("not supported"), "{e}");
         vmm.join().unwrap();
+    }
+
+    #[test]
+    fn a_receiver_rune_without_shell_words_runs_directly_and_others_through_sh() {
+        let prog = |c: &Command| {
+            (
+                c.get_program().to_string_lossy().into_owned(),
+                c.get_args()
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(
+            prog(&receiver_command(
+                "exec /tmp/ssh-b hostb domus migrate-receive -p"
+            )),
+            (
+                "/tmp/ssh-b".to_owned(),
+                vec!["hostb", "domus", "migrate-receive", "-p"]
+                    .into_iter()
+                    .map(String::from)
+                    .collect()
+            )
+        );
+        for rune in [
+            "exec ssh -o 'StrictHostKeyChecking no' host xl migrate-receive",
+            "exec ssh  host xl migrate-receive",
+            "exec ssh $HOST xl migrate-receive",
+            "exec ssh host;rm xl migrate-receive",
+        ] {
+            assert_eq!(
+                prog(&receiver_command(rune)),
+                ("/bin/sh".to_owned(), vec!["-c".to_owned(), rune.to_owned()]),
+                "{rune}"
+            );
+        }
     }
 }

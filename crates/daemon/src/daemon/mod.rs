@@ -245,6 +245,23 @@ impl Daemon {
         })
     }
 
+    /// [`Daemon::persist`] without the sync (`Records::save_unsynced`): a domain's "Creating"
+    /// record, which the synced record of its VMM replaces before that VMM is let run.
+    fn persist_unsynced(&self, d: &Domain) -> Result<(), ApiError> {
+        self.records.save_unsynced(&d.rec).map_err(|e| {
+            let e = anyhow::Error::from(e);
+            warn!(domid = d.rec.domid, domname = %d.rec.name, error = %format!("{e:#}"), "cannot persist domain record");
+            self.mark_degraded(&e)
+        })
+    }
+
+    /// `Records::save_next_domid_unsynced` (next to [`Daemon::persist_unsynced`]).
+    fn save_next_domid_unsynced(&self, t: &Table) {
+        if let Err(e) = self.records.save_next_domid_unsynced(t.next_domid()) {
+            warn!(error = %anyhow::Error::from(e), "cannot persist next domid");
+        }
+    }
+
     /// [`Daemon::persist`] where the change already happened (live facts, flags): logged, not returned.
     fn save(&self, d: &Domain) {
         let _ = self.persist(d);

@@ -56,6 +56,12 @@ fn sync_dir(dir: &Path) -> Result<(), RecordError> {
 }
 
 fn write_atomic(path: &Path, data: &[u8]) -> Result<(), RecordError> {
+    write_replacing(path, data, true)
+}
+
+/// Writes `data` to a temporary file renamed over `path`; with `sync`, the file and then its
+/// directory are synced too (durable against a host crash, not just visible to a restarted domusd).
+fn write_replacing(path: &Path, data: &[u8], sync: bool) -> Result<(), RecordError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
@@ -67,13 +73,19 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<(), RecordError> {
         .open(&tmp)
         .and_then(|mut f| {
             f.write_all(data)?;
-            f.sync_all()
+            if sync {
+                f.sync_all()?;
+            }
+            Ok(())
         });
     if let Err(e) = written {
         let _ = fs::remove_file(&tmp);
         return Err(io_err("write", &tmp)(e));
     }
     fs::rename(&tmp, path).map_err(io_err("rename into place", path))?;
+    if !sync {
+        return Ok(());
+    }
     sync_dir(path.parent().unwrap_or(Path::new("/")))
 }
 
@@ -126,6 +138,21 @@ impl Records {
         write_atomic(&self.path(rec.domid), &data)
     }
 
+    /// Writes a record without syncing it: visible to a domusd restarted after a crash of this one,
+    /// but not durable against a crash of the host. Only for a record that a synced
+    /// [`Records::save`] replaces before anything it describes can outlive the host's crash (the
+    /// "Creating" record of a domain, before its VMM runs: `lifecycle`).
+    ///
+    /// # Errors
+    /// [`RecordError`].
+    pub fn save_unsynced(&self, rec: &DomainRecord) -> Result<(), RecordError> {
+        let data = serde_json::to_vec_pretty(rec).map_err(|source| RecordError::Encode {
+            domid: rec.domid,
+            source,
+        })?;
+        write_replacing(&self.path(rec.domid), &data, false)
+    }
+
     /// Deletes a record (absent is fine).
     ///
     /// # Errors
@@ -170,6 +197,19 @@ impl Records {
     /// [`RecordError`].
     pub fn save_next_domid(&self, next: u32) -> Result<(), RecordError> {
         write_atomic(&self.dir.join("next-domid"), next.to_string().as_bytes())
+    }
+
+    /// [`Records::save_next_domid`] without the sync: a domid in use has a record, which keeps a
+    /// restarted domusd from giving it out again whatever this file says.
+    ///
+    /// # Errors
+    /// [`RecordError`].
+    pub fn save_next_domid_unsynced(&self, next: u32) -> Result<(), RecordError> {
+        write_replacing(
+            &self.dir.join("next-domid"),
+            next.to_string().as_bytes(),
+            false,
+        )
     }
 
     /// The persisted next domid (0 when none).
@@ -229,5 +269,20 @@ mod tests {
         assert!(r.exists(3) && !r.exists(4));
         r.probe().unwrap();
         assert_eq!(r.load_next_domid(), 42);
+        // The unsynced writes are visible like the synced ones, and replaced by them.
+        let mut creating = rec.clone();
+        creating.domid = 4;
+        creating.phase = super::super::domain::Phase::Creating;
+        r.save_unsynced(&creating).unwrap();
+        r.save_next_domid_unsynced(43).unwrap();
+        assert!(r.exists(4));
+        assert_eq!(r.load_next_domid(), 43);
+        let (recs, _) = r.load_all().unwrap();
+        assert!(recs.contains(&creating));
+        creating.phase = super::super::domain::Phase::Running;
+        r.save(&creating).unwrap();
+        let (recs, _) = r.load_all().unwrap();
+        assert!(recs.contains(&creating));
+        assert!(!dir.path().join("domains/4.tmp").exists());
     }
 }

@@ -170,6 +170,7 @@ impl ConsoleHub {
 }
 
 /// The UART's `Write` end.
+#[derive(Clone)]
 pub struct ConsoleSink(pub ConsoleHub);
 
 impl Write for ConsoleSink {

@@ -300,6 +300,14 @@ impl Devices {
         }
     }
 
+    /// Puts the UART in the image's state (a machine built before its image was read).
+    ///
+    /// # Errors
+    /// The image's UART state is malformed.
+    pub fn restore_serial(&self, s: &legacy::serial::SerialSnapshot) -> Result<(), String> {
+        lock(&self.serial).restore(s)
+    }
+
     /// The virtio-mmio transports, slot order.
     pub fn virtio(&self) -> &[Arc<virtio::mmio::MmioTransport>] {
         &self.virtio

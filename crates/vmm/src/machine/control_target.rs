@@ -150,7 +150,7 @@ impl<'a> Ctl<'a> {
         }
         // Once paused (in-flight disk requests drained), the writable disks' locks go to the target.
         let pause = || {
-            self.pause()?;
+            self.pause_then(true)?;
             super::disk_locks::release(src.disks);
             self.locks_released.set(true);
             Ok(())
@@ -331,6 +331,14 @@ impl<'a> Ctl<'a> {
 
     /// Pauses the vCPUs, then the device threads; returns once every one acknowledged.
     fn pause(&self) -> Result<Reply, String> {
+        self.pause_then(false)
+    }
+
+    /// [`Ctl::pause`]; with `save_state`, each vCPU's `SaveState` is queued right behind its
+    /// `Pause`, and the caller collects the answers ([`Vcpus::wait_all`]): a live migration's
+    /// stop-and-copy ([`super::migrate::send`]), where the vCPUs report their state while the
+    /// devices pause and the last dirty pages go out. On an error no answer is left pending.
+    fn pause_then(&self, save_state: bool) -> Result<Reply, String> {
         if self.shared.should_stop() {
             return Err("the domain has stopped".into());
         }
@@ -339,16 +347,31 @@ impl<'a> Ctl<'a> {
             // guest stays paused.
             self.take_locks_back()
                 .map_err(|e| format!("the guest stays paused without its disks' locks: {e}"))?;
+            if save_state {
+                self.vcpus.borrow().send_all(&[ThreadEvent::SaveState]);
+            }
             return Ok(Reply::Done);
         }
-        self.vcpus
-            .borrow_mut()
-            .broadcast(ThreadEvent::Pause)
-            .map_err(|e| format!("vCPUs did not pause: {e}"))?;
-        self.virtio
-            .borrow_mut()
-            .broadcast(ThreadEvent::Pause)
-            .map_err(|e| format!("devices did not pause: {e}"))?;
+        let events: &[ThreadEvent] = if save_state {
+            &[ThreadEvent::Pause, ThreadEvent::SaveState]
+        } else {
+            &[ThreadEvent::Pause]
+        };
+        let drop_states = || {
+            if save_state {
+                let _ignored = self.vcpus.borrow_mut().wait_all(ThreadEvent::SaveState);
+            }
+        };
+        self.vcpus.borrow().send_all(events);
+        let paused = self.vcpus.borrow_mut().wait_all(ThreadEvent::Pause);
+        if let Err(e) = paused {
+            drop_states();
+            return Err(format!("vCPUs did not pause: {e}"));
+        }
+        if let Err(e) = self.virtio.borrow_mut().broadcast(ThreadEvent::Pause) {
+            drop_states();
+            return Err(format!("devices did not pause: {e}"));
+        }
         self.shared.set_paused(true);
         Ok(Reply::Done)
     }

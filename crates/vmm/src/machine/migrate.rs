@@ -11,7 +11,8 @@
 //!    stops shrinking), and — when `migrate` hands a socket for the go byte — once the target
 //!    VMM reads the stream ([`super::migrate_ready`]: rounds go on every 20 ms until then, and the
 //!    socket is drained first), the guest is paused (devices drain their in-flight requests, whose writes are
-//!    marked dirty), the last dirty pages and the machine state ([`super::save::collect`]) are sent,
+//!    marked dirty), the last dirty pages and the machine state ([`super::save::without_vcpus`]; the vCPUs
+//!    report theirs meanwhile: [`super::save::add_vcpus`]) are sent,
 //!    and the trailer ends the stream. The guest stays paused: the caller destroys it once the target
 //!    runs, or resumes it.
 //!
@@ -40,7 +41,7 @@ use super::save::SaveSources;
 use super::vcpus::Vcpus;
 use crate::devices::Devices;
 use crate::snapshot::format::{StreamWriter, TAG_MACHINE};
-use crate::snapshot::{write_pages, write_ram};
+use crate::snapshot::{write_pages, write_pause_mark, write_ram};
 
 /// Most pre-copy rounds before the stop-and-copy regardless of the dirty set.
 pub const MAX_ROUNDS: u32 = 30;
@@ -59,7 +60,8 @@ fn dirty(src: &SaveSources<'_>) -> Result<Vec<u64>, String> {
     Ok(pages)
 }
 
-/// Runs the pre-copy and the stop-and-copy into `out`. `pause` stops vCPUs and device threads;
+/// Runs the pre-copy and the stop-and-copy into `out`. `pause` stops vCPUs and device threads,
+/// with each vCPU's `SaveState` queued behind its pause (collected here; none pending on an error);
 /// `out`'s reporter hears of each round and of the bytes sent. The go byte is awaited on `go`
 /// (a direct stream's socket) or, without it, on `out` when that is a socket.
 ///
@@ -146,25 +148,40 @@ pub fn send(
                 "migration: the target reads the stream"
             );
         }
-        // Stop-and-copy.
+        // Stop-and-copy. The vCPUs report their state (queued behind the pause) while the last
+        // dirty pages go out and the rest of the machine's state is read.
+        // The target stops waiting in a blocking read for what comes next (`read_marked`): its
+        // wake-up is then no part of the downtime.
+        write_pause_mark(&mut w).map_err(|e| fail(&e))?;
+        w.flush().map_err(|e| fail(&e))?;
         let stop = Instant::now();
         pause()?;
         tracing::info!("migration: guest paused for the stop-and-copy");
-        let snap = super::save::collect(src, vcpus, devices, memory_mib, false)?;
-        tracing::debug!("migration: machine state collected");
         let t0 = Instant::now();
-        let mut tail = dirty(src)?;
-        let t_dirty = t0.elapsed();
-        tail.extend(pages);
-        tail.sort_unstable();
-        tail.dedup();
-        if let Some(l) = reply.dirty_pages.last_mut() {
-            *l = tail.len() as u64;
-        }
-        let n = tail.len() as u64;
-        progress.stage(Phase::StopAndCopy, reply.iterations, n, n);
-        write_pages(&mut w, src.ram.mmap(), &tail).map_err(|e| fail(&e))?;
+        let sent = (|| {
+            let mut tail = dirty(src)?;
+            let t_dirty = t0.elapsed();
+            tail.extend(std::mem::take(&mut pages));
+            tail.sort_unstable();
+            tail.dedup();
+            if let Some(l) = reply.dirty_pages.last_mut() {
+                *l = tail.len() as u64;
+            }
+            let n = tail.len() as u64;
+            progress.stage(Phase::StopAndCopy, reply.iterations, n, n);
+            write_pages(&mut w, src.ram.mmap(), &tail).map_err(|e| fail(&e))?;
+            let snap = super::save::without_vcpus(src, devices, memory_mib, false)?;
+            Ok::<_, String>((tail.len(), t_dirty, snap))
+        })();
+        // Always collected: an answer left pending would be taken for the next event's.
+        let acks = vcpus
+            .borrow_mut()
+            .wait_all(crate::threads::ThreadEvent::SaveState)
+            .map_err(|e| format!("migrate: a vCPU did not report its state: {e}"));
         let t_pages = t0.elapsed();
+        let (tail, t_dirty, mut snap) = sent?;
+        super::save::add_vcpus(&mut snap, src, acks?)?;
+        tracing::debug!("migration: machine state collected");
         let state = crate::snapshot::encode_state(&snap).map_err(|e| fail(&e))?;
         let t_encode = t0.elapsed();
         w.section(TAG_MACHINE, &[&state]).map_err(|e| fail(&e))?;
@@ -172,14 +189,14 @@ pub fn send(
         w.finish().map_err(|e| fail(&e))?;
         tracing::debug!(
             dirty_us = t_dirty.as_micros(),
-            pages_us = t_pages.as_micros(),
+            collected_us = t_pages.as_micros(),
             encode_us = t_encode.as_micros(),
             sent_us = t0.elapsed().as_micros(),
             state_bytes = state.len(),
             "migration: stop-and-copy timing"
         );
         tracing::info!(
-            pages = tail.len(),
+            pages = tail,
             bytes = reply.bytes,
             "migration: stop-and-copy sent"
         );

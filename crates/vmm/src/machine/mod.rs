@@ -239,6 +239,58 @@ pub fn run(cfg: &VmConfig, mut opts: MachineOptions) -> Result<Outcome, MachineE
             vcpu_fds.push(fd);
         }
     }
+    let serial_irq =
+        EventFd::new(libc::EFD_NONBLOCK).map_err(host("cannot create the UART eventfd"))?;
+    vm.fd()
+        .register_irqfd(&serial_irq, COM1_IRQ)
+        .map_err(|e| MachineError::Host {
+            what: "cannot register the UART irqfd",
+            source: std::io::Error::from_raw_os_error(e.errno()),
+        })?;
+    let hub = ConsoleHub::new(opts.console == ConsoleMode::Stdio);
+    // A restore's UART gets the image's state once it is read (`Devices::restore_serial`).
+    let serial = SerialDevice::new(IrqTrigger(serial_irq), ConsoleSink(hub.clone()));
+    let possible = possible_vcpus(cfg);
+    let mut shared =
+        Shared::new(possible, host_is_pvm).map_err(host("cannot create an eventfd"))?;
+    shared.msr_list = kvm.msr_index_list();
+    let shared = Arc::new(shared);
+    let sci_vm = Arc::clone(&vm);
+    let ged_vm = Arc::clone(&vm);
+    let eject_shared = Arc::clone(&shared);
+    let devices = Arc::new(
+        Devices::new(
+            serial,
+            Box::new(move || sci_vm.pulse_irq_line(u32::from(SCI_IRQ))),
+        )
+        .with_virtio(virtio.transports())
+        .with_cpu_hotplug(
+            CpuHotplug::new(cfg.vcpus, possible),
+            Box::new(move || ged_vm.pulse_irq_line(GED_GSI)),
+            Box::new(move |id| park_ejected(&eject_shared, id)),
+        ),
+    );
+    crate::vstate::vcpu::install_kick_handler().map_err(|e| MachineError::Host {
+        what: "cannot install the vCPU kick signal handler",
+        source: std::io::Error::from_raw_os_error(e.errno()),
+    })?;
+    // A restore's vCPU and device threads start now, held before their first instruction (the
+    // vCPUs') or their body (the devices'), and are released once the image's state is applied:
+    // during a live migration the rest of the stream arrives with the source guest paused, and
+    // starting threads is no longer on that path. A restore that fails drops them unreleased:
+    // they end without running anything.
+    let held = match &cfg.restore {
+        Some(_) => {
+            let h = vcpus::Vcpus::start_held(vcpu_fds.len(), &devices, &shared, &cfg.vcpu_affinity)
+                .map_err(host("cannot start the vCPU threads"))?;
+            virtio
+                .prestart_threads()
+                .map_err(host("cannot start a device thread"))?;
+            Some(h)
+        }
+        None => None,
+    };
+
     // A restore reads the image now (RAM straight into guest memory; refused as a whole on any
     // damage), instead of loading a kernel; its state is applied below, before anything runs.
     let mut image = cfg.restore.as_ref().map(restore::ImageReader::new);
@@ -258,30 +310,11 @@ pub fn run(cfg: &VmConfig, mut opts: MachineOptions) -> Result<Outcome, MachineE
         },
         None => boot::load(ram.mmap(), cfg, &virtio.dsdt_devices())?,
     };
-
-    let serial_irq =
-        EventFd::new(libc::EFD_NONBLOCK).map_err(host("cannot create the UART eventfd"))?;
-    vm.fd()
-        .register_irqfd(&serial_irq, COM1_IRQ)
-        .map_err(|e| MachineError::Host {
-            what: "cannot register the UART irqfd",
-            source: std::io::Error::from_raw_os_error(e.errno()),
-        })?;
-    let hub = ConsoleHub::new(opts.console == ConsoleMode::Stdio);
-    let serial = match &restored {
-        Some(snap) => SerialDevice::from_snapshot(
-            IrqTrigger(serial_irq),
-            ConsoleSink(hub.clone()),
-            &snap.legacy.serial,
-        )
-        .map_err(MachineError::Restore)?,
-        None => SerialDevice::new(IrqTrigger(serial_irq), ConsoleSink(hub.clone())),
-    };
-    let possible = possible_vcpus(cfg);
-    let mut shared =
-        Shared::new(possible, host_is_pvm).map_err(host("cannot create an eventfd"))?;
-    shared.msr_list = kvm.msr_index_list();
-    let shared = Arc::new(shared);
+    if let Some(snap) = &restored {
+        devices
+            .restore_serial(&snap.legacy.serial)
+            .map_err(MachineError::Restore)?;
+    }
     // vCPUs beyond `vcpus` start offline (plugged in later by `set-vcpus`); a restore recreates
     // every vCPU the image has, each online or offline as it was.
     let created = match &restored {
@@ -296,21 +329,6 @@ pub fn run(cfg: &VmConfig, mut opts: MachineOptions) -> Result<Outcome, MachineE
         s.offline
             .store(offline, std::sync::atomic::Ordering::SeqCst);
     }
-    let sci_vm = Arc::clone(&vm);
-    let ged_vm = Arc::clone(&vm);
-    let eject_shared = Arc::clone(&shared);
-    let devices = Arc::new(
-        Devices::new(
-            serial,
-            Box::new(move || sci_vm.pulse_irq_line(u32::from(SCI_IRQ))),
-        )
-        .with_virtio(virtio.transports())
-        .with_cpu_hotplug(
-            CpuHotplug::new(cfg.vcpus, possible),
-            Box::new(move || ged_vm.pulse_irq_line(GED_GSI)),
-            Box::new(move |id| park_ejected(&eject_shared, id)),
-        ),
-    );
 
     for id in u32::try_from(vcpu_fds.len()).unwrap_or(u32::MAX)..created {
         let fd = crate::vstate::vcpu::create(vm.fd(), &supported, id, possible, entry)?;
@@ -351,25 +369,39 @@ pub fn run(cfg: &VmConfig, mut opts: MachineOptions) -> Result<Outcome, MachineE
         _ => None,
     };
 
-    crate::vstate::vcpu::install_kick_handler().map_err(|e| MachineError::Host {
-        what: "cannot install the vCPU kick signal handler",
-        source: std::io::Error::from_raw_os_error(e.errno()),
-    })?;
+    // A restore releases its (held, so quickly released) device threads before its vCPUs: a vCPU
+    // woken on this CPU may run the guest at once, and nothing else should wait behind it.
+    let devices_first = restored.is_some().then(|| {
+        let s = virtio.start_threads();
+        virtio.notify_all();
+        s
+    });
     // With `start_paused`, every vCPU acknowledged its pause before running a guest instruction.
-    let vcpus = vcpus::Vcpus::start(
-        vcpu_fds,
-        &devices,
-        &shared,
-        opts.start_paused,
-        &cfg.vcpu_affinity,
-    )
+    let vcpus = match held {
+        Some(h) => h.release(
+            vcpu_fds,
+            &devices,
+            &shared,
+            opts.start_paused,
+            &cfg.vcpu_affinity,
+        ),
+        None => vcpus::Vcpus::start(
+            vcpu_fds,
+            &devices,
+            &shared,
+            opts.start_paused,
+            &cfg.vcpu_affinity,
+        ),
+    }
     .map_err(host("cannot start the vCPU threads"))?;
     shared.set_paused(opts.start_paused);
-    let started = virtio.start_threads();
-    if restored.is_some() {
-        virtio.notify_all();
-        tracing::info!(paused = opts.start_paused, "restored guest running");
-    }
+    let started = match devices_first {
+        Some(s) => {
+            tracing::info!(paused = opts.start_paused, "restored guest running");
+            s
+        }
+        None => virtio.start_threads(),
+    };
     // Freed only now: no part of the downtime (see `restore::ImageReader`).
     drop(image);
     let vcpus = RefCell::new(vcpus);

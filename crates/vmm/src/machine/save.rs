@@ -45,6 +45,58 @@ pub fn collect(
         .borrow_mut()
         .broadcast(ThreadEvent::SaveState)
         .map_err(|e| format!("save: a vCPU did not report its state: {e}"))?;
+    assemble(src, acks, devices, memory_mib, paused)
+}
+
+/// [`collect`] once the vCPUs answered `SaveState` (`acks`, vCPU order): the rest of the state.
+///
+/// # Errors
+/// A message naming the part whose state could not be read.
+pub fn assemble(
+    src: &SaveSources<'_>,
+    acks: Vec<ThreadAck>,
+    devices: &Devices,
+    memory_mib: u64,
+    paused: bool,
+) -> Result<MachineSnapshot, String> {
+    let mut snap = without_vcpus(src, devices, memory_mib, paused)?;
+    add_vcpus(&mut snap, src, acks)?;
+    Ok(snap)
+}
+
+/// The machine's state except the vCPUs' (a live migration reads it while the vCPU threads
+/// report theirs); [`add_vcpus`] completes it.
+///
+/// # Errors
+/// A message naming the part whose state could not be read.
+pub fn without_vcpus(
+    src: &SaveSources<'_>,
+    devices: &Devices,
+    memory_mib: u64,
+    paused: bool,
+) -> Result<MachineSnapshot, String> {
+    let vm = crate::vstate::state::save_vm(src.vm.fd()).map_err(|e| format!("save: {e}"))?;
+    Ok(MachineSnapshot {
+        memory_mib,
+        vcpus: Vec::new(),
+        vcpu_offline: Vec::new(),
+        vm,
+        legacy: devices.snapshot(),
+        virtio: devices.virtio().iter().map(|t| t.snapshot()).collect(),
+        console: src.hub.backlog(),
+        paused,
+    })
+}
+
+/// Adds the vCPUs' answers to `SaveState` (`acks`, vCPU order) and their online flags to `snap`.
+///
+/// # Errors
+/// A vCPU answered something else, or a state that cannot be read.
+pub fn add_vcpus(
+    snap: &mut MachineSnapshot,
+    src: &SaveSources<'_>,
+    acks: Vec<ThreadAck>,
+) -> Result<(), String> {
     let mut states = Vec::with_capacity(acks.len());
     for (i, ack) in acks.into_iter().enumerate() {
         let ThreadAck::State(bytes) = ack else {
@@ -54,8 +106,7 @@ pub fn collect(
             .map_err(|e| format!("save: the state of vCPU {i} could not be read ({e})"))?;
         states.push(st);
     }
-    let vm = crate::vstate::state::save_vm(src.vm.fd()).map_err(|e| format!("save: {e}"))?;
-    let vcpu_offline = (0..states.len())
+    snap.vcpu_offline = (0..states.len())
         .map(|i| {
             src.shared
                 .vcpus
@@ -63,16 +114,8 @@ pub fn collect(
                 .is_some_and(|s| s.offline.load(std::sync::atomic::Ordering::SeqCst))
         })
         .collect();
-    Ok(MachineSnapshot {
-        memory_mib,
-        vcpus: states,
-        vcpu_offline,
-        vm,
-        legacy: devices.snapshot(),
-        virtio: devices.virtio().iter().map(|t| t.snapshot()).collect(),
-        console: src.hub.backlog(),
-        paused,
-    })
+    snap.vcpus = states;
+    Ok(())
 }
 
 /// Writes `snap` and guest RAM to `out`; returns the bytes written. `progress` hears of the bytes.

@@ -48,14 +48,33 @@ impl Vcpus {
             set.spawn_one(id, fd, devices, shared, paused, affinity)?;
         }
         if paused {
-            let deadline = Instant::now() + ACK_TIMEOUT;
-            for t in &mut set.threads {
-                t.control
-                    .wait_ack(ThreadEvent::Pause, deadline)
-                    .map_err(std::io::Error::other)?;
-            }
+            set.wait_paused()?;
         }
         Ok(set)
+    }
+
+    /// Starts vCPU threads `0..count` that wait for their vCPU before running it (a restore:
+    /// they exist before the image is read, so their start is no part of a live migration's
+    /// downtime). [`HeldVcpus::release`] hands them their fds; dropping the set unreleased ends
+    /// them without running anything.
+    ///
+    /// # Errors
+    /// A thread could not be started (those already started end).
+    pub fn start_held(
+        count: usize,
+        devices: &Arc<Devices>,
+        shared: &Arc<Shared>,
+        affinity: &[Vec<u32>],
+    ) -> std::io::Result<HeldVcpus> {
+        let mut held = HeldVcpus::default();
+        for id in 0..count {
+            let name = format!("vcpu{id}");
+            let (control, mailbox) = threads::control_channel(&name)?;
+            let body = thread_body(id, devices, shared, affinity, mailbox);
+            let thread = threads::spawn_held(ThreadKind::Vcpu, name, body)?;
+            held.threads.push((control, thread));
+        }
+        Ok(held)
     }
 
     fn spawn_one(
@@ -72,37 +91,23 @@ impl Vcpus {
         if paused {
             control.send(ThreadEvent::Pause);
         }
-        let (d, s) = (Arc::clone(devices), Arc::clone(shared));
-        let cpus: Vec<usize> = affinity
-            .get(id)
-            .into_iter()
-            .flatten()
-            .filter_map(|c| usize::try_from(*c).ok())
-            .collect();
-        let handle = threads::spawn(ThreadKind::Vcpu, name, move || {
-            // Pinned before its first guest instruction (`cpus`), not after domusd's first poll.
-            if !cpus.is_empty() {
-                if let Err(e) = crate::sys::set_affinity(crate::sys::current_tid(), &cpus) {
-                    tracing::warn!(vcpu = id, error = %e, "cannot pin the vCPU thread (cpus)");
-                }
-            }
-            let pending = s.vcpus.get(id).and_then(|st| {
-                st.pending_pin
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .take()
-            });
-            if let Some(pin) = pending {
-                if let Err(e) = crate::sys::set_affinity(crate::sys::current_tid(), &pin) {
-                    tracing::warn!(vcpu = id, error = %e, "cannot pin the vCPU thread (vcpu-pin)");
-                }
-            }
-            vcpu_thread::run(id, fd, d, s, mailbox);
-        })?;
+        let body = thread_body(id, devices, shared, affinity, mailbox);
+        let handle = threads::spawn(ThreadKind::Vcpu, name, move || body(fd))?;
         self.threads.push(VcpuThread {
             control,
             handle: Some(handle),
         });
+        Ok(())
+    }
+
+    /// Waits until every vCPU acknowledged the initial pause.
+    fn wait_paused(&mut self) -> std::io::Result<()> {
+        let deadline = Instant::now() + ACK_TIMEOUT;
+        for t in &mut self.threads {
+            t.control
+                .wait_ack(ThreadEvent::Pause, deadline)
+                .map_err(std::io::Error::other)?;
+        }
         Ok(())
     }
 
@@ -177,15 +182,33 @@ impl Vcpus {
     /// # Errors
     /// The first vCPU that did not acknowledge in time (or had already stopped).
     pub fn broadcast(&mut self, event: ThreadEvent) -> Result<Vec<ThreadAck>, AckError> {
+        self.send_all(&[event]);
+        self.wait_all(event)
+    }
+
+    /// Queues `events`, in order, to every running vCPU and kicks it out of KVM_RUN once; the
+    /// acknowledgements come, in the same order, through [`Vcpus::wait_all`]. (A live migration
+    /// queues `Pause` and `SaveState` together: each vCPU reports its state as soon as it
+    /// stopped, while the main thread pauses the devices and sends the last dirty pages.)
+    pub fn send_all(&self, events: &[ThreadEvent]) {
         for t in &self.threads {
             if t.control.is_stopped() {
                 continue;
             }
-            t.control.send(event);
+            for e in events {
+                t.control.send(*e);
+            }
             if let Some(h) = &t.handle {
                 let _ignored = h.kill(kick_signal());
             }
         }
+    }
+
+    /// Waits for every vCPU's next acknowledgement, which must be `event`'s.
+    ///
+    /// # Errors
+    /// The first vCPU that did not acknowledge in time (or had already stopped).
+    pub fn wait_all(&mut self, event: ThreadEvent) -> Result<Vec<ThreadAck>, AckError> {
         let deadline = Instant::now() + ACK_TIMEOUT;
         let mut acks = Vec::with_capacity(self.threads.len());
         let mut first_err = None;
@@ -215,5 +238,106 @@ impl Vcpus {
                 }
             }
         }
+    }
+}
+
+/// What vCPU thread `id` runs once it has its fd: pinned (`affinity`, then a pending `vcpu-pin`)
+/// before its first guest instruction, then [`vcpu_thread::run`].
+fn thread_body(
+    id: usize,
+    devices: &Arc<Devices>,
+    shared: &Arc<Shared>,
+    affinity: &[Vec<u32>],
+    mailbox: threads::ThreadMailbox,
+) -> impl FnOnce(VcpuFd) + Send + 'static {
+    let (d, s) = (Arc::clone(devices), Arc::clone(shared));
+    let cpus: Vec<usize> = affinity
+        .get(id)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| usize::try_from(*c).ok())
+        .collect();
+    move |fd| {
+        // Pinned before its first guest instruction (`cpus`), not after domusd's first poll.
+        if !cpus.is_empty() {
+            if let Err(e) = crate::sys::set_affinity(crate::sys::current_tid(), &cpus) {
+                tracing::warn!(vcpu = id, error = %e, "cannot pin the vCPU thread (cpus)");
+            }
+        }
+        let pending = s.vcpus.get(id).and_then(|st| {
+            st.pending_pin
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take()
+        });
+        if let Some(pin) = pending {
+            if let Err(e) = crate::sys::set_affinity(crate::sys::current_tid(), &pin) {
+                tracing::warn!(vcpu = id, error = %e, "cannot pin the vCPU thread (vcpu-pin)");
+            }
+        }
+        vcpu_thread::run(id, fd, d, s, mailbox);
+    }
+}
+
+/// vCPU threads started by [`Vcpus::start_held`], waiting for their fds.
+#[derive(Default)]
+pub struct HeldVcpus {
+    threads: Vec<(ThreadControl, threads::Held<VcpuFd>)>,
+}
+
+impl HeldVcpus {
+    /// Number of held threads.
+    pub fn len(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.threads.is_empty()
+    }
+
+    /// Hands each held thread its fd, in order, and starts a thread for each fd beyond them (vCPUs
+    /// a restore creates after reading the image); with `paused`, every vCPU is paused before its
+    /// first instruction (and this returns once each acknowledged), as [`Vcpus::start`].
+    ///
+    /// # Errors
+    /// Fewer fds than held threads, or a thread could not be started or did not acknowledge the
+    /// initial pause.
+    pub fn release(
+        self,
+        fds: Vec<VcpuFd>,
+        devices: &Arc<Devices>,
+        shared: &Arc<Shared>,
+        paused: bool,
+        affinity: &[Vec<u32>],
+    ) -> std::io::Result<Vcpus> {
+        if fds.len() < self.threads.len() {
+            return Err(std::io::Error::other(format!(
+                "{} vCPUs for {} held vCPU threads",
+                fds.len(),
+                self.threads.len()
+            )));
+        }
+        let mut set = Vcpus::default();
+        let mut fds = fds.into_iter();
+        for (control, held) in self.threads {
+            if paused {
+                control.send(ThreadEvent::Pause);
+            }
+            let Some(fd) = fds.next() else { break };
+            let handle = held.release(fd)?;
+            set.threads.push(VcpuThread {
+                control,
+                handle: Some(handle),
+            });
+        }
+        for fd in fds {
+            let id = set.threads.len();
+            set.spawn_one(id, fd, devices, shared, paused, affinity)?;
+        }
+        if paused {
+            set.wait_paused()?;
+        }
+        Ok(set)
     }
 }

@@ -138,6 +138,26 @@ impl<W: Write> SerialDevice<W> {
         })
     }
 
+    /// Puts this UART in the state `snap` describes (a restore whose devices exist before the
+    /// image is read), keeping its interrupt line and output.
+    ///
+    /// # Errors
+    /// As [`SerialDevice::from_snapshot`]; the UART is then unchanged.
+    pub fn restore(&mut self, snap: &SerialSnapshot) -> Result<(), String>
+    where
+        W: Clone,
+    {
+        let irq = self
+            .uart
+            .interrupt_evt()
+            .0
+            .try_clone()
+            .map(IrqTrigger)
+            .map_err(|e| format!("cannot duplicate the UART's eventfd: {e}"))?;
+        *self = Self::from_snapshot(irq, self.uart.writer().clone(), snap)?;
+        Ok(())
+    }
+
     /// Guest read of register `offset` (0-7).
     pub fn read(&mut self, offset: u8) -> u8 {
         let v = self.uart.read(offset);

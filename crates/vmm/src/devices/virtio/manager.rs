@@ -124,6 +124,9 @@ type Body = Box<dyn FnOnce() + Send>;
 pub struct DeviceManager {
     slots: Vec<Arc<MmioTransport>>,
     pending: Vec<(crate::threads::ThreadKind, String, ThreadControl, Body)>,
+    /// Started by [`DeviceManager::prestart_threads`], waiting for [`DeviceManager::start_threads`]
+    /// (dropped unreleased, they end without running their bodies).
+    held: Vec<(ThreadControl, crate::threads::Held<()>)>,
     threads: Vec<DeviceThread>,
     disk_stats: Vec<Arc<super::block::BlockStats>>,
     nic_stats: Vec<Arc<super::net::NetStats>>,
@@ -251,19 +254,41 @@ impl DeviceManager {
         self.pending.push((kind, name, control, body));
     }
 
-    /// Starts the device threads added so far. The machine does this after its vCPU threads
-    /// started, so the guest's first instructions do not wait behind device-thread start-up;
-    /// notifications that arrive earlier wait in their eventfds.
+    /// Starts the device threads added so far (releasing those [`DeviceManager::prestart_threads`]
+    /// started). The machine does this after its vCPU threads started, so the guest's first
+    /// instructions do not wait behind device-thread start-up; notifications that arrive earlier
+    /// wait in their eventfds.
     ///
     /// # Errors
     /// The host refused a thread (the threads already started keep running and stop on drop).
     pub fn start_threads(&mut self) -> io::Result<()> {
+        for (control, held) in std::mem::take(&mut self.held) {
+            let handle = held.release(())?;
+            self.threads.push(DeviceThread {
+                control,
+                handle: Some(handle),
+            });
+        }
         for (kind, name, control, body) in std::mem::take(&mut self.pending) {
             let handle = crate::threads::spawn(kind, name, body)?;
             self.threads.push(DeviceThread {
                 control,
                 handle: Some(handle),
             });
+        }
+        Ok(())
+    }
+
+    /// Starts the threads of the devices added so far, each held before its body until
+    /// [`DeviceManager::start_threads`] (a restore: thread start-up is then no part of a live
+    /// migration's downtime; the bodies still run only after the devices' state was applied).
+    ///
+    /// # Errors
+    /// The host refused a thread (those already started end when the manager is dropped).
+    pub fn prestart_threads(&mut self) -> io::Result<()> {
+        for (kind, name, control, body) in std::mem::take(&mut self.pending) {
+            let held = crate::threads::spawn_held(kind, name, move |()| body())?;
+            self.held.push((control, held));
         }
         Ok(())
     }
