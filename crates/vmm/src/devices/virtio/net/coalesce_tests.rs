@@ -2,22 +2,15 @@
 //! in place of the TAP (one datagram = one frame with its vnet header): runs become one
 //! segmentation frame, everything else is delivered alone, in order, none lost, bytes intact.
 
-use std::os::fd::OwnedFd;
-use std::os::unix::net::UnixDatagram;
-use std::sync::Arc;
-
 use virtio_queue::desc::{split::Descriptor as SplitDescriptor, RawDescriptor};
 use virtio_queue::mock::MockSplitQueue;
 use vm_memory::GuestAddress;
-use vmm_sys_util::eventfd::EventFd;
 
-use super::device::{NetDevice, NetShared};
 use super::rx::{Rx, RxPass};
 use super::tap::Tap;
+use super::tests::{rig_with, Rig};
 use super::{features, HDR_LEN};
-use crate::devices::virtio::mmio::MmioTransport;
-use crate::devices::virtio::test_utils::{activate_with, test_ram};
-use crate::vstate::memory::GuestRam;
+use crate::devices::virtio::test_utils::activate_with;
 
 const WRITE: u16 = 2;
 const MAC: [u8; 6] = [0x00, 0x16, 0x3e, 0, 0, 1];
@@ -25,32 +18,8 @@ const BASE: u64 = 0x10_0000;
 const USO_GUEST: u64 =
     features::MRG_RXBUF | features::GUEST_CSUM | features::GUEST_USO4 | features::GUEST_USO6;
 
-struct Rig {
-    ram: GuestRam,
-    t: MmioTransport,
-    net: Arc<NetShared>,
-    peer: UnixDatagram,
-}
-
 fn rig() -> Rig {
-    let ram = test_ram(1 << 22);
-    let (a, b) = UnixDatagram::pair().unwrap();
-    a.set_nonblocking(true).unwrap();
-    let net = Arc::new(NetShared::new(Tap::fake_uso(OwnedFd::from(a)), MAC, 1500));
-    let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
-    let t = MmioTransport::new(
-        "net".into(),
-        Box::new(NetDevice::new(Arc::clone(&net))),
-        ram.clone(),
-        irq,
-    )
-    .unwrap();
-    Rig {
-        ram,
-        t,
-        net,
-        peer: b,
-    }
+    rig_with(Tap::fake_uso)
 }
 
 /// Pseudo-random bytes (xorshift), different for each `seed`.

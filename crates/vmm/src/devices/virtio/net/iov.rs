@@ -146,23 +146,13 @@ impl FrameIov {
         if let Some(gpa) = self.contiguous(at, out.len()) {
             return ram.read_slice(out, gpa).ok();
         }
-        let (mut skip, mut rest) = (at, out);
-        for v in &self.guest {
-            if rest.is_empty() {
-                break;
-            }
-            if skip >= v.len() {
-                skip -= v.len();
-                continue;
-            }
-            let n = (v.len() - skip).min(rest.len());
-            let gpa = GuestAddress(v.gpa().0.checked_add(skip as u64)?);
-            let (now, later) = rest.split_at_mut(n);
-            ram.read_slice(now, gpa).ok()?;
-            rest = later;
-            skip = 0;
-        }
-        rest.is_empty().then_some(())
+        let mut done = 0;
+        self.for_each_piece(at, out.len(), |gpa, n| {
+            let piece = out.get_mut(done..done + n)?;
+            ram.read_slice(piece, gpa).ok()?;
+            done += n;
+            Some(())
+        })
     }
 
     /// Writes `data` at logical offset `at`, range by range; `None` if it does not fit.
@@ -170,22 +160,37 @@ impl FrameIov {
         if let Some(gpa) = self.contiguous(at, data.len()) {
             return ram.write_slice(data, gpa).ok();
         }
-        let (mut skip, mut rest) = (at, data);
+        let mut done = 0;
+        self.for_each_piece(at, data.len(), |gpa, n| {
+            ram.write_slice(data.get(done..done + n)?, gpa).ok()?;
+            done += n;
+            Some(())
+        })
+    }
+
+    /// Calls `f(guest address, length)` for each piece of `[at, at + len)` in range order;
+    /// `None` if `f` fails or the ranges end first.
+    fn for_each_piece(
+        &self,
+        at: usize,
+        len: usize,
+        mut f: impl FnMut(GuestAddress, usize) -> Option<()>,
+    ) -> Option<()> {
+        let (mut skip, mut rest) = (at, len);
         for v in &self.guest {
-            if rest.is_empty() {
+            if rest == 0 {
                 break;
             }
             if skip >= v.len() {
                 skip -= v.len();
                 continue;
             }
-            let n = (v.len() - skip).min(rest.len());
-            let gpa = GuestAddress(v.gpa().0.checked_add(skip as u64)?);
-            ram.write_slice(rest.get(..n)?, gpa).ok()?;
-            rest = rest.get(n..)?;
+            let n = (v.len() - skip).min(rest);
+            f(GuestAddress(v.gpa().0.checked_add(skip as u64)?), n)?;
+            rest -= n;
             skip = 0;
         }
-        rest.is_empty().then_some(())
+        (rest == 0).then_some(())
     }
 
     /// Host iovecs for the bytes from logical offset `at` on, into `out` (as many ranges as fit);

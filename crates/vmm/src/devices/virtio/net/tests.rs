@@ -29,18 +29,24 @@ fn desc(addr: u64, len: u32, flags: u16, next: u16) -> RawDescriptor {
     RawDescriptor::from(SplitDescriptor::new(addr, len, flags, next))
 }
 
-struct Rig {
-    ram: GuestRam,
-    t: MmioTransport,
-    net: Arc<NetShared>,
-    peer: UnixDatagram,
+pub(super) struct Rig {
+    pub(super) ram: GuestRam,
+    pub(super) t: MmioTransport,
+    pub(super) net: Arc<NetShared>,
+    pub(super) peer: UnixDatagram,
 }
 
 fn rig() -> Rig {
+    rig_with(Tap::fake)
+}
+
+/// A transport over a NIC whose TAP is one end of a datagram socketpair made by `tap`; the
+/// other end is the rig's `peer`.
+pub(super) fn rig_with(tap: fn(OwnedFd) -> Tap) -> Rig {
     let ram = test_ram(1 << 22);
     let (a, b) = UnixDatagram::pair().unwrap();
     a.set_nonblocking(true).unwrap();
-    let net = Arc::new(NetShared::new(Tap::fake(OwnedFd::from(a)), MAC, 1500));
+    let net = Arc::new(NetShared::new(tap(OwnedFd::from(a)), MAC, 1500));
     let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
     let t = MmioTransport::new(
         "net".into(),
