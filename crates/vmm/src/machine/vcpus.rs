@@ -71,6 +71,15 @@ impl Vcpus {
             let name = format!("vcpu{id}");
             let (control, mailbox) = threads::control_channel(&name)?;
             let body = thread_body(id, devices, shared, affinity, mailbox);
+            let body = move |fd: VcpuFd| {
+                // The guest runs from here on (unless started paused): the end of a live
+                // migration's guest-visible downtime, which the main thread's "restored guest
+                // running" line, written once it handed the vCPUs over, comes before.
+                if id == 0 {
+                    tracing::info!("restored vCPU thread running");
+                }
+                body(fd);
+            };
             let thread = threads::spawn_held(ThreadKind::Vcpu, name, body)?;
             held.threads.push((control, thread));
         }
