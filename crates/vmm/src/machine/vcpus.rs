@@ -305,6 +305,14 @@ impl HeldVcpus {
         self.threads.is_empty()
     }
 
+    /// Makes every held thread wait for its fd busily for up to `limit` ([`threads::Held::spin`]):
+    /// the release is near (a live migration's source paused the guest).
+    pub fn spin(&self, limit: std::time::Duration) {
+        for (_, held) in &self.threads {
+            held.spin(limit);
+        }
+    }
+
     /// Hands each held thread its fd, in order, and starts a thread for each fd beyond them (vCPUs
     /// a restore creates after reading the image); with `paused`, every vCPU is paused before its
     /// first instruction (and this returns once each acknowledged), as [`Vcpus::start`].
