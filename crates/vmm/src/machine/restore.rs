@@ -17,6 +17,7 @@ use crate::console::ConsoleHub;
 use crate::devices::Devices;
 use crate::snapshot::{self, MachineSnapshot};
 use crate::vstate::memory::GuestRam;
+use crate::vstate::state;
 use crate::vstate::vm::Vm;
 
 /// Tells whoever waits on `ready` (`migrate-receive`, through domusd: `restore_ready_fd`) that the
@@ -106,7 +107,8 @@ impl Read for SpinRead<'_> {
 }
 
 /// Reads the image of `image` into `ram` and checks that it describes this machine (memory size,
-/// vCPU count within `maxvcpus`, virtio slots).
+/// vCPU count within `maxvcpus`, virtio slots). `on_pause` runs when the source marks its pause
+/// (a live migration's stop-and-copy comes next).
 ///
 /// # Errors
 /// [`MachineError::Restore`] naming what is wrong.
@@ -115,6 +117,7 @@ pub fn read_image(
     cfg: &VmConfig,
     ram: &GuestRam,
     virtio_slots: usize,
+    on_pause: &dyn Fn(),
 ) -> Result<MachineSnapshot, MachineError> {
     let started = std::time::Instant::now();
     tracing::info!("restore: reading the snapshot stream");
@@ -122,6 +125,7 @@ pub fn read_image(
     let mut on_pause = || {
         tracing::debug!("restore: the source pauses the guest now");
         spin.set(Some(Instant::now() + SPIN_LIMIT));
+        on_pause();
     };
     let snap = snapshot::read_marked(&mut image.input, ram.mmap(), &mut image.buf, &mut on_pause)
         .map_err(|e| MachineError::Restore(e.to_string()))?;
@@ -171,7 +175,22 @@ pub fn read_image(
     Ok(snap)
 }
 
-/// Applies `snap` to the freshly built machine (before any vCPU or device thread starts).
+/// What the vCPUs created before the stream hold before anything is written into them
+/// ([`state::read_fresh`]), read while the stream has not arrived: [`apply`] leaves out the state
+/// writes that would not change them.
+///
+/// # Errors
+/// [`MachineError::Restore`] naming the ioctl KVM refused.
+pub fn read_fresh(vcpus: &[VcpuFd]) -> Result<Vec<state::FreshVcpu>, MachineError> {
+    vcpus
+        .iter()
+        .zip(0u32..)
+        .map(|(fd, id)| state::read_fresh(fd, id).map_err(|e| MachineError::Restore(e.to_string())))
+        .collect()
+}
+
+/// Applies `snap` to the freshly built machine (before any vCPU or device thread runs). `fresh`
+/// is [`read_fresh`] of the first vCPUs (none written to since); vCPUs beyond it get every write.
 ///
 /// # Errors
 /// [`MachineError::Restore`] naming the part KVM or a device refused.
@@ -179,15 +198,17 @@ pub fn apply(
     snap: &MachineSnapshot,
     vm: &Vm,
     vcpus: &[VcpuFd],
+    fresh: &[state::FreshVcpu],
     devices: &Devices,
     hub: &ConsoleHub,
 ) -> Result<(), MachineError> {
     let fail = |e: &dyn std::fmt::Display| MachineError::Restore(e.to_string());
     let t0 = std::time::Instant::now();
-    crate::vstate::state::restore_vm(vm.fd(), &snap.vm).map_err(|e| fail(&e))?;
+    state::restore_vm(vm.fd(), &snap.vm).map_err(|e| fail(&e))?;
     let t_vm = t0.elapsed();
-    for (fd, st) in vcpus.iter().zip(&snap.vcpus) {
-        crate::vstate::state::restore_vcpu(fd, st).map_err(|e| fail(&e))?;
+    let mut skipped = 0;
+    for (i, (fd, st)) in vcpus.iter().zip(&snap.vcpus).enumerate() {
+        skipped += state::restore_vcpu(fd, st, fresh.get(i)).map_err(|e| fail(&e))?;
     }
     let t_vcpus = t0.elapsed();
     devices
@@ -203,6 +224,7 @@ pub fn apply(
         vcpus_us = t_vcpus.as_micros(),
         devices_us = t_devices.as_micros(),
         all_us = t0.elapsed().as_micros(),
+        skipped,
         "restore: machine state applied"
     );
     Ok(())

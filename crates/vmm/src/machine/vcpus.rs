@@ -71,6 +71,15 @@ impl Vcpus {
             let name = format!("vcpu{id}");
             let (control, mailbox) = threads::control_channel(&name)?;
             let body = thread_body(id, devices, shared, affinity, mailbox);
+            let body = move |fd: VcpuFd| {
+                // The guest runs from here on (unless started paused): the end of a live
+                // migration's guest-visible downtime, which the main thread's "restored guest
+                // running" line, written once it handed the vCPUs over, comes before.
+                if id == 0 {
+                    tracing::info!("restored vCPU thread running");
+                }
+                body(fd);
+            };
             let thread = threads::spawn_held(ThreadKind::Vcpu, name, body)?;
             held.threads.push((control, thread));
         }
@@ -294,6 +303,14 @@ impl HeldVcpus {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.threads.is_empty()
+    }
+
+    /// Makes every held thread wait for its fd busily for up to `limit` ([`threads::Held::spin`]):
+    /// the release is near (a live migration's source paused the guest).
+    pub fn spin(&self, limit: std::time::Duration) {
+        for (_, held) in &self.threads {
+            held.spin(limit);
+        }
     }
 
     /// Hands each held thread its fd, in order, and starts a thread for each fd beyond them (vCPUs
