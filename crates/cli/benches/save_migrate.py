@@ -248,6 +248,7 @@ def domus_migrate(a, b, mem, scenario, root):
     b.domus("destroy", name)
     if os.environ.get("BENCH_LOGDIR"):
         # Both VMMs' logs kept for a phase breakdown (with BENCH_RUST_LOG=debug).
+        os.makedirs(os.environ["BENCH_LOGDIR"], exist_ok=True)
         for h, side in ((a, "source"), (b, "target")):
             shutil.copy(h.p(f"log/domus-vmm-{name}.log"), os.path.join(os.environ["BENCH_LOGDIR"], f"{name}-{side}.log"))
     # Guest-visible downtime: the source VMM's "paused" line to the target VMM's "running" line
