@@ -80,6 +80,8 @@ const COMMON: &[i64] = &[
     libc::SYS_getpid,
     libc::SYS_sched_yield,
     libc::SYS_sched_getaffinity,
+    // sched_getcpu's fallback where neither rseq nor the vDSO answers (Held::spin_away).
+    libc::SYS_getcpu,
     libc::SYS_clock_gettime,
     libc::SYS_clock_nanosleep,
     libc::SYS_nanosleep,

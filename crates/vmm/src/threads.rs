@@ -46,8 +46,8 @@ where
 
 /// What a held thread is told.
 enum HeldMsg<V> {
-    /// Wait busily until this instant.
-    Spin(Instant),
+    /// Wait busily until this instant, off CPU `.1` if given (see [`Held::spin_away`]).
+    Spin(Instant, Option<usize>),
     /// Run with this value.
     Go(V),
 }
@@ -57,8 +57,48 @@ enum HeldMsg<V> {
 /// took 30-1300 µs on the development host (a restored vCPU during a live migration's downtime).
 fn wait_held<V>(rx: &std::sync::mpsc::Receiver<HeldMsg<V>>) -> Option<V> {
     let mut until: Option<Instant> = None;
+    // The affinity to go back to after spinning away from a CPU.
+    let mut moved: Option<libc::cpu_set_t> = None;
+    let v = wait_held_loop(rx, &mut until, &mut moved);
+    if let Some(set) = moved {
+        // SAFETY: `set` is a valid cpu_set_t of the size passed; 0 is this thread.
+        let _ignored =
+            unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    }
+    v
+}
+
+/// Moves this thread off `cpu` (when it may run elsewhere); returns the affinity it had.
+fn move_off(cpu: usize) -> Option<libc::cpu_set_t> {
+    // SAFETY: cpu_set_t is a plain bit array; all-zero is the empty set.
+    let mut old: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `old` is a writable cpu_set_t of the size passed; 0 is this thread.
+    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut old) } != 0
+    {
+        return None;
+    }
+    let mut new = old;
+    if cpu >= usize::try_from(libc::CPU_SETSIZE).unwrap_or(0) {
+        return None;
+    }
+    // SAFETY: `cpu` < CPU_SETSIZE was checked, so the bit lies inside `new`.
+    unsafe { libc::CPU_CLR(cpu, &mut new) };
+    // SAFETY: `new` is a valid cpu_set_t.
+    if unsafe { libc::CPU_COUNT(&new) } == 0 {
+        return None;
+    }
+    // SAFETY: `new` is a valid cpu_set_t of the size passed; 0 is this thread.
+    (unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &new) } == 0)
+        .then_some(old)
+}
+
+fn wait_held_loop<V>(
+    rx: &std::sync::mpsc::Receiver<HeldMsg<V>>,
+    until: &mut Option<Instant>,
+    moved: &mut Option<libc::cpu_set_t>,
+) -> Option<V> {
     loop {
-        let msg = match until {
+        let msg = match *until {
             Some(t) if Instant::now() < t => match rx.try_recv() {
                 Ok(m) => m,
                 Err(std::sync::mpsc::TryRecvError::Empty) => {
@@ -71,7 +111,12 @@ fn wait_held<V>(rx: &std::sync::mpsc::Receiver<HeldMsg<V>>) -> Option<V> {
         };
         match msg {
             HeldMsg::Go(v) => return Some(v),
-            HeldMsg::Spin(t) => until = Some(t),
+            HeldMsg::Spin(t, away) => {
+                *until = Some(t);
+                if let (Some(cpu), None) = (away, &moved) {
+                    *moved = move_off(cpu);
+                }
+            }
         }
     }
 }
@@ -88,8 +133,25 @@ impl<V> Held<V> {
     /// already told to spin, or gone, is left as it is.
     pub fn spin(&self, limit: Duration) {
         if let Some(tx) = &self.tx {
-            let _ignored = tx.try_send(HeldMsg::Spin(Instant::now() + limit));
+            let _ignored = tx.try_send(HeldMsg::Spin(Instant::now() + limit, None));
         }
+    }
+
+    /// [`Held::spin`], and the thread moves off the caller's CPU while it spins (back to its
+    /// affinity once released): on two cores the releasing thread, busy until the release, no
+    /// longer keeps the spinning one off its CPU. Only for thread kinds whose filter allows
+    /// `sched_setaffinity` (vCPU threads).
+    pub fn spin_away(&self, limit: Duration) {
+        // SAFETY: sched_getcpu takes no arguments (vDSO/rseq on x86-64, no system call).
+        let cpu = usize::try_from(unsafe { libc::sched_getcpu() }).ok();
+        if let Some(tx) = &self.tx {
+            let _ignored = tx.try_send(HeldMsg::Spin(Instant::now() + limit, cpu));
+        }
+    }
+
+    #[cfg(test)]
+    fn is_waiting_for_test(&self) -> bool {
+        self.handle.as_ref().is_some_and(|h| !h.is_finished())
     }
 
     /// Lets the thread run with `v`; returns its handle.
@@ -632,6 +694,37 @@ mod tests {
             1,
             "its function was dropped"
         );
+    }
+
+    fn own_affinity() -> libc::cpu_set_t {
+        // SAFETY: cpu_set_t is a plain bit array.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `set` is a writable cpu_set_t of the size passed; 0 is this thread.
+        let rc =
+            unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+        assert_eq!(rc, 0);
+        set
+    }
+
+    #[test]
+    fn a_thread_spinning_away_leaves_the_callers_cpu_and_runs_with_its_own_affinity_again() {
+        let before = own_affinity();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let held = spawn_held(ThreadKind::Vcpu, "spin-away".into(), move |v: u64| {
+            tx.send((v, own_affinity())).unwrap();
+        })
+        .unwrap();
+        held.spin_away(Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(held.is_waiting_for_test(), "spinning runs nothing");
+        held.release(9).unwrap().join().unwrap();
+        let (v, after) = rx.recv().unwrap();
+        assert_eq!(v, 9);
+        let same = {
+            // SAFETY: both are valid cpu_set_t values.
+            unsafe { libc::CPU_EQUAL(&before, &after) }
+        };
+        assert!(same, "its affinity is back");
     }
 
     #[test]

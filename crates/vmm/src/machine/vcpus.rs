@@ -309,7 +309,7 @@ impl HeldVcpus {
     /// the release is near (a live migration's source paused the guest).
     pub fn spin(&self, limit: std::time::Duration) {
         for (_, held) in &self.threads {
-            held.spin(limit);
+            held.spin_away(limit);
         }
     }
 
