@@ -385,6 +385,21 @@ mod tests {
 
     /// A VMM on `path` answering each request line with the next of `answers` (lines), recording
     /// the requests.
+    /// A fake VMM that refuses the first request with `refusal` and answers the second with `reply`.
+    fn fake_vmm_refusing_once(
+        path: &std::path::Path,
+        refusal: &str,
+        reply: &MigrateReply,
+    ) -> std::thread::JoinHandle<Vec<String>> {
+        fake_vmm(
+            path,
+            vec![
+                format!("{}\n", domus_vmm_api::encode_refusal(refusal)),
+                format!("{}\n", domus_vmm_api::encode_ok(reply)),
+            ],
+        )
+    }
+
     fn fake_vmm(
         path: &std::path::Path,
         answers: Vec<String>,
@@ -440,19 +455,14 @@ mod tests {
     fn a_vmm_without_direct_streams_gets_the_request_again_with_a_relay() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("control.sock");
-        let refusal = domus_vmm_api::encode_refusal(
-            "bad request: unknown field `direct`, expected `downtime_ms` or `progress_ms`",
-        );
         let reply = MigrateReply {
             bytes: 3,
             ..MigrateReply::default()
         };
-        let vmm = fake_vmm(
+        let vmm = fake_vmm_refusing_once(
             &path,
-            vec![
-                format!("{refusal}\n"),
-                format!("{}\n", domus_vmm_api::encode_ok(&reply)),
-            ],
+            "bad request: unknown field `direct`, expected `downtime_ms` or `progress_ms`",
+            &reply,
         );
         let (_r, w) = rustix::pipe::pipe().unwrap();
         let mut relays = 0;
@@ -471,19 +481,14 @@ mod tests {
     fn an_older_vmm_gets_the_request_again_without_progress() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("control.sock");
-        let refusal = domus_vmm_api::encode_refusal(
-            "bad request: unknown field `progress_ms`, expected `downtime_ms`",
-        );
         let reply = MigrateReply {
             bytes: 1,
             ..MigrateReply::default()
         };
-        let vmm = fake_vmm(
+        let vmm = fake_vmm_refusing_once(
             &path,
-            vec![
-                format!("{refusal}\n"),
-                format!("{}\n", domus_vmm_api::encode_ok(&reply)),
-            ],
+            "bad request: unknown field `progress_ms`, expected `downtime_ms`",
+            &reply,
         );
         let (_r, w) = rustix::pipe::pipe().unwrap();
         assert_eq!(
