@@ -151,23 +151,21 @@ int main(int argc, char **argv) {
 }
 '''
 
-def packet_sender(tmp):
-    exe = os.path.join(tmp, "send-packet")
+def c_tool(tmp, name, source):
+    """Compiles `source` once into tmp/name; returns the executable's path."""
+    exe = os.path.join(tmp, name)
     if not os.path.exists(exe):
         src = exe + ".c"
         with open(src, "w") as f:
-            f.write(SEND_PACKET_C)
+            f.write(source)
         sh("cc", "-O2", "-o", exe, src)
     return exe
 
+def packet_sender(tmp):
+    return c_tool(tmp, "send-packet", SEND_PACKET_C)
+
 def mmsg_sender(tmp):
-    exe = os.path.join(tmp, "send-mmsg")
-    if not os.path.exists(exe):
-        src = exe + ".c"
-        with open(src, "w") as f:
-            f.write(SEND_MMSG_C)
-        sh("cc", "-O2", "-o", exe, src)
-    return exe
+    return c_tool(tmp, "send-mmsg", SEND_MMSG_C)
 
 def sh(*a, check=True):
     return subprocess.run(a, check=check, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
