@@ -3,7 +3,8 @@
 same probe ELF and the same namespace/TAP set-up, and the host's own ceiling (the same UDP stream over a veth
 pair between two namespaces).
 
-usage: guests/probe/tools/net-bench.py [-n ROUNDS] [--mb MB] [--cases LIST] [--coalesce-off] [--vmm PATH] [--elf PATH]   (as root)
+usage: guests/probe/tools/net-bench.py [-n ROUNDS] [--mb MB] [--cases LIST] [--coalesce-off] [--pin VMM_CPU,HOST_CPU] [--cap PERCENT]
+                                      [--vmm PATH] [--elf PATH]   (as root)
 
 Cases (UDP, 1472-byte payloads, MTU 1500; both VMMs negotiate checksum offload with the probe):
   g->h   probe=net-tx to a host socket in the namespace; rate = bytes the host received / its receive span
@@ -20,6 +21,13 @@ Every namespace is created here and deleted at the end. TSC spans are converted 
 domus-vmm run calibrated against the ACPI PM timer (QEMU microvm has none; its guest rate is only a guess).
 Prints medians over ROUNDS (runs interleaved domus, qemu, ...) and ratios. With --coalesce-off each round
 also runs domus-vmm with DOMUS_NET_RX_COALESCE=0 (between the two), printed as "CASE off" rows.
+With --pin VMM_CPU,HOST_CPU every VMM process (all its threads: vCPU, device threads and the kernel work they
+do) runs on VMM_CPU only and every host-side sender/receiver on HOST_CPU only: each VMM gets the same one-CPU
+budget and the host's sender a CPU of its own, so the rate shows what a VMM does with a CPU rather than what
+the sender can make when the two share the machine's CPUs.
+With --cap PERCENT every VMM process runs in a cgroup (v1 `cpu` controller, created here and removed at the
+end) whose CFS quota is PERCENT % of one CPU per period of 1 ms (or the shortest longer one whose quota is the kernel's 1 ms minimum; short, so that the TAP's 1000-frame queue outlasts a throttled stretch and the rate shows CPU per byte, not queue depth), the budget xl's `cap=` sets: with both VMMs held
+to the same CPU budget and the sender unconstrained, the rate shows the CPU each VMM spends per byte.
 """
 import argparse, os, re, statistics, subprocess, sys, tempfile, time
 
@@ -170,6 +178,36 @@ def mmsg_sender(tmp):
 def sh(*a, check=True):
     return subprocess.run(a, check=check, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
+# taskset prefixes set by --pin; OUTER["vmm"] is the --cap wrapper, which runs before `ip netns exec`
+# (that remounts /sys, so the cgroup file system is not there inside it).
+PIN = {"vmm": [], "host": []}
+OUTER = {"vmm": [], "host": []}
+CAP_ROOT = "/sys/fs/cgroup/cpu"
+
+def cap_group(percent):
+    """Creates the --cap cgroup; returns its path and the argv prefix that starts a command inside it."""
+    path = os.path.join(CAP_ROOT, f"domus-netbench-{os.getpid()}")
+    # The shortest period whose quota is still the kernel's minimum of 1 ms.
+    period = max(1000, round(100000 / percent))
+    os.mkdir(path)
+    try:
+        with open(os.path.join(path, "cpu.cfs_period_us"), "w") as f:
+            f.write(str(period))
+        with open(os.path.join(path, "cpu.cfs_quota_us"), "w") as f:
+            f.write(str(round(period * percent / 100)))
+    except OSError:
+        os.rmdir(path)
+        raise
+    return path, ["sh", "-c", f'echo $$ > {path}/cgroup.procs && exec "$@"', "cap"]
+
+def remove_group(path):
+    for _ in range(50):  # the last VMM may still be exiting
+        try:
+            os.rmdir(path); return
+        except OSError:
+            time.sleep(0.1)
+    print(f"warning: could not remove {path}", file=sys.stderr)
+
 class Ns:
     n = 0
     def __init__(self, tag):
@@ -184,8 +222,8 @@ class Ns:
         if addr: self.ip("addr", "add", addr, "dev", name)
         if master: self.ip("link", "set", name, "master", master)
         self.ip("link", "set", name, "up")
-    def popen(self, argv, **kw):
-        return subprocess.Popen(["ip", "netns", "exec", self.name, *argv], stdin=subprocess.DEVNULL,
+    def popen(self, argv, side="host", **kw):
+        return subprocess.Popen([*OUTER[side], "ip", "netns", "exec", self.name, *PIN[side], *argv], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, **kw)
     def close(self):
         sh("ip", "netns", "del", self.name, check=False)
@@ -198,13 +236,13 @@ def guest(ns, kind, a, tap, mac, args, tmp):
                     f"vif = ['mac={mac},vifname={tap}']\nextra = \"{args}\"\n")
         # domus-off: the same VMM with receive-side UDP coalescing switched off.
         env = dict(os.environ, DOMUS_NET_RX_COALESCE="0") if kind == "domus-off" else None
-        p = ns.popen([a.vmm, "--config", cfg], env=env); p.kind = kind
+        p = ns.popen([a.vmm, "--config", cfg], side="vmm", env=env); p.kind = kind
         return p
     p = ns.popen(["qemu-system-x86_64", "-M", "microvm", "-accel", "kvm", "-cpu", "qemu64", "-m", "64",
                      "-nographic", "-nodefaults", "-serial", "stdio", "-no-reboot", "-kernel", a.elf,
                      "-append", args, "-global", "virtio-mmio.force-legacy=false",
                      "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no,vhost=off",
-                     "-device", f"virtio-net-device,netdev=n0,mac={mac}"])
+                     "-device", f"virtio-net-device,netdev=n0,mac={mac}"], side="vmm")
     p.kind = kind
     return p
 
@@ -335,8 +373,31 @@ def main():
     ap.add_argument("--elf", default=os.path.join(target, "release", "domus-probe"))
     ap.add_argument("--coalesce-off", action="store_true",
                     help="also run domus-vmm with DOMUS_NET_RX_COALESCE=0 in each round (rows 'CASE off')")
+    ap.add_argument("--pin", metavar="VMM_CPU,HOST_CPU",
+                    help="run every VMM on VMM_CPU and every host sender/receiver on HOST_CPU (taskset)")
+    ap.add_argument("--cap", type=float, metavar="PERCENT",
+                    help="hold every VMM process to PERCENT %% of one CPU (cgroup v1 CFS quota, as xl's cap=)")
     a = ap.parse_args()
+    if a.cap is not None and not 1 <= a.cap <= 100:
+        raise SystemExit(f"--cap {a.cap}: expected a percentage of one CPU between 1 and 100")
+    if a.pin:
+        try:
+            vmm_cpu, host_cpu = (int(x) for x in a.pin.split(","))
+        except ValueError:
+            raise SystemExit(f"--pin {a.pin!r}: expected two CPU numbers, e.g. --pin 1,0")
+        PIN["vmm"], PIN["host"] = ["taskset", "-c", str(vmm_cpu)], ["taskset", "-c", str(host_cpu)]
     a.vmm, a.elf = os.path.abspath(a.vmm), os.path.abspath(a.elf)
+    group = None
+    if a.cap is not None:
+        group, wrapper = cap_group(a.cap)
+        OUTER["vmm"] = wrapper
+    try:
+        run(a)
+    finally:
+        if group:
+            remove_group(group)
+
+def run(a):
     tmp = tempfile.mkdtemp(prefix="net-bench-")
     # The TSC rate as domus-vmm's guest calibrates it (ACPI PM timer).
     ns = Ns("hz")
@@ -365,7 +426,9 @@ def main():
     dr, qr = [], []
     for _ in range(a.n if "rtt" in cases else 0):
         dr.append(rtt("domus", a, tmp, hz)); qr.append(rtt("qemu", a, tmp, hz))
-    print(f"tsc_hz={hz}  rounds={a.n}  stream={a.mb} MB of 1472-byte UDP payloads")
+    print(f"tsc_hz={hz}  rounds={a.n}  stream={a.mb} MB of 1472-byte UDP payloads"
+          + (f"  pinned: VMMs on CPU {PIN['vmm'][2]}, host side on CPU {PIN['host'][2]}" if a.pin else "")
+          + (f"  VMMs capped at {a.cap:g} % of a CPU" if a.cap is not None else ""))
     for kind, feats in FEATURES.items():
         print(f"{kind} negotiated features={feats}")
     print(f"{'case':<8} {'domus MB/s':>10} {'qemu MB/s':>10} {'domus/qemu':>10}   rounds (domus | qemu)")
