@@ -154,6 +154,16 @@ pub unsafe fn readv(fd: BorrowedFd<'_>, iov: &[libc::iovec]) -> io::Result<usize
     usize::try_from(r).map_err(|_| io::Error::last_os_error())
 }
 
+/// read(2) into `buf`: one segment, which the kernel copies to without walking an iovec array.
+///
+/// # Errors
+/// As read(2) (EAGAIN when the non-blocking TAP holds no frame).
+pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is writable for its whole length.
+    let r = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    usize::try_from(r).map_err(|_| io::Error::last_os_error())
+}
+
 /// writev(2) from `iov`.
 ///
 /// # Errors
