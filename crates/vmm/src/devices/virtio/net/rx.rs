@@ -1,5 +1,6 @@
 //! The receive path: frames from the TAP straight into the driver's buffers (readv into guest
-//! memory, no copy), virtio 1.2 §5.1.6.3–4.
+//! memory, no copy; see below for the datagrams that join a coalesced frame), virtio 1.2
+//! §5.1.6.3–4.
 //!
 //! Each round gathers enough available chains for the largest frame the TAP may hand us (with
 //! MRG_RXBUF several chains, else one) and reads one frame; the chains it did not fill stay held
@@ -13,9 +14,11 @@
 //!
 //! When the driver accepts UDP segmentation frames, datagrams of one flow that the TAP already
 //! holds go to the guest as one frame ([`super::coalesce`]): after a candidate frame the next
-//! ones are read with their headers into [`Rx`]'s `next_head` and their payloads straight after
-//! the previous payload in the guest's buffers; a frame that does not join is moved into a
-//! host buffer (`pending`) and delivered as its own frame next, before the TAP is read again.
+//! ones are each read whole into the scratch buffer (one plain read: cheaper in the kernel than
+//! a readv into several ranges, more than the copy after it), their headers checked from there
+//! and their payloads copied straight after the previous payload in the guest's buffers; a frame
+//! that does not join is kept in a host buffer (`pending`) and delivered as its own frame next,
+//! before the TAP is read again.
 
 use std::io;
 use std::os::fd::AsFd;
