@@ -60,6 +60,53 @@ fn dirty(src: &SaveSources<'_>) -> Result<Vec<u64>, String> {
     Ok(pages)
 }
 
+/// Maps the code the stop-and-copy runs for the first time ([`crate::warm`]): its page faults
+/// are then no part of the guest-visible downtime.
+fn warm_up() {
+    let t = Instant::now();
+    let m = crate::warm::map_code();
+    tracing::debug!(
+        segments = m.segments,
+        bytes = m.bytes,
+        refused = m.refused,
+        us = t.elapsed().as_micros(),
+        "migration: code mapped"
+    );
+}
+
+/// Collects and encodes the machine state once while the guest runs, and throws it away: the
+/// stop-and-copy then runs code, heap and KVM paths that have run before (each vCPU thread's
+/// first state read and encoding took 60-85 µs against 45-50 µs later on the development host;
+/// decoding and encoding the snapshot the first time 10-20 µs against 1-2 µs). Costs the guest one
+/// state read per vCPU (~50 µs each) during the pre-copy. Nothing read here is sent.
+///
+/// # Errors
+/// A vCPU did not report its state (none is left pending).
+fn rehearse(
+    src: &SaveSources<'_>,
+    vcpus: &RefCell<Vcpus>,
+    devices: &Devices,
+    memory_mib: u64,
+) -> Result<(), String> {
+    let t = Instant::now();
+    let acks = vcpus
+        .borrow_mut()
+        .broadcast(crate::threads::ThreadEvent::SaveState)
+        .map_err(|e| format!("migrate: a vCPU did not report its state: {e}"))?;
+    let encoded = super::save::assemble(src, acks, devices, memory_mib, false)
+        .and_then(|snap| crate::snapshot::encode_state(&snap).map_err(|e| e.to_string()));
+    match encoded {
+        Ok(state) => tracing::debug!(
+            us = t.elapsed().as_micros(),
+            state_bytes = state.len(),
+            "migration: state collection rehearsed"
+        ),
+        // Only a rehearsal: the stop-and-copy reads everything again and reports its errors.
+        Err(e) => tracing::debug!(error = %e, "migration: state collection rehearsal failed"),
+    }
+    Ok(())
+}
+
 /// Runs the pre-copy and the stop-and-copy into `out`. `pause` stops vCPUs and device threads,
 /// with each vCPU's `SaveState` queued behind its pause (collected here; none pending on an error);
 /// `out`'s reporter hears of each round and of the bytes sent. The go byte is awaited on `go`
@@ -130,6 +177,8 @@ pub fn send(
         if waits {
             w.flush().map_err(|e| fail(&e))?;
             let since = Instant::now();
+            warm_up();
+            rehearse(src, vcpus, devices, memory_mib)?;
             while super::migrate_ready::poll(go.unwrap_or(w.get_ref().get_ref().get_ref()), since)?
                 == super::migrate_ready::Ready::NotYet
             {
@@ -147,6 +196,10 @@ pub fn send(
                 drain_us = drained.as_micros(),
                 "migration: the target reads the stream"
             );
+        }
+        if !waits {
+            warm_up();
+            rehearse(src, vcpus, devices, memory_mib)?;
         }
         // Stop-and-copy. The vCPUs report their state (queued behind the pause) while the last
         // dirty pages go out and the rest of the machine's state is read.
