@@ -207,6 +207,8 @@ pub fn send(
         // wake-up is then no part of the downtime.
         write_pause_mark(&mut w).map_err(|e| fail(&e))?;
         w.flush().map_err(|e| fail(&e))?;
+        // No progress report wakes the client until the stream is complete (`Reporter::hold`).
+        progress.hold(true);
         let stop = Instant::now();
         pause()?;
         tracing::info!("migration: guest paused for the stop-and-copy");
@@ -240,6 +242,13 @@ pub fn send(
         w.section(TAG_MACHINE, &[&state]).map_err(|e| fail(&e))?;
         reply.bytes = w.bytes() + 16;
         w.finish().map_err(|e| fail(&e))?;
+        progress.hold(false);
+        progress.stage(
+            Phase::StopAndCopy,
+            reply.iterations,
+            tail as u64,
+            tail as u64,
+        );
         tracing::debug!(
             dirty_us = t_dirty.as_micros(),
             collected_us = t_pages.as_micros(),
