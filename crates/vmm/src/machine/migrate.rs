@@ -112,6 +112,9 @@ fn rehearse(
 /// `out`'s reporter hears of each round and of the bytes sent. The go byte is awaited on `go`
 /// (a direct stream's socket) or, without it, on `out` when that is a socket.
 ///
+/// On success dirty logging stays on: the caller turns it off with [`stop_tracking`] before the
+/// guest can run again.
+///
 /// # Errors
 /// A message; the caller then resumes the guest (the stream is incomplete: the target refuses it).
 pub fn send(
@@ -266,12 +269,24 @@ pub fn send(
         reply.total_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         Ok(reply)
     })();
+    if result.is_err() {
+        stop_tracking(src);
+    }
+    result
+}
+
+/// Turns dirty logging off and empties the dirty rings (a vCPU whose ring stayed full would never
+/// run again). After a complete stream [`send`] leaves this to its caller, which must call it
+/// before the guest can run again: done right after the stream, this KVM work (a memory slot
+/// update per slot, a harvest of every ring) ran on the host's CPUs while the target applied the
+/// state, inside the guest-visible downtime. A guest destroyed after its migration never needs it.
+pub fn stop_tracking(src: &SaveSources<'_>) {
+    let t = Instant::now();
     if let Err(e) = src.vm.set_dirty_logging(src.ram.mmap(), false) {
         tracing::warn!(error = %e, "cannot turn dirty logging off");
     }
-    // Empty the rings: a vCPU whose ring stayed full would never run again.
     if let Err(e) = dirty(src) {
         tracing::warn!(error = %e, "cannot reset the dirty rings");
     }
-    result
+    tracing::debug!(us = t.elapsed().as_micros(), "migration: dirty logging off");
 }
