@@ -108,8 +108,30 @@ mod tests {
         u64::from_le_bytes(b) >> 62 != 0
     }
 
+    /// Runs in a process of its own (this test binary run again for this test alone): other tests
+    /// of the same process may have mapped the code already.
     #[test]
     fn the_code_of_the_process_is_mapped_once_warmed() {
+        const CHILD: &str = "DOMUS_WARM_TEST_CHILD";
+        if std::env::var_os(CHILD).is_none() {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "warm::tests::the_code_of_the_process_is_mapped_once_warmed",
+                    "--test-threads=1",
+                ])
+                .env(CHILD, "1")
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(text.contains("1 passed"), "{text}");
+            return;
+        }
         let segs = code_segments();
         // The test binary's own code is among the segments.
         let here = present as *const () as usize;
