@@ -327,7 +327,11 @@ pub fn run(cfg: &VmConfig, mut opts: MachineOptions) -> Result<Outcome, MachineE
                     h.spin(restore::SPIN_LIMIT);
                 }
             };
-            Some(restore::read_image(reader, cfg, &ram, virtio.len(), &spin)?)
+            let snap = restore::read_image(reader, cfg, &ram, virtio.len(), &spin)?;
+            if let Some(h) = &held {
+                h.hot();
+            }
+            Some(snap)
         }
         None => None,
     };
@@ -426,6 +430,9 @@ pub fn run(cfg: &VmConfig, mut opts: MachineOptions) -> Result<Outcome, MachineE
     let started = match devices_first {
         Some(s) => {
             tracing::info!(paused = opts.start_paused, "restored guest running");
+            if !opts.start_paused {
+                restore::await_vcpu0(&shared);
+            }
             s
         }
         None => virtio.start_threads(),
