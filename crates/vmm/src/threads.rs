@@ -33,7 +33,7 @@ where
     F: FnOnce(V) + Send + 'static,
     V: Send + 'static,
 {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<HeldMsg<V>>(3);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<HeldMsg<V>>(2);
     let handle = spawn(kind, name, move || match wait_held(&rx) {
         Some(v) => f(v),
         None => drop(f),
@@ -48,8 +48,6 @@ where
 enum HeldMsg<V> {
     /// Wait busily until this instant, off CPU `.1` if given (see [`Held::spin_away`]).
     Spin(Instant, Option<usize>),
-    /// While spinning, stop yielding the CPU (see [`Held::hot`]).
-    Hot,
     /// Run with this value.
     Go(V),
 }
@@ -61,7 +59,7 @@ fn wait_held<V>(rx: &std::sync::mpsc::Receiver<HeldMsg<V>>) -> Option<V> {
     let mut until: Option<Instant> = None;
     // The affinity to go back to after spinning away from a CPU.
     let mut moved: Option<libc::cpu_set_t> = None;
-    let v = wait_held_loop(rx, &mut until, &mut moved, &mut false);
+    let v = wait_held_loop(rx, &mut until, &mut moved);
     if let Some(set) = moved {
         // SAFETY: `set` is a valid cpu_set_t of the size passed; 0 is this thread.
         let _ignored =
@@ -98,18 +96,13 @@ fn wait_held_loop<V>(
     rx: &std::sync::mpsc::Receiver<HeldMsg<V>>,
     until: &mut Option<Instant>,
     moved: &mut Option<libc::cpu_set_t>,
-    hot: &mut bool,
 ) -> Option<V> {
     loop {
         let msg = match *until {
             Some(t) if Instant::now() < t => match rx.try_recv() {
                 Ok(m) => m,
                 Err(std::sync::mpsc::TryRecvError::Empty) => {
-                    if *hot {
-                        std::hint::spin_loop();
-                    } else {
-                        std::thread::yield_now();
-                    }
+                    std::thread::yield_now();
                     continue;
                 }
                 Err(std::sync::mpsc::TryRecvError::Disconnected) => return None,
@@ -124,7 +117,6 @@ fn wait_held_loop<V>(
                     *moved = move_off(cpu);
                 }
             }
-            HeldMsg::Hot => *hot = true,
         }
     }
 }
@@ -154,17 +146,6 @@ impl<V> Held<V> {
         let cpu = usize::try_from(unsafe { libc::sched_getcpu() }).ok();
         if let Some(tx) = &self.tx {
             let _ignored = tx.try_send(HeldMsg::Spin(Instant::now() + limit, cpu));
-        }
-    }
-
-    /// A spinning thread stops yielding the CPU between its polls until its release or the end of
-    /// its spin (no effect on a thread not told to spin): the release is a few hundred µs away.
-    /// A thread that yields gives its CPU to any other runnable task for that task's whole time
-    /// slice (EEVDF pushes the yielder's deadline), which delayed a restored vCPU's start by
-    /// 1-4 ms in some live migrations; one that polls is preempted only as any running task is.
-    pub fn hot(&self) {
-        if let Some(tx) = &self.tx {
-            let _ignored = tx.try_send(HeldMsg::Hot);
         }
     }
 
@@ -781,69 +762,6 @@ mod tests {
         assert_eq!(
             ran.load(Ordering::SeqCst),
             7,
-            "the dropped thread never ran"
-        );
-    }
-
-    /// Busy-waits (up to 10 s) until `f` holds.
-    fn eventually(f: impl Fn() -> bool) -> bool {
-        let until = Instant::now() + Duration::from_secs(10);
-        while !f() && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        f()
-    }
-
-    #[test]
-    fn a_hot_held_thread_sleeps_unless_told_to_spin_runs_only_once_released_and_ends_if_dropped() {
-        // CPU time of a thread, ns.
-        let cpu_ns = |h: &JoinHandle<()>| {
-            crate::sys::thread_cpu_ns(std::os::unix::thread::JoinHandleExt::as_pthread_t(h))
-        };
-        let ran = Arc::new(AtomicU64::new(0));
-        let r = Arc::clone(&ran);
-        let held = spawn_held(ThreadKind::Device, "hot".into(), move |v: u64| {
-            r.store(v, Ordering::SeqCst);
-        })
-        .unwrap();
-        // Hot without a spin: it still sleeps in its channel.
-        held.hot();
-        std::thread::sleep(Duration::from_millis(20));
-        let h = held.handle.as_ref().unwrap();
-        let asleep = cpu_ns(h);
-        std::thread::sleep(Duration::from_millis(50));
-        assert!(
-            cpu_ns(h) - asleep < 10_000_000,
-            "a hot thread not told to spin sleeps"
-        );
-        held.spin(Duration::from_secs(5));
-        std::thread::sleep(Duration::from_millis(5));
-        assert_eq!(ran.load(Ordering::SeqCst), 0, "spinning hot runs nothing");
-        let spun = cpu_ns(h);
-        assert!(
-            eventually(|| cpu_ns(h) - spun >= 20_000_000),
-            "a hot spinning thread stays on its CPU"
-        );
-        held.release(9).unwrap().join().unwrap();
-        assert_eq!(ran.load(Ordering::SeqCst), 9);
-
-        let r = Arc::clone(&ran);
-        let held = spawn_held(ThreadKind::Device, "hot-drop".into(), move |v: u64| {
-            r.store(v, Ordering::SeqCst);
-        })
-        .unwrap();
-        held.spin(Duration::from_secs(60));
-        held.hot();
-        std::thread::sleep(Duration::from_millis(5));
-        let t = Instant::now();
-        drop(held);
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "it did not wait out its spin"
-        );
-        assert_eq!(
-            ran.load(Ordering::SeqCst),
-            9,
             "the dropped thread never ran"
         );
     }

@@ -10,13 +10,11 @@
 //! 3. When the dirty set fits the downtime target at that rate (or after [`MAX_ROUNDS`], or when it
 //!    stops shrinking), and — when `migrate` hands a socket for the go byte — once the target
 //!    VMM reads the stream ([`super::migrate_ready`]: rounds go on every 20 ms until then, and the
-//!    socket is drained first; meanwhile the code of the stop-and-copy is mapped and the state
-//!    collection rehearsed once: [`crate::warm`], `rehearse`), the guest is paused (devices drain their in-flight requests, whose writes are
+//!    socket is drained first), the guest is paused (devices drain their in-flight requests, whose writes are
 //!    marked dirty), the last dirty pages and the machine state ([`super::save::without_vcpus`]; the vCPUs
 //!    report theirs meanwhile: [`super::save::add_vcpus`]) are sent,
-//!    and the trailer ends the stream (no progress report meanwhile: [`super::progress::Reporter::hold`]).
-//!    The guest stays paused: the caller destroys it once the target runs, or resumes it, after
-//!    turning dirty logging off ([`stop_tracking`], no longer right after the stream).
+//!    and the trailer ends the stream. The guest stays paused: the caller destroys it once the target
+//!    runs, or resumes it.
 //!
 //! vCPU hotplug: `set-vcpus` cannot arrive during a migration (the main loop serves one control
 //! request at a time), vCPUs created earlier have their dirty rings mapped like the boot vCPUs, and a

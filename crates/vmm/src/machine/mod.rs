@@ -327,11 +327,7 @@ pub fn run(cfg: &VmConfig, mut opts: MachineOptions) -> Result<Outcome, MachineE
                     h.spin(restore::SPIN_LIMIT);
                 }
             };
-            let snap = restore::read_image(reader, cfg, &ram, virtio.len(), &spin)?;
-            if let Some(h) = &held {
-                h.hot();
-            }
-            Some(snap)
+            Some(restore::read_image(reader, cfg, &ram, virtio.len(), &spin)?)
         }
         None => None,
     };
@@ -430,9 +426,6 @@ pub fn run(cfg: &VmConfig, mut opts: MachineOptions) -> Result<Outcome, MachineE
     let started = match devices_first {
         Some(s) => {
             tracing::info!(paused = opts.start_paused, "restored guest running");
-            if !opts.start_paused {
-                restore::await_vcpu0(&shared);
-            }
             s
         }
         None => virtio.start_threads(),

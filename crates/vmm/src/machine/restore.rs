@@ -279,23 +279,6 @@ pub fn apply(
     Ok(())
 }
 
-/// Longest wait of [`await_vcpu0`].
-pub const RELEASE_WAIT: Duration = Duration::from_millis(2);
-
-/// Waits (yielding the CPU) until vCPU 0's released thread goes on to run the guest, for up to
-/// [`RELEASE_WAIT`]: what the main thread does next (the event loop's first answer wakes the
-/// supervisor, the image's buffers are unmapped) then does not compete with the guest's restart
-/// on the host's CPUs, inside a live migration's guest-visible downtime.
-pub fn await_vcpu0(shared: &super::shared::Shared) {
-    let Some(s) = shared.vcpus.first() else {
-        return;
-    };
-    let until = Instant::now() + RELEASE_WAIT;
-    while !s.released.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < until {
-        std::thread::yield_now();
-    }
-}
-
 /// Whether vCPU `id` starts offline: as recorded in the image for the vCPUs it has (online when
 /// the image predates CPU hotplug), offline beyond them.
 pub fn starts_offline(snap: &MachineSnapshot, id: usize) -> bool {

@@ -28,8 +28,6 @@ pub struct VcpuStatus {
     pub pending_pin: Mutex<Option<Vec<usize>>>,
     /// Its registers, saved each time it parks for a pause (for `dump-core`).
     pub parked_regs: Mutex<Option<super::coredump::CpuRegs>>,
-    /// A restore's held thread was released and goes on to run the guest.
-    pub released: AtomicBool,
 }
 
 /// Shared machine state.

@@ -71,16 +71,12 @@ impl Vcpus {
             let name = format!("vcpu{id}");
             let (control, mailbox) = threads::control_channel(&name)?;
             let body = thread_body(id, devices, shared, affinity, mailbox);
-            let status = Arc::clone(shared);
             let body = move |fd: VcpuFd| {
                 // The guest runs from here on (unless started paused): the end of a live
                 // migration's guest-visible downtime, which the main thread's "restored guest
                 // running" line, written once it handed the vCPUs over, comes before.
                 if id == 0 {
                     tracing::info!("restored vCPU thread running");
-                }
-                if let Some(s) = status.vcpus.get(id) {
-                    s.released.store(true, std::sync::atomic::Ordering::SeqCst);
                 }
                 body(fd);
             };
@@ -314,14 +310,6 @@ impl HeldVcpus {
     pub fn spin(&self, limit: std::time::Duration) {
         for (_, held) in &self.threads {
             held.spin_away(limit);
-        }
-    }
-
-    /// Makes every spinning held thread stop yielding the CPU ([`threads::Held::hot`]): the
-    /// image was read, the release follows once its state is applied.
-    pub fn hot(&self) {
-        for (_, held) in &self.threads {
-            held.hot();
         }
     }
 
