@@ -10,11 +10,14 @@
 //! 3. When the dirty set fits the downtime target at that rate (or after [`MAX_ROUNDS`], or when it
 //!    stops shrinking), and — when `migrate` hands a socket for the go byte — once the target
 //!    VMM reads the stream ([`super::migrate_ready`]: rounds go on every 20 ms until then, and the
-//!    socket is drained first), the guest is paused (devices drain their in-flight requests, whose writes are
+//!    socket is drained first; meanwhile the code of the stop-and-copy is mapped and the state
+//!    collection rehearsed once: [`crate::warm`], `rehearse`), the guest is paused (devices drain their in-flight requests, whose writes are
 //!    marked dirty), the last dirty pages and the machine state ([`super::save::without_vcpus`]; the vCPUs
 //!    report theirs meanwhile: [`super::save::add_vcpus`]) are sent,
-//!    and the trailer ends the stream. The guest stays paused: the caller destroys it once the target
-//!    runs, or resumes it.
+//!    and the trailer ends the stream (no progress report meanwhile: [`super::progress::Reporter::hold`]).
+//!    The guest stays paused: the caller destroys it once the target runs, or resumes it, after
+//!    turning dirty logging off ([`stop_tracking`], no longer right after the stream).
+//! 4. The reply waits [`REPLY_DELAY`] (see there).
 //!
 //! vCPU hotplug: `set-vcpus` cannot arrive during a migration (the main loop serves one control
 //! request at a time), vCPUs created earlier have their dirty rings mapped like the boot vCPUs, and a
@@ -47,6 +50,15 @@ use crate::snapshot::{write_pages, write_pause_mark, write_ram};
 pub const MAX_ROUNDS: u32 = 30;
 /// Default downtime target, ms.
 pub const DEFAULT_DOWNTIME_MS: u64 = 300;
+/// How long a complete stream's sender waits before it goes on (logs, progress, its reply). Nothing
+/// the target needs comes after the stream's last byte, and what does come wakes the client and
+/// the supervisor, which need it only together with the target's confirmation (2-10 ms later:
+/// the target records the running domain, synced, first). On a host shared with the target (a
+/// local migration; the benchmark's two "hosts") that work otherwise ran on the CPUs the target
+/// restarts the guest on, inside the guest-visible downtime: a scheduler trace showed the client,
+/// the benchmark's own reader of its output and the source VMM's log writes running ahead of the
+/// target's released vCPU thread for 100-300 µs.
+pub const REPLY_DELAY: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// The pages dirtied since the previous call: KVM's bitmap plus device writes, sorted, unique.
 fn dirty(src: &SaveSources<'_>) -> Result<Vec<u64>, String> {
@@ -245,6 +257,10 @@ pub fn send(
         w.section(TAG_MACHINE, &[&state]).map_err(|e| fail(&e))?;
         reply.bytes = w.bytes() + 16;
         w.finish().map_err(|e| fail(&e))?;
+        let t_sent = t0.elapsed();
+        reply.stop_copy_ms = u64::try_from(stop.elapsed().as_millis()).unwrap_or(u64::MAX);
+        reply.total_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        std::thread::sleep(REPLY_DELAY);
         progress.hold(false);
         progress.stage(
             Phase::StopAndCopy,
@@ -256,7 +272,7 @@ pub fn send(
             dirty_us = t_dirty.as_micros(),
             collected_us = t_pages.as_micros(),
             encode_us = t_encode.as_micros(),
-            sent_us = t0.elapsed().as_micros(),
+            sent_us = t_sent.as_micros(),
             state_bytes = state.len(),
             "migration: stop-and-copy timing"
         );
@@ -265,8 +281,6 @@ pub fn send(
             bytes = reply.bytes,
             "migration: stop-and-copy sent"
         );
-        reply.stop_copy_ms = u64::try_from(stop.elapsed().as_millis()).unwrap_or(u64::MAX);
-        reply.total_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         Ok(reply)
     })();
     if result.is_err() {
