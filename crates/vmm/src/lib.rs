@@ -79,3 +79,4 @@ pub mod snapshot;
 pub mod sys;
 pub mod threads;
 pub mod vstate;
+pub mod warm;

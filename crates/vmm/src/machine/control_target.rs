@@ -35,6 +35,9 @@ pub struct Ctl<'a> {
     /// A live migration released the writable disks' locks ([`super::disk_locks`]): a resume
     /// takes them back first.
     locks_released: Cell<bool>,
+    /// A live migration's stream is complete and dirty logging is still on
+    /// ([`super::migrate::stop_tracking`]): turned off before the next request is handled.
+    tracking: Cell<bool>,
     /// (when, CPU ns) per vCPU at the previous `state`.
     samples: RefCell<Vec<(Instant, u64)>>,
     /// How to create vCPUs for `set-vcpus`.
@@ -64,6 +67,7 @@ impl<'a> Ctl<'a> {
             acked: Cell::new(false),
             save: None,
             locks_released: Cell::new(false),
+            tracking: Cell::new(false),
             samples: RefCell::new(Vec::new()),
             factory: None,
             passed: RefCell::new(None),
@@ -165,7 +169,10 @@ impl<'a> Ctl<'a> {
             &pause,
         );
         match result {
-            Ok(r) => Ok(Reply::Migrate(r)),
+            Ok(r) => {
+                self.tracking.set(true);
+                Ok(Reply::Migrate(r))
+            }
             Err(e) => {
                 self.resume()?;
                 Err(e)
@@ -435,6 +442,13 @@ impl ControlTarget for Ctl<'_> {
         file: Option<std::fs::File>,
         progress: &mut dyn FnMut(&domus_vmm_api::Progress),
     ) -> Result<Reply, String> {
+        // Whatever comes after a live migration (`resume` when the target failed, `destroy` when
+        // it runs), dirty logging goes off first.
+        if self.tracking.replace(false) {
+            if let Some(src) = &self.save {
+                super::migrate::stop_tracking(src);
+            }
+        }
         let reporter = Reporter::new(Some(progress), req.progress_ms());
         match req {
             Request::Save { resume, .. } => self.save(file, *resume, &reporter),

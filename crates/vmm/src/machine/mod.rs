@@ -293,16 +293,33 @@ pub fn run(cfg: &VmConfig, mut opts: MachineOptions) -> Result<Outcome, MachineE
 
     // A restore reads the image now (RAM straight into guest memory; refused as a whole on any
     // damage), instead of loading a kernel; its state is applied below, before anything runs.
-    let fresh = match &cfg.restore {
-        Some(_) => restore::read_fresh(&vcpu_fds)?,
-        None => Vec::new(),
-    };
+    let mut fresh = Vec::new();
     let mut image = cfg.restore.as_ref().map(restore::ImageReader::new);
     let restored = match image.as_mut() {
         Some(reader) => {
             if let Some(ready) = &cfg.restore_ready {
                 restore::reading(ready);
+                // A live migration: the code that applies the state is mapped now, while the
+                // source still sends its pre-copy (`crate::warm`), not in the downtime.
+                let t = std::time::Instant::now();
+                let m = crate::warm::map_code();
+                tracing::debug!(
+                    segments = m.segments,
+                    bytes = m.bytes,
+                    refused = m.refused,
+                    us = t.elapsed().as_micros(),
+                    "restore: code mapped"
+                );
             }
+            restore::rehearse(
+                &vm,
+                &vcpu_fds,
+                &shared.msr_list,
+                &devices,
+                &hub,
+                cfg.memory_mib,
+            )?;
+            fresh = restore::read_fresh(&vcpu_fds)?;
             // The held vCPU threads wait busily once the source pauses: their wake-up on the
             // release took 30-1300 µs of guest-visible downtime when they slept.
             let spin = || {

@@ -26,6 +26,7 @@ pub struct Reporter<'a> {
     started: Instant,
     last: Cell<Instant>,
     current: Cell<Progress>,
+    held: Cell<bool>,
 }
 
 impl<'a> Reporter<'a> {
@@ -47,7 +48,15 @@ impl<'a> Reporter<'a> {
                 pages: 0,
                 elapsed_ms: 0,
             }),
+            held: Cell::new(false),
         }
+    }
+
+    /// While `on`, nothing is reported (stages and byte counts are kept, and the next report
+    /// after it says where things stand): a live migration's stop-and-copy, during which a report
+    /// would wake its reader, another process on the host's CPUs, inside the guest-visible downtime.
+    pub fn hold(&self, on: bool) {
+        self.held.set(on);
     }
 
     /// A reporter that reports nothing.
@@ -78,6 +87,9 @@ impl<'a> Reporter<'a> {
     }
 
     fn emit(&self) {
+        if self.held.get() {
+            return;
+        }
         let now = Instant::now();
         self.last.set(now);
         let mut p = self.current.get();
@@ -138,6 +150,28 @@ impl<W: Write> Write for Counting<'_, '_, W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_held_reporter_reports_nothing_until_the_next_stage_after_it() {
+        let mut seen = Vec::new();
+        {
+            let mut sink = |p: &Progress| seen.push(*p);
+            let r = Reporter::new(Some(&mut sink), Some(MIN_INTERVAL_MS));
+            r.stage(Phase::PreCopy, 1, 0, 100);
+            r.hold(true);
+            r.stage(Phase::StopAndCopy, 1, 5, 5);
+            std::thread::sleep(Duration::from_millis(MIN_INTERVAL_MS + 1));
+            let mut w = Counting::new(Vec::new(), &r);
+            w.write_all(&[0; 10]).unwrap();
+            r.hold(false);
+            r.stage(Phase::StopAndCopy, 1, 7, 7);
+        }
+        let seen: Vec<_> = seen
+            .iter()
+            .map(|p| (p.phase, p.dirty_pages, p.bytes))
+            .collect();
+        assert_eq!(seen, [(Phase::PreCopy, 0, 0), (Phase::StopAndCopy, 7, 10)],);
+    }
 
     #[test]
     fn stages_report_at_once_and_bytes_at_most_once_per_interval() {

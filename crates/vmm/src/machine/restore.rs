@@ -189,6 +189,55 @@ pub fn read_fresh(vcpus: &[VcpuFd]) -> Result<Vec<state::FreshVcpu>, MachineErro
         .collect()
 }
 
+/// Runs the state writes of a restore once before the stream arrives, on the freshly built machine
+/// with its own state: each created vCPU's state is read and written back (the vCPU has not run:
+/// it then holds what it held), the VM-wide state likewise, and the machine's snapshot is encoded
+/// and decoded once. The writes of the real state then run code, heap and KVM paths that have run
+/// before (on the development host a vCPU's first restore took 58-78 µs, later ones 47-50 µs; the
+/// first decode 7-18 µs, later ones 1 µs): a live migration's downtime pays less for them. Call it
+/// before [`read_fresh`] (which must see what the vCPUs hold afterwards).
+///
+/// # Errors
+/// [`MachineError::Restore`] naming the ioctl KVM refused.
+pub fn rehearse(
+    vm: &Vm,
+    vcpus: &[VcpuFd],
+    msr_list: &[u32],
+    devices: &Devices,
+    hub: &ConsoleHub,
+    memory_mib: u64,
+) -> Result<(), MachineError> {
+    let fail = |e: &dyn std::fmt::Display| MachineError::Restore(e.to_string());
+    let t0 = Instant::now();
+    let mut states = Vec::with_capacity(vcpus.len());
+    for (fd, id) in vcpus.iter().zip(0u32..) {
+        let st = state::save_vcpu(fd, id, msr_list).map_err(|e| fail(&e))?;
+        state::restore_vcpu(fd, &st, None).map_err(|e| fail(&e))?;
+        states.push(st);
+    }
+    let vm_state = state::save_vm(vm.fd()).map_err(|e| fail(&e))?;
+    state::restore_vm(vm.fd(), &vm_state).map_err(|e| fail(&e))?;
+    let own = MachineSnapshot {
+        memory_mib,
+        vcpu_offline: vec![false; states.len()],
+        vcpus: states,
+        vm: vm_state,
+        legacy: devices.snapshot(),
+        virtio: devices.virtio().iter().map(|t| t.snapshot()).collect(),
+        console: hub.backlog(),
+        paused: false,
+    };
+    let bytes = snapshot::encode_state(&own).map_err(|e| fail(&e))?;
+    let back: MachineSnapshot = snapshot::decode(&bytes).map_err(|e| fail(&e))?;
+    tracing::debug!(
+        us = t0.elapsed().as_micros(),
+        state_bytes = bytes.len(),
+        vcpus = back.vcpus.len(),
+        "restore: state writes rehearsed"
+    );
+    Ok(())
+}
+
 /// Applies `snap` to the freshly built machine (before any vCPU or device thread runs). `fresh`
 /// is [`read_fresh`] of the first vCPUs (none written to since); vCPUs beyond it get every write.
 ///

@@ -303,4 +303,76 @@ mod tests {
         assert_eq!(restore_vcpu(&fd, &changed, Some(&fresh)).unwrap(), xcrs);
         assert_eq!(fd.get_vcpu_events().unwrap().nmi.pending, 1);
     }
+
+    /// A vCPU of a new VM (irqchip, CPUID set), not yet run.
+    fn fresh_vcpu(kvm: &Kvm) -> (kvm_ioctls::VmFd, VcpuFd) {
+        let vm = kvm.create_vm().unwrap();
+        vm.create_irq_chip().unwrap();
+        let fd = vm.create_vcpu(0).unwrap();
+        let cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).unwrap();
+        fd.set_cpuid2(&cpuid).unwrap();
+        (vm, fd)
+    }
+
+    #[test]
+    fn a_vcpu_given_its_own_state_back_restores_an_image_as_a_fresh_one_does() {
+        let kvm = Kvm::new().unwrap();
+        let msrs: Vec<u32> = kvm.get_msr_index_list().unwrap().as_slice().to_vec();
+        // The image: another vCPU's state, changed where a guest would have changed it.
+        let (_vm_src, src) = fresh_vcpu(&kvm);
+        let mut image = save_vcpu(&src, 0, &msrs).unwrap();
+        image.regs.rip = 0x2000;
+        image.regs.rax = 0x1234_5678;
+        image.mp_state.mp_state = KVM_MP_STATE_HALTED;
+        image.debugregs.db[1] = 0x3000;
+        image.events.nmi.masked = 1;
+        for (index, value) in &mut image.msrs {
+            // IA32_SYSENTER_CS/ESP/EIP
+            if (0x174..=0x176).contains(index) {
+                *value = 0x10 + u64::from(*index);
+            }
+        }
+
+        // A: the image written into a fresh vCPU (what a restore did before the rehearsal).
+        let (_vm_a, a) = fresh_vcpu(&kvm);
+        let fresh_a = read_fresh(&a, 0).unwrap();
+        let skipped_a = restore_vcpu(&a, &image, Some(&fresh_a)).unwrap();
+        // B: its own state read and written back first (the rehearsal), then the image.
+        let (_vm_b, b) = fresh_vcpu(&kvm);
+        let own = save_vcpu(&b, 0, &msrs).unwrap();
+        assert_eq!(restore_vcpu(&b, &own, None).unwrap(), 0);
+        let fresh_b = read_fresh(&b, 0).unwrap();
+        let skipped_b = restore_vcpu(&b, &image, Some(&fresh_b)).unwrap();
+        assert_eq!(skipped_a, skipped_b);
+
+        let (sa, sb) = (
+            save_vcpu(&a, 0, &msrs).unwrap(),
+            save_vcpu(&b, 0, &msrs).unwrap(),
+        );
+        assert_eq!(sa.mp_state.as_bytes(), sb.mp_state.as_bytes());
+        assert_eq!(sa.mp_state.mp_state, KVM_MP_STATE_HALTED);
+        assert_eq!(sa.regs.as_bytes(), sb.regs.as_bytes());
+        assert_eq!(sb.regs.rip, 0x2000);
+        assert_eq!(sa.sregs.as_bytes(), sb.sregs.as_bytes());
+        assert_eq!(sa.xsave.as_bytes(), sb.xsave.as_bytes());
+        assert_eq!(
+            sa.xcrs.as_ref().map(IntoBytes::as_bytes),
+            sb.xcrs.as_ref().map(IntoBytes::as_bytes)
+        );
+        assert_eq!(sa.debugregs.as_bytes(), sb.debugregs.as_bytes());
+        assert_eq!(sb.debugregs.db[1], 0x3000);
+        assert_eq!(sa.events.as_bytes(), sb.events.as_bytes());
+        // The LAPIC but its timer's current count (APIC register 0x390), which runs on.
+        let mut la = sa.lapic.regs;
+        let mut lb = sb.lapic.regs;
+        la[0x390..0x394].fill(0);
+        lb[0x390..0x394].fill(0);
+        assert_eq!(la, lb);
+        // The MSRs but the TSC, which runs on.
+        let no_tsc = |s: &VcpuState| -> Vec<(u32, u64)> {
+            s.msrs.iter().copied().filter(|&(i, _)| i != 0x10).collect()
+        };
+        assert_eq!(no_tsc(&sa), no_tsc(&sb));
+        assert!(sb.msrs.contains(&(0x175, 0x185)), "{:x?}", sb.msrs);
+    }
 }
