@@ -74,6 +74,20 @@ fn code_segments() -> Vec<(usize, usize)> {
         .collect()
 }
 
+/// [`map_code`], with a debug line saying what it mapped and how long it took; `side` names the
+/// caller in it ("migration" on the source, "restore" on the target).
+pub fn map_code_logged(side: &str) {
+    let t = std::time::Instant::now();
+    let m = map_code();
+    tracing::debug!(
+        segments = m.segments,
+        bytes = m.bytes,
+        refused = m.refused,
+        us = t.elapsed().as_micros(),
+        "{side}: code mapped"
+    );
+}
+
 /// Maps every executable page of the process into its page tables now ([module docs](self)).
 /// Best effort: a segment the kernel refuses is counted, not an error.
 pub fn map_code() -> Mapped {

@@ -75,15 +75,7 @@ fn dirty(src: &SaveSources<'_>) -> Result<Vec<u64>, String> {
 /// Maps the code the stop-and-copy runs for the first time ([`crate::warm`]): its page faults
 /// are then no part of the guest-visible downtime.
 fn warm_up() {
-    let t = Instant::now();
-    let m = crate::warm::map_code();
-    tracing::debug!(
-        segments = m.segments,
-        bytes = m.bytes,
-        refused = m.refused,
-        us = t.elapsed().as_micros(),
-        "migration: code mapped"
-    );
+    crate::warm::map_code_logged("migration");
 }
 
 /// Collects and encodes the machine state once while the guest runs, and throws it away: the

@@ -301,15 +301,7 @@ pub fn run(cfg: &VmConfig, mut opts: MachineOptions) -> Result<Outcome, MachineE
                 restore::reading(ready);
                 // A live migration: the code that applies the state is mapped now, while the
                 // source still sends its pre-copy (`crate::warm`), not in the downtime.
-                let t = std::time::Instant::now();
-                let m = crate::warm::map_code();
-                tracing::debug!(
-                    segments = m.segments,
-                    bytes = m.bytes,
-                    refused = m.refused,
-                    us = t.elapsed().as_micros(),
-                    "restore: code mapped"
-                );
+                crate::warm::map_code_logged("restore");
             }
             restore::rehearse(
                 &vm,
